@@ -1,0 +1,1 @@
+"""Genome JSON -> `torch.nn.Module`, and the exact static costs of the module it builds."""
