@@ -275,18 +275,6 @@ class Genome:
         canonical = json.dumps(self.phenotype(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def blocks(self) -> list[list[int]]:
-        """Slot indices grouped into blocks: runs of slots ending with a channel mixer."""
-        blocks, current = [], []
-        for i, slot in enumerate(self.backbone):
-            current.append(i)
-            if catalog.REGISTRY[slot.op].kind == "channel":
-                blocks.append(current)
-                current = []
-        if current:
-            blocks.append(current)
-        return blocks
-
     def describe(self) -> str:
         """One line per architecture, e.g. `d128 x8 [attention swiglu hyena_y swiglu ...]`."""
         names = " ".join(s.op + ("=w%d" % s.share_weights if s.share_weights is not None else "")
