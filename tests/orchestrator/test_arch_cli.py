@@ -1,0 +1,87 @@
+"""`tailor arch ...` as a user runs it: a real subprocess, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TAILOR = [sys.executable, "-m", "orchestrator.cli"]
+
+
+def tailor(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*TAILOR, *args], capture_output=True, text=True, input=stdin,
+                          timeout=300)
+
+
+def test_presets_lists_every_preset():
+    result = tailor("arch", "presets")
+    assert result.returncode == 0, result.stderr
+    for name in ("transformer++", "lfm2", "hyena-edge", "striped-hyena", "mobilellm"):
+        assert name in result.stdout
+
+
+def test_preset_with_llama_size_has_published_parameter_count(tmp_path):
+    result = tailor("arch", "preset", "transformer++", "--width", "2048", "--depth", "16",
+                    "--heads", "32", "--kv-heads", "8", "--ffn", "8192", "--vocab", "128256",
+                    "--tie")
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "llama.json"
+    path.write_text(result.stdout)
+    stats = tailor("arch", "stats", str(path), "--context", "1024")
+    assert stats.returncode == 0, stats.stderr
+    data = json.loads(stats.stdout)
+    assert data["params"] == 1_235_814_400
+    # 16 layers x (K and V) x 8 KV heads x 64 dims x 1024 tokens x 2 bytes
+    assert data["cache_bytes"] == 16 * 2 * 8 * 64 * 1024 * 2
+
+
+def test_check_accepts_a_valid_genome_and_names_the_bad_gene(tmp_path):
+    good = tailor("arch", "preset", "lfm2")
+    path = tmp_path / "g.json"
+    path.write_text(good.stdout)
+    assert tailor("arch", "check", str(path)).returncode == 0
+    data = json.loads(good.stdout)
+    data["operators"]["attention"]["kv_heads"] = 3
+    path.write_text(json.dumps(data))
+    bad = tailor("arch", "check", str(path))
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0
+    assert "operators.attention.kv_heads" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("arch", "check", "/nonexistent/genome.json"), "cannot read"),
+    (("arch", "preset", "gpt5"), "unknown preset"),
+    (("arch", "preset", "transformer++", "--heads", "3"), "operators.attention.heads"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, fragment):
+    result = tailor(*args)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_reports_invalid_json(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    result = tailor("arch", "check", str(path))
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+def test_export_writes_graphs_and_reports_the_difference(tmp_path):
+    genome = tailor("arch", "preset", "hyena-edge", "--width", "32", "--heads", "2",
+                    "--kv-heads", "1", "--ffn", "64", "--vocab", "101", "--depth", "3").stdout
+    (tmp_path / "g.json").write_text(genome)
+    out = tmp_path / "out"
+    result = tailor("arch", "export", str(tmp_path / "g.json"), "--out", str(out),
+                    "--context", "8")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["max_abs_diff"] <= 1e-4
+    for name in ("prefill.onnx", "decode.onnx", "genome.json", "manifest.json"):
+        assert (Path(out) / name).stat().st_size > 0

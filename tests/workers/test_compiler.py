@@ -1,0 +1,109 @@
+"""The compiler on random genomes and on presets: exact costs, sharing, equivalence."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orchestrator.genome import PRESETS, SearchSpace, preset
+from workers.liv import catalog
+from workers.model import costs
+from workers.model.compiler import TailorLM, compile_genome, state_bytes
+
+from .helpers import SMALL_GENES, operator_genome
+from .test_operators import TOL, run_stepwise
+
+SPACE = SearchSpace(classes=sorted(catalog.REGISTRY), widths=[16, 32], depth_min=2,
+                    depth_max=7, vocab_size=53, block_repeat=[1, 2], share_probability=0.4,
+                    operator_genes={op: {k: [v] for k, v in genes.items()}
+                                    for op, genes in SMALL_GENES.items()
+                                    if op not in ("attention", "gla")}
+                    | {"attention": {"heads": [2, 4], "kv_heads": [1, 2], "window": [0, 4],
+                                     "qk_norm": [0, 1]},
+                       "gla": {"heads": [2], "key_dim": [4, 8]}})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1))
+def test_random_genomes_have_exact_costs_and_decode_exactly(seed):
+    genome = SPACE.sample(random.Random(seed)).to_json()
+    model = compile_genome(genome, seed=0).eval()
+    assert costs.params(genome) == model.num_params()
+    ids = torch.randint(0, 53, (1, 11), generator=torch.Generator().manual_seed(seed % 1000))
+    with torch.no_grad():
+        parallel = model(ids)
+    stepwise, states = run_stepwise(model, ids, prefix=4)
+    assert (parallel - stepwise).abs().max().item() <= TOL
+    assert costs.cache_bytes(genome, 11, "float32") == state_bytes(states)
+
+
+def test_weight_sharing_shares_tensors_and_featurizer_sharing_only_the_featurizer():
+    model = compile_genome(operator_genome("attention").to_json())
+    slot0 = model.blocks[model.slot_module[0]]
+    slot2 = model.blocks[model.slot_module[2]]
+    slot3 = model.blocks[model.slot_module[3]]
+    assert slot3 is slot0  # share_weights: the same residual module, norm included
+    assert slot2 is not slot0
+    assert slot2.op.featurizer.k_proj.weight is slot0.op.featurizer.k_proj.weight
+    assert slot2.op.q_proj.weight is not slot0.op.q_proj.weight
+    # A gradient step through slot 2 moves slot 0's shared K projection.
+    before = slot0.op.featurizer.k_proj.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    model(torch.randint(0, 61, (1, 6))).sum().backward()
+    opt.step()
+    assert not torch.equal(before, slot0.op.featurizer.k_proj.weight)
+
+
+def test_tied_embeddings_share_the_output_projection():
+    tied = preset("transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64, vocab=50)
+    untied = preset("transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64, vocab=50,
+                    tie=False)
+    assert compile_genome(untied.to_json()).num_params() - compile_genome(
+        tied.to_json()).num_params() == 50 * 32
+
+
+def test_block_repeat_reuses_weights_but_not_cache():
+    once = preset("mobilellm", width=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=50)
+    twice = preset("mobilellm", width=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=50,
+                   repeat=2)
+    assert costs.params(once.to_json()) == costs.params(twice.to_json())
+    assert costs.cache_bytes(twice.to_json(), 100) == 2 * costs.cache_bytes(once.to_json(), 100)
+
+
+@pytest.mark.parametrize("name,overrides,expected", [
+    ("transformer++", dict(width=2048, layers=16, heads=32, kv_heads=8, ffn=8192, vocab=128256,
+                           tie=True), 1_235_814_400),  # Llama-3.2-1B
+    ("lfm2", dict(width=1024, heads=16, kv_heads=8, ffn=4608, vocab=65536, tie=True),
+     354_483_968),  # LFM2-350M
+])
+def test_published_parameter_counts(name, overrides, expected):
+    genome = preset(name, **overrides).to_json()
+    assert costs.params(genome) == expected
+    with torch.device("meta"):  # the real module, without allocating its weights
+        assert TailorLM(genome).num_params() == expected
+
+
+def test_lfm2_layout():
+    genome = preset("lfm2")
+    mixers = [s.op for s in genome.backbone[::2]]
+    assert [i for i, op in enumerate(mixers) if op == "attention"] == [2, 5, 8, 10, 12, 14]
+    assert set(mixers) == {"attention", "hyena_y"}
+    assert genome.operators["hyena_y"]["filter_length"] == 3
+    assert genome.operators["attention"]["qk_norm"] == 1
+    assert all(s.op == "swiglu" for s in genome.backbone[1::2])
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_compile_and_decode_exactly(name):
+    genome = preset(name).to_json()
+    model = compile_genome(genome, seed=0).eval()
+    assert costs.params(genome) == model.num_params()
+    ids = torch.randint(0, genome["global"]["vocab_size"], (1, 9))
+    with torch.no_grad():
+        parallel = model(ids)
+    stepwise, _ = run_stepwise(model, ids, prefix=3)
+    assert (parallel - stepwise).abs().max().item() <= TOL
