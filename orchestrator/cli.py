@@ -65,7 +65,7 @@ def arch_presets(context: int = typer.Option(1024, help="context length for cach
         genome = preset(name)
         data = genome.to_json()
         table.add_row(name, genome.describe()[:48], f"{costs.params(data):,}",
-                      f"{costs.cache_bytes(data, context):,}", p.summary.split("\n")[0])
+                      f"{costs.cache_bytes(data, context):,}", p.summary)
     Console(width=160).print(table)
 
 

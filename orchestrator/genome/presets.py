@@ -88,15 +88,19 @@ class Preset:
     summary: str
 
 
+def _summary(build: Callable[[Size], Genome]) -> str:
+    return " ".join((build.__doc__ or "").split("\n\n")[0].split())
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
-        Preset("transformer++", transformer_pp, Size(), transformer_pp.__doc__ or ""),
-        Preset("lfm2", lfm2, Size(layers=16), lfm2.__doc__ or ""),
-        Preset("hyena-edge", hyena_edge, Size(layers=6), hyena_edge.__doc__ or ""),
-        Preset("striped-hyena", striped_hyena, Size(), striped_hyena.__doc__ or ""),
-        Preset("mobilellm", mobilellm,
-               Size(width=96, layers=8, heads=6, kv_heads=2, ffn=256), mobilellm.__doc__ or ""),
+        Preset("transformer++", transformer_pp, Size(), _summary(transformer_pp)),
+        Preset("lfm2", lfm2, Size(layers=16), _summary(lfm2)),
+        Preset("hyena-edge", hyena_edge, Size(layers=6), _summary(hyena_edge)),
+        Preset("striped-hyena", striped_hyena, Size(), _summary(striped_hyena)),
+        Preset("mobilellm", mobilellm, Size(width=96, layers=8, heads=6, kv_heads=2, ffn=256),
+               _summary(mobilellm)),
     ]
 }
 
