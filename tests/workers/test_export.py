@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from device_agent.protocol import GraphManifest
-from orchestrator.genome import PRESETS, preset
+from orchestrator.genome import PRESETS, Genome, preset
 from workers.export.onnx_export import OPSET, export_onnx
 from workers.liv import catalog
 from workers.model import costs
@@ -54,6 +54,7 @@ def test_manifest_describes_graphs_exactly(tmp_path):
     manifest = GraphManifest.model_validate_json((tmp_path / "manifest.json").read_text())
     assert json.loads((tmp_path / "genome.json").read_text()) == genome
     assert manifest.params == costs.params(genome)
+    assert manifest.genome_hash == Genome.from_json(genome).hash()
     for kind, spec in manifest.graphs.items():
         session = ort.InferenceSession(str(tmp_path / spec.file),
                                        providers=["CPUExecutionProvider"])
