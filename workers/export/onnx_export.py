@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from workers.model import costs
+from workers.model.arch import genome_hash
 from workers.model.compiler import TailorLM, compile_genome
 
 OPSET = 18
@@ -143,7 +144,7 @@ def export_onnx(genome: dict[str, Any], out_dir: str | Path, model: TailorLM | N
         spec["size_bytes"] = path.stat().st_size
     manifest = {
         "format": MANIFEST_FORMAT,
-        "genome_hash": _genome_hash(genome),
+        "genome_hash": genome_hash(genome),
         "vocab_size": vocab,
         "opset": OPSET,
         "dtype": "float32",
@@ -157,15 +158,6 @@ def export_onnx(genome: dict[str, Any], out_dir: str | Path, model: TailorLM | N
     (out / "genome.json").write_text(json.dumps(genome, indent=2))
     diff = verify_export(model, out) if verify else float("nan")
     return ExportResult(out, manifest, diff)
-
-
-def _genome_hash(genome: dict[str, Any]) -> str:
-    """Same value as orchestrator.genome.Genome.hash (phenotype, canonical JSON)."""
-    used = {slot["op"] for slot in genome["backbone"]}
-    phenotype = {**genome, "operators": {k: v for k, v in genome.get("operators", {}).items()
-                                         if k in used}}
-    canonical = json.dumps(phenotype, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def verify_export(model: TailorLM, out_dir: str | Path, prompt: int = 11,

@@ -7,6 +7,8 @@ they get here; this module still fails with a clear message on a malformed one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,3 +69,14 @@ def resolve(genome: dict[str, Any]) -> ArchPlan:
                         executions=execution_plan([s.op for s in slots], repeat))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed genome JSON: {exc!r}") from None
+
+
+def genome_hash(genome: dict[str, Any]) -> str:
+    """Same value as orchestrator.genome.Genome.hash: sha256 of the canonical phenotype
+    (globals, backbone, genes of the classes that appear), first 16 hex digits."""
+    resolve(genome)
+    used = {slot["op"] for slot in genome["backbone"]}
+    phenotype = {**genome, "operators": {k: v for k, v in genome.get("operators", {}).items()
+                                         if k in used}}
+    canonical = json.dumps(phenotype, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
