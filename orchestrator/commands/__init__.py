@@ -1,0 +1,1 @@
+"""The `tailor` sub-commands, one module per group."""
