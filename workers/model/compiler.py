@@ -79,11 +79,16 @@ class TailorLM(nn.Module):
 
     # ----------------------------------------------------------------- three modes
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
+        """The final normalised hidden states (what the LM head reads)."""
         h = self.embed(input_ids)
         for block in self.executions():
             h = block(h)
-        return self._logits(h)
+        return self.norm(h)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+        weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(self.hidden_states(input_ids), weight)
 
     def prefill(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h = self.embed(input_ids)
