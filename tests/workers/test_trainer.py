@@ -89,3 +89,13 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 def test_unknown_config_fields_are_rejected():
     with pytest.raises(ValueError, match="tokenz"):
         TrainConfig.model_validate({"tokenz": 5})
+
+
+@pytest.mark.slow
+def test_mad_flag_adds_the_proxy_scores():
+    result = evaluate_quality(TINY, {"tokens": 4_000, "tokenizer": {"kind": "byte"},
+                                     "mad": True})
+    assert result.status == "ok"
+    assert set(result.mad["accuracies"]) == {"in_context_recall", "fuzzy_in_context_recall",
+                                             "noisy_in_context_recall", "selective_copying",
+                                             "compression", "memorization"}

@@ -227,4 +227,9 @@ def _train(genome: dict[str, Any], config: TrainConfig, result: QualityResult,
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), path)
         result.weights_path = str(path)
+    if config.mad:
+        from workers.mad.runner import evaluate_mad
+
+        result.mad = evaluate_mad(genome, seed=config.seed, eval_width=config.eval_width,
+                                  threads=config.threads).to_json()
     result.status = "ok"
