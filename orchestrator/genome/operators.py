@@ -29,6 +29,18 @@ def _closest_gene_set(current: dict[str, int], sets: list[dict[str, int]]) -> di
     return dict(min(sets, key=distance))
 
 
+def _closest_class(op: str, usable: list[str]) -> str:
+    """A usable stand-in for `op`: same kind (sequence/channel) first, then the longest
+    shared name prefix (hyena_modal -> hyena_x or hyena), then catalog order."""
+    kind = catalog.REGISTRY[op].kind if op in catalog.REGISTRY else None
+
+    def prefix(name: str) -> int:
+        return next((i for i, (a, b) in enumerate(zip(op, name)) if a != b), min(len(op), len(name)))
+
+    return min(usable, key=lambda c: (catalog.REGISTRY[c].kind != kind, -prefix(c),
+                                      catalog.REGISTRY[c].class_id))
+
+
 def repair(genome: Genome, space: SearchSpace) -> Genome:
     """Return a valid genome inside `space`, as close to `genome` as the rules allow."""
     g = genome.copy()
@@ -51,9 +63,7 @@ def repair(genome: Genome, space: SearchSpace) -> Genome:
     usable = [c for c in space.classes if space.valid_gene_sets(c, g.width)]
     for slot in g.backbone:
         if slot.op not in usable:
-            kind = catalog.REGISTRY[slot.op].kind if slot.op in catalog.REGISTRY else None
-            same_kind = [c for c in usable if catalog.REGISTRY[c].kind == kind]
-            slot.op = (same_kind or usable)[0]
+            slot.op = _closest_class(slot.op, usable)
     for op in g.used_classes():
         sets = space.valid_gene_sets(op, g.width)
         if g.operators[op] not in sets:
