@@ -1,25 +1,30 @@
-"""Run every benchmark module in this folder, one after the other."""
+"""Run the benchmarks one after the other: `python -m bench [NAME ...]`."""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
 from pathlib import Path
 
+# Each writes bench/results/NAME.json; cheap ones first.
+BENCHMARKS = ["train_throughput", "profile_stability", "api_poll", "inference", "search",
+              "system"]
 
-def main() -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
-                   if not m.name.startswith("_"))
-    if not names:
-        print("no benchmarks yet")
-        return 0
-    for name in names:
+
+def main(argv: list[str]) -> int:
+    here = Path(__file__).parent
+    available = [name for name in BENCHMARKS if (here / f"{name}.py").exists()]
+    chosen = argv or available
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        print(f"error: unknown benchmark {unknown[0]!r}; available: {', '.join(available)}",
+              file=sys.stderr)
+        return 2
+    for name in chosen:
         print(f"== bench.{name}", flush=True)
-        module = importlib.import_module(f"bench.{name}")
-        module.main()
+        importlib.import_module(f"bench.{name}").main([])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
