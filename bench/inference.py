@@ -74,15 +74,20 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, (metric, label) in zip(axes, [("prefill_ms", "prefill latency (ms)"),
                                           ("decode_ms", "decode latency per token (ms)"),
-                                          ("peak_prefill_mb", "peak memory, prefill (MiB)")]):
-        for arch in ("transformer++", "hyena-edge"):
+                                          ("peak_prefill_mb", "peak memory (MiB): prefill, decode --")]):
+        for arch, colour in (("transformer++", "C0"), ("hyena-edge", "C1")):
             ax.plot(lengths, [result["rows"][str(L)][arch][metric] for L in lengths],
-                    marker="o", label=arch)
+                    marker="o", label=arch, color=colour)
+            if metric == "peak_prefill_mb":
+                ax.plot(lengths, [result["rows"][str(L)][arch]["peak_decode_mb"]
+                                  for L in lengths], marker="x", linestyle="--",
+                        color=colour, label=f"{arch} (decode)")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("L (tokens)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend()
+    axes[2].legend(fontsize=7)
     fig.suptitle(f"hyena-edge vs transformer++ ({result['params']['transformer++']:,} vs "
                  f"{result['params']['hyena-edge']:,} params), onnxruntime CPU, "
                  f"{result['threads']} thread(s)")
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f" (x{r['prefill_ms']:.2f})  decode {t['decode_ms']:7.3f} / "
                   f"{h['decode_ms']:7.3f} ms (x{r['decode_ms']:.2f})  peak "
                   f"{t['peak_prefill_mb']:7.1f} / {h['peak_prefill_mb']:7.1f} MiB "
-                  f"(x{r['peak_prefill_mb']:.2f})  decode/bound "
+                  f"(x{r['peak_prefill_mb']:.2f})  decode peak x{r['peak_decode_mb']:.2f}  decode/bound "
                   f"{t['decode_over_bound']:.1f} / {h['decode_over_bound']:.1f}", flush=True)
 
     result = {"benchmark": "inference", "args": vars(args), "params": params,
