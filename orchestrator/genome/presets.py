@@ -53,10 +53,11 @@ LFM2_ATTENTION = (2, 5, 8, 10, 12, 14)  # 0-based layers with GQA in the 16-laye
 def lfm2(size: Size) -> Genome:
     """LFM2: GQA (with QK-norm) at layers 2,5,8,10,12,14 of 16, Hyena-Y kernel 3 elsewhere.
 
-    At other depths the attention layers keep the same relative positions.
+    At other depths layer i takes the mixer of layer i * 16 // layers of the 16-layer
+    pattern, so the attention share stays near 6/16.
     """
-    attention = {round(p * size.layers / 16) for p in LFM2_ATTENTION}
-    mixers = ["attention" if i in attention else "hyena_y" for i in range(size.layers)]
+    mixers = ["attention" if i * 16 // size.layers in LFM2_ATTENTION else "hyena_y"
+              for i in range(size.layers)]
     return _layers(mixers, size, attention=_attention(size, qk_norm=1),
                    hyena_y={"filter_length": 3})
 

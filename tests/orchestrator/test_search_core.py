@@ -16,7 +16,6 @@ from orchestrator.search.evolution import EvolutionParams, breed, initial_popula
 from orchestrator.search.motifs import enrichment, motifs_of
 from orchestrator.search.selection import (NormalisationFrame, hypervolume, pareto_front,
                                            rank_population, survive, tournament)
-from workers.model import costs
 
 
 def dominates(a: np.ndarray, b: np.ndarray) -> bool:
@@ -102,48 +101,6 @@ def test_breeding_yields_unseen_children_inside_the_space(algorithm):
         assert SPACE.contains(child.genome) == []
         if algorithm == "nsga2" and child.origin != "random":
             assert set(child.parents) <= {p.hash() for p in parents}
-
-
-def static_search(algorithm: str, seed: int, generations: int = 6) -> list[float]:
-    """A cheap end-to-end loop on static objectives (params, cache bytes at 1024) with a
-    parameter constraint: hypervolume per generation."""
-    space = SearchSpace(widths=[32, 48, 64, 96, 128], depth_min=2, depth_max=12,
-                        vocab_size=512)
-    params = EvolutionParams(algorithm=algorithm, population=12, seed=seed)
-    rng = random.Random(seed)
-    seen: set[str] = set()
-
-    def evaluate(genomes):
-        objs = np.array([[costs.params(g.to_json()), costs.cache_bytes(g.to_json(), 1024)]
-                         for g in genomes], dtype=float)
-        return objs, np.maximum(0.0, objs[:, 0] - 400_000)
-
-    population = [c.genome for c in initial_population(space, params, rng, seen)]
-    archive_g, (archive_f, archive_v) = list(population), evaluate(population)
-    frame = NormalisationFrame.from_objectives(archive_f, archive_v)
-    history = [hypervolume(archive_f, archive_v, frame)]
-    pop_f, pop_v = archive_f, archive_v
-    for _ in range(generations):
-        ranking = rank_population(pop_f, pop_v)
-        children = [c.genome for c in breed(population, ranking, space, params, rng, seen,
-                                            params.offspring_per_generation)]
-        child_f, child_v = evaluate(children)
-        merged = population + children
-        merged_f, merged_v = np.vstack([pop_f, child_f]), np.concatenate([pop_v, child_v])
-        elites = ranking.order()[: params.elitism]
-        keep = survive(merged_f, merged_v, params.population, protected=elites)
-        population = [merged[i] for i in keep]
-        pop_f, pop_v = merged_f[keep], merged_v[keep]
-        archive_f = np.vstack([archive_f, child_f])
-        archive_v = np.concatenate([archive_v, child_v])
-        history.append(hypervolume(archive_f, archive_v, frame))
-    return history
-
-
-def test_nsga2_improves_hypervolume_over_generations():
-    history = static_search("nsga2", seed=0)
-    assert all(b >= a for a, b in zip(history, history[1:]))  # an archive never loses HV
-    assert history[-1] > history[0]
 
 
 def test_motifs_count_ngrams_and_sharing():

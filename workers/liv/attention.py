@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import LIV, RMSNorm, State, StateTensor, linear
+from .base import LIV, KVProjections, RMSNorm, State, StateTensor, linear
 
 ROPE_THETA = 10_000.0
 
@@ -32,13 +32,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.to(x.dtype)
 
 
-class KVFeaturizer(nn.Module):
-    def __init__(self, width: int, kv_width: int):
-        super().__init__()
-        self.k_proj = linear(width, kv_width)
-        self.v_proj = linear(width, kv_width)
-
-
 class Attention(LIV):
     def __init__(self, width: int, genes: dict[str, int], featurizer: nn.Module | None = None):
         self.heads, self.kv_heads = genes["heads"], genes["kv_heads"]
@@ -53,7 +46,8 @@ class Attention(LIV):
             self.k_norm = RMSNorm(self.head_dim)
 
     def make_featurizer(self) -> nn.Module:
-        return KVFeaturizer(self.width, self.kv_heads * self.head_dim)
+        kv_width = self.kv_heads * self.head_dim
+        return KVProjections(self.width, kv_width, kv_width)
 
     def _project(self, x: torch.Tensor, positions: torch.Tensor):
         b, t, _ = x.shape

@@ -121,6 +121,15 @@ class Residual(nn.Module):
         return x_t + y, state
 
 
+class KVProjections(nn.Module):
+    """Key and value projections: the featurizer attention-like operators can share."""
+
+    def __init__(self, width: int, key_width: int, value_width: int):
+        super().__init__()
+        self.k_proj = linear(width, key_width)
+        self.v_proj = linear(width, value_width)
+
+
 def linear(d_in: int, d_out: int, bias: bool = False) -> nn.Linear:
     layer = nn.Linear(d_in, d_out, bias=bias)
     nn.init.normal_(layer.weight, std=d_in ** -0.5)

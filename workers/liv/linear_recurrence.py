@@ -14,16 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import LIV, RMSNorm, State, StateTensor, linear
+from .base import LIV, KVProjections, RMSNorm, State, StateTensor, linear
 
 DECAY_NORMALISER = 16.0
-
-
-class KVFeaturizer(nn.Module):
-    def __init__(self, width: int, key_width: int):
-        super().__init__()
-        self.k_proj = linear(width, key_width)
-        self.v_proj = linear(width, width)
 
 
 class GatedLinearAttention(LIV):
@@ -39,7 +32,7 @@ class GatedLinearAttention(LIV):
         self.out_proj = linear(width, width)
 
     def make_featurizer(self) -> nn.Module:
-        return KVFeaturizer(self.width, self.heads * self.key_dim)
+        return KVProjections(self.width, self.heads * self.key_dim, self.width)
 
     def _project(self, x: torch.Tensor):
         b, t, _ = x.shape
