@@ -55,8 +55,10 @@ def two_node_cluster():
     # A short private HOME and temp dir: Ray's socket paths must stay under 107 bytes, and
     # no auth token left in ~/.ray by another local cluster may leak in.
     home = Path(tempfile.mkdtemp(prefix="tray"))
-    env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    # A local ray.init earlier in this process sets RAY_AUTH_MODE=token; this loopback
+    # cluster runs without token auth (a deployment keeps it on and shares the token).
+    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     port = free_port()
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     try:
