@@ -30,8 +30,9 @@ def scale_genome(genome: dict[str, Any], width: int | None = None,
         ratio = width / scaled["global"]["width"]
         scaled["global"]["width"] = width
         used = {slot["op"] for slot in scaled["backbone"]}
-        for op in used:
-            genes = scaled["operators"][op]
+        for op in sorted(used):
+            genes = scaled.setdefault("operators", {}).setdefault(
+                op, catalog.REGISTRY[op].defaults())
             if "ffn" in genes:
                 genes["ffn"] = max(8, int(round(genes["ffn"] * ratio / 8)) * 8)
             for gene, problem in catalog.REGISTRY[op].check(genes, width):

@@ -136,7 +136,7 @@ def evaluate_quality(genome: dict[str, Any], config: TrainConfig | dict[str, Any
         _train(genome, config, result, out_dir, progress, started)
     except (Diverged, ScalingError, TimeoutError) as exc:
         result.status, result.reason = "failed", str(exc)
-    except (RuntimeError, ValueError) as exc:  # e.g. out of memory, a malformed genome
+    except Exception as exc:  # a worker boundary: any bad candidate is a failed record
         result.status, result.reason = "failed", f"{type(exc).__name__}: {exc}"
     result.wall_s = time.perf_counter() - started
     if result.peak_memory_bytes is None:
