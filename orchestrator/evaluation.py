@@ -37,6 +37,7 @@ def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     """Train and score; returns the result record plus the weights' bytes."""
     from workers.train.trainer import evaluate_quality
 
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = evaluate_quality(genome, config, out_dir=tmp).to_json()
         weights = None
@@ -44,7 +45,8 @@ def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> dict[str, An
             weights = Path(result["weights_path"]).read_bytes()
             result["weights_path"] = None  # the driver stores the bytes and sets the path
     result["node"] = ray.get_runtime_context().get_node_id()
-    return {"result": result, "weights": weights}
+    return {"result": result, "weights": weights,
+            "task_wall_s": time.perf_counter() - started}
 
 
 @ray.remote(max_retries=TASK_RETRIES)
@@ -66,7 +68,7 @@ def export_task(genome: dict[str, Any], weights: bytes | None = None) -> dict[st
         result = export_onnx(genome, tmp, model=model)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
     return {"manifest": result.manifest, "max_abs_diff": result.max_abs_diff,
-            "files": files, "wall_s": time.perf_counter() - started}
+            "files": files, "task_wall_s": time.perf_counter() - started}
 
 
 @dataclass
