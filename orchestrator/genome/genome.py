@@ -245,7 +245,8 @@ class Genome:
                 if target is None:
                     continue
                 allowed = self.share_targets(i, kind)
-                if target not in allowed:
+                if isinstance(target, bool) or not isinstance(target, int) \
+                        or target not in allowed:
                     raise GenomeError(
                         f"backbone[{i}].{kind}",
                         f"must be null or an earlier slot of class {slot.op!r} that shares "
