@@ -1,0 +1,1 @@
+"""Database: SQLAlchemy models, engines for SQLite and PostgreSQL, migrations."""
