@@ -1,0 +1,236 @@
+"""The REST API through HTTP (FastAPI's test client), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from api.storage import results as result_store
+from api.storage import tasks as task_store
+from api.storage.artifacts import store_artifacts
+from device_agent.protocol import GraphManifest
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+SPEC = {"name": "tiny", "objectives": ["perplexity", "params"],
+        "evolution": {"population": 4, "generations": 2}}
+PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
+
+
+@pytest.fixture
+def client(database_url, tmp_path):
+    settings = Settings(database_url=database_url, data_dir=tmp_path, admin_key="admin-secret",
+                        enroll_token="enroll-secret", enroll_attempts_per_minute=5,
+                        max_body_bytes=200_000)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A real ONNX export of a tiny genome (the files a profiling task points at)."""
+    from orchestrator.genome import preset
+    from workers.export.onnx_export import export_onnx
+
+    genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
+                    vocab=97).to_json()
+    out = tmp_path_factory.mktemp("export")
+    export_onnx(genome, out, verify=False)
+    return genome, {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def test_health_ready_metrics(client):
+    assert client.get("/api/v1/health").json() == {"status": "ok"}
+    assert client.get("/api/v1/ready").json() == {"status": "ready"}
+    assert "tailor_devices_online 0" in client.get("/api/v1/metrics").text
+
+
+def test_job_submission_needs_the_admin_key(client):
+    assert client.post("/api/v1/jobs", json=SPEC).status_code == 401
+    wrong = client.post("/api/v1/jobs", json=SPEC, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403
+    created = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN)
+    assert created.status_code == 201 and created.json()["status"] == "queued"
+
+
+@pytest.mark.parametrize("patch,field", [
+    ({"colour": "red"}, "colour"),
+    ({"objectives": ["latency"]}, "objectives"),
+    ({"objectives": ["decode_ms@128[SM-S928B]"]}, "profiling.devices"),
+    ({"search_space": {"classes": ["lstm"]}}, "search_space.classes"),
+    ({"training": {"tokens": -1}}, "training.tokens"),
+    ({"evolution": {"population": 16, "elitism": 16}}, "elitism"),
+    ({"constraints": [{"metric": "params", "op": "==", "value": 1}]}, "constraints.0.op"),
+])
+def test_invalid_specs_get_422_naming_the_field(client, patch, field):
+    response = client.post("/api/v1/jobs", json={**SPEC, **patch}, headers=ADMIN)
+    assert response.status_code == 422
+    assert field in response.json()["detail"]
+
+
+def test_list_get_cancel_resume(client):
+    ids = [client.post("/api/v1/jobs", json={**SPEC, "name": f"j{i}"}, headers=ADMIN).json()["id"]
+           for i in range(3)]
+    page = client.get("/api/v1/jobs", params={"limit": 2}).json()
+    assert page["count"] == 3 and len(page["items"]) == 2
+    assert page["items"][0]["id"] == ids[-1]  # newest first
+    job = client.get(f"/api/v1/jobs/{ids[0]}").json()
+    assert job["generations_total"] == 2 and job["spec"]["training"]["tokens"] == 200_000
+    assert client.post(f"/api/v1/jobs/{ids[0]}/cancel").status_code == 401
+    assert client.post(f"/api/v1/jobs/{ids[0]}/cancel", headers=ADMIN).json()["status"] == \
+        "cancelled"
+    assert client.post(f"/api/v1/jobs/{ids[0]}/resume", headers=ADMIN).json()["status"] == \
+        "queued"
+    assert client.get("/api/v1/jobs/999").status_code == 404
+
+
+def seed_results(client, exported):
+    sessions = client.app.state.sessions
+    job_id = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
+    genome, files = exported
+    parent, child = result_store.add_candidates(sessions, job_id, 0, [
+        {"genome": genome, "genome_hash": "a" * 16}])[0], None
+    child = result_store.add_candidates(sessions, job_id, 1, [
+        {"genome": genome, "genome_hash": "b" * 16, "parents": ["a" * 16],
+         "origin": "mutation"}])[0]
+    result_store.set_candidate_result(sessions, parent.id, "done",
+                                      {"perplexity": 9.5, "params": 1000})
+    result_store.set_candidate_result(sessions, child.id, "done",
+                                      {"perplexity": 8.5, "params": 1200})
+    result_store.write_generation(sessions, job_id, 0, [parent.id], [parent.id], 0.4, 1)
+    result_store.write_generation(sessions, job_id, 1, [parent.id, child.id],
+                                  [parent.id, child.id], 0.7, 2)
+    store_artifacts(sessions, client.app.state.artifact_dir, "b" * 16, files)
+    return job_id, parent.id, child.id
+
+
+def test_generations_pareto_candidate_and_artifacts(client, exported):
+    job_id, parent_id, child_id = seed_results(client, exported)
+    everything = client.get(f"/api/v1/jobs/{job_id}/generations").json()
+    assert [g["index"] for g in everything["generations"]] == [0, 1]
+    newer = client.get(f"/api/v1/jobs/{job_id}/generations", params={"since": 1}).json()
+    assert [g["index"] for g in newer["generations"]] == [1]
+    assert {c["id"] for c in newer["candidates"]} == {parent_id, child_id}
+    front = client.get(f"/api/v1/jobs/{job_id}/pareto").json()
+    assert front["generation"] == 1 and front["objectives"] == ["perplexity", "params"]
+    assert {c["metrics"]["perplexity"] for c in front["candidates"]} == {9.5, 8.5}
+    detail = client.get(f"/api/v1/jobs/{job_id}/candidates/{child_id}").json()
+    assert [p["id"] for p in detail["parents"]] == [parent_id]
+    assert {"prefill.onnx", "decode.onnx", "manifest.json"} <= {a["name"] for a in detail["artifacts"]}
+    parent_detail = client.get(f"/api/v1/jobs/{job_id}/candidates/{parent_id}").json()
+    assert [c["id"] for c in parent_detail["children"]] == [child_id]
+
+    url = f"/api/v1/artifacts/{child_id}/decode.onnx"
+    assert client.get(url).status_code == 401
+    downloaded = client.get(url, headers=ADMIN)
+    assert downloaded.status_code == 200 and downloaded.content == exported[1]["decode.onnx"]
+    assert client.get(f"/api/v1/artifacts/{child_id}/..%2Fsecrets", headers=ADMIN
+                      ).status_code in (400, 404)
+    assert client.get(f"/api/v1/artifacts/{child_id}/.hidden", headers=ADMIN).status_code == 400
+    assert client.get(f"/api/v1/artifacts/{child_id}/other.onnx", headers=ADMIN
+                      ).status_code == 404
+
+
+def enroll(client, model="host"):
+    body = {"enroll_token": "enroll-secret", "name": "phone",
+            "properties": {**PROPS, "model": model}}
+    response = client.post("/api/v1/devices/enroll", json=body)
+    assert response.status_code == 201, response.text
+    data = response.json()
+    return data["device_id"], {"Authorization": f"Bearer {data['device_token']}"}
+
+
+def test_enrollment_heartbeat_listing_and_administration(client):
+    bad = client.post("/api/v1/devices/enroll", json={"enroll_token": "guess", "name": "x",
+                                                      "properties": PROPS})
+    assert bad.status_code == 403
+    device_id, auth = enroll(client)
+    assert client.post("/api/v1/devices/heartbeat", headers=auth).json()["state"] == "active"
+    listed = client.get("/api/v1/devices").json()
+    assert listed[0]["online"] and listed[0]["model"] == "host"
+    assert client.post(f"/api/v1/devices/{device_id}/drain").status_code == 401
+    assert client.post(f"/api/v1/devices/{device_id}/drain", headers=ADMIN).json()["state"] == \
+        "draining"
+    assert client.post("/api/v1/tasks/lease", headers=auth).json() == {"task": None}
+    client.post(f"/api/v1/devices/{device_id}/disable", headers=ADMIN)
+    assert client.post("/api/v1/devices/heartbeat", headers=auth).status_code == 403
+    # Enrollment attempts are rate-limited (5 a minute in this app).
+    codes = [client.post("/api/v1/devices/enroll", json={"enroll_token": "guess", "name": "x",
+                                                         "properties": PROPS}).status_code
+             for _ in range(6)]
+    assert 429 in codes
+
+
+def test_agents_lease_report_fail_release_over_http(client, exported):
+    job_id, _, child_id = seed_results(client, exported)
+    sessions = client.app.state.sessions
+    task_store.enqueue_task(sessions, job_id, child_id, "host",
+                            {"prefill_lengths": [16], "decode_contexts": [16], "repeats": 2})
+    _, phone = enroll(client, model="SM-S928B")
+    _, host = enroll(client)
+    assert client.post("/api/v1/tasks/lease", headers=phone).json() == {"task": None}
+    task = client.post("/api/v1/tasks/lease", headers=host).json()["task"]
+    GraphManifest.model_validate(task["manifest"])
+    assert {a["name"] for a in task["artifacts"]} == {"prefill.onnx", "decode.onnx"}
+    assert client.get(task["artifacts"][0]["url"], headers=host).status_code == 200
+    released = client.post(f"/api/v1/tasks/{task['task_id']}/release", headers=host).json()
+    assert released["state"] == "queued"
+    task = client.post("/api/v1/tasks/lease", headers=host).json()["task"]
+    failed = client.post(f"/api/v1/tasks/{task['task_id']}/fail", headers=host,
+                         json={"reason": "phone unplugged", "retryable": True}).json()
+    assert failed["state"] == "queued"
+    task = client.post("/api/v1/tasks/lease", headers=host).json()["task"]
+    stat = {"length": 16, "median_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.2, "n": 2,
+            "samples_ms": [1.0, 1.1]}
+    report = {"prefill": [stat], "decode": [stat], "peak_memory_bytes": 1 << 20,
+              "runner": "host onnxruntime", "wall_s": 1.0}
+    assert client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=phone,
+                       json=report).status_code == 409  # not its lease
+    done = client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=host, json=report)
+    assert done.json()["state"] == "done"
+    assert client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=host,
+                       json={**report, "runner": "x"}).json()["state"] == "done"
+    [row] = task_store.task_results(sessions, [child_id])
+    assert row["report"]["runner"] == "host onnxruntime"
+    bad = client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=host,
+                      json={**report, "extra": 1})
+    assert bad.status_code == 422 and "extra" in bad.json()["detail"]
+
+
+def test_bad_bodies_are_4xx_and_the_server_keeps_serving(client):
+    huge = client.post("/api/v1/jobs", content=b"{" + b" " * 300_000 + b"}", headers={
+        **ADMIN, "content-type": "application/json"})
+    assert huge.status_code == 413
+    deep = "[" * 5000 + "]" * 5000
+    nested = client.post("/api/v1/jobs", content=deep.encode(),
+                         headers={**ADMIN, "content-type": "application/json"})
+    assert nested.status_code == 400
+    garbage = client.post("/api/v1/jobs", content=b"{not json",
+                          headers={**ADMIN, "content-type": "application/json"})
+    assert garbage.status_code == 422
+    assert client.get("/api/v1/health").status_code == 200
+
+
+def test_database_outage_is_503_not_500(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", data_dir=tmp_path,
+                        admin_key="admin-secret")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert client.get("/api/v1/ready").status_code == 200
+        (tmp_path / "db.sqlite").unlink()
+        (tmp_path / "db.sqlite").mkdir()  # the database file is gone and cannot be reopened
+        app.state.engine.dispose()
+        response = client.get("/api/v1/jobs")
+        assert response.status_code == 503 and "database unavailable" in response.json()["detail"]
+
+
+def test_api_imports_neither_torch_nor_ray():
+    code = "import sys, api.app, api.cli; print('torch' in sys.modules, 'ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[2], timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr
