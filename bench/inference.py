@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from device_agent.host_runner import measure
 from orchestrator.genome import preset
 from workers.export.onnx_export import export_onnx
 from workers.model import costs
@@ -56,12 +56,10 @@ def memory_bandwidth_bytes_per_s(size_mb: int = 256, repeats: int = 5) -> float:
 
 
 def run_graph(graph_dir: Path, kind: str, length: int, repeats: int, threads: int) -> dict:
-    cmd = [sys.executable, "-m", "bench.ort_runner", str(graph_dir), kind, str(length),
-           "--repeats", str(repeats), "--warmup", "1" if kind == "prefill" else "3",
-           "--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parent.parent)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """The host agent's own runner: a fresh process per measurement."""
+    result = measure(graph_dir, kind, length, repeats=repeats,
+                     warmup=1 if kind == "prefill" else 3, threads=threads)
+    return {**result, "median_ms": statistics.median(result["samples_ms"])}
 
 
 def plot(result: dict, path: Path) -> None:

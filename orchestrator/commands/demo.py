@@ -1,105 +1,156 @@
-"""`tailor demo`: the embedded run on one machine.
+"""`tailor demo`: the embedded end-to-end run on one machine.
 
-Until the service side lands (API, database, phone agents), the demo runs the search in
-memory: a small NSGA-II job on local Ray — real training on the built-in corpus for
-perplexity, exact static costs — then prints the Pareto table and exports the front's
-smallest-cache member to ONNX. The full embedded demo (SQLite, API and dashboard, host
-profiling agent) replaces this when the orchestrator's persistence exists.
+Everything in one process tree: a SQLite file, the API on localhost, a host profiling agent,
+and the orchestrator on a local Ray. The demo submits a small job over REST (objectives:
+perplexity, decode latency at 128 tokens measured by the host agent, parameters), shows
+progress while generations complete, then prints the Pareto front. It keeps serving the
+API until Ctrl-C, or exits with --exit.
 """
 
 from __future__ import annotations
 
-import json
+import secrets
+import socket
+import threading
+import time
 from pathlib import Path
 
 import typer
 
+DEMO_SPEC = {
+    "name": "demo",
+    "objectives": ["perplexity", "decode_ms@128[host]", "params"],
+    "search_space": {"classes": ["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
+                     "widths": [32, 48, 64], "depth_min": 2, "depth_max": 8,
+                     "vocab_size": 257},
+    "evolution": {"population": 8, "generations": 4, "seed": 0},
+    "training": {"tokens": 40_000, "seq_len": 64, "batch_size": 16, "eval_tokens": 16_384,
+                 "tokenizer": {"kind": "byte"}},
+    "profiling": {"devices": ["host"], "prefill_lengths": [128], "decode_contexts": [128],
+                  "warmup": 2, "repeats": 10},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="where results and exports are written"),
-    population: int = typer.Option(6, min=2, help="population size"),
-    generations: int = typer.Option(3, min=1, help="generations"),
+    out: Path = typer.Option(Path("runs/demo"), help="data directory (SQLite file, artifacts)"),
+    port: int = typer.Option(0, help="API port (0: a free one)"),
+    population: int = typer.Option(8, min=2, help="population size"),
+    generations: int = typer.Option(4, min=1, help="generations"),
     tokens: int = typer.Option(40_000, min=1000, help="training tokens per candidate"),
     workers: int = typer.Option(2, min=1, help="local Ray CPUs"),
-    seed: int = typer.Option(0, help="search seed"),
+    exit_after: bool = typer.Option(False, "--exit", help="exit when the job is done"),
 ):
-    """Run a small architecture search on this machine and print its Pareto front."""
+    """Run the whole system on this machine and search a small architecture space."""
+    import httpx
+    import uvicorn
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from orchestrator.evaluation import Evaluator, connect
-    from orchestrator.genome import SearchSpace
-    from orchestrator.search.evolution import EvolutionParams
-    from orchestrator.search.loop import SearchLoop
-    from orchestrator.search.metrics import static_metrics
-    from orchestrator.search.motifs import enrichment
-    from workers.export.onnx_export import export_onnx
+    from api.app import create_app
+    from api.settings import Settings
+    from api.storage import jobs as job_store
+    from device_agent.agent import Agent, host_measure, wait_for_server
+    from device_agent.config import config_dir
+    from device_agent.properties import host_properties
+    from orchestrator.driver import JobRunner, owner_id
+    from orchestrator.evaluation import connect
 
     console = Console(width=max(Console().width, 150))
-    objectives = ["perplexity", "params", "cache_bytes@1024"]
-    config = {"tokens": tokens, "seq_len": 64, "batch_size": 16,
-              "tokenizer": {"kind": "byte"}, "eval_tokens": 16_384}
-    space = SearchSpace(classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
-                        widths=[32, 48, 64], depth_min=2, depth_max=8, vocab_size=257)
-    params = EvolutionParams(population=population, generations=generations, seed=seed,
-                             elitism=min(2, population - 1))
-    loop = SearchLoop(space, params, objectives)
-    console.print(f"[bold]Tailor demo[/bold]: NSGA-II, population {population}, {generations} "
-                  f"generations, objectives {', '.join(objectives)}; {tokens:,} training "
-                  "tokens per candidate on the built-in KJV corpus")
-    connect(num_cpus=workers)
-    evaluator = Evaluator()
-    total = population + (generations - 1) * params.offspring_per_generation
-
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} evaluations"),
-                  TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("searching", total=total)
-
-        def evaluate(candidates):
-            by_key = {str(i): c for i, c in enumerate(candidates)}
-            for key, c in by_key.items():
-                evaluator.submit_quality(key, c.genome.to_json(), config, timeout_s=600)
-            while evaluator.in_flight():
-                for finished in evaluator.collect(1.0):
-                    c = by_key[finished.key]
-                    c.metrics = static_metrics(c.genome.to_json(), objectives)
-                    record = finished.value["result"] if finished.ok else {}
-                    if record.get("status") == "ok":
-                        c.metrics["perplexity"] = record["perplexity"]
-                    bar.advance(task)
-
-        def on_generation(summary):
-            bar.console.print(f"generation {summary.index}: {summary.evaluations} evaluated, "
-                              f"{len(summary.pareto)} on the Pareto front, hypervolume "
-                              f"{summary.hypervolume:.3f}")
-
-        loop.run(evaluate, on_generation)
-
-    front = sorted((loop.archive[h] for h in loop.history[-1].pareto),
-                   key=lambda c: c.metrics["perplexity"])
-    table = Table("hash", "gen", "origin", "perplexity", "params", "cache@1024 B", "layout",
-                  title="Pareto front")
-    for c in front:
-        table.add_row(c.hash[:10], str(c.generation), c.origin,
-                      f"{c.metrics['perplexity']:.3f}", f"{c.metrics['params']:,.0f}",
-                      f"{c.metrics['cache_bytes@1024']:,.0f}", c.genome.describe()[:80])
-    console.print(table)
-    for row in enrichment([c.genome for c in front],
-                          [c.genome for c in loop.archive.values()], top=5):
-        console.print(f"motif {row['motif']!r}: {row['pareto_share']:.0%} of the front, "
-                      f"{row['population_share']:.0%} of all ({row['enrichment']}x)")
-
+    admin_key, enroll_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(data_dir=out, admin_key=admin_key, enroll_token=enroll_token,
+                        database_url=f"sqlite:///{(out / 'tailor.db').resolve()}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pareto.json").write_text(json.dumps(
-        [{"hash": c.hash, "metrics": c.metrics, "genome": c.genome.to_json()} for c in front],
-        indent=2))
-    smallest = min(front, key=lambda c: c.metrics["cache_bytes@1024"])
-    export = export_onnx(smallest.genome.to_json(), out / smallest.hash)
-    console.print(f"exported the smallest-cache member {smallest.hash[:10]} to "
-                  f"{out / smallest.hash} (onnxruntime vs torch max abs diff "
-                  f"{export.max_abs_diff:.1e}); front written to {out / 'pareto.json'}")
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    wait_for_server(url)
+    console.print(f"API on {url} (docs {url}/docs); SQLite {out / 'tailor.db'}")
+
+    agent = Agent(url, enroll_token, "demo-host", host_properties("host"), host_measure,
+                  config_dir(out / "agent"), poll_s=0.5)
+    agent.ensure_enrolled()
+    threading.Thread(target=agent.run, daemon=True).start()
+    console.print("host profiling agent enrolled (device class 'host')")
+
+    spec = {**DEMO_SPEC, "evolution": {**DEMO_SPEC["evolution"], "population": population,
+                                       "generations": generations},
+            "training": {**DEMO_SPEC["training"], "tokens": tokens}}
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    submitted = httpx.post(f"{url}/api/v1/jobs", json=spec, headers=headers, timeout=30)
+    submitted.raise_for_status()
+    job_id = submitted.json()["id"]
+    console.print(escape(f"submitted job {job_id}: objectives {', '.join(spec['objectives'])}"))
+
+    connect(num_cpus=workers)
+    sessions = app.state.sessions
+    owner = owner_id()
+    claimed = job_store.claim_job(sessions, owner)
+    if claimed is None or claimed.id != job_id:
+        raise typer.Exit(1)
+    outcome: dict[str, str] = {}
+    runner = threading.Thread(target=lambda: outcome.update(status=JobRunner(
+        sessions, settings.resolved_artifact_dir(), job_id, owner).run()), daemon=True)
+    runner.start()
+
+    total = population + (generations - 1) * (population - min(2, population - 1))
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} evaluations"), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("searching", total=total)
+        seen = 0
+
+        def poll() -> int:
+            job = httpx.get(f"{url}/api/v1/jobs/{job_id}", timeout=30).json()
+            bar.update(task, completed=job["evaluations_done"],
+                       description=f"generation {job['generations_done']}/{generations}")
+            gens = httpx.get(f"{url}/api/v1/jobs/{job_id}/generations",  # incremental
+                             params={"since": seen}, timeout=30).json()["generations"]
+            for g in gens:
+                bar.console.print(f"generation {g['index']}: {g['evaluations']} evaluated, "
+                                  f"{len(g['pareto'])} on the Pareto front, hypervolume "
+                                  f"{g['hypervolume']:.3f}")
+            return gens[-1]["index"] + 1 if gens else seen
+
+        while runner.is_alive():
+            seen = poll()
+            time.sleep(1.0)
+        seen = poll()
+        bar.update(task, completed=total)
+
+    front = httpx.get(f"{url}/api/v1/jobs/{job_id}/pareto", timeout=30).json()
+    table = Table("id", "gen", "origin", *map(escape, spec["objectives"]), title=f"job {job_id} "
+                  f"({outcome.get('status')}): Pareto front")
+    for c in sorted(front["candidates"], key=lambda c: c["metrics"].get("perplexity", 1e9)):
+        cells = [f"{c['metrics'].get(o, float('nan')):,.3f}" if o != "params"
+                 else f"{c['metrics'].get(o, 0):,.0f}" for o in spec["objectives"]]
+        table.add_row(str(c["id"]), str(c["generation"]), c["origin"], *cells)
+    console.print(table)
+    console.print(f"results: {url}/api/v1/jobs/{job_id}/pareto — candidate details, lineage "
+                  f"and ONNX graphs under {url}/api/v1/jobs/{job_id}/candidates/ID "
+                  f"(admin key in {out / 'admin_key.txt'})")
+    (out / "admin_key.txt").write_text(admin_key + "\n")
+    (out / "admin_key.txt").chmod(0o600)
+    if exit_after:
+        agent.shutdown()
+        server.should_exit = True
+        return
+    console.print("serving until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        agent.shutdown()
+        server.should_exit = True
 
 
 def register(app: typer.Typer) -> None:
