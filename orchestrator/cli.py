@@ -29,7 +29,8 @@ def _register(module: str, optional: bool = False) -> None:
 
 
 for _module in ("orchestrator.commands.arch", "orchestrator.commands.quality",
-                "orchestrator.commands.demo", "orchestrator.commands.service"):
+                "orchestrator.commands.demo", "orchestrator.commands.service",
+                "orchestrator.commands.client"):
     _register(_module)
 _register("api.cli", optional=True)
 _register("device_agent.cli", optional=True)

@@ -1,0 +1,76 @@
+"""`tailor serve`, `tailor submit`, `tailor orchestrator --once`, `tailor status` and
+`tailor export` together, as separate processes talking over HTTP and the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .test_arch_cli import tailor
+
+SPEC = """
+name: cli
+objectives: [perplexity, params]
+search_space: {widths: [32], depth_min: 2, depth_max: 3, vocab_size: 257}
+evolution: {population: 3, generations: 1}
+training: {tokens: 3000, seq_len: 32, tokenizer: {kind: byte}}
+"""
+
+
+@pytest.fixture
+def server(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(TAILOR_ADMIN_KEY="k3y", TAILOR_DATA_DIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{url}/api/v1/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    yield url, env
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_submit_run_status_export(server, tmp_path):
+    url, env = server
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    os.environ.update(TAILOR_SERVER=url, TAILOR_ADMIN_KEY="k3y")
+    try:
+        submitted = tailor("submit", str(tmp_path / "spec.yaml"))
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = json.loads(submitted.stdout)["id"]
+        run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "orchestrator",
+                              "--once", "--workers", "2"], env=env, capture_output=True,
+                             text=True, timeout=600, cwd=Path(__file__).parents[2])
+        assert run.returncode == 0, run.stderr[-2000:]
+        status = json.loads(tailor("status", str(job_id)).stdout)
+        assert status["status"] == "completed" and status["pareto"]
+        candidate = status["pareto"][0]["id"]
+        exported = tailor("export", str(job_id), str(candidate), "--out", str(tmp_path / "x"))
+        assert exported.returncode == 0, exported.stderr
+        files = set(json.loads(exported.stdout)["files"])
+        assert {"genome.json", "weights.pt", "decode.onnx", "manifest.json"} <= files
+        bad = tailor("submit", str(tmp_path / "spec.yaml"), "--admin-key", "wrong")
+        assert bad.returncode == 2 and "HTTP 403" in bad.stderr
+        (tmp_path / "bad.yaml").write_text(SPEC.replace("perplexity", "latency"))
+        invalid = tailor("submit", str(tmp_path / "bad.yaml"))
+        assert invalid.returncode == 2 and "unknown metric" in invalid.stderr
+    finally:
+        os.environ.pop("TAILOR_SERVER", None)
+        os.environ.pop("TAILOR_ADMIN_KEY", None)
