@@ -28,9 +28,10 @@ from orchestrator.genome import Genome
 from orchestrator.search.evolution import EvolutionParams
 from orchestrator.search.loop import Candidate, GenerationSummary, SearchLoop
 from orchestrator.search.metrics import Constraint, parse_metric, static_metrics
+from orchestrator.search.motifs import enrichment
 from orchestrator.search.selection import NormalisationFrame
 
-from .evaluation import Evaluator
+from .evaluation import Evaluator, cluster_has_gpus
 
 log = logging.getLogger("tailor.orchestrator")
 EXPORT_KEY = "onnx-opset18-v1"
@@ -59,7 +60,7 @@ class JobRunner:
                  evaluator: Evaluator | None = None, poll_s: float = 0.5):
         self.sessions, self.artifact_dir = sessions, Path(artifact_dir)
         self.job_id, self.owner = job_id, owner
-        self.evaluator = evaluator or Evaluator()
+        self.evaluator = evaluator or Evaluator(gpus=cluster_has_gpus())
         self.poll_s = poll_s
         job = job_store.get_job(sessions, job_id)
         self.spec = JobSpec.model_validate(job.spec)
@@ -259,11 +260,14 @@ class JobRunner:
                     self._evaluate(todo)
                 summary = self.loop.complete(generation, [c.hash for c in stored])
                 frame = self.loop.frame.__dict__ if self.loop.frame else None
+                motifs = enrichment([self.loop.archive[h].genome for h in summary.pareto],
+                                    [c.genome for c in self.loop.archive.values()], top=10)
                 result_store.write_generation(
                     self.sessions, self.job_id, generation,
                     [self.ids[h] for h in summary.population],
                     [self.ids[h] for h in summary.pareto], summary.hypervolume,
-                    summary.evaluations, {"frame": frame, "offspring": len(stored)})
+                    summary.evaluations, {"frame": frame, "offspring": len(stored),
+                                          "motifs": motifs})
                 self._heartbeat(force=True)
             job_store.finish_job(self.sessions, self.job_id, "completed")
             return "completed"

@@ -32,6 +32,11 @@ def connect(num_cpus: int | None = None) -> dict[str, float]:
     return ray.cluster_resources()
 
 
+def cluster_has_gpus() -> bool:
+    """Training tasks ask for a GPU only where the cluster has one."""
+    return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+
+
 @ray.remote(max_retries=TASK_RETRIES)
 def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """Train and score; returns the result record plus the weights' bytes."""

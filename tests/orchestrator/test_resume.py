@@ -70,7 +70,9 @@ def test_kill_9_mid_generation_then_resume(tmp_path):
     assert len(hashes) == len(set(hashes)) == 4 + 2 * 2  # population + 2 x offspring
     assert all(c.status == "done" and "perplexity" in c.metrics for c in candidates)
     assert before <= set(hashes)
-    assert [g.index for g in results.generations_since(sessions, job.id, 0)] == [0, 1, 2]
+    generations = results.generations_since(sessions, job.id, 0)
+    assert [g.index for g in generations] == [0, 1, 2]
+    assert generations[-1].stats["motifs"]  # motif analysis of the front, per generation
     with transaction(sessions) as s:
         cache = s.scalars(select(Evaluation.genome_hash)
                           .where(Evaluation.kind == "quality")).all()
