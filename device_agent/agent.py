@@ -29,11 +29,13 @@ Measure = Callable[[Path, ProfilingTask], MeasurementReport]
 class Agent:
     def __init__(self, server: str, enroll_token: str | None, name: str,
                  properties: DeviceProperties, measure: Measure, config: Path,
-                 poll_s: float = 2.0, lease_seconds: float | None = None):
+                 poll_s: float = 2.0, lease_seconds: float | None = None,
+                 ready: Callable[[], bool] | None = None):
         self.client = AgentClient(server)
         self.server, self.enroll_token, self.name = server, enroll_token, name
         self.properties, self.measure, self.config = properties, measure, config
         self.poll_s, self.lease_seconds = poll_s, lease_seconds
+        self.ready = ready  # False while the device is away (phone unplugged): lease nothing
         self.stop = threading.Event()
         self.current: int | None = None
         self.completed = 0
@@ -61,6 +63,8 @@ class Agent:
         """Lease and measure one task; False when there was none."""
         state = self.client.heartbeat().state
         if state != "active":
+            return False
+        if self.ready is not None and not self.ready():
             return False
         task = self.client.lease(self.lease_seconds).task
         if task is None:

@@ -1,4 +1,4 @@
-"""`tailor agent`: plug a device in as a profiling agent."""
+"""`tailor agent`: plug a device in as a profiling agent (a phone over ADB, or this host)."""
 
 from __future__ import annotations
 
@@ -17,28 +17,59 @@ def agent(
     host: bool = typer.Option(False, "--host", help="measure on this machine"),
     usb: Optional[str] = typer.Option(None, help="a phone's USB serial (ADB)"),
     tcp: Optional[str] = typer.Option(None, help="a phone's HOST:PORT (Wi-Fi ADB)"),
-    name: str = typer.Option(socket.gethostname(), help="a name for this device"),
+    name: Optional[str] = typer.Option(None, help="a name for this device "
+                                       "(default: host name, or the phone's serial)"),
     model: str = typer.Option("host", help="host backend: the device class it reports"),
-    config_dir: Optional[Path] = typer.Option(None, envvar="TAILOR_AGENT_HOME"),
+    config_dir: Optional[Path] = typer.Option(None, envvar="TAILOR_AGENT_HOME",
+                                              help="default ~/.config/tailor-agent"),
     poll_interval: float = typer.Option(2.0, help="seconds between lease attempts"),
+    runner: str = typer.Option("/data/local/tmp/onnxruntime_perf_test",
+                               help="phone: path of onnxruntime_perf_test on the phone"),
+    cores: Optional[str] = typer.Option(None, help="phone: CPUs to pin to, e.g. 4,5,6,7 "
+                                        "(default: all but the slowest cluster)"),
+    auth_timeout: float = typer.Option(120.0, help="phone: seconds to wait for 'Allow' "
+                                       "on the first connection"),
 ):
     """Enroll, then lease profiling tasks, measure them and report until stopped."""
     from .agent import Agent, host_measure
     from .client import ServerError
+    from .config import adb_key_path
     from .config import config_dir as resolve_config
-    from .properties import host_properties
 
     if sum([host, usb is not None, tcp is not None]) != 1:
         typer.echo("error: choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT",
                    err=True)
         raise typer.Exit(2)
-    if not host:
-        typer.echo("error: the ADB backend (--usb/--tcp) is not in this release yet; "
-                   "use --host", err=True)
-        raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    worker = Agent(server, enroll_token, name, host_properties(model), host_measure,
-                   resolve_config(config_dir), poll_s=poll_interval)
+    folder = resolve_config(config_dir)
+    ready = None
+    if host:
+        from .properties import host_properties
+
+        properties, measure = host_properties(model), host_measure
+        name = name or socket.gethostname()
+    else:
+        from .adb_backend import AdbBackend, Reconnector
+        from .adb_device import Phone, PhoneDisconnected
+        from .properties import phone_properties
+
+        phone = Phone(adb_key_path(folder), tcp=tcp, usb=usb, auth_timeout_s=auth_timeout)
+        typer.echo(f"connecting to {phone.address}; accept 'Allow USB debugging' on the "
+                   "phone if it asks")
+        try:
+            phone.connect()
+        except PhoneDisconnected as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        properties = phone_properties(phone)
+        backend = AdbBackend(phone, runner=runner,
+                             cores=[int(c) for c in cores.split(",")] if cores else None)
+        measure, ready = backend.measure, Reconnector(phone)
+        name = name or properties.serial or (tcp or usb)
+        typer.echo(f"phone: {properties.manufacturer} {properties.model}, "
+                   f"Android {properties.android_release}, {properties.cpu_count} CPUs")
+    worker = Agent(server, enroll_token, name, properties, measure, folder,
+                   poll_s=poll_interval, ready=ready)
     worker.install_signal_handlers()
     try:
         worker.ensure_enrolled()

@@ -1,4 +1,5 @@
-"""The agent's config directory: its device token per server, kept between runs.
+"""The agent's config directory: its device token per server and its ADB RSA key
+(`adbkey`, `adbkey.pub`), kept between runs.
 
 Default `~/.config/tailor-agent` (TAILOR_AGENT_HOME or --config-dir override); the token
 file is created with mode 0600.
@@ -33,3 +34,8 @@ def save_token(folder: Path, server: str, identity: str, device_id: int, token: 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"server": server, "device_id": device_id, "device_token": token}, f)
+
+
+def adb_key_path(folder: Path) -> Path:
+    """The host's ADB private key; the phone remembers its public half after "Allow"."""
+    return folder / "adbkey"

@@ -144,6 +144,10 @@ class AdbStandin:
             conns, self.connections = self.connections, []
             procs, self.processes = self.processes, []
         if listener is not None:
+            try:   # wakes the thread blocked in accept(); close() alone would not on Linux
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         for conn in conns:
             try:

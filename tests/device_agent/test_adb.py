@@ -1,0 +1,79 @@
+"""adb-shell against the loopback phone: pairing, shell, verified push, unplug/replug."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from device_agent.adb_backend import Reconnector
+from device_agent.adb_device import Phone, PhoneCommandError, PhoneDisconnected
+from device_agent.config import adb_key_path
+from device_agent.properties import phone_properties
+
+
+def test_first_pairing_asks_once_then_the_saved_key_signs(standin, tmp_path):
+    key = adb_key_path(tmp_path / "agent")
+    first = Phone(key, tcp=f"127.0.0.1:{standin.port}", auth_timeout_s=10)
+    first.connect()
+    assert standin.auth_prompts == 1 and key.exists() and key.with_suffix(".pub").exists()
+    assert (key.stat().st_mode & 0o777) == 0o600
+    first.close()
+    again = Phone(key, tcp=f"127.0.0.1:{standin.port}", auth_timeout_s=10)
+    again.connect()   # the phone remembers the key: a signature, no dialog
+    assert standin.auth_prompts == 1
+    assert again.shell("echo hello") == "hello\n"
+    again.close()
+
+
+def test_unknown_key_times_out_when_nobody_taps_allow(standin, tmp_path):
+    standin.allow_new_keys = False
+    phone = Phone(adb_key_path(tmp_path / "other"), tcp=f"127.0.0.1:{standin.port}",
+                  auth_timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(PhoneDisconnected, match="cannot connect"):
+        phone.connect()
+    assert time.monotonic() - started < 8
+
+
+def test_shell_properties_and_checked_commands(phone):
+    props = phone_properties(phone)
+    assert props.backend == "adb" and props.model == "SM-S928B" and props.soc == "SM8650"
+    assert props.android_release == "14" and props.sdk == 34 and props.abi == "arm64-v8a"
+    assert props.cpu_count == 8 and props.cpu_max_freq_khz[-1] == 3390000
+    assert props.ram_bytes == 11834964 * 1024
+    with pytest.raises(PhoneCommandError, match="exited 3"):
+        phone.checked("echo boom; exit 3")
+
+
+def test_push_verifies_checksums_and_skips_files_already_there(phone, standin, tmp_path):
+    local = tmp_path / "graph.onnx"
+    local.write_bytes(bytes(range(256)) * 3000)   # > one ADB packet
+    small = tmp_path / "input_0.pb"
+    small.write_bytes(b"tiny")
+    files = {local: "/data/local/tmp/tailor/x/graph.onnx",
+             small: "/data/local/tmp/tailor/x/case/input_0.pb"}
+    assert sorted(phone.push_verified(files)) == sorted(files.values())
+    on_phone = standin.sandbox / "data/local/tmp/tailor/x/graph.onnx"
+    assert on_phone.read_bytes() == local.read_bytes()
+    assert phone.push_verified(files) == []                       # unchanged: skipped
+    on_phone.write_bytes(b"corrupted")
+    assert phone.push_verified(files) == ["/data/local/tmp/tailor/x/graph.onnx"]
+    assert phone.device.stat("/data/local/tmp/tailor/x/graph.onnx")[1] == local.stat().st_size
+
+
+def test_unplugged_mid_command_raises_and_reconnects_when_back(phone, standin):
+    timer = threading.Timer(0.5, standin.unplug)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(PhoneDisconnected, match="lost during"):
+        phone.shell("sleep 5; echo done", timeout_s=30)
+    assert time.monotonic() - started < 4 and not phone.connected
+    ready = Reconnector(phone, max_backoff_s=0.2)
+    assert ready() is False                                         # still unplugged
+    standin.replug()
+    deadline = time.monotonic() + 5
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert phone.connected and phone.shell("echo back").strip() == "back"
