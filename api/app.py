@@ -15,7 +15,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from api.auth import RateLimiter, digest
@@ -128,8 +129,19 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     for module in (health, jobs, results, devices, tasks):
         app.include_router(module.router, prefix=API_PREFIX)
 
+    import plotly
+
+    static = Path(__file__).parent / "static"
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_bundle():
+        return FileResponse(plotly_js, media_type="application/javascript")
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
     @app.get("/", include_in_schema=False)
-    def root():
-        return RedirectResponse("/docs")
+    def dashboard():
+        return FileResponse(static / "index.html", media_type="text/html")
 
     return app
