@@ -1,0 +1,43 @@
+"""The host backend, inputs from the manifest, and the package boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from device_agent.host_backend import measure_task
+from device_agent.inputs import graph_inputs
+from device_agent.protocol import GraphManifest, ProfilingSpec
+
+
+def test_host_backend_measures_prefill_decode_and_peak_rss(graph_dir):
+    spec = ProfilingSpec(prefill_lengths=[16], decode_contexts=[16, 64], warmup=1, repeats=4)
+    report = measure_task(graph_dir, spec)
+    assert [s.length for s in report.decode] == [16, 64]
+    for stat in report.prefill + report.decode:
+        assert stat.n == 4 and stat.p10_ms <= stat.median_ms <= stat.p90_ms
+        assert stat.peak_memory_bytes > 10 << 20
+    assert report.peak_memory_bytes == max(s.peak_memory_bytes for s in report.prefill + report.decode)
+
+
+def test_windowed_caches_are_capped_and_fixed_states_keep_their_shape(graph_dir):
+    manifest = GraphManifest.model_validate_json((graph_dir / "manifest.json").read_text())
+    data = manifest.model_dump()
+    data["graphs"]["decode"]["inputs"][2]["past_cap"] = 32
+    windowed = GraphManifest.model_validate(data)
+    feeds = graph_inputs(windowed, "decode", 100)
+    assert feeds["past_key"].shape == (1, 32, 64) and feeds["past_state"].shape == (1, 1, 64)
+    assert feeds["position"].tolist() == [100]
+    assert graph_inputs(manifest, "prefill", 100)["input_ids"].shape == (1, 100)
+
+
+def test_device_agent_imports_no_torch_ray_or_server_packages():
+    code = ("import sys, device_agent.agent, device_agent.cli, device_agent.adb_backend, "
+            "device_agent.adb_device, device_agent.host_backend, device_agent.host_runner, "
+            "device_agent.properties, device_agent.inputs, device_agent.perf_test; "
+            "device_agent.cli.agent; print(' '.join(sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    top = {name.split(".")[0] for name in result.stdout.split()}
+    assert not top & {"torch", "ray", "workers", "orchestrator", "api"}, top
