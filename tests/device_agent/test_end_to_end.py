@@ -1,0 +1,137 @@
+"""End to end: API server (uvicorn, SQLite) + agent + loopback phone -> measurements stored.
+
+The candidate's graphs are a real export of a tiny genome by workers.export; the agent speaks
+HTTP to the server and ADB (adb-shell over TCP) to the stand-in phone, exactly as it would to
+a phone on Wi-Fi ADB.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from device_agent.adb_backend import AdbBackend, Reconnector
+from device_agent.adb_device import Phone
+from device_agent.agent import Agent, wait_for_server
+from device_agent.config import adb_key_path
+from device_agent.properties import phone_properties
+
+SPEC = {"prefill_lengths": [16], "decode_contexts": [24], "warmup": 0, "repeats": 2,
+        "threads": 1, "cooldown_celsius": 80}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from orchestrator.genome import preset
+    from workers.export.onnx_export import export_onnx
+
+    genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
+                    vocab=97).to_json()
+    out = tmp_path_factory.mktemp("export")
+    export_onnx(genome, out, verify=False)
+    return genome, {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+@pytest.fixture
+def server(tmp_path):
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(data_dir=tmp_path / "server", admin_key="admin-secret",
+                        enroll_token="enroll-secret",
+                        database_url=f"sqlite:///{tmp_path / 'tailor.db'}")
+    (tmp_path / "server").mkdir()
+    app = create_app(settings)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_for_server(url)
+    yield url, app
+    uv.should_exit = True
+    thread.join(10)
+
+
+def seed_task(url, app, exported) -> int:
+    """A submitted job with one candidate, its exported graphs, and a task for the phone."""
+    import httpx
+
+    from api.storage import results as result_store
+    from api.storage import tasks as task_store
+    from api.storage.artifacts import store_artifacts
+
+    sessions = app.state.sessions
+    job = httpx.post(f"{url}/api/v1/jobs", headers={"Authorization": "Bearer admin-secret"},
+                     json={"name": "e2e", "objectives": ["perplexity", "params"]}, timeout=30)
+    assert job.status_code in (200, 201), job.text
+    genome, files = exported
+    [candidate] = result_store.add_candidates(sessions, job.json()["id"], 0, [
+        {"genome": genome, "genome_hash": "e" * 16}])
+    store_artifacts(sessions, app.state.artifact_dir, "e" * 16, files)
+    task_store.enqueue_task(sessions, job.json()["id"], candidate.id, "SM-S928B", SPEC)
+    return candidate.id
+
+
+def wait_until(predicate, timeout_s=90.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def test_phone_agent_measures_a_candidate_and_survives_an_unplug(server, standin, exported,
+                                                                  tmp_path):
+    from api.storage import tasks as task_store
+
+    url, app = server
+    candidate_id = seed_task(url, app, exported)
+    phone = Phone(adb_key_path(tmp_path / "agent"), tcp=f"127.0.0.1:{standin.port}",
+                  auth_timeout_s=10)
+    phone.connect()
+    backend = AdbBackend(phone)
+    agent = Agent(url, "enroll-secret", "bench-phone", phone_properties(phone), backend.measure,
+                  tmp_path / "agent", poll_s=0.2, ready=Reconnector(phone, max_backoff_s=0.5))
+    agent.ensure_enrolled()
+
+    # The cable is pulled while the runner works on the first attempt.
+    original, pulled = standin._shell, []
+
+    def pull_cable_on_first_run(conn, stream, command):
+        if "onnxruntime_perf_test -e cpu" in command and not pulled:
+            pulled.append(command)
+            threading.Timer(0.3, standin.unplug).start()
+        return original(conn, stream, command)
+
+    standin._shell = pull_cable_on_first_run
+    runner = threading.Thread(target=agent.run, kwargs={"max_tasks": 1}, daemon=True)
+    runner.start()
+    sessions = app.state.sessions
+    row = wait_until(lambda: next((r for r in task_store.task_results(sessions, [candidate_id])
+                                   if r["last_error"]), None))
+    assert row["state"] == "queued" and "PhoneDisconnected" in row["last_error"]
+    time.sleep(1.0)    # unplugged: the agent leases nothing meanwhile
+    assert task_store.task_results(sessions, [candidate_id])[0]["state"] == "queued"
+    standin.replug()
+    runner.join(120)
+    assert not runner.is_alive()
+    [row] = task_store.task_results(sessions, [candidate_id])
+    assert row["state"] == "done" and row["attempts"] == 2 and row["device_class"] == "SM-S928B"
+    report = row["report"]
+    assert [s["length"] for s in report["prefill"]] == [16]
+    assert [s["length"] for s in report["decode"]] == [24]
+    assert report["decode"][0]["n"] == 2 and len(report["decode"][0]["samples_ms"]) == 2
+    assert report["peak_memory_bytes"] > 10 << 20
+    assert report["runner"].startswith("onnxruntime_perf_test")
+    assert report["thermal_before"] and report["thermal_after"]
+    agent.shutdown()
