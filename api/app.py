@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
 from api.db.engine import make_engine, session_factory, upgrade
@@ -120,11 +120,17 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
+    @app.exception_handler(InterfaceError)
     async def database_down(_: Request, exc: DBAPIError):
-        log.error("database error: %s", type(exc.orig).__name__ if exc.orig else exc)
+        log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
         return JSONResponse({"detail": "database unavailable, retry shortly"},
                             status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(DBAPIError)
+    async def database_rejected(_: Request, exc: DBAPIError):
+        log.warning("database rejected a value: %s", type(exc.orig).__name__)
+        return JSONResponse({"detail": "a value is out of the range the database accepts"},
+                            status_code=400)
 
     for module in (health, jobs, results, devices, tasks):
         app.include_router(module.router, prefix=API_PREFIX)

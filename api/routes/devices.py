@@ -12,7 +12,7 @@ from api.schemas.public import DevicePublic
 from api.storage import devices as store
 from device_agent.protocol import EnrollRequest, EnrollResponse, HeartbeatResponse
 
-from .deps import SessionsDep, SettingsDep
+from .deps import DeviceId, SessionsDep, SettingsDep
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -55,20 +55,20 @@ def _set_state(device_id: int, state: str, sessions, settings) -> DevicePublic:
 
 
 @router.post("/{device_id}/drain", response_model=DevicePublic)
-def drain(device_id: int, sessions: SessionsDep, settings: SettingsDep,
+def drain(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
           _: AdminDep) -> DevicePublic:
     """Finish the current task, lease no new ones."""
     return _set_state(device_id, "draining", sessions, settings)
 
 
 @router.post("/{device_id}/disable", response_model=DevicePublic)
-def disable(device_id: int, sessions: SessionsDep, settings: SettingsDep,
+def disable(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
             _: AdminDep) -> DevicePublic:
     """Reject the device's token from now on."""
     return _set_state(device_id, "disabled", sessions, settings)
 
 
 @router.post("/{device_id}/enable", response_model=DevicePublic)
-def enable(device_id: int, sessions: SessionsDep, settings: SettingsDep,
+def enable(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
            _: AdminDep) -> DevicePublic:
     return _set_state(device_id, "active", sessions, settings)

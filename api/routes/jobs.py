@@ -10,7 +10,7 @@ from api.schemas.job_spec import JobSpec
 from api.schemas.public import JobCreated, JobList, JobPublic
 from api.storage import jobs as store
 
-from .deps import SessionsDep
+from .deps import JobId, SessionsDep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -32,22 +32,22 @@ def submit_job(spec: JobSpec, sessions: SessionsDep, _: AdminDep) -> JobCreated:
 
 
 @router.get("", response_model=JobList)
-def list_jobs(sessions: SessionsDep, offset: int = Query(0, ge=0),
+def list_jobs(sessions: SessionsDep, offset: int = Query(0, ge=0, le=2**31 - 1),
               limit: int = Query(50, ge=1, le=500)) -> JobList:
     rows, total = store.list_jobs(sessions, offset, limit)
     return JobList(count=total, offset=offset, items=[job_public(j) for j in rows])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: int, sessions: SessionsDep) -> JobPublic:
+def get_job(job_id: JobId, sessions: SessionsDep) -> JobPublic:
     return job_public(store.get_job(sessions, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(job_id: int, sessions: SessionsDep, _: AdminDep) -> JobPublic:
+def cancel_job(job_id: JobId, sessions: SessionsDep, _: AdminDep) -> JobPublic:
     return job_public(store.request_cancel(sessions, job_id))
 
 
 @router.post("/{job_id}/resume", response_model=JobPublic)
-def resume_job(job_id: int, sessions: SessionsDep, _: AdminDep) -> JobPublic:
+def resume_job(job_id: JobId, sessions: SessionsDep, _: AdminDep) -> JobPublic:
     return job_public(store.resume_job(sessions, job_id))

@@ -15,7 +15,7 @@ from api.storage import artifacts as artifact_store
 from api.storage import jobs as job_store
 from api.storage import results as store
 
-from .deps import SessionsDep
+from .deps import CandidateId, JobId, SessionsDep
 
 router = APIRouter(tags=["results"])
 
@@ -27,8 +27,8 @@ def summary(c: Candidate) -> CandidateSummary:
 
 
 @router.get("/jobs/{job_id}/generations", response_model=GenerationsResponse)
-def generations(job_id: int, sessions: SessionsDep,
-                since: int = Query(0, ge=0, description="first generation index to return")
+def generations(job_id: JobId, sessions: SessionsDep,
+                since: int = Query(0, ge=0, le=2**31 - 1, description="first generation index to return")
                 ) -> GenerationsResponse:
     job = job_store.get_job(sessions, job_id)
     rows = store.generations_since(sessions, job_id, since)
@@ -44,7 +44,7 @@ def generations(job_id: int, sessions: SessionsDep,
 
 
 @router.get("/jobs/{job_id}/pareto", response_model=ParetoResponse)
-def pareto(job_id: int, sessions: SessionsDep) -> ParetoResponse:
+def pareto(job_id: JobId, sessions: SessionsDep) -> ParetoResponse:
     job = job_store.get_job(sessions, job_id)
     latest, front = store.pareto(sessions, job_id)
     return ParetoResponse(job_id=job_id, generation=None if latest is None else latest.index,
@@ -53,13 +53,13 @@ def pareto(job_id: int, sessions: SessionsDep) -> ParetoResponse:
 
 
 @router.get("/jobs/{job_id}/candidates", response_model=list[CandidateSummary])
-def candidates(job_id: int, sessions: SessionsDep) -> list[CandidateSummary]:
+def candidates(job_id: JobId, sessions: SessionsDep) -> list[CandidateSummary]:
     job_store.get_job(sessions, job_id)
     return [summary(c) for c in store.job_candidates(sessions, job_id)]
 
 
 @router.get("/jobs/{job_id}/candidates/{candidate_id}", response_model=CandidateDetail)
-def candidate(job_id: int, candidate_id: int, sessions: SessionsDep) -> CandidateDetail:
+def candidate(job_id: JobId, candidate_id: CandidateId, sessions: SessionsDep) -> CandidateDetail:
     row, parents, children = store.candidate_detail(sessions, job_id, candidate_id)
     files = artifact_store.artifacts_of(sessions, row.genome_hash)
     return CandidateDetail(
@@ -70,7 +70,7 @@ def candidate(job_id: int, candidate_id: int, sessions: SessionsDep) -> Candidat
 
 
 @router.get("/artifacts/{candidate_id}/{name}", response_class=FileResponse)
-def artifact(candidate_id: int, name: str, sessions: SessionsDep,
+def artifact(candidate_id: CandidateId, name: str, sessions: SessionsDep,
              _: ArtifactReaderDep) -> FileResponse:
     row = artifact_store.artifact_for(sessions, candidate_id, name)
     return FileResponse(Path(row.path), filename=row.name,

@@ -12,7 +12,7 @@ from device_agent.protocol import (ArtifactRef, FailureReport, GraphManifest, Le
                                    LeaseResponse, MeasurementReport, ProfilingSpec,
                                    ProfilingTask, TaskAck)
 
-from .deps import SessionsDep, SettingsDep
+from .deps import TaskId, SessionsDep, SettingsDep
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -44,21 +44,21 @@ def lease(device: DeviceDep, sessions: SessionsDep, settings: SettingsDep,
 
 
 @router.post("/{task_id}/report", response_model=TaskAck)
-def report(task_id: int, body: MeasurementReport, device: DeviceDep,
+def report(task_id: TaskId, body: MeasurementReport, device: DeviceDep,
            sessions: SessionsDep) -> TaskAck:
     task = store.report_task(sessions, task_id, device, body.model_dump(mode="json"))
     return TaskAck(task_id=task.id, state=task.state)
 
 
 @router.post("/{task_id}/fail", response_model=TaskAck)
-def fail(task_id: int, body: FailureReport, device: DeviceDep,
+def fail(task_id: TaskId, body: FailureReport, device: DeviceDep,
          sessions: SessionsDep) -> TaskAck:
     task = store.fail_task(sessions, task_id, device, body.reason, body.retryable)
     return TaskAck(task_id=task.id, state=task.state)
 
 
 @router.post("/{task_id}/release", response_model=TaskAck)
-def release(task_id: int, device: DeviceDep, sessions: SessionsDep) -> TaskAck:
+def release(task_id: TaskId, device: DeviceDep, sessions: SessionsDep) -> TaskAck:
     task = store.release_task(sessions, task_id, device)
     return TaskAck(task_id=task.id, state=task.state)
 
