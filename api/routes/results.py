@@ -33,8 +33,8 @@ def generations(job_id: JobId, sessions: SessionsDep,
     job = job_store.get_job(sessions, job_id)
     rows = store.generations_since(sessions, job_id, since)
     wanted = {i for g in rows for i in g.population + g.pareto}
-    candidates = [summary(c) for c in store.job_candidates(sessions, job_id) if c.id in wanted
-                  or (rows and c.generation >= since)]
+    candidates = [summary(c) for c in store.candidates_for(
+        sessions, job_id, wanted, min_generation=since if rows else None)]
     return GenerationsResponse(
         job_id=job_id, status=job.status,
         generations=[GenerationPublic(index=g.index, population=g.population, pareto=g.pareto,

@@ -32,6 +32,21 @@ def job_candidates(sessions: SessionFactory, job_id: int) -> list[Candidate]:
                               .order_by(Candidate.id)).all())
 
 
+def candidates_for(sessions: SessionFactory, job_id: int, ids: set[int],
+                   min_generation: int | None = None) -> list[Candidate]:
+    """Candidates with these ids, plus (optionally) every one born at `min_generation` or
+    later: what an incremental poll needs, without reading the whole job."""
+    with transaction(sessions) as s:
+        condition = Candidate.id.in_(ids) if ids else None
+        if min_generation is not None:
+            newer = Candidate.generation >= min_generation
+            condition = newer if condition is None else (condition | newer)
+        if condition is None:
+            return []
+        return list(s.scalars(select(Candidate).where(Candidate.job_id == job_id, condition)
+                              .order_by(Candidate.id)).all())
+
+
 def set_candidate_result(sessions: SessionFactory, candidate_id: int, status: str,
                          metrics: dict[str, Any] | None = None,
                          failure: str | None = None) -> Candidate:
