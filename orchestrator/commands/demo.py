@@ -74,7 +74,7 @@ def demo(
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     wait_for_server(url)
-    console.print(f"API on {url} (docs {url}/docs); SQLite {out / 'tailor.db'}")
+    console.print(f"dashboard on {url} (API docs {url}/docs); SQLite {out / 'tailor.db'}")
 
     agent = Agent(url, enroll_token, "demo-host", host_properties("host"), host_measure,
                   config_dir(out / "agent"), poll_s=0.5)
@@ -135,8 +135,7 @@ def demo(
                  else f"{c['metrics'].get(o, 0):,.0f}" for o in spec["objectives"]]
         table.add_row(str(c["id"]), str(c["generation"]), c["origin"], *cells)
     console.print(table)
-    console.print(f"results: {url}/api/v1/jobs/{job_id}/pareto — candidate details, lineage "
-                  f"and ONNX graphs under {url}/api/v1/jobs/{job_id}/candidates/ID "
+    console.print(f"dashboard: {url}/#/jobs/{job_id}   API: {url}/docs   "
                   f"(admin key in {out / 'admin_key.txt'})")
     (out / "admin_key.txt").write_text(admin_key + "\n")
     (out / "admin_key.txt").chmod(0o600)
