@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 RUN_MARKER = "@@tailor-run-end"
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -96,5 +97,8 @@ def loop_command(runner: str, workdir: str, model: str, runs: int, threads: int,
     a marker line with its exit status (one adb round trip for all samples of one length)."""
     pin = f"taskset {cpu_mask(cores)} " if cores else ""
     call = pin + shlex.join([runner, *runner_args(model, threads)])
-    return (f"cd {shlex.quote(workdir)} && for i in $(seq {runs}); do {call} 2>&1; "
+    # A runner built with --build_shared_lib finds libonnxruntime.so in its own folder.
+    libs = shlex.quote(str(PurePosixPath(runner).parent))
+    return (f"cd {shlex.quote(workdir)} && export LD_LIBRARY_PATH={libs}:$LD_LIBRARY_PATH && "
+            f"for i in $(seq {runs}); do {call} 2>&1; "
             f"echo \"{RUN_MARKER} rc=$?\"; done")
