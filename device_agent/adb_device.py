@@ -168,8 +168,8 @@ class Phone:
             self.checked("mkdir -p " + " ".join(shlex.quote(f) for f in folders))
             device = self._need()
             for local, remote in todo.items():
-                self._guard(f"push {remote}", lambda: device.push(
-                    str(local), remote, transport_timeout_s=timeout_s, read_timeout_s=timeout_s))
+                self._guard(f"push {remote}", lambda src=local, dst=remote: device.push(
+                    str(src), dst, transport_timeout_s=timeout_s, read_timeout_s=timeout_s))
             after = self.sha256(list(todo.values()))
             bad = [r for r in todo.values() if after.get(r) != wanted[r]]
             if bad:

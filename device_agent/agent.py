@@ -13,8 +13,8 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -116,8 +116,17 @@ class Agent:
                 log.warning("could not release task %s: %s", self.current, exc)
 
     def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM: release the current task, then leave at once (a measurement in
+        progress is abandoned: its task is already back in the queue)."""
+
+        def on_signal(*_):
+            busy = self.current is not None
+            self.shutdown()
+            if busy:
+                raise SystemExit(0)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.shutdown())
+            signal.signal(sig, on_signal)
 
 
 def host_measure(graph_dir: Path, task: ProfilingTask) -> MeasurementReport:

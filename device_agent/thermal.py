@@ -7,7 +7,7 @@ unused zones report nonsense (negative, or hundreds of degrees): those are dropp
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .protocol import ThermalReading
 

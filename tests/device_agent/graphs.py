@@ -73,7 +73,7 @@ def write_graphs(folder: Path, genome_hash: str = "f" * 16) -> GraphManifest:
         return {"file": file, "sha256": hashlib.sha256(data).hexdigest(),
                 "size_bytes": len(data), "inputs": inputs, "outputs": outputs}
 
-    cache = lambda name, shape: {"name": name, "dtype": "float32", "shape": shape,  # noqa
+    cache = lambda name, shape: {"name": name, "dtype": "float32", "shape": shape,
                                  "role": "cache"}
     manifest = GraphManifest.model_validate({
         "genome_hash": genome_hash, "vocab_size": VOCAB, "opset": 17, "dtype": "float32",

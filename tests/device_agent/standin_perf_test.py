@@ -89,7 +89,7 @@ def main() -> int:
               f"{len(costs) / run_s:g} \nAvg CPU usage: 97 %\nPeak working set size: {peak} bytes")
     if "s" in options:
         ordered = sorted(costs)
-        pick = lambda q: ordered[min(len(ordered) - 1, int(np.ceil(q * len(ordered))) - 1)]  # noqa
+        pick = lambda q: ordered[min(len(ordered) - 1, int(np.ceil(q * len(ordered))) - 1)]
         if old:
             print(f"Min Latency is {ordered[0]:g}sec\nMax Latency is {ordered[-1]:g}sec")
             for name, q in (("P50", .5), ("P90", .9), ("P95", .95), ("P99", .99), ("P999", .999)):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import onnx
@@ -19,7 +19,7 @@ SPEC = ProfilingSpec(prefill_lengths=[8, 32], decode_contexts=[16, 40], warmup=1
 def make_task(graph_dir, spec=SPEC) -> ProfilingTask:
     manifest = GraphManifest.model_validate_json((graph_dir / "manifest.json").read_text())
     return ProfilingTask(task_id=1, job_id=1, candidate_id=1, genome_hash=manifest.genome_hash,
-                         attempt=1, lease_expires_at=datetime.now(timezone.utc), spec=spec,
+                         attempt=1, lease_expires_at=datetime.now(UTC), spec=spec,
                          manifest=manifest, artifacts=[])
 
 
@@ -89,6 +89,6 @@ def test_hot_phone_waits_for_cooldown(phone, standin, graph_dir):
         return readings
 
     backend.thermal = cooling
-    import device_agent.thermal as thermal
+    from device_agent import thermal
     before = thermal.wait_for_cooldown(backend.thermal, 45.0, poll_s=0.01)
     assert reads == [71.0, 39.0] and max(r.celsius for r in before) == 39.0

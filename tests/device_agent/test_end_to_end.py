@@ -135,3 +135,46 @@ def test_phone_agent_measures_a_candidate_and_survives_an_unplug(server, standin
     assert report["runner"].startswith("onnxruntime_perf_test")
     assert report["thermal_before"] and report["thermal_after"]
     agent.shutdown()
+
+
+def test_cli_agent_enrolls_the_phone_and_releases_its_task_on_sigterm(server, standin,
+                                                                     exported, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from api.storage import tasks as task_store
+
+    url, app = server
+    candidate_id = seed_task(url, app, exported)
+    with app.state.sessions() as s:   # a long task, so SIGTERM lands in the middle of it
+        from api.db.models import ProfilingTask as TaskRow
+        row = s.query(TaskRow).one()
+        row.spec = {**SPEC, "repeats": 200}
+        s.commit()
+    code = ("import typer; from device_agent.cli import register; app = typer.Typer(); "
+            "register(app); app.command('noop')(lambda: None); app()")
+    agent = subprocess.Popen(
+        [sys.executable, "-c", code, "agent", "--server", url, "--enroll-token", "enroll-secret",
+         "--tcp", f"127.0.0.1:{standin.port}", "--config-dir", str(tmp_path / "cli-agent"),
+         "--poll-interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=os.getcwd())
+    try:
+        wait_until(lambda: any("onnxruntime_perf_test -e cpu" in c for c in standin.commands),
+                   timeout_s=60)
+        [row] = task_store.task_results(app.state.sessions, [candidate_id])
+        assert row["state"] == "leased"
+        agent.send_signal(signal.SIGTERM)
+        output, _ = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == 0, output
+    assert "SM-S928B" in output
+    [row] = task_store.task_results(app.state.sessions, [candidate_id])
+    assert row["state"] == "queued" and row["attempts"] == 0 and row["report"] is None
+    import httpx
+    devices = httpx.get(f"{url}/api/v1/devices", timeout=10).json()
+    assert devices[0]["model"] == "SM-S928B"
+    assert (tmp_path / "cli-agent" / "adbkey").exists()
