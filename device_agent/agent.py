@@ -36,6 +36,7 @@ class Agent:
         self.properties, self.measure, self.config = properties, measure, config
         self.poll_s, self.lease_seconds = poll_s, lease_seconds
         self.ready = ready  # False while the device is away (phone unplugged): lease nothing
+        self.heartbeat_s = 30.0  # the server's interval once enrolled in this process
         self.stop = threading.Event()
         self.current: int | None = None
         self.completed = 0
@@ -56,6 +57,7 @@ class Agent:
             raise ServerError(403, "not enrolled and no enrollment token given")
         enrolled = self.client.enroll(self.enroll_token, self.name, self.properties)
         self.client.token = enrolled.device_token
+        self.heartbeat_s = enrolled.heartbeat_interval_s
         save_token(self.config, self.server, identity, enrolled.device_id, enrolled.device_token)
         log.info("enrolled as device %s", enrolled.device_id)
 
@@ -75,7 +77,12 @@ class Agent:
             for artifact in task.artifacts:
                 self.client.download(artifact, work)
             (work / "manifest.json").write_text(task.manifest.model_dump_json())
-            report = self.measure(work, task)
+            beating = threading.Event()  # keep the device online through a long measurement
+            threading.Thread(target=self._heartbeat_until, args=(beating,), daemon=True).start()
+            try:
+                report = self.measure(work, task)
+            finally:
+                beating.set()
         except Exception as exc:  # report every measurement failure with its reason
             log.warning("task %s failed: %s", task.task_id, exc)
             self.client.fail(task.task_id, f"{type(exc).__name__}: {exc}", retryable=True)
@@ -86,6 +93,13 @@ class Agent:
             self.current = None
             shutil.rmtree(work, ignore_errors=True)
         return True
+
+    def _heartbeat_until(self, done: threading.Event) -> None:
+        while not done.wait(self.heartbeat_s):
+            try:
+                self.client.heartbeat()
+            except (httpx.HTTPError, ServerError) as exc:
+                log.warning("heartbeat during a task failed: %s", exc)
 
     def run(self, max_tasks: int | None = None) -> None:
         backoff = 1.0

@@ -23,6 +23,8 @@ def agent(
     config_dir: Optional[Path] = typer.Option(None, envvar="TAILOR_AGENT_HOME",
                                               help="default ~/.config/tailor-agent"),
     poll_interval: float = typer.Option(2.0, help="seconds between lease attempts"),
+    lease_seconds: Optional[float] = typer.Option(None, help="lease length to ask for "
+                                                  "(default: the server's)"),
     runner: str = typer.Option("/data/local/tmp/onnxruntime_perf_test",
                                help="phone: path of onnxruntime_perf_test on the phone"),
     cores: Optional[str] = typer.Option(None, help="phone: CPUs to pin to, e.g. 4,5,6,7 "
@@ -69,7 +71,7 @@ def agent(
         typer.echo(f"phone: {properties.manufacturer} {properties.model}, "
                    f"Android {properties.android_release}, {properties.cpu_count} CPUs")
     worker = Agent(server, enroll_token, name, properties, measure, folder,
-                   poll_s=poll_interval, ready=ready)
+                   poll_s=poll_interval, lease_seconds=lease_seconds, ready=ready)
     worker.install_signal_handlers()
     try:
         worker.ensure_enrolled()

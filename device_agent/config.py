@@ -30,6 +30,7 @@ def load_token(folder: Path, server: str, identity: str) -> dict | None:
 
 
 def save_token(folder: Path, server: str, identity: str, device_id: int, token: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     path = _token_file(folder, server, identity)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -60,7 +60,7 @@ def server(tmp_path):
     thread.join(10)
 
 
-def seed_task(url, app, exported) -> int:
+def seed_task(url, app, exported, device_class: str = "SM-S928B") -> int:
     """A submitted job with one candidate, its exported graphs, and a task for the phone."""
     import httpx
 
@@ -76,7 +76,7 @@ def seed_task(url, app, exported) -> int:
     [candidate] = result_store.add_candidates(sessions, job.json()["id"], 0, [
         {"genome": genome, "genome_hash": "e" * 16}])
     store_artifacts(sessions, app.state.artifact_dir, "e" * 16, files)
-    task_store.enqueue_task(sessions, job.json()["id"], candidate.id, "SM-S928B", SPEC)
+    task_store.enqueue_task(sessions, job.json()["id"], candidate.id, device_class, SPEC)
     return candidate.id
 
 
@@ -178,3 +178,34 @@ def test_cli_agent_enrolls_the_phone_and_releases_its_task_on_sigterm(server, st
     devices = httpx.get(f"{url}/api/v1/devices", timeout=10).json()
     assert devices[0]["model"] == "SM-S928B"
     assert (tmp_path / "cli-agent" / "adbkey").exists()
+
+
+def test_host_agent_measures_over_the_same_protocol_and_heartbeats_while_busy(server, exported,
+                                                                            tmp_path):
+    import httpx
+
+    from api.storage import tasks as task_store
+    from device_agent.agent import host_measure
+    from device_agent.properties import host_properties
+
+    url, app = server
+    candidate_id = seed_task(url, app, exported, device_class="host")
+    beats = []
+
+    def slow_measure(graph_dir, task):
+        report = host_measure(graph_dir, task)
+        time.sleep(0.6)           # long enough for a few heartbeats at 0.1 s
+        beats.append(httpx.get(f"{url}/api/v1/devices", timeout=10).json()[0]
+                     ["last_heartbeat_at"])
+        return report
+
+    agent = Agent(url, "enroll-secret", "laptop", host_properties("host"), slow_measure,
+                  tmp_path / "host-agent", poll_s=0.2)
+    agent.ensure_enrolled()
+    agent.heartbeat_s = 0.1
+    started = httpx.get(f"{url}/api/v1/devices", timeout=10).json()[0]["last_heartbeat_at"]
+    agent.run(max_tasks=1)
+    [row] = task_store.task_results(app.state.sessions, [candidate_id])
+    assert row["state"] == "done" and row["report"]["runner"].startswith("host onnxruntime")
+    assert row["report"]["prefill"][0]["n"] == 2 and row["report"]["peak_memory_bytes"] > 0
+    assert beats[0] > started
