@@ -1,17 +1,14 @@
-"""System throughput: evaluations per hour with 1 and 2 Ray workers, and orchestration
-overhead.
+"""System throughput and orchestration overhead, on the real embedded system.
 
-The same search (same seed, so the same candidates) runs twice on a fresh local Ray
-cluster, first with one worker CPU, then with two. Each evaluation is a real training run
-plus an ONNX export of the candidate. Overhead is the share of worker capacity not spent
-inside training or export tasks:
+The same job (same seed, so the same candidates) runs twice through the persistent driver —
+SQLite, the API, a host profiling agent, the orchestrator on a fresh local Ray — first with
+one Ray worker CPU, then with two. Every evaluation is a training run, an ONNX export and a
+host profiling task. Reported: evaluations per hour for each, their ratio, and
 
-    overhead = 1 - sum(task wall time) / (workers x job wall time)
+    overhead = wall time during which no training, export or profiling runs / job wall time
 
-It counts everything the driver adds — breeding, selection, scheduling, result handling —
-and the idle time at each generation's barrier while the last evaluations finish.
-Profiling on phones is not part of this run (no phone here). Storage writes are not either:
-this measures the in-memory search loop until the persistent driver lands.
+computed from the intervals each task records (Ray tasks time themselves; a measurement's
+interval is its report time minus its wall time). Writes system.json and system.png.
 
     python -m bench.system [--population 6 --generations 3 --tokens 30000]
 """
@@ -20,63 +17,94 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from datetime import timezone
 from pathlib import Path
 
 import ray
+from sqlalchemy import select
 
-from orchestrator.evaluation import Evaluator, connect
-from orchestrator.genome import SearchSpace
-from orchestrator.search.evolution import EvolutionParams
-from orchestrator.search.loop import SearchLoop
-from orchestrator.search.metrics import static_metrics
+from api.db.models import Evaluation, Measurement
+from api.schemas.job_spec import JobSpec
+from api.storage import jobs as job_store
+from api.storage import transaction
+from orchestrator.driver import JobRunner
+from orchestrator.embedded import start_embedded
+from orchestrator.evaluation import connect
 
 RESULTS = Path(__file__).parent / "results"
-OBJECTIVES = ["perplexity", "params", "cache_bytes@1024"]
+
+
+def union_seconds(intervals: list[tuple[float, float]], start: float, end: float) -> float:
+    covered, cursor = 0.0, start
+    for a, b in sorted((max(a, start), min(b, end)) for a, b in intervals):
+        if b <= cursor:
+            continue
+        covered += b - max(a, cursor)
+        cursor = b
+    return covered
 
 
 def run_job(workers: int, args) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix=f"tailor-system{workers}-"))
+    system = start_embedded(folder)
+    sessions = system.app.state.sessions
+    spec = JobSpec.model_validate({
+        "name": f"system-{workers}", "objectives": ["perplexity", "decode_ms@128[host]", "params"],
+        "search_space": {"classes": ["attention", "hyena", "hyena_y", "gla", "swiglu"],
+                         "widths": [32, 48, 64], "depth_min": 2, "depth_max": 6,
+                         "vocab_size": 257},
+        "evolution": {"population": args.population, "generations": args.generations},
+        "training": {"tokens": args.tokens, "seq_len": 64, "eval_tokens": 8192,
+                     "tokenizer": {"kind": "byte"}},
+        "profiling": {"devices": ["host"], "prefill_lengths": [128], "decode_contexts": [128],
+                      "repeats": 5, "warmup": 1}})
+    job = job_store.create_job(sessions, spec.name, spec.model_dump(mode="json"))
     connect(num_cpus=workers)
-    evaluator = Evaluator()
-    config = {"tokens": args.tokens, "seq_len": 64, "batch_size": 16,
-              "tokenizer": {"kind": "byte"}, "eval_tokens": 8_192, "threads": 1}
-    space = SearchSpace(classes=["attention", "hyena", "hyena_y", "gla", "swiglu"],
-                        widths=[32, 48, 64], depth_min=2, depth_max=6, vocab_size=257)
-    loop = SearchLoop(space, EvolutionParams(population=args.population,
-                                             generations=args.generations, seed=0,
-                                             elitism=2), OBJECTIVES)
-    busy = {"quality": 0.0, "export": 0.0}
-    evaluations = 0
-
-    def evaluate(candidates):
-        nonlocal evaluations
-        by_key = {str(i): c for i, c in enumerate(candidates)}
-        for key, c in by_key.items():
-            evaluator.submit_quality(key, c.genome.to_json(), config, timeout_s=900)
-        while evaluator.in_flight():
-            for finished in evaluator.collect(0.2):
-                busy[finished.kind] += finished.value.get("task_wall_s", 0.0) \
-                    if finished.ok else finished.wall_s
-                c = by_key[finished.key]
-                if finished.kind == "quality":
-                    record = finished.value["result"] if finished.ok else {}
-                    c.metrics = static_metrics(c.genome.to_json(), OBJECTIVES)
-                    if record.get("status") == "ok":
-                        c.metrics["perplexity"] = record["perplexity"]
-                    evaluator.submit_export(finished.key, c.genome.to_json(),
-                                            finished.value.get("weights") if finished.ok
-                                            else None, timeout_s=900)
-                else:
-                    evaluations += 1
-
-    started = time.perf_counter()
-    loop.run(evaluate)
-    wall = time.perf_counter() - started
+    job_store.claim_job(sessions, "bench")
+    started = time.time()
+    status = JobRunner(sessions, folder / "artifacts", job.id, "bench").run()
+    ended = time.time()
+    system.stop()
     ray.shutdown()
-    task_time = busy["quality"] + busy["export"]
-    return {"workers": workers, "evaluations": evaluations, "wall_s": wall,
-            "evaluations_per_hour": evaluations / wall * 3600,
-            "task_busy_s": busy, "overhead": 1 - task_time / (workers * wall)}
+    intervals: list[tuple[float, float]] = []
+    with transaction(sessions) as s:
+        for result in s.scalars(select(Evaluation.result)).all():
+            if result.get("task_interval"):
+                intervals.append(tuple(result["task_interval"]))
+        for created, report in s.execute(select(Measurement.created_at,
+                                                Measurement.report)).all():
+            end = created.replace(tzinfo=timezone.utc).timestamp() if created.tzinfo is None \
+                else created.timestamp()
+            intervals.append((end - report["wall_s"], end))
+        evaluations = len(s.scalars(select(Measurement.id)).all())
+    wall = ended - started
+    busy = union_seconds(intervals, started, ended)
+    return {"workers": workers, "status": status, "evaluations": evaluations, "wall_s": wall,
+            "evaluations_per_hour": evaluations / wall * 3600, "busy_s": busy,
+            "overhead": 1 - busy / wall}
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    labels = [f"{r['workers']} worker(s)" for r in runs]
+    a.bar(labels, [r["evaluations_per_hour"] for r in runs], color=["C0", "C1"])
+    a.set_ylabel("evaluations per hour")
+    a.set_title(f"throughput (ratio {result['speedup_2_over_1']:.2f})")
+    b.bar(labels, [100 * r["overhead"] for r in runs], color=["C0", "C1"])
+    b.axhline(5, color="k", linestyle="--", label="target 5%")
+    b.set_ylabel("orchestration overhead (%)")
+    b.set_title("wall time with no evaluation work")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -86,12 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokens", type=int, default=30_000)
     args = parser.parse_args(argv)
     runs = [run_job(1, args), run_job(2, args)]
-    one, two = runs
     result = {"benchmark": "system", "args": vars(args), "runs": runs,
-              "speedup_2_over_1": two["evaluations_per_hour"] / one["evaluations_per_hour"],
+              "speedup_2_over_1": runs[1]["evaluations_per_hour"] / runs[0]["evaluations_per_hour"],
               "overhead_target": 0.05}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "system.json").write_text(json.dumps(result, indent=2))
+    plot(result, RESULTS / "system.png")
     for run in runs:
         print(f"{run['workers']} worker(s): {run['evaluations']} evaluations in "
               f"{run['wall_s']:.1f}s = {run['evaluations_per_hour']:.0f}/hour; overhead "

@@ -182,7 +182,8 @@ class JobRunner:
                                            finished.value["files"])
             result_store.put_evaluation(self.sessions, genome_hash, EXPORT_KEY, "export",
                                         {"max_abs_diff": finished.value["max_abs_diff"],
-                                         "manifest": finished.value["manifest"]})
+                                         "manifest": finished.value["manifest"],
+                                         "task_interval": finished.value.get("task_interval")})
             p.export_done = True
 
     def _profiling(self, p: Pending) -> bool:

@@ -42,7 +42,7 @@ def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> dict[str, An
     """Train and score; returns the result record plus the weights' bytes."""
     from workers.train.trainer import evaluate_quality
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     with tempfile.TemporaryDirectory() as tmp:
         result = evaluate_quality(genome, config, out_dir=tmp).to_json()
         weights = None
@@ -50,6 +50,7 @@ def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> dict[str, An
             weights = Path(result["weights_path"]).read_bytes()
             result["weights_path"] = None  # the driver stores the bytes and sets the path
     result["node"] = ray.get_runtime_context().get_node_id()
+    result["task_interval"] = [started_at, time.time()]  # epoch seconds, for accounting
     return {"result": result, "weights": weights,
             "task_wall_s": time.perf_counter() - started}
 
@@ -64,7 +65,7 @@ def export_task(genome: dict[str, Any], weights: bytes | None = None) -> dict[st
     from workers.export.onnx_export import export_onnx
     from workers.model.compiler import compile_genome
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     model = compile_genome(genome, seed=0)
     if weights is not None:
         model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu",
@@ -73,7 +74,8 @@ def export_task(genome: dict[str, Any], weights: bytes | None = None) -> dict[st
         result = export_onnx(genome, tmp, model=model)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
     return {"manifest": result.manifest, "max_abs_diff": result.max_abs_diff,
-            "files": files, "task_wall_s": time.perf_counter() - started}
+            "files": files, "task_wall_s": time.perf_counter() - started,
+            "task_interval": [started_at, time.time()]}
 
 
 @dataclass

@@ -9,8 +9,6 @@ API until Ctrl-C, or exits with --exit.
 
 from __future__ import annotations
 
-import secrets
-import socket
 import threading
 import time
 from pathlib import Path
@@ -31,12 +29,6 @@ DEMO_SPEC = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="data directory (SQLite file, artifacts)"),
     port: int = typer.Option(0, help="API port (0: a free one)"),
@@ -48,38 +40,21 @@ def demo(
 ):
     """Run the whole system on this machine and search a small architecture space."""
     import httpx
-    import uvicorn
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from api.app import create_app
-    from api.settings import Settings
     from api.storage import jobs as job_store
-    from device_agent.agent import Agent, host_measure, wait_for_server
-    from device_agent.config import config_dir
-    from device_agent.properties import host_properties
     from orchestrator.driver import JobRunner, owner_id
+    from orchestrator.embedded import start_embedded
     from orchestrator.evaluation import connect
 
     console = Console(width=max(Console().width, 150))
-    admin_key, enroll_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    port = port or _free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=out, admin_key=admin_key, enroll_token=enroll_token,
-                        database_url=f"sqlite:///{(out / 'tailor.db').resolve()}")
-    out.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    wait_for_server(url)
+    system = start_embedded(out, port)
+    url, admin_key, app = system.url, system.admin_key, system.app
+    settings = app.state.settings
     console.print(f"dashboard on {url} (API docs {url}/docs); SQLite {out / 'tailor.db'}")
-
-    agent = Agent(url, enroll_token, "demo-host", host_properties("host"), host_measure,
-                  config_dir(out / "agent"), poll_s=0.5)
-    agent.ensure_enrolled()
-    threading.Thread(target=agent.run, daemon=True).start()
     console.print("host profiling agent enrolled (device class 'host')")
 
     spec = {**DEMO_SPEC, "evolution": {**DEMO_SPEC["evolution"], "population": population,
@@ -137,19 +112,15 @@ def demo(
     console.print(table)
     console.print(f"dashboard: {url}/#/jobs/{job_id}   API: {url}/docs   "
                   f"(admin key in {out / 'admin_key.txt'})")
-    (out / "admin_key.txt").write_text(admin_key + "\n")
-    (out / "admin_key.txt").chmod(0o600)
     if exit_after:
-        agent.shutdown()
-        server.should_exit = True
+        system.stop()
         return
     console.print("serving until Ctrl-C")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        agent.shutdown()
-        server.should_exit = True
+        system.stop()
 
 
 def register(app: typer.Typer) -> None:
