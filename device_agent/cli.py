@@ -29,6 +29,8 @@ def agent(
                                help="phone: path of onnxruntime_perf_test on the phone"),
     cores: Optional[str] = typer.Option(None, help="phone: CPUs to pin to, e.g. 4,5,6,7 "
                                         "(default: all but the slowest cluster)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="intra-op threads, overriding "
+                                          "each task's spec"),
     auth_timeout: float = typer.Option(120.0, help="phone: seconds to wait for 'Allow' "
                                        "on the first connection"),
 ):
@@ -70,6 +72,8 @@ def agent(
         name = name or properties.serial or (tcp or usb)
         typer.echo(f"phone: {properties.manufacturer} {properties.model}, "
                    f"Android {properties.android_release}, {properties.cpu_count} CPUs")
+    if threads is not None:
+        measure = _with_threads(measure, threads)
     worker = Agent(server, enroll_token, name, properties, measure, folder,
                    poll_s=poll_interval, lease_seconds=lease_seconds, ready=ready)
     worker.install_signal_handlers()
@@ -79,6 +83,14 @@ def agent(
     except ServerError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _with_threads(measure, threads: int):
+    def measure_with(graph_dir, task):
+        spec = task.spec.model_copy(update={"threads": threads})
+        return measure(graph_dir, task.model_copy(update={"spec": spec}))
+
+    return measure_with
 
 
 def register(app: typer.Typer) -> None:
