@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from sqlalchemy import text
 
 from api.db.engine import make_engine, session_factory, upgrade
-
-from .pg_server import start_postgres
-
-_PG = {"server": None, "reason": None, "started": False}
-
-
-def _postgres():
-    if not _PG["started"]:
-        _PG["started"] = True
-        _PG["server"], _PG["reason"] = start_postgres()
-    return _PG["server"]
-
-
-def pytest_sessionfinish(session, exitstatus):
-    server = _PG["server"]
-    if server is not None:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,9 +13,9 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tailor.db'}"
         return
-    server = _postgres()
+    server, reason = request.getfixturevalue("postgres_server")
     if server is None:
-        pytest.skip(f"PostgreSQL run skipped: {_PG['reason']}")
+        pytest.skip(f"PostgreSQL run skipped: {reason}")
     name = f"t{abs(hash(request.node.nodeid)) % 10**10}"
     admin = make_engine(server.url)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
