@@ -110,3 +110,74 @@ def test_twenty_agents_lease_concurrently_on_postgres(postgres_url):
         list(pool.map(agent, agents))
     assert len(leased) == 60 and len(set(leased)) == 60  # every task leased exactly once
     engine.dispose()
+
+
+def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import uvicorn
+    from sqlalchemy import select
+
+    from api.db.models import Measurement
+    from api.storage import transaction
+    from api.storage.artifacts import store_artifacts
+    from device_agent.agent import Agent, host_measure
+    from device_agent.config import config_dir
+    from device_agent.properties import host_properties
+    from orchestrator.genome import preset
+    from workers.export.onnx_export import export_onnx
+
+    app = create_app(Settings(data_dir=tmp_path, admin_key="k", enroll_token="e",
+                              database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    sessions = app.state.sessions
+    genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
+                    vocab=97).to_json()
+    export_onnx(genome, tmp_path / "export", verify=False)
+    job = jobs.create_job(sessions, "drill", {})
+    row = results.add_candidates(sessions, job.id, 0, [{"genome": genome,
+                                                        "genome_hash": "ab" * 8}])[0]
+    store_artifacts(sessions, app.state.artifact_dir, row.genome_hash,
+                    {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()})
+    task = tasks.enqueue_task(sessions, job.id, row.id, "host",
+                              {"prefill_lengths": [256, 512], "decode_contexts": [256],
+                               "repeats": 40, "warmup": 2})
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "agent", "--server", url, "--enroll-token",
+         "e", "--host", "--lease-seconds", "3", "--poll-interval", "0.2", "--config-dir",
+         str(tmp_path / "a")], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while tasks.task_results(sessions, [row.id])[0]["state"] != "leased":
+            assert time.monotonic() < deadline, "the first agent never leased the task"
+            time.sleep(0.1)
+        time.sleep(0.5)  # mid-measurement
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+    second = Agent(url, "e", "second", host_properties("host"), host_measure,
+                   config_dir(tmp_path / "b"), poll_s=0.3)
+    runner = threading.Thread(target=second.run, kwargs={"max_tasks": 1}, daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+    server.should_exit = True
+    [state] = tasks.task_results(sessions, [row.id])
+    assert state["state"] == "done" and state["attempts"] == 2
+    with transaction(sessions) as s:
+        assert len(s.scalars(select(Measurement).where(Measurement.task_id == task.id)).all()) == 1
