@@ -163,8 +163,8 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
     store_artifacts(sessions, app.state.artifact_dir, row.genome_hash,
                     {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()})
     task = tasks.enqueue_task(sessions, job.id, row.id, "host",
-                              {"prefill_lengths": [256, 512], "decode_contexts": [256],
-                               "repeats": 40, "warmup": 2})
+                              {"prefill_lengths": [1024, 2048], "decode_contexts": [1024],
+                               "repeats": 100, "warmup": 2})  # seconds of work: killable
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     first = subprocess.Popen(
@@ -177,7 +177,7 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
         while tasks.task_results(sessions, [row.id])[0]["state"] != "leased":
             assert time.monotonic() < deadline, "the first agent never leased the task"
             time.sleep(0.1)
-        time.sleep(0.5)  # mid-measurement
+        time.sleep(0.2)  # mid-measurement
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
