@@ -13,11 +13,14 @@ ARG TORCH_SPEC=torch==2.13.0
 RUN pip install --no-cache-dir "$TORCH_SPEC"
 
 COPY pyproject.toml README.md ./
+COPY core ./core
+COPY store ./store
 COPY api ./api
 COPY orchestrator ./orchestrator
 COPY workers ./workers
 COPY device_agent ./device_agent
-RUN pip install --no-cache-dir ".[data,usb]"
+COPY cli ./cli
+RUN pip install --no-cache-dir ".[all,data,usb]"
 
 ENV TAILOR_DATA_DIR=/data TAILOR_ARTIFACT_DIR=/artifacts TAILOR_CACHE_DIR=/data/cache
 VOLUME ["/data", "/artifacts"]

@@ -1,6 +1,5 @@
-"""The HTTP surface of Tailor and its database: jobs, results, devices, profiling tasks.
+"""The HTTP surface of Tailor: the FastAPI app, its routes, auth and the dashboard.
 
-Imports neither torch nor Ray, so it keeps serving while the cluster is down. The schema
-comes from Alembic migrations (`api/migrations`); `api.storage` is the storage layer the
-orchestrator also uses, one transaction per call.
+Uses `core` (job spec, wire protocol, catalog) and `store` (the database); imports neither
+torch nor Ray, so it keeps serving while the cluster is down.
 """

@@ -1,4 +1,4 @@
-"""The FastAPI application: routers under /api/v1, guards on every request, error mapping.
+"""The FastAPI application: routers under `core.protocol.API_PREFIX`, guards on every request, error mapping.
 
 Guards: bodies over `max_body_bytes` get 413 and JSON nested deeper than 64 levels gets
 400 before any parsing; unknown fields and invalid values get 422 naming the field; a
@@ -15,19 +15,19 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
-from api.db.engine import make_engine, session_factory, upgrade
-from api.routes import devices, health, jobs, results, tasks
+from core.protocol import API_PREFIX
+from store.engine import make_engine, session_factory, upgrade
+from api.routes import catalog, devices, health, jobs, results, tasks
 from api.settings import Settings
-from api.storage import Conflict, NotFound
-from api.storage.artifacts import BadName
+from store import Conflict, NotFound
+from store.artifacts import BadName
 
 log = logging.getLogger("tailor.api")
-API_PREFIX = "/api/v1"
 MAX_JSON_DEPTH = 64
 
 
@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         return JSONResponse({"detail": "a value is out of the range the database accepts"},
                             status_code=400)
 
-    for module in (health, jobs, results, devices, tasks):
+    for module in (health, catalog, jobs, results, devices, tasks):
         app.include_router(module.router, prefix=API_PREFIX)
 
     import plotly
@@ -146,8 +146,11 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
 
     app.mount("/static", StaticFiles(directory=static), name="static")
 
+    # The page names the API prefix, so the dashboard's script never spells it itself.
+    page = (static / "index.html").read_text().replace("{{API_PREFIX}}", API_PREFIX)
+
     @app.get("/", include_in_schema=False)
     def dashboard():
-        return FileResponse(static / "index.html", media_type="text/html")
+        return HTMLResponse(page)
 
     return app

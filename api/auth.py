@@ -12,8 +12,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from api.db.models import Device
-from api.storage import devices as device_store
+from store.models import Device
+from store import devices as device_store
 
 
 def digest(secret: str) -> str:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from api.db.engine import make_engine, session_factory, upgrade
-from api.storage import jobs, results
+from store.engine import make_engine, session_factory, upgrade
+from store import jobs, results
 
 RESULTS = Path(__file__).parent / "results"
 GENOME = {"global": {"width": 64, "vocab_size": 257, "depth": 2},
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         port = s.getsockname()[1]
     env = {**os.environ, "TAILOR_DATABASE_URL": url, "TAILOR_DATA_DIR": str(folder),
            "TAILOR_ADMIN_KEY": "bench"}
-    server = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "serve", "--port",
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port",
                                str(port)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, cwd=Path(__file__).parent.parent)
     base = f"http://127.0.0.1:{port}/api/v1"

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from device_agent.host_runner import measure
-from orchestrator.genome import preset
+from core import preset
 from workers.export.onnx_export import export_onnx
-from workers.model import costs
+from core import costs
 
 RESULTS = Path(__file__).parent / "results"
 LENGTHS = [128, 256, 512, 1024, 2048, 4096]

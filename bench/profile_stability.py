@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from device_agent.host_backend import measure_task
-from device_agent.protocol import ProfilingSpec
+from core.protocol import MeasurementSpec
 from device_agent.stats import coefficient_of_variation
 
 RESULTS = Path(__file__).parent / "results"
@@ -39,12 +39,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
-    from orchestrator.genome import preset
+    from core import preset
     from workers.export.onnx_export import export_onnx
 
     genome = preset("hyena-edge", width=args.width, layers=args.layers, heads=4, kv_heads=2,
                     ffn=2 * args.width, vocab=512).to_json()
-    spec = ProfilingSpec(prefill_lengths=[args.length], decode_contexts=[args.length],
+    spec = MeasurementSpec(prefill_lengths=[args.length], decode_contexts=[args.length],
                          warmup=args.warmup, repeats=args.repeats, threads=args.threads)
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:

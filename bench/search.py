@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.evaluation import Evaluator, connect
-from orchestrator.genome import SearchSpace, preset
-from orchestrator.search.evolution import EvolutionParams
-from orchestrator.search.loop import Candidate, SearchLoop
-from orchestrator.search.metrics import static_metrics
+from orchestrator.ray_evaluator import RayEvaluator, connect
+from core import SearchSpace, preset
+from core.job_spec import EvolutionSpec
+from orchestrator.search.loop import Individual, SearchLoop
+from core.metrics import static_metrics
 from orchestrator.search.selection import NormalisationFrame, hypervolume
 
 RESULTS = Path(__file__).parent / "results"
@@ -34,13 +34,13 @@ BASELINES = ["transformer++", "striped-hyena", "lfm2", "mobilellm"]
 VOCAB = 257  # byte tokenizer
 
 
-def evaluate_all(evaluator: Evaluator, candidates: list[Candidate], config: dict) -> None:
+def evaluate_all(evaluator: RayEvaluator, candidates: list[Individual], config: dict) -> None:
     by_key = {str(i): c for i, c in enumerate(candidates)}
     for key, c in by_key.items():
         evaluator.submit_quality(key, c.genome.to_json(), config, timeout_s=900)
     while evaluator.in_flight():
         for finished in evaluator.collect(1.0):
-            c = by_key[finished.key]
+            c = by_key[finished.genome_hash]
             metrics = static_metrics(c.genome.to_json(), OBJECTIVES)
             record = finished.value["result"] if finished.ok else {"status": "failed"}
             if record.get("status") == "ok":
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs")
     args = parser.parse_args(argv)
     connect(num_cpus=args.workers)
-    evaluator = Evaluator()
+    evaluator = RayEvaluator()
     config = {"tokens": args.tokens, "seq_len": 64, "batch_size": 16,
               "tokenizer": {"kind": "byte"}, "eval_tokens": 16_384}
     space = SearchSpace(classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, list[SearchLoop]] = {"nsga2": [], "random": []}
     for seed in args.seeds:
         for algorithm in runs:
-            params = EvolutionParams(algorithm=algorithm, population=args.population,
+            params = EvolutionSpec(algorithm=algorithm, population=args.population,
                                      generations=args.generations, seed=seed,
                                      include_presets=False)
             loop = SearchLoop(space, params, OBJECTIVES)
@@ -83,13 +83,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     sizes = {name: dict(width=64, layers=2, heads=4, kv_heads=2, ffn=128) for name in BASELINES}
     sizes["mobilellm"] = dict(width=48, layers=4, heads=4, kv_heads=2, ffn=96)  # deep and thin
-    baselines = [Candidate(preset(name, vocab=VOCAB, **sizes[name]), -1, origin=name)
+    baselines = [Individual(preset(name, vocab=VOCAB, **sizes[name]), -1, origin=name)
                  for name in BASELINES]
     evaluate_all(evaluator, baselines, config)
 
     # One hypervolume frame for every run: ideal/nadir over all evaluations.
     everything = [c for loops in runs.values() for loop in loops for c in loop.archive.values()]
-    reference = SearchLoop(space, EvolutionParams(), OBJECTIVES)
+    reference = SearchLoop(space, EvolutionSpec(), OBJECTIVES)
     all_obj, all_vio = reference.matrix(everything)
     frame = NormalisationFrame.from_objectives(all_obj, all_vio)
     curves: dict[str, list[list[float]]] = {}

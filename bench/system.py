@@ -25,13 +25,13 @@ from pathlib import Path
 import ray
 from sqlalchemy import select
 
-from api.db.models import Evaluation, Measurement
-from api.schemas.job_spec import JobSpec
-from api.storage import jobs as job_store
-from api.storage import transaction
+from store.models import Evaluation, Measurement
+from core.job_spec import JobSpec
+from store import jobs as job_store
+from store import transaction
 from orchestrator.driver import JobRunner
-from orchestrator.embedded import start_embedded
-from orchestrator.evaluation import connect
+from cli.embedded import start_embedded
+from orchestrator.ray_evaluator import connect
 
 RESULTS = Path(__file__).parent / "results"
 

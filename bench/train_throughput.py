@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator.genome import preset
+from core import preset
 from workers.model.compiler import compile_genome
 from workers.train.trainer import param_groups
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import perf_test, thermal
 from .adb_device import Phone
 from .inputs import graph_inputs, write_test_data
-from .protocol import LatencyStat, MeasurementReport, ProfilingTask
+from core.protocol import LatencyStat, MeasurementReport, TaskAssignment
 from .stats import summarize
 
 log = logging.getLogger("tailor.agent.adb")
@@ -55,7 +55,7 @@ class AdbBackend:
                                     "(device_agent/README.md)")
         return out
 
-    def measure(self, graph_dir: Path, task: ProfilingTask) -> MeasurementReport:
+    def measure(self, graph_dir: Path, task: TaskAssignment) -> MeasurementReport:
         started = time.perf_counter()
         self.check_runner()
         spec, manifest = task.spec, task.manifest

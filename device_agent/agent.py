@@ -20,10 +20,10 @@ import httpx
 
 from .client import AgentClient, ServerError
 from .config import load_token, save_token
-from .protocol import DeviceProperties, MeasurementReport, ProfilingTask
+from core.protocol import API_PREFIX, DeviceProperties, MeasurementReport, TaskAssignment
 
 log = logging.getLogger("tailor.agent")
-Measure = Callable[[Path, ProfilingTask], MeasurementReport]
+Measure = Callable[[Path, TaskAssignment], MeasurementReport]
 
 
 class Agent:
@@ -143,7 +143,7 @@ class Agent:
             signal.signal(sig, on_signal)
 
 
-def host_measure(graph_dir: Path, task: ProfilingTask) -> MeasurementReport:
+def host_measure(graph_dir: Path, task: TaskAssignment) -> MeasurementReport:
     from .host_backend import measure_task
 
     return measure_task(graph_dir, task.spec)
@@ -153,7 +153,7 @@ def wait_for_server(server: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(server.rstrip("/") + "/api/v1/health", timeout=2).status_code == 200:
+            if httpx.get(server.rstrip("/") + API_PREFIX + "/health", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass

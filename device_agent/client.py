@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from .protocol import (API_PREFIX, ArtifactRef, DeviceProperties, EnrollRequest,
+from core.protocol import (API_PREFIX, ArtifactRef, DeviceProperties, EnrollRequest,
                        EnrollResponse, FailureReport, HeartbeatResponse, LeaseRequest,
                        LeaseResponse, MeasurementReport, TaskAck)
 

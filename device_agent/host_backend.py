@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 from .host_runner import measure
-from .protocol import LatencyStat, MeasurementReport, ProfilingSpec
+from core.protocol import LatencyStat, MeasurementReport, MeasurementSpec
 from .stats import summarize
 
 
-def measure_task(graph_dir: Path, spec: ProfilingSpec) -> MeasurementReport:
+def measure_task(graph_dir: Path, spec: MeasurementSpec) -> MeasurementReport:
     started = time.perf_counter()
     stats: dict[str, list[LatencyStat]] = {"prefill": [], "decode": []}
     peak = 0

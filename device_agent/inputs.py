@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .protocol import GraphManifest
+from core.manifest import GraphManifest
 
 DTYPES = {"int64": np.int64, "float32": np.float32, "float16": np.float16}
 

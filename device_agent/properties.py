@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from .protocol import DeviceProperties
+from core.protocol import DeviceProperties
 
 
 def parse_meminfo(text: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .protocol import ThermalReading
+from core.protocol import ThermalReading
 
 # One shell line that prints "TYPE TEMP" per zone (works in Android's toybox sh and bash).
 READ_ZONES = ("for z in /sys/class/thermal/thermal_zone*; do "

@@ -1,5 +1,4 @@
-"""Search side of Tailor: the genome, the evolutionary search on Ray, and the `tailor` CLI.
-
-`orchestrator.genome` is pure Python (no torch, no Ray) so the API can validate genomes and
-search spaces while the cluster is down.
+"""The search on Ray: selection and the generation loop (`search/`), and the persistent
+driver that runs one job from the database (`driver`, with `candidate_state`, `profiling`,
+`records`, and the Ray evaluator in `ray_evaluator`). Uses `core`, `store` and `workers`.
 """

@@ -16,14 +16,47 @@ import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
+# Every storage and API test runs against SQLite and PostgreSQL (`database_url`, `sessions`).
+
 
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL on loopback for the whole session, or (None, why not)."""
-    from tests.api.pg_server import start_postgres
+    from tests.pg_server import start_postgres
 
     server, reason = start_postgres()
     yield server, reason
     if server is not None:
         server.stop()
         shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    from sqlalchemy import text
+
+    from store.engine import make_engine
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tailor.db'}"
+        return
+    server, reason = request.getfixturevalue("postgres_server")
+    if server is None:
+        pytest.skip(f"PostgreSQL run skipped: {reason}")
+    name = f"t{abs(hash(request.node.nodeid)) % 10**10}"
+    admin = make_engine(server.url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    yield server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def sessions(database_url):
+    from store.engine import make_engine, session_factory, upgrade
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()

@@ -48,7 +48,7 @@ def test_missing_secrets_are_named():
 
 
 def test_every_command_exists_in_the_image():
-    from orchestrator.cli import app
+    from cli.main import app
 
     tailor_commands = set(typer.main.get_command(app).commands)
     scripts = {ep.name for ep in entry_points(group="console_scripts")}

@@ -12,17 +12,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.db.engine import make_engine, session_factory, upgrade
+from store.engine import make_engine, session_factory, upgrade
 from api.settings import Settings
-from api.storage import devices, jobs, results, tasks
+from store import devices, jobs, results, tasks
 
 
 def test_a_ray_worker_killed_mid_training_is_retried_and_the_job_completes(tmp_path):
     import ray
 
-    from api.schemas.job_spec import JobSpec
+    from core.job_spec import JobSpec
     from orchestrator.driver import JobRunner
-    from orchestrator.evaluation import connect
+    from orchestrator.ray_evaluator import connect
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     upgrade(engine)
@@ -134,13 +134,13 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
     import uvicorn
     from sqlalchemy import select
 
-    from api.db.models import Measurement
-    from api.storage import transaction
-    from api.storage.artifacts import store_artifacts
+    from store.models import Measurement
+    from store import transaction
+    from store.artifacts import store_artifacts
     from device_agent.agent import Agent, host_measure
     from device_agent.config import config_dir
     from device_agent.properties import host_properties
-    from orchestrator.genome import preset
+    from core import preset
     from workers.export.onnx_export import export_onnx
 
     app = create_app(Settings(data_dir=tmp_path, admin_key="k", enroll_token="e",
@@ -168,7 +168,7 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     first = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "agent", "--server", url, "--enroll-token",
+        [sys.executable, "-m", "cli.main", "agent", "--server", url, "--enroll-token",
          "e", "--host", "--lease-seconds", "3", "--poll-interval", "0.2", "--config-dir",
          str(tmp_path / "a")], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])

@@ -1,6 +1,6 @@
-"""Model side of Tailor: LIV operators, the genome compiler, static costs and ONNX export.
+"""Model side of Tailor: LIV modules, the genome compiler, the trainer, MAD and ONNX export.
 
-Pure compute behind Ray tasks: nothing here imports `api/` or `orchestrator/`. The catalog of
-operators (`workers.liv.catalog`) and the static costs (`workers.model.costs`) import no torch,
-so the API and the genome code can use them on a machine without PyTorch.
+Pure compute behind Ray tasks, on `core` only (genomes are `core.Genome`, the operator
+catalog and the exact static costs live in `core`); nothing here imports `store`, `api`,
+`orchestrator` or `device_agent`.
 """

@@ -7,10 +7,10 @@ import hmac
 from fastapi import APIRouter, HTTPException, Request
 
 from api.auth import AdminDep, DeviceDep, digest
-from api.db.models import Device, utcnow
+from store.models import Device, utcnow
 from api.schemas.public import DevicePublic
-from api.storage import devices as store
-from device_agent.protocol import EnrollRequest, EnrollResponse, HeartbeatResponse
+from store import devices as store
+from core.protocol import EnrollRequest, EnrollResponse, HeartbeatResponse
 
 from .deps import DeviceId, SessionsDep, SettingsDep
 

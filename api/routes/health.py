@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select, text
 
-from api.db.models import Device, Job, ProfilingTask
-from api.storage import devices as device_store
-from api.storage import transaction
+from store.models import Device, Job, ProfilingTask
+from store import devices as device_store
+from store import transaction
 
 from .deps import SessionsDep, SettingsDep
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from api.auth import AdminDep
-from api.db.models import Job
-from api.schemas.job_spec import JobSpec
+from store.models import Job
+from core.job_spec import JobSpec
 from api.schemas.public import JobCreated, JobList, JobPublic
-from api.storage import jobs as store
+from store import jobs as store
 
 from .deps import JobId, SessionsDep
 

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from api.auth import ArtifactReaderDep
-from api.db.models import Candidate
+from store.models import Candidate
+from core.protocol import artifact_url
 from api.schemas.public import (ArtifactPublic, CandidateDetail, CandidateSummary,
                                 GenerationPublic, GenerationsResponse, ParetoResponse)
-from api.storage import artifacts as artifact_store
-from api.storage import jobs as job_store
-from api.storage import results as store
+from store import artifacts as artifact_store
+from store import jobs as job_store
+from store import results as store
 
 from .deps import CandidateId, JobId, SessionsDep
 
@@ -66,7 +67,7 @@ def candidate(job_id: JobId, candidate_id: CandidateId, sessions: SessionsDep) -
         **summary(row).model_dump(), genome=row.genome,
         parents=[summary(p) for p in parents], children=[summary(c) for c in children],
         artifacts=[ArtifactPublic(name=a.name, sha256=a.sha256, size_bytes=a.size_bytes,
-                                  url=f"/api/v1/artifacts/{row.id}/{a.name}") for a in files])
+                                  url=artifact_url(row.id, a.name)) for a in files])
 
 
 @router.get("/artifacts/{candidate_id}/{name}", response_class=FileResponse)

@@ -5,19 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.auth import DeviceDep
-from api.db.models import ProfilingTask as TaskRow
-from api.storage import artifacts as artifact_store
-from api.storage import tasks as store
-from device_agent.protocol import (ArtifactRef, FailureReport, GraphManifest, LeaseRequest,
-                                   LeaseResponse, MeasurementReport, ProfilingSpec,
-                                   ProfilingTask, TaskAck)
+from core.protocol import (ArtifactRef, FailureReport, GraphManifest, LeaseRequest,
+                           LeaseResponse, MeasurementReport, MeasurementSpec, TaskAck,
+                           TaskAssignment, artifact_url)
+from store import artifacts as artifact_store
+from store import tasks as store
+from store.models import ProfilingTask
 
 from .deps import TaskId, SessionsDep, SettingsDep
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
-def task_public(task: TaskRow, sessions) -> ProfilingTask:
+def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
     candidate = store.task_candidate(sessions, task)
     files = artifact_store.artifacts_of(sessions, candidate.genome_hash)
     manifest = next((f for f in files if f.name == "manifest.json"), None)
@@ -25,13 +25,13 @@ def task_public(task: TaskRow, sessions) -> ProfilingTask:
         raise RuntimeError(f"task {task.id}: candidate {candidate.id} has no manifest")
     with open(manifest.path) as f:
         graph_manifest = GraphManifest.model_validate_json(f.read())
-    return ProfilingTask(
+    return TaskAssignment(
         task_id=task.id, job_id=task.job_id, candidate_id=candidate.id,
         genome_hash=candidate.genome_hash, attempt=task.attempts,
         lease_expires_at=task.lease_expires_at,
-        spec=ProfilingSpec.model_validate(task.spec), manifest=graph_manifest,
+        spec=MeasurementSpec.model_validate(task.spec), manifest=graph_manifest,
         artifacts=[ArtifactRef(name=f.name, sha256=f.sha256, size_bytes=f.size_bytes,
-                               url=f"/api/v1/artifacts/{candidate.id}/{f.name}")
+                               url=artifact_url(candidate.id, f.name))
                    for f in files if f.name.endswith(".onnx")])
 
 

@@ -90,3 +90,29 @@ class DevicePublic(BaseModel):
     online: bool
     last_heartbeat_at: datetime | None
     properties: dict[str, Any]
+
+
+class GenePublic(BaseModel):
+    name: str
+    low: int
+    high: int
+    default: int
+    doc: str
+    search_choices: list[int]
+    scales_with_width: bool
+
+
+class OperatorPublic(BaseModel):
+    name: str
+    class_id: int
+    kind: str
+    summary: str
+    featurizer: str
+    colour: str
+    default_search: bool
+    genes: list[GenePublic]
+
+
+class CatalogResponse(BaseModel):
+    operators: list[OperatorPublic]  # in class-id order
+    presets: dict[str, str]  # name -> one-line summary

@@ -1,11 +1,21 @@
 // Tailor dashboard: job list and submit form, per-job progress, Pareto scatter for any two
 // objectives coloured by generation, hypervolume per generation, a sortable candidate table,
-// candidate detail (layer diagram and lineage), devices. Polls with ?since= every 3 s.
+// candidate detail (layer diagram and lineage), devices. Polls with ?since= every 3 s and
+// applies the candidates each poll returns; it never refetches the whole candidate list.
+// The API prefix comes from the page (the server fills it in), operator colours from the
+// catalog endpoint.
 "use strict";
-const API = "/api/v1";
-const COLOURS = {attention: "#d62728", hyena: "#1f77b4", hyena_x: "#17becf", hyena_y: "#2ca02c",
-  hyena_modal: "#9467bd", gla: "#ff7f0e", swiglu: "#7f7f7f", mlp: "#bcbd22"};
+const API = document.documentElement.dataset.api;
 let timer = null;
+let colours = null;  // operator class -> colour, from GET /catalog (loaded once)
+
+async function operatorColours() {
+  if (!colours) {
+    const catalog = await get("/catalog");
+    colours = Object.fromEntries(catalog.operators.map(o => [o.name, o.colour]));
+  }
+  return colours;
+}
 
 async function get(path) {
   const r = await fetch(API + path);
@@ -87,10 +97,9 @@ async function refresh(state) {
   document.getElementById("status").textContent = job.status;
   document.getElementById("progress").textContent = `${job.generations_done}/${job.generations_total}`;
   document.getElementById("evaluations").textContent = job.evaluations_done;
-  if (data.generations.length || !state.generations.length) {
-    const all = await get(`/jobs/${state.id}/candidates`);
-    all.forEach(c => state.candidates.set(c.id, c));
-  }
+  // The new generations' candidates (their populations, fronts and every candidate born since):
+  // a candidate's metrics are final once its generation is written, so merging is enough.
+  data.candidates.forEach(c => state.candidates.set(c.id, c));
   if (data.generations.length) {
     state.generations.push(...data.generations);
     state.since = data.generations[data.generations.length - 1].index + 1;
@@ -145,8 +154,8 @@ function drawTable(state) {
 }
 
 async function showCandidate(state, id) {
-  const c = await get(`/jobs/${state.id}/candidates/${id}`);
-  const layers = c.genome.backbone.map((s, i) => `<span class="layer" style="background:${COLOURS[s.op] || "#555"}"
+  const [c, palette] = [await get(`/jobs/${state.id}/candidates/${id}`), await operatorColours()];
+  const layers = c.genome.backbone.map((s, i) => `<span class="layer" style="background:${palette[s.op] || "#555"}"
       title="slot ${i}">${i}:${esc(s.op)}${s.share_weights !== null ? ` =w${s.share_weights}` : ""}${s.share_featurizer !== null ? ` =f${s.share_featurizer}` : ""}</span>`).join("");
   const link = x => `<a href="javascript:void(0)" data-cid="${x.id}">#${x.id}</a>`;
   const detail = document.getElementById("detail");

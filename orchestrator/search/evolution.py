@@ -13,28 +13,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from orchestrator.genome import PRESETS, Genome, SearchSpace, crossover, mutate, preset, repair
+from core import PRESETS, Genome, SearchSpace, crossover, mutate, preset, repair, sample
+from core.job_spec import EvolutionSpec
 
 from .selection import Ranking, tournament
 
 MAX_RETRIES = 20
-
-
-@dataclass(frozen=True)
-class EvolutionParams:
-    algorithm: str = "nsga2"  # or "random": the same budget of uniform samples
-    population: int = 16
-    generations: int = 18
-    mutation_rate: float = 0.1
-    crossover_rate: float = 0.9
-    elitism: int = 2
-    tournament_size: int = 2
-    seed: int = 0
-    include_presets: bool = True
-
-    @property
-    def offspring_per_generation(self) -> int:
-        return self.population - self.elitism
 
 
 @dataclass
@@ -55,14 +39,14 @@ def preset_seeds(space: SearchSpace) -> list[Child]:
 
 def _fresh(space: SearchSpace, rng: random.Random, seen: set[str]) -> Genome:
     for _ in range(MAX_RETRIES * 5):
-        genome = space.sample(rng)
+        genome = sample(space, rng)
         if genome.hash() not in seen:
             return genome
     raise RuntimeError("the search space seems exhausted: no unseen genome after "
                        f"{MAX_RETRIES * 5} samples")
 
 
-def initial_population(space: SearchSpace, params: EvolutionParams, rng: random.Random,
+def initial_population(space: SearchSpace, params: EvolutionSpec, rng: random.Random,
                        seen: set[str]) -> list[Child]:
     children: list[Child] = []
     if params.include_presets and params.algorithm == "nsga2":
@@ -77,7 +61,7 @@ def initial_population(space: SearchSpace, params: EvolutionParams, rng: random.
     return children
 
 
-def breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: EvolutionParams,
+def breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: EvolutionSpec,
           rng: random.Random, seen: set[str], count: int) -> list[Child]:
     """`count` new, unseen children of `parents` (ranked by `ranking`)."""
     if params.algorithm == "random":

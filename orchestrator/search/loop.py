@@ -20,16 +20,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-from orchestrator.genome import Genome, SearchSpace
+from core import Genome, SearchSpace
 
-from .evolution import Child, EvolutionParams, breed, initial_population
-from .metrics import Constraint, fitness
+from core.job_spec import EvolutionSpec
+
+from .evolution import Child, breed, initial_population
+from core.metrics import Constraint, fitness
 from .selection import (NormalisationFrame, hypervolume, pareto_front, rank_population,
                         survive)
 
 
 @dataclass
-class Candidate:
+class Individual:
+    """One genome of the search: where it came from, and its metrics once evaluated (the
+    database's row for it is `store.models.Candidate`)."""
+
     genome: Genome
     generation: int
     parents: list[str] = field(default_factory=list)
@@ -51,11 +56,11 @@ class GenerationSummary:
 
 
 class SearchLoop:
-    def __init__(self, space: SearchSpace, params: EvolutionParams, objectives: list[str],
+    def __init__(self, space: SearchSpace, params: EvolutionSpec, objectives: list[str],
                  constraints: list[Constraint] | None = None):
         self.space, self.params = space, params
         self.objectives, self.constraints = objectives, constraints or []
-        self.archive: dict[str, Candidate] = {}
+        self.archive: dict[str, Individual] = {}
         self.population: list[str] = []
         self.history: list[GenerationSummary] = []
         self.frame: NormalisationFrame | None = None
@@ -74,17 +79,17 @@ class SearchLoop:
         return breed([c.genome for c in parents], ranking, self.space, self.params, rng, seen,
                      self.params.offspring_per_generation)
 
-    def add(self, children: list[Child], generation: int) -> list[Candidate]:
+    def add(self, children: list[Child], generation: int) -> list[Individual]:
         added = []
         for child in children:
-            candidate = Candidate(child.genome, generation, child.parents, child.origin)
+            candidate = Individual(child.genome, generation, child.parents, child.origin)
             self.archive.setdefault(candidate.hash, candidate)
             added.append(self.archive[candidate.hash])
         return added
 
     # ----------------------------------------------------------------- fitness
 
-    def matrix(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+    def matrix(self, candidates: list[Individual]) -> tuple[np.ndarray, np.ndarray]:
         rows, violations = [], []
         for c in candidates:
             vector, violation = fitness(c.metrics or {}, self.objectives, self.constraints)
@@ -130,7 +135,7 @@ class SearchLoop:
 
     # ----------------------------------------------------------------- in-memory run
 
-    def run(self, evaluate: Callable[[list[Candidate]], None],
+    def run(self, evaluate: Callable[[list[Individual]], None],
             on_generation: Callable[[GenerationSummary], None] | None = None
             ) -> list[GenerationSummary]:
         """Run every generation in memory; `evaluate` fills each candidate's `metrics`."""

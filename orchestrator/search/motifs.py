@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from orchestrator.genome import Genome
+from core import Genome
 
 
 def motifs_of(genome: Genome, sizes: tuple[int, ...] = (2, 3)) -> Counter[str]:

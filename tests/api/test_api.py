@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from api.storage import results as result_store
-from api.storage import tasks as task_store
-from api.storage.artifacts import store_artifacts
-from device_agent.protocol import GraphManifest
+from store import results as result_store
+from store import tasks as task_store
+from store.artifacts import store_artifacts
+from core.manifest import GraphManifest
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 SPEC = {"name": "tiny", "objectives": ["perplexity", "params"],
@@ -34,7 +34,7 @@ def client(database_url, tmp_path):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A real ONNX export of a tiny genome (the files a profiling task points at)."""
-    from orchestrator.genome import preset
+    from core import preset
     from workers.export.onnx_export import export_onnx
 
     genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
@@ -71,6 +71,45 @@ def test_invalid_specs_get_422_naming_the_field(client, patch, field):
     response = client.post("/api/v1/jobs", json={**SPEC, **patch}, headers=ADMIN)
     assert response.status_code == 422
     assert field in response.json()["detail"]
+
+
+@pytest.mark.parametrize("search_space, tokenizer", [
+    ({"vocab_size": 50_000}, {"kind": "byte"}),
+    ({"vocab_size": 8192}, {"kind": "bpe", "vocab_size": 4096}),
+])
+def test_mismatched_vocabularies_get_422_naming_both_fields(client, search_space, tokenizer):
+    spec = {**SPEC, "search_space": search_space, "training": {"tokenizer": tokenizer}}
+    response = client.post("/api/v1/jobs", json=spec, headers=ADMIN)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "search_space.vocab_size" in detail and "training.tokenizer" in detail
+
+
+@pytest.mark.parametrize("search_space, tokenizer, vocab", [
+    ({}, {"kind": "byte"}, 257),  # the byte tokenizer fixes it
+    ({"vocab_size": 8192}, {}, 8192),  # the search space's value is the tokenizer's too
+    ({}, {"vocab_size": 2048}, 2048),  # and the other way round
+])
+def test_one_vocabulary_is_derived_and_stored(client, search_space, tokenizer, vocab):
+    spec = {**SPEC, "search_space": search_space, "training": {"tokenizer": tokenizer}}
+    job_id = client.post("/api/v1/jobs", json=spec, headers=ADMIN).json()["id"]
+    stored = client.get(f"/api/v1/jobs/{job_id}").json()["spec"]
+    assert stored["search_space"]["vocab_size"] == vocab
+    if stored["training"]["tokenizer"]["kind"] == "bpe":
+        assert stored["training"]["tokenizer"]["vocab_size"] == vocab
+
+
+def test_catalog_lists_every_registered_operator_with_its_colour(client):
+    from core import PRESETS, catalog
+
+    body = client.get("/api/v1/catalog").json()
+    assert [o["name"] for o in body["operators"]] == [s.name for s in catalog.ordered()]
+    for entry in body["operators"]:
+        spec = catalog.REGISTRY[entry["name"]]
+        assert entry["colour"] == spec.colour and entry["kind"] == spec.kind
+        assert [g["name"] for g in entry["genes"]] == [g.name for g in spec.genes]
+    assert len({o["colour"] for o in body["operators"]}) == len(body["operators"])
+    assert set(body["presets"]) == set(PRESETS)
 
 
 def test_list_get_cancel_resume(client):
@@ -230,7 +269,7 @@ def test_database_outage_is_503_not_500(tmp_path):
 
 
 def test_api_imports_neither_torch_nor_ray():
-    code = "import sys, api.app, api.cli; print('torch' in sys.modules, 'ray' in sys.modules)"
+    code = "import sys, api.app, cli.serve; print('torch' in sys.modules, 'ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).parents[2], timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr

@@ -2,7 +2,8 @@
 
 It loads a job with seeded generations, checks that the plots and the table show the
 seeded values, then a new generation is written to the database and must appear without a
-reload (the page polls `generations?since=`)."""
+reload (the page polls `generations?since=` and applies the candidates it returns, never
+refetching the whole candidate list). Layer colours come from the catalog endpoint."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import uvicorn
 
 from api.app import create_app
 from api.settings import Settings
-from api.storage import devices, jobs, results
+from core import catalog
+from store import devices, jobs, results
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -72,6 +74,8 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page()
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
         page.goto(f"{url}/#/jobs/{job_id}")
         page.wait_for_selector("#candidates tr[data-id]")
         table = page.inner_text("#candidates")
@@ -87,6 +91,9 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
         page.click(f"#candidates tr[data-id='{ids[0]}']")
         page.wait_for_selector("#layers .layer")
         assert "hyena_y" in page.inner_text("#layers")
+        red, green, blue = (int(catalog.REGISTRY["hyena_y"].colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert page.evaluate("getComputedStyle(document.querySelector('#layers .layer'))"
+                             ".backgroundColor") == f"rgb({red}, {green}, {blue})"
 
         # A new generation appears without a reload.
         s = app.state.sessions
@@ -99,6 +106,10 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
         page.wait_for_function(
             "document.getElementById('hv').data[0].y.length === 3", timeout=15000)
         assert "6.125" in page.inner_text("#candidates")
+        assert len(page.query_selector_all("#candidates tr[data-id]")) == 4
+        polls = [u for u in requested if "/generations?since=" in u]
+        assert len(polls) >= 2 and any(u.endswith("since=2") for u in polls)
+        assert not [u for u in requested if u.endswith(f"/jobs/{job_id}/candidates")]
 
         page.goto(f"{url}/#/devices")
         page.wait_for_selector("#devices td")

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from device_agent.protocol import GraphManifest
+from core.manifest import GraphManifest
 
 VOCAB, WIDTH = 97, 64
 

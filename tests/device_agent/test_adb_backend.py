@@ -10,15 +10,15 @@ import pytest
 from onnx import numpy_helper
 
 from device_agent.adb_backend import AdbBackend
-from device_agent.protocol import GraphManifest, ProfilingSpec, ProfilingTask
+from core.protocol import GraphManifest, MeasurementSpec, TaskAssignment
 
-SPEC = ProfilingSpec(prefill_lengths=[8, 32], decode_contexts=[16, 40], warmup=1, repeats=3,
+SPEC = MeasurementSpec(prefill_lengths=[8, 32], decode_contexts=[16, 40], warmup=1, repeats=3,
                      threads=1, cooldown_celsius=60)
 
 
-def make_task(graph_dir, spec=SPEC) -> ProfilingTask:
+def make_task(graph_dir, spec=SPEC) -> TaskAssignment:
     manifest = GraphManifest.model_validate_json((graph_dir / "manifest.json").read_text())
-    return ProfilingTask(task_id=1, job_id=1, candidate_id=1, genome_hash=manifest.genome_hash,
+    return TaskAssignment(task_id=1, job_id=1, candidate_id=1, genome_hash=manifest.genome_hash,
                          attempt=1, lease_expires_at=datetime.now(UTC), spec=spec,
                          manifest=manifest, artifacts=[])
 

@@ -25,7 +25,7 @@ SPEC = {"prefill_lengths": [16], "decode_contexts": [24], "warmup": 0, "repeats"
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from orchestrator.genome import preset
+    from core import preset
     from workers.export.onnx_export import export_onnx
 
     genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
@@ -64,9 +64,9 @@ def seed_task(url, app, exported, device_class: str = "SM-S928B") -> int:
     """A submitted job with one candidate, its exported graphs, and a task for the phone."""
     import httpx
 
-    from api.storage import results as result_store
-    from api.storage import tasks as task_store
-    from api.storage.artifacts import store_artifacts
+    from store import results as result_store
+    from store import tasks as task_store
+    from store.artifacts import store_artifacts
 
     sessions = app.state.sessions
     job = httpx.post(f"{url}/api/v1/jobs", headers={"Authorization": "Bearer admin-secret"},
@@ -92,7 +92,7 @@ def wait_until(predicate, timeout_s=90.0):
 
 def test_phone_agent_measures_a_candidate_and_survives_an_unplug(server, standin, exported,
                                                                   tmp_path):
-    from api.storage import tasks as task_store
+    from store import tasks as task_store
 
     url, app = server
     candidate_id = seed_task(url, app, exported)
@@ -144,16 +144,16 @@ def test_cli_agent_enrolls_the_phone_and_releases_its_task_on_sigterm(server, st
     import subprocess
     import sys
 
-    from api.storage import tasks as task_store
+    from store import tasks as task_store
 
     url, app = server
     candidate_id = seed_task(url, app, exported)
     with app.state.sessions() as s:   # a long task, so SIGTERM lands in the middle of it
-        from api.db.models import ProfilingTask as TaskRow
+        from store.models import ProfilingTask as TaskRow
         row = s.query(TaskRow).one()
         row.spec = {**SPEC, "repeats": 200}
         s.commit()
-    code = ("import typer; from device_agent.cli import register; app = typer.Typer(); "
+    code = ("import typer; from cli.agent import register; app = typer.Typer(); "
             "register(app); app.command('noop')(lambda: None); app()")
     agent = subprocess.Popen(
         [sys.executable, "-c", code, "agent", "--server", url, "--enroll-token", "enroll-secret",
@@ -184,7 +184,7 @@ def test_host_agent_measures_over_the_same_protocol_and_heartbeats_while_busy(se
                                                                             tmp_path):
     import httpx
 
-    from api.storage import tasks as task_store
+    from store import tasks as task_store
     from device_agent.agent import host_measure
     from device_agent.properties import host_properties
 

@@ -7,11 +7,11 @@ import sys
 
 from device_agent.host_backend import measure_task
 from device_agent.inputs import graph_inputs
-from device_agent.protocol import GraphManifest, ProfilingSpec
+from core.protocol import GraphManifest, MeasurementSpec
 
 
 def test_host_backend_measures_prefill_decode_and_peak_rss(graph_dir):
-    spec = ProfilingSpec(prefill_lengths=[16], decode_contexts=[16, 64], warmup=1, repeats=4)
+    spec = MeasurementSpec(prefill_lengths=[16], decode_contexts=[16, 64], warmup=1, repeats=4)
     report = measure_task(graph_dir, spec)
     assert [s.length for s in report.decode] == [16, 64]
     for stat in report.prefill + report.decode:
@@ -32,10 +32,10 @@ def test_windowed_caches_are_capped_and_fixed_states_keep_their_shape(graph_dir)
 
 
 def test_device_agent_imports_no_torch_ray_or_server_packages():
-    code = ("import sys, device_agent.agent, device_agent.cli, device_agent.adb_backend, "
+    code = ("import sys, device_agent.agent, cli.agent, device_agent.adb_backend, "
             "device_agent.adb_device, device_agent.host_backend, device_agent.host_runner, "
             "device_agent.properties, device_agent.inputs, device_agent.perf_test; "
-            "device_agent.cli.agent; print(' '.join(sys.modules))")
+            "cli.agent.agent; print(' '.join(sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

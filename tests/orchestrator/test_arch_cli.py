@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-TAILOR = [sys.executable, "-m", "orchestrator.cli"]
+TAILOR = [sys.executable, "-m", "cli.main"]
 
 
 def tailor(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import sys
 def test_demo_runs_the_whole_system(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "demo", "--out", str(tmp_path), "--exit",
+        [sys.executable, "-m", "cli.main", "demo", "--out", str(tmp_path), "--exit",
          "--population", "3", "--generations", "2", "--tokens", "3000", "--workers", "2"],
         capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from api.db.engine import make_engine, session_factory, upgrade
-from api.schemas.job_spec import JobSpec
-from api.storage import jobs, results
+from store.engine import make_engine, session_factory, upgrade
+from core.job_spec import JobSpec
+from store import jobs, results
 from orchestrator.driver import JobRunner
-from orchestrator.evaluation import connect
+from orchestrator.ray_evaluator import connect
 
 
 @pytest.fixture(scope="module", autouse=True)

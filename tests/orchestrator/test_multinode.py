@@ -19,19 +19,19 @@ RAY = Path(sys.executable).with_name("ray")
 
 DRIVER = textwrap.dedent("""
     import json, time
-    from orchestrator.evaluation import Evaluator, connect
-    from orchestrator.genome import preset
+    from orchestrator.ray_evaluator import RayEvaluator, connect
+    from core import preset
     resources = connect()
     genome = preset("transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64,
                     vocab=257).to_json()
-    evaluator = Evaluator()
+    evaluator = RayEvaluator()
     for i in range(2):
         evaluator.submit_quality(f"q{i}", genome, {"tokens": 150_000, "seq_len": 32,
                                  "seed": i, "tokenizer": {"kind": "byte"}}, timeout_s=300)
     results = {}
     while evaluator.in_flight():
         for f in evaluator.collect(1.0):
-            results[f.key] = f
+            results[f.genome_hash] = f
     print(json.dumps({"cpus": resources.get("CPU"),
                       "nodes": [r.value["result"]["node"] for r in results.values()],
                       "status": [r.value["result"]["status"] for r in results.values()]}))

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from api.db.engine import make_engine, session_factory, upgrade
-from api.db.models import Evaluation, Event
-from api.schemas.job_spec import JobSpec
-from api.storage import jobs, results, transaction
+from store.engine import make_engine, session_factory, upgrade
+from store.models import Evaluation, Event
+from core.job_spec import JobSpec
+from store import jobs, results, transaction
 
 SPEC = {"name": "resume", "objectives": ["perplexity", "params"],
         "search_space": {"widths": [32, 48], "depth_min": 2, "depth_max": 4,
@@ -27,7 +27,7 @@ SPEC = {"name": "resume", "objectives": ["perplexity", "params"],
 def start(url: str, data_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "orchestrator", "--database-url", url,
+        [sys.executable, "-m", "cli.main", "orchestrator", "--database-url", url,
          "--data-dir", str(data_dir), "--workers", "2", "--once", "--stale-after", "2"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True, cwd=Path(__file__).parents[2])

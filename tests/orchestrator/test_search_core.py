@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from orchestrator.genome import Genome, SearchSpace, Slot, preset
-from orchestrator.search.evolution import EvolutionParams, breed, initial_population
+from core import Genome, SearchSpace, Slot, preset
+from core.job_spec import EvolutionSpec
+from orchestrator.search.evolution import breed, initial_population
 from orchestrator.search.motifs import enrichment, motifs_of
 from orchestrator.search.selection import (NormalisationFrame, hypervolume, pareto_front,
                                            rank_population, survive, tournament)
@@ -77,7 +78,7 @@ SPACE = SearchSpace(widths=[32, 64], depth_min=2, depth_max=8, vocab_size=512)
 
 def test_initial_population_has_presets_and_unique_valid_genomes():
     seen: set[str] = set()
-    children = initial_population(SPACE, EvolutionParams(population=10), random.Random(0), seen)
+    children = initial_population(SPACE, EvolutionSpec(population=10), random.Random(0), seen)
     hashes = [c.genome.hash() for c in children]
     assert len(children) == 10 and len(set(hashes)) == 10 and set(hashes) == seen
     assert sum(c.origin.startswith("preset:") for c in children) == 5
@@ -88,7 +89,7 @@ def test_initial_population_has_presets_and_unique_valid_genomes():
 @pytest.mark.parametrize("algorithm", ["nsga2", "random"])
 def test_breeding_yields_unseen_children_inside_the_space(algorithm):
     rng = random.Random(1)
-    params = EvolutionParams(algorithm=algorithm, population=8)
+    params = EvolutionSpec(algorithm=algorithm, population=8)
     seen: set[str] = set()
     parents = [c.genome for c in initial_population(SPACE, params, rng, seen)]
     ranking = rank_population(np.random.default_rng(0).random((8, 2)), np.zeros(8))

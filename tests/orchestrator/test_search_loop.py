@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from orchestrator.genome import SearchSpace
-from orchestrator.search.evolution import EvolutionParams
+from core import SearchSpace
+from core.job_spec import EvolutionSpec
 from orchestrator.search.loop import SearchLoop
-from orchestrator.search.metrics import Constraint, fitness, parse_metric, static_metrics
+from core.metrics import Constraint, fitness, parse_metric, static_metrics
 
 SPACE = SearchSpace(widths=[32, 48, 64, 96, 128], depth_min=2, depth_max=12, vocab_size=512)
 OBJECTIVES = ["params", "cache_bytes@1024"]
@@ -21,7 +21,7 @@ def static_evaluate(candidates):
 
 
 def run(algorithm: str, seed: int = 0, generations: int = 6, constraints=None) -> SearchLoop:
-    loop = SearchLoop(SPACE, EvolutionParams(algorithm=algorithm, population=10,
+    loop = SearchLoop(SPACE, EvolutionSpec(algorithm=algorithm, population=10,
                                              generations=generations, seed=seed),
                       OBJECTIVES, constraints)
     loop.run(static_evaluate)

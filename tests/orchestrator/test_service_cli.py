@@ -32,7 +32,7 @@ def server(tmp_path):
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(TAILOR_ADMIN_KEY="k3y", TAILOR_DATA_DIR=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "serve", "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port",
                              str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
     url = f"http://127.0.0.1:{port}"
@@ -55,7 +55,7 @@ def test_submit_run_status_export(server, tmp_path):
         submitted = tailor("submit", str(tmp_path / "spec.yaml"))
         assert submitted.returncode == 0, submitted.stderr
         job_id = json.loads(submitted.stdout)["id"]
-        run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "orchestrator",
+        run = subprocess.run([sys.executable, "-m", "cli.main", "orchestrator",
                               "--once", "--workers", "2"], env=env, capture_output=True,
                              text=True, timeout=600, cwd=Path(__file__).parents[2])
         assert run.returncode == 0, run.stderr[-2000:]

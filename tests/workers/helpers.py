@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.genome import Genome, Slot
-from workers.liv import catalog
+from core import Genome, Slot
+from core import catalog
 
 SMALL_WIDTH = 32
 SMALL_VOCAB = 61

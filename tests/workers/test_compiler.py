@@ -9,9 +9,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.genome import PRESETS, SearchSpace, preset
-from workers.liv import catalog
-from workers.model import costs
+from core import PRESETS, SearchSpace, preset, sample
+from core import catalog
+from core import costs
 from workers.model.compiler import TailorLM, compile_genome, state_bytes
 
 from .helpers import SMALL_GENES, operator_genome
@@ -30,7 +30,7 @@ SPACE = SearchSpace(classes=sorted(catalog.REGISTRY), widths=[16, 32], depth_min
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32 - 1))
 def test_random_genomes_have_exact_costs_and_decode_exactly(seed):
-    genome = SPACE.sample(random.Random(seed)).to_json()
+    genome = sample(SPACE, random.Random(seed)).to_json()
     model = compile_genome(genome, seed=0).eval()
     assert costs.params(genome) == model.num_params()
     ids = torch.randint(0, 53, (1, 11), generator=torch.Generator().manual_seed(seed % 1000))

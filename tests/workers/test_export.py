@@ -10,11 +10,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from device_agent.protocol import GraphManifest
-from orchestrator.genome import PRESETS, Genome, preset
+from core.manifest import GraphManifest
+from core import PRESETS, Genome, preset
 from workers.export.onnx_export import OPSET, export_onnx
-from workers.liv import catalog
-from workers.model import costs
+from core import catalog
+from core import costs
 
 from .helpers import operator_genome
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.genome import Genome, Slot, preset
+from core import Genome, Slot, preset
 from workers.mad.runner import evaluate_mad
 from workers.mad.tasks import BLANK, COPY, IGNORE, TASKS, VOCAB
 

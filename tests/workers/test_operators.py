@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workers.liv import catalog
-from workers.model import costs
+from core import catalog
+from core import costs
 from workers.model.compiler import compile_genome, state_bytes
 
 from .helpers import operator_genome

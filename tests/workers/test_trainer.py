@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from orchestrator.genome import preset
-from workers.model import costs
+from core import preset
+from core import costs
 from workers.model.compiler import compile_genome
-from workers.train.config import TrainConfig
+from core.training import TrainConfig
 from workers.train.trainer import evaluate_quality, lr_at
 
 TINY = preset("transformer++", width=64, layers=2, heads=4, kv_heads=2, ffn=192).to_json()

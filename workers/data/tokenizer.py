@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 
+from core.training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE
+
 from .corpus import Split
 
 EOS = "<|endoftext|>"
@@ -57,11 +59,12 @@ class Tokenizer:
 def build_tokenizer(split: Split, kind: str = "bpe", vocab_size: int = 4096,
                     cache_dir: str | Path | None = None) -> Tokenizer:
     if kind == "byte":
-        return Tokenizer("byte", 257, {"kind": "byte", "vocab_size": 257})
+        return Tokenizer("byte", BYTE_VOCAB_SIZE, {"kind": "byte", "vocab_size": BYTE_VOCAB_SIZE})
     if kind != "bpe":
         raise ValueError(f"tokenizer kind must be 'bpe' or 'byte', got {kind!r}")
-    if not 260 <= vocab_size <= 1 << 20:
-        raise ValueError(f"BPE vocab_size must be in [260, {1 << 20}], got {vocab_size}")
+    low, high = BPE_VOCAB_RANGE
+    if not low <= vocab_size <= high:
+        raise ValueError(f"BPE vocab_size must be in [{low}, {high}], got {vocab_size}")
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 

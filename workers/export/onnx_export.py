@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.model import costs
-from workers.model.arch import genome_hash
+from core import costs
+from core.genome import Genome
+from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from workers.model.compiler import TailorLM, compile_genome
 
 OPSET = 18
-MANIFEST_FORMAT = "tailor.manifest/1"  # = device_agent.protocol.MANIFEST_FORMAT
 
 
 class PrefillGraph(nn.Module):
@@ -56,7 +56,7 @@ class DecodeGraph(nn.Module):
 @dataclass
 class ExportResult:
     out_dir: Path
-    manifest: dict[str, Any]
+    manifest: GraphManifest
     max_abs_diff: float  # onnxruntime vs torch, over prefill and decode logits and states
 
 
@@ -77,18 +77,14 @@ def _quiet_export(*args, **kwargs):
         return torch.onnx.export(*args, **kwargs)
 
 
-def _tensor_spec(name: str, shape, role: str, dtype: str = "float32", past_cap=None):
-    return {"name": name, "dtype": dtype, "shape": list(shape), "role": role,
-            "past_cap": past_cap}
-
-
-def export_onnx(genome: dict[str, Any], out_dir: str | Path, model: TailorLM | None = None,
+def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: TailorLM | None = None,
                 example_context: int = 16, verify: bool = True) -> ExportResult:
     """Write prefill.onnx, decode.onnx, genome.json and manifest.json into `out_dir`.
 
     `model` carries trained weights when given (else fresh weights, seed 0). With `verify`,
     both graphs are run in onnxruntime on random inputs and compared with torch.
     """
+    genome = Genome.coerce(genome)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = (model if model is not None else compile_genome(genome, seed=0)).eval().float()
@@ -121,41 +117,33 @@ def export_onnx(genome: dict[str, Any], out_dir: str | Path, model: TailorLM | N
                   dynamic_shapes=(None, None, tuple(past_dims)) if past_dims else None, opset_version=OPSET, dynamo=True,
                   external_data=False)
 
-    def cache_specs(prefix: str):
-        return [_tensor_spec(f"{prefix}_{t.name}", t.shape, "cache", past_cap=t.past_cap)
-                for t in layout]
+    def cache_specs(prefix: str) -> list[TensorSpec]:
+        return [TensorSpec(name=f"{prefix}_{t.name}", dtype="float32", shape=list(t.shape),
+                           role="cache", past_cap=t.past_cap) for t in layout]
 
-    logits = _tensor_spec("logits", [1, "seq", vocab], "logits")
+    def graph_spec(file: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> GraphSpec:
+        path = out / file
+        return GraphSpec(file=file, sha256=_sha256(path), size_bytes=path.stat().st_size,
+                         inputs=inputs, outputs=outputs)
+
+    ids = TensorSpec(name="input_ids", dtype="int64", shape=[1, "seq"], role="input_ids")
+    position_spec = TensorSpec(name="position", dtype="int64", shape=[1], role="position")
+    logits = TensorSpec(name="logits", dtype="float32", shape=[1, "seq", vocab], role="logits")
     per_token, fixed = costs.cache_split(genome)
-    graphs = {
-        "prefill": {"file": "prefill.onnx",
-                    "inputs": [_tensor_spec("input_ids", [1, "seq"], "input_ids", "int64")],
-                    "outputs": [logits] + cache_specs("present")},
-        "decode": {"file": "decode.onnx",
-                   "inputs": [_tensor_spec("input_ids", [1, 1], "input_ids", "int64"),
-                              _tensor_spec("position", [1], "position", "int64")]
-                   + cache_specs("past"),
-                   "outputs": [_tensor_spec("logits", [1, 1, vocab], "logits")]
-                   + cache_specs("present")},
-    }
-    for spec in graphs.values():
-        path = out / spec["file"]
-        spec["sha256"] = _sha256(path)
-        spec["size_bytes"] = path.stat().st_size
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "genome_hash": genome_hash(genome),
-        "vocab_size": vocab,
-        "opset": OPSET,
-        "dtype": "float32",
-        "graphs": graphs,
-        "cache_pairs": {f"past_{n}": f"present_{n}" for n in state_names},
-        "params": costs.params(genome),
-        "cache_bytes_per_token": per_token * 4,
-        "cache_bytes_fixed": fixed * 4,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    (out / "genome.json").write_text(json.dumps(genome, indent=2))
+    manifest = GraphManifest(
+        genome_hash=genome.hash(), vocab_size=vocab, opset=OPSET, dtype="float32",
+        graphs={
+            "prefill": graph_spec("prefill.onnx", [ids], [logits, *cache_specs("present")]),
+            "decode": graph_spec(
+                "decode.onnx",
+                [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],
+                [logits.model_copy(update={"shape": [1, 1, vocab]}), *cache_specs("present")]),
+        },
+        cache_pairs={f"past_{n}": f"present_{n}" for n in state_names},
+        params=costs.params(genome),
+        cache_bytes_per_token=per_token * 4, cache_bytes_fixed=fixed * 4)
+    (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+    (out / "genome.json").write_text(json.dumps(genome.to_json(), indent=2))
     diff = verify_export(model, out) if verify else float("nan")
     return ExportResult(out, manifest, diff)
 

@@ -13,7 +13,6 @@ scored on what it can pack into one state.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -23,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.genome import Genome
+from core.scaling import scale_genome
 from workers.model.compiler import compile_genome
-from workers.train.scaling import scale_genome
 
 from .tasks import IGNORE, TASKS, VOCAB, Task
 
@@ -61,13 +61,13 @@ def _logits(model, head, x: torch.Tensor) -> torch.Tensor:
     return head(model.hidden_states(x)[:, -1])
 
 
-def run_task(genome: dict[str, Any], task: Task, seed: int, lr: float = 3e-3) -> float:
+def run_task(genome: Genome, task: Task, seed: int, lr: float = 3e-3) -> float:
     rng = np.random.default_rng([seed, list(TASKS).index(task.name)])
     x_train, y_train = task.generate(rng, N_TRAIN)
     x_test, y_test = task.generate(rng, N_TEST)
     torch.manual_seed(seed)
     model = compile_genome(genome, seed=seed)
-    head = CompressionHead(genome["global"]["width"], y_train.shape[1]) if task.compression \
+    head = CompressionHead(genome.width, y_train.shape[1]) if task.compression \
         else None
     params = list(model.parameters()) + (list(head.parameters()) if head else [])
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -95,15 +95,14 @@ def run_task(genome: dict[str, Any], task: Task, seed: int, lr: float = 3e-3) ->
     return float((predictions[scored] == y_test[scored]).mean())
 
 
-def evaluate_mad(genome: dict[str, Any], seed: int = 0, eval_width: int | None = None,
+def evaluate_mad(genome: Genome | dict[str, Any], seed: int = 0, eval_width: int | None = None,
                  tasks: list[str] | None = None, threads: int = 1,
                  progress: Callable[[str, float], None] | None = None) -> MadResult:
     """Score a genome on the MAD tasks; a task that fails scores 0 with its reason kept."""
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    task_genome = scale_genome(genome, eval_width)
-    task_genome = copy.deepcopy(task_genome)
-    task_genome["global"]["vocab_size"] = VOCAB
+    task_genome = scale_genome(Genome.coerce(genome), eval_width)
+    task_genome.vocab_size = VOCAB  # the synthetic tasks' own token set
     accuracies: dict[str, float] = {}
     failures: dict[str, str] = {}
     for name in tasks or list(TASKS):

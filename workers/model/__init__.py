@@ -1,1 +1,1 @@
-"""Genome JSON -> `torch.nn.Module`, and the exact static costs of the module it builds."""
+"""Genome -> `torch.nn.Module` (the compiler); the exact static costs it must match are in `core.costs`."""

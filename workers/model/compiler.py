@@ -20,17 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.liv import catalog
+from core import arch
+from core.arch import ArchPlan
+from core.genome import Genome
+from workers.liv import load_operator
 from workers.liv.base import LIV, Residual, RMSNorm, State, StateTensor
-
-from .arch import ArchPlan, resolve
 
 
 class TailorLM(nn.Module):
-    def __init__(self, genome: dict[str, Any]):
+    def __init__(self, genome: Genome | dict[str, Any]):
         super().__init__()
-        self.genome = genome
-        plan = self.plan = resolve(genome)
+        self.genome = Genome.coerce(genome)
+        plan = self.plan = arch.plan(self.genome)
         self.embed = nn.Embedding(plan.vocab_size, plan.width)
         nn.init.normal_(self.embed.weight, std=plan.width ** -0.5)
         modules: list[Residual] = []
@@ -42,7 +43,7 @@ class TailorLM(nn.Module):
             featurizer = None
             if slot.share_featurizer is not None:
                 featurizer = modules[self.slot_module[slot.share_featurizer]].op.featurizer
-            op: LIV = catalog.load_operator(slot.op)(plan.width, slot.genes, featurizer)
+            op: LIV = load_operator(slot.op)(plan.width, slot.genes, featurizer)
             self.slot_module.append(len(modules))
             modules.append(Residual(op))
         self.blocks = nn.ModuleList(modules)
@@ -118,7 +119,7 @@ class TailorLM(nn.Module):
         return self._logits(h), new_states
 
 
-def compile_genome(genome: dict[str, Any], seed: int | None = None) -> TailorLM:
+def compile_genome(genome: Genome | dict[str, Any], seed: int | None = None) -> TailorLM:
     """Build the module; `seed` makes the initial weights reproducible."""
     if seed is not None:
         with torch.random.fork_rng(devices=[]):

@@ -22,14 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import costs
+from core.genome import Genome
+from core.scaling import ScalingError, scale_genome
+from core.training import TrainConfig
 from workers.data.corpus import load_corpus
 from workers.data.tokenizer import build_tokenizer
-from workers.model import costs
-from workers.model.arch import genome_hash
 from workers.model.compiler import TailorLM, compile_genome
-
-from .config import TrainConfig
-from .scaling import ScalingError, scale_genome
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
 
@@ -124,7 +123,7 @@ def _unigram_perplexity(train: np.ndarray, val: np.ndarray, vocab: int) -> float
     return float(np.exp(-np.log(counts[val] / counts.sum()).mean()))
 
 
-def evaluate_quality(genome: dict[str, Any], config: TrainConfig | dict[str, Any],
+def evaluate_quality(genome: Genome | dict[str, Any], config: TrainConfig | dict[str, Any],
                      out_dir: str | Path | None = None,
                      progress: ProgressFn | None = None) -> QualityResult:
     """Train `genome` for the config's token budget; never raises for a bad candidate."""
@@ -144,9 +143,10 @@ def evaluate_quality(genome: dict[str, Any], config: TrainConfig | dict[str, Any
     return result
 
 
-def _train(genome: dict[str, Any], config: TrainConfig, result: QualityResult,
+def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: QualityResult,
            out_dir: str | Path | None, progress: ProgressFn | None, started: float) -> None:
-    result.genome_hash = genome_hash(genome)  # rejects a malformed genome before any work
+    genome = Genome.coerce(genome)  # rejects a malformed genome before any work
+    result.genome_hash = genome.hash()
     torch.set_num_threads(config.threads)
     device = _device(config)
     result.device = device.type
@@ -163,10 +163,15 @@ def _train(genome: dict[str, Any], config: TrainConfig, result: QualityResult,
     result.tokenizer = {k: v for k, v in tokenizer.identity.items() if k != "path"}
     result.unigram_perplexity = _unigram_perplexity(train_tokens, val_tokens, tokenizer.vocab_size)
 
-    # The model's vocabulary is the tokenizer's: the job's search space fixes it.
+    # The model trained is the genome's, vocabulary included (the job spec makes the search
+    # space's vocabulary and the tokenizer's one setting), so `params` and perplexity describe
+    # the same model. A BPE trained on a small corpus may end with fewer tokens than asked
+    # for: its ids then fit, and the unused embedding rows stay in the count.
+    if tokenizer.vocab_size > genome.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the genome's "
+                         f"vocab_size is {genome.vocab_size}")
     eval_genome = scale_genome(genome, config.eval_width, config.eval_depth)
-    eval_genome["global"]["vocab_size"] = tokenizer.vocab_size
-    result.eval_genome = eval_genome
+    result.eval_genome = eval_genome.to_json()
 
     torch.manual_seed(config.seed)
     model = compile_genome(eval_genome, seed=config.seed).to(device)

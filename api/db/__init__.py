@@ -1,1 +1,0 @@
-"""Database: SQLAlchemy models, engines for SQLite and PostgreSQL, migrations."""

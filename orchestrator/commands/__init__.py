@@ -1,1 +1,0 @@
-"""The `tailor` sub-commands, one module per group."""

@@ -1,0 +1,320 @@
+"""The driver, without Ray and without training: a fake evaluator, a real database.
+
+The fake evaluator answers every quality and export request at once with made-up but
+deterministic results; a device is played by the test through the real task queue
+(`store.tasks`), as an agent would over HTTP. Each test walks one path of a candidate's
+state machine (orchestrator/candidate_state.py) and checks what the database holds after.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from core.job_spec import JobSpec
+from orchestrator.candidate_state import CandidateProgress, IllegalTransition, Stage
+from orchestrator.driver import JobRunner
+from orchestrator.evaluator import Finished, Work
+from orchestrator.search.loop import Individual
+from store import devices, jobs, results, tasks
+from store.engine import make_engine, session_factory, upgrade
+from core import preset
+
+DEVICE = "phone"
+
+
+def spec(**overrides) -> dict:
+    base = {
+        "name": "fake", "objectives": ["perplexity", "params"],
+        "search_space": {"widths": [32, 48], "depth_min": 2, "depth_max": 4,
+                         "vocab_size": 257},
+        "evolution": {"population": 4, "generations": 3, "seed": 3},
+        "training": {"tokenizer": {"kind": "byte"}},
+    }
+    for key, value in overrides.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return JobSpec.model_validate(base).model_dump(mode="json")
+
+
+HARDWARE = {"objectives": ["perplexity", f"decode_ms@64[{DEVICE}]", "params"],
+            "profiling": {"devices": [DEVICE], "prefill_lengths": [64],
+                          "decode_contexts": [64], "timeout_s": 30}}
+
+
+def fake_perplexity(genome_hash: str) -> float:
+    return 10 + int(genome_hash[:4], 16) / 6553.5  # in [10, 20), fixed per genome
+
+
+class FakeEvaluator:
+    """Same methods as RayEvaluator; results come back on the next collect."""
+
+    def __init__(self, fail_quality=lambda h: False, fail_export=lambda h: False,
+                 crash_after: int | None = None):
+        self.fail_quality, self.fail_export = fail_quality, fail_export
+        self.crash_after = crash_after  # the process "dies" after delivering this many results
+        self.queue: list[Finished] = []
+        self.trained: list[str] = []
+        self.delivered: list[str] = []
+        self.exported: list[str] = []
+        self.cancelled = 0
+
+    def submit_quality(self, genome_hash, genome, config, timeout_s):
+        self.trained.append(genome_hash)
+        if self.fail_quality(genome_hash):
+            self.queue.append(Finished(genome_hash, Work.QUALITY, False, error="worker died"))
+            return
+        record = {"status": "ok", "perplexity": fake_perplexity(genome_hash)}
+        self.queue.append(Finished(genome_hash, Work.QUALITY, True,
+                                   {"result": record, "weights": b"weights:" + genome_hash.encode()}))
+
+    def submit_export(self, genome_hash, genome, weights, timeout_s):
+        self.exported.append(genome_hash)
+        if self.fail_export(genome_hash):
+            self.queue.append(Finished(genome_hash, Work.EXPORT, False, error="exporter crashed"))
+            return
+        manifest = {"genome_hash": genome_hash, "weights_seen": weights is not None}
+        self.queue.append(Finished(genome_hash, Work.EXPORT, True, {
+            "files": {"prefill.onnx": b"p", "decode.onnx": b"d",
+                      "manifest.json": json.dumps(manifest).encode()},
+            "manifest": manifest, "max_abs_diff": 0.0}))
+
+    def collect(self, wait_s):
+        """One result per call, so a crash can fall between two of them."""
+        if self.crash_after is not None and len(self.delivered) >= self.crash_after:
+            raise KeyboardInterrupt("the orchestrator dies here")
+        if not self.queue:
+            return []
+        finished = self.queue.pop(0)
+        self.delivered.append(finished.genome_hash)
+        return [finished]
+
+    def in_flight(self):
+        return len(self.queue)
+
+    def cancel_all(self):
+        self.cancelled += 1
+        self.queue.clear()
+
+
+class FakePhone(threading.Thread):
+    """Plays a device agent on the real task queue: reports (or fails) every task."""
+
+    def __init__(self, sessions, fail_reason: str | None = None):
+        super().__init__(daemon=True)
+        self.sessions, self.fail_reason = sessions, fail_reason
+        self.device, _ = devices.enroll_device(sessions, "fake", {
+            "backend": "adb", "model": DEVICE, "cpu_count": 8, "ram_bytes": 1 << 33})
+        self.stop = threading.Event()
+        self.reports: dict[int, float] = {}  # candidate id -> reported decode median
+
+    def run(self):
+        while not self.stop.is_set():
+            task = tasks.lease_task(self.sessions, self.device, 60)
+            if task is None:
+                time.sleep(0.01)
+                continue
+            if self.fail_reason:
+                tasks.fail_task(self.sessions, task.id, self.device, self.fail_reason,
+                                retryable=False)
+                continue
+            median = 1.0 + task.candidate_id / 100
+            stat = {"length": 64, "median_ms": median, "p10_ms": median, "p90_ms": median,
+                    "n": 1, "samples_ms": [median]}
+            tasks.report_task(self.sessions, task.id, self.device, {
+                "prefill": [stat], "decode": [stat], "peak_memory_bytes": 3 << 20,
+                "runner": "fake", "wall_s": 0.0})
+            self.reports[task.candidate_id] = median
+
+
+@pytest.fixture
+def db(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def submit(db, job_spec: dict) -> int:
+    job = jobs.create_job(db, job_spec["name"], job_spec)
+    assert jobs.claim_job(db, "me").id == job.id
+    return job.id
+
+
+def runner(db, tmp_path, job_id, evaluator, **kwargs) -> JobRunner:
+    return JobRunner(db, tmp_path / "artifacts", job_id, "me", evaluator=evaluator,
+                     poll_s=0.0, **kwargs)
+
+
+def test_success_without_hardware_trains_each_genome_once(db, tmp_path):
+    job_id = submit(db, spec())
+    evaluator = FakeEvaluator()
+    assert runner(db, tmp_path, job_id, evaluator).run() == "completed"
+    candidates = results.job_candidates(db, job_id)
+    assert len(candidates) == 4 + 2 * 2  # population, then population - elitism per generation
+    assert sorted(evaluator.trained) == sorted(c.genome_hash for c in candidates)
+    assert not evaluator.exported  # no hardware metric: nothing is exported
+    for c in candidates:
+        assert c.status == "done" and c.failure is None
+        assert c.metrics["perplexity"] == pytest.approx(fake_perplexity(c.genome_hash))
+        assert c.metrics["params"] > 0
+    generations = results.generations_since(db, job_id, 0)
+    assert [g.index for g in generations] == [0, 1, 2]
+    assert generations[-1].pareto and generations[-1].hypervolume > 0
+    assert jobs.get_job(db, job_id).status == "completed"
+
+
+def test_success_with_a_phone_maps_each_report_to_metrics(db, tmp_path):
+    job_id = submit(db, spec(**HARDWARE))
+    phone = FakePhone(db)
+    phone.start()
+    evaluator = FakeEvaluator()
+    try:
+        assert runner(db, tmp_path, job_id, evaluator).run() == "completed"
+    finally:
+        phone.stop.set()
+    candidates = results.job_candidates(db, job_id)
+    assert sorted(evaluator.exported) == sorted(c.genome_hash for c in candidates)
+    for c in candidates:
+        assert c.status == "done", c.failure
+        assert c.metrics[f"decode_ms@64[{DEVICE}]"] == phone.reports[c.id]
+        assert c.metrics[f"prefill_ms@64[{DEVICE}]"] == phone.reports[c.id]
+        assert c.metrics[f"peak_mem_mb[{DEVICE}]"] == 3.0
+    # the export received the trained weights, and they were kept as an artifact
+    first = candidates[0].genome_hash
+    assert (tmp_path / "artifacts" / first / "weights.pt").read_bytes() == b"weights:" + \
+        first.encode()
+    assert json.loads((tmp_path / "artifacts" / first / "manifest.json").read_text())[
+        "weights_seen"] is True
+
+
+def test_a_quality_failure_fails_only_that_candidate(db, tmp_path):
+    job_id = submit(db, spec(**HARDWARE))
+    unlucky = lambda h: int(h, 16) % 3 == 0  # noqa: E731
+    phone = FakePhone(db)
+    phone.start()
+    evaluator = FakeEvaluator(fail_quality=unlucky)
+    try:
+        assert runner(db, tmp_path, job_id, evaluator).run() == "completed"
+    finally:
+        phone.stop.set()
+    candidates = results.job_candidates(db, job_id)
+    failed = [c for c in candidates if unlucky(c.genome_hash)]
+    assert failed, "the seed should give at least one unlucky genome"
+    for c in failed:
+        assert c.status == "failed" and "training task failed: worker died" in c.failure
+        assert "params" in c.metrics and "perplexity" not in c.metrics
+        assert c.genome_hash not in evaluator.exported  # a failed candidate stops there
+    assert all(c.status == "done" for c in candidates if not unlucky(c.genome_hash))
+    front = set(results.generations_since(db, job_id, 0)[-1].pareto)
+    assert not front & {c.id for c in failed}
+
+
+def test_an_export_failure_fails_the_candidate_before_profiling(db, tmp_path):
+    job_id = submit(db, spec(**HARDWARE))
+    evaluator = FakeEvaluator(fail_export=lambda h: True)
+    assert runner(db, tmp_path, job_id, evaluator).run() == "completed"
+    candidates = results.job_candidates(db, job_id)
+    assert all(c.status == "failed" and "export failed: exporter crashed" in c.failure
+               for c in candidates)
+    assert all("perplexity" in c.metrics for c in candidates)  # training did succeed
+    assert not tasks.task_results(db, [c.id for c in candidates])  # nothing was enqueued
+
+
+def test_profiling_timeout_fails_the_candidate_and_names_the_device(db, tmp_path):
+    job_id = submit(db, spec(**{**HARDWARE, "profiling": {**HARDWARE["profiling"],
+                                                          "timeout_s": 0.2}},
+                             evolution={"generations": 1}))
+    started = time.monotonic()
+    assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "completed"  # no phone
+    assert time.monotonic() - started < 30
+    candidates = results.job_candidates(db, job_id)
+    assert len(candidates) == 4
+    for c in candidates:
+        assert c.status == "failed"
+        assert c.failure == f"profiling timed out after 0.2s waiting for {DEVICE}"
+
+
+def test_profiling_failure_on_the_device_fails_the_candidate_with_its_reason(db, tmp_path):
+    job_id = submit(db, spec(**HARDWARE, evolution={"generations": 1}))
+    phone = FakePhone(db, fail_reason="runner crashed: SIGSEGV")
+    phone.start()
+    try:
+        assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "completed"
+    finally:
+        phone.stop.set()
+    for c in results.job_candidates(db, job_id):
+        assert c.status == "failed"
+        assert c.failure == f"profiling failed on {DEVICE}: runner crashed: SIGSEGV"
+
+
+def test_cancel_stops_the_job_and_the_evaluator(db, tmp_path):
+    job_id = submit(db, spec(**HARDWARE))  # no phone: the first generation waits
+
+    def cancel_soon():
+        time.sleep(0.5)
+        jobs.request_cancel(db, job_id)
+
+    threading.Thread(target=cancel_soon, daemon=True).start()
+    evaluator = FakeEvaluator()
+    job_runner = runner(db, tmp_path, job_id, evaluator)
+    assert job_runner.run() == "cancelled"
+    assert evaluator.cancelled == 1
+    job = jobs.get_job(db, job_id)
+    assert job.status == "cancelled" and job.finished_at is not None
+    assert not results.generations_since(db, job_id, 0)
+
+
+def test_resume_after_a_crash_trains_nothing_twice_and_ends_where_a_clean_run_ends(db, tmp_path):
+    clean_id = submit(db, spec(name="clean"))
+    assert runner(db, tmp_path, clean_id, FakeEvaluator()).run() == "completed"
+
+    # Another training seed: its own evaluation-cache entries, the same search.
+    job_id = submit(db, spec(name="crashing", training={"seed": 1}))
+    crashing = FakeEvaluator(crash_after=5)  # generation 0's four, then one of generation 1
+    with pytest.raises(KeyboardInterrupt):
+        runner(db, tmp_path, job_id, crashing).run()
+    assert [g.index for g in results.generations_since(db, job_id, 0)] == [0]
+    statuses = [c.status for c in results.job_candidates(db, job_id) if c.generation == 1]
+    assert sorted(statuses) == ["done", "pending"]
+
+    resumed = FakeEvaluator()
+    assert runner(db, tmp_path, job_id, resumed).run() == "completed"
+    # What was delivered before the crash is in the cache and never trained again; the one
+    # in flight at the crash is trained again, then generation 2.
+    assert not set(crashing.delivered) & set(resumed.trained)
+    lost = set(crashing.trained) - set(crashing.delivered)
+    assert len(lost) == 1 and lost <= set(resumed.trained)
+    assert len(resumed.trained) == 1 + 2
+    hashes = sorted(c.genome_hash for c in results.job_candidates(db, job_id))
+    assert hashes == sorted(c.genome_hash for c in results.job_candidates(db, clean_id))
+    fronts = [sorted(results.candidate_detail(db, j, i)[0].genome_hash
+                     for i in results.generations_since(db, j, 0)[-1].pareto)
+              for j in (job_id, clean_id)]
+    assert fronts[0] == fronts[1]
+
+
+def test_the_state_machine_refuses_illegal_moves():
+    candidate = Individual(preset("transformer++", vocab=257), 0)
+    progress = CandidateProgress(1, candidate)
+    progress.advance(Stage.TRAINING)
+    with pytest.raises(IllegalTransition):
+        progress.advance(Stage.QUEUED)
+    progress.advance(Stage.PROFILING)  # a cached export skips EXPORTING
+    progress.fail("lost")
+    assert progress.finished and progress.failure == "lost"
+    with pytest.raises(IllegalTransition):
+        progress.advance(Stage.DONE)
+
+
+def test_the_driver_and_its_parts_load_neither_ray_nor_torch():
+    code = ("import sys, orchestrator.driver, orchestrator.profiling, orchestrator.records; "
+            "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
+

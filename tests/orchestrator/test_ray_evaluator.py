@@ -1,0 +1,63 @@
+"""Evaluations as real Ray tasks on a local cluster: training, export, failure, timeout."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import ray
+
+from orchestrator.ray_evaluator import RayEvaluator, connect
+from core import preset
+
+TINY = preset("transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64,
+              vocab=257).to_json()
+CONFIG = {"tokens": 6_000, "seq_len": 32, "tokenizer": {"kind": "byte"}}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    connect(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def drain(evaluator: RayEvaluator, limit_s: float = 240) -> dict:
+    results = {}
+    deadline = time.monotonic() + limit_s
+    while evaluator.in_flight() and time.monotonic() < deadline:
+        for finished in evaluator.collect(wait_s=1.0):
+            results[finished.genome_hash] = finished
+    assert not evaluator.in_flight(), "tasks still running at the deadline"
+    return results
+
+
+def test_quality_and_export_run_as_ray_tasks(local_ray):
+    evaluator = RayEvaluator()
+    evaluator.submit_quality("q", TINY, CONFIG, timeout_s=300)
+    quality = drain(evaluator)["q"]
+    assert quality.ok, quality.error
+    record = quality.value["result"]
+    assert record["status"] == "ok" and record["perplexity"] > 1
+    assert quality.value["weights"]  # bytes, not a path on the worker's disk
+    evaluator.submit_export("e", TINY, quality.value["weights"], timeout_s=300)
+    export = drain(evaluator)["e"]
+    assert export.ok, export.error
+    assert export.value["max_abs_diff"] <= 1e-4
+    assert {"prefill.onnx", "decode.onnx", "manifest.json"} <= set(export.value["files"])
+
+
+def test_a_bad_candidate_comes_back_failed_not_raised(local_ray):
+    evaluator = RayEvaluator()
+    evaluator.submit_quality("bad", {"global": {}}, CONFIG, timeout_s=120)
+    evaluator.submit_export("bad-export", {"backbone": []}, None, timeout_s=120)
+    results = drain(evaluator)
+    assert results["bad"].ok and results["bad"].value["result"]["status"] == "failed"
+    assert not results["bad-export"].ok and results["bad-export"].error
+
+
+def test_timeouts_cancel_the_task(local_ray):
+    evaluator = RayEvaluator()
+    evaluator.submit_quality("slow", TINY, {**CONFIG, "tokens": 50_000_000}, timeout_s=3)
+    finished = drain(evaluator, limit_s=60)["slow"]
+    assert not finished.ok and finished.error.startswith("timeout")

@@ -1,0 +1,142 @@
+"""The storage layer on SQLite and PostgreSQL: idempotence, claims, leases, the cache."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import inspect
+
+from store import Conflict, NotFound, jobs, results, tasks
+from store import devices as dev
+
+PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
+
+
+def test_migrations_create_every_table(sessions):
+    names = set(inspect(sessions.kw["bind"]).get_table_names())
+    assert {"jobs", "generations", "candidates", "evaluations", "artifacts", "devices",
+            "profiling_tasks", "measurements", "events", "alembic_version"} <= names
+
+
+def test_claims_are_exclusive_and_stale_jobs_are_reclaimed(sessions):
+    job = jobs.create_job(sessions, "j", {"x": 1})
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda i: jobs.claim_job(sessions, f"o{i}"), range(8)))
+    winners = [c for c in claims if c is not None]
+    assert len(winners) == 1 and winners[0].id == job.id
+    owner = winners[0].owner
+    assert jobs.heartbeat_job(sessions, job.id, owner, 1, 5)
+    assert jobs.claim_job(sessions, "other", stale_after_s=60) is None
+    again = jobs.claim_job(sessions, "other", stale_after_s=0)  # the owner went silent
+    assert again is not None and again.owner == "other"
+    assert not jobs.heartbeat_job(sessions, job.id, owner, 1, 5)  # the old owner lost it
+
+
+def test_cancel_and_resume(sessions):
+    queued = jobs.create_job(sessions, "q", {})
+    assert jobs.request_cancel(sessions, queued.id).status == "cancelled"
+    assert jobs.resume_job(sessions, queued.id).status == "queued"
+    claimed = jobs.claim_job(sessions, "me")
+    jobs.request_cancel(sessions, claimed.id)
+    assert not jobs.heartbeat_job(sessions, claimed.id, "me", 0, 0)
+    with pytest.raises(NotFound):
+        jobs.get_job(sessions, 999)
+
+
+def test_candidates_and_evaluations_are_stored_once(sessions):
+    job = jobs.create_job(sessions, "j", {})
+    items = [{"genome": {"g": i}, "genome_hash": f"{i:016x}"} for i in range(3)]
+    first = results.add_candidates(sessions, job.id, 0, items)
+    again = results.add_candidates(sessions, job.id, 0, items)
+    assert [c.id for c in first] == [c.id for c in again]
+    assert len(results.job_candidates(sessions, job.id)) == 3
+    with ThreadPoolExecutor(6) as pool:
+        stored = list(pool.map(lambda i: results.put_evaluation(
+            sessions, "abc", "cfg", "quality", {"writer": i}), range(6)))
+    assert len({s["writer"] for s in stored}) == 1
+    assert results.get_evaluation(sessions, "abc", "cfg", "quality") == stored[0]
+    assert results.get_evaluation(sessions, "abc", "other", "quality") is None
+
+
+def test_generations_are_idempotent_and_polled_incrementally(sessions):
+    job = jobs.create_job(sessions, "j", {})
+    c = results.add_candidates(sessions, job.id, 0, [{"genome": {}, "genome_hash": "aa"}])
+    for index in range(3):
+        results.write_generation(sessions, job.id, index, [c[0].id], [c[0].id], 0.5 + index, 4)
+    results.write_generation(sessions, job.id, 1, [], [], 99.0, 0)  # a replay keeps the first
+    since = results.generations_since(sessions, job.id, 1)
+    assert [g.index for g in since] == [1, 2] and since[0].hypervolume == 1.5
+    latest, front = results.pareto(sessions, job.id)
+    assert latest.index == 2 and [f.id for f in front] == [c[0].id]
+
+
+def _device(sessions, model="host"):
+    device, token = dev.enroll_device(sessions, "d", {**PROPS, "model": model})
+    return device, token
+
+
+def test_device_tokens_are_hashed_and_authenticate(sessions):
+    device, token = _device(sessions)
+    assert device.token_hash != token and len(device.token_hash) == 64
+    assert dev.authenticate_device(sessions, token).id == device.id
+    assert dev.authenticate_device(sessions, token + "x") is None
+
+
+def test_leases_are_exclusive_under_concurrency(sessions):
+    job = jobs.create_job(sessions, "j", {})
+    cands = results.add_candidates(sessions, job.id, 0, [
+        {"genome": {}, "genome_hash": f"{i:08x}"} for i in range(10)])
+    for c in cands:
+        tasks.enqueue_task(sessions, job.id, c.id, "host", {})
+    agents = [_device(sessions)[0] for _ in range(6)]
+    leased: list[int] = []
+    lock = threading.Lock()
+
+    def agent(device):
+        while True:
+            task = tasks.lease_task(sessions, device, 60)
+            if task is None:
+                return
+            with lock:
+                leased.append(task.id)
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(agent, agents))
+    assert sorted(leased) == sorted(set(leased)) and len(leased) == 10
+
+
+def test_lease_expiry_requeues_then_fails_and_reports_are_stored_once(sessions):
+    job = jobs.create_job(sessions, "j", {})
+    cand = results.add_candidates(sessions, job.id, 0, [{"genome": {}, "genome_hash": "ab"}])[0]
+    task = tasks.enqueue_task(sessions, job.id, cand.id, "host", {}, max_attempts=2)
+    a, b = _device(sessions)[0], _device(sessions)[0]
+    phone = _device(sessions, model="SM-S928B")[0]
+    assert tasks.lease_task(sessions, phone, 60) is None  # other device class
+    first = tasks.lease_task(sessions, a, -1)  # already expired
+    assert first.id == task.id and first.attempts == 1
+    second = tasks.lease_task(sessions, b, 60)  # the expired lease went back to the queue
+    assert second.id == task.id and second.attempts == 2
+    with pytest.raises(Conflict):
+        tasks.report_task(sessions, task.id, a, {"x": 1})  # a lost its lease
+    tasks.report_task(sessions, task.id, b, {"x": 2})
+    tasks.report_task(sessions, task.id, b, {"x": 3})  # a repeat does not store twice
+    [row] = tasks.task_results(sessions, [cand.id])
+    assert row["state"] == "done" and row["report"] == {"x": 2}
+
+
+def test_failures_retry_until_attempts_run_out_and_release_does_not_count(sessions):
+    job = jobs.create_job(sessions, "j", {})
+    cand = results.add_candidates(sessions, job.id, 0, [{"genome": {}, "genome_hash": "cd"}])[0]
+    tasks.enqueue_task(sessions, job.id, cand.id, "host", {}, max_attempts=2)
+    d = _device(sessions)[0]
+    t = tasks.lease_task(sessions, d, 60)
+    assert tasks.release_task(sessions, t.id, d).attempts == 0
+    t = tasks.lease_task(sessions, d, 60)
+    assert tasks.fail_task(sessions, t.id, d, "phone unplugged", True).state == "queued"
+    t = tasks.lease_task(sessions, d, 60)
+    assert tasks.fail_task(sessions, t.id, d, "again", True).state == "failed"
+    dev.set_device_state(sessions, d.id, "draining")
+    tasks.enqueue_task(sessions, job.id, cand.id, "host-2", {})
+    assert tasks.lease_task(sessions, dev.list_devices(sessions)[0], 60) is None
