@@ -1,4 +1,5 @@
-"""The FastAPI application: routers under `core.protocol.API_PREFIX`, guards on every request, error mapping.
+"""The FastAPI application: routers under `core.protocol.API_PREFIX`, guards on every
+request, error mapping.
 
 Guards: bodies over `max_body_bytes` get 413 and JSON nested deeper than 64 levels gets
 400 before any parsing; unknown fields and invalid values get 422 naming the field; a

@@ -23,13 +23,14 @@ def orchestrator(
 ):
     """Run queued jobs: connects to RAY_ADDRESS, else starts a local Ray."""
     from store.engine import make_engine, session_factory, upgrade
-    from api.settings import Settings
+    from store.settings import StoreSettings
     from store import jobs as job_store
     from orchestrator.driver import JobRunner, owner_id
     from orchestrator.ray_evaluator import connect
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = Settings(database_url=database_url, data_dir=data_dir, artifact_dir=artifact_dir)
+    settings = StoreSettings(database_url=database_url, data_dir=data_dir,
+                             artifact_dir=artifact_dir)
     engine = make_engine(settings.resolved_database_url())
     upgrade(engine)
     sessions = session_factory(engine)

@@ -72,7 +72,8 @@ class ProfilingSpec(MeasurementSpec):
 
     def measurement(self) -> MeasurementSpec:
         """What one profiling task carries to an agent."""
-        return MeasurementSpec.model_validate(self.model_dump(include=set(MeasurementSpec.model_fields)))
+        fields = set(MeasurementSpec.model_fields)
+        return MeasurementSpec.model_validate(self.model_dump(include=fields))
 
 
 class JobSpec(Strict):

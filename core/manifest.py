@@ -52,7 +52,7 @@ class GraphManifest(WireModel):
     token being fed (0 for the first decode step after an empty prefill).
     """
 
-    format: Literal["tailor.manifest/1"] = MANIFEST_FORMAT
+    format: Literal[MANIFEST_FORMAT] = MANIFEST_FORMAT
     genome_hash: str
     vocab_size: int
     opset: int

@@ -25,7 +25,8 @@ class SearchSpace(BaseModel):
     depth_min: int = Field(default=4, ge=1, le=512, description="fewest LIV slots")
     depth_max: int = Field(default=10, ge=1, le=512, description="most LIV slots")
     vocab_size: int = Field(default=4096, ge=2, le=1 << 20,
-                            description="fixed by the job's tokenizer")
+                            description="the genome's vocabulary: the same setting as "
+                            "training.tokenizer.vocab_size (core.job_spec)")
     tie_embeddings: list[bool] = Field(default_factory=lambda: [True, False], min_length=1)
     block_repeat: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
     sharing: bool = Field(default=True, description="allow featurizer and weight sharing genes")

@@ -80,3 +80,17 @@ def test_gpu_workers_reserve_a_gpu_and_the_agent_is_not_privileged():
     agent = all_services["device-agent"]
     assert not agent.get("privileged", False)
     assert any(v["target"] == "/dev/bus/usb" for v in agent["volumes"])
+
+
+def test_the_image_copies_every_package_the_project_installs():
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    found = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.rstrip("*") for p in found]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    on_disk = [p.name for p in ROOT.iterdir()
+               if (p / "__init__.py").exists() and p.name not in ("tests", "bench")]
+    assert sorted(packages) == sorted(on_disk)
+    for package in packages:
+        assert f"COPY {package} ./{package}" in dockerfile, package
