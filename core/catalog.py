@@ -4,13 +4,25 @@ An entry says what the genome needs to know about an operator without building i
 stable class id (the integer the genome stores), whether it mixes tokens or channels, its
 operator genes with their allowed range and default, the validity rules that involve the
 model width, where its torch implementation lives, and its exact static costs (parameters
-split into featurizer and the rest, decode-cache elements). It also carries which genes scale
-with the width, whether a default search space includes the class, and its dashboard colour,
-so nothing about an operator lives anywhere else. The genome code, the API (catalog endpoint)
-and the cost model read this file; `workers` imports the implementation named by `impl`; every test that loops
-over `REGISTRY` picks a new operator up the moment it is registered below.
+split into featurizer and the rest, decode-cache elements, multiply-accumulates of one
+decode step). It also carries which genes scale with the width, whether a default search
+space includes the class, and its dashboard colour, so nothing about an operator lives
+anywhere else. The genome code, the API (catalog endpoint) and the cost model read this
+file; `workers` imports the implementation named by `impl`; every test that loops over
+`REGISTRY` picks a new operator up the moment it is registered.
 
 Widths are `D`; all projections are bias-free, as in Llama and LFM2.
+
+`macs(genes, D, L)` is the number of multiply-accumulates in the matrix products and
+convolutions of one decode step (the operator's `step`) with L tokens already held, batch 1:
+what `torch.utils.flop_counter.FlopCounterMode` reports for that step divided by 2, with
+every contraction counted as FlopCounterMode counts the equivalent matmul or convolution
+(one MAC per product term summed). Two contractions of the real steps are not ops
+FlopCounterMode registers on CPU and are still counted: the CPU attention kernel
+(`aten._scaled_dot_product_flash_attention_for_cpu`, counted like the registered SDPA ops)
+and the multiply-then-sum of a depthwise conv step or a modal readout (counted like the
+equivalent `conv1d`). Elementwise products (gates, decays, skip terms, RoPE), norms,
+activations, softmax and bias additions count 0.
 """
 
 from __future__ import annotations
@@ -78,6 +90,10 @@ class OperatorSpec:
     genes: tuple[GeneSpec, ...]
     params: Callable[[dict[str, int], int], ParamCount]
     cache: Callable[[dict[str, int], int], CacheShape]
+    # (genes, width, context L) -> multiply-accumulates of one decode step of one execution
+    # with L tokens already held, batch 1 (see `macs` in the module docstring). Required: an
+    # operator without a formula would silently count 0.
+    macs: Callable[[dict[str, int], int, int], int]
     # Extra validity rules involving the width; returns [(gene, message)].
     check: Callable[[dict[str, int], int], list[tuple[str, str]]] = field(
         default=lambda genes, width: []
@@ -156,6 +172,16 @@ def _attention_cache(g: dict[str, int], d: int) -> CacheShape:
     return CacheShape(per_token=2 * g["kv_heads"] * head_dim, window=g["window"])
 
 
+def _attention_macs(g: dict[str, int], d: int, context: int) -> int:
+    head_dim = d // g["heads"]
+    kv = g["kv_heads"] * head_dim
+    # The step appends the current token before attending, then keeps the last `window`.
+    held = min(context + 1, g["window"]) if g["window"] else context + 1
+    # q, o: d x d; k, v: d x kv. KV heads are expanded to all query heads, so scores and the
+    # weighted sum each cost heads * held * head_dim = held * d whatever kv_heads is.
+    return 2 * d * d + 2 * d * kv + 2 * held * d
+
+
 def _attention_check(g: dict[str, int], d: int) -> list[tuple[str, str]]:
     problems = _divides("heads", g["heads"], d, "width")
     if problems:
@@ -182,6 +208,7 @@ register(
         ),
         params=_attention_params,
         cache=_attention_cache,
+        macs=_attention_macs,
         check=_attention_check,
         featurizer="key and value projections",
     )
@@ -194,6 +221,12 @@ register(
 def _hyena_params(g: dict[str, int], d: int) -> ParamCount:
     return ParamCount(featurizer=3 * d * d + 3 * d * g["short_length"],
                       other=d * g["filter_length"] + d * d)
+
+
+def _hyena_macs(g: dict[str, int], d: int, context: int) -> int:
+    # in_proj 3d x d, short conv 3d channels x short_length taps, inner conv d x
+    # filter_length taps (the step reads its last filter_length inputs), out_proj d x d.
+    return 3 * d * d + 3 * d * g["short_length"] + d * g["filter_length"] + d * d
 
 
 def _hyena_cache(g: dict[str, int], d: int) -> CacheShape:
@@ -211,6 +244,7 @@ register(
         genes=(FILTER_LENGTH, SHORT_LENGTH),
         params=_hyena_params,
         cache=_hyena_cache,
+        macs=_hyena_macs,
         featurizer="in_proj and its short convs",
     )
 )
@@ -218,6 +252,10 @@ register(
 
 def _hyena_x_params(g: dict[str, int], d: int) -> ParamCount:
     return ParamCount(featurizer=3 * d * d + 3 * d * g["short_length"], other=d * d)
+
+
+def _hyena_x_macs(g: dict[str, int], d: int, context: int) -> int:
+    return 3 * d * d + 3 * d * g["short_length"] + d * d
 
 
 def _hyena_x_cache(g: dict[str, int], d: int) -> CacheShape:
@@ -235,6 +273,7 @@ register(
         genes=(SHORT_LENGTH,),
         params=_hyena_x_params,
         cache=_hyena_x_cache,
+        macs=_hyena_x_macs,
         featurizer="in_proj and its short convs",
     )
 )
@@ -242,6 +281,10 @@ register(
 
 def _hyena_y_params(g: dict[str, int], d: int) -> ParamCount:
     return ParamCount(featurizer=3 * d * d, other=d * g["filter_length"] + d * d)
+
+
+def _hyena_y_macs(g: dict[str, int], d: int, context: int) -> int:
+    return 3 * d * d + d * g["filter_length"] + d * d
 
 
 def _hyena_y_cache(g: dict[str, int], d: int) -> CacheShape:
@@ -259,6 +302,7 @@ register(
         genes=(FILTER_LENGTH,),
         params=_hyena_y_params,
         cache=_hyena_y_cache,
+        macs=_hyena_y_macs,
         featurizer="in_proj",
     )
 )
@@ -267,6 +311,12 @@ register(
 def _modal_params(g: dict[str, int], d: int) -> ParamCount:
     return ParamCount(featurizer=3 * d * d + 3 * d * g["short_length"],
                       other=2 * d * g["modes"] + d + d * d)
+
+
+def _modal_macs(g: dict[str, int], d: int, context: int) -> int:
+    # in_proj, short conv, the readout sum_n R[d, n] s[d, n] (d x modes), out_proj; the
+    # state decay lambda * s + u and the skip term are elementwise.
+    return 3 * d * d + 3 * d * g["short_length"] + d * g["modes"] + d * d
 
 
 def _modal_cache(g: dict[str, int], d: int) -> CacheShape:
@@ -289,6 +339,7 @@ register(
         ),
         params=_modal_params,
         cache=_modal_cache,
+        macs=_modal_macs,
         featurizer="in_proj and its short convs",
     )
 )
@@ -302,6 +353,14 @@ def _gla_params(g: dict[str, int], d: int) -> ParamCount:
     # k and v projections are the featurizer; q, decay gate (+bias), output gate, norm, out.
     return ParamCount(featurizer=d * qk + d * d,
                       other=d * qk + d * g["heads"] + g["heads"] + d * d + d + d * d)
+
+
+def _gla_macs(g: dict[str, int], d: int, context: int) -> int:
+    qk = g["heads"] * g["key_dim"]
+    # q, k: d x qk; v, gate, out: d x d; decay gate d x heads (its bias is an addition);
+    # the state update k^T v and the readout q S: heads x key_dim x (d / heads) each. The
+    # decay of the state and the output norm are elementwise.
+    return 2 * d * qk + 3 * d * d + d * g["heads"] + 2 * g["key_dim"] * d
 
 
 def _gla_cache(g: dict[str, int], d: int) -> CacheShape:
@@ -322,6 +381,7 @@ register(
         ),
         params=_gla_params,
         cache=_gla_cache,
+        macs=_gla_macs,
         check=lambda g, d: _divides("heads", g["heads"], d, "width"),
         featurizer="key and value projections",
     )
@@ -343,6 +403,7 @@ register(
                           scales_with_width=True),),
         params=lambda g, d: ParamCount(featurizer=2 * d * g["ffn"], other=g["ffn"] * d),
         cache=lambda g, d: CacheShape(),
+        macs=lambda g, d, context: 3 * d * g["ffn"],  # w1, w3: d x ffn; w2: ffn x d
         featurizer="gate and up projections",
     )
 )
@@ -360,6 +421,7 @@ register(
                           scales_with_width=True),),
         params=lambda g, d: ParamCount(featurizer=d * g["ffn"], other=g["ffn"] * d),
         cache=lambda g, d: CacheShape(),
+        macs=lambda g, d, context: 2 * d * g["ffn"],  # up: d x ffn; down: ffn x d
         featurizer="up projection",
     )
 )

@@ -1,8 +1,9 @@
 """Exact static costs of a genome, computed without building it (torch-free).
 
 `params` equals the number of unique parameters of the module the compiler builds, and
-`cache_bytes` equals the bytes of the decode state the built module holds after L tokens;
-tests check both against real modules for every operator and for random genomes.
+`cache_bytes` equals the bytes of the decode state the built module holds after L tokens,
+and `macs_per_token` equals the multiply-accumulates of one decode step at context L; tests
+check them against real modules for every operator.
 """
 
 from __future__ import annotations
@@ -34,6 +35,24 @@ def cache_elements(genome: GenomeLike, context: int) -> int:
     p = plan(genome)
     return sum(catalog.REGISTRY[p.slots[i].op].cache(p.slots[i].genes, p.width)
                .elements(context) for i in p.executions)
+
+
+def macs_per_token(genome: GenomeLike, context: int) -> int:
+    """Multiply-accumulates of one decode step with `context` tokens cached, batch 1.
+
+    Exactly: the multiply-accumulates in the matrix products and convolutions of one
+    `TailorLM.step` (what `torch.utils.flop_counter.FlopCounterMode` reports for it, divided
+    by 2, with every contraction counted; `core.catalog` says which ops that adds on CPU).
+    Every execution counts (block repeat and shared weights execute again), plus the LM
+    head (width x vocab); the embedding lookup, norms, elementwise ops and activations count
+    0. `tests/workers/test_flops.py` checks it against FlopCounterMode for every operator.
+    """
+    if context < 0:
+        raise ValueError(f"context must be >= 0, got {context}")
+    p = plan(genome)
+    steps = sum(catalog.REGISTRY[p.slots[i].op].macs(p.slots[i].genes, p.width, context)
+                for i in p.executions)
+    return steps + p.width * p.vocab_size
 
 
 def cache_bytes(genome: GenomeLike, context: int, dtype: str = "float16") -> int:

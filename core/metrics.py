@@ -3,6 +3,9 @@
 Grammar (every metric is minimised):
     params                     unique parameters
     cache_bytes@L              decode-cache bytes after L tokens (fp16, as STAR counts)
+    flops@L                    multiply-accumulates of one decode step with L tokens
+                               cached, batch 1 (FlopCounterMode's FLOPs / 2, exact:
+                               core.costs.macs_per_token)
     perplexity                 validation perplexity after the training budget
     mad_error                  1 - mean MAD accuracy
     prefill_ms@L[DEVICE]       median prefill latency at L tokens on a device class
@@ -22,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-STATIC = {"params", "cache_bytes"}
+STATIC = {"params", "cache_bytes", "flops"}
 QUALITY = {"perplexity", "mad_error"}
 HARDWARE = {"prefill_ms", "decode_ms", "peak_mem_mb"}
-NEEDS_LENGTH = {"cache_bytes", "prefill_ms", "decode_ms"}
+NEEDS_LENGTH = {"cache_bytes", "flops", "prefill_ms", "decode_ms"}
 NEEDS_DEVICE = HARDWARE
 PATTERN = re.compile(r"^(?P<name>[a-z_]+)(@(?P<length>[0-9]+))?(\[(?P<device>[^\[\]]+)\])?$")
 
@@ -54,8 +57,8 @@ class Metric:
 def parse_metric(text: str) -> Metric:
     """Parse and check one metric name; ValueError says what is wrong and what is allowed."""
     match = PATTERN.match(text.strip())
-    allowed = ("params, cache_bytes@L, perplexity, mad_error, prefill_ms@L[DEVICE], "
-               "decode_ms@L[DEVICE], peak_mem_mb[DEVICE]")
+    allowed = ("params, cache_bytes@L, flops@L, perplexity, mad_error, "
+               "prefill_ms@L[DEVICE], decode_ms@L[DEVICE], peak_mem_mb[DEVICE]")
     if not match or match["name"] not in STATIC | QUALITY | HARDWARE:
         raise ValueError(f"unknown metric {text!r}; allowed: {allowed}")
     name = match["name"]
@@ -101,6 +104,8 @@ def static_metrics(genome: dict[str, Any], names: list[str]) -> dict[str, float]
             out[text] = float(costs.params(genome))
         elif metric.name == "cache_bytes":
             out[text] = float(costs.cache_bytes(genome, metric.length, "float16"))
+        elif metric.name == "flops":
+            out[text] = float(costs.macs_per_token(genome, metric.length))
     return out
 
 

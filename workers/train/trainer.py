@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from core import costs
-from core.genome import Genome
+from core.genome import Genome, GenomeError
 from core.scaling import ScalingError, scale_genome
 from core.training import TrainConfig
 from workers.data.corpus import load_corpus
@@ -133,6 +133,8 @@ def evaluate_quality(genome: Genome | dict[str, Any], config: TrainConfig | dict
                            config_key=config.cache_key())
     try:
         _train(genome, config, result, out_dir, progress, started)
+    except GenomeError as exc:
+        result.status, result.reason = "failed", f"malformed genome: {exc}"
     except (Diverged, ScalingError, TimeoutError) as exc:
         result.status, result.reason = "failed", str(exc)
     except Exception as exc:  # a worker boundary: any bad candidate is a failed record
