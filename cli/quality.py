@@ -52,7 +52,8 @@ def train(
         fail(f"--vocab {vocab} differs from the genome's vocab_size {parsed.vocab_size}: "
              "they are the same vocabulary")
     fields = dict(tokens=tokens, seq_len=seq_len, batch_size=batch, lr=lr, seed=seed, data=data,
-                  tokenizer={"kind": tokenizer, "vocab_size": parsed.vocab_size},
+                  tokenizer={"kind": tokenizer} if tokenizer == "byte"
+                  else {"kind": tokenizer, "vocab_size": parsed.vocab_size},
                   eval_width=eval_width, threads=threads, device=device)
     try:
         if config_json:

@@ -1,4 +1,4 @@
-"""Tables. The schema itself is created by the Alembic migrations in api/migrations."""
+"""Tables. The schema itself is created by the Alembic migrations in store/migrations."""
 
 from __future__ import annotations
 
@@ -63,6 +63,9 @@ class Candidate(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     failure: Mapped[str | None] = mapped_column(Text)
+    # What the search's surrogate predicted before the candidate was evaluated:
+    # {metric: {"mean": m, "std": s}}; empty when it was not chosen by a prediction.
+    predictions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -20,6 +20,17 @@ def test_migrations_create_every_table(sessions):
             "profiling_tasks", "measurements", "events", "alembic_version"} <= names
 
 
+def test_the_migrations_build_exactly_the_schema_the_models_describe(sessions):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from store.models import Base
+
+    with sessions.kw["bind"].connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
 def test_claims_are_exclusive_and_stale_jobs_are_reclaimed(sessions):
     job = jobs.create_job(sessions, "j", {"x": 1})
     with ThreadPoolExecutor(8) as pool:

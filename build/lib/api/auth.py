@@ -1,0 +1,84 @@
+"""Authentication: an admin key for job submission and device administration, device
+tokens for agent endpoints. Keys are compared as SHA-256 digests in constant time and never
+logged; the server keeps only digests of the configured admin key and enrollment token."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections import defaultdict, deque
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from store.models import Device
+from store import devices as device_store
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def require_admin(request: Request) -> None:
+    token = bearer(request)
+    expected = request.app.state.admin_key_digest
+    if token is None:
+        raise HTTPException(401, "missing admin key: send Authorization: Bearer KEY",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(digest(token), expected):
+        raise HTTPException(403, "wrong admin key")
+
+
+def require_device(request: Request) -> Device:
+    token = bearer(request)
+    if token is None:
+        raise HTTPException(401, "missing device token: send Authorization: Bearer TOKEN",
+                            headers={"WWW-Authenticate": "Bearer"})
+    device = device_store.authenticate_device(request.app.state.sessions, token)
+    if device is None:
+        raise HTTPException(403, "unknown device token")
+    if device.state == "disabled":
+        raise HTTPException(403, f"device {device.id} is disabled")
+    return device
+
+
+def device_or_admin(request: Request) -> None:
+    token = bearer(request)
+    if token is None:
+        raise HTTPException(401, "missing token: send Authorization: Bearer TOKEN")
+    if hmac.compare_digest(digest(token), request.app.state.admin_key_digest):
+        return
+    if device_store.authenticate_device(request.app.state.sessions, token) is None:
+        raise HTTPException(403, "neither the admin key nor a device token")
+
+
+class RateLimiter:
+    """A sliding window of attempts per client address."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.attempts: dict[str, deque[float]] = defaultdict(deque)
+
+    def check(self, client: str) -> None:
+        now = time.monotonic()
+        window = self.attempts[client]
+        while window and now - window[0] > 60:
+            window.popleft()
+        if len(window) >= self.per_minute:
+            raise HTTPException(429, "too many enrollment attempts; try again in a minute",
+                                headers={"Retry-After": "60"})
+        window.append(now)
+
+
+AdminDep = Annotated[None, Depends(require_admin)]
+DeviceDep = Annotated[Device, Depends(require_device)]
+ArtifactReaderDep = Annotated[None, Depends(device_or_admin)]

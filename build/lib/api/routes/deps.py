@@ -1,0 +1,28 @@
+"""Shared route dependencies: the session factory and settings from app state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.settings import Settings
+
+
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
+CandidateId = Annotated[int, Path(ge=1, le=MAX_ID, description="candidate id")]
+DeviceId = Annotated[int, Path(ge=1, le=MAX_ID, description="device id")]
+TaskId = Annotated[int, Path(ge=1, le=MAX_ID, description="task id")]

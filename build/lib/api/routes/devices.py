@@ -1,0 +1,74 @@
+"""Devices: enrollment with the operator's enrollment token, heartbeats, administration."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, HTTPException, Request
+
+from api.auth import AdminDep, DeviceDep, digest
+from store.models import Device, utcnow
+from api.schemas.public import DevicePublic
+from store import devices as store
+from core.protocol import EnrollRequest, EnrollResponse, HeartbeatResponse
+
+from .deps import DeviceId, SessionsDep, SettingsDep
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+def device_public(device: Device, offline_after_s: float) -> DevicePublic:
+    return DevicePublic(id=device.id, name=device.name, model=device.model, state=device.state,
+                        online=store.is_online(device, offline_after_s),
+                        last_heartbeat_at=device.last_heartbeat_at,
+                        properties=device.properties)
+
+
+@router.post("/enroll", response_model=EnrollResponse, status_code=201)
+def enroll(body: EnrollRequest, request: Request, sessions: SessionsDep,
+           settings: SettingsDep) -> EnrollResponse:
+    request.app.state.enroll_limiter.check(request.client.host if request.client else "?")
+    expected = request.app.state.enroll_token_digest
+    if expected is None:
+        raise HTTPException(403, "enrollment is closed: the server has no enrollment token")
+    if not hmac.compare_digest(digest(body.enroll_token), expected):
+        raise HTTPException(403, "wrong enrollment token")
+    device, token = store.enroll_device(sessions, body.name, body.properties.model_dump())
+    return EnrollResponse(device_id=device.id, device_token=token,
+                          heartbeat_interval_s=settings.heartbeat_interval_s)
+
+
+@router.post("/heartbeat", response_model=HeartbeatResponse)
+def heartbeat(device: DeviceDep, sessions: SessionsDep) -> HeartbeatResponse:
+    device = store.heartbeat_device(sessions, device.id)
+    return HeartbeatResponse(device_id=device.id, state=device.state, server_time=utcnow())
+
+
+@router.get("", response_model=list[DevicePublic])
+def list_devices(sessions: SessionsDep, settings: SettingsDep) -> list[DevicePublic]:
+    return [device_public(d, settings.offline_after_s) for d in store.list_devices(sessions)]
+
+
+def _set_state(device_id: int, state: str, sessions, settings) -> DevicePublic:
+    return device_public(store.set_device_state(sessions, device_id, state),
+                         settings.offline_after_s)
+
+
+@router.post("/{device_id}/drain", response_model=DevicePublic)
+def drain(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
+          _: AdminDep) -> DevicePublic:
+    """Finish the current task, lease no new ones."""
+    return _set_state(device_id, "draining", sessions, settings)
+
+
+@router.post("/{device_id}/disable", response_model=DevicePublic)
+def disable(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
+            _: AdminDep) -> DevicePublic:
+    """Reject the device's token from now on."""
+    return _set_state(device_id, "disabled", sessions, settings)
+
+
+@router.post("/{device_id}/enable", response_model=DevicePublic)
+def enable(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
+           _: AdminDep) -> DevicePublic:
+    return _set_state(device_id, "active", sessions, settings)

@@ -1,0 +1,53 @@
+"""Jobs: submit, list, inspect, cancel, resume."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from api.auth import AdminDep
+from store.models import Job
+from core.job_spec import JobSpec
+from api.schemas.public import JobCreated, JobList, JobPublic
+from store import jobs as store
+
+from .deps import JobId, SessionsDep
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def job_public(job: Job) -> JobPublic:
+    return JobPublic(id=job.id, name=job.name, status=job.status, spec=job.spec,
+                     generations_done=job.generations_done,
+                     generations_total=job.spec.get("evolution", {}).get("generations", 0),
+                     evaluations_done=job.evaluations_done,
+                     cancel_requested=job.cancel_requested, error=job.error,
+                     created_at=job.created_at, started_at=job.started_at,
+                     finished_at=job.finished_at)
+
+
+@router.post("", status_code=201, response_model=JobCreated)
+def submit_job(spec: JobSpec, sessions: SessionsDep, _: AdminDep) -> JobCreated:
+    job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"))
+    return JobCreated(id=job.id, status=job.status)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(sessions: SessionsDep, offset: int = Query(0, ge=0, le=2**31 - 1),
+              limit: int = Query(50, ge=1, le=500)) -> JobList:
+    rows, total = store.list_jobs(sessions, offset, limit)
+    return JobList(count=total, offset=offset, items=[job_public(j) for j in rows])
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: JobId, sessions: SessionsDep) -> JobPublic:
+    return job_public(store.get_job(sessions, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: JobId, sessions: SessionsDep, _: AdminDep) -> JobPublic:
+    return job_public(store.request_cancel(sessions, job_id))
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic)
+def resume_job(job_id: JobId, sessions: SessionsDep, _: AdminDep) -> JobPublic:
+    return job_public(store.resume_job(sessions, job_id))

@@ -1,0 +1,78 @@
+"""Results: generations (incremental), the Pareto front, candidate details, artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from api.auth import ArtifactReaderDep
+from store.models import Candidate
+from core.protocol import artifact_url
+from api.schemas.public import (ArtifactPublic, CandidateDetail, CandidateSummary,
+                                GenerationPublic, GenerationsResponse, ParetoResponse)
+from store import artifacts as artifact_store
+from store import jobs as job_store
+from store import results as store
+
+from .deps import CandidateId, JobId, SessionsDep
+
+router = APIRouter(tags=["results"])
+
+
+def summary(c: Candidate) -> CandidateSummary:
+    return CandidateSummary(id=c.id, genome_hash=c.genome_hash, generation=c.generation,
+                            origin=c.origin, status=c.status, metrics=c.metrics or {},
+                            failure=c.failure)
+
+
+@router.get("/jobs/{job_id}/generations", response_model=GenerationsResponse)
+def generations(job_id: JobId, sessions: SessionsDep,
+                since: int = Query(0, ge=0, le=2**31 - 1, description="first generation index to return")
+                ) -> GenerationsResponse:
+    job = job_store.get_job(sessions, job_id)
+    rows = store.generations_since(sessions, job_id, since)
+    wanted = {i for g in rows for i in g.population + g.pareto}
+    candidates = [summary(c) for c in store.candidates_for(
+        sessions, job_id, wanted, min_generation=since if rows else None)]
+    return GenerationsResponse(
+        job_id=job_id, status=job.status,
+        generations=[GenerationPublic(index=g.index, population=g.population, pareto=g.pareto,
+                                      hypervolume=g.hypervolume, evaluations=g.evaluations,
+                                      stats=g.stats, created_at=g.created_at) for g in rows],
+        candidates=candidates)
+
+
+@router.get("/jobs/{job_id}/pareto", response_model=ParetoResponse)
+def pareto(job_id: JobId, sessions: SessionsDep) -> ParetoResponse:
+    job = job_store.get_job(sessions, job_id)
+    latest, front = store.pareto(sessions, job_id)
+    return ParetoResponse(job_id=job_id, generation=None if latest is None else latest.index,
+                          objectives=job.spec.get("objectives", []),
+                          candidates=[summary(c) for c in front])
+
+
+@router.get("/jobs/{job_id}/candidates", response_model=list[CandidateSummary])
+def candidates(job_id: JobId, sessions: SessionsDep) -> list[CandidateSummary]:
+    job_store.get_job(sessions, job_id)
+    return [summary(c) for c in store.job_candidates(sessions, job_id)]
+
+
+@router.get("/jobs/{job_id}/candidates/{candidate_id}", response_model=CandidateDetail)
+def candidate(job_id: JobId, candidate_id: CandidateId, sessions: SessionsDep) -> CandidateDetail:
+    row, parents, children = store.candidate_detail(sessions, job_id, candidate_id)
+    files = artifact_store.artifacts_of(sessions, row.genome_hash)
+    return CandidateDetail(
+        **summary(row).model_dump(), genome=row.genome,
+        parents=[summary(p) for p in parents], children=[summary(c) for c in children],
+        artifacts=[ArtifactPublic(name=a.name, sha256=a.sha256, size_bytes=a.size_bytes,
+                                  url=artifact_url(row.id, a.name)) for a in files])
+
+
+@router.get("/artifacts/{candidate_id}/{name}", response_class=FileResponse)
+def artifact(candidate_id: CandidateId, name: str, sessions: SessionsDep,
+             _: ArtifactReaderDep) -> FileResponse:
+    row = artifact_store.artifact_for(sessions, candidate_id, name)
+    return FileResponse(Path(row.path), filename=row.name,
+                        media_type="application/octet-stream")

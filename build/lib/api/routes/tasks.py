@@ -1,0 +1,65 @@
+"""Profiling tasks for agents: lease, report a measurement, report a failure, release."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.auth import DeviceDep
+from core.protocol import (ArtifactRef, FailureReport, GraphManifest, LeaseRequest,
+                           LeaseResponse, MeasurementReport, MeasurementSpec, TaskAck,
+                           TaskAssignment, artifact_url)
+from store import artifacts as artifact_store
+from store import tasks as store
+from store.models import ProfilingTask
+
+from .deps import TaskId, SessionsDep, SettingsDep
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
+    candidate = store.task_candidate(sessions, task)
+    files = artifact_store.artifacts_of(sessions, candidate.genome_hash)
+    manifest = next((f for f in files if f.name == "manifest.json"), None)
+    if manifest is None:
+        raise RuntimeError(f"task {task.id}: candidate {candidate.id} has no manifest")
+    with open(manifest.path) as f:
+        graph_manifest = GraphManifest.model_validate_json(f.read())
+    return TaskAssignment(
+        task_id=task.id, job_id=task.job_id, candidate_id=candidate.id,
+        genome_hash=candidate.genome_hash, attempt=task.attempts,
+        lease_expires_at=task.lease_expires_at,
+        spec=MeasurementSpec.model_validate(task.spec), manifest=graph_manifest,
+        artifacts=[ArtifactRef(name=f.name, sha256=f.sha256, size_bytes=f.size_bytes,
+                               url=artifact_url(candidate.id, f.name))
+                   for f in files if f.name.endswith(".onnx")])
+
+
+@router.post("/lease", response_model=LeaseResponse)
+def lease(device: DeviceDep, sessions: SessionsDep, settings: SettingsDep,
+          body: LeaseRequest | None = None) -> LeaseResponse:
+    seconds = (body.lease_seconds if body and body.lease_seconds else settings.lease_seconds)
+    task = store.lease_task(sessions, device, seconds)
+    return LeaseResponse(task=None if task is None else task_public(task, sessions))
+
+
+@router.post("/{task_id}/report", response_model=TaskAck)
+def report(task_id: TaskId, body: MeasurementReport, device: DeviceDep,
+           sessions: SessionsDep) -> TaskAck:
+    task = store.report_task(sessions, task_id, device, body.model_dump(mode="json"))
+    return TaskAck(task_id=task.id, state=task.state)
+
+
+@router.post("/{task_id}/fail", response_model=TaskAck)
+def fail(task_id: TaskId, body: FailureReport, device: DeviceDep,
+         sessions: SessionsDep) -> TaskAck:
+    task = store.fail_task(sessions, task_id, device, body.reason, body.retryable)
+    return TaskAck(task_id=task.id, state=task.state)
+
+
+@router.post("/{task_id}/release", response_model=TaskAck)
+def release(task_id: TaskId, device: DeviceDep, sessions: SessionsDep) -> TaskAck:
+    task = store.release_task(sessions, task_id, device)
+    return TaskAck(task_id=task.id, state=task.state)
+
+

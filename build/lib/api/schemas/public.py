@@ -1,0 +1,118 @@
+"""Response models: what the API returns for jobs, generations, candidates and devices."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class JobPublic(BaseModel):
+    id: int
+    name: str
+    status: str
+    spec: dict[str, Any]
+    generations_done: int
+    generations_total: int
+    evaluations_done: int
+    cancel_requested: bool
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    count: int
+    offset: int
+    items: list[JobPublic]
+
+
+class JobCreated(BaseModel):
+    id: int
+    status: str
+
+
+class GenerationPublic(BaseModel):
+    index: int
+    population: list[int]
+    pareto: list[int]
+    hypervolume: float
+    evaluations: int
+    stats: dict[str, Any]
+    created_at: datetime
+
+
+class CandidateSummary(BaseModel):
+    id: int
+    genome_hash: str
+    generation: int
+    origin: str
+    status: str
+    metrics: dict[str, Any]
+    failure: str | None = None
+
+
+class GenerationsResponse(BaseModel):
+    job_id: int
+    status: str
+    generations: list[GenerationPublic]
+    candidates: list[CandidateSummary]  # every candidate those generations mention
+
+
+class ParetoResponse(BaseModel):
+    job_id: int
+    generation: int | None
+    objectives: list[str]
+    candidates: list[CandidateSummary]
+
+
+class ArtifactPublic(BaseModel):
+    name: str
+    sha256: str
+    size_bytes: int
+    url: str
+
+
+class CandidateDetail(CandidateSummary):
+    genome: dict[str, Any]
+    parents: list[CandidateSummary]
+    children: list[CandidateSummary]
+    artifacts: list[ArtifactPublic]
+
+
+class DevicePublic(BaseModel):
+    id: int
+    name: str
+    model: str
+    state: str
+    online: bool
+    last_heartbeat_at: datetime | None
+    properties: dict[str, Any]
+
+
+class GenePublic(BaseModel):
+    name: str
+    low: int
+    high: int
+    default: int
+    doc: str
+    search_choices: list[int]
+    scales_with_width: bool
+
+
+class OperatorPublic(BaseModel):
+    name: str
+    class_id: int
+    kind: str
+    summary: str
+    featurizer: str
+    colour: str
+    default_search: bool
+    genes: list[GenePublic]
+
+
+class CatalogResponse(BaseModel):
+    operators: list[OperatorPublic]  # in class-id order
+    presets: dict[str, str]  # name -> one-line summary

@@ -1,0 +1,183 @@
+// Tailor dashboard: job list and submit form, per-job progress, Pareto scatter for any two
+// objectives coloured by generation, hypervolume per generation, a sortable candidate table,
+// candidate detail (layer diagram and lineage), devices. Polls with ?since= every 3 s and
+// applies the candidates each poll returns; it never refetches the whole candidate list.
+// The API prefix comes from the page (the server fills it in), operator colours from the
+// catalog endpoint.
+"use strict";
+const API = document.documentElement.dataset.api;
+let timer = null;
+let colours = null;  // operator class -> colour, from GET /catalog (loaded once)
+
+async function operatorColours() {
+  if (!colours) {
+    const catalog = await get("/catalog");
+    colours = Object.fromEntries(catalog.operators.map(o => [o.name, o.colour]));
+  }
+  return colours;
+}
+
+async function get(path) {
+  const r = await fetch(API + path);
+  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
+  return r.json();
+}
+function esc(s) { return String(s).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c])); }
+function fmt(v) {
+  if (typeof v !== "number") return v ?? "";
+  return Number.isInteger(v) || Math.abs(v) >= 1000 ? Math.round(v).toLocaleString("en") : v.toPrecision(4);
+}
+const title = text => ({text});
+const view = () => document.getElementById("view");
+
+async function jobsPage() {
+  const data = await get("/jobs?limit=100");
+  view().innerHTML = `<h2>Jobs (${data.count})</h2>
+    <table id="jobs"><tr><th>id</th><th class="left">name</th><th class="left">status</th><th>generations</th><th>evaluations</th></tr>
+    ${data.items.map(j => `<tr><td><a href="#/jobs/${j.id}">${j.id}</a></td><td class="left">${esc(j.name)}</td>
+      <td class="left">${j.status}</td><td>${j.generations_done}/${j.generations_total}</td><td>${j.evaluations_done}</td></tr>`).join("")}</table>
+    <h3>Submit a job</h3>
+    <p>Admin key <input id="key" type="password" size="40"></p>
+    <textarea id="spec">{"name": "my-search", "objectives": ["perplexity", "params"],
+ "evolution": {"population": 8, "generations": 4},
+ "training": {"tokens": 40000, "tokenizer": {"kind": "byte"}},
+ "search_space": {"widths": [32, 64], "vocab_size": 257}}</textarea>
+    <p><button id="submit">Submit</button> <span id="result"></span></p>`;
+  document.getElementById("submit").onclick = async () => {
+    const out = document.getElementById("result");
+    try {
+      const r = await fetch(API + "/jobs", {method: "POST", headers: {"Content-Type": "application/json",
+        "Authorization": "Bearer " + document.getElementById("key").value}, body: document.getElementById("spec").value});
+      const body = await r.json();
+      out.className = r.ok ? "" : "error";
+      out.textContent = r.ok ? `job ${body.id} queued` : body.detail;
+      if (r.ok) location.hash = `#/jobs/${body.id}`;
+    } catch (e) { out.className = "error"; out.textContent = e.message; }
+  };
+}
+
+async function devicesPage() {
+  const devices = await get("/devices");
+  view().innerHTML = `<h2>Devices</h2><table id="devices"><tr><th>id</th><th class="left">name</th>
+    <th class="left">device class</th><th class="left">state</th><th class="left">online</th><th>cores</th><th>RAM GiB</th></tr>
+    ${devices.map(d => `<tr><td>${d.id}</td><td class="left">${esc(d.name)}</td><td class="left">${esc(d.model)}</td>
+      <td class="left">${d.state}</td><td class="left">${d.online ? "online" : "offline"}</td>
+      <td>${d.properties.cpu_count}</td><td>${(d.properties.ram_bytes / 2 ** 30).toFixed(1)}</td></tr>`).join("")}</table>`;
+}
+
+function jobState(id) {
+  return {id, since: 0, generations: [], candidates: new Map(), objectives: [], sort: {key: "id", dir: 1},
+          x: null, y: null, selected: null, status: ""};
+}
+
+async function jobPage(id) {
+  const state = jobState(id);
+  const job = await get(`/jobs/${id}`);
+  state.objectives = job.spec.objectives;
+  [state.x, state.y] = [state.objectives[0], state.objectives[1] || state.objectives[0]];
+  const options = sel => state.objectives.map(o => `<option ${o === sel ? "selected" : ""}>${esc(o)}</option>`).join("");
+  view().innerHTML = `<h2>Job ${id}: ${esc(job.name)}</h2>
+    <p>status <span class="status" id="status"></span> · generation <span id="progress"></span> · <span id="evaluations"></span> evaluations</p>
+    <div class="row"><div><div id="pareto" class="plot"></div>
+      x <select id="x">${options(state.x)}</select> y <select id="y">${options(state.y)}</select></div>
+      <div id="hv" class="plot"></div></div>
+    <div class="row"><div><h3>Candidates</h3><table id="candidates"></table></div><div id="detail"></div></div>`;
+  document.getElementById("x").onchange = e => { state.x = e.target.value; drawPareto(state); };
+  document.getElementById("y").onchange = e => { state.y = e.target.value; drawPareto(state); };
+  const poll = async () => {
+    try { await refresh(state); } catch (e) { console.error(e); }
+  };
+  await poll();
+  timer = setInterval(poll, 3000);
+}
+
+async function refresh(state) {
+  const data = await get(`/jobs/${state.id}/generations?since=${state.since}`);
+  const job = await get(`/jobs/${state.id}`);
+  document.getElementById("status").textContent = job.status;
+  document.getElementById("progress").textContent = `${job.generations_done}/${job.generations_total}`;
+  document.getElementById("evaluations").textContent = job.evaluations_done;
+  // The new generations' candidates (their populations, fronts and every candidate born since):
+  // a candidate's metrics are final once its generation is written, so merging is enough.
+  data.candidates.forEach(c => state.candidates.set(c.id, c));
+  if (data.generations.length) {
+    state.generations.push(...data.generations);
+    state.since = data.generations[data.generations.length - 1].index + 1;
+  }
+  drawPareto(state); drawHypervolume(state); drawTable(state);
+}
+
+function front(state) {
+  const last = state.generations[state.generations.length - 1];
+  return new Set(last ? last.pareto : []);
+}
+
+function drawPareto(state) {
+  const points = [...state.candidates.values()].filter(c => state.x in c.metrics && state.y in c.metrics);
+  const pareto = front(state);
+  const traces = [{x: points.map(c => c.metrics[state.x]), y: points.map(c => c.metrics[state.y]),
+    text: points.map(c => `#${c.id} gen ${c.generation}`), mode: "markers", type: "scatter", name: "candidates",
+    marker: {color: points.map(c => c.generation), colorscale: "Viridis", showscale: true, size: 9,
+      colorbar: {title: title("generation")}, line: {width: points.map(c => pareto.has(c.id) ? 2 : 0), color: "#000"}}}];
+  Plotly.react("pareto", traces, {title: title("Pareto front (outlined)"), xaxis: {title: title(state.x)},
+    yaxis: {title: title(state.y)},
+    margin: {t: 40}}, {displayModeBar: false});
+  document.getElementById("pareto").on?.("plotly_click", ev => showCandidate(state, points[ev.points[0].pointIndex].id));
+}
+
+function drawHypervolume(state) {
+  Plotly.react("hv", [{x: state.generations.map(g => g.index), y: state.generations.map(g => g.hypervolume),
+    mode: "lines+markers", type: "scatter", name: "hypervolume"}],
+    {title: title("hypervolume per generation"), xaxis: {title: title("generation"), dtick: 1},
+     yaxis: {title: title("hypervolume")},
+     margin: {t: 40}}, {displayModeBar: false});
+}
+
+function drawTable(state) {
+  const pareto = front(state);
+  const cols = ["id", "generation", "origin", "status", ...state.objectives];
+  const value = (c, k) => k in c ? c[k] : c.metrics[k];
+  const rows = [...state.candidates.values()].sort((a, b) => {
+    const [va, vb] = [value(a, state.sort.key), value(b, state.sort.key)];
+    return (va === vb ? 0 : (va ?? Infinity) < (vb ?? Infinity) ? -1 : 1) * state.sort.dir;
+  });
+  const table = document.getElementById("candidates");
+  table.innerHTML = `<tr>${cols.map(k => `<th data-key="${esc(k)}" class="${typeof value(rows[0] || {metrics: {}}, k) === "string" ? "left" : ""}">${esc(k)}</th>`).join("")}</tr>` +
+    rows.map(c => `<tr data-id="${c.id}" class="${pareto.has(c.id) ? "front" : ""}">${cols.map(k =>
+      `<td class="${typeof value(c, k) === "string" ? "left" : ""}">${esc(fmt(value(c, k)))}</td>`).join("")}</tr>`).join("");
+  table.querySelectorAll("th").forEach(th => th.onclick = () => {
+    const key = th.dataset.key;
+    state.sort = {key, dir: state.sort.key === key ? -state.sort.dir : 1};
+    drawTable(state);
+  });
+  table.querySelectorAll("tr[data-id]").forEach(tr => tr.onclick = () => showCandidate(state, +tr.dataset.id));
+}
+
+async function showCandidate(state, id) {
+  const [c, palette] = [await get(`/jobs/${state.id}/candidates/${id}`), await operatorColours()];
+  const layers = c.genome.backbone.map((s, i) => `<span class="layer" style="background:${palette[s.op] || "#555"}"
+      title="slot ${i}">${i}:${esc(s.op)}${s.share_weights !== null ? ` =w${s.share_weights}` : ""}${s.share_featurizer !== null ? ` =f${s.share_featurizer}` : ""}</span>`).join("");
+  const link = x => `<a href="javascript:void(0)" data-cid="${x.id}">#${x.id}</a>`;
+  const detail = document.getElementById("detail");
+  detail.innerHTML = `<h3>Candidate #${c.id} <small>${esc(c.genome_hash)}</small></h3>
+    <p>generation ${c.generation}, ${esc(c.origin)}, ${c.status}${c.failure ? ` — <span class="error">${esc(c.failure)}</span>` : ""}</p>
+    <p>width ${c.genome.global.width}, ${c.genome.global.depth} slots, block repeat ${c.genome.global.block_repeat}, ${c.genome.global.tie_embeddings ? "tied" : "untied"} embeddings</p>
+    <div class="layers" id="layers">${layers}</div>
+    <table>${Object.entries(c.metrics).map(([k, v]) => `<tr><td class="left">${esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("")}</table>
+    <p>parents: ${c.parents.map(link).join(" ") || "none"} · children: ${c.children.map(link).join(" ") || "none"}</p>
+    <p>${c.artifacts.map(a => esc(a.name)).join(", ")}</p>`;
+  detail.querySelectorAll("a[data-cid]").forEach(a => a.onclick = () => showCandidate(state, +a.dataset.cid));
+}
+
+async function route() {
+  if (timer) { clearInterval(timer); timer = null; }
+  const hash = location.hash || "#/";
+  try {
+    const m = hash.match(/^#\/jobs\/(\d+)/);
+    if (m) await jobPage(+m[1]);
+    else if (hash.startsWith("#/devices")) await devicesPage();
+    else await jobsPage();
+  } catch (e) { view().innerHTML = `<p class="error">${esc(e.message)}</p>`; }
+}
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,135 @@
+"""`tailor arch ...`: presets, validity checks, exact static costs, ONNX export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.support import fail, print_json
+
+arch = typer.Typer(help="Architectures: presets, validity checks, static costs, ONNX export.",
+                   no_args_is_help=True)
+
+
+def load_genome(path: str):
+    """Read and validate a genome JSON file ('-' = stdin); exit 2 naming the problem."""
+    from core import Genome, GenomeError
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    try:
+        return Genome.from_json(data)
+    except GenomeError as exc:
+        fail(f"invalid genome: {exc}")
+
+
+@arch.command("presets")
+def arch_presets(context: int = typer.Option(1024, help="context length for cache bytes")):
+    """List the preset architectures with their size and cache at a context."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from core import PRESETS, preset
+    from core import costs
+
+    table = Table("preset", "layout", "params", f"cache@{context} (fp16)", "summary")
+    for name, p in PRESETS.items():
+        genome = preset(name)
+        data = genome.to_json()
+        table.add_row(name, genome.describe()[:48], f"{costs.params(data):,}",
+                      f"{costs.cache_bytes(data, context):,}", p.summary)
+    Console(width=160).print(table)
+
+
+@arch.command("preset")
+def arch_preset(
+    name: str = typer.Argument(..., help="transformer++, lfm2, hyena-edge, striped-hyena, mobilellm"),
+    width: Optional[int] = typer.Option(None, help="model width"),
+    depth: Optional[int] = typer.Option(None, help="layers (each a sequence mixer + a channel mixer)"),
+    heads: Optional[int] = typer.Option(None, help="attention query heads"),
+    kv_heads: Optional[int] = typer.Option(None, "--kv-heads", help="attention key/value heads"),
+    ffn: Optional[int] = typer.Option(None, help="SwiGLU inner width"),
+    vocab: Optional[int] = typer.Option(None, help="vocabulary size"),
+    tie: Optional[bool] = typer.Option(None, "--tie/--no-tie", help="tie input and output embeddings"),
+    repeat: Optional[int] = typer.Option(None, help="immediate block-wise repeat (MobileLLM-LS)"),
+):
+    """Print a preset's genome JSON, with optional size overrides."""
+    from core import GenomeError, preset
+
+    try:
+        genome = preset(name, width=width, layers=depth, heads=heads, kv_heads=kv_heads, ffn=ffn,
+                        vocab=vocab, tie=tie, repeat=repeat)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    except GenomeError as exc:
+        fail(f"these overrides make an invalid genome: {exc}")
+    print_json(genome.to_json())
+
+
+@arch.command("check")
+def arch_check(genome_path: str = typer.Argument(..., metavar="GENOME.json")):
+    """Exit 0 if the genome is valid, else 2 with one line naming the bad gene."""
+    genome = load_genome(genome_path)
+    typer.echo(f"ok {genome.hash()} {genome.describe()}")
+
+
+@arch.command("stats")
+def arch_stats(
+    genome_path: str = typer.Argument(..., metavar="GENOME.json"),
+    context: int = typer.Option(1024, min=1, help="context length L for the decode cache"),
+    dtype: str = typer.Option("float16", help="cache dtype: float32, float16, bfloat16, int8"),
+):
+    """Print exact static costs: parameters and decode-cache bytes after L tokens."""
+    from core import costs
+
+    genome = load_genome(genome_path)
+    if dtype not in costs.DTYPE_BYTES:
+        fail(f"--dtype must be one of {', '.join(costs.DTYPE_BYTES)}, got {dtype!r}")
+    data = genome.to_json()
+    per_token, fixed = costs.cache_split(data)
+    print_json({"hash": genome.hash(), "layout": genome.describe(),
+                "params": costs.params(data), "context": context, "dtype": dtype,
+                "cache_bytes": costs.cache_bytes(data, context, dtype),
+                "cache_elements_per_token": per_token, "cache_elements_fixed": fixed})
+
+
+@arch.command("export")
+def arch_export(
+    genome_path: str = typer.Argument(..., metavar="GENOME.json"),
+    out: Path = typer.Option(..., help="output directory"),
+    context: int = typer.Option(16, min=4, help="example prompt length used for tracing"),
+    weights: Optional[Path] = typer.Option(None, help="trained state_dict (.pt) to export"),
+):
+    """Write prefill.onnx, decode.onnx, genome.json, manifest.json; print the max abs
+    difference between onnxruntime and torch."""
+    genome = load_genome(genome_path)
+    import torch
+
+    from workers.export.onnx_export import export_onnx
+    from workers.model.compiler import compile_genome
+
+    data = genome.to_json()
+    model = compile_genome(data, seed=0)
+    if weights is not None:
+        try:
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError) as exc:
+            fail(f"cannot load weights {weights}: {exc}")
+    result = export_onnx(data, out, model=model, example_context=context)
+    print_json({"out": str(out), "files": ["prefill.onnx", "decode.onnx", "genome.json",
+                                           "manifest.json"],
+                "max_abs_diff": result.max_abs_diff, "params": result.manifest.params})
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(arch, name="arch")

@@ -1,0 +1,124 @@
+"""`tailor demo`: the embedded end-to-end run on one machine.
+
+Everything in one process tree: a SQLite file, the API on localhost, a host profiling agent,
+and the orchestrator on a local Ray. The demo submits a small job over REST (objectives:
+perplexity, decode latency at 128 tokens measured by the host agent, parameters), shows
+progress while generations complete, then prints the Pareto front. It keeps serving the
+API until Ctrl-C, or exits with --exit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import typer
+
+DEMO_SPEC = {
+    "name": "demo",
+    "objectives": ["perplexity", "decode_ms@128[host]", "params"],
+    "search_space": {"classes": ["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
+                     "widths": [32, 48, 64], "depth_min": 2, "depth_max": 8,
+                     "vocab_size": 257},
+    "evolution": {"population": 8, "generations": 4, "seed": 0},
+    "training": {"tokens": 40_000, "seq_len": 64, "batch_size": 16, "eval_tokens": 16_384,
+                 "tokenizer": {"kind": "byte"}},
+    "profiling": {"devices": ["host"], "prefill_lengths": [128], "decode_contexts": [128],
+                  "warmup": 2, "repeats": 10},
+}
+
+
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="data directory (SQLite file, artifacts)"),
+    port: int = typer.Option(0, help="API port (0: a free one)"),
+    population: int = typer.Option(8, min=2, help="population size"),
+    generations: int = typer.Option(4, min=1, help="generations"),
+    tokens: int = typer.Option(40_000, min=1000, help="training tokens per candidate"),
+    workers: int = typer.Option(2, min=1, help="local Ray CPUs"),
+    exit_after: bool = typer.Option(False, "--exit", help="exit when the job is done"),
+):
+    """Run the whole system on this machine and search a small architecture space."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from cli.embedded import start_embedded
+    from cli.rest import TailorClient
+    from orchestrator.driver import JobRunner, owner_id
+    from orchestrator.ray_evaluator import connect
+    from store import jobs as job_store
+
+    console = Console(width=max(Console().width, 150))
+    system = start_embedded(out, port)
+    url, admin_key, app = system.url, system.admin_key, system.app
+    settings = app.state.settings
+    console.print(f"dashboard on {url} (API docs {url}/docs); SQLite {out / 'tailor.db'}")
+    console.print("host profiling agent enrolled (device class 'host')")
+
+    spec = {**DEMO_SPEC, "evolution": {**DEMO_SPEC["evolution"], "population": population,
+                                       "generations": generations},
+            "training": {**DEMO_SPEC["training"], "tokens": tokens}}
+    api = TailorClient(url, admin_key)
+    job_id = api.submit_job(spec)["id"]
+    console.print(escape(f"submitted job {job_id}: objectives {', '.join(spec['objectives'])}"))
+
+    connect(num_cpus=workers)
+    sessions = app.state.sessions
+    owner = owner_id()
+    claimed = job_store.claim_job(sessions, owner)
+    if claimed is None or claimed.id != job_id:
+        raise typer.Exit(1)
+    outcome: dict[str, str] = {}
+    runner = threading.Thread(target=lambda: outcome.update(status=JobRunner(
+        sessions, settings.resolved_artifact_dir(), job_id, owner).run()), daemon=True)
+    runner.start()
+
+    total = population + (generations - 1) * (population - min(2, population - 1))
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} evaluations"), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("searching", total=total)
+        seen = 0
+
+        def poll() -> int:
+            job = api.job(job_id)
+            bar.update(task, completed=job["evaluations_done"],
+                       description=f"generation {job['generations_done']}/{generations}")
+            gens = api.generations(job_id, since=seen)["generations"]  # incremental
+            for g in gens:
+                bar.console.print(f"generation {g['index']}: {g['evaluations']} evaluated, "
+                                  f"{len(g['pareto'])} on the Pareto front, hypervolume "
+                                  f"{g['hypervolume']:.3f}")
+            return gens[-1]["index"] + 1 if gens else seen
+
+        while runner.is_alive():
+            seen = poll()
+            time.sleep(1.0)
+        seen = poll()
+        bar.update(task, completed=total)
+
+    front = api.pareto(job_id)
+    table = Table("id", "gen", "origin", *map(escape, spec["objectives"]), title=f"job {job_id} "
+                  f"({outcome.get('status')}): Pareto front")
+    for c in sorted(front["candidates"], key=lambda c: c["metrics"].get("perplexity", 1e9)):
+        cells = [f"{c['metrics'].get(o, float('nan')):,.3f}" if o != "params"
+                 else f"{c['metrics'].get(o, 0):,.0f}" for o in spec["objectives"]]
+        table.add_row(str(c["id"]), str(c["generation"]), c["origin"], *cells)
+    console.print(table)
+    console.print(f"dashboard: {url}/#/jobs/{job_id}   API: {url}/docs   "
+                  f"(admin key in {out / 'admin_key.txt'})")
+    if exit_after:
+        system.stop()
+        return
+    console.print("serving until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        system.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

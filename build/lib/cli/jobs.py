@@ -1,0 +1,97 @@
+"""`tailor submit`, `tailor status`, `tailor export`: the command line over the REST API."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+
+from cli.rest import ApiError, TailorClient, Unreachable
+from cli.support import fail, print_json
+
+SERVER = typer.Option("http://127.0.0.1:8000", "--server", envvar="TAILOR_SERVER",
+                      help="API base URL")
+ADMIN_KEY = typer.Option(None, "--admin-key", envvar="TAILOR_ADMIN_KEY",
+                         help="admin Bearer key")
+
+
+@contextmanager
+def client(server: str, admin_key: str | None = None) -> Iterator[TailorClient]:
+    """A REST client whose errors end the command with one line and exit code 2."""
+    try:
+        yield TailorClient(server, admin_key)
+    except (ApiError, Unreachable) as exc:
+        fail(str(exc))
+
+
+def submit(spec_path: Path = typer.Argument(..., metavar="SPEC.yaml|json"),
+           server: str = SERVER, admin_key: Optional[str] = ADMIN_KEY):
+    """Submit a job spec; prints the new job's id."""
+    import yaml
+
+    try:
+        text = spec_path.read_text()
+    except OSError as exc:
+        fail(f"cannot read {spec_path}: {exc.strerror}")
+    try:
+        spec = json.loads(text) if spec_path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        fail(f"{spec_path} is not valid {'JSON' if spec_path.suffix == '.json' else 'YAML'}: "
+             f"{str(exc).splitlines()[0]}")
+    with client(server, admin_key) as api:
+        print_json(api.submit_job(spec))
+
+
+def status(job_id: int = typer.Argument(...), server: str = SERVER):
+    """A job's status, progress and current Pareto front."""
+    with client(server) as api:
+        job, front = api.job(job_id), api.pareto(job_id)
+    print_json({"id": job["id"], "name": job["name"], "status": job["status"],
+                "generations": f"{job['generations_done']}/{job['generations_total']}",
+                "evaluations": job["evaluations_done"], "error": job["error"],
+                "pareto": [{"id": c["id"], "metrics": c["metrics"]}
+                           for c in front["candidates"]]})
+
+
+def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument(...),
+           out: Path = typer.Option(..., help="output directory"),
+           server: str = SERVER, admin_key: Optional[str] = ADMIN_KEY):
+    """Download a candidate: genome JSON, trained PyTorch weights and ONNX graphs (exported
+    here when the search did not profile it)."""
+    names = []
+    with client(server, admin_key) as api:
+        detail = api.candidate(job_id, candidate_id)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "genome.json").write_text(json.dumps(detail["genome"], indent=2))
+        (out / "metrics.json").write_text(json.dumps(detail["metrics"], indent=2))
+        for artifact in detail["artifacts"]:
+            (out / artifact["name"]).write_bytes(api.download(artifact["url"]))
+            names.append(artifact["name"])
+    if "decode.onnx" not in names:
+        try:
+            from workers.export.onnx_export import export_onnx
+            from workers.model.compiler import compile_genome
+        except ImportError as exc:
+            fail(f"the search did not export candidate {candidate_id}, and exporting it here "
+                 f"needs {exc.name}: pip install 'tailor[search]'")
+
+        model = compile_genome(detail["genome"], seed=0)
+        if "weights.pt" in names:
+            import torch
+
+            try:
+                model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+            except RuntimeError:
+                pass  # trained at evaluation size: export the full-size graph untrained
+        export_onnx(detail["genome"], out, model=model)
+        names += ["prefill.onnx", "decode.onnx", "manifest.json"]
+    print_json({"out": str(out), "files": sorted(set(names) | {"genome.json", "metrics.json"})})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("submit")(submit)
+    app.command("status")(status)
+    app.command("export")(export)

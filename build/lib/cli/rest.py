@@ -1,0 +1,82 @@
+"""The REST client of Tailor's API, used by every `tailor` command that talks to a server and
+by `tailor demo`. (The device agent keeps its own small client on the `core` protocol, so a
+laptop beside a phone needs nothing from here.)
+
+Errors come back as `ApiError` with the server's one-line `detail`, or `Unreachable` when no
+server answers; the CLI turns both into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from core.protocol import API_PREFIX
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, detail: str):
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+class Unreachable(RuntimeError):
+    pass
+
+
+class TailorClient:
+    def __init__(self, server: str, admin_key: str | None = None, timeout_s: float = 60.0):
+        self.server = server.rstrip("/")
+        headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+        self.http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout_s)
+
+    def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """`path` is under the API prefix, or a full path such as an artifact's URL."""
+        url = path if path.startswith(API_PREFIX) else API_PREFIX + path
+        try:
+            response = self.http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach {self.server}{url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, str(detail))
+        return response
+
+    # ----------------------------------------------------------------- jobs and results
+
+    def submit_job(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/jobs", json=spec).json()
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}").json()
+
+    def generations(self, job_id: int, since: int = 0) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}/generations", params={"since": since}).json()
+
+    def pareto(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}/pareto").json()
+
+    def candidate(self, job_id: int, candidate_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}/candidates/{candidate_id}").json()
+
+    def download(self, url: str) -> bytes:
+        """An artifact, by the URL the candidate detail lists."""
+        return self._call("GET", url).content
+
+    # ----------------------------------------------------------------- the server
+
+    def wait_until_up(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._call("GET", "/health")
+                return
+            except (Unreachable, ApiError):
+                if time.monotonic() > deadline:
+                    raise Unreachable(f"no API at {self.server} after {timeout_s:.0f}s") from None
+                time.sleep(0.3)

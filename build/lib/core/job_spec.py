@@ -1,0 +1,143 @@
+"""The job spec: what a user submits to start a search, and the one definition of its settings.
+
+Every block rejects unknown fields, and the cross-field rules are checked at submission so
+a bad spec is a 422 naming the field, not a failure hours later: hardware objectives need a
+profiled device class and a profiled length; the search space is validated by the genome
+code; the search space's vocabulary and the tokenizer's are one setting. The orchestrator
+runs the search from these same classes (`EvolutionSpec` is what the search loop reads,
+`ProfilingSpec.measurement()` what each profiling task carries).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .metrics import parse_metric
+from .protocol import MeasurementSpec
+from .space import SearchSpace
+from .training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE, TrainConfig
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConstraintSpec(Strict):
+    metric: str = Field(description="a metric name, e.g. params or decode_ms@1024[SM-S928B]")
+    op: Literal["<=", "<"] = "<="
+    value: float
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        parse_metric(metric)
+        return metric
+
+
+class EvolutionSpec(Strict):
+    """Defaults follow STAR: population 16, 18 generations, 10% mutation, elitism 2."""
+
+    algorithm: Literal["nsga2", "random"] = Field(
+        default="nsga2", description="random: the same budget of uniform samples")
+    population: int = Field(default=16, ge=2, le=1024)
+    generations: int = Field(default=18, ge=1, le=1000)
+    mutation_rate: float = Field(default=0.1, ge=0, le=1)
+    crossover_rate: float = Field(default=0.9, ge=0, le=1)
+    elitism: int = Field(default=2, ge=0)
+    tournament_size: int = Field(default=2, ge=1, le=64)
+    seed: int = Field(default=0, ge=0)
+    include_presets: bool = True
+
+    @model_validator(mode="after")
+    def _elitism_below_population(self) -> "EvolutionSpec":
+        if self.elitism >= self.population:
+            raise ValueError(f"elitism ({self.elitism}) must be below population "
+                             f"({self.population})")
+        return self
+
+    @property
+    def offspring_per_generation(self) -> int:
+        return self.population - self.elitism
+
+
+class ProfilingSpec(MeasurementSpec):
+    """Which device classes measure every candidate, how (MeasurementSpec), and how long the
+    search waits for them."""
+
+    devices: list[str] = Field(default_factory=list,
+                               description="device classes (DeviceProperties.model) to profile")
+    timeout_s: float = Field(default=1800, gt=0)
+
+    def measurement(self) -> MeasurementSpec:
+        """What one profiling task carries to an agent."""
+        fields = set(MeasurementSpec.model_fields)
+        return MeasurementSpec.model_validate(self.model_dump(include=fields))
+
+
+class JobSpec(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    search_space: SearchSpace = Field(default_factory=SearchSpace)
+    objectives: list[str] = Field(min_length=1, max_length=16,
+                                  description="each minimised, e.g. perplexity, params")
+    constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=32)
+    evolution: EvolutionSpec = Field(default_factory=EvolutionSpec)
+    training: TrainConfig = Field(default_factory=TrainConfig)
+    profiling: ProfilingSpec = Field(default_factory=ProfilingSpec)
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, objectives: list[str]) -> list[str]:
+        if len(set(objectives)) != len(objectives):
+            raise ValueError("objectives must not repeat")
+        for objective in objectives:
+            parse_metric(objective)
+        return objectives
+
+    @model_validator(mode="after")
+    def _one_vocabulary(self) -> "JobSpec":
+        """`search_space.vocab_size` (the genome's, what `params` counts) and the tokenizer's
+        vocabulary (what perplexity is scored in) are one setting: a spec that sets only one
+        of them sets both; one that sets both differently is rejected, naming both."""
+        space, tokenizer = self.search_space, self.training.tokenizer
+        space_set = "vocab_size" in space.model_fields_set
+        if tokenizer.kind == "byte":
+            if space_set and space.vocab_size != BYTE_VOCAB_SIZE:
+                raise ValueError(
+                    f"search_space.vocab_size ({space.vocab_size}) must equal the vocabulary "
+                    f"of training.tokenizer (kind byte: {BYTE_VOCAB_SIZE} tokens); set "
+                    f"search_space.vocab_size to {BYTE_VOCAB_SIZE} or leave it out")
+            space.vocab_size = BYTE_VOCAB_SIZE
+            return self
+        tokenizer_set = "vocab_size" in tokenizer.model_fields_set
+        if space_set and tokenizer_set and space.vocab_size != tokenizer.vocab_size:
+            raise ValueError(
+                f"search_space.vocab_size ({space.vocab_size}) and "
+                f"training.tokenizer.vocab_size ({tokenizer.vocab_size}) must be equal: "
+                "they are the same vocabulary; set one of them")
+        vocab = tokenizer.vocab_size if tokenizer_set else space.vocab_size
+        low, high = BPE_VOCAB_RANGE
+        if not low <= vocab <= high:
+            raise ValueError(
+                f"search_space.vocab_size ({vocab}) is the BPE vocabulary of training.tokenizer "
+                f"and must be in [{low}, {high}]; use training.tokenizer.kind byte for "
+                f"{BYTE_VOCAB_SIZE} tokens")
+        space.vocab_size = tokenizer.vocab_size = vocab
+        return self
+
+    @model_validator(mode="after")
+    def _hardware_metrics_are_profiled(self) -> "JobSpec":
+        names = self.objectives + [c.metric for c in self.constraints]
+        for name in names:
+            metric = parse_metric(name)
+            if metric.device is not None and metric.device not in self.profiling.devices:
+                raise ValueError(f"{name}: device class {metric.device!r} is not in "
+                                 f"profiling.devices {self.profiling.devices}")
+            if metric.name == "prefill_ms" and metric.length not in self.profiling.prefill_lengths:
+                raise ValueError(f"{name}: {metric.length} is not in profiling.prefill_lengths")
+            if metric.name == "decode_ms" and metric.length not in self.profiling.decode_contexts:
+                raise ValueError(f"{name}: {metric.length} is not in profiling.decode_contexts")
+        if "mad_error" in names and not self.training.mad:
+            raise ValueError("mad_error needs training.mad = true")
+        return self

@@ -1,0 +1,177 @@
+"""A phone over ADB, driven by adb-shell directly (no adb server on the host).
+
+- The host's RSA key is created once and kept in the agent's config directory (`adbkey`,
+  `adbkey.pub`), so the phone asks "Allow USB debugging?" only the first time; that first
+  connection waits `auth_timeout_s` (default 120 s) for the tap.
+- `push_verified` pushes files under /data/local/tmp, skipping those whose sha256 on the
+  phone already matches, and checks every pushed file's sha256 on the phone afterwards.
+- Every transport failure (cable pulled, Wi-Fi dropped, adbd restarted) surfaces as
+  `PhoneDisconnected`; `connect()` again once the phone is back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shlex
+import socket
+from pathlib import Path, PurePosixPath
+
+from adb_shell import exceptions as adb_errors
+from adb_shell.adb_device import AdbDevice
+from adb_shell.auth.keygen import keygen
+from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+from adb_shell.transport.tcp_transport import TcpTransport
+
+log = logging.getLogger("tailor.agent.adb")
+ADB_ERRORS = (adb_errors.AdbConnectionError, adb_errors.AdbTimeoutError,
+              adb_errors.InvalidResponseError, adb_errors.InvalidCommandError,
+              adb_errors.TcpTimeoutException, adb_errors.UsbReadFailedError,
+              adb_errors.UsbWriteFailedError, adb_errors.DeviceAuthError,
+              adb_errors.InvalidChecksumError, OSError, ConnectionError)
+
+
+class PhoneDisconnected(RuntimeError):
+    """The phone went away (or never answered); the message says how."""
+
+
+class PhoneCommandError(RuntimeError):
+    """A command on the phone failed; the message carries its output."""
+
+
+class _TcpTransport(TcpTransport):
+    """adb-shell's TCP transport, except that a closed socket is an error at once (the
+    stock one returns b'' and the reader spins until its read timeout)."""
+
+    def bulk_read(self, numbytes, transport_timeout_s):
+        data = super().bulk_read(numbytes, transport_timeout_s)
+        if not data:
+            raise ConnectionResetError("the phone closed the ADB connection")
+        return data
+
+
+def load_signer(key_path: Path) -> PythonRSASigner:
+    """The host's ADB key, created on first use (private key mode 0600)."""
+    if not key_path.exists():
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        keygen(str(key_path))
+        key_path.chmod(0o600)
+        log.info("created ADB key %s", key_path)
+    return PythonRSASigner.FromRSAKeyPath(str(key_path))
+
+
+class Phone:
+    """One phone: `Phone(key_path, tcp="192.168.1.20:5555")` or `Phone(key_path, usb=SERIAL)`."""
+
+    def __init__(self, key_path: Path, tcp: str | None = None, usb: str | None = None,
+                 auth_timeout_s: float = 120.0, transport_timeout_s: float = 10.0):
+        if (tcp is None) == (usb is None):
+            raise ValueError("give exactly one of tcp='HOST:PORT' or usb='SERIAL'")
+        self.key_path, self.tcp, self.usb = key_path, tcp, usb
+        self.auth_timeout_s, self.transport_timeout_s = auth_timeout_s, transport_timeout_s
+        self.device: AdbDevice | None = None
+
+    @property
+    def address(self) -> str:
+        return f"tcp:{self.tcp}" if self.tcp else f"usb:{self.usb}"
+
+    def _transport(self):
+        if self.tcp:
+            host, _, port = self.tcp.rpartition(":")
+            return _TcpTransport(host or self.tcp, int(port) if host else 5555)
+        try:
+            from adb_shell.transport.usb_transport import UsbTransport
+        except ImportError as exc:  # libusb1 is an optional extra of adb-shell
+            raise PhoneDisconnected("USB needs `pip install adb-shell[usb]` (libusb1); "
+                                    "or enable Wi-Fi ADB and use --tcp") from exc
+        return UsbTransport.find_adb(serial=self.usb)
+
+    def connect(self) -> None:
+        self.close()
+        signer = load_signer(self.key_path)
+        try:
+            device = AdbDevice(self._transport(), default_transport_timeout_s=self.transport_timeout_s,
+                               banner=socket.gethostname())
+            device.connect(rsa_keys=[signer], auth_timeout_s=self.auth_timeout_s,
+                           transport_timeout_s=self.transport_timeout_s,
+                           read_timeout_s=self.auth_timeout_s)
+        except ADB_ERRORS as exc:
+            raise PhoneDisconnected(f"{self.address}: cannot connect "
+                                    f"({type(exc).__name__}: {exc})") from exc
+        self.device = device
+        log.info("connected to %s", self.address)
+
+    def close(self) -> None:
+        if self.device is not None:
+            try:
+                self.device.close()
+            except ADB_ERRORS:
+                pass
+            self.device = None
+
+    @property
+    def connected(self) -> bool:
+        return self.device is not None and self.device.available
+
+    def _need(self) -> AdbDevice:
+        if not self.connected:
+            raise PhoneDisconnected(f"{self.address}: not connected")
+        return self.device
+
+    def _guard(self, what: str, call):
+        try:
+            return call()
+        except ADB_ERRORS as exc:
+            self.close()
+            raise PhoneDisconnected(f"{self.address}: lost during {what} "
+                                    f"({type(exc).__name__}: {exc})") from exc
+
+    def shell(self, command: str, timeout_s: float = 60.0) -> str:
+        device = self._need()
+        return self._guard(f"`{command[:60]}`", lambda: device.shell(
+            command, transport_timeout_s=timeout_s, read_timeout_s=timeout_s,
+            timeout_s=timeout_s))
+
+    def checked(self, command: str, timeout_s: float = 60.0) -> str:
+        """Run a command; raise PhoneCommandError with its output if it exits non-zero."""
+        out = self.shell(f"({command}); echo \"@@rc=$?\"", timeout_s)
+        body, _, rc = out.rstrip().rpartition("@@rc=")
+        if not body and "@@rc=" not in out:
+            rc = "without a status"
+        if rc.strip() != "0":
+            raise PhoneCommandError(f"`{command[:200]}` exited {rc.strip()}: {body.strip()[-1500:]}")
+        return body
+
+    def sha256(self, paths: list[str]) -> dict[str, str]:
+        """sha256 of files on the phone (missing files are absent from the result)."""
+        if not paths:
+            return {}
+        out = self.shell("sha256sum " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null",
+                         timeout_s=120)
+        found = {}
+        for line in out.splitlines():
+            digest, _, name = line.strip().partition(" ")
+            if len(digest) == 64:
+                found[name.strip().lstrip("*")] = digest
+        return found
+
+    def push_verified(self, files: dict[Path, str], timeout_s: float = 300.0) -> list[str]:
+        """Push local files to device paths unless already there with the same sha256;
+        returns the device paths pushed. Raises PhoneCommandError on a checksum mismatch."""
+        wanted = {remote: hashlib.sha256(local.read_bytes()).hexdigest()
+                  for local, remote in files.items()}
+        present = self.sha256(list(wanted))
+        todo = {local: remote for local, remote in files.items()
+                if present.get(remote) != wanted[remote]}
+        if todo:
+            folders = sorted({str(PurePosixPath(r).parent) for r in todo.values()})
+            self.checked("mkdir -p " + " ".join(shlex.quote(f) for f in folders))
+            device = self._need()
+            for local, remote in todo.items():
+                self._guard(f"push {remote}", lambda src=local, dst=remote: device.push(
+                    str(src), dst, transport_timeout_s=timeout_s, read_timeout_s=timeout_s))
+            after = self.sha256(list(todo.values()))
+            bad = [r for r in todo.values() if after.get(r) != wanted[r]]
+            if bad:
+                raise PhoneCommandError(f"sha256 mismatch on the phone after push: {bad}")
+        return list(todo.values())

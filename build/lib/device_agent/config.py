@@ -1,0 +1,42 @@
+"""The agent's config directory: its device token per server and its ADB RSA key
+(`adbkey`, `adbkey.pub`), kept between runs.
+
+Default `~/.config/tailor-agent` (TAILOR_AGENT_HOME or --config-dir override); the token
+file is created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def config_dir(override: Path | None = None) -> Path:
+    path = override or Path(os.environ.get("TAILOR_AGENT_HOME",
+                                           Path.home() / ".config" / "tailor-agent"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _token_file(folder: Path, server: str, identity: str) -> Path:
+    safe = "".join(c if c.isalnum() else "_" for c in f"{server}-{identity}")[:150]
+    return folder / f"device-{safe}.json"
+
+
+def load_token(folder: Path, server: str, identity: str) -> dict | None:
+    path = _token_file(folder, server, identity)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def save_token(folder: Path, server: str, identity: str, device_id: int, token: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _token_file(folder, server, identity)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"server": server, "device_id": device_id, "device_token": token}, f)
+
+
+def adb_key_path(folder: Path) -> Path:
+    """The host's ADB private key; the phone remembers its public half after "Allow"."""
+    return folder / "adbkey"

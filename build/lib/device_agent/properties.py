@@ -1,0 +1,85 @@
+"""What a device is: read from the host's /proc and /sys (the ADB backend reads the same
+files on the phone, plus getprop)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from core.protocol import DeviceProperties
+
+
+def parse_meminfo(text: str) -> int:
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def host_properties(model: str = "host") -> DeviceProperties:
+    freqs = []
+    for path in sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq")):
+        try:
+            freqs.append(int(path.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+    try:
+        ram = parse_meminfo(Path("/proc/meminfo").read_text())
+    except OSError:
+        ram = 0
+    return DeviceProperties(backend="host", model=model, manufacturer=platform.system(),
+                            soc=platform.processor() or platform.machine(),
+                            abi=platform.machine(), cpu_count=os.cpu_count() or 1,
+                            cpu_max_freq_khz=freqs, ram_bytes=ram, serial=platform.node())
+
+
+# --------------------------------------------------------------------------- phones
+
+
+def parse_getprop(text: str) -> dict[str, str]:
+    """`getprop` prints `[key]: [value]` per line."""
+    props = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and "]: [" in line and line.endswith("]"):
+            key, _, value = line[1:-1].partition("]: [")
+            props[key] = value
+    return props
+
+
+def parse_cpu_freqs(text: str) -> list[int]:
+    """Lines `cpuN KHZ` (from PHONE_CPUFREQ) -> max kHz per CPU index (0 where unreadable)."""
+    freqs: dict[int, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu") and parts[0][3:].isdigit():
+            freqs[int(parts[0][3:])] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return [freqs.get(i, 0) for i in range(max(freqs) + 1)] if freqs else []
+
+
+def count_processors(cpuinfo: str) -> int:
+    return sum(1 for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "processor")
+
+
+PHONE_CPUFREQ = ("for c in /sys/devices/system/cpu/cpu[0-9]*; do "
+                 "echo \"${c##*/} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)\"; done")
+
+
+def phone_properties(phone) -> DeviceProperties:
+    """Read a phone's identity with getprop and /proc, /sys (over adb shell)."""
+    props = parse_getprop(phone.shell("getprop"))
+    freqs = parse_cpu_freqs(phone.shell(PHONE_CPUFREQ))
+    cpus = count_processors(phone.shell("cat /proc/cpuinfo")) or len(freqs) or 1
+    sdk = props.get("ro.build.version.sdk", "")
+    return DeviceProperties(
+        backend="adb", model=props.get("ro.product.model", "") or "unknown",
+        manufacturer=props.get("ro.product.manufacturer", ""),
+        soc=props.get("ro.soc.model") or props.get("ro.board.platform")
+        or props.get("ro.hardware", ""),
+        board=props.get("ro.product.board", ""),
+        android_release=props.get("ro.build.version.release", ""),
+        sdk=int(sdk) if sdk.isdigit() else None, abi=props.get("ro.product.cpu.abi", ""),
+        cpu_count=cpus, cpu_max_freq_khz=freqs,
+        ram_bytes=parse_meminfo(phone.shell("cat /proc/meminfo")),
+        serial=props.get("ro.serialno", ""))

@@ -1,0 +1,18 @@
+"""Summaries of repeated timings: median, p10, p90 (linear interpolation, as numpy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def summarize(samples_ms: list[float]) -> dict[str, float]:
+    if not samples_ms:
+        raise ValueError("no samples")
+    values = np.asarray(samples_ms, dtype=float)
+    return {"median_ms": float(np.median(values)), "p10_ms": float(np.percentile(values, 10)),
+            "p90_ms": float(np.percentile(values, 90)), "n": int(values.size)}
+
+
+def coefficient_of_variation(samples: list[float]) -> float:
+    values = np.asarray(samples, dtype=float)
+    return float(values.std(ddof=1) / values.mean()) if values.size > 1 else 0.0

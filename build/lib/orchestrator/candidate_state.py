@@ -1,0 +1,71 @@
+"""Where one candidate's evaluation stands: a named stage and the only legal moves.
+
+    QUEUED ──► TRAINING ──► EXPORTING ──► PROFILING ──► DONE
+       │           │            │             │
+       └───────────┴────────────┴─────────────┴──────► FAILED
+
+Stages run in this order, one piece of work at a time per candidate. A stage is skipped
+when there is nothing to do: a quality result already in the evaluation cache skips
+TRAINING; a job without hardware metrics ends after training; an export already stored
+skips EXPORTING. Any stage may fail, and a failed candidate keeps its reason and the
+metrics it had (static costs at least) and gets the worst fitness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from orchestrator.search.loop import Individual
+
+
+class Stage(str, Enum):
+    QUEUED = "queued"
+    TRAINING = "training"
+    EXPORTING = "exporting"
+    PROFILING = "profiling"
+    DONE = "done"
+    FAILED = "failed"
+
+
+TRANSITIONS: dict[Stage, frozenset[Stage]] = {
+    Stage.QUEUED: frozenset({Stage.TRAINING, Stage.EXPORTING, Stage.PROFILING, Stage.DONE,
+                             Stage.FAILED}),
+    Stage.TRAINING: frozenset({Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}),
+    Stage.EXPORTING: frozenset({Stage.PROFILING, Stage.DONE, Stage.FAILED}),
+    Stage.PROFILING: frozenset({Stage.DONE, Stage.FAILED}),
+    Stage.DONE: frozenset(),
+    Stage.FAILED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+@dataclass
+class CandidateProgress:
+    row_id: int  # the candidate's database row
+    candidate: Individual
+    stage: Stage = Stage.QUEUED
+    metrics: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None
+
+    @property
+    def genome_hash(self) -> str:
+        return self.candidate.hash
+
+    @property
+    def finished(self) -> bool:
+        return self.stage in (Stage.DONE, Stage.FAILED)
+
+    def advance(self, stage: Stage) -> None:
+        if stage not in TRANSITIONS[self.stage]:
+            raise IllegalTransition(f"candidate {self.genome_hash}: {self.stage.value} -> "
+                                    f"{stage.value} is not a legal move")
+        self.stage = stage
+
+    def fail(self, reason: str) -> None:
+        self.advance(Stage.FAILED)
+        self.failure = reason

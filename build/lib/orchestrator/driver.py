@@ -1,0 +1,203 @@
+"""The persistent search driver: one job, from the database, on an evaluator.
+
+The driver rebuilds the search loop from what the database holds (candidates, their
+metrics, the generations written), so a restarted orchestrator — after `kill -9`, say —
+continues where the last one stopped. Nothing is evaluated twice: candidates are unique per
+(job, genome hash) and every result goes to the evaluation cache first (`records`).
+Each candidate moves through the stages of `candidate_state` — training and export on the
+evaluator (Ray tasks in a deployment), profiling through the database (`profiling`) — and
+is recorded when it reaches DONE or FAILED; a failed candidate gets the worst fitness and
+the job goes on. The driver imports neither Ray nor torch unless it builds the default
+Ray evaluator, so its unit tests drive it with a fake one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from core.metrics import Constraint, parse_metric, static_metrics
+from orchestrator.search.loop import Individual, SearchLoop
+from orchestrator.search.motifs import enrichment
+from store import SessionFactory
+
+from .candidate_state import CandidateProgress, Stage
+from .evaluator import Evaluator, Finished, Work
+from .profiling import Clock, ProfilingQueue
+from .records import JobRecords
+
+log = logging.getLogger("tailor.orchestrator")
+HEARTBEAT_S = 5.0
+
+
+class JobCancelled(Exception):
+    pass
+
+
+def default_evaluator() -> Evaluator:
+    from .ray_evaluator import RayEvaluator, cluster_has_gpus
+
+    return RayEvaluator(gpus=cluster_has_gpus())
+
+
+class JobRunner:
+    def __init__(self, sessions: SessionFactory, artifact_dir: Path, job_id: int, owner: str,
+                 evaluator: Evaluator | None = None, poll_s: float = 0.5,
+                 clock: Clock = time.monotonic):
+        self.records = JobRecords(sessions, artifact_dir, job_id, owner)
+        self.job_id = job_id
+        self.spec = spec = self.records.spec
+        self.evaluator = evaluator or default_evaluator()
+        self.poll_s, self.clock = poll_s, clock
+        self.constraints = [Constraint(c.metric, c.op, c.value) for c in spec.constraints]
+        self.metric_names = list(dict.fromkeys(
+            spec.objectives + [c.metric for c in spec.constraints]))
+        self.loop = SearchLoop(spec.search_space, spec.evolution, spec.objectives,
+                               self.constraints)
+        self.profiling = ProfilingQueue(self.records, spec.profiling, clock)
+        self.profiles = any(parse_metric(m).kind == "hardware" for m in self.metric_names)
+        self.train_config = spec.training.model_dump(mode="json")
+        self.row_ids: dict[str, int] = {}  # genome hash -> candidate row id
+        self.last_heartbeat = -HEARTBEAT_S
+
+    # ----------------------------------------------------------------- one candidate
+
+    def _start(self, p: CandidateProgress) -> None:
+        p.metrics.update(static_metrics(p.candidate.genome.to_json(), self.metric_names))
+        cached = self.records.cached_quality(p.genome_hash)
+        if cached is None:
+            self.evaluator.submit_quality(p.genome_hash, p.candidate.genome.to_json(),
+                                          self.train_config, self.spec.training.timeout_s)
+            p.advance(Stage.TRAINING)
+            return
+        self._trained(p, cached, weights=None)
+
+    def _trained(self, p: CandidateProgress, record: dict[str, Any],
+                 weights: bytes | None) -> None:
+        """Quality is known: apply it, then export (or finish)."""
+        if record.get("status") != "ok":
+            p.fail(f"training failed: {record.get('reason')}")
+            return
+        p.metrics["perplexity"] = record["perplexity"]
+        if record.get("mad"):
+            p.metrics["mad_error"] = 1.0 - record["mad"]["score"]
+        if not self.profiles:
+            p.advance(Stage.DONE)
+        elif self.records.has_export(p.genome_hash):
+            self._exported(p)
+        else:
+            if self._exports_trained_weights():
+                weights = weights or self.records.trained_weights(p.genome_hash)
+            else:
+                weights = None
+            self.evaluator.submit_export(p.genome_hash, p.candidate.genome.to_json(), weights,
+                                         self.spec.profiling.timeout_s)
+            p.advance(Stage.EXPORTING)
+
+    def _exported(self, p: CandidateProgress) -> None:
+        self.profiling.start(p.row_id)
+        p.advance(Stage.PROFILING)
+
+    def _exports_trained_weights(self) -> bool:
+        # Trained weights fit the exported graph only when training ran at full size.
+        return self.spec.training.eval_width is None and self.spec.training.eval_depth is None
+
+    def _on_finished(self, finished: Finished, progress: dict[str, CandidateProgress]) -> None:
+        p = progress.get(finished.genome_hash)
+        if p is None or p.finished:
+            return
+        if finished.work is Work.QUALITY:
+            if not finished.ok:
+                p.fail(f"training task failed: {finished.error}")
+                return
+            weights = finished.value.get("weights")
+            record = self.records.store_quality(p.genome_hash, dict(finished.value["result"]),
+                                                weights)
+            self._trained(p, record, weights)
+        else:
+            if not finished.ok:
+                p.fail(f"export failed: {finished.error}")
+                return
+            self.records.store_export(p.genome_hash, finished.value)
+            self._exported(p)
+
+    def _poll_profiling(self, p: CandidateProgress) -> None:
+        outcome = self.profiling.poll(p.row_id)
+        if not outcome.finished:
+            return
+        p.metrics.update(outcome.metrics)
+        if outcome.failure:
+            p.fail(outcome.failure)
+        else:
+            p.advance(Stage.DONE)
+
+    def _evaluate(self, candidates: list[Individual]) -> None:
+        progress = {c.hash: CandidateProgress(self.row_ids[c.hash], c) for c in candidates}
+        for p in progress.values():
+            self._start(p)
+        while progress:
+            for finished in self.evaluator.collect(self.poll_s):
+                self._on_finished(finished, progress)
+            for genome_hash, p in list(progress.items()):
+                if p.stage is Stage.PROFILING:
+                    self._poll_profiling(p)
+                if p.finished:
+                    self.records.record_candidate(p.row_id, p.metrics, p.failure)
+                    p.candidate.metrics = p.metrics
+                    del progress[genome_hash]
+            self._heartbeat()
+
+    # ----------------------------------------------------------------- the job
+
+    def _heartbeat(self, force: bool = False) -> None:
+        if not force and self.clock() - self.last_heartbeat < HEARTBEAT_S:
+            return
+        self.last_heartbeat = self.clock()
+        done = sum(c.metrics is not None for c in self.loop.archive.values())
+        if not self.records.heartbeat(len(self.loop.history), done):
+            raise JobCancelled(f"job {self.job_id} was cancelled or claimed elsewhere")
+
+    def _run_generation(self, generation: int) -> None:
+        stored = [c for c in self.loop.archive.values() if c.generation == generation]
+        if not stored:
+            children = self.loop.children_for(generation)
+            self.row_ids.update(self.records.add_candidates(generation, children))
+            stored = self.loop.add(children, generation)
+        todo = [c for c in stored if c.metrics is None]
+        log.info("job %s generation %s: %s to evaluate", self.job_id, generation, len(todo))
+        if todo:
+            self._evaluate(todo)
+        summary = self.loop.complete(generation, [c.hash for c in stored])
+        motifs = enrichment([self.loop.archive[h].genome for h in summary.pareto],
+                            [c.genome for c in self.loop.archive.values()], top=10)
+        self.records.write_generation(summary, self.row_ids, {
+            "frame": self.loop.frame.__dict__ if self.loop.frame else None,
+            "offspring": len(stored), "motifs": motifs})
+
+    def run(self) -> str:
+        """Run the job to its end; returns "completed", "cancelled" or "lost" (claimed by
+        another orchestrator)."""
+        try:
+            restored = self.records.restore(self.loop)
+            self.row_ids = restored.row_ids
+            for generation in range(restored.next_generation, self.spec.evolution.generations):
+                self._heartbeat(force=True)
+                self._run_generation(generation)
+                self._heartbeat(force=True)
+            self.records.finish("completed")
+            return "completed"
+        except JobCancelled:
+            self.evaluator.cancel_all()
+            if self.records.cancelled_by_user():
+                self.records.finish("cancelled")
+                return "cancelled"
+            return "lost"
+
+
+def owner_id() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"

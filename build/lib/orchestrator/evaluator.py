@@ -1,0 +1,43 @@
+"""What the driver asks of an evaluator, whatever runs the work (Ray, or a test's fake).
+
+Two kinds of work per candidate: `quality` (train, then validation perplexity and MAD) and
+`export` (ONNX prefill/decode graphs). The driver submits by genome hash and collects
+`Finished` results one batch at a time; an evaluator never raises for a bad candidate, it
+returns a failed result with the reason. `orchestrator.ray_evaluator.RayEvaluator` is the
+real one; the driver's unit tests use a fake with the same methods, without Ray or torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+
+class Work(str, Enum):
+    QUALITY = "quality"
+    EXPORT = "export"
+
+
+@dataclass(frozen=True)
+class Finished:
+    genome_hash: str
+    work: Work
+    ok: bool
+    value: dict[str, Any] | None = None  # quality: {"result", "weights"}; export: {"files", ...}
+    error: str | None = None
+    wall_s: float = 0.0
+
+
+class Evaluator(Protocol):
+    def submit_quality(self, genome_hash: str, genome: dict[str, Any], config: dict[str, Any],
+                       timeout_s: float) -> None: ...
+
+    def submit_export(self, genome_hash: str, genome: dict[str, Any], weights: bytes | None,
+                      timeout_s: float) -> None: ...
+
+    def collect(self, wait_s: float) -> list[Finished]: ...
+
+    def in_flight(self) -> int: ...
+
+    def cancel_all(self) -> None: ...

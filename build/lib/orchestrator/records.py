@@ -1,0 +1,146 @@
+"""Everything a running job reads from and writes to the database, in one place.
+
+The driver never calls `store` itself: it asks `JobRecords` to restore the search, store
+candidates, results, artifacts and generations, enqueue and read profiling tasks, and
+heartbeat. Each call is one storage transaction. Evaluation results go to the evaluation
+cache keyed by (genome hash, evaluation config) before they are used, so a restart or a
+later job with the same training config finds them and nothing is trained twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import Genome
+from core.job_spec import JobSpec
+from orchestrator.search.loop import Individual, GenerationSummary, SearchLoop
+from orchestrator.search.evolution import Child
+from orchestrator.search.selection import NormalisationFrame
+from store import SessionFactory
+from store import artifacts as artifact_store
+from store import jobs as job_store
+from store import results as result_store
+from store import tasks as task_store
+
+EXPORT_KEY = "onnx-opset18-v1"  # evaluation-cache key of the float ONNX export
+WEIGHTS = "weights.pt"
+
+
+@dataclass
+class Restored:
+    """What `restore` rebuilt: the next generation to run and every candidate's row id."""
+
+    next_generation: int
+    row_ids: dict[str, int]  # genome hash -> candidate row id
+
+
+class JobRecords:
+    def __init__(self, sessions: SessionFactory, artifact_dir: Path, job_id: int, owner: str):
+        self.sessions, self.artifact_dir = sessions, Path(artifact_dir)
+        self.job_id, self.owner = job_id, owner
+        self.spec = JobSpec.model_validate(job_store.get_job(sessions, job_id).spec)
+        self.train_key = self.spec.training.cache_key()
+
+    # ----------------------------------------------------------------- the search
+
+    def restore(self, loop: SearchLoop) -> Restored:
+        """Load candidates and generations into `loop`."""
+        row_ids: dict[str, int] = {}
+        for row in result_store.job_candidates(self.sessions, self.job_id):
+            genome = Genome.from_json(row.genome)
+            loop.archive[row.genome_hash] = Individual(
+                genome, row.generation, row.parents or [], row.origin,
+                dict(row.metrics) if row.status in ("done", "failed") else None)
+            row_ids[row.genome_hash] = row.id
+        generations = result_store.generations_since(self.sessions, self.job_id, 0)
+        by_id = {v: k for k, v in row_ids.items()}
+        for g in generations:
+            loop.history.append(GenerationSummary(
+                g.index, [by_id[i] for i in g.population], [by_id[i] for i in g.pareto],
+                g.hypervolume, g.evaluations))
+            if g.stats.get("frame"):
+                loop.frame = NormalisationFrame(**g.stats["frame"])
+        if generations:
+            loop.population = list(loop.history[-1].population)
+        return Restored(len(generations), row_ids)
+
+    def add_candidates(self, generation: int, children: list[Child]) -> dict[str, int]:
+        rows = result_store.add_candidates(self.sessions, self.job_id, generation, [
+            {"genome": c.genome.to_json(), "genome_hash": c.genome.hash(),
+             "parents": c.parents, "origin": c.origin} for c in children])
+        return {r.genome_hash: r.id for r in rows}
+
+    def record_candidate(self, row_id: int, metrics: dict[str, Any],
+                         failure: str | None) -> None:
+        result_store.set_candidate_result(self.sessions, row_id,
+                                          "failed" if failure else "done", metrics, failure)
+
+    def write_generation(self, summary: GenerationSummary, row_ids: dict[str, int],
+                         stats: dict[str, Any]) -> None:
+        result_store.write_generation(
+            self.sessions, self.job_id, summary.index,
+            [row_ids[h] for h in summary.population], [row_ids[h] for h in summary.pareto],
+            summary.hypervolume, summary.evaluations, stats)
+
+    # ----------------------------------------------------------------- evaluation cache
+
+    def cached_quality(self, genome_hash: str) -> dict[str, Any] | None:
+        return result_store.get_evaluation(self.sessions, genome_hash, self.train_key,
+                                           "quality")
+
+    def store_quality(self, genome_hash: str, record: dict[str, Any],
+                      weights: bytes | None) -> dict[str, Any]:
+        """Keep the weights as an artifact and the record in the cache; returns the stored
+        record (a concurrent writer's, if it won)."""
+        if weights:
+            artifact_store.store_artifacts(self.sessions, self.artifact_dir, genome_hash,
+                                           {WEIGHTS: weights})
+        stored = result_store.put_evaluation(self.sessions, genome_hash, self.train_key,
+                                             "quality", record)
+        job_store.add_event(self.sessions, self.job_id, "trained",
+                            f"{genome_hash} {stored.get('status')} perplexity "
+                            f"{stored.get('perplexity')}")
+        return stored
+
+    def trained_weights(self, genome_hash: str) -> bytes | None:
+        path = self.artifact_dir / genome_hash / WEIGHTS
+        return path.read_bytes() if path.exists() else None
+
+    def has_export(self, genome_hash: str) -> bool:
+        return result_store.get_evaluation(self.sessions, genome_hash, EXPORT_KEY,
+                                           "export") is not None
+
+    def store_export(self, genome_hash: str, value: dict[str, Any]) -> None:
+        artifact_store.store_artifacts(self.sessions, self.artifact_dir, genome_hash,
+                                       value["files"])
+        result_store.put_evaluation(self.sessions, genome_hash, EXPORT_KEY, "export",
+                                    {"max_abs_diff": value["max_abs_diff"],
+                                     "manifest": value["manifest"],
+                                     "task_interval": value.get("task_interval")})
+
+    # ----------------------------------------------------------------- profiling tasks
+
+    def enqueue_profiling(self, candidate_id: int, device_class: str,
+                          measurement: dict[str, Any]) -> None:
+        task_store.enqueue_task(self.sessions, self.job_id, candidate_id, device_class,
+                                measurement)
+
+    def profiling_results(self, candidate_id: int) -> list[dict[str, Any]]:
+        return task_store.task_results(self.sessions, [candidate_id])
+
+    # ----------------------------------------------------------------- the job itself
+
+    def heartbeat(self, generations_done: int, evaluations_done: int) -> bool:
+        """Record progress; False when the job was cancelled or claimed elsewhere."""
+        return job_store.heartbeat_job(self.sessions, self.job_id, self.owner,
+                                       generations_done, evaluations_done)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        job_store.finish_job(self.sessions, self.job_id, status, error)
+
+    def cancelled_by_user(self) -> bool:
+        """True when a cancel was requested and this process still owns the job."""
+        job = job_store.get_job(self.sessions, self.job_id)
+        return job.cancel_requested and job.owner == self.owner

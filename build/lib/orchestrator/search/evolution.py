@@ -1,0 +1,96 @@
+"""Breeding: the initial population and each generation's offspring, deduplicated by hash.
+
+Defaults follow STAR (population 16, 18 generations, 10% mutation, elitism 2, binary
+tournaments, two-point crossover on the backbone). Each generation breeds
+`population - elitism` new genomes; survival (selection.survive) then keeps `population`
+of parents + offspring, the `elitism` best parents always among them. No genome is bred
+twice in a job: a child whose hash was already seen is mutated again, and after a few tries
+replaced by a fresh random sample.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from core import PRESETS, Genome, SearchSpace, crossover, mutate, preset, repair, sample
+from core.job_spec import EvolutionSpec
+
+from .selection import Ranking, tournament
+
+MAX_RETRIES = 20
+
+
+@dataclass
+class Child:
+    genome: Genome
+    parents: list[str] = field(default_factory=list)  # parent genome hashes
+    origin: str = "random"  # preset:<name>, random, crossover, mutation
+
+
+def preset_seeds(space: SearchSpace) -> list[Child]:
+    """Every preset moved into the search space (repair keeps the layout where it can)."""
+    children = []
+    for name in PRESETS:
+        genome = repair(preset(name, vocab=space.vocab_size), space)
+        children.append(Child(genome, origin=f"preset:{name}"))
+    return children
+
+
+def _fresh(space: SearchSpace, rng: random.Random, seen: set[str]) -> Genome:
+    for _ in range(MAX_RETRIES * 5):
+        genome = sample(space, rng)
+        if genome.hash() not in seen:
+            return genome
+    raise RuntimeError("the search space seems exhausted: no unseen genome after "
+                       f"{MAX_RETRIES * 5} samples")
+
+
+def initial_population(space: SearchSpace, params: EvolutionSpec, rng: random.Random,
+                       seen: set[str]) -> list[Child]:
+    children: list[Child] = []
+    if params.include_presets and params.algorithm == "nsga2":
+        for child in preset_seeds(space):
+            if len(children) < params.population and child.genome.hash() not in seen:
+                seen.add(child.genome.hash())
+                children.append(child)
+    while len(children) < params.population:
+        genome = _fresh(space, rng, seen)
+        seen.add(genome.hash())
+        children.append(Child(genome))
+    return children
+
+
+def breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: EvolutionSpec,
+          rng: random.Random, seen: set[str], count: int) -> list[Child]:
+    """`count` new, unseen children of `parents` (ranked by `ranking`)."""
+    if params.algorithm == "random":
+        out = []
+        for _ in range(count):
+            genome = _fresh(space, rng, seen)
+            seen.add(genome.hash())
+            out.append(Child(genome))
+        return out
+    children: list[Child] = []
+    while len(children) < count:
+        a = parents[tournament(ranking, rng, params.tournament_size)]
+        b = parents[tournament(ranking, rng, params.tournament_size)]
+        if rng.random() < params.crossover_rate:
+            candidates = list(crossover(a, b, space, rng))
+            origin, lineage = "crossover", [a.hash(), b.hash()]
+        else:
+            candidates = [a.copy()]
+            origin, lineage = "mutation", [a.hash()]
+        for genome in candidates:
+            if len(children) >= count:
+                break
+            genome = mutate(genome, space, rng, params.mutation_rate)
+            tries = 0
+            while genome.hash() in seen and tries < MAX_RETRIES:
+                genome = mutate(genome, space, rng, max(params.mutation_rate, 0.3))
+                tries += 1
+            if genome.hash() in seen:
+                genome, origin, lineage = _fresh(space, rng, seen), "random", []
+            seen.add(genome.hash())
+            children.append(Child(genome, lineage, origin))
+    return children

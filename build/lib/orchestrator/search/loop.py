@@ -1,0 +1,150 @@
+"""The search as a state machine over generations, independent of storage and of Ray.
+
+Generation 0 is the initial population (presets moved into the space, then random
+genomes); every later generation breeds `population - elitism` offspring from the current
+population. When a generation's candidates are all evaluated, survival picks the next
+population, and the generation is summarised: Pareto front over everything evaluated so
+far, hypervolume in the job's fixed frame, evaluation count.
+
+Breeding for generation g draws from `random.Random(f"{seed}:{g}")` and depends only on the
+population and the set of genomes already seen, so a driver that crashed after breeding but
+before storing the offspring breeds exactly the same ones again when it resumes.
+The persistent driver (orchestrator.driver) and the benchmarks both run this class.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from core import Genome, SearchSpace
+
+from core.job_spec import EvolutionSpec
+
+from .evolution import Child, breed, initial_population
+from core.metrics import Constraint, fitness
+from .selection import (NormalisationFrame, hypervolume, pareto_front, rank_population,
+                        survive)
+
+
+@dataclass
+class Individual:
+    """One genome of the search: where it came from, and its metrics once evaluated (the
+    database's row for it is `store.models.Candidate`)."""
+
+    genome: Genome
+    generation: int
+    parents: list[str] = field(default_factory=list)
+    origin: str = "random"
+    metrics: dict[str, Any] | None = None  # None until evaluated
+
+    @property
+    def hash(self) -> str:
+        return self.genome.hash()
+
+
+@dataclass
+class GenerationSummary:
+    index: int
+    population: list[str]  # hashes of the survivors
+    pareto: list[str]  # hashes of the feasible non-dominated set over everything so far
+    hypervolume: float
+    evaluations: int
+
+
+class SearchLoop:
+    def __init__(self, space: SearchSpace, params: EvolutionSpec, objectives: list[str],
+                 constraints: list[Constraint] | None = None):
+        self.space, self.params = space, params
+        self.objectives, self.constraints = objectives, constraints or []
+        self.archive: dict[str, Individual] = {}
+        self.population: list[str] = []
+        self.history: list[GenerationSummary] = []
+        self.frame: NormalisationFrame | None = None
+
+    # ----------------------------------------------------------------- breeding
+
+    def children_for(self, generation: int) -> list[Child]:
+        """The candidates generation `generation` evaluates (deterministic, see module doc)."""
+        rng = random.Random(f"{self.params.seed}:{generation}")
+        seen = set(self.archive)
+        if generation == 0:
+            return initial_population(self.space, self.params, rng, seen)
+        parents = [self.archive[h] for h in self.population]
+        objectives, violation = self.matrix(parents)
+        ranking = rank_population(objectives, violation)
+        return breed([c.genome for c in parents], ranking, self.space, self.params, rng, seen,
+                     self.params.offspring_per_generation)
+
+    def add(self, children: list[Child], generation: int) -> list[Individual]:
+        added = []
+        for child in children:
+            candidate = Individual(child.genome, generation, child.parents, child.origin)
+            self.archive.setdefault(candidate.hash, candidate)
+            added.append(self.archive[candidate.hash])
+        return added
+
+    # ----------------------------------------------------------------- fitness
+
+    def matrix(self, candidates: list[Individual]) -> tuple[np.ndarray, np.ndarray]:
+        rows, violations = [], []
+        for c in candidates:
+            vector, violation = fitness(c.metrics or {}, self.objectives, self.constraints)
+            rows.append(vector)
+            violations.append(violation)
+        return np.array(rows).reshape(len(candidates), len(self.objectives)), \
+            np.array(violations, dtype=float)
+
+    def complete(self, generation: int, offspring: list[str]) -> GenerationSummary:
+        """All of `offspring` (hashes) are evaluated: pick survivors and summarise."""
+        if generation == 0 or self.params.algorithm == "random":
+            pool = list(dict.fromkeys(self.population + offspring))
+            elites: list[int] = []
+        else:
+            parents = [self.archive[h] for h in self.population]
+            p_obj, p_vio = self.matrix(parents)
+            order = rank_population(p_obj, p_vio).order()
+            pool = list(dict.fromkeys(self.population + offspring))
+            elites = order[: self.params.elitism]
+        objectives, violation = self.matrix([self.archive[h] for h in pool])
+        if self.params.algorithm == "random":
+            keep = list(range(len(pool)))  # random search has no selection: keep everything
+        else:
+            keep = survive(objectives, violation, self.params.population, protected=elites)
+        self.population = [pool[i] for i in keep]
+
+        everything = list(self.archive.values())
+        evaluated = [c for c in everything if c.metrics is not None]
+        all_obj, all_vio = self.matrix(evaluated)
+        if self.frame is None:
+            try:
+                self.frame = NormalisationFrame.from_objectives(all_obj, all_vio)
+            except ValueError:
+                self.frame = None
+        front = pareto_front(all_obj, all_vio)
+        summary = GenerationSummary(
+            index=generation, population=list(self.population),
+            pareto=[evaluated[i].hash for i in front],
+            hypervolume=hypervolume(all_obj, all_vio, self.frame) if self.frame else 0.0,
+            evaluations=len(evaluated))
+        self.history = [h for h in self.history if h.index != generation] + [summary]
+        return summary
+
+    # ----------------------------------------------------------------- in-memory run
+
+    def run(self, evaluate: Callable[[list[Individual]], None],
+            on_generation: Callable[[GenerationSummary], None] | None = None
+            ) -> list[GenerationSummary]:
+        """Run every generation in memory; `evaluate` fills each candidate's `metrics`."""
+        for generation in range(self.params.generations):
+            candidates = self.add(self.children_for(generation), generation)
+            todo = [c for c in candidates if c.metrics is None]
+            if todo:
+                evaluate(todo)
+            summary = self.complete(generation, [c.hash for c in candidates])
+            if on_generation is not None:
+                on_generation(summary)
+        return self.history

@@ -1,0 +1,115 @@
+"""Jobs: submission, listing, cancellation and resumption, and orchestrator claims."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+
+from store.models import Event, Job, utcnow
+
+from . import NotFound, SessionFactory, transaction
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+def create_job(sessions: SessionFactory, name: str, spec: dict[str, Any]) -> Job:
+    with transaction(sessions) as s:
+        job = Job(name=name, spec=spec, status="queued")
+        s.add(job)
+        s.flush()
+        s.add(Event(job_id=job.id, kind="submitted", message=f"job {job.id} queued"))
+        return job
+
+
+def list_jobs(sessions: SessionFactory, offset: int, limit: int) -> tuple[list[Job], int]:
+    with transaction(sessions) as s:
+        total = s.scalar(select(func.count(Job.id))) or 0
+        rows = s.scalars(select(Job).order_by(Job.id.desc()).offset(offset).limit(limit)).all()
+        return list(rows), total
+
+
+def get_job(sessions: SessionFactory, job_id: int) -> Job:
+    with transaction(sessions) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+
+def request_cancel(sessions: SessionFactory, job_id: int) -> Job:
+    """Queued jobs are cancelled at once; a running one when its orchestrator notices."""
+    with transaction(sessions) as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        if job.status == "queued":
+            job.status, job.finished_at = "cancelled", utcnow()
+        elif job.status == "running":
+            job.cancel_requested = True
+        s.add(Event(job_id=job_id, kind="cancel", message="cancellation requested"))
+        return job
+
+
+def resume_job(sessions: SessionFactory, job_id: int) -> Job:
+    """A cancelled or failed job goes back to the queue; its evaluations are kept."""
+    with transaction(sessions) as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        if job.status in ("cancelled", "failed"):
+            job.status, job.cancel_requested, job.error = "queued", False, None
+            job.owner, job.finished_at = None, None
+            s.add(Event(job_id=job_id, kind="resume", message="job re-queued"))
+        return job
+
+
+def claim_job(sessions: SessionFactory, owner: str, stale_after_s: float = 60.0) -> Job | None:
+    """Atomically take a queued job, or a running one whose orchestrator stopped
+    heartbeating (it crashed): the conditional UPDATE lets only one claimant win."""
+    stale = utcnow() - timedelta(seconds=stale_after_s)
+    with transaction(sessions) as s:
+        candidates = s.scalars(
+            select(Job.id).where(or_(Job.status == "queued",
+                                     (Job.status == "running") & (Job.owner_heartbeat_at < stale)))
+            .order_by(Job.id).limit(5)).all()
+    for job_id in candidates:
+        with transaction(sessions) as s:
+            now = utcnow()
+            claimed = s.execute(
+                update(Job).where(Job.id == job_id)
+                .where(or_(Job.status == "queued",
+                           (Job.status == "running") & (Job.owner_heartbeat_at < stale)))
+                .values(status="running", owner=owner, owner_heartbeat_at=now,
+                        started_at=func.coalesce(Job.started_at, now))).rowcount
+            if claimed == 1:
+                s.add(Event(job_id=job_id, kind="claimed", message=f"claimed by {owner}"))
+                return s.get(Job, job_id)
+    return None
+
+
+def heartbeat_job(sessions: SessionFactory, job_id: int, owner: str, generations_done: int,
+                  evaluations_done: int) -> bool:
+    """Record progress; returns False when the job was cancelled or claimed by another."""
+    with transaction(sessions) as s:
+        job = s.get(Job, job_id)
+        if job is None or job.owner != owner or job.status != "running":
+            return False
+        job.owner_heartbeat_at = utcnow()
+        job.generations_done, job.evaluations_done = generations_done, evaluations_done
+        return not job.cancel_requested
+
+
+def finish_job(sessions: SessionFactory, job_id: int, status: str, error: str | None = None) -> None:
+    with transaction(sessions) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        job.status, job.error, job.finished_at = status, error, utcnow()
+        s.add(Event(job_id=job_id, kind=status, message=error or f"job {status}"))
+
+
+def add_event(sessions: SessionFactory, job_id: int | None, kind: str, message: str) -> None:
+    with transaction(sessions) as s:
+        s.add(Event(job_id=job_id, kind=kind, message=message[:4000]))

@@ -1,0 +1,144 @@
+"""Tables. The schema itself is created by the Alembic migrations in store/migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON,
+                           datetime: DateTime(timezone=True)}
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), index=True, default="queued")
+    owner: Mapped[str | None] = mapped_column(String(200))
+    owner_heartbeat_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    generations_done: Mapped[int] = mapped_column(Integer, default=0)
+    evaluations_done: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Generation(Base):
+    __tablename__ = "generations"
+    __table_args__ = (UniqueConstraint("job_id", "index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    population: Mapped[list[Any]]  # candidate ids
+    pareto: Mapped[list[Any]]  # candidate ids
+    hypervolume: Mapped[float] = mapped_column(Float)
+    evaluations: Mapped[int] = mapped_column(Integer)
+    stats: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("job_id", "genome_hash"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    genome_hash: Mapped[str] = mapped_column(String(64), index=True)
+    genome: Mapped[dict[str, Any]]
+    generation: Mapped[int] = mapped_column(Integer, index=True)
+    parents: Mapped[list[Any]]  # genome hashes
+    origin: Mapped[str] = mapped_column(String(64), default="random")
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    failure: Mapped[str | None] = mapped_column(Text)
+    # What the search's surrogate predicted before the candidate was evaluated:
+    # {metric: {"mean": m, "std": s}}; empty when it was not chosen by a prediction.
+    predictions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Evaluation(Base):
+    """The evaluation cache shared by every job: one row per (genome, config, kind)."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("genome_hash", "config_key", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    genome_hash: Mapped[str] = mapped_column(String(64))
+    config_key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    result: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("genome_hash", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    genome_hash: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    properties: Mapped[dict[str, Any]]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    last_heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProfilingTask(Base):
+    __tablename__ = "profiling_tasks"
+    __table_args__ = (UniqueConstraint("candidate_id", "device_class"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    device_class: Mapped[str] = mapped_column(String(128), index=True)
+    spec: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(20), index=True, default="queued")
+    lease_owner: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    lease_expires_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Measurement(Base):
+    __tablename__ = "measurements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("profiling_tasks.id", ondelete="CASCADE"),
+                                         unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    report: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                               index=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)

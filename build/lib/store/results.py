@@ -1,0 +1,129 @@
+"""Candidates, the evaluation cache, and generations: what a job produces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from store.models import Candidate, Evaluation, Generation, Job
+
+from . import NotFound, SessionFactory, insert_or_get, transaction
+
+
+def add_candidates(sessions: SessionFactory, job_id: int, generation: int,
+                   items: list[dict[str, Any]]) -> list[Candidate]:
+    """Insert candidates (genome, genome_hash, parents, origin); idempotent on
+    (job, genome_hash): a candidate already stored is returned as it is."""
+    out = []
+    for item in items:
+        row = Candidate(job_id=job_id, generation=generation, genome=item["genome"],
+                        genome_hash=item["genome_hash"], parents=item.get("parents", []),
+                        origin=item.get("origin", "random"), status="pending", metrics={})
+        out.append(insert_or_get(sessions, row, lambda s, h=item["genome_hash"]: s.scalar(
+            select(Candidate).where(Candidate.job_id == job_id,
+                                    Candidate.genome_hash == h))))
+    return out
+
+
+def job_candidates(sessions: SessionFactory, job_id: int) -> list[Candidate]:
+    with transaction(sessions) as s:
+        return list(s.scalars(select(Candidate).where(Candidate.job_id == job_id)
+                              .order_by(Candidate.id)).all())
+
+
+def candidates_for(sessions: SessionFactory, job_id: int, ids: set[int],
+                   min_generation: int | None = None) -> list[Candidate]:
+    """Candidates with these ids, plus (optionally) every one born at `min_generation` or
+    later: what an incremental poll needs, without reading the whole job."""
+    with transaction(sessions) as s:
+        condition = Candidate.id.in_(ids) if ids else None
+        if min_generation is not None:
+            newer = Candidate.generation >= min_generation
+            condition = newer if condition is None else (condition | newer)
+        if condition is None:
+            return []
+        return list(s.scalars(select(Candidate).where(Candidate.job_id == job_id, condition)
+                              .order_by(Candidate.id)).all())
+
+
+def set_candidate_result(sessions: SessionFactory, candidate_id: int, status: str,
+                         metrics: dict[str, Any] | None = None,
+                         failure: str | None = None) -> Candidate:
+    with transaction(sessions) as s:
+        row = s.get(Candidate, candidate_id)
+        if row is None:
+            raise NotFound(f"candidate {candidate_id} not found")
+        row.status = status
+        if metrics is not None:
+            row.metrics = {**(row.metrics or {}), **metrics}
+        row.failure = failure
+        return row
+
+
+def get_evaluation(sessions: SessionFactory, genome_hash: str, config_key: str,
+                   kind: str) -> dict[str, Any] | None:
+    with transaction(sessions) as s:
+        row = s.scalar(select(Evaluation).where(Evaluation.genome_hash == genome_hash,
+                                                Evaluation.config_key == config_key,
+                                                Evaluation.kind == kind))
+        return None if row is None else row.result
+
+
+def put_evaluation(sessions: SessionFactory, genome_hash: str, config_key: str, kind: str,
+                   result: dict[str, Any]) -> dict[str, Any]:
+    """Store once; a concurrent writer's earlier row wins and is returned."""
+    row = Evaluation(genome_hash=genome_hash, config_key=config_key, kind=kind, result=result)
+    stored = insert_or_get(sessions, row, lambda s: s.scalar(
+        select(Evaluation).where(Evaluation.genome_hash == genome_hash,
+                                 Evaluation.config_key == config_key,
+                                 Evaluation.kind == kind)))
+    return stored.result
+
+
+def write_generation(sessions: SessionFactory, job_id: int, index: int, population: list[int],
+                     pareto: list[int], hypervolume: float, evaluations: int,
+                     stats: dict[str, Any] | None = None) -> Generation:
+    """Idempotent on (job, index): writing the same generation twice keeps the first."""
+    row = Generation(job_id=job_id, index=index, population=population, pareto=pareto,
+                     hypervolume=hypervolume, evaluations=evaluations, stats=stats or {})
+    return insert_or_get(sessions, row, lambda s: s.scalar(
+        select(Generation).where(Generation.job_id == job_id, Generation.index == index)))
+
+
+def generations_since(sessions: SessionFactory, job_id: int, since: int) -> list[Generation]:
+    """Generations with index >= since, for incremental polling."""
+    with transaction(sessions) as s:
+        if s.get(Job, job_id) is None:
+            raise NotFound(f"job {job_id} not found")
+        return list(s.scalars(select(Generation).where(Generation.job_id == job_id,
+                                                       Generation.index >= since)
+                              .order_by(Generation.index)).all())
+
+
+def pareto(sessions: SessionFactory, job_id: int) -> tuple[Generation | None, list[Candidate]]:
+    """The newest generation's Pareto front, as candidates."""
+    with transaction(sessions) as s:
+        if s.get(Job, job_id) is None:
+            raise NotFound(f"job {job_id} not found")
+        latest = s.scalar(select(Generation).where(Generation.job_id == job_id)
+                          .order_by(Generation.index.desc()).limit(1))
+        if latest is None:
+            return None, []
+        rows = s.scalars(select(Candidate).where(Candidate.id.in_(latest.pareto))).all()
+        return latest, sorted(rows, key=lambda c: c.id)
+
+
+def candidate_detail(sessions: SessionFactory, job_id: int,
+                     candidate_id: int) -> tuple[Candidate, list[Candidate], list[Candidate]]:
+    """The candidate, its parents and its children within the job (lineage)."""
+    with transaction(sessions) as s:
+        row = s.get(Candidate, candidate_id)
+        if row is None or row.job_id != job_id:
+            raise NotFound(f"candidate {candidate_id} not found in job {job_id}")
+        parents = list(s.scalars(select(Candidate).where(
+            Candidate.job_id == job_id, Candidate.genome_hash.in_(row.parents or []))).all())
+        later = s.scalars(select(Candidate).where(Candidate.job_id == job_id,
+                                                  Candidate.generation > row.generation)).all()
+        children = [c for c in later if row.genome_hash in (c.parents or [])]
+        return row, parents, children

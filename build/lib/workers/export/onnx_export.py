@@ -1,0 +1,183 @@
+"""ONNX export: a prefill graph and a decode-step graph with the cache as explicit tensors.
+
+prefill.onnx: `input_ids` int64 [1, seq] -> `logits` [1, seq, V] and every decode-state
+tensor (`present_*`), i.e. the cache after the prompt.
+decode.onnx:  `input_ids` int64 [1, 1], `position` int64 [1] (absolute index of the token)
+and every state tensor (`past_*`) -> `logits` [1, 1, V] and the next states (`present_*`).
+Attention caches have a dynamic "past" axis; conv and recurrent states are fixed-size.
+`manifest.json` names all of it (shapes, dtypes, roles, which output feeds which input) so a
+phone-side runner needs no Python. Uses the dynamo exporter at opset 18.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core import costs
+from core.genome import Genome
+from core.manifest import GraphManifest, GraphSpec, TensorSpec
+from workers.model.compiler import TailorLM, compile_genome
+
+OPSET = 18
+
+
+class PrefillGraph(nn.Module):
+    def __init__(self, model: TailorLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor):
+        logits, states = self.model.prefill(input_ids)
+        return (logits, *states)
+
+
+class DecodeGraph(nn.Module):
+    def __init__(self, model: TailorLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, position: torch.Tensor, *states: torch.Tensor):
+        logits, new_states = self.model.step(input_ids, position, list(states))
+        return (logits, *new_states)
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: GraphManifest
+    max_abs_diff: float  # onnxruntime vs torch, over prefill and decode logits and states
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _quiet_export(*args, **kwargs):
+    """The dynamo exporter prints progress and warnings; keep the CLI output clean."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with open(os.devnull, "w") as devnull, redirect_stdout(devnull), redirect_stderr(devnull), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.onnx.export(*args, **kwargs)
+
+
+def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: TailorLM | None = None,
+                example_context: int = 16, verify: bool = True) -> ExportResult:
+    """Write prefill.onnx, decode.onnx, genome.json and manifest.json into `out_dir`.
+
+    `model` carries trained weights when given (else fresh weights, seed 0). With `verify`,
+    both graphs are run in onnxruntime on random inputs and compared with torch.
+    """
+    genome = Genome.coerce(genome)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = (model if model is not None else compile_genome(genome, seed=0)).eval().float()
+    layout = model.state_layout()
+    vocab = model.plan.vocab_size
+    seq = torch.export.Dim("seq", min=2, max=1 << 16)
+
+    prefill_ids = torch.randint(0, vocab, (1, max(example_context, 4)))
+    state_names = [t.name for t in layout]
+    prefill_out = ["logits"] + [f"present_{n}" for n in state_names]
+    _quiet_export(PrefillGraph(model), (prefill_ids,), str(out / "prefill.onnx"),
+                  input_names=["input_ids"], output_names=prefill_out,
+                  dynamic_shapes=({1: seq},), opset_version=OPSET, dynamo=True,
+                  external_data=False)
+
+    with torch.no_grad():
+        _, past = model.prefill(prefill_ids)
+    position = torch.tensor([prefill_ids.shape[1]], dtype=torch.int64)
+    decode_ids = torch.randint(0, vocab, (1, 1))
+    past_dims = []
+    for i, t in enumerate(layout):
+        if "past" in t.shape:
+            axis = t.shape.index("past")
+            past_dims.append({axis: torch.export.Dim(f"past{i}", min=2, max=1 << 20)})
+        else:
+            past_dims.append(None)
+    decode_in = ["input_ids", "position"] + [f"past_{n}" for n in state_names]
+    _quiet_export(DecodeGraph(model), (decode_ids, position, *past),
+                  str(out / "decode.onnx"), input_names=decode_in, output_names=prefill_out,
+                  dynamic_shapes=(None, None, tuple(past_dims)) if past_dims else None, opset_version=OPSET, dynamo=True,
+                  external_data=False)
+
+    def cache_specs(prefix: str) -> list[TensorSpec]:
+        return [TensorSpec(name=f"{prefix}_{t.name}", dtype="float32", shape=list(t.shape),
+                           role="cache", past_cap=t.past_cap) for t in layout]
+
+    def graph_spec(file: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> GraphSpec:
+        path = out / file
+        return GraphSpec(file=file, sha256=_sha256(path), size_bytes=path.stat().st_size,
+                         inputs=inputs, outputs=outputs)
+
+    ids = TensorSpec(name="input_ids", dtype="int64", shape=[1, "seq"], role="input_ids")
+    position_spec = TensorSpec(name="position", dtype="int64", shape=[1], role="position")
+    logits = TensorSpec(name="logits", dtype="float32", shape=[1, "seq", vocab], role="logits")
+    per_token, fixed = costs.cache_split(genome)
+    manifest = GraphManifest(
+        genome_hash=genome.hash(), vocab_size=vocab, opset=OPSET, dtype="float32",
+        graphs={
+            "prefill": graph_spec("prefill.onnx", [ids], [logits, *cache_specs("present")]),
+            "decode": graph_spec(
+                "decode.onnx",
+                [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],
+                [logits.model_copy(update={"shape": [1, 1, vocab]}), *cache_specs("present")]),
+        },
+        cache_pairs={f"past_{n}": f"present_{n}" for n in state_names},
+        params=costs.params(genome),
+        cache_bytes_per_token=per_token * 4, cache_bytes_fixed=fixed * 4)
+    (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+    (out / "genome.json").write_text(json.dumps(genome.to_json(), indent=2))
+    diff = verify_export(model, out) if verify else float("nan")
+    return ExportResult(out, manifest, diff)
+
+
+def verify_export(model: TailorLM, out_dir: str | Path, prompt: int = 11,
+                  decode_steps: int = 5, seed: int = 0) -> float:
+    """Max abs difference between onnxruntime and torch: prefill of a prompt, then decode
+    steps fed with the graphs' own cache outputs (the way a phone runs them)."""
+    import onnxruntime as ort
+
+    out = Path(out_dir)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    prefill = ort.InferenceSession(str(out / "prefill.onnx"), options,
+                                   providers=["CPUExecutionProvider"])
+    decode = ort.InferenceSession(str(out / "decode.onnx"), options,
+                                  providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.plan.vocab_size, (1, prompt + decode_steps), generator=gen)
+    worst = 0.0
+    with torch.no_grad():
+        logits, states = model.prefill(ids[:, :prompt])
+        ort_out = prefill.run(None, {"input_ids": ids[:, :prompt].numpy()})
+        worst = max(worst, *(float(np.abs(a - b.numpy()).max()) if a.size else 0.0
+                             for a, b in zip(ort_out, [logits, *states])))
+        ort_states = ort_out[1:]
+        names = [i.name for i in decode.get_inputs()]
+        for t in range(prompt, prompt + decode_steps):
+            position = torch.tensor([t], dtype=torch.int64)
+            logits, states = model.step(ids[:, t:t + 1], position, states)
+            feed = {"input_ids": ids[:, t:t + 1].numpy(), "position": position.numpy()}
+            feed.update(zip(names[2:], ort_states))
+            ort_out = decode.run(None, feed)
+            ort_states = ort_out[1:]
+            worst = max(worst, *(float(np.abs(a - b.numpy()).max()) if a.size else 0.0
+                                 for a, b in zip(ort_out, [logits, *states])))
+    return worst

@@ -1,0 +1,106 @@
+"""Causal self-attention: MHA / GQA / MQA with RoPE, optional sliding window and QK-norm.
+
+The decode state is the roped K and V of the tokens held: (B, kv_heads, past, head_dim)
+each, capped at `window` tokens when the layer is windowed. The featurizer (shareable with
+an earlier attention slot) is the K/V projection pair.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import LIV, KVProjections, RMSNorm, State, StateTensor, linear
+
+ROPE_THETA = 10_000.0
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of shape (T, head_dim/2) for integer positions (T,)."""
+    inv_freq = 1.0 / (ROPE_THETA ** (torch.arange(0, head_dim, 2, device=positions.device,
+                                                  dtype=torch.float32) / head_dim))
+    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate halves (Llama/NeoX layout); x is (B, H, T, head_dim)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half].float(), x[..., half:].float()
+    out = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    return out.to(x.dtype)
+
+
+class Attention(LIV):
+    def __init__(self, width: int, genes: dict[str, int], featurizer: nn.Module | None = None):
+        self.heads, self.kv_heads = genes["heads"], genes["kv_heads"]
+        self.head_dim = width // self.heads
+        super().__init__(width, genes, featurizer)
+        self.window = genes["window"]
+        self.q_proj = linear(width, width)
+        self.o_proj = linear(width, width)
+        self.qk_norm = bool(genes["qk_norm"])
+        if self.qk_norm:
+            self.q_norm = RMSNorm(self.head_dim)
+            self.k_norm = RMSNorm(self.head_dim)
+
+    def make_featurizer(self) -> nn.Module:
+        kv_width = self.kv_heads * self.head_dim
+        return KVProjections(self.width, kv_width, kv_width)
+
+    def _project(self, x: torch.Tensor, positions: torch.Tensor):
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.featurizer.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.featurizer.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        cos, sin = rope_tables(positions, self.head_dim)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v  # (B, H|G, T, hd)
+
+    def _expand_kv(self, kv: torch.Tensor) -> torch.Tensor:
+        """(B, G, T, hd) -> (B, H, T, hd): each KV head serves heads/kv_heads query heads."""
+        if self.kv_heads == self.heads:
+            return kv
+        b, g, t, hd = kv.shape
+        rep = self.heads // self.kv_heads
+        return kv[:, :, None].expand(b, g, rep, t, hd).reshape(b, g * rep, t, hd)
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        b, _, t, _ = y.shape
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.width))
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+        t = x.shape[1]
+        positions = torch.arange(t, device=x.device)
+        q, k, v = self._project(x, positions)
+        ke, ve = self._expand_kv(k), self._expand_kv(v)
+        if self.window:
+            i = positions[:, None]
+            j = positions[None, :]
+            mask = (j <= i) & (i - j < self.window)  # (T, T), True = attend
+            y = F.scaled_dot_product_attention(q, ke, ve, attn_mask=mask)
+            k, v = k[:, :, -self.window:], v[:, :, -self.window:]
+        else:
+            y = F.scaled_dot_product_attention(q, ke, ve, is_causal=True)
+        return self._merge(y), (k, v)
+
+    def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
+        empty = torch.zeros(batch, self.kv_heads, 0, self.head_dim, device=device, dtype=dtype)
+        return empty, empty.clone()
+
+    def step(self, x_t: torch.Tensor, state: State,
+             position: torch.Tensor) -> tuple[torch.Tensor, State]:
+        q, k_new, v_new = self._project(x_t, position.reshape(1))
+        k = torch.cat([state[0], k_new], dim=2)
+        v = torch.cat([state[1], v_new], dim=2)
+        if self.window:
+            k, v = k[:, :, -self.window:], v[:, :, -self.window:]
+        y = F.scaled_dot_product_attention(q, self._expand_kv(k), self._expand_kv(v))
+        return self._merge(y), (k, v)
+
+    def state_layout(self) -> list[StateTensor]:
+        cap = self.window or None
+        shape = (1, self.kv_heads, "past", self.head_dim)
+        return [StateTensor("k", shape, cap), StateTensor("v", shape, cap)]
