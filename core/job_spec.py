@@ -39,8 +39,10 @@ class ConstraintSpec(Strict):
 class EvolutionSpec(Strict):
     """Defaults follow STAR: population 16, 18 generations, 10% mutation, elitism 2."""
 
-    algorithm: Literal["nsga2", "random"] = Field(
-        default="nsga2", description="random: the same budget of uniform samples")
+    algorithm: Literal["nsga2", "random", "surrogate"] = Field(
+        default="nsga2", description="random: the same budget of uniform samples; surrogate: "
+        "NSGA-II whose offspring are picked from a larger bred pool by predicted hypervolume "
+        "improvement (orchestrator/search/surrogate.py)")
     population: int = Field(default=16, ge=2, le=1024)
     generations: int = Field(default=18, ge=1, le=1000)
     mutation_rate: float = Field(default=0.1, ge=0, le=1)
@@ -49,6 +51,12 @@ class EvolutionSpec(Strict):
     tournament_size: int = Field(default=2, ge=1, le=64)
     seed: int = Field(default=0, ge=0)
     include_presets: bool = True
+    pool_factor: int = Field(default=20, ge=1, le=200,
+                             description="surrogate: offspring bred per offspring evaluated")
+    surrogate_min_points: int = Field(
+        default=10, ge=2, le=100_000,
+        description="surrogate: observations each predicted objective needs before "
+        "predictions pick offspring; below it the generation is plain NSGA-II")
 
     @model_validator(mode="after")
     def _elitism_below_population(self) -> "EvolutionSpec":

@@ -55,7 +55,7 @@ class JobRunner:
         self.metric_names = list(dict.fromkeys(
             spec.objectives + [c.metric for c in spec.constraints]))
         self.loop = SearchLoop(spec.search_space, spec.evolution, spec.objectives,
-                               self.constraints)
+                               self.constraints, prior=self.records.prior_observations)
         self.profiling = ProfilingQueue(self.records, spec.profiling, clock)
         self.profiles = any(parse_metric(m).kind == "hardware" for m in self.metric_names)
         self.train_config = spec.training.model_dump(mode="json")
@@ -172,9 +172,12 @@ class JobRunner:
         summary = self.loop.complete(generation, [c.hash for c in stored])
         motifs = enrichment([self.loop.archive[h].genome for h in summary.pareto],
                             [c.genome for c in self.loop.archive.values()], top=10)
-        self.records.write_generation(summary, self.row_ids, {
-            "frame": self.loop.frame.__dict__ if self.loop.frame else None,
-            "offspring": len(stored), "motifs": motifs})
+        stats = {"frame": self.loop.frame.__dict__ if self.loop.frame else None,
+                 "offspring": len(stored), "motifs": motifs}
+        if self.spec.evolution.algorithm == "surrogate":
+            stats["selection"] = self.loop.selection_info.get(generation)
+            stats["predictor"] = self.loop.prediction_report(generation)
+        self.records.write_generation(summary, self.row_ids, stats)
 
     def run(self) -> str:
         """Run the job to its end; returns "completed", "cancelled" or "lost" (claimed by

@@ -15,9 +15,11 @@ from typing import Any
 
 from core import Genome
 from core.job_spec import JobSpec
-from orchestrator.search.loop import Individual, GenerationSummary, SearchLoop
+from core.metrics import parse_metric
 from orchestrator.search.evolution import Child
+from orchestrator.search.loop import GenerationSummary, Individual, SearchLoop
 from orchestrator.search.selection import NormalisationFrame
+from orchestrator.search.surrogate import Observation
 from store import SessionFactory
 from store import artifacts as artifact_store
 from store import jobs as job_store
@@ -42,6 +44,8 @@ class JobRecords:
         self.job_id, self.owner = job_id, owner
         self.spec = JobSpec.model_validate(job_store.get_job(sessions, job_id).spec)
         self.train_key = self.spec.training.cache_key()
+        self.metric_names = list(dict.fromkeys(
+            self.spec.objectives + [c.metric for c in self.spec.constraints]))
 
     # ----------------------------------------------------------------- the search
 
@@ -52,7 +56,8 @@ class JobRecords:
             genome = Genome.from_json(row.genome)
             loop.archive[row.genome_hash] = Individual(
                 genome, row.generation, row.parents or [], row.origin,
-                dict(row.metrics) if row.status in ("done", "failed") else None)
+                dict(row.metrics) if row.status in ("done", "failed") else None,
+                predictions=dict(row.predictions or {}))
             row_ids[row.genome_hash] = row.id
         generations = result_store.generations_since(self.sessions, self.job_id, 0)
         by_id = {v: k for k, v in row_ids.items()}
@@ -69,7 +74,8 @@ class JobRecords:
     def add_candidates(self, generation: int, children: list[Child]) -> dict[str, int]:
         rows = result_store.add_candidates(self.sessions, self.job_id, generation, [
             {"genome": c.genome.to_json(), "genome_hash": c.genome.hash(),
-             "parents": c.parents, "origin": c.origin} for c in children])
+             "parents": c.parents, "origin": c.origin, "predictions": c.predictions}
+            for c in children])
         return {r.genome_hash: r.id for r in rows}
 
     def record_candidate(self, row_id: int, metrics: dict[str, Any],
@@ -83,6 +89,31 @@ class JobRecords:
             self.sessions, self.job_id, summary.index,
             [row_ids[h] for h in summary.population], [row_ids[h] for h in summary.pareto],
             summary.hypervolume, summary.evaluations, stats)
+
+    def prior_observations(self, generation: int) -> list[Observation]:
+        """What other jobs observed that the surrogate may learn from when breeding
+        `generation`: quality results with this job's training config, and every measured
+        hardware metric this job models. Only what was stored before generation - 1 was
+        written counts, so a resumed job sees the same data when it breeds again."""
+        cutoff = result_store.generation_written_at(self.sessions, self.job_id, generation - 1)
+        if cutoff is None:
+            return []
+        observations: dict[str, Observation] = {}
+        for genome, record in result_store.quality_observations(
+                self.sessions, self.train_key, cutoff, self.job_id):
+            metrics = {"perplexity": record["perplexity"]}
+            if record.get("mad"):
+                metrics["mad_error"] = 1.0 - record["mad"]["score"]
+            parsed = Genome.from_json(genome)
+            observations[parsed.hash()] = (parsed, metrics)
+        hardware = [m for m in self.metric_names if parse_metric(m).kind == "hardware"]
+        if hardware:
+            for genome, metrics in result_store.measured_candidates(
+                    self.sessions, hardware, cutoff, self.job_id):
+                parsed = Genome.from_json(genome)
+                known = observations.setdefault(parsed.hash(), (parsed, {}))[1]
+                known.update(metrics)
+        return list(observations.values())
 
     # ----------------------------------------------------------------- evaluation cache
 

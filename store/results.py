@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -13,13 +14,14 @@ from . import NotFound, SessionFactory, insert_or_get, transaction
 
 def add_candidates(sessions: SessionFactory, job_id: int, generation: int,
                    items: list[dict[str, Any]]) -> list[Candidate]:
-    """Insert candidates (genome, genome_hash, parents, origin); idempotent on
+    """Insert candidates (genome, genome_hash, parents, origin, predictions); idempotent on
     (job, genome_hash): a candidate already stored is returned as it is."""
     out = []
     for item in items:
         row = Candidate(job_id=job_id, generation=generation, genome=item["genome"],
                         genome_hash=item["genome_hash"], parents=item.get("parents", []),
-                        origin=item.get("origin", "random"), status="pending", metrics={})
+                        origin=item.get("origin", "random"), status="pending", metrics={},
+                        predictions=item.get("predictions", {}))
         out.append(insert_or_get(sessions, row, lambda s, h=item["genome_hash"]: s.scalar(
             select(Candidate).where(Candidate.job_id == job_id,
                                     Candidate.genome_hash == h))))
@@ -127,3 +129,48 @@ def candidate_detail(sessions: SessionFactory, job_id: int,
                                                   Candidate.generation > row.generation)).all()
         children = [c for c in later if row.genome_hash in (c.parents or [])]
         return row, parents, children
+
+
+def generation_written_at(sessions: SessionFactory, job_id: int, index: int) -> datetime | None:
+    with transaction(sessions) as s:
+        return s.scalar(select(Generation.created_at).where(Generation.job_id == job_id,
+                                                            Generation.index == index))
+
+
+def quality_observations(sessions: SessionFactory, config_key: str, before: datetime,
+                         exclude_job: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(genome JSON, quality record) of every successful quality evaluation with this
+    training config stored before `before`, for genomes of jobs other than `exclude_job`
+    (the evaluation cache is keyed by genome hash; the genome comes from any job's row)."""
+    with transaction(sessions) as s:
+        rows = s.execute(
+            select(Evaluation.genome_hash, Evaluation.result)
+            .where(Evaluation.config_key == config_key, Evaluation.kind == "quality",
+                   Evaluation.created_at <= before)
+            .order_by(Evaluation.id)).all()
+        own = set(s.scalars(select(Candidate.genome_hash).where(Candidate.job_id == exclude_job)))
+        wanted = [(h, r) for h, r in rows if h not in own and r.get("status") == "ok"]
+        genomes = dict(s.execute(
+            select(Candidate.genome_hash, Candidate.genome)
+            .where(Candidate.genome_hash.in_([h for h, _ in wanted]))
+            .order_by(Candidate.id.desc())).all())
+        return [(genomes[h], r) for h, r in wanted if h in genomes]
+
+
+def measured_candidates(sessions: SessionFactory, metric_names: list[str], before: datetime,
+                        exclude_job: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(genome JSON, metrics among `metric_names`) of other jobs' evaluated candidates last
+    updated before `before` that hold at least one of those metrics, oldest first."""
+    wanted = set(metric_names)
+    with transaction(sessions) as s:
+        rows = s.execute(
+            select(Candidate.genome, Candidate.metrics)
+            .where(Candidate.job_id != exclude_job, Candidate.status.in_(("done", "failed")),
+                   Candidate.updated_at <= before)
+            .order_by(Candidate.id)).all()
+    out = []
+    for genome, metrics in rows:
+        found = {k: v for k, v in (metrics or {}).items() if k in wanted}
+        if found:
+            out.append((genome, found))
+    return out

@@ -26,6 +26,8 @@ class Child:
     genome: Genome
     parents: list[str] = field(default_factory=list)  # parent genome hashes
     origin: str = "random"  # preset:<name>, random, crossover, mutation
+    # What the surrogate predicted when it picked this child: metric -> {"mean", "log_std"}
+    predictions: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def preset_seeds(space: SearchSpace) -> list[Child]:
@@ -37,19 +39,27 @@ def preset_seeds(space: SearchSpace) -> list[Child]:
     return children
 
 
+class SpaceExhausted(RuntimeError):
+    """No unseen genome is left to breed; `children` holds what was bred before."""
+
+    def __init__(self, message: str, children: list[Child] | None = None):
+        super().__init__(message)
+        self.children = children or []
+
+
 def _fresh(space: SearchSpace, rng: random.Random, seen: set[str]) -> Genome:
     for _ in range(MAX_RETRIES * 5):
         genome = sample(space, rng)
         if genome.hash() not in seen:
             return genome
-    raise RuntimeError("the search space seems exhausted: no unseen genome after "
-                       f"{MAX_RETRIES * 5} samples")
+    raise SpaceExhausted("the search space seems exhausted: no unseen genome after "
+                         f"{MAX_RETRIES * 5} samples")
 
 
 def initial_population(space: SearchSpace, params: EvolutionSpec, rng: random.Random,
                        seen: set[str]) -> list[Child]:
     children: list[Child] = []
-    if params.include_presets and params.algorithm == "nsga2":
+    if params.include_presets and params.algorithm != "random":
         for child in preset_seeds(space):
             if len(children) < params.population and child.genome.hash() not in seen:
                 seen.add(child.genome.hash())
@@ -62,8 +72,21 @@ def initial_population(space: SearchSpace, params: EvolutionSpec, rng: random.Ra
 
 
 def breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: EvolutionSpec,
-          rng: random.Random, seen: set[str], count: int) -> list[Child]:
-    """`count` new, unseen children of `parents` (ranked by `ranking`)."""
+          rng: random.Random, seen: set[str], count: int,
+          allow_fewer: bool = False) -> list[Child]:
+    """`count` new, unseen children of `parents` (ranked by `ranking`). The first n children
+    do not depend on `count`, so a larger pool starts with what a smaller one holds. With
+    `allow_fewer`, a search space that runs out of unseen genomes ends the pool early."""
+    try:
+        return _breed(parents, ranking, space, params, rng, seen, count)
+    except SpaceExhausted as exc:
+        if allow_fewer and exc.children:
+            return exc.children
+        raise
+
+
+def _breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: EvolutionSpec,
+           rng: random.Random, seen: set[str], count: int) -> list[Child]:
     if params.algorithm == "random":
         out = []
         for _ in range(count):
@@ -72,25 +95,29 @@ def breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: E
             out.append(Child(genome))
         return out
     children: list[Child] = []
-    while len(children) < count:
-        a = parents[tournament(ranking, rng, params.tournament_size)]
-        b = parents[tournament(ranking, rng, params.tournament_size)]
-        if rng.random() < params.crossover_rate:
-            candidates = list(crossover(a, b, space, rng))
-            origin, lineage = "crossover", [a.hash(), b.hash()]
-        else:
-            candidates = [a.copy()]
-            origin, lineage = "mutation", [a.hash()]
-        for genome in candidates:
-            if len(children) >= count:
-                break
-            genome = mutate(genome, space, rng, params.mutation_rate)
-            tries = 0
-            while genome.hash() in seen and tries < MAX_RETRIES:
-                genome = mutate(genome, space, rng, max(params.mutation_rate, 0.3))
-                tries += 1
-            if genome.hash() in seen:
-                genome, origin, lineage = _fresh(space, rng, seen), "random", []
-            seen.add(genome.hash())
-            children.append(Child(genome, lineage, origin))
+    try:
+        while len(children) < count:
+            a = parents[tournament(ranking, rng, params.tournament_size)]
+            b = parents[tournament(ranking, rng, params.tournament_size)]
+            if rng.random() < params.crossover_rate:
+                candidates = list(crossover(a, b, space, rng))
+                origin, lineage = "crossover", [a.hash(), b.hash()]
+            else:
+                candidates = [a.copy()]
+                origin, lineage = "mutation", [a.hash()]
+            for genome in candidates:
+                if len(children) >= count:
+                    break
+                genome = mutate(genome, space, rng, params.mutation_rate)
+                tries = 0
+                while genome.hash() in seen and tries < MAX_RETRIES:
+                    genome = mutate(genome, space, rng, max(params.mutation_rate, 0.3))
+                    tries += 1
+                if genome.hash() in seen:  # no unseen variation: a fresh sample instead
+                    children.append(Child(_fresh(space, rng, seen), [], "random"))
+                else:
+                    children.append(Child(genome, lineage, origin))
+                seen.add(children[-1].genome.hash())
+    except SpaceExhausted as exc:
+        raise SpaceExhausted(str(exc), children) from None
     return children

@@ -6,10 +6,16 @@ population. When a generation's candidates are all evaluated, survival picks the
 population, and the generation is summarised: Pareto front over everything evaluated so
 far, hypervolume in the job's fixed frame, evaluation count.
 
+With `algorithm: surrogate`, breeding makes a pool of `pool_factor` times as many offspring
+and a surrogate (orchestrator/search/surrogate.py) picks the ones to evaluate from every
+observation there is: the archive, plus `prior(generation)` — what other jobs measured
+(the driver reads it from the database, up to a cut-off fixed per generation).
+
 Breeding for generation g draws from `random.Random(f"{seed}:{g}")` and depends only on the
-population and the set of genomes already seen, so a driver that crashed after breeding but
-before storing the offspring breeds exactly the same ones again when it resumes.
-The persistent driver (orchestrator.driver) and the benchmarks both run this class.
+population, the set of genomes already seen and (for the surrogate) the observations, so a
+driver that crashed after breeding but before storing the offspring breeds exactly the same
+ones again when it resumes. The persistent driver (orchestrator.driver) and the benchmarks
+both run this class.
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ from typing import Any, Callable
 import numpy as np
 
 from core import Genome, SearchSpace
-
 from core.job_spec import EvolutionSpec
+from core.metrics import Constraint, fitness
 
 from .evolution import Child, breed, initial_population
-from core.metrics import Constraint, fitness
 from .selection import (NormalisationFrame, hypervolume, pareto_front, rank_population,
                         survive)
+from core.prediction_accuracy import prediction_accuracy
+
+from .surrogate import Observation, SurrogateSelector
 
 
 @dataclass
@@ -40,6 +48,7 @@ class Individual:
     parents: list[str] = field(default_factory=list)
     origin: str = "random"
     metrics: dict[str, Any] | None = None  # None until evaluated
+    predictions: dict[str, dict[str, float]] = field(default_factory=dict)  # see Child
 
     @property
     def hash(self) -> str:
@@ -57,13 +66,19 @@ class GenerationSummary:
 
 class SearchLoop:
     def __init__(self, space: SearchSpace, params: EvolutionSpec, objectives: list[str],
-                 constraints: list[Constraint] | None = None):
+                 constraints: list[Constraint] | None = None,
+                 prior: Callable[[int], list[Observation]] | None = None):
         self.space, self.params = space, params
         self.objectives, self.constraints = objectives, constraints or []
+        self.prior = prior
         self.archive: dict[str, Individual] = {}
         self.population: list[str] = []
         self.history: list[GenerationSummary] = []
         self.frame: NormalisationFrame | None = None
+        self.selector = SurrogateSelector(
+            objectives, self.constraints, min_points=params.surrogate_min_points,
+            seed=params.seed) if params.algorithm == "surrogate" else None
+        self.selection_info: dict[int, dict[str, Any]] = {}  # generation -> how it was picked
 
     # ----------------------------------------------------------------- breeding
 
@@ -76,16 +91,57 @@ class SearchLoop:
         parents = [self.archive[h] for h in self.population]
         objectives, violation = self.matrix(parents)
         ranking = rank_population(objectives, violation)
-        return breed([c.genome for c in parents], ranking, self.space, self.params, rng, seen,
-                     self.params.offspring_per_generation)
+        count = self.params.offspring_per_generation
+        if self.selector is None:
+            return breed([c.genome for c in parents], ranking, self.space, self.params, rng,
+                         seen, count)
+        pool = breed([c.genome for c in parents], ranking, self.space, self.params, rng, seen,
+                     count * self.params.pool_factor, allow_fewer=True)
+        selection = self.selector.select([c.genome for c in pool], count,
+                                         self.observations(generation), generation)
+        if selection is None:  # too little data: the pool starts with plain NSGA-II's brood
+            self.selection_info[generation] = {"pool": len(pool), "fallback": True}
+            return pool[:count]
+        self.selection_info[generation] = {**selection.info, "fallback": False}
+        picked = [pool[i] for i in selection.picked]
+        for child, predicted in zip(picked, selection.predictions):
+            child.predictions = predicted
+        return picked
+
+    def observations(self, generation: int) -> list[Observation]:
+        """Everything measured that the surrogate may learn from when breeding `generation`:
+        the archive first, then other jobs' observations of genomes not in it."""
+        own = [(c.genome, c.metrics) for c in self.archive.values() if c.metrics is not None]
+        known = set(self.archive)
+        others = [(g, m) for g, m in (self.prior(generation) if self.prior else [])
+                  if g.hash() not in known]
+        return own + others
 
     def add(self, children: list[Child], generation: int) -> list[Individual]:
         added = []
         for child in children:
-            candidate = Individual(child.genome, generation, child.parents, child.origin)
+            candidate = Individual(child.genome, generation, child.parents, child.origin,
+                                   predictions=dict(child.predictions))
             self.archive.setdefault(candidate.hash, candidate)
             added.append(self.archive[candidate.hash])
         return added
+
+    def prediction_report(self, generation: int) -> dict[str, Any]:
+        """How well the predictions that picked offspring matched the measurements: for this
+        generation's offspring and for the whole job so far."""
+        def pairs(individuals: list[Individual]) -> dict[str, list[tuple[float, float]]]:
+            out: dict[str, list[tuple[float, float]]] = {}
+            for c in individuals:
+                for metric, predicted in c.predictions.items():
+                    measured = (c.metrics or {}).get(metric)
+                    if measured is not None:
+                        out.setdefault(metric, []).append((predicted["mean"], measured))
+            return out
+
+        everything = list(self.archive.values())
+        return {"generation": prediction_accuracy(pairs([c for c in everything
+                                                         if c.generation == generation])),
+                "job": prediction_accuracy(pairs(everything))}
 
     # ----------------------------------------------------------------- fitness
 

@@ -318,3 +318,60 @@ def test_the_driver_and_its_parts_load_neither_ray_nor_torch():
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
 
+
+
+def test_a_surrogate_job_stores_what_it_predicted_and_how_well(db, tmp_path):
+    job_id = submit(db, spec(evolution={"algorithm": "surrogate", "population": 6,
+                                        "generations": 3, "pool_factor": 4,
+                                        "surrogate_min_points": 5}))
+    assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "completed"
+    candidates = results.job_candidates(db, job_id)
+    bred = [c for c in candidates if c.generation > 0]
+    assert bred and all(set(c.predictions) == {"perplexity"} for c in bred)
+    assert all(not c.predictions for c in candidates if c.generation == 0)
+    for c in bred:
+        assert c.predictions["perplexity"]["mean"] > 0 and c.predictions["perplexity"]["log_std"] >= 0
+    stats = results.generations_since(db, job_id, 0)[-1].stats
+    assert stats["selection"]["fallback"] is False and stats["selection"]["pool"] == 4 * 4
+    job_accuracy = stats["predictor"]["job"]["perplexity"]
+    assert job_accuracy["n"] == len(bred) and job_accuracy["mdape"] >= 0
+
+
+BREED_IN_A_FRESH_PROCESS = """
+import sys
+from pathlib import Path
+from orchestrator.records import JobRecords
+from orchestrator.search.loop import SearchLoop
+from store.engine import make_engine, session_factory
+records = JobRecords(session_factory(make_engine(sys.argv[1])), Path(sys.argv[2]), int(sys.argv[3]), "me")
+spec = records.spec
+loop = SearchLoop(spec.search_space, spec.evolution, spec.objectives, prior=records.prior_observations)
+restored = records.restore(loop)
+print(" ".join(sorted(c.genome.hash() for c in loop.children_for(restored.next_generation))))
+"""
+
+
+def test_a_surrogate_job_resumed_after_a_crash_breeds_the_same_offspring(db, tmp_path):
+    evolution = {"algorithm": "surrogate", "population": 6, "generations": 3, "pool_factor": 4,
+                 "surrogate_min_points": 5}
+    job_id = submit(db, spec(evolution=evolution))
+    crashing = FakeEvaluator(crash_after=6 + 4)  # generations 0 and 1, then it dies in 2
+    with pytest.raises(KeyboardInterrupt):
+        runner(db, tmp_path, job_id, crashing).run()
+    # As if the process had died after breeding generation 2 but before storing it.
+    bred = sorted(c.genome_hash for c in results.job_candidates(db, job_id) if c.generation == 2)
+    assert len(bred) == 4
+    from sqlalchemy import delete
+
+    from store import transaction
+    from store.models import Candidate as CandidateRow
+
+    with transaction(db) as s:
+        s.execute(delete(CandidateRow).where(CandidateRow.job_id == job_id,
+                                             CandidateRow.generation == 2))
+    url = str(db.kw["bind"].url)
+    again = subprocess.run([sys.executable, "-c", BREED_IN_A_FRESH_PROCESS, url,
+                            str(tmp_path / "artifacts"), str(job_id)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.split() == bred

@@ -1,0 +1,234 @@
+"""Surrogate-assisted selection: breed many offspring, evaluate the ones worth it.
+
+Every objective that costs something to measure — quality (perplexity, mad_error) and
+hardware (prefill_ms, decode_ms, peak_mem_mb per device class) — gets a Gaussian process
+(BoTorch `SingleTaskGP`) on the fixed-length genome encoding (`core.encoding`), fitted to
+every observation there is: the job's own evaluations plus, through `prior`, every
+evaluation with the same training config and every measurement of that device class in
+other jobs (the fleet's latency model). Static objectives (params, cache_bytes@L, flops@L)
+are exact and enter the acquisition as known values, not predictions.
+
+Each generation NSGA-II's variation breeds a pool of `pool_factor` times the offspring it
+evaluates; offspring that break a constraint on a static metric are dropped (never
+evaluated), and the rest are ranked by log noisy expected hypervolume improvement
+(`qLogNoisyExpectedHypervolumeImprovement`) over the current front, picked greedily (each
+pick conditions the next), with constraints on predicted metrics as probabilistic
+feasibility weights. Objectives are compared on log scales normalised by the observed range,
+so no unit dominates the hypervolume. Below `min_points` observations of every modelled
+objective the selector declines and the search takes the pool's first offspring: exactly
+what plain NSGA-II would have bred.
+
+Deterministic: a fixed seed per (job seed, generation), one torch thread, float64 and a
+seeded quasi-Monte-Carlo sampler make the same data give the same picks in a fresh process,
+so a resumed job breeds what it would have bred.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core import Genome
+from core.encoding import GenomeEncoding
+from core.metrics import Constraint, parse_metric, static_metrics
+
+Observation = tuple[Genome, dict[str, Any]]  # a genome and the metrics measured for it
+
+
+def modelled(name: str) -> bool:
+    """Metrics that cost an evaluation to learn (everything but the exact static ones)."""
+    return parse_metric(name).kind != "static"
+
+
+@dataclass
+class Selection:
+    picked: list[int]  # indices into the pool, in pick order
+    predictions: list[dict[str, dict[str, float]]]  # per pick: metric -> {"mean", "log_std"}
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _log(values: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(values, 1e-12))
+
+
+@dataclass
+class SurrogateSelector:
+    objectives: list[str]
+    constraints: list[Constraint] = field(default_factory=list)
+    min_points: int = 10
+    mc_samples: int = 32
+    shortlist_factor: int = 3  # greedy picks run over the best k x this by single-pick value
+    fit_iterations: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        lengths = sorted({parse_metric(m).length for m in self.objectives
+                          if parse_metric(m).length} | {128})
+        self.encoding = GenomeEncoding(contexts=tuple(lengths[:3]))
+        names = self.objectives + [c.metric for c in self.constraints]
+        self.modelled = list(dict.fromkeys(m for m in names if modelled(m)))
+        self.static = [m for m in self.objectives if not modelled(m)]
+
+    # ----------------------------------------------------------------- data
+
+    def training_sets(self, observations: list[Observation]) -> dict[str, tuple[list[int],
+                                                                                 np.ndarray]]:
+        """Per modelled metric: which observations have a finite positive value, and the
+        logs of those values."""
+        sets: dict[str, tuple[list[int], np.ndarray]] = {}
+        for metric in self.modelled:
+            rows, values = [], []
+            for i, (_, metrics) in enumerate(observations):
+                value = metrics.get(metric)
+                if value is not None and math.isfinite(value) and value > 0:
+                    rows.append(i)
+                    values.append(value)
+            sets[metric] = (rows, _log(np.asarray(values, dtype=float)))
+        return sets
+
+    def ready(self, observations: list[Observation]) -> bool:
+        return all(len(g) >= self.min_points
+                   for g, _ in self.training_sets(observations).values())
+
+    # ----------------------------------------------------------------- selection
+
+    def select(self, pool: list[Genome], k: int, observations: list[Observation],
+               generation: int) -> Selection | None:
+        """Pick `k` of `pool` to evaluate, or None when the models lack data."""
+        if not self.modelled or not self.ready(observations):
+            return None
+        statics = [static_metrics(g.to_json(), self.static + [c.metric for c in self.constraints
+                                                              if not modelled(c.metric)])
+                   for g in pool]
+        allowed = [i for i, s in enumerate(statics)
+                   if all(c.violation(s) == 0 for c in self.constraints if not modelled(c.metric))]
+        info: dict[str, Any] = {"pool": len(pool), "statically_feasible": len(allowed)}
+        if not allowed:
+            return None
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 1009 + generation)
+                chosen, predictions = self._acquire(pool, allowed, k, observations, info)
+        finally:
+            torch.set_num_threads(threads)
+        return Selection(chosen, predictions, info)
+
+    def _acquire(self, pool: list[Genome], allowed: list[int], k: int,
+                 observations: list[Observation], info: dict[str, Any]):
+        import torch
+        from botorch.acquisition.multi_objective.logei import \
+            qLogNoisyExpectedHypervolumeImprovement
+        from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import ModelListGP, SingleTaskGP
+        from botorch.models.transforms.input import Normalize
+        from botorch.models.transforms.outcome import Standardize
+        from botorch.sampling.normal import SobolQMCNormalSampler
+        from botorch.utils.multi_objective.hypervolume import infer_reference_point
+        from botorch.utils.multi_objective.pareto import is_non_dominated
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        dtype = torch.float64
+        sets = self.training_sets(observations)
+        # Log-scale frames: each modelled metric by its observed range, each static one by
+        # the range over observations and pool, so every objective spans about [0, 1].
+        frames: dict[str, tuple[float, float]] = {}
+        for metric, (_, logs) in sets.items():
+            frames[metric] = (float(logs.min()), float(logs.max()))
+        observed_genomes = [g for g, _ in observations]
+        static_logs = {}
+        for metric in self.static:
+            values = np.asarray([static_metrics(g.to_json(), [metric])[metric]
+                                 for g in observed_genomes + pool])
+            static_logs[metric] = _log(values)
+            frames[metric] = (float(static_logs[metric].min()), float(static_logs[metric].max()))
+
+        def scale(metric: str, logs: np.ndarray) -> np.ndarray:
+            low, high = frames[metric]
+            return (logs - low) / max(high - low, 1e-9)
+
+        n_obs = len(observed_genomes)
+        static_columns = np.stack([scale(m, static_logs[m]) for m in self.static], axis=1) \
+            if self.static else np.zeros((n_obs + len(pool), 0))
+        features = self.encoding.encode_all(observed_genomes + pool)
+        X_all = np.concatenate([features, static_columns], axis=1)
+        n_features, n_static = features.shape[1], static_columns.shape[1]
+        X_all_t = torch.tensor(X_all, dtype=dtype)
+        bounds = torch.stack([X_all_t.min(0).values, X_all_t.max(0).values])
+        bounds[1] = torch.maximum(bounds[1], bounds[0] + 1e-6)
+
+        models = []
+        for metric in self.modelled:
+            rows, logs = sets[metric]
+            X = X_all_t[rows]
+            Y = -torch.tensor(scale(metric, logs), dtype=dtype).unsqueeze(-1)  # maximise
+            gp = SingleTaskGP(X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds),
+                              outcome_transform=Standardize(m=1))
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp),
+                             optimizer_kwargs={"options": {"maxiter": self.fit_iterations}})
+            models.append(gp)
+        model = ModelListGP(*models)
+
+        objective_outputs = [self.modelled.index(m) for m in self.objectives if modelled(m)]
+
+        def objective(Z, X=None):
+            parts = [Z[..., objective_outputs]]
+            if n_static:
+                parts.append((-X[..., n_features:]).expand(*Z.shape[:-1], n_static))
+            return torch.cat(parts, dim=-1)
+
+        constraints = []
+        for c in self.constraints:
+            if modelled(c.metric):
+                j = self.modelled.index(c.metric)
+                bound = float(scale(c.metric, _log(np.asarray([c.value])))[0])
+                constraints.append(lambda Z, j=j, bound=bound: -Z[..., j] - bound)
+
+        # The baseline: observations with every objective known.
+        complete = [i for i, (_, metrics) in enumerate(observations)
+                    if all(metrics.get(m) is not None and math.isfinite(metrics[m])
+                           and metrics[m] > 0 for m in self.objectives if modelled(m))]
+        X_base = X_all_t[complete]
+        with torch.no_grad():
+            Y_base = objective(model.posterior(X_base).mean, X_base)
+        ref = infer_reference_point(Y_base[is_non_dominated(Y_base)])
+        acquisition = qLogNoisyExpectedHypervolumeImprovement(
+            model=model, ref_point=ref, X_baseline=X_base,
+            objective=GenericMCMultiOutputObjective(objective),
+            sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=self.seed),
+            constraints=constraints or None, eta=1e-2, prune_baseline=True, cache_root=True)
+
+        X_pool = X_all_t[n_obs:]
+        with torch.no_grad():
+            single = acquisition(X_pool[allowed].unsqueeze(-2))
+        order = sorted(range(len(allowed)), key=lambda i: (-float(single[i]), i))
+        remaining = [allowed[i] for i in order[: max(k, k * self.shortlist_factor)]]
+        chosen: list[int] = []
+        with torch.no_grad():
+            for _ in range(min(k, len(remaining))):
+                values = acquisition(X_pool[remaining].unsqueeze(-2))
+                best = int(values.argmax())
+                chosen.append(remaining.pop(best))
+                acquisition.set_X_pending(X_pool[chosen])
+            posterior = model.posterior(X_pool[chosen])
+            means, stds = posterior.mean.numpy(), posterior.variance.sqrt().numpy()
+        predictions = []
+        for row in range(len(chosen)):
+            entry = {}
+            for j, metric in enumerate(self.modelled):
+                low, high = frames[metric]
+                span = max(high - low, 1e-9)
+                log_mean = -means[row, j] * span + low  # undo the negation and the frame
+                entry[metric] = {"mean": float(math.exp(log_mean)),
+                                 "log_std": float(stds[row, j] * span)}
+            predictions.append(entry)
+        info.update(shortlist=len(order[: max(k, k * self.shortlist_factor)]),
+                    points={m: len(sets[m][0]) for m in self.modelled})
+        return chosen, predictions
