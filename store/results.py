@@ -174,3 +174,22 @@ def measured_candidates(sessions: SessionFactory, metric_names: list[str], befor
         if found:
             out.append((genome, found))
     return out
+
+
+def device_class_predictions(sessions: SessionFactory, device_class: str
+                             ) -> tuple[int, dict[str, list[tuple[float, float]]]]:
+    """For one device class, across jobs: how many candidates hold a measurement of it, and
+    per metric of that class the (predicted, measured) pairs of candidates that a surrogate
+    predicted before they were measured."""
+    suffix = f"[{device_class}]"
+    measured, pairs = 0, {}
+    with transaction(sessions) as s:
+        rows = s.execute(select(Candidate.metrics, Candidate.predictions)
+                         .where(Candidate.status.in_(("done", "failed")))).all()
+    for metrics, predictions in rows:
+        mine = {k: v for k, v in (metrics or {}).items() if k.endswith(suffix)}
+        measured += bool(mine)
+        for metric, predicted in (predictions or {}).items():
+            if metric in mine:
+                pairs.setdefault(metric, []).append((predicted["mean"], mine[metric]))
+    return measured, pairs

@@ -24,7 +24,7 @@ router = APIRouter(tags=["results"])
 def summary(c: Candidate) -> CandidateSummary:
     return CandidateSummary(id=c.id, genome_hash=c.genome_hash, generation=c.generation,
                             origin=c.origin, status=c.status, metrics=c.metrics or {},
-                            failure=c.failure)
+                            failure=c.failure, predictions=c.predictions or {})
 
 
 @router.get("/jobs/{job_id}/generations", response_model=GenerationsResponse)

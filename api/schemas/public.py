@@ -52,6 +52,8 @@ class CandidateSummary(BaseModel):
     status: str
     metrics: dict[str, Any]
     failure: str | None = None
+    # what the search's surrogate predicted before evaluating it: metric -> {mean, log_std}
+    predictions: dict[str, Any] = {}
 
 
 class GenerationsResponse(BaseModel):
@@ -116,3 +118,15 @@ class OperatorPublic(BaseModel):
 class CatalogResponse(BaseModel):
     operators: list[OperatorPublic]  # in class-id order
     presets: dict[str, str]  # name -> one-line summary
+
+
+class PredictorAccuracy(BaseModel):
+    n: int  # candidates predicted before they were measured
+    kendall_tau: float | None
+    mdape: float | None  # median absolute percentage error, as a fraction
+
+
+class LatencyModelPublic(BaseModel):
+    device_class: str
+    measured_candidates: int  # every candidate measured on this class, across jobs
+    metrics: dict[str, PredictorAccuracy]  # per hardware metric of this class

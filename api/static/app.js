@@ -81,6 +81,7 @@ async function jobPage(id) {
     <div class="row"><div><div id="pareto" class="plot"></div>
       x <select id="x">${options(state.x)}</select> y <select id="y">${options(state.y)}</select></div>
       <div id="hv" class="plot"></div></div>
+    <div class="row" id="surrogate" hidden><div id="predicted" class="plot"></div><div id="accuracy" class="plot"></div></div>
     <div class="row"><div><h3>Candidates</h3><table id="candidates"></table></div><div id="detail"></div></div>`;
   document.getElementById("x").onchange = e => { state.x = e.target.value; drawPareto(state); };
   document.getElementById("y").onchange = e => { state.y = e.target.value; drawPareto(state); };
@@ -104,7 +105,34 @@ async function refresh(state) {
     state.generations.push(...data.generations);
     state.since = data.generations[data.generations.length - 1].index + 1;
   }
-  drawPareto(state); drawHypervolume(state); drawTable(state);
+  drawPareto(state); drawHypervolume(state); drawTable(state); drawPredictions(state);
+}
+
+// Surrogate jobs: what was predicted for each evaluated offspring against what was measured
+// (for the x-axis objective), and the predictor's Kendall tau per generation.
+function drawPredictions(state) {
+  const predicted = [...state.candidates.values()].filter(c => c.predictions && Object.keys(c.predictions).length);
+  document.getElementById("surrogate").hidden = !predicted.length;
+  if (!predicted.length) return;
+  const metrics = [...new Set(predicted.flatMap(c => Object.keys(c.predictions)))];
+  const metric = metrics.includes(state.x) ? state.x : metrics[0];
+  const pairs = predicted.filter(c => metric in c.predictions && metric in c.metrics);
+  const xs = pairs.map(c => c.predictions[metric].mean), ys = pairs.map(c => c.metrics[metric]);
+  const span = [Math.min(...xs, ...ys), Math.max(...xs, ...ys)];
+  Plotly.react("predicted", [
+    {x: xs, y: ys, mode: "markers", type: "scatter", name: "offspring",
+     text: pairs.map(c => `#${c.id} gen ${c.generation}`)},
+    {x: span, y: span, mode: "lines", type: "scatter", name: "predicted = measured", line: {dash: "dot"}}],
+    {title: title(`predicted vs measured: ${metric}`), xaxis: {title: title("predicted")},
+     yaxis: {title: title("measured")}, margin: {t: 40}}, {displayModeBar: false});
+  const traces = metrics.map(m => {
+    const gens = state.generations.filter(g => g.stats?.predictor?.generation?.[m]?.kendall_tau != null);
+    return {x: gens.map(g => g.index), y: gens.map(g => g.stats.predictor.generation[m].kendall_tau),
+            mode: "lines+markers", type: "scatter", name: m};
+  });
+  Plotly.react("accuracy", traces, {title: title("predictor Kendall tau per generation"),
+    xaxis: {title: title("generation"), dtick: 1}, yaxis: {title: title("Kendall tau"), range: [-1, 1]},
+    margin: {t: 40}}, {displayModeBar: false});
 }
 
 function front(state) {

@@ -273,3 +273,27 @@ def test_api_imports_neither_torch_nor_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).parents[2], timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_latency_model_reports_prediction_accuracy_per_device_class(client):
+    from store import jobs as job_store
+
+    sessions = client.app.state.sessions
+    job = job_store.create_job(sessions, "fleet", {"objectives": ["params"]})
+    measured = [1.0, 2.0, 3.0, 4.0, 5.0]
+    predicted = [1.1, 1.8, 3.3, 3.9, 6.0]  # same order: tau 1; errors 10%, 10%, 10%, 2.5%, 20%
+    rows = result_store.add_candidates(sessions, job.id, 1, [
+        {"genome": {}, "genome_hash": f"{i:016x}",
+         "predictions": {"decode_ms@128[Pixel 8]": {"mean": p, "log_std": 0.1}}}
+        for i, p in enumerate(predicted)])
+    for row, value in zip(rows, measured):
+        result_store.set_candidate_result(sessions, row.id, "done",
+                                          {"decode_ms@128[Pixel 8]": value, "params": 10})
+    other = result_store.add_candidates(sessions, job.id, 0, [{"genome": {}, "genome_hash": "f" * 16}])
+    result_store.set_candidate_result(sessions, other[0].id, "done", {"decode_ms@128[Pixel 8]": 9.0})
+    body = client.get("/api/v1/device-classes/Pixel 8/latency-model").json()
+    assert body["device_class"] == "Pixel 8" and body["measured_candidates"] == 6
+    accuracy = body["metrics"]["decode_ms@128[Pixel 8]"]
+    assert accuracy["n"] == 5 and accuracy["kendall_tau"] == pytest.approx(1.0)
+    assert accuracy["mdape"] == pytest.approx(0.10)
+    assert client.get("/api/v1/device-classes/SM-S928B/latency-model").json()["metrics"] == {}
