@@ -1,15 +1,26 @@
-"""NSGA-II vs random search at equal evaluation budget, then STAR's table at this scale.
+"""Random search vs NSGA-II vs surrogate-assisted NSGA-II at equal evaluation budgets.
 
-Tiny models, real training on the built-in corpus (byte tokenizer, a fixed token budget),
-evaluations fanned out as Ray tasks. Each algorithm runs with 3 seeds; hypervolume against
-the number of evaluations is computed in one frame shared by all runs (the ideal and nadir
-of everything evaluated), on the search objectives (perplexity, params, cache_bytes@1024).
-The presets, sized like the search's models and trained with the same budget, are the
-baselines; the search starts without them. STAR's table: how many of the final Pareto set
-dominate each baseline on (perplexity, params) and on (perplexity, cache bytes), and the
-best cache reduction at equal or better perplexity.
+Tiny models, real training on the built-in corpus (byte tokenizer, a fixed token budget) as
+Ray tasks, on two objective sets:
+- static:   (perplexity, params, cache_bytes@1024)
+- hardware: (perplexity, decode_ms@128[host], params), decode latency measured by the host
+            agent's own backend (`device_agent.host_backend`) on each candidate's ONNX export,
+            one measurement at a time while the workers are idle.
+Each (set, algorithm, seed) is an independent search (population 16, 9 generations: the
+initial 16 and 8 x 14 offspring = 128 evaluations), started without the presets so the
+three algorithms get the same start; hypervolume against evaluations is computed in one
+frame per set (ideal and nadir of everything evaluated in that set). Evaluations are cached
+by genome across runs (the same genome is never trained or measured twice). With
+`--presets`, NSGA-II and the surrogate also run with the presets in the initial population,
+as users run them, for STAR's table and the check against `lfm2`. The presets, sized like
+the searched models and trained with the same budget, are the baselines.
 
-    python -m bench.search [--population 8 --generations 5 --tokens 60000 --seeds 0 1 2]
+Reported: hypervolume per evaluation count (mean and spread over seeds), evaluations each
+algorithm needs to reach random search's final mean hypervolume, the surrogate's predictor
+accuracy per generation (Kendall tau, median absolute percentage error), and STAR's table.
+
+    python -m bench.search [--sets static hardware] [--seeds 0 1 2] [--population 16]
+                           [--generations 9] [--tokens 30000] [--presets]
 """
 
 from __future__ import annotations
@@ -18,150 +29,233 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from orchestrator.ray_evaluator import RayEvaluator, connect
 from core import SearchSpace, preset
 from core.job_spec import EvolutionSpec
-from orchestrator.search.loop import Individual, SearchLoop
 from core.metrics import static_metrics
+from orchestrator.ray_evaluator import RayEvaluator, connect
+from orchestrator.search.loop import Individual, SearchLoop
 from orchestrator.search.selection import NormalisationFrame, hypervolume
 
 RESULTS = Path(__file__).parent / "results"
-OBJECTIVES = ["perplexity", "params", "cache_bytes@1024"]
-BASELINES = ["transformer++", "striped-hyena", "lfm2", "mobilellm"]
+HOST = "decode_ms@128[host]"
+OBJECTIVE_SETS = {"static": ["perplexity", "params", "cache_bytes@1024"],
+                  "hardware": ["perplexity", HOST, "params"]}
+ALGORITHMS = ["random", "nsga2", "surrogate"]
+BASELINES = ["transformer++", "lfm2", "hyena-edge", "striped-hyena", "mobilellm"]
 VOCAB = 257  # byte tokenizer
+SPACE = SearchSpace(classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
+                    widths=[32, 48, 64], depth_min=2, depth_max=8, vocab_size=VOCAB)
+PRESET_SIZE = dict(width=48, layers=2, heads=4, kv_heads=2, ffn=96)
 
 
-def evaluate_all(evaluator: RayEvaluator, candidates: list[Individual], config: dict) -> None:
-    by_key = {str(i): c for i, c in enumerate(candidates)}
-    for key, c in by_key.items():
-        evaluator.submit_quality(key, c.genome.to_json(), config, timeout_s=900)
-    while evaluator.in_flight():
-        for finished in evaluator.collect(1.0):
-            c = by_key[finished.genome_hash]
-            metrics = static_metrics(c.genome.to_json(), OBJECTIVES)
-            record = finished.value["result"] if finished.ok else {"status": "failed"}
-            if record.get("status") == "ok":
-                metrics["perplexity"] = record["perplexity"]
+class Evaluations:
+    """Every genome's perplexity and host decode latency, computed once for all runs."""
+
+    def __init__(self, evaluator: RayEvaluator, config: dict[str, Any]):
+        self.evaluator, self.config = evaluator, config
+        self.perplexity: dict[str, float | None] = {}
+        self.decode_ms: dict[str, float | None] = {}
+
+    def _drain(self) -> list:
+        done = []
+        while self.evaluator.in_flight():
+            done += self.evaluator.collect(1.0)
+        return done
+
+    def evaluate(self, individuals: list[Individual], objectives: list[str]) -> None:
+        todo = {c.hash: c for c in individuals if c.hash not in self.perplexity}
+        for h, c in todo.items():
+            self.evaluator.submit_quality(h, c.genome.to_json(), self.config, timeout_s=900)
+        for finished in self._drain():
+            record = finished.value["result"] if finished.ok else {}
+            self.perplexity[finished.genome_hash] = (record.get("perplexity")
+                                                     if record.get("status") == "ok" else None)
+        if HOST in objectives:
+            self._measure([c for c in individuals if c.hash not in self.decode_ms])
+        for c in individuals:
+            metrics = static_metrics(c.genome.to_json(), objectives)
+            if self.perplexity.get(c.hash) is not None:
+                metrics["perplexity"] = self.perplexity[c.hash]
+            if HOST in objectives and self.decode_ms.get(c.hash) is not None:
+                metrics[HOST] = self.decode_ms[c.hash]
             c.metrics = metrics
+
+    def _measure(self, individuals: list[Individual]) -> None:
+        import tempfile
+
+        from core.protocol import MeasurementSpec
+        from device_agent.host_backend import measure_task
+
+        for c in individuals:
+            self.evaluator.submit_export(c.hash, c.genome.to_json(), None, timeout_s=900)
+        exported = {f.genome_hash: f for f in self._drain()}
+        spec = MeasurementSpec(prefill_lengths=[16], decode_contexts=[128], warmup=2,
+                               repeats=10)
+        for c in individuals:  # one at a time, the Ray workers idle: timings are not shared
+            finished = exported[c.hash]
+            if not finished.ok:
+                self.decode_ms[c.hash] = None
+                continue
+            with tempfile.TemporaryDirectory() as folder:
+                for name, data in finished.value["files"].items():
+                    (Path(folder) / name).write_bytes(data)
+                report = measure_task(Path(folder), spec)
+            self.decode_ms[c.hash] = report.decode[0].median_ms
 
 
 def dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
+def run_search(name: str, objectives: list[str], algorithm: str, seed: int, args,
+               evaluations: Evaluations, presets: bool) -> dict[str, Any]:
+    spec = EvolutionSpec(algorithm=algorithm, population=args.population,
+                         generations=args.generations, seed=seed, include_presets=presets)
+    loop = SearchLoop(SPACE, spec, objectives)
+    started = time.perf_counter()
+    predictor = []  # the surrogate's accuracy, generation by generation
+    for generation in range(spec.generations):
+        individuals = loop.add(loop.children_for(generation), generation)
+        todo = [c for c in individuals if c.metrics is None]
+        if todo:
+            evaluations.evaluate(todo, objectives)
+        loop.complete(generation, [c.hash for c in individuals])
+        if algorithm == "surrogate":
+            predictor.append({"generation": generation,
+                              "fallback": loop.selection_info.get(generation, {}).get(
+                                  "fallback", True),
+                              **loop.prediction_report(generation)})
+    print(f"{name:8s} {algorithm:9s} seed {seed}{' +presets' if presets else ''}: "
+          f"{loop.history[-1].evaluations} evaluations, {len(loop.history[-1].pareto)} on the "
+          f"front ({time.perf_counter() - started:.0f}s)", flush=True)
+    return {"loop": loop, "predictor": predictor, "seed": seed, "algorithm": algorithm,
+            "presets": presets}
+
+
+def curve(run: dict[str, Any], reference: SearchLoop, frame: NormalisationFrame) -> list[float]:
+    loop = run["loop"]
+    ordered = sorted(loop.archive.values(), key=lambda c: c.generation)
+    obj, vio = reference.matrix(ordered)
+    return [hypervolume(obj[:h.evaluations], vio[:h.evaluations], frame) for h in loop.history]
+
+
+def star_rows(run: dict[str, Any], baselines: dict[str, dict], objectives: list[str]) -> dict:
+    front = [run["loop"].archive[h] for h in run["loop"].history[-1].pareto]
+    row: dict[str, Any] = {"algorithm": run["algorithm"], "seed": run["seed"],
+                           "presets": run["presets"], "pareto_size": len(front)}
+    cost = objectives[1]
+    for name, base in baselines.items():
+        if "perplexity" not in base or cost not in base:
+            continue
+        for label, metric in (("ppl_params", "params"), (f"ppl_{cost}", cost)):
+            b = np.array([base["perplexity"], base[metric]])
+            row[f"{name}:{label}"] = sum(dominates(np.array([c.metrics["perplexity"],
+                                                             c.metrics[metric]]), b)
+                                         for c in front
+                                         if "perplexity" in c.metrics and metric in c.metrics)
+    return row
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--population", type=int, default=8)
-    parser.add_argument("--generations", type=int, default=5)
-    parser.add_argument("--tokens", type=int, default=60_000)
+    parser.add_argument("--sets", nargs="+", default=list(OBJECTIVE_SETS),
+                        choices=list(OBJECTIVE_SETS))
+    parser.add_argument("--algorithms", nargs="+", default=ALGORITHMS, choices=ALGORITHMS)
+    parser.add_argument("--population", type=int, default=16)
+    parser.add_argument("--generations", type=int, default=9)
+    parser.add_argument("--tokens", type=int, default=30_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--presets", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run NSGA-II and the surrogate with presets in generation 0")
     parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs")
+    parser.add_argument("--out", type=Path, default=RESULTS / "search.json")
     args = parser.parse_args(argv)
     connect(num_cpus=args.workers)
-    evaluator = RayEvaluator()
     config = {"tokens": args.tokens, "seq_len": 64, "batch_size": 16,
-              "tokenizer": {"kind": "byte"}, "eval_tokens": 16_384}
-    space = SearchSpace(classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
-                        widths=[32, 48, 64], depth_min=2, depth_max=8, vocab_size=VOCAB)
+              "tokenizer": {"kind": "byte"}, "eval_tokens": 8_192}
+    evaluations = Evaluations(RayEvaluator(), config)
     started = time.perf_counter()
-
-    runs: dict[str, list[SearchLoop]] = {"nsga2": [], "random": []}
-    for seed in args.seeds:
-        for algorithm in runs:
-            params = EvolutionSpec(algorithm=algorithm, population=args.population,
-                                     generations=args.generations, seed=seed,
-                                     include_presets=False)
-            loop = SearchLoop(space, params, OBJECTIVES)
-            loop.run(lambda cs: evaluate_all(evaluator, cs, config))
-            runs[algorithm].append(loop)
-            print(f"{algorithm:6s} seed {seed}: {loop.history[-1].evaluations} evaluations, "
-                  f"{len(loop.history[-1].pareto)} on the Pareto front "
-                  f"({time.perf_counter() - started:.0f}s)", flush=True)
-
-    sizes = {name: dict(width=64, layers=2, heads=4, kv_heads=2, ffn=128) for name in BASELINES}
-    sizes["mobilellm"] = dict(width=48, layers=4, heads=4, kv_heads=2, ffn=96)  # deep and thin
-    baselines = [Individual(preset(name, vocab=VOCAB, **sizes[name]), -1, origin=name)
-                 for name in BASELINES]
-    evaluate_all(evaluator, baselines, config)
-
-    # One hypervolume frame for every run: ideal/nadir over all evaluations.
-    everything = [c for loops in runs.values() for loop in loops for c in loop.archive.values()]
-    reference = SearchLoop(space, EvolutionSpec(), OBJECTIVES)
-    all_obj, all_vio = reference.matrix(everything)
-    frame = NormalisationFrame.from_objectives(all_obj, all_vio)
-    curves: dict[str, list[list[float]]] = {}
-    for algorithm, loops in runs.items():
-        curves[algorithm] = []
-        for loop in loops:
-            ordered = sorted(loop.archive.values(), key=lambda c: c.generation)
-            obj, vio = reference.matrix(ordered)
-            counts = [h.evaluations for h in loop.history]
-            curves[algorithm].append([hypervolume(obj[:n], vio[:n], frame) for n in counts])
-    evaluations = [h.evaluations for h in runs["nsga2"][0].history]
-
-    table = []
-    base_vectors = {b.origin: b.metrics for b in baselines}
-    for algorithm, loops in runs.items():
-        for seed, loop in zip(args.seeds, loops):
-            front = [loop.archive[h] for h in loop.history[-1].pareto]
-            row = {"algorithm": algorithm, "seed": seed, "pareto_size": len(front)}
-            for name, base in base_vectors.items():
-                if "perplexity" not in base:
-                    continue
-                for pair, metric in (("ppl_params", "params"), ("ppl_cache", "cache_bytes@1024")):
-                    b = np.array([base["perplexity"], base[metric]])
-                    row[f"{name}:{pair}"] = sum(
-                        dominates(np.array([c.metrics["perplexity"], c.metrics[metric]]), b)
-                        for c in front if "perplexity" in c.metrics)
-                better = [c for c in front if c.metrics.get("perplexity", np.inf)
-                          <= base["perplexity"]]
-                row[f"{name}:best_cache_reduction"] = max(
-                    (1 - c.metrics["cache_bytes@1024"] / base["cache_bytes@1024"]
-                     for c in better), default=None)
-            table.append(row)
-
-    final = {a: [c[-1] for c in cs] for a, cs in curves.items()}
-    result = {"benchmark": "search", "args": vars(args), "objectives": OBJECTIVES,
-              "evaluations": evaluations, "hypervolume": curves,
-              "final_hypervolume_mean": {a: float(np.mean(v)) for a, v in final.items()},
-              "baselines": {b.origin: b.metrics for b in baselines},
-              "star_table": table, "wall_s": time.perf_counter() - started}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "search.json").write_text(json.dumps(result, indent=2, default=float))
-    plot(result, RESULTS / "search.png")
-    print(f"final hypervolume (mean of {len(args.seeds)} seeds): NSGA-II "
-          f"{result['final_hypervolume_mean']['nsga2']:.4f}  random "
-          f"{result['final_hypervolume_mean']['random']:.4f}  ratio "
-          f"{result['final_hypervolume_mean']['nsga2'] / max(result['final_hypervolume_mean']['random'], 1e-12):.3f}")
-    for name, base in result["baselines"].items():
-        print(f"baseline {name:14s} perplexity {base.get('perplexity', float('nan')):.3f} "
-              f"params {base['params']:,.0f} cache@1024 {base['cache_bytes@1024']:,.0f}")
-    for row in table:
-        cells = "  ".join(f"{k}={v if not isinstance(v, float) else round(v, 3)}"
-                          for k, v in row.items() if k not in ("algorithm", "seed"))
-        print(f"{row['algorithm']:6s} seed {row['seed']}: {cells}")
-    return result
+    report: dict[str, Any] = {"benchmark": "search", "args": {k: str(v) if isinstance(v, Path)
+                                                             else v for k, v in vars(args).items()},
+                              "sets": {}}
+    for name in args.sets:
+        objectives = OBJECTIVE_SETS[name]
+        runs = [run_search(name, objectives, algorithm, seed, args, evaluations, False)
+                for seed in args.seeds for algorithm in args.algorithms]
+        if args.presets:
+            runs += [run_search(name, objectives, algorithm, seed, args, evaluations, True)
+                     for seed in args.seeds for algorithm in args.algorithms
+                     if algorithm != "random"]
+        baselines = [Individual(preset(p, vocab=VOCAB, **PRESET_SIZE), -1, origin=p)
+                     for p in BASELINES]
+        evaluations.evaluate(baselines, objectives)
+        reference = SearchLoop(SPACE, EvolutionSpec(), objectives)
+        everything = [c for run in runs for c in run["loop"].archive.values()]
+        frame = NormalisationFrame.from_objectives(*reference.matrix(everything))
+        plain = [r for r in runs if not r["presets"]]
+        counts = [h.evaluations for h in plain[0]["loop"].history]
+        curves = {a: [curve(r, reference, frame) for r in plain if r["algorithm"] == a]
+                  for a in args.algorithms}
+        mean = {a: np.mean(c, axis=0).tolist() for a, c in curves.items()}
+        target = mean["random"][-1] if "random" in mean else None
+        reach = {a: next((n for n, v in zip(counts, m) if target is not None and v >= target),
+                         None) for a, m in mean.items()}
+        base_metrics = {b.origin: b.metrics for b in baselines}
+        lfm2 = base_metrics["lfm2"]
+        dominated_lfm2 = None
+        if HOST in objectives:
+            pair = ("perplexity", HOST)
+            dominated_lfm2 = {f"{r['algorithm']}:{r['seed']}": any(
+                dominates(np.array([c.metrics[m] for m in pair]), np.array([lfm2[m] for m in pair]))
+                for c in (r["loop"].archive[h] for h in r["loop"].history[-1].pareto)
+                if all(m in c.metrics for m in pair)) for r in runs if r["presets"]}
+        report["sets"][name] = {
+            "objectives": objectives, "evaluations": counts, "hypervolume": curves,
+            "hypervolume_mean": mean,
+            "hypervolume_std": {a: np.std(c, axis=0).tolist() for a, c in curves.items()},
+            "final_ratio_to_random": {a: m[-1] / target for a, m in mean.items()} if target
+            else {},
+            "evaluations_to_reach_random_final": reach,
+            "predictor": [{"seed": r["seed"], "presets": r["presets"], "by_generation": r["predictor"]}
+                          for r in runs if r["algorithm"] == "surrogate"],
+            "baselines": base_metrics,
+            "front_dominates_lfm2_on_perplexity_and_host_decode": dominated_lfm2,
+            "star_table": [star_rows(r, base_metrics, objectives) for r in runs]}
+        print(f"{name}: final hypervolume mean " + ", ".join(
+            f"{a} {m[-1]:.4f}" for a, m in mean.items()) + f"; to reach random's final: {reach}",
+              flush=True)
+    report["wall_s"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=float))
+    plot(report, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} ({report['wall_s']:.0f}s)")
+    return report
 
 
-def plot(result: dict, path: Path) -> None:
+def plot(report: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for algorithm, colour in (("nsga2", "C0"), ("random", "C1")):
-        for i, curve in enumerate(result["hypervolume"][algorithm]):
-            ax.plot(result["evaluations"], curve, color=colour, alpha=0.8, marker="o",
-                    label=algorithm if i == 0 else None)
-    ax.set_xlabel("evaluations")
-    ax.set_ylabel("hypervolume (shared normalised frame)")
-    ax.set_title("NSGA-II vs random search, equal budget")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    sets = list(report["sets"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        data = report["sets"][name]
+        for i, (algorithm, mean) in enumerate(data["hypervolume_mean"].items()):
+            std = np.asarray(data["hypervolume_std"][algorithm])
+            ax.plot(data["evaluations"], mean, marker="o", color=f"C{i}", label=algorithm)
+            ax.fill_between(data["evaluations"], np.asarray(mean) - std, np.asarray(mean) + std,
+                            color=f"C{i}", alpha=0.2)
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel("hypervolume (shared frame)")
+        ax.set_title(f"{name}: {', '.join(data['objectives'])}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
