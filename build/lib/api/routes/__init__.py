@@ -1,1 +1,0 @@
-"""One router per resource, all under `core.protocol.API_PREFIX`."""

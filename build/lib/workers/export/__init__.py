@@ -1,1 +1,0 @@
-"""ONNX export: a prefill graph and a decode-step graph with explicit cache tensors."""
