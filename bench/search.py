@@ -49,7 +49,8 @@ BASELINES = ["transformer++", "lfm2", "hyena-edge", "striped-hyena", "mobilellm"
 VOCAB = 257  # byte tokenizer
 SPACE = SearchSpace(classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
                     widths=[32, 48, 64], depth_min=2, depth_max=8, vocab_size=VOCAB)
-PRESET_SIZE = dict(width=48, layers=2, heads=4, kv_heads=2, ffn=96)
+PRESET_SIZE = {name: dict(width=48, layers=2, heads=4, kv_heads=2, ffn=96) for name in BASELINES}
+PRESET_SIZE["mobilellm"] = dict(width=32, layers=4, heads=4, kv_heads=2, ffn=64)  # deep and thin
 
 
 class Evaluations:
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
             runs += [run_search(name, objectives, algorithm, seed, args, evaluations, True)
                      for seed in args.seeds for algorithm in args.algorithms
                      if algorithm != "random"]
-        baselines = [Individual(preset(p, vocab=VOCAB, **PRESET_SIZE), -1, origin=p)
+        baselines = [Individual(preset(p, vocab=VOCAB, **PRESET_SIZE[p]), -1, origin=p)
                      for p in BASELINES]
         evaluations.evaluate(baselines, objectives)
         reference = SearchLoop(SPACE, EvolutionSpec(), objectives)
