@@ -1,10 +1,13 @@
 """The FastAPI application: routers under `core.protocol.API_PREFIX`, guards on every
 request, error mapping.
 
-Guards: bodies over `max_body_bytes` get 413 and JSON nested deeper than 64 levels gets
-400 before any parsing; unknown fields and invalid values get 422 naming the field; a
+Guards (`api.guards`): bodies over `max_body_bytes` get 413 as soon as the limit is passed
+and JSON nested too deep gets 400, before any parsing; every response carries nosniff and a
+Content-Security-Policy. Unknown fields and invalid values get 422 naming the field; a
 database that is down gives 503 until it is back (connections are pre-pinged, nothing to
-restart). Secrets are kept only as SHA-256 digests and never logged.
+restart). Paths are matched exactly: no trailing-slash redirect, whose Location would be
+built from the client's Host header. Secrets are kept only as SHA-256 digests and never
+logged.
 """
 
 from __future__ import annotations
@@ -21,37 +24,16 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
+from api.guards import BodyLimit, SecurityHeaders, parse_proxies
 from core.protocol import API_PREFIX
 from store.engine import make_engine, session_factory, upgrade
-from api.routes import catalog, devices, health, jobs, results, tasks
+from api.routes import catalog, devices, fleet, health, jobs, results, tasks
 from api.settings import Settings
 from store import Conflict, NotFound
 from store.artifacts import BadName
+from store.tasks import BadReport
 
 log = logging.getLogger("tailor.api")
-MAX_JSON_DEPTH = 64
-
-
-def json_depth_exceeds(body: bytes, limit: int) -> bool:
-    """Nesting depth of a JSON document, scanned without parsing (strings skipped)."""
-    depth, in_string, escaped = 0, False, False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return False
 
 
 def _admin_key_digest(settings: Settings) -> str:
@@ -74,7 +56,8 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     if migrate:
         upgrade(engine)
     app = FastAPI(title="Tailor", version="0.1.0",
-                  description="Evolve small language-model architectures for real phones.")
+                  description="Evolve small language-model architectures for real phones.",
+                  redirect_slashes=False)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
@@ -84,21 +67,10 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     app.state.enroll_limiter = RateLimiter(settings.enroll_attempts_per_minute)
     app.state.artifact_dir = settings.resolved_artifact_dir()
 
-    @app.middleware("http")
-    async def guard_body(request: Request, call_next):
-        if request.method in ("POST", "PUT", "PATCH"):
-            declared = request.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-                return JSONResponse({"detail": f"body larger than {settings.max_body_bytes} "
-                                     "bytes"}, status_code=413)
-            body = await request.body()
-            if len(body) > settings.max_body_bytes:
-                return JSONResponse({"detail": f"body larger than {settings.max_body_bytes} "
-                                     "bytes"}, status_code=413)
-            if json_depth_exceeds(body, MAX_JSON_DEPTH):
-                return JSONResponse({"detail": f"JSON nested deeper than {MAX_JSON_DEPTH} "
-                                     "levels"}, status_code=400)
-        return await call_next(request)
+    app.state.trusted_proxies = parse_proxies(settings.trusted_proxies)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, docs_paths=(app.docs_url, app.redoc_url,
+                                                    app.swagger_ui_oauth2_redirect_url))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
@@ -107,6 +79,12 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
         return JSONResponse({"detail": f"{first['field']}: {first['message']}",
                              "errors": errors}, status_code=422)
+
+    @app.exception_handler(BadReport)
+    async def bad_report(_: Request, exc: BadReport):
+        return JSONResponse({"detail": f"{exc.field}: {exc}",
+                             "errors": [{"field": exc.field, "message": str(exc),
+                                         "type": "value_error"}]}, status_code=422)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound):
@@ -133,7 +111,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         return JSONResponse({"detail": "a value is out of the range the database accepts"},
                             status_code=400)
 
-    for module in (health, catalog, jobs, results, devices, tasks):
+    for module in (health, catalog, jobs, results, devices, fleet, tasks):
         app.include_router(module.router, prefix=API_PREFIX)
 
     import plotly

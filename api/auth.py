@@ -38,26 +38,33 @@ def require_admin(request: Request) -> None:
         raise HTTPException(403, "wrong admin key")
 
 
+def _usable_device(request: Request, token: str) -> Device | None:
+    """The token's device, or None for an unknown token; a disabled device is a 403."""
+    device = device_store.authenticate_device(request.app.state.sessions, token)
+    if device is not None and device.state == "disabled":
+        raise HTTPException(403, f"device {device.id} is disabled")
+    return device
+
+
 def require_device(request: Request) -> Device:
     token = bearer(request)
     if token is None:
         raise HTTPException(401, "missing device token: send Authorization: Bearer TOKEN",
                             headers={"WWW-Authenticate": "Bearer"})
-    device = device_store.authenticate_device(request.app.state.sessions, token)
+    device = _usable_device(request, token)
     if device is None:
         raise HTTPException(403, "unknown device token")
-    if device.state == "disabled":
-        raise HTTPException(403, f"device {device.id} is disabled")
     return device
 
 
 def device_or_admin(request: Request) -> None:
+    """The admin key, or the token of a device that is not disabled."""
     token = bearer(request)
     if token is None:
         raise HTTPException(401, "missing token: send Authorization: Bearer TOKEN")
     if hmac.compare_digest(digest(token), request.app.state.admin_key_digest):
         return
-    if device_store.authenticate_device(request.app.state.sessions, token) is None:
+    if _usable_device(request, token) is None:
         raise HTTPException(403, "neither the admin key nor a device token")
 
 

@@ -37,6 +37,7 @@ def start_embedded(data_dir: Path, port: int = 0, agent_threads: int = 1) -> Emb
     import uvicorn
 
     from api.app import create_app
+    from api.guards import SERVER_OPTIONS
     from api.settings import Settings
     from cli.rest import TailorClient
     from device_agent.agent import Agent, host_measure
@@ -51,7 +52,7 @@ def start_embedded(data_dir: Path, port: int = 0, agent_threads: int = 1) -> Emb
                         database_url=f"sqlite:///{(data_dir / 'tailor.db').resolve()}")
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
+                                           log_level="warning", **SERVER_OPTIONS))
     threading.Thread(target=server.run, daemon=True).start()
     TailorClient(url).wait_until_up()
     agent = Agent(url, enroll_token, "embedded-host", host_properties("host"), host_measure,

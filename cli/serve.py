@@ -24,6 +24,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.guards import SERVER_OPTIONS
     from api.settings import Settings
 
     settings = Settings(database_url=database_url, admin_key=admin_key,
@@ -35,7 +36,7 @@ def serve(
         typer.echo(f"error: cannot start: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                    err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", **SERVER_OPTIONS)
 
 
 def register(app: typer.Typer) -> None:

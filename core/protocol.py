@@ -10,11 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, field_validator
+import math
+
+from pydantic import Field, field_validator, model_validator
 
 from .manifest import GraphManifest, WireModel
 
 API_PREFIX = "/api/v1"  # every route of the REST API lives under it
+MAX_LENGTH = 1 << 20  # the longest prefill or decode context a task may ask for
+MAX_LENGTHS = 32  # prefill lengths (and decode contexts) per task
+MAX_SAMPLES = 10_000  # timings per length in one report (MeasurementSpec.repeats is <= 1000)
+MAX_LEASE_SECONDS = 86_400  # the most an agent may ask for; servers cap lower
 
 
 def artifact_url(candidate_id: int, name: str) -> str:
@@ -68,9 +74,9 @@ class MeasurementSpec(WireModel):
     that travels with each profiling task (core.job_spec.ProfilingSpec adds the rest)."""
 
     prefill_lengths: list[int] = Field(default_factory=lambda: [128, 512], min_length=1,
-                                       max_length=32)
+                                       max_length=MAX_LENGTHS)
     decode_contexts: list[int] = Field(default_factory=lambda: [128, 512], min_length=1,
-                                       max_length=32)
+                                       max_length=MAX_LENGTHS)
     warmup: int = Field(default=2, ge=0, le=100)
     repeats: int = Field(default=10, ge=1, le=1000)
     threads: int = Field(default=1, ge=1, le=64)
@@ -79,8 +85,8 @@ class MeasurementSpec(WireModel):
     @field_validator("prefill_lengths", "decode_contexts")
     @classmethod
     def _lengths_in_range(cls, lengths: list[int]) -> list[int]:
-        if any(length < 1 or length > 1 << 20 for length in lengths):
-            raise ValueError("lengths must be in [1, 1048576]")
+        if any(length < 1 or length > MAX_LENGTH for length in lengths):
+            raise ValueError(f"lengths must be in [1, {MAX_LENGTH}]")
         return sorted(set(lengths))
 
 
@@ -104,7 +110,8 @@ class TaskAssignment(WireModel):
 
 
 class LeaseRequest(WireModel):
-    lease_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    lease_seconds: float | None = Field(default=None, gt=0, le=MAX_LEASE_SECONDS,
+                                        allow_inf_nan=False)
 
 
 class LeaseResponse(WireModel):
@@ -112,30 +119,61 @@ class LeaseResponse(WireModel):
 
 
 class LatencyStat(WireModel):
-    """Repeated timings of one graph at one length; samples in milliseconds."""
+    """Repeated timings of one graph at one length; samples in milliseconds. Every number
+    is finite and non-negative, p10 <= median <= p90, and `n` counts `samples_ms`."""
 
-    length: int = Field(ge=1, description="L: prefill tokens, or decode context tokens")
-    median_ms: float
-    p10_ms: float
-    p90_ms: float
-    n: int = Field(ge=1)
-    samples_ms: list[float]
-    peak_memory_bytes: int | None = None
+    length: int = Field(ge=1, le=MAX_LENGTH,
+                        description="L: prefill tokens, or decode context tokens")
+    median_ms: float = Field(ge=0, allow_inf_nan=False)
+    p10_ms: float = Field(ge=0, allow_inf_nan=False)
+    p90_ms: float = Field(ge=0, allow_inf_nan=False)
+    n: int = Field(ge=1, le=MAX_SAMPLES)
+    samples_ms: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
+    peak_memory_bytes: int | None = Field(default=None, ge=0)
+
+    @field_validator("samples_ms")
+    @classmethod
+    def _finite_samples(cls, samples: list[float]) -> list[float]:
+        bad = next((x for x in samples if not math.isfinite(x) or x < 0), None)
+        if bad is not None:
+            raise ValueError(f"every sample must be a finite number >= 0, got {bad}")
+        return samples
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "LatencyStat":
+        if not self.p10_ms <= self.median_ms <= self.p90_ms:
+            raise ValueError(f"need p10_ms <= median_ms <= p90_ms, got {self.p10_ms}, "
+                             f"{self.median_ms}, {self.p90_ms}")
+        if self.n != len(self.samples_ms):
+            raise ValueError(f"n is {self.n} but samples_ms holds {len(self.samples_ms)} "
+                             "timings")
+        return self
 
 
 class ThermalReading(WireModel):
-    zone: str
-    celsius: float
+    zone: str = Field(max_length=128)
+    celsius: float = Field(allow_inf_nan=False)
+
+
+def _lengths_once(stats: list[LatencyStat]) -> list[LatencyStat]:
+    lengths = [s.length for s in stats]
+    twice = sorted({length for length in lengths if lengths.count(length) > 1})
+    if twice:
+        raise ValueError(f"each length once: {twice} reported more than once")
+    return stats
 
 
 class MeasurementReport(WireModel):
-    prefill: list[LatencyStat]
-    decode: list[LatencyStat]
+    prefill: list[LatencyStat] = Field(max_length=MAX_LENGTHS)
+    decode: list[LatencyStat] = Field(max_length=MAX_LENGTHS)
     peak_memory_bytes: int = Field(ge=0, description="max VmHWM of the runner over the task")
-    runner: str = Field(description="e.g. 'onnxruntime_perf_test 1.20.0' or 'host onnxruntime'")
-    thermal_before: list[ThermalReading] = Field(default_factory=list)
-    thermal_after: list[ThermalReading] = Field(default_factory=list)
-    wall_s: float = Field(ge=0)
+    runner: str = Field(max_length=500, description="e.g. 'onnxruntime_perf_test 1.20.0' "
+                        "or 'host onnxruntime'")
+    thermal_before: list[ThermalReading] = Field(default_factory=list, max_length=256)
+    thermal_after: list[ThermalReading] = Field(default_factory=list, max_length=256)
+    wall_s: float = Field(ge=0, allow_inf_nan=False)
+
+    _each_length_once = field_validator("prefill", "decode")(_lengths_once)
 
 
 class FailureReport(WireModel):

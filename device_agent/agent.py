@@ -2,7 +2,9 @@
 
 Any error while measuring a task is reported as a failure with its reason (the server
 retries the task up to its attempt limit); on SIGINT/SIGTERM the agent hands its current
-task back (release) and exits. Server outages are waited out with backoff.
+task back (release) and exits. Server outages are waited out with backoff. A refused
+enrollment (a disabled device, a wrong enrollment token) stops the agent with the server's
+reason: retrying cannot help until an admin acts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from core.protocol import API_PREFIX, DeviceProperties, MeasurementReport, TaskA
 
 log = logging.getLogger("tailor.agent")
 Measure = Callable[[Path, TaskAssignment], MeasurementReport]
+
+
+class EnrollmentRefused(ServerError):
+    """The server will not enroll this device (it is disabled, or the token is wrong)."""
 
 
 class Agent:
@@ -55,7 +61,13 @@ class Agent:
                 log.warning("saved token rejected (%s); enrolling again", exc)
         if not self.enroll_token:
             raise ServerError(403, "not enrolled and no enrollment token given")
-        enrolled = self.client.enroll(self.enroll_token, self.name, self.properties)
+        try:
+            enrolled = self.client.enroll(self.enroll_token, self.name, self.properties)
+        except ServerError as exc:
+            if exc.status not in (401, 403):
+                raise
+            detail = " ".join(str(exc).partition(": ")[2].split())  # one line
+            raise EnrollmentRefused(exc.status, f"enrollment refused: {detail}") from None
         self.client.token = enrolled.device_token
         self.heartbeat_s = enrolled.heartbeat_interval_s
         save_token(self.config, self.server, identity, enrolled.device_id, enrolled.device_token)

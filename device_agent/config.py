@@ -1,8 +1,9 @@
 """The agent's config directory: its device token per server and its ADB RSA key
 (`adbkey`, `adbkey.pub`), kept between runs.
 
-Default `~/.config/tailor-agent` (TAILOR_AGENT_HOME or --config-dir override); the token
-file is created with mode 0600.
+Default `~/.config/tailor-agent` (TAILOR_AGENT_HOME or --config-dir override). The token
+file is always mode 0600, even where an older file had wider permissions: it is written to a
+fresh 0600 file that then replaces it.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ def load_token(folder: Path, server: str, identity: str) -> dict | None:
 def save_token(folder: Path, server: str, identity: str, device_id: int, token: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = _token_file(folder, server, identity)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode of os.open applies only when it creates the file
     with os.fdopen(fd, "w") as f:
         json.dump({"server": server, "device_id": device_id, "device_token": token}, f)
+    os.replace(partial, path)  # never a half-written token, never the old mode
 
 
 def adb_key_path(folder: Path) -> Path:

@@ -2,6 +2,11 @@
 
 Device tokens are random and stored only as SHA-256 hashes; a token is looked up by its
 hash and confirmed with a constant-time comparison.
+
+A device row belongs to one physical device (`device_identity`: a phone's serial and board,
+a host agent's name and model). Enrolling again gets the same row with a new token (the old
+one stops working), so disabling sticks: while the row is disabled, enrollment is refused
+until an admin enables it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from store.models import Device, utcnow
 
@@ -25,16 +31,49 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class DeviceDisabled(PermissionError):
+    """Enrollment of a device whose row an admin disabled."""
+
+    def __init__(self, device_id: int):
+        super().__init__(f"device {device_id} is disabled: an admin must enable device "
+                         f"{device_id} before it can enroll again")
+        self.device_id = device_id
+
+
+def device_identity(name: str, properties: dict[str, Any]) -> str:
+    """SHA-256 of what makes a device the same device: a phone's serial and board (its
+    agent name may change), else the agent's name and device model (host agents)."""
+    if properties.get("backend") == "adb" and properties.get("serial"):
+        key = ["adb", properties["serial"], properties.get("board", "")]
+    else:
+        key = [properties.get("backend", ""), name, properties.get("model", "")]
+    return hashlib.sha256("\x1f".join(key).encode()).hexdigest()
+
+
 def enroll_device(sessions: SessionFactory, name: str,
                   properties: dict[str, Any]) -> tuple[Device, str]:
-    token = secrets.token_urlsafe(32)
-    with transaction(sessions) as s:
-        device = Device(name=name, model=properties["model"], properties=properties,
-                        token_hash=token_hash(token), state="active",
-                        last_heartbeat_at=utcnow())
-        s.add(device)
-        s.flush()
-        return device, token
+    """A new token for this device's row (created on its first enrollment); raises
+    DeviceDisabled while the row is disabled."""
+    identity = device_identity(name, properties)
+    for _ in range(2):  # a concurrent first enrollment of the same device: take its row
+        token = secrets.token_urlsafe(32)
+        try:
+            with transaction(sessions) as s:
+                device = s.scalar(select(Device).where(Device.identity == identity)
+                                  .with_for_update())
+                if device is None:
+                    device = Device(identity=identity, state="active")
+                    s.add(device)
+                elif device.state == "disabled":
+                    raise DeviceDisabled(device.id)
+                device.name, device.model = name, properties["model"]
+                device.properties, device.token_hash = properties, token_hash(token)
+                device.last_heartbeat_at = utcnow()
+                s.flush()
+                return device, token
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not enroll device {name!r}: its row kept changing")
 
 
 def authenticate_device(sessions: SessionFactory, token: str) -> Device | None:

@@ -101,6 +101,9 @@ class Device(Base):
     model: Mapped[str] = mapped_column(String(128), index=True)
     properties: Mapped[dict[str, Any]]
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # store.devices.device_identity: one row per physical device; NULL for rows enrolled
+    # before revision 0003 that were not the newest of their device.
+    identity: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     state: Mapped[str] = mapped_column(String(20), default="active")
     last_heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

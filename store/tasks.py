@@ -4,7 +4,13 @@ Leasing is atomic on every backend: a candidate row is picked (with `FOR UPDATE 
 LOCKED` on PostgreSQL, so concurrent agents skip each other's rows) and taken with a
 conditional UPDATE that only succeeds while the row is still queued — two agents never hold
 the same task. Each lease counts an attempt; a lease that expires puts the task back in the
-queue, or fails it once its attempts are spent. A measurement is stored once per task.
+queue, or fails it once its attempts are spent. A device holds at most
+`max_leases` tasks at once (checked inside the same conditional UPDATE, with the device row
+locked on PostgreSQL, so concurrent calls cannot pass it together).
+
+A measurement is stored once per task, from the device that held the lease, and only when
+it measured exactly the lengths the task asked for, each once; a report that does not is
+refused (`BadReport`) and the lease is kept, so the agent may still send a correct one.
 """
 
 from __future__ import annotations
@@ -12,11 +18,20 @@ from __future__ import annotations
 from datetime import timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import aliased
 
 from store.models import Candidate, Device, Measurement, ProfilingTask, utcnow
 
 from . import Conflict, NotFound, SessionFactory, insert_or_get, transaction
+
+
+class BadReport(ValueError):
+    """A measurement report that does not answer its task; `field` names the part."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 def enqueue_task(sessions: SessionFactory, job_id: int, candidate_id: int, device_class: str,
@@ -44,28 +59,44 @@ def expire_leases(sessions: SessionFactory) -> int:
         return failed + requeued
 
 
-def lease_task(sessions: SessionFactory, device: Device,
-               lease_seconds: float) -> ProfilingTask | None:
+def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
+               max_leases: int | None = None) -> ProfilingTask | None:
+    """The oldest queued task of the device's class, or None; Conflict when the device
+    already holds `max_leases` tasks (the API passes `max_leases_per_device`; None: no cap,
+    for callers that play many agents)."""
     if device.state != "active":
         return None
     expire_leases(sessions)
     for _ in range(20):  # lost races retry with the next queued row
         with transaction(sessions) as s:
+            postgres = s.bind.dialect.name == "postgresql"
+            if postgres:  # one lease call per device at a time: the count below holds
+                s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
+            mine = aliased(ProfilingTask)  # not correlated with the row being updated
+            held = (select(func.count(mine.id))
+                    .where(mine.state == "leased", mine.lease_owner == device.id)
+                    .scalar_subquery())
+            if max_leases is not None and s.scalar(select(held)) >= max_leases:
+                raise Conflict(f"device {device.id} already holds {max_leases} lease(s), the "
+                               f"most allowed (max_leases_per_device={max_leases}): report, "
+                               "fail or release a task first")
             query = (select(ProfilingTask.id)
                      .where(ProfilingTask.state == "queued",
                             ProfilingTask.device_class == device.model)
                      .order_by(ProfilingTask.id).limit(1))
-            if s.bind.dialect.name == "postgresql":
+            if postgres:
                 query = query.with_for_update(skip_locked=True)
             task_id = s.scalar(query)
             if task_id is None:
                 return None
             taken = s.execute(
                 update(ProfilingTask)
-                .where(ProfilingTask.id == task_id, ProfilingTask.state == "queued")
+                .where(ProfilingTask.id == task_id, ProfilingTask.state == "queued",
+                       *([] if max_leases is None else [held < max_leases]))
                 .values(state="leased", lease_owner=device.id,
                         lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
-                        attempts=ProfilingTask.attempts + 1)).rowcount
+                        attempts=ProfilingTask.attempts + 1)
+                .execution_options(synchronize_session=False)).rowcount
             if taken == 1:
                 return s.get(ProfilingTask, task_id)
     return None
@@ -84,14 +115,29 @@ def _held(s, task_id: int, device: Device) -> ProfilingTask:
     return task
 
 
+def _check_lengths(spec: dict[str, Any], report: dict[str, Any]) -> None:
+    for field, asked in (("prefill", "prefill_lengths"), ("decode", "decode_contexts")):
+        wanted = sorted(set(spec.get(asked, [])))
+        got = [stat["length"] for stat in report.get(field, [])]
+        if sorted(got) != wanted:
+            raise BadReport(field, f"the task asks for lengths {wanted} ({asked}), each "
+                            f"once; the report has {got}")
+
+
 def report_task(sessions: SessionFactory, task_id: int, device: Device,
                 report: dict[str, Any]) -> ProfilingTask:
+    """Store the measurement of a task this device holds. A repeat by the device that
+    reported it is acknowledged (stored once); from any other device it is a Conflict."""
     with transaction(sessions) as s:
         existing = s.scalar(select(Measurement).where(Measurement.task_id == task_id))
         task = s.get(ProfilingTask, task_id)
         if existing is not None and task is not None and task.state == "done":
+            if existing.device_id != device.id:
+                raise Conflict(f"task {task_id} was measured by device {existing.device_id}; "
+                               f"device {device.id} does not hold its lease")
             return task  # a repeated report: stored once already
         task = _held(s, task_id, device)
+        _check_lengths(task.spec, report)
         s.add(Measurement(task_id=task_id, device_id=device.id, report=report))
         task.state, task.lease_owner, task.last_error = "done", None, None
         return task

@@ -1,4 +1,8 @@
-"""Devices: enrollment with the operator's enrollment token, heartbeats, administration."""
+"""Devices: enrollment with the operator's enrollment token, heartbeats, administration.
+
+Enrolling again (a lost token, an agent restarted) gives the same device row a new token;
+a disabled device is refused until an admin enables it.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import hmac
 from fastapi import APIRouter, HTTPException, Request
 
 from api.auth import AdminDep, DeviceDep, digest
+from api.guards import client_address
 from store.models import Device, utcnow
 from api.schemas.public import DevicePublic
 from store import devices as store
-from core.protocol import EnrollRequest, EnrollResponse, HeartbeatResponse
+from core.protocol import API_PREFIX, EnrollRequest, EnrollResponse, HeartbeatResponse
 
 from .deps import DeviceId, SessionsDep, SettingsDep
 
@@ -27,13 +32,18 @@ def device_public(device: Device, offline_after_s: float) -> DevicePublic:
 @router.post("/enroll", response_model=EnrollResponse, status_code=201)
 def enroll(body: EnrollRequest, request: Request, sessions: SessionsDep,
            settings: SettingsDep) -> EnrollResponse:
-    request.app.state.enroll_limiter.check(request.client.host if request.client else "?")
+    request.app.state.enroll_limiter.check(
+        client_address(request, request.app.state.trusted_proxies))
     expected = request.app.state.enroll_token_digest
     if expected is None:
         raise HTTPException(403, "enrollment is closed: the server has no enrollment token")
     if not hmac.compare_digest(digest(body.enroll_token), expected):
         raise HTTPException(403, "wrong enrollment token")
-    device, token = store.enroll_device(sessions, body.name, body.properties.model_dump())
+    try:
+        device, token = store.enroll_device(sessions, body.name, body.properties.model_dump())
+    except store.DeviceDisabled as exc:
+        raise HTTPException(403, f"{exc} (POST {API_PREFIX}/devices/{exc.device_id}/enable)"
+                            ) from None
     return EnrollResponse(device_id=device.id, device_token=token,
                           heartbeat_interval_s=settings.heartbeat_interval_s)
 

@@ -1,4 +1,8 @@
-"""Profiling tasks for agents: lease, report a measurement, report a failure, release."""
+"""Profiling tasks for agents: lease, report a measurement, report a failure, release.
+
+A lease lasts what the agent asks for (else `lease_seconds`), at most `max_lease_seconds`
+(`lease_expires_at` says when it ends); a device holds at most `max_leases_per_device`.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +42,9 @@ def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
 @router.post("/lease", response_model=LeaseResponse)
 def lease(device: DeviceDep, sessions: SessionsDep, settings: SettingsDep,
           body: LeaseRequest | None = None) -> LeaseResponse:
-    seconds = (body.lease_seconds if body and body.lease_seconds else settings.lease_seconds)
-    task = store.lease_task(sessions, device, seconds)
+    asked = body.lease_seconds if body and body.lease_seconds else settings.lease_seconds
+    task = store.lease_task(sessions, device, min(asked, settings.max_lease_seconds),
+                            settings.max_leases_per_device)
     return LeaseResponse(task=None if task is None else task_public(task, sessions))
 
 

@@ -90,8 +90,17 @@ class SurrogateSelector:
         return sets
 
     def ready(self, observations: list[Observation]) -> bool:
-        return all(len(g) >= self.min_points
-                   for g, _ in self.training_sets(observations).values())
+        """Every modelled metric has `min_points` observations, and at least two genomes
+        have all the modelled objectives (the front the improvement is measured against)."""
+        return all(len(rows) >= self.min_points
+                   for rows, _ in self.training_sets(observations).values()) \
+            and len(self.complete(observations)) >= 2
+
+    def complete(self, observations: list[Observation]) -> list[int]:
+        """Observations with every modelled objective measured."""
+        return [i for i, (_, metrics) in enumerate(observations)
+                if all(metrics.get(m) is not None and math.isfinite(metrics[m])
+                       and metrics[m] > 0 for m in self.objectives if modelled(m))]
 
     # ----------------------------------------------------------------- selection
 
@@ -191,11 +200,7 @@ class SurrogateSelector:
                 bound = float(scale(c.metric, _log(np.asarray([c.value])))[0])
                 constraints.append(lambda Z, j=j, bound=bound: -Z[..., j] - bound)
 
-        # The baseline: observations with every objective known.
-        complete = [i for i, (_, metrics) in enumerate(observations)
-                    if all(metrics.get(m) is not None and math.isfinite(metrics[m])
-                           and metrics[m] > 0 for m in self.objectives if modelled(m))]
-        X_base = X_all_t[complete]
+        X_base = X_all_t[self.complete(observations)]  # the front to improve on
         with torch.no_grad():
             Y_base = objective(model.posterior(X_base).mean, X_base)
         ref = infer_reference_point(Y_base[is_non_dominated(Y_base)])

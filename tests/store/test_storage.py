@@ -84,7 +84,10 @@ def test_generations_are_idempotent_and_polled_incrementally(sessions):
 
 
 def _device(sessions, model="host"):
-    device, token = dev.enroll_device(sessions, "d", {**PROPS, "model": model})
+    """A new device each call (a device is its name and model: enrolling the same one
+    again would give back its row)."""
+    name = f"d{len(dev.list_devices(sessions))}"
+    device, token = dev.enroll_device(sessions, name, {**PROPS, "model": model})
     return device, token
 
 

@@ -79,3 +79,24 @@ def test_manifest_describes_graphs_exactly(tmp_path):
                if t.role == "cache")
     assert held == per_token_bytes * 41 + manifest.cache_bytes_fixed
     assert held == costs.cache_bytes(genome, 41, "float32")
+
+
+def test_graphs_name_no_host_path_and_still_match_torch(tmp_path):
+    """Every device downloads the graphs: the exporter's stack traces (this host's source
+    and environment paths) are stripped before hashing, and the graphs still compute."""
+    import sys
+    from pathlib import Path
+
+    from workers.export.onnx_export import STACK_TRACE_KEY, _sha256
+
+    genome = preset("hyena-edge", width=32, heads=2, kv_heads=1, ffn=64, vocab=97,
+                    layers=2).to_json()
+    result = export_onnx(genome, tmp_path)
+    assert result.max_abs_diff <= TOL
+    repo = str(Path(__file__).resolve().parents[2])
+    for spec in result.manifest.graphs.values():
+        data = (tmp_path / spec.file).read_bytes()
+        for path in {repo, sys.prefix, str(Path.home())} - {"/"}:
+            assert path.encode() not in data, (spec.file, path)
+        assert STACK_TRACE_KEY.encode() not in data and b'File "' not in data
+        assert _sha256(tmp_path / spec.file) == spec.sha256  # hashed after stripping

@@ -7,6 +7,10 @@ and every state tensor (`past_*`) -> `logits` [1, 1, V] and the next states (`pr
 Attention caches have a dynamic "past" axis; conv and recurrent states are fixed-size.
 `manifest.json` names all of it (shapes, dtypes, roles, which output feeds which input) so a
 phone-side runner needs no Python. Uses the dynamo exporter at opset 18.
+
+The exporter annotates nodes with Python stack traces (absolute paths of this host's source
+tree and environment); every enrolled device downloads the graphs, so they are stripped
+(`strip_host_metadata`) before the files are hashed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import hashlib
 import json
 import logging
 import os
+import sys
+import tempfile
 import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -68,6 +74,66 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+
+
+def _host_paths() -> tuple[str, ...]:
+    """Absolute folders whose names must not leave this host inside a graph."""
+    folders = {str(Path(__file__).resolve().parents[2]), sys.prefix, sys.base_prefix,
+               sys.exec_prefix, str(Path.home()), tempfile.gettempdir()}
+    return tuple(sorted(f for f in folders if f and f != os.sep))
+
+
+def _names_host(text: str, paths: tuple[str, ...]) -> bool:
+    return 'File "' in text or any(p in text for p in paths)
+
+
+def strip_host_metadata(path: Path) -> int:
+    """Remove the stack traces and every other doc string or metadata entry that names a host
+    path from the ONNX file at `path` (its graph, subgraphs and functions); rewrite it in
+    place and return how many entries went. The computation is untouched."""
+    import onnx
+
+    model = onnx.load(str(path))
+    paths = _host_paths()
+    removed = 0
+
+    def clean(item) -> None:
+        nonlocal removed
+        if getattr(item, "doc_string", "") and _names_host(item.doc_string, paths):
+            item.doc_string = ""
+            removed += 1
+        if hasattr(item, "metadata_props"):
+            keep = [(m.key, m.value) for m in item.metadata_props
+                    if m.key != STACK_TRACE_KEY and not _names_host(m.value, paths)]
+            removed += len(item.metadata_props) - len(keep)
+            if len(keep) != len(item.metadata_props):
+                del item.metadata_props[:]
+                for key, value in keep:
+                    item.metadata_props.add(key=key, value=value)
+
+    def graph(g) -> None:
+        clean(g)
+        for value in (*g.input, *g.output, *g.value_info, *g.initializer):
+            clean(value)
+        for node in g.node:
+            clean(node)
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    graph(attribute.g)
+                for sub in attribute.graphs:
+                    graph(sub)
+
+    clean(model)
+    graph(model.graph)
+    for function in model.functions:
+        clean(function)
+        for node in function.node:
+            clean(node)
+    onnx.save(model, str(path))
+    return removed
+
+
 def _quiet_export(*args, **kwargs):
     """The dynamo exporter prints progress and warnings; keep the CLI output clean."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -99,6 +165,7 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
                   input_names=["input_ids"], output_names=prefill_out,
                   dynamic_shapes=({1: seq},), opset_version=OPSET, dynamo=True,
                   external_data=False)
+    strip_host_metadata(out / "prefill.onnx")
 
     with torch.no_grad():
         _, past = model.prefill(prefill_ids)
@@ -116,6 +183,7 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
                   str(out / "decode.onnx"), input_names=decode_in, output_names=prefill_out,
                   dynamic_shapes=(None, None, tuple(past_dims)) if past_dims else None, opset_version=OPSET, dynamo=True,
                   external_data=False)
+    strip_host_metadata(out / "decode.onnx")
 
     def cache_specs(prefix: str) -> list[TensorSpec]:
         return [TensorSpec(name=f"{prefix}_{t.name}", dtype="float32", shape=list(t.shape),
