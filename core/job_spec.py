@@ -12,20 +12,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .metrics import parse_metric
 from .protocol import MeasurementSpec
 from .space import SearchSpace
+from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, SEED_MAX, StrictModel
 from .training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE, TrainConfig
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ConstraintSpec(Strict):
-    metric: str = Field(description="a metric name, e.g. params or decode_ms@1024[SM-S928B]")
+class ConstraintSpec(StrictModel):
+    metric: str = Field(max_length=256,
+                        description="a metric name, e.g. params or decode_ms@1024[SM-S928B]")
     op: Literal["<=", "<"] = "<="
     value: float
 
@@ -36,7 +34,7 @@ class ConstraintSpec(Strict):
         return metric
 
 
-class EvolutionSpec(Strict):
+class EvolutionSpec(StrictModel):
     """Defaults follow STAR: population 16, 18 generations, 10% mutation, elitism 2."""
 
     algorithm: Literal["nsga2", "random", "surrogate"] = Field(
@@ -47,9 +45,9 @@ class EvolutionSpec(Strict):
     generations: int = Field(default=18, ge=1, le=1000)
     mutation_rate: float = Field(default=0.1, ge=0, le=1)
     crossover_rate: float = Field(default=0.9, ge=0, le=1)
-    elitism: int = Field(default=2, ge=0)
+    elitism: int = Field(default=2, ge=0, le=1023)
     tournament_size: int = Field(default=2, ge=1, le=64)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     include_presets: bool = True
     pool_factor: int = Field(default=20, ge=1, le=200,
                              description="surrogate: offspring bred per offspring evaluated")
@@ -74,9 +72,21 @@ class ProfilingSpec(MeasurementSpec):
     """Which device classes measure every candidate, how (MeasurementSpec), and how long the
     search waits for them."""
 
-    devices: list[str] = Field(default_factory=list,
+    devices: list[str] = Field(default_factory=list, max_length=64,
                                description="device classes (DeviceProperties.model) to profile")
-    timeout_s: float = Field(default=1800, gt=0)
+    timeout_s: float = Field(default=1800, gt=0, le=7 * DAY_S)
+
+    @field_validator("devices")
+    @classmethod
+    def _device_classes(cls, devices: list[str]) -> list[str]:
+        for name in devices:
+            if not 1 <= len(name) <= DEVICE_CLASS_MAX_CHARS or name != name.strip():
+                raise ValueError(f"device class {name[:40]!r} must be 1 to "
+                                 f"{DEVICE_CLASS_MAX_CHARS} characters without surrounding "
+                                 "spaces")
+        if len(set(devices)) != len(devices):
+            raise ValueError("device classes must not repeat")
+        return devices
 
     def measurement(self) -> MeasurementSpec:
         """What one profiling task carries to an agent."""
@@ -84,7 +94,7 @@ class ProfilingSpec(MeasurementSpec):
         return MeasurementSpec.model_validate(self.model_dump(include=fields))
 
 
-class JobSpec(Strict):
+class JobSpec(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     search_space: SearchSpace = Field(default_factory=SearchSpace)
     objectives: list[str] = Field(min_length=1, max_length=16,

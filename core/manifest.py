@@ -9,18 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from .strict import StrictModel
 
 MANIFEST_FORMAT = "tailor.manifest/1"
 
 
-class WireModel(BaseModel):
-    """Every wire model rejects unknown fields: a typo must be an error, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class TensorSpec(WireModel):
+class TensorSpec(StrictModel):
     """One graph input or output.
 
     `shape` holds ints for fixed dimensions and these symbols for variable ones:
@@ -36,7 +30,7 @@ class TensorSpec(WireModel):
     past_cap: int | None = None
 
 
-class GraphSpec(WireModel):
+class GraphSpec(StrictModel):
     file: str
     sha256: str
     size_bytes: int
@@ -44,7 +38,7 @@ class GraphSpec(WireModel):
     outputs: list[TensorSpec]
 
 
-class GraphManifest(WireModel):
+class GraphManifest(StrictModel):
     """Written as manifest.json beside prefill.onnx and decode.onnx.
 
     The decode graph's cache outputs are the next step's cache inputs, in the same order

@@ -14,7 +14,8 @@ import math
 
 from pydantic import Field, field_validator, model_validator
 
-from .manifest import GraphManifest, WireModel
+from .manifest import GraphManifest
+from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, StrictModel
 
 API_PREFIX = "/api/v1"  # every route of the REST API lives under it
 MAX_LENGTH = 1 << 20  # the longest prefill or decode context a task may ask for
@@ -31,36 +32,37 @@ def artifact_url(candidate_id: int, name: str) -> str:
 # --------------------------------------------------------------------------- devices
 
 
-class DeviceProperties(WireModel):
+class DeviceProperties(StrictModel):
     """What the agent reads from the phone (`getprop`, `/proc`) or from the host."""
 
     backend: Literal["adb", "host"]
-    model: str = Field(description="device class used in objectives, e.g. 'SM-S928B' or 'host'")
-    manufacturer: str = ""
-    soc: str = ""
-    board: str = ""
-    android_release: str = ""
-    sdk: int | None = None
-    abi: str = ""
-    cpu_count: int = Field(ge=1)
-    cpu_max_freq_khz: list[int] = Field(default_factory=list)
-    ram_bytes: int = Field(ge=0)
-    serial: str = ""
+    model: str = Field(min_length=1, max_length=DEVICE_CLASS_MAX_CHARS,
+                       description="device class used in objectives, e.g. 'SM-S928B' or 'host'")
+    manufacturer: str = Field(default="", max_length=256)
+    soc: str = Field(default="", max_length=256)
+    board: str = Field(default="", max_length=256)
+    android_release: str = Field(default="", max_length=64)
+    sdk: int | None = Field(default=None, ge=0, le=10_000)
+    abi: str = Field(default="", max_length=64)
+    cpu_count: int = Field(ge=1, le=4096)
+    cpu_max_freq_khz: list[int] = Field(default_factory=list, max_length=4096)
+    ram_bytes: int = Field(ge=0, le=2**60)
+    serial: str = Field(default="", max_length=256)
 
 
-class EnrollRequest(WireModel):
+class EnrollRequest(StrictModel):
     enroll_token: str = Field(min_length=1, max_length=512)
     name: str = Field(min_length=1, max_length=128)
     properties: DeviceProperties
 
 
-class EnrollResponse(WireModel):
+class EnrollResponse(StrictModel):
     device_id: int
     device_token: str
     heartbeat_interval_s: float
 
 
-class HeartbeatResponse(WireModel):
+class HeartbeatResponse(StrictModel):
     device_id: int
     state: Literal["active", "draining", "disabled"]
     server_time: datetime
@@ -69,7 +71,7 @@ class HeartbeatResponse(WireModel):
 # --------------------------------------------------------------------------- profiling
 
 
-class MeasurementSpec(WireModel):
+class MeasurementSpec(StrictModel):
     """How one candidate is measured on one device: the part of a job's `profiling` block
     that travels with each profiling task (core.job_spec.ProfilingSpec adds the rest)."""
 
@@ -80,7 +82,8 @@ class MeasurementSpec(WireModel):
     warmup: int = Field(default=2, ge=0, le=100)
     repeats: int = Field(default=10, ge=1, le=1000)
     threads: int = Field(default=1, ge=1, le=64)
-    cooldown_celsius: float = Field(default=45.0, description="wait before a run while hotter")
+    cooldown_celsius: float = Field(default=45.0, ge=0, le=150,
+                                    description="wait before a run while hotter")
 
     @field_validator("prefill_lengths", "decode_contexts")
     @classmethod
@@ -90,14 +93,14 @@ class MeasurementSpec(WireModel):
         return sorted(set(lengths))
 
 
-class ArtifactRef(WireModel):
+class ArtifactRef(StrictModel):
     name: str
     sha256: str
     size_bytes: int
     url: str = Field(description="path under the API, e.g. /api/v1/artifacts/12/decode.onnx")
 
 
-class TaskAssignment(WireModel):
+class TaskAssignment(StrictModel):
     task_id: int
     job_id: int
     candidate_id: int
@@ -109,16 +112,16 @@ class TaskAssignment(WireModel):
     artifacts: list[ArtifactRef]
 
 
-class LeaseRequest(WireModel):
+class LeaseRequest(StrictModel):
     lease_seconds: float | None = Field(default=None, gt=0, le=MAX_LEASE_SECONDS,
                                         allow_inf_nan=False)
 
 
-class LeaseResponse(WireModel):
+class LeaseResponse(StrictModel):
     task: TaskAssignment | None
 
 
-class LatencyStat(WireModel):
+class LatencyStat(StrictModel):
     """Repeated timings of one graph at one length; samples in milliseconds. Every number
     is finite and non-negative, p10 <= median <= p90, and `n` counts `samples_ms`."""
 
@@ -150,7 +153,7 @@ class LatencyStat(WireModel):
         return self
 
 
-class ThermalReading(WireModel):
+class ThermalReading(StrictModel):
     zone: str = Field(max_length=128)
     celsius: float = Field(allow_inf_nan=False)
 
@@ -163,7 +166,7 @@ def _lengths_once(stats: list[LatencyStat]) -> list[LatencyStat]:
     return stats
 
 
-class MeasurementReport(WireModel):
+class MeasurementReport(StrictModel):
     prefill: list[LatencyStat] = Field(max_length=MAX_LENGTHS)
     decode: list[LatencyStat] = Field(max_length=MAX_LENGTHS)
     peak_memory_bytes: int = Field(ge=0, description="max VmHWM of the runner over the task")
@@ -176,11 +179,11 @@ class MeasurementReport(WireModel):
     _each_length_once = field_validator("prefill", "decode")(_lengths_once)
 
 
-class FailureReport(WireModel):
+class FailureReport(StrictModel):
     reason: str = Field(min_length=1, max_length=4000)
     retryable: bool = True
 
 
-class TaskAck(WireModel):
+class TaskAck(StrictModel):
     task_id: int
     state: Literal["queued", "leased", "done", "failed"]

@@ -8,27 +8,27 @@ field, not a crash in generation 7.
 from __future__ import annotations
 
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from . import catalog
 
 from .genome import GLOBAL_RANGES, Genome
+from .strict import StrictModel
 
-class SearchSpace(BaseModel):
+class SearchSpace(StrictModel):
     """What random sampling draws from and what mutation and repair keep genomes inside."""
-
-    model_config = ConfigDict(extra="forbid")
 
     classes: list[str] = Field(default_factory=catalog.default_search_classes, min_length=1,
                                description="LIV classes a backbone slot may hold")
-    widths: list[int] = Field(default_factory=lambda: [64, 96, 128], min_length=1)
+    widths: list[int] = Field(default_factory=lambda: [64, 96, 128], min_length=1, max_length=64)
     depth_min: int = Field(default=4, ge=1, le=512, description="fewest LIV slots")
     depth_max: int = Field(default=10, ge=1, le=512, description="most LIV slots")
     vocab_size: int = Field(default=4096, ge=2, le=1 << 20,
                             description="the genome's vocabulary: the same setting as "
                             "training.tokenizer.vocab_size (core.job_spec)")
-    tie_embeddings: list[bool] = Field(default_factory=lambda: [True, False], min_length=1)
-    block_repeat: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
+    tie_embeddings: list[bool] = Field(default_factory=lambda: [True, False], min_length=1,
+                                       max_length=2)
+    block_repeat: list[int] = Field(default_factory=lambda: [1, 2], min_length=1, max_length=8)
     sharing: bool = Field(default=True, description="allow featurizer and weight sharing genes")
     share_probability: float = Field(default=0.15, ge=0, le=1,
                                      description="chance a sampled slot shares with an earlier one")
@@ -82,8 +82,9 @@ class SearchSpace(BaseModel):
                     raise ValueError(
                         f"operator_genes.{name}.{gene_name}: unknown gene; allowed: "
                         f"{', '.join(g.name for g in spec.genes)}") from None
-                if not values:
-                    raise ValueError(f"operator_genes.{name}.{gene_name}: must not be empty")
+                if not values or len(values) > 64:
+                    raise ValueError(f"operator_genes.{name}.{gene_name}: must hold 1 to 64 "
+                                     f"values, got {len(values)}")
                 for v in values:
                     problem = gene.check(v)
                     if problem:

@@ -180,8 +180,8 @@ class JobRunner:
         self.records.write_generation(summary, self.row_ids, stats)
 
     def run(self) -> str:
-        """Run the job to its end; returns "completed", "cancelled" or "lost" (claimed by
-        another orchestrator)."""
+        """Run the job to its end; returns "completed", "failed" (no candidate succeeded: the
+        job's error says why), "cancelled" or "lost" (claimed by another orchestrator)."""
         try:
             restored = self.records.restore(self.loop)
             self.row_ids = restored.row_ids
@@ -189,6 +189,12 @@ class JobRunner:
                 self._heartbeat(force=True)
                 self._run_generation(generation)
                 self._heartbeat(force=True)
+            succeeded, reasons = self.records.failures()
+            if not succeeded:  # an empty front is not a result: say why, on the job
+                self.records.finish("failed", "no candidate was evaluated successfully; "
+                                    f"{len(reasons)} distinct failure(s), first: "
+                                    + " | ".join(r[:300] for r in reasons[:3]))
+                return "failed"
             self.records.finish("completed")
             return "completed"
         except JobCancelled:

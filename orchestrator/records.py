@@ -168,6 +168,12 @@ class JobRecords:
         return job_store.heartbeat_job(self.sessions, self.job_id, self.owner,
                                        generations_done, evaluations_done)
 
+    def failures(self) -> tuple[int, list[str]]:
+        """(candidates evaluated successfully, the distinct failure reasons of the others)."""
+        rows = result_store.job_candidates(self.sessions, self.job_id)
+        reasons = list(dict.fromkeys(r.failure for r in rows if r.status == "failed"))
+        return sum(r.status == "done" for r in rows), reasons
+
     def finish(self, status: str, error: str | None = None) -> None:
         job_store.finish_job(self.sessions, self.job_id, status, error)
 

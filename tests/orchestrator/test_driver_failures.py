@@ -1,4 +1,4 @@
-"""A job whose candidates fail still runs to completion, with every failure recorded."""
+"""A job whose candidates fail still runs every generation, with every failure recorded."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def test_failed_evaluations_get_the_worst_fitness_and_the_job_goes_on(tmp_path):
                      "tokenizer": {"kind": "byte"}}})
     job = jobs.create_job(sessions, spec.name, spec.model_dump(mode="json"))
     jobs.claim_job(sessions, "me")
-    assert JobRunner(sessions, tmp_path / "art", job.id, "me").run() == "completed"
+    # Every candidate failed: the job says so instead of completing with an empty front.
+    assert JobRunner(sessions, tmp_path / "art", job.id, "me").run() == "failed"
+    assert "diverged" in jobs.get_job(sessions, job.id).error
     candidates = results.job_candidates(sessions, job.id)
     assert len(candidates) == 3 + 1
     failed = [c for c in candidates if c.status == "failed"]

@@ -217,7 +217,7 @@ def test_a_quality_failure_fails_only_that_candidate(db, tmp_path):
 def test_an_export_failure_fails_the_candidate_before_profiling(db, tmp_path):
     job_id = submit(db, spec(**HARDWARE))
     evaluator = FakeEvaluator(fail_export=lambda h: True)
-    assert runner(db, tmp_path, job_id, evaluator).run() == "completed"
+    assert runner(db, tmp_path, job_id, evaluator).run() == "failed"  # every candidate failed
     candidates = results.job_candidates(db, job_id)
     assert all(c.status == "failed" and "export failed: exporter crashed" in c.failure
                for c in candidates)
@@ -230,7 +230,7 @@ def test_profiling_timeout_fails_the_candidate_and_names_the_device(db, tmp_path
                                                           "timeout_s": 0.2}},
                              evolution={"generations": 1}))
     started = time.monotonic()
-    assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "completed"  # no phone
+    assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "failed"  # no phone: every candidate failed
     assert time.monotonic() - started < 30
     candidates = results.job_candidates(db, job_id)
     assert len(candidates) == 4
@@ -244,7 +244,7 @@ def test_profiling_failure_on_the_device_fails_the_candidate_with_its_reason(db,
     phone = FakePhone(db, fail_reason="runner crashed: SIGSEGV")
     phone.start()
     try:
-        assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "completed"
+        assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "failed"
     finally:
         phone.stop.set()
     for c in results.job_candidates(db, job_id):
@@ -375,3 +375,14 @@ def test_a_surrogate_job_resumed_after_a_crash_breeds_the_same_offspring(db, tmp
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.split() == bred
+
+
+def test_a_job_whose_every_candidate_failed_ends_failed_with_the_reason(db, tmp_path):
+    job_id = submit(db, spec(evolution={"generations": 2}))
+    evaluator = FakeEvaluator(fail_quality=lambda h: True)
+    assert runner(db, tmp_path, job_id, evaluator).run() == "failed"
+    job = jobs.get_job(db, job_id)
+    assert job.status == "failed" and job.finished_at is not None
+    assert "no candidate was evaluated successfully" in job.error
+    assert "training task failed: worker died" in job.error
+    assert len(results.generations_since(db, job_id, 0)) == 2  # the generations are kept

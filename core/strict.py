@@ -1,0 +1,16 @@
+"""The base of every model Tailor reads from outside — job specs, wire messages between the
+API and the agents, ONNX manifests: an unknown field is an error, not silently ignored, and
+so are NaN and infinities (JSON's `NaN`, `Infinity`, or `1e999`), which no bound can check
+and no database column holds."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+DEVICE_CLASS_MAX_CHARS = 128  # store.models: devices.model, profiling_tasks.device_class
+SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy take a signed 64-bit seed
+DAY_S = 86_400.0
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -1,0 +1,78 @@
+"""Every number and string of a job spec has a bound the code and the database can hold, and
+non-finite numbers are refused: each case is a 422 naming the field, at submission, on
+SQLite and PostgreSQL (issue #12, points 9 and 10)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+
+ADMIN = {"Authorization": "Bearer admin-secret", "Content-Type": "application/json"}
+SPEC = {"name": "bounds", "objectives": ["perplexity", "params"],
+        "constraints": [{"metric": "params", "op": "<=", "value": 1e6}],
+        "profiling": {"devices": ["host"]}}
+
+
+@pytest.fixture
+def client(database_url, tmp_path):
+    settings = Settings(database_url=database_url, data_dir=tmp_path, admin_key="admin-secret",
+                        enroll_token="enroll-secret")
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def with_value(path: str, value):
+    spec = json.loads(json.dumps(SPEC))
+    *parents, leaf = path.split(".")
+    node = spec
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+    node[leaf] = value
+    return spec
+
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999"]
+FLOAT_FIELDS = ["constraints.0.value", "training.timeout_s", "training.grad_clip",
+                "profiling.timeout_s"]
+
+
+@pytest.mark.parametrize("field", FLOAT_FIELDS)
+@pytest.mark.parametrize("literal", NON_FINITE)
+def test_non_finite_numbers_are_422_naming_the_field(client, field, literal):
+    body = json.dumps(with_value(field, "@@")).replace('"@@"', literal)
+    response = client.post("/api/v1/jobs", content=body, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["detail"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("training.seed", 2**100),
+    ("evolution.seed", 2**64),
+    ("training.eval_width", 10**9),
+    ("training.tokens", 10**30),
+    ("training.eval_tokens", 10**30),
+    ("training.log_every", 10**30),
+    ("profiling.devices", [f"phone{i}" for i in range(20_000)]),
+    ("profiling.devices", [""]),
+    ("profiling.devices", ["x" * 100_000]),
+    ("search_space.widths", list(range(8, 4000, 2))),
+    ("name", "n" * 201),
+])
+def test_oversized_values_are_422_naming_the_field(client, field, value):
+    response = client.post("/api/v1/jobs", json=with_value(field, value), headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert field.split(".")[-1] in response.json()["detail"]
+
+
+def test_the_largest_allowed_values_are_stored_and_read_back(client):
+    spec = with_value("training.seed", 2**63 - 1)
+    spec = {**spec, "evolution": {"seed": 2**63 - 1}}
+    created = client.post("/api/v1/jobs", json=spec, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    stored = client.get(f"/api/v1/jobs/{created.json()['id']}").json()["spec"]
+    assert stored["training"]["seed"] == 2**63 - 1 and stored["evolution"]["seed"] == 2**63 - 1
