@@ -50,14 +50,22 @@ def transformer_pp(size: Size) -> Genome:
 LFM2_ATTENTION = (2, 5, 8, 10, 12, 14)  # 0-based layers with GQA in the 16-layer LFM2
 
 
+def lfm2_attention_layers(layers: int) -> list[int]:
+    """Which of `layers` layers are attention: LFM2's own six at 16 layers; at other depths
+    round(6/16 x layers) of them (at least one), spread evenly over the depth."""
+    if layers == 16:
+        return list(LFM2_ATTENTION)
+    count = max(1, round(layers * len(LFM2_ATTENTION) / 16))
+    return [int((k + 0.5) * layers / count) for k in range(count)]
+
+
 def lfm2(size: Size) -> Genome:
     """LFM2: GQA (with QK-norm) at layers 2,5,8,10,12,14 of 16, Hyena-Y kernel 3 elsewhere.
 
-    At other depths layer i takes the mixer of layer i * 16 // layers of the 16-layer
-    pattern, so the attention share stays near 6/16.
+    At other depths the same share of attention layers, about 6/16, spread over the depth.
     """
-    mixers = ["attention" if i * 16 // size.layers in LFM2_ATTENTION else "hyena_y"
-              for i in range(size.layers)]
+    attention = set(lfm2_attention_layers(size.layers))
+    mixers = ["attention" if i in attention else "hyena_y" for i in range(size.layers)]
     return _layers(mixers, size, attention=_attention(size, qk_norm=1),
                    hyena_y={"filter_length": 3})
 

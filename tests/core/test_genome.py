@@ -135,3 +135,16 @@ def test_search_space_errors_name_the_field(spec, field):
     with pytest.raises(ValidationError) as info:
         SearchSpace.model_validate(spec)
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize("layers", range(4, 33))
+def test_lfm2_keeps_its_attention_share_at_every_depth(layers):
+    genome = preset("lfm2", layers=layers)
+    mixers = [s.op for s in genome.backbone if s.op != "swiglu"]
+    share = mixers.count("attention") / layers
+    assert abs(share - 6 / 16) <= 1 / (2 * layers) + 1e-9, (layers, mixers)
+    positions = [i for i, op in enumerate(mixers) if op == "attention"]
+    gaps = [b - a for a, b in zip(positions, positions[1:])]
+    assert not gaps or max(gaps) - min(gaps) <= 1  # spread evenly, not bunched
+    if layers == 16:
+        assert positions == [2, 5, 8, 10, 12, 14]  # LFM2's own layout
