@@ -9,6 +9,7 @@ server answers; the CLI turns both into a one-line message and exit code 2.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -49,8 +50,21 @@ class TailorClient:
 
     # ----------------------------------------------------------------- jobs and results
 
-    def submit_job(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/jobs", json=spec).json()
+    def submit_job(self, spec: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
+        """Submit once, whatever happens to the answers: every attempt carries the same
+        Idempotency-Key, so a retry after a lost response gets the job the first made."""
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        for attempt in range(attempts):
+            try:
+                return self._call("POST", "/jobs", json=spec, headers=headers).json()
+            except Unreachable:
+                if attempt == attempts - 1:
+                    raise
+            except ApiError as exc:
+                if exc.status < 500 or attempt == attempts - 1:
+                    raise
+            time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}").json()

@@ -6,21 +6,46 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from store.models import Event, Job, utcnow
 
-from . import NotFound, SessionFactory, transaction
+from . import Conflict, NotFound, SessionFactory, transaction
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
-def create_job(sessions: SessionFactory, name: str, spec: dict[str, Any]) -> Job:
-    with transaction(sessions) as s:
-        job = Job(name=name, spec=spec, status="queued")
-        s.add(job)
-        s.flush()
-        s.add(Event(job_id=job.id, kind="submitted", message=f"job {job.id} queued"))
-        return job
+def create_job(sessions: SessionFactory, name: str, spec: dict[str, Any],
+               idempotency_key: str | None = None) -> Job:
+    """A queued job. With an `idempotency_key`, a second call with the same key returns the
+    first call's job (of two racing calls one insert wins); the same key with another spec
+    is a Conflict."""
+    def existing(s) -> Job | None:
+        return s.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+
+    if idempotency_key is not None:
+        with transaction(sessions) as s:
+            found = existing(s)
+        if found is not None:
+            return _same_request(found, spec)
+    try:
+        with transaction(sessions) as s:
+            job = Job(name=name, spec=spec, status="queued", idempotency_key=idempotency_key)
+            s.add(job)
+            s.flush()
+            s.add(Event(job_id=job.id, kind="submitted", message=f"job {job.id} queued"))
+            return job
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        with transaction(sessions) as s:
+            return _same_request(existing(s), spec)
+
+
+def _same_request(job: Job, spec: dict[str, Any]) -> Job:
+    if job.spec != spec:
+        raise Conflict(f"Idempotency-Key was already used for job {job.id} with another spec")
+    return job
 
 
 def list_jobs(sessions: SessionFactory, offset: int, limit: int) -> tuple[list[Job], int]:

@@ -34,6 +34,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The client's Idempotency-Key of the POST that created it: the same key gets this job
+    # back instead of a duplicate (a client retrying after a lost response).
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
 
 
 class Generation(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 
 from api.auth import AdminDep
 from store.models import Job
@@ -26,8 +26,12 @@ def job_public(job: Job) -> JobPublic:
 
 
 @router.post("", status_code=201, response_model=JobCreated)
-def submit_job(spec: JobSpec, sessions: SessionsDep, _: AdminDep) -> JobCreated:
-    job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"))
+def submit_job(spec: JobSpec, sessions: SessionsDep, _: AdminDep,
+               idempotency_key: str | None = Header(
+                   None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
+                   description="retrying with the same key returns the same job")
+               ) -> JobCreated:
+    job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"), idempotency_key)
     return JobCreated(id=job.id, status=job.status)
 
 

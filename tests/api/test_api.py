@@ -297,3 +297,29 @@ def test_latency_model_reports_prediction_accuracy_per_device_class(client):
     assert accuracy["n"] == 5 and accuracy["kendall_tau"] == pytest.approx(1.0)
     assert accuracy["mdape"] == pytest.approx(0.10)
     assert client.get("/api/v1/device-classes/SM-S928B/latency-model").json()["metrics"] == {}
+
+
+def test_a_retried_submission_with_its_idempotency_key_gets_the_same_job(client):
+    key = {**ADMIN, "Idempotency-Key": "retry-7f3a"}
+    first = client.post("/api/v1/jobs", json=SPEC, headers=key)
+    again = client.post("/api/v1/jobs", json=SPEC, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    assert client.get("/api/v1/jobs").json()["count"] == 1
+    other = client.post("/api/v1/jobs", json={**SPEC, "name": "else"}, headers=key)
+    assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
+    bad = client.post("/api/v1/jobs", json=SPEC, headers={**ADMIN, "Idempotency-Key": "x" * 129})
+    assert bad.status_code == 422 and "idempotency-key" in bad.json()["detail"].lower()
+    assert client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"] != first.json()["id"]
+
+
+def test_concurrent_submissions_with_one_key_make_one_job(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = {**ADMIN, "Idempotency-Key": "race-1"}
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: client.post("/api/v1/jobs", json=SPEC, headers=key),
+                                range(6)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert client.get("/api/v1/jobs").json()["count"] == 1
