@@ -7,6 +7,8 @@ field, not a crash in generation 7.
 
 from __future__ import annotations
 
+import math
+
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,6 +16,11 @@ from . import catalog
 
 from .genome import GLOBAL_RANGES, Genome
 from .strict import StrictModel
+
+# Gene-value combinations one class may offer: what validation and repair enumerate, so a
+# small spec cannot make the server check millions of them.
+MAX_GENE_COMBINATIONS = 4096
+
 
 class SearchSpace(StrictModel):
     """What random sampling draws from and what mutation and repair keep genomes inside."""
@@ -89,6 +96,13 @@ class SearchSpace(StrictModel):
                     problem = gene.check(v)
                     if problem:
                         raise ValueError(f"operator_genes.{name}.{gene_name}: {problem}")
+        for name in self.classes:  # counted, not enumerated: validation cost stays bounded
+            combinations = math.prod(len(self.gene_choices(name, g.name))
+                                     for g in catalog.REGISTRY[name].genes)
+            if combinations > MAX_GENE_COMBINATIONS:
+                raise ValueError(
+                    f"operator_genes.{name}: {combinations:,} combinations of gene values; at "
+                    f"most {MAX_GENE_COMBINATIONS:,} (fewer values per gene)")
         if not any(self.choices_ok(name) for name in self.classes):
             raise ValueError("no class in `classes` has a valid gene choice for any width")
         return self

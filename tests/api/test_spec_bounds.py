@@ -76,3 +76,30 @@ def test_the_largest_allowed_values_are_stored_and_read_back(client):
     assert created.status_code == 201, created.text
     stored = client.get(f"/api/v1/jobs/{created.json()['id']}").json()["spec"]
     assert stored["training"]["seed"] == 2**63 - 1 and stored["evolution"]["seed"] == 2**63 - 1
+
+
+def test_validation_cost_is_bounded_by_counting_not_enumerating(client):
+    """The probe's 1 kB spec took 8.4 s to refuse, blocking /health; counting the gene-value
+    combinations refuses it at once, and the most expensive spec allowed stays quick."""
+    import time
+
+    probe = {**SPEC, "search_space": {
+        "classes": ["attention"], "widths": [2**i for i in range(3, 15)],
+        "operator_genes": {"attention": {"heads": list(range(3, 64, 2)),
+                                         "kv_heads": list(range(1, 65)),
+                                         "window": list(range(0, 64)), "qk_norm": [0, 1]}}}}
+    started = time.perf_counter()
+    response = client.post("/api/v1/jobs", json=probe, headers=ADMIN)
+    assert time.perf_counter() - started < 1.0
+    assert response.status_code == 422 and "operator_genes.attention" in response.json()["detail"]
+    # At the cap and with no valid combination at all (odd heads never divide these widths),
+    # every combination is checked for every width: still well under a second.
+    worst = {**SPEC, "search_space": {
+        "classes": ["attention", "swiglu"], "widths": [2**i for i in range(3, 15)],
+        "operator_genes": {"attention": {"heads": list(range(3, 19, 2)),
+                                         "kv_heads": list(range(1, 9)),
+                                         "window": list(range(0, 32)), "qk_norm": [0, 1]}}}}
+    started = time.perf_counter()
+    response = client.post("/api/v1/jobs", json=worst, headers=ADMIN)
+    assert time.perf_counter() - started < 2.0
+    assert response.status_code == 201, response.text  # swiglu still has valid choices
