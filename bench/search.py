@@ -148,7 +148,7 @@ def star_rows(run: dict[str, Any], baselines: dict[str, dict], objectives: list[
     front = [run["loop"].archive[h] for h in run["loop"].history[-1].pareto]
     row: dict[str, Any] = {"algorithm": run["algorithm"], "seed": run["seed"],
                            "presets": run["presets"], "pareto_size": len(front)}
-    cost = objectives[1]
+    cost = next(m for m in objectives if m not in ("perplexity", "params"))
     for name, base in baselines.items():
         if "perplexity" not in base or cost not in base:
             continue
