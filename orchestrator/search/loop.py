@@ -99,9 +99,13 @@ class SearchLoop:
                      count * self.params.pool_factor, allow_fewer=True)
         selection = self.selector.select([c.genome for c in pool], count,
                                          self.observations(generation), generation)
-        if selection is None:  # too little data: the pool starts with plain NSGA-II's brood
+        if selection is None:  # too little data: plain NSGA-II's brood (the pool's first
+            # offspring), those that break a static constraint moved behind the others
+            feasible = set(self.selector.statically_feasible([c.genome for c in pool]))
+            ordered = [c for i, c in enumerate(pool) if i in feasible] + \
+                [c for i, c in enumerate(pool) if i not in feasible]
             self.selection_info[generation] = {"pool": len(pool), "fallback": True}
-            return pool[:count]
+            return ordered[:count]
         self.selection_info[generation] = {**selection.info, "fallback": False}
         picked = [pool[i] for i in selection.picked]
         for child, predicted in zip(picked, selection.predictions):

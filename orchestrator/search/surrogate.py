@@ -104,16 +104,22 @@ class SurrogateSelector:
 
     # ----------------------------------------------------------------- selection
 
+    def statically_feasible(self, pool: list[Genome]) -> list[int]:
+        """Pool members that meet every constraint on an exact static metric (free to know,
+        so an offspring that breaks one is never worth an evaluation)."""
+        static_constraints = [c for c in self.constraints if not modelled(c.metric)]
+        names = [c.metric for c in static_constraints]
+        return [i for i, g in enumerate(pool)
+                if all(c.violation(static_metrics(g.to_json(), names)) == 0
+                       for c in static_constraints)]
+
     def select(self, pool: list[Genome], k: int, observations: list[Observation],
                generation: int) -> Selection | None:
-        """Pick `k` of `pool` to evaluate, or None when the models lack data."""
+        """Pick `k` of `pool` to evaluate, or None when the models lack data (or no pool
+        member is statically feasible)."""
         if not self.modelled or not self.ready(observations):
             return None
-        statics = [static_metrics(g.to_json(), self.static + [c.metric for c in self.constraints
-                                                              if not modelled(c.metric)])
-                   for g in pool]
-        allowed = [i for i, s in enumerate(statics)
-                   if all(c.violation(s) == 0 for c in self.constraints if not modelled(c.metric))]
+        allowed = self.statically_feasible(pool)
         info: dict[str, Any] = {"pool": len(pool), "statically_feasible": len(allowed)}
         if not allowed:
             return None

@@ -93,3 +93,17 @@ def test_the_loop_falls_back_to_plain_nsga2_until_the_models_have_data():
     early.run(evaluate)
     assert not any(info["fallback"] for info in early.selection_info.values())
     assert all(c.predictions for c in early.archive.values() if c.generation > 0)
+
+
+def test_even_before_the_models_have_data_static_violators_are_not_evaluated():
+    def evaluate(individuals):
+        for c in individuals:
+            c.metrics = truth(c.genome)
+
+    limit = 150_000  # about a quarter of this space's genomes are larger
+    spec = EvolutionSpec(population=6, generations=3, seed=7, pool_factor=10,
+                         algorithm="surrogate", surrogate_min_points=100)
+    loop = SearchLoop(SPACE, spec, OBJECTIVES, [Constraint("params", "<=", limit)])
+    loop.run(evaluate)
+    bred = [c for c in loop.archive.values() if c.generation > 0]
+    assert bred and all(truth(c.genome)["params"] <= limit for c in bred)
