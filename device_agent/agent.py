@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -85,16 +86,21 @@ class Agent:
             return False
         self.current = task.task_id
         work = Path(tempfile.mkdtemp(prefix=f"tailor-task{task.task_id}-"))
+        # Heartbeats keep the device online and renew the lease through slow downloads and
+        # measurements longer than the lease: often enough that a lease never runs out.
+        expires = task.lease_expires_at
+        if expires.tzinfo is None:  # SQLite servers send UTC without a zone
+            expires = expires.replace(tzinfo=timezone.utc)
+        lease_left = (expires - datetime.now(timezone.utc)).total_seconds()
+        interval = max(0.2, min(self.heartbeat_s, lease_left / 3))
+        beating = threading.Event()
+        threading.Thread(target=self._heartbeat_until, args=(beating, interval),
+                         daemon=True).start()
         try:
             for artifact in task.artifacts:
                 self.client.download(artifact, work)
             (work / "manifest.json").write_text(task.manifest.model_dump_json())
-            beating = threading.Event()  # keep the device online through a long measurement
-            threading.Thread(target=self._heartbeat_until, args=(beating,), daemon=True).start()
-            try:
-                report = self.measure(work, task)
-            finally:
-                beating.set()
+            report = self.measure(work, task)
         except Exception as exc:  # report every measurement failure with its reason
             log.warning("task %s failed: %s", task.task_id, exc)
             self.client.fail(task.task_id, f"{type(exc).__name__}: {exc}", retryable=True)
@@ -102,12 +108,13 @@ class Agent:
             self.client.report(task.task_id, report)
             self.completed += 1
         finally:
+            beating.set()
             self.current = None
             shutil.rmtree(work, ignore_errors=True)
         return True
 
-    def _heartbeat_until(self, done: threading.Event) -> None:
-        while not done.wait(self.heartbeat_s):
+    def _heartbeat_until(self, done: threading.Event, interval_s: float) -> None:
+        while not done.wait(interval_s):
             try:
                 self.client.heartbeat()
             except (httpx.HTTPError, ServerError) as exc:

@@ -123,6 +123,8 @@ class ProfilingTask(Base):
     state: Mapped[str] = mapped_column(String(20), index=True, default="queued")
     lease_owner: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
     lease_expires_at: Mapped[datetime | None]
+    # The length granted at lease time; every heartbeat of the holder renews it by as much.
+    lease_seconds: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     last_error: Mapped[str | None] = mapped_column(Text)

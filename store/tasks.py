@@ -95,11 +95,33 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
                        *([] if max_leases is None else [held < max_leases]))
                 .values(state="leased", lease_owner=device.id,
                         lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
-                        attempts=ProfilingTask.attempts + 1)
+                        lease_seconds=lease_seconds, attempts=ProfilingTask.attempts + 1)
                 .execution_options(synchronize_session=False)).rowcount
             if taken == 1:
                 return s.get(ProfilingTask, task_id)
     return None
+
+
+def renew_leases(sessions: SessionFactory, device: Device) -> int:
+    """A heartbeat: every lease the device still holds runs again for the length it was
+    granted, so a measurement longer than its lease keeps it while the agent is alive; a
+    lease is lost only when the agent stops heartbeating. Returns how many were renewed."""
+    now = utcnow()
+    with transaction(sessions) as s:
+        held = s.scalars(select(ProfilingTask).where(ProfilingTask.state == "leased",
+                                                     ProfilingTask.lease_owner == device.id)
+                         .with_for_update()).all()
+        renewed = 0
+        for task in held:
+            expires = task.lease_expires_at
+            if expires is not None and expires.tzinfo is None:
+                expires = expires.replace(tzinfo=timezone.utc)
+            if expires is not None and expires < now:
+                continue  # already lost: expire_leases hands it to another device
+            length = task.lease_seconds or (expires - now).total_seconds()
+            task.lease_expires_at = now + timedelta(seconds=length)
+            renewed += 1
+        return renewed
 
 
 def _held(s, task_id: int, device: Device) -> ProfilingTask:

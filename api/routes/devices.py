@@ -15,6 +15,7 @@ from api.guards import client_address
 from store.models import Device, utcnow
 from api.schemas.public import DevicePublic
 from store import devices as store
+from store import tasks as task_store
 from core.protocol import API_PREFIX, EnrollRequest, EnrollResponse, HeartbeatResponse
 
 from .deps import DeviceId, SessionsDep, SettingsDep
@@ -50,7 +51,9 @@ def enroll(body: EnrollRequest, request: Request, sessions: SessionsDep,
 
 @router.post("/heartbeat", response_model=HeartbeatResponse)
 def heartbeat(device: DeviceDep, sessions: SessionsDep) -> HeartbeatResponse:
+    """The device is alive: mark it online and renew every lease it holds."""
     device = store.heartbeat_device(sessions, device.id)
+    task_store.renew_leases(sessions, device)
     return HeartbeatResponse(device_id=device.id, state=device.state, server_time=utcnow())
 
 

@@ -209,3 +209,37 @@ def test_host_agent_measures_over_the_same_protocol_and_heartbeats_while_busy(se
     assert row["state"] == "done" and row["report"]["runner"].startswith("host onnxruntime")
     assert row["report"]["prefill"][0]["n"] == 2 and row["report"]["peak_memory_bytes"] > 0
     assert beats[0] > started
+
+
+def test_a_measurement_three_times_longer_than_its_lease_completes_once(server, exported,
+                                                                        tmp_path):
+    """Heartbeats renew the leases the agent holds (issue #13, point 1): a task that takes 3x
+    its lease is reported once, on its first attempt, and nobody else leased it meanwhile."""
+    from device_agent.agent import host_measure
+    from device_agent.properties import host_properties
+    from store import tasks as task_store
+
+    url, app = server
+    candidate_id = seed_task(url, app, exported, device_class="host")
+    lease_s = 1.5
+
+    def slow_measure(graph_dir, task):
+        time.sleep(3 * lease_s)
+        return host_measure(graph_dir, task)
+
+    agent = Agent(url, "enroll-secret", "slow-host", host_properties("host"), slow_measure,
+                  tmp_path / "agent", poll_s=0.2, lease_seconds=lease_s)
+    agent.ensure_enrolled()
+    rival = Agent(url, "enroll-secret", "rival-host", host_properties("host"), host_measure,
+                  tmp_path / "rival", poll_s=0.2, lease_seconds=lease_s)
+    rival.ensure_enrolled()
+    threading.Thread(target=agent.run, kwargs={"max_tasks": 1}, daemon=True).start()
+    time.sleep(0.5)
+    threading.Thread(target=rival.run, daemon=True).start()  # waits for any lease to lapse
+    [row] = wait_until(lambda: [r for r in task_store.task_results(app.state.sessions,
+                                                                    [candidate_id])
+                                if r["state"] == "done"], timeout_s=120)
+    rival.shutdown()
+    agent.shutdown()
+    assert row["attempts"] == 1 and rival.completed == 0 and agent.completed == 1
+    assert [s["length"] for s in row["report"]["decode"]] == [24]
