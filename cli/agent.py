@@ -78,8 +78,7 @@ def agent(
                    poll_s=poll_interval, lease_seconds=lease_seconds, ready=ready)
     worker.install_signal_handlers()
     try:
-        worker.ensure_enrolled()
-        worker.run()
+        worker.run()  # enrolls first; waits out a server that is not up yet, with back-off
     except ServerError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

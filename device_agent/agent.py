@@ -135,7 +135,9 @@ class Agent:
             except (httpx.TransportError, ServerError) as exc:
                 if isinstance(exc, ServerError) and exc.status in (401, 403):
                     raise
-                log.warning("server unreachable (%s); retrying in %.0fs", exc, backoff)
+                what = "server unreachable" if isinstance(exc, httpx.TransportError) \
+                    else "server refused"
+                log.warning("%s (%s); retrying in %.0fs", what, exc, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 60)
 
