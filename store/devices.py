@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from store.models import Device, utcnow
+from store.models import Device, as_utc, utcnow
 
 from . import NotFound, SessionFactory, transaction
 
@@ -97,10 +97,7 @@ def heartbeat_device(sessions: SessionFactory, device_id: int) -> Device:
 def is_online(device: Device, offline_after_s: float, now: datetime | None = None) -> bool:
     if device.last_heartbeat_at is None:
         return False
-    last = device.last_heartbeat_at
-    if last.tzinfo is None:  # SQLite returns naive datetimes
-        last = last.replace(tzinfo=timezone.utc)
-    return (now or utcnow()) - last <= timedelta(seconds=offline_after_s)
+    return (now or utcnow()) - as_utc(device.last_heartbeat_at) <= timedelta(seconds=offline_after_s)
 
 
 def list_devices(sessions: SessionFactory) -> list[Device]:

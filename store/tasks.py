@@ -15,13 +15,13 @@ refused (`BadReport`) and the lease is kept, so the agent may still send a corre
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
-from store.models import Candidate, Device, Measurement, ProfilingTask, utcnow
+from store.models import Candidate, Device, Measurement, ProfilingTask, as_utc, utcnow
 
 from . import Conflict, NotFound, SessionFactory, insert_or_get, transaction
 
@@ -113,9 +113,7 @@ def renew_leases(sessions: SessionFactory, device: Device) -> int:
                          .with_for_update()).all()
         renewed = 0
         for task in held:
-            expires = task.lease_expires_at
-            if expires is not None and expires.tzinfo is None:
-                expires = expires.replace(tzinfo=timezone.utc)
+            expires = as_utc(task.lease_expires_at)
             if expires is not None and expires < now:
                 continue  # already lost: expire_leases hands it to another device
             length = task.lease_seconds or (expires - now).total_seconds()
@@ -128,9 +126,7 @@ def _held(s, task_id: int, device: Device) -> ProfilingTask:
     task = s.get(ProfilingTask, task_id, with_for_update=True)
     if task is None:
         raise NotFound(f"task {task_id} not found")
-    expires = task.lease_expires_at
-    if expires is not None and expires.tzinfo is None:
-        expires = expires.replace(tzinfo=timezone.utc)
+    expires = as_utc(task.lease_expires_at)
     if task.state != "leased" or task.lease_owner != device.id or \
             (expires is not None and expires < utcnow()):
         raise Conflict(f"device {device.id} does not hold the lease of task {task_id}")

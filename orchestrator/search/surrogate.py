@@ -159,10 +159,10 @@ class SurrogateSelector:
             frames[metric] = (float(logs.min()), float(logs.max()))
         observed_genomes = [g for g, _ in observations]
         static_logs = {}
+        static_values = [static_metrics(g.to_json(), self.static)
+                         for g in observed_genomes + pool]  # each genome once
         for metric in self.static:
-            values = np.asarray([static_metrics(g.to_json(), [metric])[metric]
-                                 for g in observed_genomes + pool])
-            static_logs[metric] = _log(values)
+            static_logs[metric] = _log(np.asarray([v[metric] for v in static_values]))
             frames[metric] = (float(static_logs[metric].min()), float(static_logs[metric].max()))
 
         def scale(metric: str, logs: np.ndarray) -> np.ndarray:
