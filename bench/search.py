@@ -8,12 +8,19 @@ Ray tasks, on two objective sets:
             one measurement at a time while the workers are idle.
 Each (set, algorithm, seed) is an independent search (population 16, 9 generations: the
 initial 16 and 8 x 14 offspring = 128 evaluations), started without the presets so the
-three algorithms get the same start; hypervolume against evaluations is computed in one
-frame per set (ideal and nadir of everything evaluated in that set). Evaluations are cached
+three algorithms get the same start; hypervolume against evaluations is computed in two
+frames shared by every run of a set: "front" (ideal and nadir of the best front known, the
+non-dominated set of everything evaluated in that set: the frame the targets are read in,
+since it measures how much of the best front a run found) and "all" (ideal and nadir of
+everything evaluated, where any front near the corner is close to the maximum 1.1^k). Evaluations are cached
 by genome across runs (the same genome is never trained or measured twice). With
 `--presets`, NSGA-II and the surrogate also run with the presets in the initial population,
 as users run them, for STAR's table and the check against `lfm2`. The presets, sized like
 the searched models and trained with the same budget, are the baselines.
+
+Each run's evaluated candidates (generation, metrics) are stored too, so other frames can
+be computed from the JSON later. Running a subset of the sets keeps the other sets already in
+the output file.
 
 Reported: hypervolume per evaluation count (mean and spread over seeds), evaluations each
 algorithm needs to reach random search's final mean hypervolume, the surrogate's predictor
@@ -38,7 +45,7 @@ from core.job_spec import EvolutionSpec
 from core.metrics import static_metrics
 from orchestrator.ray_evaluator import RayEvaluator, connect
 from orchestrator.search.loop import Individual, SearchLoop
-from orchestrator.search.selection import NormalisationFrame, hypervolume
+from orchestrator.search.selection import NormalisationFrame, hypervolume, pareto_front
 
 RESULTS = Path(__file__).parent / "results"
 HOST = "decode_ms@128[host]"
@@ -137,6 +144,19 @@ def run_search(name: str, objectives: list[str], algorithm: str, seed: int, args
             "presets": presets}
 
 
+def summarise(curves: dict[str, list[list[float]]], counts: list[int]) -> dict[str, Any]:
+    """Mean and spread over seeds, ratio to random's final mean, evaluations to reach it."""
+    mean = {a: np.mean(c, axis=0).tolist() for a, c in curves.items()}
+    target = mean["random"][-1] if "random" in mean else None
+    return {"hypervolume": curves, "hypervolume_mean": mean,
+            "hypervolume_std": {a: np.std(c, axis=0).tolist() for a, c in curves.items()},
+            "final_ratio_to_random": {a: m[-1] / target for a, m in mean.items()} if target
+            else {},
+            "evaluations_to_reach_random_final": {
+                a: next((n for n, v in zip(counts, m) if target is not None and v >= target),
+                        None) for a, m in mean.items()}}
+
+
 def curve(run: dict[str, Any], reference: SearchLoop, frame: NormalisationFrame) -> list[float]:
     loop = run["loop"]
     ordered = sorted(loop.archive.values(), key=lambda c: c.generation)
@@ -196,15 +216,15 @@ def main(argv: list[str] | None = None) -> dict:
         evaluations.evaluate(baselines, objectives)
         reference = SearchLoop(SPACE, EvolutionSpec(), objectives)
         everything = [c for run in runs for c in run["loop"].archive.values()]
-        frame = NormalisationFrame.from_objectives(*reference.matrix(everything))
+        obj, vio = reference.matrix(everything)
+        best = pareto_front(obj, vio)
+        frames = {"front": NormalisationFrame.from_objectives(obj[best], vio[best]),
+                  "all": NormalisationFrame.from_objectives(obj, vio)}
         plain = [r for r in runs if not r["presets"]]
         counts = [h.evaluations for h in plain[0]["loop"].history]
-        curves = {a: [curve(r, reference, frame) for r in plain if r["algorithm"] == a]
-                  for a in args.algorithms}
-        mean = {a: np.mean(c, axis=0).tolist() for a, c in curves.items()}
-        target = mean["random"][-1] if "random" in mean else None
-        reach = {a: next((n for n, v in zip(counts, m) if target is not None and v >= target),
-                         None) for a, m in mean.items()}
+        by_frame = {f: summarise({a: [curve(r, reference, frame) for r in plain
+                                      if r["algorithm"] == a] for a in args.algorithms}, counts)
+                    for f, frame in frames.items()}
         base_metrics = {b.origin: b.metrics for b in baselines}
         lfm2 = base_metrics["lfm2"]
         dominated_lfm2 = None
@@ -215,25 +235,39 @@ def main(argv: list[str] | None = None) -> dict:
                 for c in (r["loop"].archive[h] for h in r["loop"].history[-1].pareto)
                 if all(m in c.metrics for m in pair)) for r in runs if r["presets"]}
         report["sets"][name] = {
-            "objectives": objectives, "evaluations": counts, "hypervolume": curves,
-            "hypervolume_mean": mean,
-            "hypervolume_std": {a: np.std(c, axis=0).tolist() for a, c in curves.items()},
-            "final_ratio_to_random": {a: m[-1] / target for a, m in mean.items()} if target
-            else {},
-            "evaluations_to_reach_random_final": reach,
+            "objectives": objectives, "evaluations": counts,
+            "frames": {f: {"ideal": fr.ideal, "nadir": fr.nadir} for f, fr in frames.items()},
+            **by_frame["front"], "all_frame": by_frame["all"],
             "predictor": [{"seed": r["seed"], "presets": r["presets"], "by_generation": r["predictor"]}
                           for r in runs if r["algorithm"] == "surrogate"],
             "baselines": base_metrics,
             "front_dominates_lfm2_on_perplexity_and_host_decode": dominated_lfm2,
-            "star_table": [star_rows(r, base_metrics, objectives) for r in runs]}
-        print(f"{name}: final hypervolume mean " + ", ".join(
-            f"{a} {m[-1]:.4f}" for a, m in mean.items()) + f"; to reach random's final: {reach}",
-              flush=True)
-    report["wall_s"] = time.perf_counter() - started
+            "star_table": [star_rows(r, base_metrics, objectives) for r in runs],
+            "runs": [{"algorithm": r["algorithm"], "seed": r["seed"], "presets": r["presets"],
+                      "archive": [{"generation": c.generation, "origin": c.origin,
+                                   "metrics": c.metrics}
+                                  for c in sorted(r["loop"].archive.values(),
+                                                  key=lambda c: c.generation)]}
+                     for r in runs]}
+        for f, summary in by_frame.items():
+            print(f"{name} ({f} frame): final hypervolume mean " + ", ".join(
+                f"{a} {m[-1]:.4f}" for a, m in summary["hypervolume_mean"].items())
+                + f"; ratio to random {summary['final_ratio_to_random']}; evaluations to reach"
+                f" random's final: {summary['evaluations_to_reach_random_final']}", flush=True)
+    report["wall_s"] = {",".join(args.sets): time.perf_counter() - started}
+    if args.out.exists():  # keep the sets this invocation did not run
+        previous = json.loads(args.out.read_text())
+        kept = {k: v for k, v in previous.get("sets", {}).items() if k not in report["sets"]}
+        walls = previous.get("wall_s") if isinstance(previous.get("wall_s"), dict) else {}
+        report["sets"] = {**kept, **report["sets"]}
+        report["wall_s"] = {**{k: v for k, v in walls.items() if k in kept},
+                            ",".join(args.sets): time.perf_counter() - started}
+        report["args_by_sets"] = {**previous.get("args_by_sets", {}),
+                                  ",".join(args.sets): report["args"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=float))
     plot(report, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} ({report['wall_s']:.0f}s)")
+    print(f"wrote {args.out} ({time.perf_counter() - started:.0f}s)")
     return report
 
 

@@ -50,6 +50,7 @@ class GraphManifest(StrictModel):
     genome_hash: str
     vocab_size: int
     opset: int
+    exporter: Literal["torchscript", "dynamo"] = "dynamo"  # torch.onnx's tracer or torch.export
     dtype: Literal["float32", "float16"]
     graphs: dict[Literal["prefill", "decode"], GraphSpec]
     cache_pairs: dict[str, str]

@@ -26,7 +26,7 @@ from store import jobs as job_store
 from store import results as result_store
 from store import tasks as task_store
 
-EXPORT_KEY = "onnx-opset18-v1"  # evaluation-cache key of the float ONNX export
+EXPORT_KEY = "onnx-opset18-v2"  # evaluation-cache key of the float ONNX export (v2: traced when exact)
 WEIGHTS = "weights.pt"
 
 

@@ -26,6 +26,8 @@ def test_every_operator_exports_and_matches_torch(op, tmp_path):
     genome = operator_genome(op, repeat=2).to_json()
     result = export_onnx(genome, tmp_path)
     assert result.max_abs_diff <= TOL
+    manifest = GraphManifest.model_validate_json((tmp_path / "manifest.json").read_text())
+    assert manifest.exporter == result.exporter
     for name in ("prefill.onnx", "decode.onnx"):
         model = onnx.load(tmp_path / name)
         onnx.checker.check_model(model)
@@ -100,3 +102,32 @@ def test_graphs_name_no_host_path_and_still_match_torch(tmp_path):
             assert path.encode() not in data, (spec.file, path)
         assert STACK_TRACE_KEY.encode() not in data and b'File "' not in data
         assert _sha256(tmp_path / spec.file) == spec.sha256  # hashed after stripping
+
+
+def test_auto_traces_when_exact_and_falls_back_to_dynamo_quietly(tmp_path, capfd):
+    """"auto" keeps the fast traced export when it matches torch (here a model whose decode
+    graph does not read `position`: the input is put back), and exports with dynamo when
+    the tracer cannot express an operator (a long convolution whose kernel is as long as the
+    sequence), printing nothing either way."""
+    traced = export_onnx(operator_genome("gla", repeat=2).to_json(), tmp_path / "gla")
+    assert traced.exporter == "torchscript" and traced.max_abs_diff <= TOL
+    names = [i.name for i in ort.InferenceSession(
+        str(tmp_path / "gla" / "decode.onnx"), providers=["CPUExecutionProvider"]).get_inputs()]
+    assert names[:2] == ["input_ids", "position"]
+    fallback = export_onnx(operator_genome("hyena_modal", repeat=1).to_json(), tmp_path / "m")
+    assert fallback.exporter == "dynamo" and fallback.max_abs_diff <= TOL
+    out, err = capfd.readouterr()
+    assert "Torch IR graph" not in out + err and "Traceback" not in out + err
+    with pytest.raises(ValueError, match="exporter must be one of"):
+        export_onnx(operator_genome("gla").to_json(), tmp_path / "x", exporter="tvm")
+
+
+def test_forced_exporters_agree_on_the_graph_interface(tmp_path):
+    genome = preset("transformer++", width=32, heads=2, kv_heads=1, ffn=64, vocab=97,
+                    layers=2).to_json()
+    specs = {}
+    for exporter in ("torchscript", "dynamo"):
+        result = export_onnx(genome, tmp_path / exporter, exporter=exporter)
+        assert result.exporter == exporter and result.max_abs_diff <= TOL
+        specs[exporter] = {k: (g.inputs, g.outputs) for k, g in result.manifest.graphs.items()}
+    assert specs["torchscript"] == specs["dynamo"]

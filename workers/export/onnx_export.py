@@ -6,7 +6,13 @@ decode.onnx:  `input_ids` int64 [1, 1], `position` int64 [1] (absolute index of 
 and every state tensor (`past_*`) -> `logits` [1, 1, V] and the next states (`present_*`).
 Attention caches have a dynamic "past" axis; conv and recurrent states are fixed-size.
 `manifest.json` names all of it (shapes, dtypes, roles, which output feeds which input) so a
-phone-side runner needs no Python. Uses the dynamo exporter at opset 18.
+phone-side runner needs no Python. Opset 18.
+
+Two exporters, `exporter=`: "torchscript" (torch.onnx's tracer: about 0.2 s for a small model)
+and "dynamo" (torch.export: 10-20 s on two cores, but it never bakes a traced shape in).
+"auto", the default, traces first and keeps the traced graphs only when onnxruntime matches
+torch at two prompt lengths on either side of every window (and the decode steps after them);
+otherwise, or when tracing fails, it exports again with dynamo. The manifest records which.
 
 The exporter annotates nodes with Python stack traces (absolute paths of this host's source
 tree and environment); every enrolled device downloads the graphs, so they are stripped
@@ -22,7 +28,7 @@ import os
 import sys
 import tempfile
 import warnings
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +70,11 @@ class ExportResult:
     out_dir: Path
     manifest: GraphManifest
     max_abs_diff: float  # onnxruntime vs torch, over prefill and decode logits and states
+    exporter: str = "dynamo"  # which exporter wrote the graphs
+
+
+EXPORTERS = ("auto", "torchscript", "dynamo")
+TRACE_TOLERANCE = 1e-4  # worst |onnxruntime - torch| for "auto" to keep a traced export
 
 
 def _sha256(path: Path) -> str:
@@ -134,56 +145,144 @@ def strip_host_metadata(path: Path) -> int:
     return removed
 
 
+@contextmanager
+def _silenced_fds():
+    """Point file descriptors 1 and 2 at /dev/null: the tracer's C++ side prints the whole
+    IR graph when a model cannot be traced (then "auto" falls back to dynamo)."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1), os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
 def _quiet_export(*args, **kwargs):
-    """The dynamo exporter prints progress and warnings; keep the CLI output clean."""
+    """Both exporters print progress and warnings; keep the CLI output clean."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull), redirect_stderr(devnull), \
-            warnings.catch_warnings():
+            warnings.catch_warnings(), _silenced_fds():
         warnings.simplefilter("ignore")
         return torch.onnx.export(*args, **kwargs)
 
 
+def _export_graphs(model: TailorLM, out: Path, exporter: str, example_context: int) -> None:
+    """Write prefill.onnx and decode.onnx with one exporter, host metadata stripped."""
+    layout = model.state_layout()
+    vocab = model.plan.vocab_size
+    dynamo = exporter == "dynamo"
+    state_names = [t.name for t in layout]
+    prefill_out = ["logits"] + [f"present_{n}" for n in state_names]
+    decode_in = ["input_ids", "position"] + [f"past_{n}" for n in state_names]
+    gen = torch.Generator().manual_seed(0)
+    prefill_ids = torch.randint(0, vocab, (1, max(example_context, 4)), generator=gen)
+    with torch.no_grad():
+        _, past = model.prefill(prefill_ids)
+    position = torch.tensor([prefill_ids.shape[1]], dtype=torch.int64)
+    decode_ids = torch.randint(0, vocab, (1, 1), generator=gen)
+    past_axes = {f"past_{t.name}": t.shape.index("past") for t in layout if "past" in t.shape}
+    if dynamo:
+        seq = torch.export.Dim("seq", min=2, max=1 << 16)
+        prefill_shapes: dict[str, Any] = {"dynamic_shapes": ({1: seq},)}
+        past_dims = [{past_axes[f"past_{t.name}"]: torch.export.Dim(f"past{i}", min=2,
+                                                                     max=1 << 20)}
+                     if f"past_{t.name}" in past_axes else None for i, t in enumerate(layout)]
+        decode_shapes: dict[str, Any] = {
+            "dynamic_shapes": (None, None, tuple(past_dims)) if past_dims else None}
+    else:
+        prefill_shapes = {"dynamic_axes": {"input_ids": {1: "seq"},
+                                           **{f"present_{n[5:]}": {a: "seq"}
+                                              for n, a in past_axes.items()}}}
+        decode_shapes = {"dynamic_axes": {
+            **{n: {a: "past"} for n, a in past_axes.items()},
+            **{f"present_{n[5:]}": {a: "past_next"} for n, a in past_axes.items()}}}
+    _quiet_export(PrefillGraph(model), (prefill_ids,), str(out / "prefill.onnx"),
+                  input_names=["input_ids"], output_names=prefill_out, opset_version=OPSET,
+                  dynamo=dynamo, **({"external_data": False} if dynamo else {}),
+                  **prefill_shapes)
+    _quiet_export(DecodeGraph(model), (decode_ids, position, *past), str(out / "decode.onnx"),
+                  input_names=decode_in, output_names=prefill_out, opset_version=OPSET,
+                  dynamo=dynamo, **({"external_data": False} if dynamo else {}),
+                  **decode_shapes)
+    if not dynamo:
+        _restore_unused_position(out / "decode.onnx")
+    for name in ("prefill.onnx", "decode.onnx"):
+        strip_host_metadata(out / name)
+
+
+def _restore_unused_position(path: Path) -> None:
+    """The tracer drops graph inputs nothing reads; a model without position-dependent
+    layers (no RoPE) does not read `position`, but the manifest promises it. Put it back,
+    unused, second as in the manifest (ONNX allows inputs that feed nothing)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if any(i.name == "position" for i in model.graph.input):
+        return
+    position = onnx.helper.make_tensor_value_info("position", onnx.TensorProto.INT64, [1])
+    inputs = list(model.graph.input)
+    del model.graph.input[:]
+    model.graph.input.extend(inputs[:1] + [position] + inputs[1:])
+    onnx.save(model, str(path))
+
+
+def _graph_inputs(path: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers]
+
+
+def _verify_lengths(model: TailorLM) -> tuple[int, ...]:
+    """Prompt lengths that put every window (and the decode steps after it) on both sides."""
+    window = max([t.past_cap or 0 for t in model.state_layout()] + [0])
+    return (11, max(23, window + 7))
+
+
 def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: TailorLM | None = None,
-                example_context: int = 16, verify: bool = True) -> ExportResult:
+                example_context: int = 16, verify: bool = True,
+                exporter: str = "auto") -> ExportResult:
     """Write prefill.onnx, decode.onnx, genome.json and manifest.json into `out_dir`.
 
     `model` carries trained weights when given (else fresh weights, seed 0). With `verify`,
-    both graphs are run in onnxruntime on random inputs and compared with torch.
+    both graphs are run in onnxruntime on random inputs and compared with torch ("auto"
+    always verifies the traced graphs before keeping them).
     """
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
     genome = Genome.coerce(genome)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = (model if model is not None else compile_genome(genome, seed=0)).eval().float()
     layout = model.state_layout()
     vocab = model.plan.vocab_size
-    seq = torch.export.Dim("seq", min=2, max=1 << 16)
-
-    prefill_ids = torch.randint(0, vocab, (1, max(example_context, 4)))
     state_names = [t.name for t in layout]
-    prefill_out = ["logits"] + [f"present_{n}" for n in state_names]
-    _quiet_export(PrefillGraph(model), (prefill_ids,), str(out / "prefill.onnx"),
-                  input_names=["input_ids"], output_names=prefill_out,
-                  dynamic_shapes=({1: seq},), opset_version=OPSET, dynamo=True,
-                  external_data=False)
-    strip_host_metadata(out / "prefill.onnx")
-
-    with torch.no_grad():
-        _, past = model.prefill(prefill_ids)
-    position = torch.tensor([prefill_ids.shape[1]], dtype=torch.int64)
-    decode_ids = torch.randint(0, vocab, (1, 1))
-    past_dims = []
-    for i, t in enumerate(layout):
-        if "past" in t.shape:
-            axis = t.shape.index("past")
-            past_dims.append({axis: torch.export.Dim(f"past{i}", min=2, max=1 << 20)})
-        else:
-            past_dims.append(None)
-    decode_in = ["input_ids", "position"] + [f"past_{n}" for n in state_names]
-    _quiet_export(DecodeGraph(model), (decode_ids, position, *past),
-                  str(out / "decode.onnx"), input_names=decode_in, output_names=prefill_out,
-                  dynamic_shapes=(None, None, tuple(past_dims)) if past_dims else None, opset_version=OPSET, dynamo=True,
-                  external_data=False)
-    strip_host_metadata(out / "decode.onnx")
+    expected_decode_inputs = ["input_ids", "position"] + [f"past_{n}" for n in state_names]
+    diff = float("nan")
+    used = "dynamo" if exporter == "dynamo" else "torchscript"
+    if used == "torchscript":
+        try:
+            _export_graphs(model, out, "torchscript", example_context)
+            if (_graph_inputs(out / "prefill.onnx") != ["input_ids"]
+                    or _graph_inputs(out / "decode.onnx") != expected_decode_inputs):
+                raise RuntimeError("the tracer dropped an unused graph input")
+            if verify or exporter == "auto":
+                diff = max(verify_export(model, out, prompt=n) for n in _verify_lengths(model))
+                if exporter == "auto" and not diff <= TRACE_TOLERANCE:
+                    raise RuntimeError(f"traced graphs differ from torch by {diff:.2e}")
+        except Exception:
+            if exporter == "torchscript":
+                raise
+            used, diff = "dynamo", float("nan")
+    if used == "dynamo":
+        _export_graphs(model, out, "dynamo", example_context)
+        if verify:
+            diff = max(verify_export(model, out, prompt=n) for n in _verify_lengths(model))
 
     def cache_specs(prefix: str) -> list[TensorSpec]:
         return [TensorSpec(name=f"{prefix}_{t.name}", dtype="float32", shape=list(t.shape),
@@ -200,6 +299,7 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
     per_token, fixed = costs.cache_split(genome)
     manifest = GraphManifest(
         genome_hash=genome.hash(), vocab_size=vocab, opset=OPSET, dtype="float32",
+        exporter=used,
         graphs={
             "prefill": graph_spec("prefill.onnx", [ids], [logits, *cache_specs("present")]),
             "decode": graph_spec(
@@ -212,8 +312,7 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
         cache_bytes_per_token=per_token * 4, cache_bytes_fixed=fixed * 4)
     (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
     (out / "genome.json").write_text(json.dumps(genome.to_json(), indent=2))
-    diff = verify_export(model, out) if verify else float("nan")
-    return ExportResult(out, manifest, diff)
+    return ExportResult(out, manifest, diff, used)
 
 
 def verify_export(model: TailorLM, out_dir: str | Path, prompt: int = 11,
