@@ -75,6 +75,9 @@ class ProfilingSpec(MeasurementSpec):
     devices: list[str] = Field(default_factory=list, max_length=64,
                                description="device classes (DeviceProperties.model) to profile")
     timeout_s: float = Field(default=1800, gt=0, le=7 * DAY_S)
+    priority: int = Field(default=0, ge=-1000, le=1000,
+                          description="phones measure higher-priority jobs' tasks first, then "
+                          "older jobs' first")
 
     @field_validator("devices")
     @classmethod

@@ -11,11 +11,15 @@ from datetime import datetime
 from typing import Literal
 
 import math
+import re
 
 from pydantic import Field, field_validator, model_validator
 
 from .manifest import GraphManifest
 from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, StrictModel
+
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 API_PREFIX = "/api/v1"  # every route of the REST API lives under it
 MAX_LENGTH = 1 << 20  # the longest prefill or decode context a task may ask for
@@ -66,6 +70,9 @@ class HeartbeatResponse(StrictModel):
     device_id: int
     state: Literal["active", "draining", "disabled"]
     server_time: datetime
+    paused_until: datetime | None = Field(default=None, description="no leases until then: "
+                                          "the device reported a device error")
+    paused_reason: str | None = None
 
 
 # --------------------------------------------------------------------------- profiling
@@ -79,11 +86,32 @@ class MeasurementSpec(StrictModel):
                                        max_length=MAX_LENGTHS)
     decode_contexts: list[int] = Field(default_factory=lambda: [128, 512], min_length=1,
                                        max_length=MAX_LENGTHS)
-    warmup: int = Field(default=2, ge=0, le=100)
-    repeats: int = Field(default=10, ge=1, le=1000)
+    warmup: int = Field(default=2, ge=0, le=100,
+                        description="untimed runs at the start of each runner process")
+    repeats: int = Field(default=10, ge=1, le=1000,
+                         description="timed runs in each runner process, after the warm-up")
+    processes: int = Field(default=1, ge=1, le=20,
+                           description="fresh runner processes per (graph, length), each "
+                           "doing warmup + repeats runs: spread across processes, peak memory")
     threads: int = Field(default=1, ge=1, le=64)
     cooldown_celsius: float = Field(default=45.0, ge=0, le=150,
-                                    description="wait before a run while hotter")
+                                    description="wait before a run while a watched zone is "
+                                    "hotter")
+    thermal_zones: list[str] = Field(default_factory=list, max_length=64,
+                                     description="zones to watch (substrings of their type or "
+                                     "name, e.g. 'cpu'); empty: every zone")
+    cooldown_timeout_s: float = Field(default=600, ge=0, le=DAY_S, allow_inf_nan=False,
+                                      description="longest wait for the zones to cool down")
+    reject_hot: bool = Field(default=False,
+                             description="still hotter after cooldown_timeout_s: hand the "
+                             "task back instead of measuring (else measure and mark it)")
+
+    @field_validator("thermal_zones")
+    @classmethod
+    def _zone_names(cls, zones: list[str]) -> list[str]:
+        if any(not z or len(z) > 128 for z in zones):
+            raise ValueError("each zone name must be 1 to 128 characters")
+        return zones
 
     @field_validator("prefill_lengths", "decode_contexts")
     @classmethod
@@ -172,18 +200,42 @@ class MeasurementReport(StrictModel):
     peak_memory_bytes: int = Field(ge=0, description="max VmHWM of the runner over the task")
     runner: str = Field(max_length=500, description="e.g. 'onnxruntime_perf_test 1.20.0' "
                         "or 'host onnxruntime'")
+    method: str = Field(default="", max_length=500,
+                        description="how the timings were taken, e.g. 'warm: 2 warm-up + 10 "
+                        "timed runs in each of 3 processes'")
     thermal_before: list[ThermalReading] = Field(default_factory=list, max_length=256)
     thermal_after: list[ThermalReading] = Field(default_factory=list, max_length=256)
+    thermal_limit_celsius: float | None = Field(default=None, ge=0, le=150, allow_inf_nan=False)
+    above_thermal_limit: bool = Field(default=False, description="a watched zone was still "
+                                      "above the limit when the measurement started")
+    cooldown_wait_s: float = Field(default=0, ge=0, allow_inf_nan=False)
     wall_s: float = Field(ge=0, allow_inf_nan=False)
 
     _each_length_once = field_validator("prefill", "decode")(_lengths_once)
 
 
 class FailureReport(StrictModel):
+    """Why a task could not be measured. `kind` says whose fault it was: "candidate" (the
+    graph fails: counts as one of the candidate's attempts), "device" (the phone or its
+    runner is broken: the task goes back to the queue uncounted and the device is paused
+    from leasing for a while), "disconnected" (the phone dropped: back to the queue,
+    uncounted)."""
+
     reason: str = Field(min_length=1, max_length=4000)
     retryable: bool = True
+    kind: Literal["candidate", "device", "disconnected"] = "candidate"
+
+    @field_validator("reason")
+    @classmethod
+    def _plain_text(cls, reason: str) -> str:
+        """Terminal colour codes and other control characters (a runner's coloured stderr)
+        would be stored and shown raw: keep plain text, lines and tabs."""
+        plain = _CONTROL.sub("", _ANSI.sub("", reason)).strip()
+        if not plain:
+            raise ValueError("reason must hold some text besides control characters")
+        return plain
 
 
 class TaskAck(StrictModel):
     task_id: int
-    state: Literal["queued", "leased", "done", "failed"]
+    state: Literal["queued", "leased", "done", "failed", "cancelled"]

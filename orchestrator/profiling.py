@@ -52,7 +52,8 @@ class ProfilingQueue:
         """Enqueue the candidate's tasks (idempotent: a resumed job finds them queued)."""
         measurement = self.spec.measurement().model_dump(mode="json")
         for device_class in self.spec.devices:
-            self.records.enqueue_profiling(candidate_id, device_class, measurement)
+            self.records.enqueue_profiling(candidate_id, device_class, measurement,
+                                           priority=self.spec.priority)
         self.started.setdefault(candidate_id, self.clock())
 
     def poll(self, candidate_id: int) -> ProfilingOutcome:
@@ -70,6 +71,7 @@ class ProfilingQueue:
             classes = ", ".join(sorted(r["device_class"] for r in open_rows))
             outcome.failure = (f"profiling timed out after {self.spec.timeout_s:g}s "
                                f"waiting for {classes}")
+            self.records.cancel_profiling(candidate_id, outcome.failure)
         elif failed:
             outcome.failure = (f"profiling failed on {failed[0]['device_class']}: "
                                f"{failed[0]['last_error']}")

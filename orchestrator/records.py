@@ -154,9 +154,13 @@ class JobRecords:
     # ----------------------------------------------------------------- profiling tasks
 
     def enqueue_profiling(self, candidate_id: int, device_class: str,
-                          measurement: dict[str, Any]) -> None:
+                          measurement: dict[str, Any], priority: int = 0) -> None:
         task_store.enqueue_task(self.sessions, self.job_id, candidate_id, device_class,
-                                measurement)
+                                measurement, priority=priority)
+
+    def cancel_profiling(self, candidate_id: int, reason: str) -> int:
+        """Nobody waits for this candidate's open tasks any more (its profiling timed out)."""
+        return task_store.cancel_tasks(self.sessions, reason, candidate_id=candidate_id)
 
     def profiling_results(self, candidate_id: int) -> list[dict[str, Any]]:
         return task_store.task_results(self.sessions, [candidate_id])

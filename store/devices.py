@@ -100,6 +100,12 @@ def is_online(device: Device, offline_after_s: float, now: datetime | None = Non
     return (now or utcnow()) - as_utc(device.last_heartbeat_at) <= timedelta(seconds=offline_after_s)
 
 
+def enrolled_classes(sessions: SessionFactory) -> set[str]:
+    """Device classes (DeviceProperties.model) with at least one enrolled device."""
+    with transaction(sessions) as s:
+        return set(s.scalars(select(Device.model).distinct()).all())
+
+
 def list_devices(sessions: SessionFactory) -> list[Device]:
     with transaction(sessions) as s:
         return list(s.scalars(select(Device).order_by(Device.id)).all())

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from store.models import Event, Job, utcnow
 
 from . import Conflict, NotFound, SessionFactory, transaction
+from .tasks import cancel_statement
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -71,6 +72,7 @@ def request_cancel(sessions: SessionFactory, job_id: int) -> Job:
             raise NotFound(f"job {job_id} not found")
         if job.status == "queued":
             job.status, job.finished_at = "cancelled", utcnow()
+            _cancel_open_tasks(s, job_id, "job cancelled")
         elif job.status == "running":
             job.cancel_requested = True
         s.add(Event(job_id=job_id, kind="cancel", message="cancellation requested"))
@@ -132,7 +134,15 @@ def finish_job(sessions: SessionFactory, job_id: int, status: str, error: str | 
         if job is None:
             raise NotFound(f"job {job_id} not found")
         job.status, job.error, job.finished_at = status, error, utcnow()
+        if status in TERMINAL:
+            _cancel_open_tasks(s, job_id, f"job {status}")
         s.add(Event(job_id=job_id, kind=status, message=error or f"job {status}"))
+
+
+def _cancel_open_tasks(s, job_id: int, reason: str) -> None:
+    """A job that ends takes its queued and leased profiling tasks with it (in the same
+    transaction): phones never spend time on a measurement nobody waits for."""
+    s.execute(cancel_statement(reason, job_id=job_id))
 
 
 def add_event(sessions: SessionFactory, job_id: int | None, kind: str, message: str) -> None:

@@ -116,6 +116,10 @@ class Device(Base):
     identity: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     state: Mapped[str] = mapped_column(String(20), default="active")
     last_heartbeat_at: Mapped[datetime | None]
+    # A task failed with kind "device" (runner missing, storage full) pauses the device from
+    # leasing until then; the reason is shown to admins.
+    paused_until: Mapped[datetime | None]
+    paused_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -132,6 +136,7 @@ class ProfilingTask(Base):
     lease_expires_at: Mapped[datetime | None]
     # The length granted at lease time; every heartbeat of the holder renews it by as much.
     lease_seconds: Mapped[float | None] = mapped_column(Float)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # the job's profiling.priority
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     last_error: Mapped[str | None] = mapped_column(Text)

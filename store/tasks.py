@@ -8,6 +8,15 @@ queue, or fails it once its attempts are spent. A device holds at most
 `max_leases` tasks at once (checked inside the same conditional UPDATE, with the device row
 locked on PostgreSQL, so concurrent calls cannot pass it together).
 
+Only live jobs' tasks are leased (queued or running, not being cancelled), highest
+`profiling.priority` first, then the oldest job's, then the oldest task. A job that ends
+(completed, failed, cancelled) cancels its open tasks, and so does a candidate whose
+profiling timed out; an agent still measuring one gets 409 when it reports.
+
+A failure says whose fault it was (`FailureReport.kind`): the candidate's counts one of its
+attempts; a device error or a disconnect hands the task back uncounted, and a device error
+pauses the device from leasing for `DEVICE_PAUSE_S`.
+
 A measurement is stored once per task, from the device that held the lease, and only when
 it measured exactly the lengths the task asked for, each once; a report that does not is
 refused (`BadReport`) and the lease is kept, so the agent may still send a correct one.
@@ -21,7 +30,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
-from store.models import Candidate, Device, Measurement, ProfilingTask, as_utc, utcnow
+from store.models import Candidate, Device, Job, Measurement, ProfilingTask, as_utc, utcnow
 
 from . import Conflict, NotFound, SessionFactory, insert_or_get, transaction
 
@@ -34,14 +43,29 @@ class BadReport(ValueError):
         self.field = field
 
 
+DEVICE_PAUSE_S = 120.0  # no leases for a device this long after it reports a device error
+OPEN_TASK_STATES = ("queued", "leased")
+LIVE_JOB_STATES = ("queued", "running")  # the others (store.jobs.TERMINAL) lease nothing
+
+
 def enqueue_task(sessions: SessionFactory, job_id: int, candidate_id: int, device_class: str,
-                 spec: dict[str, Any], max_attempts: int = 3) -> ProfilingTask:
-    """Idempotent on (candidate, device class)."""
+                 spec: dict[str, Any], max_attempts: int = 3,
+                 priority: int = 0) -> ProfilingTask:
+    """Idempotent on (candidate, device class); a task cancelled with its job opens again
+    (fresh attempts) when the resumed job asks for it."""
     row = ProfilingTask(job_id=job_id, candidate_id=candidate_id, device_class=device_class,
-                        spec=spec, state="queued", attempts=0, max_attempts=max_attempts)
-    return insert_or_get(sessions, row, lambda s: s.scalar(
+                        spec=spec, state="queued", attempts=0, max_attempts=max_attempts,
+                        priority=priority)
+    task = insert_or_get(sessions, row, lambda s: s.scalar(
         select(ProfilingTask).where(ProfilingTask.candidate_id == candidate_id,
                                     ProfilingTask.device_class == device_class)))
+    if task.state != "cancelled":
+        return task
+    with transaction(sessions) as s:
+        s.execute(update(ProfilingTask)
+                  .where(ProfilingTask.id == task.id, ProfilingTask.state == "cancelled")
+                  .values(state="queued", attempts=0, last_error=None, priority=priority))
+        return s.get(ProfilingTask, task.id)
 
 
 def expire_leases(sessions: SessionFactory) -> int:
@@ -66,6 +90,9 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
     for callers that play many agents)."""
     if device.state != "active":
         return None
+    paused = as_utc(device.paused_until)
+    if paused is not None and paused > utcnow():
+        return None
     expire_leases(sessions)
     for _ in range(20):  # lost races retry with the next queued row
         with transaction(sessions) as s:
@@ -81,9 +108,13 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
                                f"most allowed (max_leases_per_device={max_leases}): report, "
                                "fail or release a task first")
             query = (select(ProfilingTask.id)
+                     .join(Job, Job.id == ProfilingTask.job_id)
                      .where(ProfilingTask.state == "queued",
-                            ProfilingTask.device_class == device.model)
-                     .order_by(ProfilingTask.id).limit(1))
+                            ProfilingTask.device_class == device.model,
+                            Job.status.in_(LIVE_JOB_STATES),
+                            Job.cancel_requested.is_(False))
+                     .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id,
+                               ProfilingTask.id).limit(1))
             if postgres:
                 query = query.with_for_update(skip_locked=True)
             task_id = s.scalar(query)
@@ -126,6 +157,9 @@ def _held(s, task_id: int, device: Device) -> ProfilingTask:
     task = s.get(ProfilingTask, task_id, with_for_update=True)
     if task is None:
         raise NotFound(f"task {task_id} not found")
+    if task.state == "cancelled":
+        raise Conflict(f"task {task_id} was cancelled ({task.last_error or 'its job ended'}); "
+                       "its measurement is no longer wanted")
     expires = as_utc(task.lease_expires_at)
     if task.state != "leased" or task.lease_owner != device.id or \
             (expires is not None and expires < utcnow()):
@@ -156,19 +190,59 @@ def report_task(sessions: SessionFactory, task_id: int, device: Device,
             return task  # a repeated report: stored once already
         task = _held(s, task_id, device)
         _check_lengths(task.spec, report)
+        if task.spec.get("reject_hot") and report.get("above_thermal_limit"):
+            # The job wants no measurement of a hot phone: back to the queue, uncounted.
+            task.state, task.lease_owner = "queued", None
+            task.attempts = max(0, task.attempts - 1)
+            task.last_error = (f"device {device.id} measured above its thermal limit "
+                               f"({report.get('thermal_limit_celsius')} °C) and the job "
+                               "rejects hot measurements (profiling.reject_hot)")
+            return task
         s.add(Measurement(task_id=task_id, device_id=device.id, report=report))
         task.state, task.lease_owner, task.last_error = "done", None, None
         return task
 
 
 def fail_task(sessions: SessionFactory, task_id: int, device: Device, reason: str,
-              retryable: bool) -> ProfilingTask:
+              retryable: bool, kind: str = "candidate") -> ProfilingTask:
+    """`kind` "candidate": the attempt counts (the task fails when they are spent or it is
+    not retryable). "device" or "disconnected": the task goes back to the queue uncounted
+    for another device (or this one later); "device" also pauses this device."""
     with transaction(sessions) as s:
         task = _held(s, task_id, device)
-        out_of_attempts = task.attempts >= task.max_attempts
-        task.state = "queued" if retryable and not out_of_attempts else "failed"
-        task.lease_owner, task.last_error = None, reason[:4000]
+        if kind == "candidate":
+            out_of_attempts = task.attempts >= task.max_attempts
+            task.state = "queued" if retryable and not out_of_attempts else "failed"
+        else:
+            task.state, task.attempts = "queued", max(0, task.attempts - 1)
+        label = {"device": "device error: ", "disconnected": "phone disconnected: "}.get(kind, "")
+        task.lease_owner, task.last_error = None, f"{label}{reason}"[:4000]
+        if kind == "device":
+            row = s.get(Device, device.id, with_for_update=True)
+            row.paused_until = utcnow() + timedelta(seconds=DEVICE_PAUSE_S)
+            row.paused_reason = reason[:4000]
         return task
+
+
+def cancel_statement(reason: str, job_id: int | None = None, candidate_id: int | None = None):
+    """The UPDATE that cancels the open (queued or leased) tasks of a job or a candidate."""
+    if job_id is None and candidate_id is None:
+        raise ValueError("cancelling tasks needs a job_id or a candidate_id")
+    query = update(ProfilingTask).where(ProfilingTask.state.in_(OPEN_TASK_STATES))
+    if job_id is not None:
+        query = query.where(ProfilingTask.job_id == job_id)
+    if candidate_id is not None:
+        query = query.where(ProfilingTask.candidate_id == candidate_id)
+    return (query.values(state="cancelled", lease_owner=None, last_error=reason[:4000])
+            .execution_options(synchronize_session=False))
+
+
+def cancel_tasks(sessions: SessionFactory, reason: str, job_id: int | None = None,
+                 candidate_id: int | None = None) -> int:
+    """Cancel a job's or a candidate's open tasks: nobody waits for their measurements any
+    more. Returns how many."""
+    with transaction(sessions) as s:
+        return s.execute(cancel_statement(reason, job_id, candidate_id)).rowcount
 
 
 def release_task(sessions: SessionFactory, task_id: int, device: Device) -> ProfilingTask:
@@ -188,8 +262,10 @@ def task_results(sessions: SessionFactory, candidate_ids: list[int]) -> list[dic
                          .where(ProfilingTask.candidate_id.in_(candidate_ids))).all()
         return [{"task_id": t.id, "candidate_id": t.candidate_id,
                  "device_class": t.device_class, "state": t.state, "attempts": t.attempts,
-                 "last_error": t.last_error, "report": m.report if m else None}
-                for t, m in rows]
+                 "last_error": t.last_error, "report": m.report if m else None,
+                 "device_id": m.device_id if m else None,
+                 "measured_at": m.created_at if m else None}
+                for t, m in sorted(rows, key=lambda row: row[0].id)]
 
 
 def task_candidate(sessions: SessionFactory, task: ProfilingTask) -> Candidate:

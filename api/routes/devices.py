@@ -6,13 +6,15 @@ a disabled device is refused until an admin enables it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import hmac
 
 from fastapi import APIRouter, HTTPException, Request
 
 from api.auth import AdminDep, DeviceDep, digest
 from api.guards import client_address
-from store.models import Device, utcnow
+from store.models import Device, as_utc, utcnow
 from api.schemas.public import DevicePublic
 from store import devices as store
 from store import tasks as task_store
@@ -23,10 +25,20 @@ from .deps import DeviceId, SessionsDep, SettingsDep
 router = APIRouter(prefix="/devices", tags=["devices"])
 
 
+def _pause(device: Device) -> tuple[datetime | None, str | None]:
+    """(until, reason) while a device error keeps the device from leasing, else (None, None)."""
+    until = as_utc(device.paused_until)
+    if until is None or until <= utcnow():
+        return None, None
+    return until, device.paused_reason
+
+
 def device_public(device: Device, offline_after_s: float) -> DevicePublic:
+    paused_until, paused_reason = _pause(device)
     return DevicePublic(id=device.id, name=device.name, model=device.model, state=device.state,
                         online=store.is_online(device, offline_after_s),
                         last_heartbeat_at=device.last_heartbeat_at,
+                        paused_until=paused_until, paused_reason=paused_reason,
                         properties=device.properties)
 
 
@@ -54,7 +66,9 @@ def heartbeat(device: DeviceDep, sessions: SessionsDep) -> HeartbeatResponse:
     """The device is alive: mark it online and renew every lease it holds."""
     device = store.heartbeat_device(sessions, device.id)
     task_store.renew_leases(sessions, device)
-    return HeartbeatResponse(device_id=device.id, state=device.state, server_time=utcnow())
+    paused_until, paused_reason = _pause(device)
+    return HeartbeatResponse(device_id=device.id, state=device.state, server_time=utcnow(),
+                             paused_until=paused_until, paused_reason=paused_reason)
 
 
 @router.get("", response_model=list[DevicePublic])

@@ -8,6 +8,7 @@ from api.auth import AdminDep
 from store.models import Job
 from core.job_spec import JobSpec
 from api.schemas.public import JobCreated, JobList, JobPublic
+from store import devices as device_store
 from store import jobs as store
 
 from .deps import JobId, SessionsDep
@@ -15,8 +16,19 @@ from .deps import JobId, SessionsDep
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-def job_public(job: Job) -> JobPublic:
+def job_warnings(spec: dict, known_classes: set[str]) -> list[str]:
+    """What will keep the job waiting though the spec is valid: a device class that no
+    enrolled device has (its tasks queue until one enrolls, then time out)."""
+    missing = [d for d in spec.get("profiling", {}).get("devices", []) if d not in known_classes]
+    return [f"no enrolled device of class {d!r}: its profiling tasks wait until one enrolls "
+            f"(GET /api/v1/devices lists the classes enrolled), else profiling.timeout_s "
+            "fails the candidates" for d in missing]
+
+
+def job_public(job: Job, known_classes: set[str] | None = None) -> JobPublic:
     return JobPublic(id=job.id, name=job.name, status=job.status, spec=job.spec,
+                     warnings=job_warnings(job.spec, known_classes)
+                     if known_classes is not None and job.status not in store.TERMINAL else [],
                      generations_done=job.generations_done,
                      generations_total=job.spec.get("evolution", {}).get("generations", 0),
                      evaluations_done=job.evaluations_done,
@@ -32,7 +44,8 @@ def submit_job(spec: JobSpec, sessions: SessionsDep, _: AdminDep,
                    description="retrying with the same key returns the same job")
                ) -> JobCreated:
     job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"), idempotency_key)
-    return JobCreated(id=job.id, status=job.status)
+    return JobCreated(id=job.id, status=job.status,
+                      warnings=job_warnings(job.spec, device_store.enrolled_classes(sessions)))
 
 
 @router.get("", response_model=JobList)
@@ -44,7 +57,7 @@ def list_jobs(sessions: SessionsDep, offset: int = Query(0, ge=0, le=2**31 - 1),
 
 @router.get("/{job_id}", response_model=JobPublic)
 def get_job(job_id: JobId, sessions: SessionsDep) -> JobPublic:
-    return job_public(store.get_job(sessions, job_id))
+    return job_public(store.get_job(sessions, job_id), device_store.enrolled_classes(sessions))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)

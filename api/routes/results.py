@@ -11,10 +11,12 @@ from api.auth import ArtifactReaderDep
 from store.models import Candidate
 from core.protocol import artifact_url
 from api.schemas.public import (ArtifactPublic, CandidateDetail, CandidateSummary,
-                                GenerationPublic, GenerationsResponse, ParetoResponse)
+                                GenerationPublic, GenerationsResponse, MeasurementPublic,
+                                ParetoResponse)
 from store import artifacts as artifact_store
 from store import jobs as job_store
 from store import results as store
+from store import tasks as task_store
 
 from .deps import CandidateId, JobId, SessionsDep
 
@@ -67,7 +69,9 @@ def candidate(job_id: JobId, candidate_id: CandidateId, sessions: SessionsDep) -
         **summary(row).model_dump(), genome=row.genome,
         parents=[summary(p) for p in parents], children=[summary(c) for c in children],
         artifacts=[ArtifactPublic(name=a.name, sha256=a.sha256, size_bytes=a.size_bytes,
-                                  url=artifact_url(row.id, a.name)) for a in files])
+                                  url=artifact_url(row.id, a.name)) for a in files],
+        measurements=[MeasurementPublic(**{k: v for k, v in t.items() if k != "candidate_id"})
+                      for t in task_store.task_results(sessions, [row.id])])
 
 
 @router.get("/artifacts/{candidate_id}/{name}", response_class=FileResponse)

@@ -58,7 +58,8 @@ def report(task_id: TaskId, body: MeasurementReport, device: DeviceDep,
 @router.post("/{task_id}/fail", response_model=TaskAck)
 def fail(task_id: TaskId, body: FailureReport, device: DeviceDep,
          sessions: SessionsDep) -> TaskAck:
-    task = store.fail_task(sessions, task_id, device, body.reason, body.retryable)
+    task = store.fail_task(sessions, task_id, device, body.reason, body.retryable,
+                           body.kind)
     return TaskAck(task_id=task.id, state=task.state)
 
 

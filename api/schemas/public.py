@@ -13,6 +13,7 @@ class JobPublic(BaseModel):
     name: str
     status: str
     spec: dict[str, Any]
+    warnings: list[str] = []  # e.g. a device class with no enrolled device
     generations_done: int
     generations_total: int
     evaluations_done: int
@@ -32,6 +33,7 @@ class JobList(BaseModel):
 class JobCreated(BaseModel):
     id: int
     status: str
+    warnings: list[str] = []  # accepted, but something will keep it waiting
 
 
 class GenerationPublic(BaseModel):
@@ -77,11 +79,26 @@ class ArtifactPublic(BaseModel):
     url: str
 
 
+class MeasurementPublic(BaseModel):
+    """One profiling task of a candidate and, once measured, the whole report: per-length
+    median, p10, p90 and raw samples, peak memory, thermals, method, and which device."""
+
+    task_id: int
+    device_class: str
+    state: str
+    attempts: int
+    last_error: str | None
+    device_id: int | None
+    measured_at: datetime | None
+    report: dict[str, Any] | None
+
+
 class CandidateDetail(CandidateSummary):
     genome: dict[str, Any]
     parents: list[CandidateSummary]
     children: list[CandidateSummary]
     artifacts: list[ArtifactPublic]
+    measurements: list[MeasurementPublic] = []
 
 
 class DevicePublic(BaseModel):
@@ -91,6 +108,8 @@ class DevicePublic(BaseModel):
     state: str
     online: bool
     last_heartbeat_at: datetime | None
+    paused_until: datetime | None = None  # a device error keeps it from leasing until then
+    paused_reason: str | None = None
     properties: dict[str, Any]
 
 

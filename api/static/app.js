@@ -78,6 +78,7 @@ async function jobPage(id) {
   const options = sel => state.objectives.map(o => `<option ${o === sel ? "selected" : ""}>${esc(o)}</option>`).join("");
   view().innerHTML = `<h2>Job ${id}: ${esc(job.name)}</h2>
     <p>status <span class="status" id="status"></span> · generation <span id="progress"></span> · <span id="evaluations"></span> evaluations</p>
+    <p class="warning" id="warnings"></p>
     <div class="row"><div><div id="pareto" class="plot"></div>
       x <select id="x">${options(state.x)}</select> y <select id="y">${options(state.y)}</select></div>
       <div id="hv" class="plot"></div></div>
@@ -98,6 +99,7 @@ async function refresh(state) {
   document.getElementById("status").textContent = job.status;
   document.getElementById("progress").textContent = `${job.generations_done}/${job.generations_total}`;
   document.getElementById("evaluations").textContent = job.evaluations_done;
+  document.getElementById("warnings").textContent = (job.warnings || []).join(" · ");
   // The new generations' candidates (their populations, fronts and every candidate born since):
   // a candidate's metrics are final once its generation is written, so merging is enough.
   data.candidates.forEach(c => state.candidates.set(c.id, c));
@@ -193,8 +195,28 @@ async function showCandidate(state, id) {
     <div class="layers" id="layers">${layers}</div>
     <table>${Object.entries(c.metrics).map(([k, v]) => `<tr><td class="left">${esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("")}</table>
     <p>parents: ${c.parents.map(link).join(" ") || "none"} · children: ${c.children.map(link).join(" ") || "none"}</p>
-    <p>${c.artifacts.map(a => esc(a.name)).join(", ")}</p>`;
+    <p>${c.artifacts.map(a => esc(a.name)).join(", ")}</p>
+    ${measurementTable(c.measurements || [])}`;
   detail.querySelectorAll("a[data-cid]").forEach(a => a.onclick = () => showCandidate(state, +a.dataset.cid));
+}
+
+function measurementTable(tasks) {
+  // One row per (task, length): median, p10-p90, n, peak memory, device, heat, method.
+  if (!tasks.length) return "";
+  const rows = [];
+  for (const t of tasks) {
+    const r = t.report;
+    if (!r) { rows.push(`<tr><td class="left">${esc(t.device_class)}</td><td class="left" colspan="6">${esc(t.state)}${t.last_error ? ` — ${esc(t.last_error)}` : ""}</td></tr>`); continue; }
+    const hot = r.above_thermal_limit ? ` <span class="error">above ${esc(fmt(r.thermal_limit_celsius))} °C</span>` : "";
+    const maxC = Math.max(...(r.thermal_before || []).map(z => z.celsius), -Infinity);
+    for (const [kind, stats] of [["prefill", r.prefill], ["decode", r.decode]]) for (const s of stats) {
+      rows.push(`<tr><td class="left">${esc(t.device_class)} #${t.device_id}</td><td class="left">${kind}@${s.length}</td>
+        <td>${esc(fmt(s.median_ms))}</td><td>${esc(fmt(s.p10_ms))}–${esc(fmt(s.p90_ms))}</td><td>${s.n}</td>
+        <td>${s.peak_memory_bytes ? esc(fmt(s.peak_memory_bytes / 2 ** 20)) : ""}</td>
+        <td class="left">${isFinite(maxC) ? esc(fmt(maxC)) + " °C" : ""}${hot} ${esc(r.method || "")}</td></tr>`);
+    }
+  }
+  return `<h4>Measurements</h4><table class="measurements"><tr><th class="left">device</th><th class="left">graph</th><th>median ms</th><th>p10–p90</th><th>n</th><th>peak MB</th><th class="left">heat · method</th></tr>${rows.join("")}</table>`;
 }
 
 async function route() {

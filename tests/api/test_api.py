@@ -175,8 +175,8 @@ def test_generations_pareto_candidate_and_artifacts(client, exported):
                       ).status_code == 404
 
 
-def enroll(client, model="host"):
-    body = {"enroll_token": "enroll-secret", "name": "phone",
+def enroll(client, model="host", name="phone"):
+    body = {"enroll_token": "enroll-secret", "name": name,
             "properties": {**PROPS, "model": model}}
     response = client.post("/api/v1/devices/enroll", json=body)
     assert response.status_code == 201, response.text
@@ -323,3 +323,56 @@ def test_concurrent_submissions_with_one_key_make_one_job(client):
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["id"] for a in answers}) == 1
     assert client.get("/api/v1/jobs").json()["count"] == 1
+
+
+def test_device_errors_pause_the_device_and_measurements_show_on_the_candidate(client, exported):
+    """A device error (kind "device") goes back uncounted and pauses the phone (heartbeat and
+    device list say why); colour codes are stripped; the candidate endpoint then carries the
+    whole report: samples, p10/p90, method, thermals, which device."""
+    job_id, _, child_id = seed_results(client, exported)
+    sessions = client.app.state.sessions
+    task_store.enqueue_task(sessions, job_id, child_id, "host",
+                            {"prefill_lengths": [16], "decode_contexts": [16]})
+    broken_id, broken = enroll(client)
+    task = client.post("/api/v1/tasks/lease", headers=broken).json()["task"]
+    failed = client.post(f"/api/v1/tasks/{task['task_id']}/fail", headers=broken, json={
+        "reason": "\x1b[31monnxruntime_perf_test: not found\x1b[0m", "kind": "device"}).json()
+    assert failed["state"] == "queued"
+    beat = client.post("/api/v1/devices/heartbeat", headers=broken).json()
+    assert beat["paused_until"] and beat["paused_reason"] == "onnxruntime_perf_test: not found"
+    listed = {d["id"]: d for d in client.get("/api/v1/devices").json()}
+    assert listed[broken_id]["paused_reason"] == "onnxruntime_perf_test: not found"
+    assert client.post("/api/v1/tasks/lease", headers=broken).json() == {"task": None}
+    bad_kind = client.post(f"/api/v1/tasks/{task['task_id']}/fail", headers=broken,
+                           json={"reason": "x", "kind": "cosmic rays"})
+    assert bad_kind.status_code == 422 and "kind" in bad_kind.json()["detail"]
+
+    healthy_id, healthy = enroll(client, model="host", name="second phone")
+    task = client.post("/api/v1/tasks/lease", headers=healthy).json()["task"]
+    assert task["attempt"] == 1  # the device error did not spend an attempt
+    stat = {"length": 16, "median_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.2, "n": 3,
+            "samples_ms": [1.0, 0.9, 1.2]}
+    report = {"prefill": [stat], "decode": [stat], "peak_memory_bytes": 1 << 20,
+              "runner": "host onnxruntime", "wall_s": 1.0,
+              "method": "warm: 2 warm-up + 3 timed runs in each of 1 process",
+              "thermal_before": [{"zone": "cpu", "celsius": 41.0}],
+              "thermal_limit_celsius": 45.0, "above_thermal_limit": False}
+    client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=healthy, json=report)
+    detail = client.get(f"/api/v1/jobs/{job_id}/candidates/{child_id}").json()
+    [measured] = detail["measurements"]
+    assert measured["device_id"] == healthy_id and measured["state"] == "done"
+    assert measured["report"]["decode"][0]["samples_ms"] == [1.0, 0.9, 1.2]
+    assert measured["report"]["method"].startswith("warm")
+    assert measured["report"]["thermal_before"][0]["celsius"] == 41.0
+
+
+def test_a_job_naming_an_unenrolled_device_class_is_accepted_with_a_warning(client):
+    spec = {**SPEC, "objectives": ["perplexity", "decode_ms@128[Pixel 9]"],
+            "profiling": {"devices": ["Pixel 9"]}}
+    created = client.post("/api/v1/jobs", json=spec, headers=ADMIN)
+    assert created.status_code == 201
+    [warning] = created.json()["warnings"]
+    assert "'Pixel 9'" in warning
+    assert client.get(f"/api/v1/jobs/{created.json()['id']}").json()["warnings"] == [warning]
+    enroll(client, model="Pixel 9")
+    assert client.get(f"/api/v1/jobs/{created.json()['id']}").json()["warnings"] == []

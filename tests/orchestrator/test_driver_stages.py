@@ -237,6 +237,9 @@ def test_profiling_timeout_fails_the_candidate_and_names_the_device(db, tmp_path
     for c in candidates:
         assert c.status == "failed"
         assert c.failure == f"profiling timed out after 0.2s waiting for {DEVICE}"
+    # Nobody waits for those tasks any more: a phone enrolling now gets none of them.
+    rows = tasks.task_results(db, [c.id for c in candidates])
+    assert len(rows) == 4 and {r["state"] for r in rows} == {"cancelled"}
 
 
 def test_profiling_failure_on_the_device_fails_the_candidate_with_its_reason(db, tmp_path):

@@ -154,3 +154,75 @@ def test_failures_retry_until_attempts_run_out_and_release_does_not_count(sessio
     dev.set_device_state(sessions, d.id, "draining")
     tasks.enqueue_task(sessions, job.id, cand.id, "host-2", {})
     assert tasks.lease_task(sessions, dev.list_devices(sessions)[0], 60) is None
+
+
+def _job_with_tasks(sessions, name, n, priority=0, model="host"):
+    job = jobs.create_job(sessions, name, {})
+    cands = results.add_candidates(sessions, job.id, 0, [
+        {"genome": {}, "genome_hash": f"{name}{i}"} for i in range(n)])
+    return job, [tasks.enqueue_task(sessions, job.id, c.id, model, {}, priority=priority)
+                 for c in cands]
+
+
+def test_ended_jobs_take_their_tasks_and_leases_follow_priority_then_age(sessions):
+    """A cancelled job's queued tasks and a finished job's leased ones are cancelled (an
+    agent still measuring gets 409); live jobs lease by profiling.priority, then age."""
+    old, old_tasks = _job_with_tasks(sessions, "old", 2)
+    cancelled, cancelled_tasks = _job_with_tasks(sessions, "cancelled", 2)
+    urgent, urgent_tasks = _job_with_tasks(sessions, "urgent", 1, priority=5)
+    d = _device(sessions)[0]
+    held = tasks.lease_task(sessions, d, 60)
+    assert held.id == urgent_tasks[0].id  # higher priority first, though newest
+    jobs.finish_job(sessions, urgent.id, "completed")
+    with pytest.raises(Conflict, match="cancelled"):
+        tasks.report_task(sessions, held.id, d, {"x": 1})
+    jobs.request_cancel(sessions, cancelled.id)  # queued job: cancelled at once
+    leased = [tasks.lease_task(sessions, d, 60) for _ in range(3)]
+    assert [t.id if t else None for t in leased] == [old_tasks[0].id, old_tasks[1].id, None]
+    states = {r["task_id"]: r["state"] for r in tasks.task_results(
+        sessions, [t.candidate_id for t in cancelled_tasks + urgent_tasks])}
+    assert set(states.values()) == {"cancelled"}
+    # A running job asked to cancel leases nothing more, before its orchestrator notices.
+    running, running_tasks = _job_with_tasks(sessions, "running", 1)
+    assert jobs.claim_job(sessions, "me").id in (old.id, running.id)
+    jobs.claim_job(sessions, "me")
+    jobs.request_cancel(sessions, running.id)
+    assert tasks.lease_task(sessions, d, 60) is None
+    # Resuming a cancelled job opens its tasks again when the orchestrator re-enqueues them.
+    jobs.resume_job(sessions, cancelled.id)
+    again = tasks.enqueue_task(sessions, cancelled.id, cancelled_tasks[0].candidate_id, "host",
+                               {})
+    assert again.id == cancelled_tasks[0].id and again.state == "queued" and again.attempts == 0
+    assert tasks.cancel_tasks(sessions, "timed out", candidate_id=again.candidate_id) == 1
+
+
+def test_device_errors_and_disconnects_do_not_spend_the_candidates_attempts(sessions):
+    """A broken phone (runner missing) or a dropped one hands the task back uncounted; a
+    device error pauses that device from leasing, another device takes the task."""
+    _, [task] = _job_with_tasks(sessions, "j", 1)
+    broken, healthy = _device(sessions)[0], _device(sessions)[0]
+    for kind in ("disconnected", "device"):
+        t = tasks.lease_task(sessions, broken, 60)
+        assert t is not None and t.id == task.id
+        back = tasks.fail_task(sessions, t.id, broken, "runner missing", True, kind)
+        assert back.state == "queued" and back.attempts == 0
+    broken = next(x for x in dev.list_devices(sessions) if x.id == broken.id)
+    assert broken.paused_reason == "runner missing"
+    assert tasks.lease_task(sessions, broken, 60) is None  # paused
+    t = tasks.lease_task(sessions, healthy, 60)
+    assert t.id == task.id and t.attempts == 1
+    assert tasks.fail_task(sessions, t.id, healthy, "graph rejected", False).state == "failed"
+
+
+def test_a_job_can_refuse_measurements_of_a_hot_phone(sessions):
+    job = jobs.create_job(sessions, "j", {})
+    cand = results.add_candidates(sessions, job.id, 0, [{"genome": {}, "genome_hash": "h"}])[0]
+    tasks.enqueue_task(sessions, job.id, cand.id, "host", {"reject_hot": True})
+    d = _device(sessions)[0]
+    t = tasks.lease_task(sessions, d, 60)
+    hot = {"above_thermal_limit": True, "thermal_limit_celsius": 45.0}
+    back = tasks.report_task(sessions, t.id, d, hot)
+    assert back.state == "queued" and back.attempts == 0 and "reject_hot" in back.last_error
+    t = tasks.lease_task(sessions, d, 60)
+    assert tasks.report_task(sessions, t.id, d, {**hot, "above_thermal_limit": False}).state \
+        == "done"
