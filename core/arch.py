@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalog
-from .genome import Genome
+from .genome import Genome, Rope
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ArchPlan:
     block_repeat: int
     slots: list[SlotPlan]
     executions: list[int]  # slot index of every executed LIV, in order
+    rope: Rope = Rope()  # what every attention slot rotates with
 
     @property
     def root_slots(self) -> list[SlotPlan]:
@@ -59,4 +60,5 @@ def plan(genome: Genome | dict[str, Any] | ArchPlan) -> ArchPlan:
     return ArchPlan(width=genome.width, vocab_size=genome.vocab_size,
                     tie_embeddings=genome.tie_embeddings, block_repeat=genome.block_repeat,
                     slots=slots,
-                    executions=execution_plan([s.op for s in slots], genome.block_repeat))
+                    executions=execution_plan([s.op for s in slots], genome.block_repeat),
+                    rope=genome.rope)

@@ -101,6 +101,7 @@ class OperatorSpec:
     featurizer: str = ""  # which weights "featurizer sharing" borrows
     colour: str = "#7f7f7f"  # how the dashboard draws this class (layer diagrams)
     default_search: bool = True  # in a job's search space when the spec names no classes
+    uses_rope: bool = False  # reads the genome's global RoPE setting (core.genome.Rope)
 
     def defaults(self) -> dict[str, int]:
         return {g.name: g.default for g in self.genes}
@@ -211,6 +212,7 @@ register(
         macs=_attention_macs,
         check=_attention_check,
         featurizer="key and value projections",
+        uses_rope=True,
     )
 )
 

@@ -1,9 +1,11 @@
 """The hierarchical genome: an integer vector (what evolution edits) and its JSON twin.
 
 Three levels, as in STAR:
-- global genes: width, depth (number of LIV slots), vocabulary size, tied embeddings, and
+- global genes: width, depth (number of LIV slots), vocabulary size, tied embeddings,
   immediate block-wise repeat (MobileLLM-LS: each block — a run of slots ending with a
-  channel mixer — is executed `block_repeat` times in a row with the same weights);
+  channel mixer — is executed `block_repeat` times in a row with the same weights), and the
+  rotary position embedding every attention slot uses (`Rope`: base, and optionally Llama-3's
+  frequency scaling);
 - operator genes: one set per LIV class (heads, KV heads, window, filter lengths, ...);
 - backbone genes: per slot, the LIV class, a featurizer-sharing target (borrow the featurizer
   weights, e.g. K/V projections, of an earlier slot of the same class) and a weight-sharing
@@ -11,13 +13,18 @@ Three levels, as in STAR:
 
 Integer layout (`to_ints`), fixed by the catalog's class-id order:
     [FORMAT, width, depth, vocab_size, tie, block_repeat,
+     rope base, rope scaling (0 none, 1 llama3), factor, low freq factor, high freq factor,
+     original context,
      <genes of every registered class, class-id order, gene order>,
      <per slot: class_id, featurizer target + 1 (0 = none), weight target + 1 (0 = none)>]
 `Genome.from_ints(g.to_ints()) == g` and `Genome.from_json(g.to_json()) == g` hold exactly.
 
 Sharing targets are canonical: they name a slot that itself shares nothing of that kind, so
 a genome has one spelling per architecture. The hash covers the phenotype only (globals,
-backbone, genes of classes that appear), so genomes differing in unused genes dedupe.
+backbone, genes of classes that appear), so genomes differing in unused genes dedupe; the
+RoPE setting counts only where an attention slot reads it, and the default one (base
+10,000, no scaling: every genome before the setting existed) is left out, so their hashes
+did not change.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 from . import catalog
 
 FORMAT = "tailor.genome/1"
-INT_FORMAT = 1
+INT_FORMAT = 2  # 1: before the RoPE genes (still read: the default RoPE)
 
 GLOBAL_RANGES: dict[str, tuple[int, int]] = {
     "width": (8, 16384),
@@ -39,9 +46,19 @@ GLOBAL_RANGES: dict[str, tuple[int, int]] = {
     "vocab_size": (2, 1 << 20),
     "block_repeat": (1, 4),
 }
-GLOBAL_KEYS = ("width", "depth", "vocab_size", "tie_embeddings", "block_repeat")
+GLOBAL_KEYS = ("width", "depth", "vocab_size", "tie_embeddings", "block_repeat", "rope")
 SLOT_KEYS = ("op", "share_featurizer", "share_weights")
-N_GLOBAL_INTS = 6  # format + the five globals
+ROPE_SCALINGS = ("none", "llama3")
+ROPE_RANGES: dict[str, tuple[int, int]] = {
+    "base": (2, 1_000_000_000),
+    "factor": (1, 1024),
+    "low_freq_factor": (1, 1024),
+    "high_freq_factor": (1, 1024),
+    "original_context": (1, 1 << 24),
+}
+ROPE_KEYS = ("base", "scaling", "factor", "low_freq_factor", "high_freq_factor",
+             "original_context")
+N_GLOBAL_INTS = {1: 6, 2: 12}  # format + globals (+ the six RoPE genes from format 2)
 INTS_PER_SLOT = 3
 
 
@@ -52,6 +69,76 @@ class GenomeError(ValueError):
         super().__init__(f"{gene}: {message}")
         self.gene = gene
         self.message = message
+
+
+@dataclass(frozen=True)
+class Rope:
+    """Rotary position embedding of every attention slot: inverse frequencies
+    base^(-2i/head_dim); with scaling "llama3" (Llama 3.1/3.2's `rope_type: llama3`),
+    wavelengths longer than original_context / low_freq_factor are divided by `factor`,
+    shorter than original_context / high_freq_factor kept, and those between interpolated.
+    Scaling genes are ignored (and normalised to their defaults) without scaling."""
+
+    base: int = 10_000
+    scaling: str = "none"
+    factor: int = 8
+    low_freq_factor: int = 1
+    high_freq_factor: int = 4
+    original_context: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.scaling == "none":  # one spelling per function: unused genes at defaults
+            for key in ("factor", "low_freq_factor", "high_freq_factor", "original_context"):
+                object.__setattr__(self, key, getattr(Rope, key))
+
+    @property
+    def is_default(self) -> bool:
+        return self == Rope()
+
+    def validate(self) -> None:
+        if self.scaling not in ROPE_SCALINGS:
+            raise GenomeError("global.rope.scaling",
+                              f"must be one of {', '.join(ROPE_SCALINGS)}, got {self.scaling!r}")
+        for key, (low, high) in ROPE_RANGES.items():
+            _check_int(f"global.rope.{key}", getattr(self, key), low, high)
+        if self.scaling == "llama3" and self.high_freq_factor <= self.low_freq_factor:
+            raise GenomeError("global.rope.high_freq_factor",
+                              f"must be greater than low_freq_factor ({self.low_freq_factor}),"
+                              f" got {self.high_freq_factor}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in ROPE_KEYS}
+
+    def to_ints(self) -> list[int]:
+        return [self.base, ROPE_SCALINGS.index(self.scaling), self.factor,
+                self.low_freq_factor, self.high_freq_factor, self.original_context]
+
+    @classmethod
+    def from_ints(cls, ints: list[int]) -> "Rope":
+        base, scaling, factor, low, high, original = ints
+        if scaling not in range(len(ROPE_SCALINGS)):
+            raise GenomeError("global.rope.scaling",
+                              f"must be 0 (none) or 1 (llama3), got {scaling}")
+        return cls(base, ROPE_SCALINGS[scaling], factor, low, high, original)
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Rope":
+        if not isinstance(data, dict):
+            raise GenomeError("global.rope", "must be an object with " + ", ".join(ROPE_KEYS))
+        _reject_unknown("global.rope", data, set(ROPE_KEYS))
+        scaling = data.get("scaling", "none")
+        if scaling not in ROPE_SCALINGS:
+            raise GenomeError("global.rope.scaling",
+                              f"must be one of {', '.join(ROPE_SCALINGS)}, got {scaling!r}")
+        for key in ROPE_RANGES:
+            if key in data:
+                _check_int(f"global.rope.{key}", data[key], *ROPE_RANGES[key])
+        return cls(**{"scaling": scaling, **{k: data[k] for k in ROPE_RANGES if k in data}})
+
+
+LLAMA3_ROPE = Rope(base=500_000, scaling="llama3", factor=32, low_freq_factor=1,
+                   high_freq_factor=4, original_context=8192)  # Llama 3.2 1B/3B
+LFM2_ROPE = Rope(base=1_000_000)  # LFM2 350M-2.6B (rope_theta 1e6, no scaling)
 
 
 @dataclass
@@ -73,6 +160,7 @@ class Genome:
     tie_embeddings: bool = True
     block_repeat: int = 1
     operators: dict[str, dict[str, int]] = field(default_factory=dict)
+    rope: Rope = field(default_factory=Rope)
 
     def __post_init__(self) -> None:
         # Every registered class carries its genes (STAR keeps a fixed-length operator part).
@@ -95,7 +183,7 @@ class Genome:
             "format": FORMAT,
             "global": {"width": self.width, "depth": self.depth, "vocab_size": self.vocab_size,
                        "tie_embeddings": self.tie_embeddings,
-                       "block_repeat": self.block_repeat},
+                       "block_repeat": self.block_repeat, "rope": self.rope.to_json()},
             "operators": {spec.name: dict(self.operators[spec.name])
                           for spec in catalog.ordered()},
             "backbone": [slot.to_json() for slot in self.backbone],
@@ -163,9 +251,10 @@ class Genome:
             raise GenomeError("global.depth",
                               f"must equal the number of backbone slots ({len(slots)}), "
                               f"got {glob['depth']}")
+        rope = Rope.from_json(glob["rope"]) if "rope" in glob else Rope()
         genome = cls(width=glob["width"], vocab_size=glob["vocab_size"], backbone=slots,
                      tie_embeddings=tie, block_repeat=glob.get("block_repeat", 1),
-                     operators=parsed_ops)
+                     operators=parsed_ops, rope=rope)
         genome.validate()
         return genome
 
@@ -173,7 +262,7 @@ class Genome:
 
     def to_ints(self) -> list[int]:
         ints = [INT_FORMAT, self.width, self.depth, self.vocab_size, int(self.tie_embeddings),
-                self.block_repeat]
+                self.block_repeat, *self.rope.to_ints()]
         for spec in catalog.ordered():
             ints.extend(self.operators[spec.name][g.name] for g in spec.genes)
         for slot in self.backbone:
@@ -187,10 +276,12 @@ class Genome:
     @classmethod
     def from_ints(cls, ints: list[int]) -> "Genome":
         ints = list(ints)
-        if len(ints) < N_GLOBAL_INTS or ints[0] != INT_FORMAT:
-            raise GenomeError("ints", f"must start with format {INT_FORMAT} and 5 global genes")
-        _, width, depth, vocab, tie, repeat = ints[:N_GLOBAL_INTS]
-        pos = N_GLOBAL_INTS
+        if not ints or ints[0] not in N_GLOBAL_INTS or len(ints) < N_GLOBAL_INTS[ints[0]]:
+            raise GenomeError("ints", f"must start with format {INT_FORMAT} and "
+                              f"{N_GLOBAL_INTS[INT_FORMAT] - 1} global genes")
+        _, width, depth, vocab, tie, repeat = ints[:6]
+        pos = N_GLOBAL_INTS[ints[0]]
+        rope = Rope.from_ints(ints[6:pos]) if ints[0] >= 2 else Rope()
         operators: dict[str, dict[str, int]] = {}
         for spec in catalog.ordered():
             operators[spec.name] = {}
@@ -215,7 +306,7 @@ class Genome:
         if tie not in (0, 1):
             raise GenomeError("global.tie_embeddings", f"must be 0 or 1, got {tie}")
         genome = cls(width=width, vocab_size=vocab, backbone=slots, tie_embeddings=bool(tie),
-                     block_repeat=repeat, operators=operators)
+                     block_repeat=repeat, operators=operators, rope=rope)
         genome.validate()
         return genome
 
@@ -233,6 +324,9 @@ class Genome:
         _check_int("global.depth", self.depth, *GLOBAL_RANGES["depth"])
         if not isinstance(self.tie_embeddings, bool):
             raise GenomeError("global.tie_embeddings", "must be true or false")
+        if not isinstance(self.rope, Rope):
+            raise GenomeError("global.rope", "must be a Rope")
+        self.rope.validate()
         for spec in catalog.ordered():
             genes = self.operators[spec.name]
             for gene in spec.genes:
@@ -276,7 +370,12 @@ class Genome:
         """The architecture only: what two genomes must agree on to be the same model."""
         data = self.to_json()
         data["operators"] = {name: data["operators"][name] for name in self.used_classes()}
+        if self.rope.is_default or not self.uses_rope():
+            del data["global"]["rope"]  # the same model (and the hash it had before RoPE genes)
         return data
+
+    def uses_rope(self) -> bool:
+        return any(catalog.REGISTRY[slot.op].uses_rope for slot in self.backbone)
 
     def hash(self) -> str:
         canonical = json.dumps(self.phenotype(), sort_keys=True, separators=(",", ":"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .genome import Genome, Slot
+from .genome import LFM2_ROPE, LLAMA3_ROPE, Genome, Rope, Slot
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,14 @@ class Size:
     repeat: int = 1
 
 
-def _layers(mixers: list[str], size: Size, **operators: dict[str, int]) -> Genome:
+def _layers(mixers: list[str], size: Size, rope: Rope = Rope(),
+            **operators: dict[str, int]) -> Genome:
     backbone = []
     for mixer in mixers:
         backbone += [Slot(mixer), Slot("swiglu")]
     ops = {"swiglu": {"ffn": size.ffn}, **operators}
     return Genome(width=size.width, vocab_size=size.vocab, backbone=backbone,
-                  tie_embeddings=size.tie, block_repeat=size.repeat, operators=ops)
+                  tie_embeddings=size.tie, block_repeat=size.repeat, operators=ops, rope=rope)
 
 
 def _attention(size: Size, qk_norm: int = 0, window: int = 0) -> dict[str, int]:
@@ -43,8 +44,10 @@ def _attention(size: Size, qk_norm: int = 0, window: int = 0) -> dict[str, int]:
 
 
 def transformer_pp(size: Size) -> Genome:
-    """Llama-style Transformer++: GQA with RoPE and SwiGLU in every layer, no QK-norm."""
-    return _layers(["attention"] * size.layers, size, attention=_attention(size))
+    """Llama-style Transformer++: GQA with RoPE and SwiGLU in every layer, no QK-norm; RoPE
+    as Llama 3.2 (base 500,000, llama3 scaling factor 32, low 1, high 4, original 8,192)."""
+    return _layers(["attention"] * size.layers, size, rope=LLAMA3_ROPE,
+                   attention=_attention(size))
 
 
 LFM2_ATTENTION = (2, 5, 8, 10, 12, 14)  # 0-based layers with GQA in the 16-layer LFM2
@@ -60,13 +63,14 @@ def lfm2_attention_layers(layers: int) -> list[int]:
 
 
 def lfm2(size: Size) -> Genome:
-    """LFM2: GQA (with QK-norm) at layers 2,5,8,10,12,14 of 16, Hyena-Y kernel 3 elsewhere.
+    """LFM2: GQA (with QK-norm) at layers 2,5,8,10,12,14 of 16, Hyena-Y kernel 3 elsewhere;
+    RoPE base 1,000,000.
 
     At other depths the same share of attention layers, about 6/16, spread over the depth.
     """
     attention = set(lfm2_attention_layers(size.layers))
     mixers = ["attention" if i in attention else "hyena_y" for i in range(size.layers)]
-    return _layers(mixers, size, attention=_attention(size, qk_norm=1),
+    return _layers(mixers, size, rope=LFM2_ROPE, attention=_attention(size, qk_norm=1),
                    hyena_y={"filter_length": 3})
 
 

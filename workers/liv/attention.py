@@ -1,5 +1,8 @@
 """Causal self-attention: MHA / GQA / MQA with RoPE, optional sliding window and QK-norm.
 
+RoPE follows the genome's global setting (core.genome.Rope): base, and Llama-3's frequency
+scaling as Hugging Face transformers computes it (`rope_type: llama3`).
+
 The decode state is the roped K and V of the tokens held: (B, kv_heads, past, head_dim)
 each, capped at `window` tokens when the layer is windowed. The featurizer (shareable with
 an earlier attention slot) is the K/V projection pair.
@@ -7,20 +10,38 @@ an earlier attention slot) is the K/V projection pair.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.genome import Rope
+
 from .base import LIV, KVProjections, RMSNorm, State, StateTensor, linear
 
-ROPE_THETA = 10_000.0
+
+def inverse_frequencies(head_dim: int, rope: Rope = Rope()) -> torch.Tensor:
+    """(head_dim/2,) float32: base^(-2i/head_dim), rescaled per Llama 3 when asked."""
+    inv_freq = 1.0 / (float(rope.base) ** (torch.arange(0, head_dim, 2, dtype=torch.int64)
+                                           .float() / head_dim))
+    if rope.scaling == "llama3":
+        low_wavelen = rope.original_context / rope.low_freq_factor
+        high_wavelen = rope.original_context / rope.high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / rope.factor, inv_freq)
+        smooth = ((rope.original_context / wavelen - rope.low_freq_factor)
+                  / (rope.high_freq_factor - rope.low_freq_factor))
+        smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled
+        medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+        inv_freq = torch.where(medium, smoothed, scaled)
+    return inv_freq
 
 
-def rope_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(positions: torch.Tensor, inv_freq: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin of shape (T, head_dim/2) for integer positions (T,)."""
-    inv_freq = 1.0 / (ROPE_THETA ** (torch.arange(0, head_dim, 2, device=positions.device,
-                                                  dtype=torch.float32) / head_dim))
-    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    angles = positions.to(torch.float32)[:, None] * inv_freq.to(positions.device, torch.float32)[None, :]
     return angles.cos(), angles.sin()
 
 
@@ -33,10 +54,14 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(LIV):
-    def __init__(self, width: int, genes: dict[str, int], featurizer: nn.Module | None = None):
+    def __init__(self, width: int, genes: dict[str, int], featurizer: nn.Module | None = None,
+                 rope: Rope = Rope()):
         self.heads, self.kv_heads = genes["heads"], genes["kv_heads"]
         self.head_dim = width // self.heads
         super().__init__(width, genes, featurizer)
+        self.rope = rope
+        self.register_buffer("inv_freq", inverse_frequencies(self.head_dim, rope),
+                             persistent=False)
         self.window = genes["window"]
         self.q_proj = linear(width, width)
         self.o_proj = linear(width, width)
@@ -56,7 +81,7 @@ class Attention(LIV):
         v = self.featurizer.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        cos, sin = rope_tables(positions, self.head_dim)
+        cos, sin = rope_tables(positions, self.inv_freq)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v  # (B, H|G, T, hd)
 
     def _expand_kv(self, kv: torch.Tensor) -> torch.Tensor:

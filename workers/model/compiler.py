@@ -22,6 +22,7 @@ from torch import nn
 
 from core import arch
 from core.arch import ArchPlan
+from core import catalog
 from core.genome import Genome
 from workers.liv import load_operator
 from workers.liv.base import LIV, Residual, RMSNorm, State, StateTensor
@@ -43,7 +44,8 @@ class TailorLM(nn.Module):
             featurizer = None
             if slot.share_featurizer is not None:
                 featurizer = modules[self.slot_module[slot.share_featurizer]].op.featurizer
-            op: LIV = load_operator(slot.op)(plan.width, slot.genes, featurizer)
+            extra = {"rope": plan.rope} if catalog.REGISTRY[slot.op].uses_rope else {}
+            op: LIV = load_operator(slot.op)(plan.width, slot.genes, featurizer, **extra)
             self.slot_module.append(len(modules))
             modules.append(Residual(op))
         self.blocks = nn.ModuleList(modules)
