@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
+from api.poll_cache import PollCache
 from api.guards import BodyLimit, SecurityHeaders, parse_proxies
 from core.protocol import API_PREFIX
 from store.engine import make_engine, session_factory, upgrade
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         else None
     app.state.enroll_limiter = RateLimiter(settings.enroll_attempts_per_minute)
     app.state.artifact_dir = settings.resolved_artifact_dir()
+    app.state.poll_cache = PollCache()
 
     app.state.trusted_proxies = parse_proxies(settings.trusted_proxies)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from store.models import Candidate, Evaluation, Generation, Job
 
@@ -101,6 +101,20 @@ def generations_since(sessions: SessionFactory, job_id: int, since: int) -> list
         return list(s.scalars(select(Generation).where(Generation.job_id == job_id,
                                                        Generation.index >= since)
                               .order_by(Generation.index)).all())
+
+
+def poll_version(sessions: SessionFactory, job_id: int, since: int = 0) -> tuple[str, int, int]:
+    """What polled views of a job depend on: (job status, generations with index >= since,
+    the newest index or -1). Generations are immutable once written, so an unchanged
+    version means an unchanged `generations?since` (and `pareto` for since=0)."""
+    with transaction(sessions) as s:
+        status = s.scalar(select(Job.status).where(Job.id == job_id))
+        if status is None:
+            raise NotFound(f"job {job_id} not found")
+        count, newest = s.execute(select(func.count(Generation.id), func.max(Generation.index))
+                                  .where(Generation.job_id == job_id,
+                                         Generation.index >= since)).one()
+        return status, int(count), -1 if newest is None else int(newest)
 
 
 def pareto(sessions: SessionFactory, job_id: int) -> tuple[Generation | None, list[Candidate]]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from api.auth import ArtifactReaderDep
+from api.poll_cache import conditional
 from store.models import Candidate
 from core.protocol import artifact_url
 from api.schemas.public import (ArtifactPublic, CandidateDetail, CandidateSummary,
@@ -29,30 +30,47 @@ def summary(c: Candidate) -> CandidateSummary:
                             failure=c.failure, predictions=c.predictions or {})
 
 
-@router.get("/jobs/{job_id}/generations", response_model=GenerationsResponse)
-def generations(job_id: JobId, sessions: SessionsDep,
+@router.get("/jobs/{job_id}/generations", response_model=GenerationsResponse,
+            responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
+def generations(job_id: JobId, sessions: SessionsDep, request: Request,
                 since: int = Query(0, ge=0, le=2**31 - 1, description="first generation index to return")
-                ) -> GenerationsResponse:
-    job = job_store.get_job(sessions, job_id)
-    rows = store.generations_since(sessions, job_id, since)
-    wanted = {i for g in rows for i in g.population + g.pareto}
-    candidates = [summary(c) for c in store.candidates_for(
-        sessions, job_id, wanted, min_generation=since if rows else None)]
-    return GenerationsResponse(
-        job_id=job_id, status=job.status,
-        generations=[GenerationPublic(index=g.index, population=g.population, pareto=g.pareto,
-                                      hypervolume=g.hypervolume, evaluations=g.evaluations,
-                                      stats=g.stats, created_at=g.created_at) for g in rows],
-        candidates=candidates)
+                ) -> Response:
+    """Generations from `since` on and every candidate they mention. Conditional: send the
+    ETag back in If-None-Match and an unchanged view is 304 with no body."""
+    status, count, newest = store.poll_version(sessions, job_id, since)
+    etag = f'"gen-{job_id}-{since}-{count}-{newest}-{status}"'
+
+    def build() -> bytes:
+        rows = store.generations_since(sessions, job_id, since)
+        wanted = {i for g in rows for i in g.population + g.pareto}
+        candidates = [summary(c) for c in store.candidates_for(
+            sessions, job_id, wanted, min_generation=since if rows else None)]
+        return GenerationsResponse(
+            job_id=job_id, status=status,
+            generations=[GenerationPublic(index=g.index, population=g.population,
+                                          pareto=g.pareto, hypervolume=g.hypervolume,
+                                          evaluations=g.evaluations, stats=g.stats,
+                                          created_at=g.created_at) for g in rows],
+            candidates=candidates).model_dump_json().encode()
+
+    return conditional(request, request.app.state.poll_cache, etag, build)
 
 
-@router.get("/jobs/{job_id}/pareto", response_model=ParetoResponse)
-def pareto(job_id: JobId, sessions: SessionsDep) -> ParetoResponse:
-    job = job_store.get_job(sessions, job_id)
-    latest, front = store.pareto(sessions, job_id)
-    return ParetoResponse(job_id=job_id, generation=None if latest is None else latest.index,
-                          objectives=job.spec.get("objectives", []),
-                          candidates=[summary(c) for c in front])
+@router.get("/jobs/{job_id}/pareto", response_model=ParetoResponse,
+            responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
+def pareto(job_id: JobId, sessions: SessionsDep, request: Request) -> Response:
+    """The newest generation's Pareto front; conditional like `generations`."""
+    status, count, newest = store.poll_version(sessions, job_id)
+    etag = f'"pareto-{job_id}-{count}-{newest}"'
+
+    def build() -> bytes:
+        job = job_store.get_job(sessions, job_id)
+        latest, front = store.pareto(sessions, job_id)
+        return ParetoResponse(job_id=job_id, generation=None if latest is None else latest.index,
+                              objectives=job.spec.get("objectives", []),
+                              candidates=[summary(c) for c in front]).model_dump_json().encode()
+
+    return conditional(request, request.app.state.poll_cache, etag, build)
 
 
 @router.get("/jobs/{job_id}/candidates", response_model=list[CandidateSummary])

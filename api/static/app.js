@@ -18,7 +18,8 @@ async function operatorColours() {
 }
 
 async function get(path) {
-  const r = await fetch(API + path);
+  // "no-cache": the browser revalidates its copy with If-None-Match; unchanged views are 304.
+  const r = await fetch(API + path, {cache: "no-cache"});
   if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
   return r.json();
 }

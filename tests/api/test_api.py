@@ -376,3 +376,34 @@ def test_a_job_naming_an_unenrolled_device_class_is_accepted_with_a_warning(clie
     assert client.get(f"/api/v1/jobs/{created.json()['id']}").json()["warnings"] == [warning]
     enroll(client, model="Pixel 9")
     assert client.get(f"/api/v1/jobs/{created.json()['id']}").json()["warnings"] == []
+
+
+def test_polled_views_are_conditional_and_built_once_per_version(client, exported):
+    """generations?since and pareto carry an ETag; If-None-Match with it is 304 (no body)
+    until a generation is written; the body of one version is built once for all pollers."""
+    job_id, parent_id, child_id = seed_results(client, exported)
+    url = f"/api/v1/jobs/{job_id}/generations"
+    first = client.get(url, params={"since": 0})
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+    cache = client.app.state.poll_cache
+    misses = cache.misses
+    for _ in range(5):
+        again = client.get(url, params={"since": 0})
+        assert again.content == first.content and again.headers["etag"] == etag
+    assert cache.misses == misses  # served from the cache
+    unchanged = client.get(url, params={"since": 0}, headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert client.get(url, params={"since": 0},
+                      headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 304
+    assert client.get(url, params={"since": 2}).headers["etag"] != etag  # another view
+    pareto = client.get(f"/api/v1/jobs/{job_id}/pareto")
+    pareto_tag = pareto.headers["etag"]
+    result_store.write_generation(client.app.state.sessions, job_id, 2, [parent_id],
+                                  [child_id], 0.9, 3)
+    changed = client.get(url, params={"since": 0}, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert [g["index"] for g in changed.json()["generations"]] == [0, 1, 2]
+    newer = client.get(f"/api/v1/jobs/{job_id}/pareto", headers={"If-None-Match": pareto_tag})
+    assert newer.status_code == 200 and newer.json()["generation"] == 2
+    assert client.get(f"/api/v1/jobs/{job_id + 999}/generations").status_code == 404
