@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
 from api.poll_cache import PollCache
+from api.schemas.errors import ERROR_RESPONSES
 from api.guards import BodyLimit, SecurityHeaders, parse_proxies
 from core.protocol import API_PREFIX
 from store.engine import make_engine, session_factory, upgrade
@@ -114,7 +115,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
                             status_code=400)
 
     for module in (health, catalog, jobs, results, devices, fleet, tasks):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
 
     import plotly
 

@@ -10,7 +10,8 @@ import time
 from collections import defaultdict, deque
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from store.models import Device
 from store import devices as device_store
@@ -28,7 +29,16 @@ def bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def require_admin(request: Request) -> None:
+# Declared in the OpenAPI schema (securitySchemes); the checks below read the header
+# themselves so that every failure is our own 401/403 with its message.
+ADMIN_KEY = HTTPBearer(scheme_name="AdminKey", auto_error=False,
+                       description="the server's admin key (TAILOR_ADMIN_KEY)")
+DEVICE_TOKEN = HTTPBearer(scheme_name="DeviceToken", auto_error=False,
+                          description="the token a device got when it enrolled")
+Credentials = HTTPAuthorizationCredentials | None
+
+
+def require_admin(request: Request, _: Credentials = Security(ADMIN_KEY)) -> None:
     token = bearer(request)
     expected = request.app.state.admin_key_digest
     if token is None:
@@ -46,7 +56,7 @@ def _usable_device(request: Request, token: str) -> Device | None:
     return device
 
 
-def require_device(request: Request) -> Device:
+def require_device(request: Request, _: Credentials = Security(DEVICE_TOKEN)) -> Device:
     token = bearer(request)
     if token is None:
         raise HTTPException(401, "missing device token: send Authorization: Bearer TOKEN",
@@ -57,7 +67,8 @@ def require_device(request: Request) -> Device:
     return device
 
 
-def device_or_admin(request: Request) -> None:
+def device_or_admin(request: Request, _a: Credentials = Security(ADMIN_KEY),
+                    _d: Credentials = Security(DEVICE_TOKEN)) -> None:
     """The admin key, or the token of a device that is not disabled."""
     token = bearer(request)
     if token is None:

@@ -386,3 +386,42 @@ def test_lease_settings_are_bounded(tmp_path):
         Settings(data_dir=tmp_path, lease_seconds=7200, max_lease_seconds=3600)
     with pytest.raises(ValueError, match="max_leases_per_device"):
         Settings(data_dir=tmp_path, max_leases_per_device=0)
+
+
+def test_openapi_declares_bearer_schemes_and_every_error_status(tmp_path):
+    from api.app import create_app
+    from api.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path, admin_key="a", enroll_token="e",
+                              database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    spec = app.openapi()
+    schemes = spec["components"]["securitySchemes"]
+    assert {k: (v["type"], v["scheme"]) for k, v in schemes.items()} == {
+        "AdminKey": ("http", "bearer"), "DeviceToken": ("http", "bearer")}
+    assert spec["paths"]["/api/v1/jobs"]["post"]["security"] == [{"AdminKey": []}]
+    assert spec["paths"]["/api/v1/tasks/lease"]["post"]["security"] == [{"DeviceToken": []}]
+    artifact = spec["paths"]["/api/v1/artifacts/{candidate_id}/{name}"]["get"]
+    assert artifact["security"] == [{"AdminKey": []}, {"DeviceToken": []}]  # either one
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            declared = set(operation["responses"])
+            assert {"401", "403", "404", "409", "413", "422", "429", "503"} <= declared, \
+                (method, path)
+    body = spec["paths"]["/api/v1/jobs"]["post"]["responses"]["422"]["content"][
+        "application/json"]["schema"]["$ref"]
+    assert body.endswith("/ValidationErrorBody")
+
+
+def test_timestamps_carry_their_zone_on_sqlite(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, admin_key="a", enroll_token="e",
+                        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with TestClient(create_app(settings)) as client:
+        created = client.post("/api/v1/jobs", headers={"Authorization": "Bearer a"}, json={
+            "name": "t", "objectives": ["params"]}).json()
+        job = client.get(f"/api/v1/jobs/{created['id']}").json()
+    assert job["created_at"].endswith(("Z", "+00:00")), job["created_at"]
