@@ -25,6 +25,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
 from api.poll_cache import PollCache
+from core.job_spec import JobSpec
+from fastapi.openapi.utils import get_openapi
 from api.schemas.errors import ERROR_RESPONSES
 from api.guards import BodyLimit, SecurityHeaders, parse_proxies
 from core.protocol import API_PREFIX
@@ -113,6 +115,21 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         log.warning("database rejected a value: %s", type(exc.orig).__name__)
         return JSONResponse({"detail": "a value is out of the range the database accepts"},
                             status_code=400)
+
+    def openapi_with_job_spec() -> dict:
+        """The generated schema plus `JobSpec`, which POST /jobs reads itself (to validate
+        off the event loop) and so FastAPI does not see as a body parameter."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                 description=app.description)
+            spec = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(spec.pop("$defs", {}))
+            components["JobSpec"] = spec
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi_with_job_spec
 
     for module in (health, catalog, jobs, results, devices, fleet, tasks):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from api.auth import AdminDep
 from store.models import Job
@@ -37,15 +40,35 @@ def job_public(job: Job, known_classes: set[str] | None = None) -> JobPublic:
                      finished_at=job.finished_at)
 
 
-@router.post("", status_code=201, response_model=JobCreated)
-def submit_job(spec: JobSpec, sessions: SessionsDep, _: AdminDep,
-               idempotency_key: str | None = Header(
-                   None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
-                   description="retrying with the same key returns the same job")
-               ) -> JobCreated:
-    job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"), idempotency_key)
-    return JobCreated(id=job.id, status=job.status,
-                      warnings=job_warnings(job.spec, device_store.enrolled_classes(sessions)))
+def parse_spec(body: bytes) -> JobSpec:
+    """Validate a submitted spec; errors are the 422 every body gets (`api.app`). Runs in a
+    worker thread: a spec at the bounds takes up to a second or two to check, and the event
+    loop (health checks, agents' heartbeats) must not wait for it."""
+    try:
+        return JobSpec.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                      for e in error.errors(include_url=False)]) from None
+
+
+@router.post("", status_code=201, response_model=JobCreated,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}}}}})
+async def submit_job(request: Request, sessions: SessionsDep, _: AdminDep,
+                     idempotency_key: str | None = Header(
+                         None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
+                         description="retrying with the same key returns the same job")
+                     ) -> JobCreated:
+    """Submit a job spec (schema `JobSpec`), validated off the event loop."""
+    spec = await run_in_threadpool(parse_spec, await request.body())
+
+    def create() -> JobCreated:
+        job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"),
+                               idempotency_key)
+        return JobCreated(id=job.id, status=job.status, warnings=job_warnings(
+            job.spec, device_store.enrolled_classes(sessions)))
+
+    return await run_in_threadpool(create)
 
 
 @router.get("", response_model=JobList)

@@ -103,3 +103,29 @@ def test_validation_cost_is_bounded_by_counting_not_enumerating(client):
     response = client.post("/api/v1/jobs", json=worst, headers=ADMIN)
     assert time.perf_counter() - started < 2.0
     assert response.status_code == 201, response.text  # swiglu still has valid choices
+
+
+
+def test_specs_are_validated_off_the_event_loop(client, monkeypatch):
+    """A spec at the bounds takes a while to check; the check runs in a worker thread, so the
+    event loop keeps answering /health and heartbeats meanwhile."""
+    import asyncio
+
+    from api.routes import jobs as job_routes
+
+    seen = []
+    original = job_routes.parse_spec
+
+    def spy(body: bytes):
+        try:
+            asyncio.get_running_loop()
+            seen.append("event loop")
+        except RuntimeError:
+            seen.append("worker thread")
+        return original(body)
+
+    monkeypatch.setattr(job_routes, "parse_spec", spy)
+    assert client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).status_code == 201
+    bad = client.post("/api/v1/jobs", json={**SPEC, "objectives": []}, headers=ADMIN)
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("objectives")
+    assert seen == ["worker thread", "worker thread"]
