@@ -66,6 +66,13 @@ class EnrollResponse(StrictModel):
     heartbeat_interval_s: float
 
 
+class HeartbeatRequest(StrictModel):
+    """An agent that (re)starts with a saved token sends what it reads from the phone now
+    (an OS update, another runner): the device row is refreshed without enrolling again."""
+
+    properties: DeviceProperties | None = None
+
+
 class HeartbeatResponse(StrictModel):
     device_id: int
     state: Literal["active", "draining", "disabled"]

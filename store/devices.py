@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from store.models import Device, as_utc, utcnow
 
-from . import NotFound, SessionFactory, transaction
+from . import Conflict, NotFound, SessionFactory, transaction
 
 STATES = ("active", "draining", "disabled")
 
@@ -85,11 +85,21 @@ def authenticate_device(sessions: SessionFactory, token: str) -> Device | None:
         return device
 
 
-def heartbeat_device(sessions: SessionFactory, device_id: int) -> Device:
+def heartbeat_device(sessions: SessionFactory, device_id: int,
+                     properties: dict[str, Any] | None = None) -> Device:
+    """Mark the device alive; with `properties`, refresh what the agent read from it. The
+    properties must describe the same physical device (a Conflict otherwise: that device
+    must enroll on its own)."""
     with transaction(sessions) as s:
-        device = s.get(Device, device_id)
+        device = s.get(Device, device_id, with_for_update=properties is not None)
         if device is None:
             raise NotFound(f"device {device_id} not found")
+        if properties is not None:
+            if device.identity is not None and \
+                    device_identity(device.name, properties) != device.identity:
+                raise Conflict(f"these properties describe another device than device "
+                               f"{device_id} (serial, board or model differ): enroll it")
+            device.model, device.properties = properties["model"], properties
         device.last_heartbeat_at = utcnow()
         return device
 

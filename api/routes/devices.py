@@ -18,7 +18,8 @@ from store.models import Device, as_utc, utcnow
 from api.schemas.public import DevicePublic
 from store import devices as store
 from store import tasks as task_store
-from core.protocol import API_PREFIX, EnrollRequest, EnrollResponse, HeartbeatResponse
+from core.protocol import (API_PREFIX, EnrollRequest, EnrollResponse, HeartbeatRequest,
+                           HeartbeatResponse)
 
 from .deps import DeviceId, SessionsDep, SettingsDep
 
@@ -62,9 +63,12 @@ def enroll(body: EnrollRequest, request: Request, sessions: SessionsDep,
 
 
 @router.post("/heartbeat", response_model=HeartbeatResponse)
-def heartbeat(device: DeviceDep, sessions: SessionsDep) -> HeartbeatResponse:
-    """The device is alive: mark it online and renew every lease it holds."""
-    device = store.heartbeat_device(sessions, device.id)
+def heartbeat(device: DeviceDep, sessions: SessionsDep,
+              body: HeartbeatRequest | None = None) -> HeartbeatResponse:
+    """The device is alive: mark it online and renew every lease it holds; properties sent
+    with it (an agent's first heartbeat after a restart) replace the stored ones."""
+    properties = body.properties.model_dump(mode="json") if body and body.properties else None
+    device = store.heartbeat_device(sessions, device.id, properties)
     task_store.renew_leases(sessions, device)
     paused_until, paused_reason = _pause(device)
     return HeartbeatResponse(device_id=device.id, state=device.state, server_time=utcnow(),

@@ -407,3 +407,19 @@ def test_polled_views_are_conditional_and_built_once_per_version(client, exporte
     newer = client.get(f"/api/v1/jobs/{job_id}/pareto", headers={"If-None-Match": pareto_tag})
     assert newer.status_code == 200 and newer.json()["generation"] == 2
     assert client.get(f"/api/v1/jobs/{job_id + 999}/generations").status_code == 404
+
+
+def test_a_restarted_agent_refreshes_its_device_properties_with_a_heartbeat(client):
+    device_id, auth = enroll(client, name="refresh")
+    newer = {**PROPS, "cpu_count": 8, "ram_bytes": 1 << 33, "android_release": "15"}
+    beat = client.post("/api/v1/devices/heartbeat", headers=auth, json={"properties": newer})
+    assert beat.status_code == 200
+    listed = {d["id"]: d for d in client.get("/api/v1/devices").json()}
+    assert listed[device_id]["properties"]["cpu_count"] == 8
+    assert client.post("/api/v1/devices/heartbeat", headers=auth).status_code == 200  # no body
+    other = client.post("/api/v1/devices/heartbeat", headers=auth,
+                        json={"properties": {**PROPS, "model": "SM-S928B"}})
+    assert other.status_code == 409 and "another device" in other.json()["detail"]
+    bad = client.post("/api/v1/devices/heartbeat", headers=auth,
+                      json={"properties": {**PROPS, "cpu_count": 0}})
+    assert bad.status_code == 422 and "properties.cpu_count" in bad.json()["detail"]
