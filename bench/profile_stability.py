@@ -1,13 +1,18 @@
-"""How repeatable is one profiling measurement? The coefficient of variation (std/mean) of
-the host agent's reported median over repeated measurements of one graph, for prefill(L)
-and decode(L); target <= 5%.
+"""How repeatable is one profiling measurement, warm against cold? On the host backend,
+side by side in one run:
 
-Each round is what the host agent reports for a task (device_agent.host_backend: a fresh
-process per (graph, L), warm-up, then repeats; the median of the repeats); rounds are
-repeated back to back on the same export. Also printed: the spread inside a round (CV of
-the raw samples), and the peak RSS of each round.
+- warm (what the agents report, device_agent.host_backend): per (graph, L), `--processes`
+  fresh processes, each `--warmup` untimed + `--repeats` timed runs; the task's median is
+  the median of all timed runs;
+- cold (one sample per fresh process, as phones were measured before): `--cold-processes`
+  fresh processes, one timed run each and no warm-up (session created, first run timed).
 
-    python -m bench.profile_stability [--rounds 8 --repeats 10 --length 128 --width 128]
+Each round measures both on the same export, back to back. Printed per kind (prefill(L),
+decode(L)): the coefficient of variation (std/mean) of the reported median over the rounds
+for each method (target <= 5% for warm), the raw-sample CV inside a round, and the ratios
+cold/warm of the medians and of the CVs. About a minute with the defaults.
+
+    python -m bench.profile_stability [--rounds 4 --processes 2 --cold-processes 4 ...]
 """
 
 from __future__ import annotations
@@ -20,23 +25,31 @@ import tempfile
 import time
 from pathlib import Path
 
-from device_agent.host_backend import measure_task
 from core.protocol import MeasurementSpec
-from device_agent.stats import coefficient_of_variation
+from device_agent.host_backend import measure_case
+from device_agent.stats import coefficient_of_variation, summarize, warm_method
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_CV = 0.05
+KINDS = ("prefill", "decode")
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--cold-processes", type=int, default=4)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "profile_stability.json")
     args = parser.parse_args(argv)
 
     from core import preset
@@ -44,46 +57,68 @@ def main(argv: list[str] | None = None) -> dict:
 
     genome = preset("hyena-edge", width=args.width, layers=args.layers, heads=4, kv_heads=2,
                     ffn=2 * args.width, vocab=512).to_json()
-    spec = MeasurementSpec(prefill_lengths=[args.length], decode_contexts=[args.length],
-                         warmup=args.warmup, repeats=args.repeats, threads=args.threads)
-    rounds = []
+    common = {"prefill_lengths": [args.length], "decode_contexts": [args.length],
+              "threads": args.threads}
+    specs = {"warm": MeasurementSpec(**common, warmup=args.warmup, repeats=args.repeats,
+                                     processes=args.processes),
+             "cold": MeasurementSpec(**common, warmup=0, repeats=1,
+                                     processes=args.cold_processes)}
+    rounds: list[dict] = []
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(genome, tmp, verify=False)
         for index in range(args.rounds):
-            report = measure_task(Path(tmp), spec)
-            rounds.append({"prefill_median_ms": report.prefill[0].median_ms,
-                           "decode_median_ms": report.decode[0].median_ms,
-                           "prefill_samples_ms": report.prefill[0].samples_ms,
-                           "decode_samples_ms": report.decode[0].samples_ms,
-                           "peak_memory_bytes": report.peak_memory_bytes})
-            print(f"round {index + 1}/{args.rounds}: prefill({args.length}) "
-                  f"{report.prefill[0].median_ms:.3f} ms, decode({args.length}) "
-                  f"{report.decode[0].median_ms:.3f} ms, peak RSS "
-                  f"{report.peak_memory_bytes / 2**20:.1f} MiB", flush=True)
+            row = {}
+            for method, spec in specs.items():
+                for kind in KINDS:
+                    samples, peak = measure_case(Path(tmp), kind, args.length, spec)
+                    row[f"{method}_{kind}"] = {"median_ms": summarize(samples)["median_ms"],
+                                               "samples_ms": samples, "peak_bytes": peak}
+            rounds.append(row)
+            print(f"round {index + 1}/{args.rounds}: " + ", ".join(
+                f"{kind}({args.length}) warm {row[f'warm_{kind}']['median_ms']:.3f} ms / "
+                f"cold {row[f'cold_{kind}']['median_ms']:.3f} ms" for kind in KINDS),
+                flush=True)
     result = {"genome": "hyena-edge", "width": args.width, "layers": args.layers,
-              "length": args.length, "rounds": args.rounds, "repeats": args.repeats,
-              "warmup": args.warmup, "threads": args.threads, "target_cv": TARGET_CV,
+              "length": args.length, "rounds": args.rounds, "threads": args.threads,
+              "warm_method": warm_method(args.warmup, args.repeats, args.processes),
+              "cold_method": f"cold: 1 run in each of {args.cold_processes} fresh processes",
+              "target_cv": TARGET_CV, "seconds": round(time.perf_counter() - started, 1),
               "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor()
                           or platform.machine()},
               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    for kind in ("prefill", "decode"):
-        medians = [r[f"{kind}_median_ms"] for r in rounds]
-        within = [coefficient_of_variation(r[f"{kind}_samples_ms"]) for r in rounds]
-        cv = coefficient_of_variation(medians)
-        result[kind] = {"cv_of_medians": cv, "mean_median_ms": sum(medians) / len(medians),
-                        "mean_within_round_cv": sum(within) / len(within),
-                        "medians_ms": medians}
-        verdict = "meets" if cv <= TARGET_CV else "MISSES"
-        print(f"{kind}({args.length}): CV of the reported median over {args.rounds} rounds = "
-              f"{cv:.2%} ({verdict} the {TARGET_CV:.0%} target); mean "
-              f"{result[kind]['mean_median_ms']:.3f} ms; raw-sample CV inside a round "
-              f"{result[kind]['mean_within_round_cv']:.2%}")
-    peaks = [r["peak_memory_bytes"] for r in rounds]
-    result["peak_memory"] = {"cv": coefficient_of_variation(peaks), "bytes": peaks}
-    print(f"peak RSS: CV {result['peak_memory']['cv']:.2%} "
-          f"(mean {sum(peaks) / len(peaks) / 2**20:.1f} MiB)")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "profile_stability.json").write_text(json.dumps(result, indent=1))
+    print(f"{result['warm_method']}; {result['cold_method']}")
+    print(f"{'':14}{'warm CV':>9}{'cold CV':>9}{'cold/warm CV':>14}{'warm ms':>10}"
+          f"{'cold ms':>10}{'cold/warm ms':>14}{'in-round CV w/c':>18}")
+    for kind in KINDS:
+        entry = {}
+        for method in specs:
+            medians = [r[f"{method}_{kind}"]["median_ms"] for r in rounds]
+            within = [coefficient_of_variation(r[f"{method}_{kind}"]["samples_ms"])
+                      for r in rounds]
+            entry[method] = {"cv_of_medians": coefficient_of_variation(medians),
+                             "mean_median_ms": mean(medians), "medians_ms": medians,
+                             "mean_within_round_cv": mean(within),
+                             "peak_bytes": max(r[f"{method}_{kind}"]["peak_bytes"]
+                                               for r in rounds)}
+        warm, cold = entry["warm"], entry["cold"]
+        entry["cold_over_warm_median"] = cold["mean_median_ms"] / warm["mean_median_ms"]
+        entry["cold_over_warm_cv"] = (cold["cv_of_medians"] / warm["cv_of_medians"]
+                                      if warm["cv_of_medians"] else None)
+        entry["warm_meets_target"] = warm["cv_of_medians"] <= TARGET_CV
+        result[kind] = entry
+        cv_ratio = (f"{entry['cold_over_warm_cv']:.1f}x" if entry["cold_over_warm_cv"]
+                    is not None else "-")
+        print(f"{f'{kind}({args.length})':<14}{warm['cv_of_medians']:>9.2%}{cold['cv_of_medians']:>9.2%}{cv_ratio:>14}"
+              f"{warm['mean_median_ms']:>10.3f}{cold['mean_median_ms']:>10.3f}"
+              f"{entry['cold_over_warm_median']:>13.2f}x"
+              f"{warm['mean_within_round_cv']:>9.1%}/{cold['mean_within_round_cv']:.1%}")
+    for kind in KINDS:
+        verdict = "meets" if result[kind]["warm_meets_target"] else "MISSES"
+        print(f"{kind}: warm CV {result[kind]['warm']['cv_of_medians']:.2%} {verdict} the "
+              f"{TARGET_CV:.0%} target")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
     return result
 
 

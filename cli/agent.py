@@ -1,50 +1,127 @@
-"""`tailor agent`: plug a device in as a profiling agent (a phone over ADB, or this host)."""
+"""`tailor agent`: plug a device in as a profiling agent (a phone over ADB, or this host).
+
+Its help is click's plain layout (the rich one renders flags as `--host <bool>` and cuts
+long defaults such as the runner's path). User errors end in one line and exit 2, never a
+traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperCommand
+
+from device_agent.defaults import (ADB_TIMEOUT_S, ALIVE_EVERY_S, AUTH_TIMEOUT_S,
+                                   DEFAULT_RUNNER, MIN_FREE_MB, WORK_ROOT)
+
+log = logging.getLogger("tailor.agent")
+DEVICE = "Device (exactly one; --host, --usb and --tcp exclude each other)"
+PHONE = "Phone (--usb or --tcp)"
+RECONNECT_BACKOFF_S = (1.0, 30.0)
+
+
+class PlainHelp(TyperCommand):
+    """Click's own help layout for this command: flags without a `<bool>` metavar, and
+    defaults wrapped, never cut."""
+
+    def format_help(self, ctx, formatter):
+        super(TyperCommand, self).format_help(ctx, formatter)
+
+
+def _user_error(message: str):
+    """One line on stderr and exit status 2: a user error is no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _cpus(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        _user_error(f"--cores: expected CPU numbers like 4,5,6,7, got {text!r}")
 
 
 def agent(
-    server: str = typer.Option(..., help="API base URL, e.g. http://10.0.0.5:8000"),
+    server: str = typer.Option(..., metavar="URL", help="API base URL, e.g. "
+                               "http://10.0.0.5:8000"),
     enroll_token: Optional[str] = typer.Option(None, envvar="TAILOR_ENROLL_TOKEN",
-                                               help="needed the first time only"),
-    host: bool = typer.Option(False, "--host", help="measure on this machine"),
-    usb: Optional[str] = typer.Option(None, help="a phone's USB serial (ADB)"),
-    tcp: Optional[str] = typer.Option(None, help="a phone's HOST:PORT (Wi-Fi ADB)"),
-    name: Optional[str] = typer.Option(None, help="a name for this device "
+                                               metavar="TOKEN",
+                                               help="needed the first time only (and to "
+                                               "update the device's properties)"),
+    host: bool = typer.Option(False, "--host", help="measure on this machine (excludes "
+                              "--usb and --tcp)", rich_help_panel=DEVICE),
+    usb: Optional[str] = typer.Option(None, metavar="SERIAL", help="a phone's USB serial "
+                                      "(excludes --host and --tcp)", rich_help_panel=DEVICE),
+    tcp: Optional[str] = typer.Option(None, metavar="HOST:PORT", help="a phone over Wi-Fi "
+                                      "ADB (excludes --host and --usb)",
+                                      rich_help_panel=DEVICE),
+    name: Optional[str] = typer.Option(None, metavar="NAME", help="a name for this device "
                                        "(default: host name, or the phone's serial)"),
-    model: str = typer.Option("host", help="host backend: the device class it reports"),
+    model: str = typer.Option("host", metavar="CLASS", help="host backend: the device class it reports"),
     config_dir: Optional[Path] = typer.Option(None, envvar="TAILOR_AGENT_HOME",
+                                              metavar="DIR",
                                               help="default ~/.config/tailor-agent"),
-    poll_interval: float = typer.Option(2.0, help="seconds between lease attempts"),
-    lease_seconds: Optional[float] = typer.Option(None, help="lease length to ask for "
-                                                  "(default: the server's)"),
-    runner: str = typer.Option("/data/local/tmp/onnxruntime_perf_test",
-                               help="phone: path of onnxruntime_perf_test on the phone"),
-    cores: Optional[str] = typer.Option(None, help="phone: CPUs to pin to, e.g. 4,5,6,7 "
-                                        "(default: all but the slowest cluster)"),
-    threads: Optional[int] = typer.Option(None, min=1, help="intra-op threads, overriding "
-                                          "each task's spec"),
-    auth_timeout: float = typer.Option(120.0, help="phone: seconds to wait for 'Allow' "
-                                       "on the first connection"),
+    poll_interval: float = typer.Option(2.0, metavar="S", help="seconds between lease "
+                                        "attempts"),
+    lease_seconds: Optional[float] = typer.Option(None, metavar="S", help="lease length to "
+                                                  "ask for (default: the server's)"),
+    threads: Optional[int] = typer.Option(None, min=1, metavar="N", help="intra-op threads, "
+                                          "overriding each task's spec"),
+    runner: str = typer.Option(DEFAULT_RUNNER, metavar="PATH", show_default=False,
+                               help=f"path of onnxruntime_perf_test on the phone; default "
+                               f"{DEFAULT_RUNNER}", rich_help_panel=PHONE),
+    cores: Optional[str] = typer.Option(None, metavar="LIST", help="CPUs to pin to, e.g. "
+                                        "4,5,6,7 (default: all but the slowest cluster)",
+                                        rich_help_panel=PHONE),
+    auth_timeout: float = typer.Option(AUTH_TIMEOUT_S, metavar="S", help="seconds one wait "
+                                       "for 'Allow' on the phone lasts (the agent then asks "
+                                       "again)", rich_help_panel=PHONE),
+    adb_timeout: float = typer.Option(ADB_TIMEOUT_S, min=ALIVE_EVERY_S + 1, metavar="S",
+                                      help="seconds of silence "
+                                      "on the ADB link before the phone counts as gone",
+                                      rich_help_panel=PHONE),
+    cooldown_celsius: Optional[float] = typer.Option(None, min=0, max=150, metavar="C",
+                                                     help="cool-down limit; the stricter of "
+                                                     "it and the job's applies",
+                                                     rich_help_panel=PHONE),
+    thermal_zones: Optional[str] = typer.Option(None, metavar="LIST", help="zones to watch, "
+                                                "e.g. cpu,battery (substrings of the zone "
+                                                "type); replace the job's",
+                                                rich_help_panel=PHONE),
+    cooldown_timeout: Optional[float] = typer.Option(None, min=0, metavar="S",
+                                                     help="longest cool-down wait, "
+                                                     "replacing the job's",
+                                                     rich_help_panel=PHONE),
+    min_free_mb: float = typer.Option(MIN_FREE_MB, min=0, metavar="MB", help="free storage "
+                                      f"the phone needs in {WORK_ROOT}",
+                                      rich_help_panel=PHONE),
 ):
-    """Enroll, then lease profiling tasks, measure them and report until stopped."""
-    from device_agent.agent import Agent, host_measure
+    """Enroll, then lease profiling tasks, measure them and report until stopped.
+
+    Measure a phone (--usb SERIAL or --tcp HOST:PORT) or this machine (--host): give
+    exactly one; --host, --usb and --tcp exclude each other.
+    """
+    from device_agent.agent import Agent, EnrollmentRefused, host_measure
     from device_agent.client import ServerError
-    from device_agent.config import adb_key_path
     from device_agent.config import config_dir as resolve_config
 
-    if sum([host, usb is not None, tcp is not None]) != 1:
-        typer.echo("error: choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT",
-                   err=True)
-        raise typer.Exit(2)
+    chosen = [flag for flag, given in (("--host", host), ("--usb", usb is not None),
+                                       ("--tcp", tcp is not None)) if given]
+    if len(chosen) != 1:
+        _user_error("choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT"
+                    + (f" (got {' and '.join(chosen)}: they exclude each other)"
+                       if chosen else ""))
+    pinned = _cpus(cores)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # no line per poll
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     folder = resolve_config(config_dir)
     ready = None
     if host:
@@ -53,25 +130,17 @@ def agent(
         properties, measure = host_properties(model), host_measure
         name = name or socket.gethostname()
     else:
+        from device_agent import thermal
         from device_agent.adb_backend import AdbBackend, Reconnector
-        from device_agent.adb_device import Phone, PhoneDisconnected
-        from device_agent.properties import phone_properties
+        from device_agent.preflight import Preflight
 
-        phone = Phone(adb_key_path(folder), tcp=tcp, usb=usb, auth_timeout_s=auth_timeout)
-        typer.echo(f"connecting to {phone.address}; accept 'Allow USB debugging' on the "
-                   "phone if it asks")
-        try:
-            phone.connect()
-        except PhoneDisconnected as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        properties = phone_properties(phone)
-        backend = AdbBackend(phone, runner=runner,
-                             cores=[int(c) for c in cores.split(",")] if cores else None)
-        measure, ready = backend.measure, Reconnector(phone)
+        zones = tuple(z.strip() for z in (thermal_zones or "").split(",") if z.strip())
+        phone, properties = _open_phone(folder, tcp, usb, auth_timeout, adb_timeout)
+        backend = AdbBackend(phone, runner=runner, cores=pinned, cooling=thermal.CoolingPolicy(
+            limit_celsius=cooldown_celsius, zones=zones, timeout_s=cooldown_timeout))
+        ready = Reconnector(phone, preflight=Preflight(phone, runner, WORK_ROOT, min_free_mb))
+        measure = backend.measure
         name = name or properties.serial or (tcp or usb)
-        typer.echo(f"phone: {properties.manufacturer} {properties.model}, "
-                   f"Android {properties.android_release}, {properties.cpu_count} CPUs")
     if threads is not None:
         measure = _with_threads(measure, threads)
     worker = Agent(server, enroll_token, name, properties, measure, folder,
@@ -79,9 +148,51 @@ def agent(
     worker.install_signal_handlers()
     try:
         worker.run()  # enrolls first; waits out a server that is not up yet, with back-off
-    except ServerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except (EnrollmentRefused, ServerError) as exc:
+        _user_error(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _open_phone(folder: Path, tcp: str | None, usb: str | None, auth_timeout: float,
+                adb_timeout: float):
+    """Lock the phone, connect (asking for Allow as often as it takes) and read its
+    properties; exits 2 with one line if another agent holds the phone."""
+    from device_agent.adb_device import PairingTimeout, Phone, PhoneDisconnected
+    from device_agent.config import adb_key_path
+    from device_agent.phone_lock import PhoneBusy, PhoneLock
+    from device_agent.properties import phone_properties
+
+    locks = []
+    try:
+        locks.append(PhoneLock(tcp or usb).acquire())
+        phone = Phone(adb_key_path(folder), tcp=tcp, usb=usb, auth_timeout_s=auth_timeout,
+                      transport_timeout_s=adb_timeout)
+        log.info("connecting to %s", phone.address)
+        backoff = RECONNECT_BACKOFF_S[0]
+        while True:
+            try:
+                phone.connect()
+                properties = phone_properties(phone)
+                break
+            except PairingTimeout as exc:
+                log.warning("%s; asking again", exc)
+            except PhoneDisconnected as exc:
+                log.warning("phone not reachable (%s); next try in %.0f s", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_S[1])
+        if properties.serial and properties.serial != (tcp or usb):
+            locks.append(PhoneLock(properties.serial).acquire())
+    except PhoneBusy as exc:
+        _user_error(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("stopped before the phone was connected", err=True)
+        raise typer.Exit(130) from None
+    log.info("phone: %s %s, Android %s, %s, %s CPUs", properties.manufacturer,
+             properties.model, properties.android_release, properties.abi or "unknown ABI",
+             properties.cpu_count)
+    phone.locks = locks   # held for the agent's life
+    return phone, properties
 
 
 def _with_threads(measure, threads: int):
@@ -93,4 +204,4 @@ def _with_threads(measure, threads: int):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("agent")(agent)
+    app.command("agent", cls=PlainHelp)(agent)

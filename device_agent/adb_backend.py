@@ -2,10 +2,13 @@
 
 Per task: push prefill.onnx and decode.onnx to `/data/local/tmp/tailor/<genome hash>/`
 (skipped when already there, sha256 checked); per (graph, L) a folder holding a link to the
-graph and `test_data_set_0/` with valid inputs (see inputs.py); wait for cool-down; run the
-runner pinned to the big cores `warmup + repeats` times (one process per sample, see
-perf_test.py), dropping the first `warmup`; report median/p10/p90/n/samples and the peak
-working set per length, the maximum over the task, and temperatures before and after.
+graph and `test_data_set_0/` with valid inputs (see inputs.py); wait for the watched
+thermal zones to cool down (thermal.py; with spec.reject_hot a phone still hot after the
+timeout fails the task as a device fault); then per (graph, L) `spec.processes` runner
+processes pinned to the big cores, each `warmup + repeats` runs (perf_test.py). Reported:
+median/p10/p90/n/samples and the peak working set per length, the maximum over the task,
+the method, the thermal limit, whether it was still exceeded, the wait, and temperatures
+before and after.
 """
 
 from __future__ import annotations
@@ -14,18 +17,20 @@ import logging
 import shlex
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import perf_test, thermal
 from .adb_device import Phone
+from .defaults import DEFAULT_RUNNER, WORK_ROOT
+from .failures import DeviceError, DeviceTooHot
 from .inputs import graph_inputs, write_test_data
+from .preflight import RUNNER_NOT_RUNNABLE, Preflight
+from .stats import summarize, warm_method
 from core.protocol import LatencyStat, MeasurementReport, TaskAssignment
-from .stats import summarize
 
 log = logging.getLogger("tailor.agent.adb")
-WORK_ROOT = "/data/local/tmp/tailor"
-DEFAULT_RUNNER = "/data/local/tmp/onnxruntime_perf_test"
+RUN_TIMEOUT_S = 1800.0   # the longest one (graph, L) may take, all its processes together
 
 
 @dataclass
@@ -33,8 +38,9 @@ class AdbBackend:
     phone: Phone
     runner: str = DEFAULT_RUNNER
     cores: list[int] | None = None          # None: the big cores, from cpufreq
-    max_cooldown_wait_s: float = 300.0
-    run_timeout_s: float = 600.0
+    cooling: thermal.CoolingPolicy = field(default_factory=thermal.CoolingPolicy)
+    run_timeout_s: float = RUN_TIMEOUT_S
+    cooldown_poll_s: float = thermal.POLL_S
     _freqs: list[int] | None = None
 
     def thermal(self) -> list:
@@ -48,12 +54,13 @@ class AdbBackend:
             self._freqs = parse_cpu_freqs(self.phone.shell(PHONE_CPUFREQ))
         return perf_test.big_cores(self._freqs)
 
-    def check_runner(self) -> str:
-        out = self.phone.shell(f"ls -l {shlex.quote(self.runner)} 2>&1")
-        if "No such file" in out or not out.strip():
-            raise FileNotFoundError(f"{self.runner} is not on the phone; build and push it "
-                                    "(device_agent/README.md)")
-        return out
+    def preflight(self) -> Preflight:
+        return Preflight(self.phone, self.runner, WORK_ROOT)
+
+    def check_runner(self) -> None:
+        problems = self.preflight().runner_problems(abi="the phone's ABI")
+        if problems:
+            raise DeviceError(problems[0])
 
     def measure(self, graph_dir: Path, task: TaskAssignment) -> MeasurementReport:
         started = time.perf_counter()
@@ -77,62 +84,102 @@ class AdbBackend:
             for kind, _, case in cases)
         self.phone.checked(links)
         cores = self.pinned_cores()
-        before = thermal.wait_for_cooldown(self.thermal, spec.cooldown_celsius,
-                                           max_wait_s=self.max_cooldown_wait_s)
+        limit, zones, timeout = self.cooling.resolve(spec)
+        cooled = thermal.wait_for_cooldown(self.thermal, limit, zones, max_wait_s=timeout,
+                                           poll_s=self.cooldown_poll_s)
+        if cooled.still_hot and spec.reject_hot:
+            raise DeviceTooHot(f"too hot to measure: {thermal.describe(cooled.hot_zone(zones), limit)}"
+                               f" after waiting {cooled.waited_s:.0f} s")
         stats: dict[str, list[LatencyStat]] = {"prefill": [], "decode": []}
-        peak = 0
+        peak, summary_only = 0, False
         for kind, length, case in cases:
-            samples, case_peak = self._run_case(f"{remote}/{case}", spec, cores)
+            samples, case_peak, per_run = self._run_case(f"{remote}/{case}", spec, cores)
+            summary_only |= not per_run
             peak = max(peak, case_peak or 0)
             stats[kind].append(LatencyStat(length=length, samples_ms=samples,
                                            peak_memory_bytes=case_peak, **summarize(samples)))
         after = self.thermal()
+        note = "the runner printed no per-run times: one sample per process" \
+            if summary_only else ""
         return MeasurementReport(
             prefill=stats["prefill"], decode=stats["decode"], peak_memory_bytes=peak,
             runner=f"onnxruntime_perf_test ({self.runner}, cpus {cores}, -x {spec.threads})",
-            thermal_before=before, thermal_after=after, wall_s=time.perf_counter() - started)
+            method=warm_method(spec.warmup, spec.repeats, spec.processes, note),
+            thermal_before=cooled.readings, thermal_after=after, thermal_limit_celsius=limit,
+            above_thermal_limit=cooled.still_hot, cooldown_wait_s=cooled.waited_s,
+            wall_s=time.perf_counter() - started)
 
-    def _run_case(self, folder: str, spec, cores: list[int]) -> tuple[list[float], int | None]:
-        command = perf_test.loop_command(self.runner, folder, "model.onnx",
-                                         spec.warmup + spec.repeats, spec.threads, cores)
-        runs = perf_test.split_runs(self.phone.shell(command, timeout_s=self.run_timeout_s))
-        if len(runs) != spec.warmup + spec.repeats:
-            raise perf_test.PerfOutputError(f"{folder}: expected {spec.warmup + spec.repeats} "
-                                            f"runs, got {len(runs)}")
-        samples, peak = [], None
-        for index, (rc, text) in enumerate(runs):
+    def _run_case(self, folder: str, spec, cores: list[int]
+                  ) -> tuple[list[float], int | None, bool]:
+        """(samples over all processes, peak over them, whether per-run times were read)."""
+        runs = spec.warmup + spec.repeats
+        command = perf_test.loop_command(self.runner, folder, "model.onnx", spec.processes,
+                                         runs, spec.threads, cores)
+        outputs = perf_test.split_runs(self.phone.shell(command, timeout_s=self.run_timeout_s))
+        if len(outputs) != spec.processes:
+            raise perf_test.PerfOutputError(f"{folder}: expected {spec.processes} runner "
+                                            f"processes, got {len(outputs)}")
+        samples, peak, per_run = [], None, True
+        for rc, text in outputs:
+            if rc in RUNNER_NOT_RUNNABLE:
+                raise DeviceError(f"{self.runner} could not start on the phone (exit {rc}): "
+                                  f"{text.strip()[-500:]}")
             if rc != 0:
                 raise perf_test.PerfOutputError(f"{folder}: runner exited {rc}: "
                                                 f"{text.strip()[-1500:]}")
             result = perf_test.parse_output(text)
             if result.peak_memory_bytes is not None:
                 peak = max(peak or 0, result.peak_memory_bytes)
-            if index >= spec.warmup:
-                samples.append(result.average_ms)
-        return samples, peak
+            per_run &= bool(result.runs_ms)
+            samples += perf_test.timed_samples(result, spec.warmup, spec.repeats)
+        return samples, peak, per_run
 
 
 class Reconnector:
-    """`ready()` for the agent loop: True while the phone is connected; otherwise one
-    reconnection attempt at a time, with backoff (1 s doubling to 30 s) between attempts."""
+    """`ready()` for the agent loop: True while the phone is connected and has passed its
+    preflight. Otherwise one reconnection (or preflight) attempt at a time, with back-off
+    (1 s doubling to `max_backoff_s`) between attempts. `device_failed()` (a device fault
+    during a task) makes the next call re-run the preflight."""
 
-    def __init__(self, phone: Phone, max_backoff_s: float = 30.0):
-        self.phone, self.max_backoff_s = phone, max_backoff_s
+    def __init__(self, phone: Phone, max_backoff_s: float = 30.0,
+                 preflight: Preflight | None = None):
+        self.phone, self.max_backoff_s, self.check = phone, max_backoff_s, preflight
         self.backoff_s, self.next_try = 1.0, 0.0
+        self.fit = preflight is None
+        self.lost = False
+
+    def device_failed(self) -> None:
+        self.fit = self.check is None
+
+    def _later(self, what: str) -> bool:
+        log.warning("%s; next try in %.0f s", what, self.backoff_s)
+        self.next_try = time.monotonic() + self.backoff_s
+        self.backoff_s = min(self.backoff_s * 2, self.max_backoff_s)
+        return False
 
     def __call__(self) -> bool:
-        if self.phone.connected:
+        if self.phone.connected and self.fit:
             return True
-        now = time.monotonic()
-        if now < self.next_try:
+        if time.monotonic() < self.next_try:
             return False
-        try:
-            self.phone.connect()
-        except Exception as exc:  # noqa: BLE001 — any failure means "not back yet"
-            log.warning("phone not reachable (%s); next try in %.0fs", exc, self.backoff_s)
-            self.next_try = now + self.backoff_s
-            self.backoff_s = min(self.backoff_s * 2, self.max_backoff_s)
-            return False
+        if not self.phone.connected:
+            if not self.lost:
+                log.warning("phone %s disconnected: leasing nothing until it is back",
+                            self.phone.address)
+                self.lost = True
+            try:
+                self.phone.connect()
+            except Exception as exc:  # noqa: BLE001 — any failure means "not back yet"
+                return self._later(f"phone not reachable ({exc})")
+            log.info("phone %s is back", self.phone.address)
+            self.lost = False
+            self.fit = self.check is None
+        if not self.fit:
+            try:
+                self.check.check()
+            except Exception as exc:  # noqa: BLE001 — PreflightFailed or a drop meanwhile
+                return self._later(f"phone not ready to measure: {exc}")
+            log.info("preflight passed: %s runs, storage ok", self.check.runner)
+            self.fit = True
         self.backoff_s, self.next_try = 1.0, 0.0
-        log.info("phone %s is back", self.phone.address)
         return True

@@ -7,14 +7,22 @@
   phone already matches, and checks every pushed file's sha256 on the phone afterwards.
 - Every transport failure (cable pulled, Wi-Fi dropped, adbd restarted) surfaces as
   `PhoneDisconnected`; `connect()` again once the phone is back.
+- Every ADB operation is bounded: a read that gets nothing for `adb_timeout_s` (a phone
+  that silently left the network keeps the socket open) is a disconnect, and each
+  command has an overall limit too.
+- An unknown key logs the fingerprint the phone shows ("tap Allow on the phone (RSA
+  fingerprint …)") and a progress line every PAIRING_LOG_EVERY_S while it waits.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import shlex
 import socket
+import threading
+import time
 from pathlib import Path, PurePosixPath
 
 from adb_shell import exceptions as adb_errors
@@ -23,7 +31,11 @@ from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 from adb_shell.transport.tcp_transport import TcpTransport
 
+from .defaults import ADB_TIMEOUT_S, AUTH_TIMEOUT_S
+from .failures import DeviceError, PhoneDisconnected
+
 log = logging.getLogger("tailor.agent.adb")
+PAIRING_LOG_EVERY_S = 15.0
 ADB_ERRORS = (adb_errors.AdbConnectionError, adb_errors.AdbTimeoutError,
               adb_errors.InvalidResponseError, adb_errors.InvalidCommandError,
               adb_errors.TcpTimeoutException, adb_errors.UsbReadFailedError,
@@ -31,12 +43,29 @@ ADB_ERRORS = (adb_errors.AdbConnectionError, adb_errors.AdbTimeoutError,
               adb_errors.InvalidChecksumError, OSError, ConnectionError)
 
 
-class PhoneDisconnected(RuntimeError):
-    """The phone went away (or never answered); the message says how."""
+# What adb-shell raises when the wait for "Allow" runs out (TCP or USB).
+PAIRING_WAIT_OVER = (adb_errors.TcpTimeoutException, adb_errors.AdbTimeoutError,
+                     adb_errors.UsbReadFailedError)
+
+
+class PairingTimeout(PhoneDisconnected):
+    """Nobody tapped Allow on the phone in time; connecting again shows the dialog again."""
 
 
 class PhoneCommandError(RuntimeError):
     """A command on the phone failed; the message carries its output."""
+
+
+class PhoneCommandTimeout(PhoneCommandError):
+    """A command kept the phone talking past its overall limit (a graph too slow to
+    measure): the phone answered all along, so it is no disconnect."""
+
+
+def key_fingerprint(public_key: str) -> str:
+    """The fingerprint Android shows in "Allow USB debugging?": MD5 of the key blob,
+    colon-separated uppercase hex."""
+    digest = hashlib.md5(base64.b64decode(public_key.split()[0])).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
 
 class _TcpTransport(TcpTransport):
@@ -64,12 +93,15 @@ class Phone:
     """One phone: `Phone(key_path, tcp="192.168.1.20:5555")` or `Phone(key_path, usb=SERIAL)`."""
 
     def __init__(self, key_path: Path, tcp: str | None = None, usb: str | None = None,
-                 auth_timeout_s: float = 120.0, transport_timeout_s: float = 10.0):
+                 auth_timeout_s: float = AUTH_TIMEOUT_S, transport_timeout_s: float = ADB_TIMEOUT_S,
+                 pairing_log_every_s: float = PAIRING_LOG_EVERY_S):
         if (tcp is None) == (usb is None):
             raise ValueError("give exactly one of tcp='HOST:PORT' or usb='SERIAL'")
         self.key_path, self.tcp, self.usb = key_path, tcp, usb
         self.auth_timeout_s, self.transport_timeout_s = auth_timeout_s, transport_timeout_s
+        self.pairing_log_every_s = pairing_log_every_s
         self.device: AdbDevice | None = None
+        self.lock = threading.RLock()   # one ADB operation at a time
 
     @property
     def address(self) -> str:
@@ -89,17 +121,38 @@ class Phone:
     def connect(self) -> None:
         self.close()
         signer = load_signer(self.key_path)
+        asked = threading.Event()
+        done = threading.Event()
+
+        def on_auth(_device):   # adb-shell calls this just before it sends our public key
+            log.info("%s does not know this computer's key yet: tap Allow on the phone "
+                     "(RSA fingerprint %s); waiting up to %.0f s", self.address,
+                     key_fingerprint(signer.GetPublicKey()), self.auth_timeout_s)
+            asked.set()
+            threading.Thread(target=self._pairing_progress, args=(done,), daemon=True).start()
+
         try:
             device = AdbDevice(self._transport(), default_transport_timeout_s=self.transport_timeout_s,
                                banner=socket.gethostname())
             device.connect(rsa_keys=[signer], auth_timeout_s=self.auth_timeout_s,
                            transport_timeout_s=self.transport_timeout_s,
-                           read_timeout_s=self.auth_timeout_s)
+                           read_timeout_s=self.transport_timeout_s, auth_callback=on_auth)
         except ADB_ERRORS as exc:
+            if asked.is_set() and isinstance(exc, PAIRING_WAIT_OVER):
+                raise PairingTimeout(f"{self.address}: nobody tapped Allow on the phone within "
+                                     f"{self.auth_timeout_s:.0f} s") from exc
             raise PhoneDisconnected(f"{self.address}: cannot connect "
                                     f"({type(exc).__name__}: {exc})") from exc
+        finally:
+            done.set()
         self.device = device
-        log.info("connected to %s", self.address)
+        log.info("connected to %s%s", self.address, " (key allowed)" if asked.is_set() else "")
+
+    def _pairing_progress(self, done: threading.Event) -> None:
+        started = time.monotonic()
+        while not done.wait(self.pairing_log_every_s):
+            log.info("still waiting for Allow on the phone (%s): %.0f s of %.0f s",
+                     self.address, time.monotonic() - started, self.auth_timeout_s)
 
     def close(self) -> None:
         if self.device is not None:
@@ -127,10 +180,21 @@ class Phone:
                                     f"({type(exc).__name__}: {exc})") from exc
 
     def shell(self, command: str, timeout_s: float = 60.0) -> str:
-        device = self._need()
-        return self._guard(f"`{command[:60]}`", lambda: device.shell(
-            command, transport_timeout_s=timeout_s, read_timeout_s=timeout_s,
-            timeout_s=timeout_s))
+        """Run a command; silence for `transport_timeout_s` or a run past `timeout_s`
+        counts as the phone gone (PhoneDisconnected)."""
+        with self.lock:
+            device = self._need()
+            started = time.monotonic()
+            try:
+                return self._guard(f"`{command[:60]}`", lambda: device.shell(
+                    command, transport_timeout_s=min(self.transport_timeout_s, timeout_s),
+                    read_timeout_s=timeout_s, timeout_s=timeout_s))
+            except PhoneDisconnected as exc:
+                if time.monotonic() - started < timeout_s or not isinstance(
+                        exc.__cause__, adb_errors.AdbTimeoutError):
+                    raise
+                raise PhoneCommandTimeout(f"`{command[:200]}` was still running after "
+                                          f"{timeout_s:.0f} s") from exc
 
     def checked(self, command: str, timeout_s: float = 60.0) -> str:
         """Run a command; raise PhoneCommandError with its output if it exits non-zero."""
@@ -166,12 +230,21 @@ class Phone:
         if todo:
             folders = sorted({str(PurePosixPath(r).parent) for r in todo.values()})
             self.checked("mkdir -p " + " ".join(shlex.quote(f) for f in folders))
-            device = self._need()
             for local, remote in todo.items():
-                self._guard(f"push {remote}", lambda src=local, dst=remote: device.push(
-                    str(src), dst, transport_timeout_s=timeout_s, read_timeout_s=timeout_s))
+                self._push(local, remote, timeout_s)
             after = self.sha256(list(todo.values()))
             bad = [r for r in todo.values() if after.get(r) != wanted[r]]
             if bad:
                 raise PhoneCommandError(f"sha256 mismatch on the phone after push: {bad}")
         return list(todo.values())
+
+    def _push(self, local: Path, remote: str, timeout_s: float) -> None:
+        with self.lock:
+            device = self._need()
+            try:
+                self._guard(f"push {remote}", lambda: device.push(
+                    str(local), remote, transport_timeout_s=self.transport_timeout_s,
+                    read_timeout_s=timeout_s))
+            except adb_errors.PushFailedError as exc:
+                raise DeviceError(f"the phone refused {remote} ({exc}): free some storage "
+                                  f"on the phone (adb shell df -h /data/local/tmp)") from exc

@@ -1,10 +1,15 @@
 """The agent loop: enroll once, then heartbeat, lease, measure, report — until stopped.
 
-Any error while measuring a task is reported as a failure with its reason (the server
-retries the task up to its attempt limit); on SIGINT/SIGTERM the agent hands its current
-task back (release) and exits. Server outages are waited out with backoff. A refused
-enrollment (a disabled device, a wrong enrollment token) stops the agent with the server's
-reason: retrying cannot help until an admin acts.
+A failed task is reported with its reason and whose fault it was (failures.py): the
+candidate's (counts as an attempt), the device's (uncounted; the agent pauses leasing with
+back-off and re-checks the phone first) or a phone disconnect (uncounted; reconnect).
+Heartbeats run in their own thread, so a hung ADB call or a phone that is away never
+silences the device on the server. On SIGINT/SIGTERM the agent hands its current task back
+(release) and exits. Server outages are waited out with backoff. A refused enrollment (a
+disabled device, a wrong enrollment token) stops the agent with the server's reason:
+retrying cannot help until an admin acts. Restarted with a saved token, its first heartbeat
+carries the device properties read now (a new Android release, another runner), so the
+server sees them without a new enrollment.
 """
 
 from __future__ import annotations
@@ -23,38 +28,88 @@ import httpx
 
 from .client import AgentClient, ServerError
 from .config import load_token, save_token
+from .failures import failure_report
+from .stats import warm_method
 from core.protocol import API_PREFIX, DeviceProperties, MeasurementReport, TaskAssignment
 
 log = logging.getLogger("tailor.agent")
 Measure = Callable[[Path, TaskAssignment], MeasurementReport]
+KIND_TEXT = {"candidate": "counts against the candidate", "device": "device fault",
+             "disconnected": "phone disconnected"}
+DEVICE_BACKOFF_S = (10.0, 300.0)   # pause after a device failure: first, longest
 
 
 class EnrollmentRefused(ServerError):
     """The server will not enroll this device (it is disabled, or the token is wrong)."""
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite: naive UTC
+
+
+def lengths_text(task: TaskAssignment) -> str:
+    spec = task.spec
+    return (f"prefill@{','.join(map(str, spec.prefill_lengths))} "
+            f"decode@{','.join(map(str, spec.decode_contexts))}")
+
+
+def summary_text(report: MeasurementReport) -> str:
+    parts = [f"{kind}@{s.length} median {s.median_ms:.3g} ms"
+             for kind, stats in (("prefill", report.prefill), ("decode", report.decode))
+             for s in stats]
+    text = f"{', '.join(parts)}, peak {report.peak_memory_bytes / 2**20:.1f} MB"
+    if report.above_thermal_limit:
+        text += f" (still above {report.thermal_limit_celsius:.1f} °C)"
+    return text
+
+
 class Agent:
     def __init__(self, server: str, enroll_token: str | None, name: str,
                  properties: DeviceProperties, measure: Measure, config: Path,
                  poll_s: float = 2.0, lease_seconds: float | None = None,
-                 ready: Callable[[], bool] | None = None):
+                 ready: Callable[[], bool] | None = None,
+                 on_device_failure: Callable[[], None] | None = None,
+                 device_backoff_s: tuple[float, float] = DEVICE_BACKOFF_S):
         self.client = AgentClient(server)
         self.server, self.enroll_token, self.name = server, enroll_token, name
         self.properties, self.measure, self.config = properties, measure, config
         self.poll_s, self.lease_seconds = poll_s, lease_seconds
-        self.ready = ready  # False while the device is away (phone unplugged): lease nothing
+        self.ready = ready  # False while the device is away or unfit: lease nothing
+        self.on_device_failure = on_device_failure or getattr(ready, "device_failed", None)
+        self.device_backoff_s = device_backoff_s
         self.heartbeat_s = 30.0  # the server's interval once enrolled in this process
         self.stop = threading.Event()
         self.current: int | None = None
         self.completed = 0
+        self.failures: list[tuple[int, str]] = []   # (task id, kind) of failed tasks
+        self.state = "active"
+        self.server_paused_until: datetime | None = None
+        self.paused_until = 0.0      # monotonic: no leases before (after a device failure)
+        self._pause_s = device_backoff_s[0]
+        self._beat_every = self.heartbeat_s
+        self._last_beat = 0.0
+        self._wake = threading.Event()
+        self._pulse: threading.Thread | None = None
+        self._beat_failing = False
+        self._paused_logged = False
 
+    # ------------------------------------------------------------------ enrolment
     def ensure_enrolled(self) -> None:
         identity = f"{self.properties.backend}-{self.properties.model}-{self.name}"
         saved = load_token(self.config, self.server, identity)
+        current = self.properties.model_dump(mode="json")
         if saved:
             self.client.token = saved["device_token"]
+            changed = saved.get("properties") != current
             try:
-                self.client.heartbeat()
+                # The first heartbeat after a restart carries what the agent reads now, so
+                # an OS update or another runner reaches the server without enrolling again.
+                self._beat(properties=self.properties)
+                if changed:
+                    log.info("device properties changed since the last start: updated on "
+                             "the server")
+                    save_token(self.config, self.server, identity, saved.get("device_id"),
+                               saved["device_token"], current)
                 return
             except ServerError as exc:
                 if exc.status not in (401, 403):
@@ -70,80 +125,144 @@ class Agent:
             detail = " ".join(str(exc).partition(": ")[2].split())  # one line
             raise EnrollmentRefused(exc.status, f"enrollment refused: {detail}") from None
         self.client.token = enrolled.device_token
-        self.heartbeat_s = enrolled.heartbeat_interval_s
-        save_token(self.config, self.server, identity, enrolled.device_id, enrolled.device_token)
+        self.heartbeat_s = self._beat_every = enrolled.heartbeat_interval_s
+        save_token(self.config, self.server, identity, enrolled.device_id,
+                   enrolled.device_token, current)
         log.info("enrolled as device %s", enrolled.device_id)
+
+    # ------------------------------------------------------------------ heartbeats
+    def _beat(self, properties: DeviceProperties | None = None):
+        response = self.client.heartbeat(properties)
+        self._last_beat = time.monotonic()
+        self.state, self.server_paused_until = response.state, response.paused_until
+        if self._beat_failing:
+            log.info("heartbeats reach the server again")
+            self._beat_failing = False
+        if response.paused_until is not None and not self._paused_logged:
+            log.warning("the server paused this device until %s: %s",
+                        response.paused_until.isoformat(timespec="seconds"),
+                        response.paused_reason or "a device failure")
+        self._paused_logged = response.paused_until is not None
+        return response
+
+    def _pulse_loop(self) -> None:
+        """Heartbeat at least every `_beat_every`, whatever the main loop is blocked in."""
+        while not self.stop.is_set():
+            self._wake.wait(max(0.05, self._beat_every - (time.monotonic() - self._last_beat)))
+            self._wake.clear()
+            if self.stop.is_set() or self.client.token is None:
+                continue
+            if time.monotonic() - self._last_beat < self._beat_every:
+                continue
+            try:
+                self._beat()
+            except (httpx.HTTPError, ServerError) as exc:
+                if not self._beat_failing:
+                    log.warning("heartbeat failed: %s", exc)
+                self._beat_failing = True
+                self._last_beat = time.monotonic()   # retry after one interval
+
+    def _start_pulse(self) -> None:
+        if self._pulse is None or not self._pulse.is_alive():
+            self._pulse = threading.Thread(target=self._pulse_loop, name="heartbeat",
+                                           daemon=True)
+            self._pulse.start()
+
+    # ------------------------------------------------------------------ tasks
+    def leasable(self) -> bool:
+        """Active, the device fit (checked even while paused, so the log says what to
+        fix), and no pause running (ours after a device fault, or the server's)."""
+        if self.state != "active":
+            return False
+        fit = self.ready is None or self.ready()
+        now = datetime.now(timezone.utc)
+        if self.server_paused_until is not None and _utc(self.server_paused_until) > now:
+            return False
+        return fit and time.monotonic() >= self.paused_until
 
     def run_one(self) -> bool:
         """Lease and measure one task; False when there was none."""
-        state = self.client.heartbeat().state
-        if state != "active":
-            return False
-        if self.ready is not None and not self.ready():
+        self._beat()
+        if not self.leasable():
             return False
         task = self.client.lease(self.lease_seconds).task
         if task is None:
             return False
         self.current = task.task_id
+        log.info("leased task %s (candidate %s, job %s)", task.task_id, task.candidate_id,
+                 task.job_id)
         work = Path(tempfile.mkdtemp(prefix=f"tailor-task{task.task_id}-"))
-        # Heartbeats keep the device online and renew the lease through slow downloads and
-        # measurements longer than the lease: often enough that a lease never runs out.
-        expires = task.lease_expires_at
-        if expires.tzinfo is None:  # SQLite servers send UTC without a zone
-            expires = expires.replace(tzinfo=timezone.utc)
-        lease_left = (expires - datetime.now(timezone.utc)).total_seconds()
-        interval = max(0.2, min(self.heartbeat_s, lease_left / 3))
-        beating = threading.Event()
-        threading.Thread(target=self._heartbeat_until, args=(beating, interval),
-                         daemon=True).start()
+        # Heartbeats renew the lease through slow downloads and measurements longer than
+        # the lease: often enough that a lease never runs out.
+        lease_left = (_utc(task.lease_expires_at) - datetime.now(timezone.utc)).total_seconds()
+        self._beat_every = max(0.2, min(self.heartbeat_s, lease_left / 3))
+        self._wake.set()
         try:
             for artifact in task.artifacts:
                 self.client.download(artifact, work)
             (work / "manifest.json").write_text(task.manifest.model_dump_json())
+            spec = task.spec
+            log.info("measuring task %s: %s (%s)", task.task_id, lengths_text(task),
+                     warm_method(spec.warmup, spec.repeats, spec.processes))
             report = self.measure(work, task)
         except Exception as exc:  # report every measurement failure with its reason
-            log.warning("task %s failed: %s", task.task_id, exc)
-            self.client.fail(task.task_id, f"{type(exc).__name__}: {exc}", retryable=True)
+            self._failed(task.task_id, exc)
         else:
             self.client.report(task.task_id, report)
+            log.info("task %s done: %s", task.task_id, summary_text(report))
             self.completed += 1
+            self._pause_s = self.device_backoff_s[0]
         finally:
-            beating.set()
+            self._beat_every = self.heartbeat_s
             self.current = None
             shutil.rmtree(work, ignore_errors=True)
         return True
 
-    def _heartbeat_until(self, done: threading.Event, interval_s: float) -> None:
-        while not done.wait(interval_s):
-            try:
-                self.client.heartbeat()
-            except (httpx.HTTPError, ServerError) as exc:
-                log.warning("heartbeat during a task failed: %s", exc)
+    def _failed(self, task_id: int, exc: Exception) -> None:
+        failure = failure_report(exc)
+        self.failures.append((task_id, failure.kind))
+        log.warning("task %s failed (%s): %s", task_id, KIND_TEXT[failure.kind],
+                    failure.reason.splitlines()[0][:500])
+        if failure.kind == "device":
+            log.warning("pausing leases for %.0f s after a device failure; the phone is "
+                        "checked again before the next lease", self._pause_s)
+            self.paused_until = time.monotonic() + self._pause_s
+            self._pause_s = min(self._pause_s * 2, self.device_backoff_s[1])
+            if self.on_device_failure is not None:
+                self.on_device_failure()
+        self.client.fail(task_id, failure)
 
     def run(self, max_tasks: int | None = None) -> None:
         backoff = 1.0
-        while not self.stop.is_set():
-            try:
-                if self.client.token is None:
-                    self.ensure_enrolled()
-                worked = self.run_one()
-                backoff = 1.0
-                if max_tasks is not None and self.completed >= max_tasks:
-                    return
-                if not worked:
-                    self.stop.wait(self.poll_s)
-            except (httpx.TransportError, ServerError) as exc:
-                if isinstance(exc, ServerError) and exc.status in (401, 403):
-                    raise
-                what = "server unreachable" if isinstance(exc, httpx.TransportError) \
-                    else "server refused"
-                log.warning("%s (%s); retrying in %.0fs", what, exc, backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 60)
+        self._start_pulse()
+        try:
+            while not self.stop.is_set():
+                try:
+                    if self.client.token is None:
+                        self.ensure_enrolled()
+                    worked = self.run_one()
+                    backoff = 1.0
+                    if max_tasks is not None and self.completed >= max_tasks:
+                        return
+                    if not worked:
+                        self.stop.wait(self.poll_s)
+                except (httpx.TransportError, ServerError) as exc:
+                    if isinstance(exc, ServerError) and exc.status in (401, 403):
+                        raise
+                    what = "server unreachable" if isinstance(exc, httpx.TransportError) \
+                        else "server refused"
+                    log.warning("%s (%s); retrying in %.0fs", what, exc, backoff)
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, 60)
+        finally:
+            if max_tasks is not None:
+                self.stop.set()
+                self._wake.set()
 
     def shutdown(self) -> None:
         """Stop the loop and hand the current task back."""
         self.stop.set()
+        self._wake.set()
         if self.current is not None:
             try:
                 self.client.release(self.current)

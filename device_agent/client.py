@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 
 from core.protocol import (API_PREFIX, ArtifactRef, DeviceProperties, EnrollRequest,
-                       EnrollResponse, FailureReport, HeartbeatResponse, LeaseRequest,
-                       LeaseResponse, MeasurementReport, TaskAck)
+                           EnrollResponse, FailureReport, HeartbeatRequest, HeartbeatResponse,
+                           LeaseRequest, LeaseResponse, MeasurementReport, TaskAck)
 
 
 class ServerError(RuntimeError):
@@ -44,8 +44,10 @@ class AgentClient:
                                                            properties=properties))
         return EnrollResponse.model_validate(data)
 
-    def heartbeat(self) -> HeartbeatResponse:
-        return HeartbeatResponse.model_validate(self._post("/devices/heartbeat"))
+    def heartbeat(self, properties: DeviceProperties | None = None) -> HeartbeatResponse:
+        """`properties`: refresh what the server knows of the device (after a restart)."""
+        body = HeartbeatRequest(properties=properties) if properties is not None else None
+        return HeartbeatResponse.model_validate(self._post("/devices/heartbeat", body))
 
     def lease(self, lease_seconds: float | None = None) -> LeaseResponse:
         return LeaseResponse.model_validate(self._post("/tasks/lease",
@@ -54,9 +56,10 @@ class AgentClient:
     def report(self, task_id: int, report: MeasurementReport) -> TaskAck:
         return TaskAck.model_validate(self._post(f"/tasks/{task_id}/report", report))
 
-    def fail(self, task_id: int, reason: str, retryable: bool = True) -> TaskAck:
-        return TaskAck.model_validate(self._post(f"/tasks/{task_id}/fail",
-                                                 FailureReport(reason=reason, retryable=retryable)))
+    def fail(self, task_id: int, reason: str | FailureReport, retryable: bool = True) -> TaskAck:
+        report = reason if isinstance(reason, FailureReport) \
+            else FailureReport(reason=reason, retryable=retryable)
+        return TaskAck.model_validate(self._post(f"/tasks/{task_id}/fail", report))
 
     def release(self, task_id: int) -> TaskAck:
         return TaskAck.model_validate(self._post(f"/tasks/{task_id}/release"))

@@ -1,5 +1,6 @@
-"""The agent's config directory: its device token per server and its ADB RSA key
-(`adbkey`, `adbkey.pub`), kept between runs.
+"""The agent's config directory: its device token per server (with the device properties
+it enrolled with, so a restart can tell they changed) and its ADB RSA key (`adbkey`,
+`adbkey.pub`), kept between runs.
 
 Default `~/.config/tailor-agent` (TAILOR_AGENT_HOME or --config-dir override). The token
 file is always mode 0600, even where an older file had wider permissions: it is written to a
@@ -30,14 +31,16 @@ def load_token(folder: Path, server: str, identity: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def save_token(folder: Path, server: str, identity: str, device_id: int, token: str) -> None:
+def save_token(folder: Path, server: str, identity: str, device_id: int, token: str,
+               properties: dict | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = _token_file(folder, server, identity)
     partial = path.with_name(path.name + ".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # the mode of os.open applies only when it creates the file
     with os.fdopen(fd, "w") as f:
-        json.dump({"server": server, "device_id": device_id, "device_token": token}, f)
+        json.dump({"server": server, "device_id": device_id, "device_token": token,
+                   "properties": properties}, f)
     os.replace(partial, path)  # never a half-written token, never the old mode
 
 

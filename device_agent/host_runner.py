@@ -1,8 +1,8 @@
 """The host backend's runner: times one ONNX graph at one length in a fresh process.
 
-A fresh process per measurement makes its peak resident set (VmHWM — the definition of peak
-memory in docs/architecture.md) belong to that graph alone, as onnxruntime_perf_test's does
-on a phone:
+A fresh process per measurement (host_backend starts `spec.processes` of them) makes its
+peak resident set (VmHWM — the definition of peak memory in docs/architecture.md) belong to
+that graph alone, as onnxruntime_perf_test's does on a phone:
 
     python -m device_agent.host_runner GRAPH_DIR prefill|decode LENGTH [--repeats N ...]
 

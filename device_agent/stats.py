@@ -16,3 +16,10 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
 def coefficient_of_variation(samples: list[float]) -> float:
     values = np.asarray(samples, dtype=float)
     return float(values.std(ddof=1) / values.mean()) if values.size > 1 else 0.0
+
+
+def warm_method(warmup: int, repeats: int, processes: int, note: str = "") -> str:
+    """MeasurementReport.method for the warm steady-state measurement."""
+    text = (f"warm: {warmup} warm-up + {repeats} timed runs in each of {processes} "
+            f"process{'es' if processes != 1 else ''}")
+    return f"{text} ({note})" if note else text

@@ -2,14 +2,22 @@
 
 Readings are `zone type -> °C`; kernels report millidegrees (most) or degrees (some), and
 unused zones report nonsense (negative, or hundreds of degrees): those are dropped.
+The job sets the limit, the zones to watch and the longest wait (MeasurementSpec); the
+agent's own settings (CoolingPolicy) can make the limit stricter and name the zones.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from core.protocol import ThermalReading
+from core.protocol import MeasurementSpec, ThermalReading
+
+log = logging.getLogger("tailor.agent.thermal")
+POLL_S = 5.0          # between readings while waiting
+LOG_EVERY_S = 30.0    # one progress line per this much waiting
 
 # One shell line that prints "TYPE TEMP" per zone (works in Android's toybox sh and bash).
 READ_ZONES = ("for z in /sys/class/thermal/thermal_zone*; do "
@@ -36,15 +44,75 @@ def hottest(readings: list[ThermalReading]) -> float | None:
     return max((r.celsius for r in readings), default=None)
 
 
+def watched(readings: list[ThermalReading], zones: list[str]) -> list[ThermalReading]:
+    """The readings of the zones to watch: those whose type contains one of `zones`
+    (case-insensitive); every zone when `zones` is empty."""
+    if not zones:
+        return readings
+    wanted = [z.lower() for z in zones]
+    return [r for r in readings if any(w in r.zone.lower() for w in wanted)]
+
+
+@dataclass(frozen=True)
+class CoolingPolicy:
+    """The agent's side: `limit_celsius` (stricter of it and the job's wins), `zones`
+    (replace the job's when given), `timeout_s` (replaces the job's when given)."""
+
+    limit_celsius: float | None = None
+    zones: tuple[str, ...] = ()
+    timeout_s: float | None = None
+
+    def resolve(self, spec: MeasurementSpec) -> tuple[float, list[str], float]:
+        limit = spec.cooldown_celsius if self.limit_celsius is None \
+            else min(spec.cooldown_celsius, self.limit_celsius)
+        zones = list(self.zones) or list(spec.thermal_zones)
+        timeout = spec.cooldown_timeout_s if self.timeout_s is None else self.timeout_s
+        return limit, zones, timeout
+
+
+@dataclass
+class Cooldown:
+    readings: list[ThermalReading]   # every zone, at the end of the wait
+    limit_celsius: float
+    waited_s: float
+    still_hot: bool                  # a watched zone is above the limit after the wait
+
+    def hot_zone(self, zones: list[str]) -> ThermalReading | None:
+        return max(watched(self.readings, zones), key=lambda r: r.celsius, default=None)
+
+
+def describe(reading: ThermalReading | None, limit: float) -> str:
+    if reading is None:
+        return "no readable thermal zone"
+    return f"phone at {reading.celsius:.1f} °C (zone {reading.zone}) above {limit:.1f} °C"
+
+
 def wait_for_cooldown(read: Callable[[], list[ThermalReading]], limit_celsius: float,
-                      max_wait_s: float = 300.0, poll_s: float = 5.0,
-                      sleep: Callable[[float], None] = time.sleep) -> list[ThermalReading]:
-    """Poll until the hottest zone is at or below the limit (or `max_wait_s` passed);
-    returns the last readings, which go into the report as `thermal_before`."""
-    deadline = time.monotonic() + max_wait_s
+                      zones: list[str] | None = None, max_wait_s: float = 600.0,
+                      poll_s: float = POLL_S, log_every_s: float = LOG_EVERY_S,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> Cooldown:
+    """Poll until every watched zone is at or below the limit (or `max_wait_s` passed),
+    logging the hottest zone when the wait starts and every `log_every_s`."""
+    zones = zones or []
+    started = clock()
     readings = read()
-    while (hot := hottest(readings)) is not None and hot > limit_celsius \
-            and time.monotonic() < deadline:
-        sleep(poll_s)
+    last_log = None
+    while True:
+        hot = max(watched(readings, zones), key=lambda r: r.celsius, default=None)
+        waited = clock() - started
+        if hot is None or hot.celsius <= limit_celsius:
+            if last_log is not None:
+                log.info("cooled down to %.1f °C (zone %s) after %.0f s", hot.celsius
+                         if hot else float("nan"), hot.zone if hot else "-", waited)
+            return Cooldown(readings, limit_celsius, waited, still_hot=False)
+        if waited >= max_wait_s:
+            log.warning("%s after waiting %.0f s of %.0f s", describe(hot, limit_celsius),
+                        waited, max_wait_s)
+            return Cooldown(readings, limit_celsius, waited, still_hot=True)
+        if last_log is None or clock() - last_log >= log_every_s:
+            log.info("%s: cooling down, waited %.0f s of %.0f s",
+                     describe(hot, limit_celsius), waited, max_wait_s)
+            last_log = clock()
+        sleep(min(poll_s, max(0.0, max_wait_s - waited)))
         readings = read()
-    return readings

@@ -13,6 +13,12 @@ What it implements, as adbd does over Wi-Fi ADB:
 - `sync:`: STAT, SEND/DATA/DONE, RECV, QUIT.
 `unplug()` drops every connection and stops listening (the cable pulled); `replug()` listens
 again on the same port.
+
+Faults a real phone shows: `freeze()` (the phone left the Wi-Fi: it stops answering, every
+socket stays open, new connections get no answer) and `thaw()`; `set_zone(i, celsius)` (a
+hot phone); `remove_runner()`; `set_free_storage(kb)` (what `df` reports); `disk_full`
+(pushes fail as adbd's "No space left on device"); `allow_new_keys=False` (nobody taps
+Allow); a slow runner or one without per-run lines (standin_perf_test.py).
 """
 
 from __future__ import annotations
@@ -127,6 +133,30 @@ class AdbStandin:
         self.commands: list[str] = []   # every shell command, for tests to inspect
         self.auth_prompts = 0
         self.pushed: list[str] = []
+        self.frozen = threading.Event()
+        self.disk_full = False
+
+    # ---------------------------------------------------------------- faults
+    def freeze(self) -> None:
+        """Stop answering without closing anything (a phone gone from the network)."""
+        self.frozen.set()
+
+    def thaw(self) -> None:
+        self.frozen.clear()
+
+    def set_zone(self, index: int, celsius: float) -> None:
+        (self.sandbox / f"sys/class/thermal/thermal_zone{index}/temp").write_text(
+            f"{int(celsius * 1000)}\n")
+
+    def remove_runner(self) -> None:
+        (self.sandbox / "data/local/tmp/onnxruntime_perf_test").unlink()
+
+    def set_free_storage(self, kb: int) -> None:
+        """`df -k` reports this much available on every file system."""
+        df = self.sandbox / "system/bin/df"
+        df.write_text("#!/bin/sh\necho 'Filesystem 1K-blocks Used Available Use% Mounted on'\n"
+                      f"echo '/dev/block/dm-5 117000000 116000000 {kb} 99% /data'\n")
+        df.chmod(0o755)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> int:
@@ -194,8 +224,9 @@ class AdbStandin:
             raise ConnectionError("bad data checksum")
         return command, arg0, arg1, data
 
-    @staticmethod
-    def _send(conn, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
+    def _send(self, conn, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
+        while self.frozen.is_set():   # a frozen phone answers nothing, and closes nothing
+            time.sleep(0.05)
         header = struct.pack("<6I", command, arg0, arg1, len(data), sum(data) & 0xFFFFFFFF,
                              command ^ 0xFFFFFFFF)
         conn.sendall(header + data)
@@ -319,6 +350,11 @@ class AdbStandin:
             ident, size = struct.unpack_from("<4sI", buf, 0)
             if ident == b"DONE" and stream.push_path is not None:
                 buf = buf[8:]
+                if self.disk_full:
+                    message = b"couldn't write: No space left on device"
+                    stream.push_path = None
+                    self._write(conn, stream, struct.pack("<4sI", b"FAIL", len(message)) + message)
+                    continue
                 stream.push_path.parent.mkdir(parents=True, exist_ok=True)
                 stream.push_path.write_bytes(bytes(stream.push_data))
                 stream.push_path.chmod(stream.push_mode & 0o777)

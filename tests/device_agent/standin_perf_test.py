@@ -3,6 +3,10 @@
 Parses the real tool's flags, reads `test_data_set_*/input_*.pb` beside the model (as the
 real tool does), runs one warm-up inference and `-r` timed ones with onnxruntime, and prints
 the current output format (or the older one when the sandbox's `runner_format` says "old").
+With `-v` it prints each timed run as the real tool does (`iteration:N,time_cost:SECONDS`
+on stdout) and some verbose onnxruntime log on stderr; `-h` prints the usage.
+Faults, from files in the sandbox root: `runner_per_run` = "no" (a build that prints no
+per-run lines), `runner_delay_s` (a slow runner: sleeps that long before loading).
 """
 
 from __future__ import annotations
@@ -37,11 +41,29 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return options, positional
 
 
+def sandbox_setting(name: str) -> str | None:
+    root = os.environ.get("TAILOR_STANDIN_ROOT")
+    path = Path(root, name) if root else None
+    return path.read_text().strip() if path and path.exists() else None
+
+
 def main() -> int:
+    if "-h" in sys.argv[1:]:
+        print("usage: ./onnxruntime_perf_test [options...] model_path [result_file]\n"
+              "Options:\n\t-m [test_mode]: Specifies the test mode. Value could be "
+              "'duration' or 'times'.")
+        return 255
     options, positional = parse(sys.argv[1:])
     if not positional:
         print("usage: onnxruntime_perf_test [options...] model_path [result_file]")
         return 1
+    delay = sandbox_setting("runner_delay_s")
+    if delay:
+        time.sleep(float(delay))
+    verbose = "v" in options and sandbox_setting("runner_per_run") != "no"
+    if verbose:
+        print("2026-01-01 00:00:00.000 [V:onnxruntime:, inference_session.cc:1] verbose log",
+              file=sys.stderr)
     model = Path(positional[0])
     if options.get("e", "cpu") != "cpu" or options.get("m", "duration") != "times":
         print("stand-in supports -e cpu -m times only")
@@ -71,11 +93,12 @@ def main() -> int:
         start = time.perf_counter()
         session.run(None, feeds)
         costs.append(time.perf_counter() - start)
+        if verbose:
+            print(f"iteration:{len(costs)},time_cost:{costs[-1]:g}")
     run_s = time.perf_counter() - run_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     total = sum(costs)
-    root = os.environ.get("TAILOR_STANDIN_ROOT")
-    old = root and Path(root, "runner_format").read_text().strip() == "old"
+    old = sandbox_setting("runner_format") == "old"
     if old:
         print(f"Session creation time cost:{creation_s:g} s\nTotal time cost:{total:g} s\n"
               f"Total iterations:{len(costs)}\nAverage time cost:{total / len(costs) * 1000:g} ms\n"

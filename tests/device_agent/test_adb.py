@@ -1,14 +1,18 @@
-"""adb-shell against the loopback phone: pairing, shell, verified push, unplug/replug."""
+"""adb-shell against the loopback phone: pairing (with the fingerprint and progress the user
+sees), shell, verified push, unplug/replug, and a phone that stops answering."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import logging
 import threading
 import time
 
 import pytest
 
 from device_agent.adb_backend import Reconnector
-from device_agent.adb_device import Phone, PhoneCommandError, PhoneDisconnected
+from device_agent.adb_device import Phone, PairingTimeout, PhoneCommandError, PhoneDisconnected
 from device_agent.config import adb_key_path
 from device_agent.properties import phone_properties
 
@@ -32,9 +36,49 @@ def test_unknown_key_times_out_when_nobody_taps_allow(standin, tmp_path):
     phone = Phone(adb_key_path(tmp_path / "other"), tcp=f"127.0.0.1:{standin.port}",
                   auth_timeout_s=1.0)
     started = time.monotonic()
-    with pytest.raises(PhoneDisconnected, match="cannot connect"):
+    with pytest.raises(PairingTimeout, match="nobody tapped Allow on the phone within 1 s"):
         phone.connect()
     assert time.monotonic() - started < 8
+
+
+def test_pairing_logs_the_fingerprint_the_phone_shows_and_progress(standin, tmp_path, caplog):
+    """Android's dialog shows MD5 of the key blob as colon-separated hex; the agent logs the
+    same so the user can compare, then a progress line while it waits for the tap."""
+    standin.allow_delay_s = 1.2
+    key = adb_key_path(tmp_path / "agent")
+    phone = Phone(key, tcp=f"127.0.0.1:{standin.port}", auth_timeout_s=10,
+                  pairing_log_every_s=0.4)
+    with caplog.at_level(logging.INFO, "tailor.agent"):
+        phone.connect()
+    blob = base64.b64decode(key.with_suffix(".pub").read_text().split()[0])
+    digest = hashlib.md5(blob).hexdigest().upper()
+    fingerprint = ":".join(digest[i:i + 2] for i in range(0, 32, 2))
+    assert (f"does not know this computer's key yet: tap Allow on the phone (RSA "
+            f"fingerprint {fingerprint}); waiting up to 10 s") in caplog.text
+    assert "still waiting for Allow on the phone" in caplog.text
+    assert "(key allowed)" in caplog.text and phone.shell("echo ok").strip() == "ok"
+    phone.close()
+
+
+def test_a_phone_that_stops_answering_is_a_disconnect_within_the_adb_timeout(standin, tmp_path):
+    """A phone gone from the Wi-Fi keeps the socket open and says nothing: every ADB call
+    ends after `transport_timeout_s` of silence, even one allowed to run for minutes."""
+    phone = Phone(adb_key_path(tmp_path / "agent"), tcp=f"127.0.0.1:{standin.port}",
+                  auth_timeout_s=10, transport_timeout_s=1.0)
+    phone.connect()
+    threading.Timer(0.5, standin.freeze).start()
+    started = time.monotonic()
+    with pytest.raises(PhoneDisconnected, match="lost during"):
+        phone.shell("while :; do echo tick; sleep 0.1; done", timeout_s=300)
+    assert time.monotonic() - started < 6 and not phone.connected
+    started = time.monotonic()
+    with pytest.raises(PhoneDisconnected, match="cannot connect"):
+        phone.connect()   # still frozen: the handshake is bounded too
+    assert time.monotonic() - started < 6
+    standin.thaw()
+    phone.connect()
+    assert phone.shell("echo back").strip() == "back"
+    phone.close()
 
 
 def test_shell_properties_and_checked_commands(phone):
@@ -77,3 +121,14 @@ def test_unplugged_mid_command_raises_and_reconnects_when_back(phone, standin):
     while not ready() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert phone.connected and phone.shell("echo back").strip() == "back"
+
+
+def test_a_command_past_its_overall_limit_is_no_disconnect(phone):
+    """The phone answers all along (keep-alive output) but the command outlives its limit:
+    the candidate's graph is too slow, not the phone gone."""
+    from device_agent.adb_device import PhoneCommandTimeout
+    from device_agent.failures import failure_kind
+
+    with pytest.raises(PhoneCommandTimeout, match="still running after 2 s") as error:
+        phone.shell("while :; do echo tick; sleep 0.2; done", timeout_s=2)
+    assert failure_kind(error.value) == "candidate"

@@ -64,3 +64,31 @@ def test_the_token_file_is_0600_even_when_it_was_0644(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_token(tmp_path, "http://s", "adb-x")["device_token"] == "new-secret"
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no partial file left
+
+
+def test_a_restart_with_changed_properties_updates_them_on_the_server(tmp_path):
+    """Issue #13 point 10: the server's view of a phone follows an Android update or a new
+    board reading after a restart: the first heartbeat carries the properties, so no enrollment
+    token is needed and the device keeps its token."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", data_dir=tmp_path,
+                        admin_key="admin-secret", enroll_token="enroll-secret")
+    with TestClient(create_app(settings)) as server:
+        def agent(properties) -> Agent:
+            a = Agent("http://testserver", "enroll-secret", "pixel", properties, never_measure,
+                      tmp_path / "agent", poll_s=0.01)
+            a.client.http = server
+            return a
+
+        first = agent(PROPS)
+        first.ensure_enrolled()
+        again = agent(PROPS)
+        again.ensure_enrolled()          # unchanged: the saved token, no new enrollment
+        assert again.client.token == first.client.token
+        updated = PROPS.model_copy(update={"android_release": "15", "sdk": 35})
+        restarted = agent(updated)
+        restarted.enroll_token = None  # a restart from the saved token alone
+        restarted.ensure_enrolled()
+        assert restarted.client.token == first.client.token
+        [device] = server.get("/api/v1/devices").json()
+        assert device["properties"]["android_release"] == "15"
+        assert device["properties"]["sdk"] == 35

@@ -7,7 +7,6 @@ a phone on Wi-Fi ADB.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -15,9 +14,11 @@ import pytest
 
 from device_agent.adb_backend import AdbBackend, Reconnector
 from device_agent.adb_device import Phone
-from device_agent.agent import Agent, wait_for_server
+from device_agent.agent import Agent
 from device_agent.config import adb_key_path
 from device_agent.properties import phone_properties
+
+from .serving import seed, serve, wait_until
 
 SPEC = {"prefill_lengths": [16], "decode_contexts": [24], "warmup": 0, "repeats": 2,
         "threads": 1, "cooldown_celsius": 80}
@@ -37,57 +38,14 @@ def exported(tmp_path_factory):
 
 @pytest.fixture
 def server(tmp_path):
-    import uvicorn
-
-    from api.app import create_app
-    from api.settings import Settings
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = Settings(data_dir=tmp_path / "server", admin_key="admin-secret",
-                        enroll_token="enroll-secret",
-                        database_url=f"sqlite:///{tmp_path / 'tailor.db'}")
-    (tmp_path / "server").mkdir()
-    app = create_app(settings)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_for_server(url)
-    yield url, app
-    uv.should_exit = True
-    thread.join(10)
+    with serve(tmp_path) as running:
+        yield running
 
 
 def seed_task(url, app, exported, device_class: str = "SM-S928B") -> int:
     """A submitted job with one candidate, its exported graphs, and a task for the phone."""
-    import httpx
-
-    from store import results as result_store
-    from store import tasks as task_store
-    from store.artifacts import store_artifacts
-
-    sessions = app.state.sessions
-    job = httpx.post(f"{url}/api/v1/jobs", headers={"Authorization": "Bearer admin-secret"},
-                     json={"name": "e2e", "objectives": ["perplexity", "params"]}, timeout=30)
-    assert job.status_code in (200, 201), job.text
     genome, files = exported
-    [candidate] = result_store.add_candidates(sessions, job.json()["id"], 0, [
-        {"genome": genome, "genome_hash": "e" * 16}])
-    store_artifacts(sessions, app.state.artifact_dir, "e" * 16, files)
-    task_store.enqueue_task(sessions, job.json()["id"], candidate.id, device_class, SPEC)
-    return candidate.id
-
-
-def wait_until(predicate, timeout_s=90.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
+    return seed(url, app, genome, "e" * 16, files, SPEC, device_class)
 
 
 def test_phone_agent_measures_a_candidate_and_survives_an_unplug(server, standin, exported,
@@ -120,13 +78,15 @@ def test_phone_agent_measures_a_candidate_and_survives_an_unplug(server, standin
     row = wait_until(lambda: next((r for r in task_store.task_results(sessions, [candidate_id])
                                    if r["last_error"]), None))
     assert row["state"] == "queued" and "PhoneDisconnected" in row["last_error"]
+    assert row["last_error"].startswith("phone disconnected: ") and agent.failures[0][1] == \
+        "disconnected"
     time.sleep(1.0)    # unplugged: the agent leases nothing meanwhile
     assert task_store.task_results(sessions, [candidate_id])[0]["state"] == "queued"
     standin.replug()
     runner.join(120)
     assert not runner.is_alive()
     [row] = task_store.task_results(sessions, [candidate_id])
-    assert row["state"] == "done" and row["attempts"] == 2 and row["device_class"] == "SM-S928B"
+    assert row["state"] == "done" and row["device_class"] == "SM-S928B"
     report = row["report"]
     assert [s["length"] for s in report["prefill"]] == [16]
     assert [s["length"] for s in report["decode"]] == [24]

@@ -94,9 +94,27 @@ def test_runs_are_split_by_marker_and_pinned_to_big_cores():
     assert perf_test.big_cores([2000000] * 4) == [0, 1, 2, 3]
     assert perf_test.cpu_mask([4, 5, 6, 7]) == "f0" and perf_test.cpu_mask([7]) == "80"
     command = perf_test.loop_command("/data/local/tmp/onnxruntime_perf_test", "/w/x",
-                                     "model.onnx", 3, 2, [6, 7])
-    assert "taskset c0 /data/local/tmp/onnxruntime_perf_test -e cpu -m times -r 1 -x 2" in command
+                                     "model.onnx", 3, 12, 2, [6, 7])
+    assert ("taskset c0 /data/local/tmp/onnxruntime_perf_test -e cpu -m times -r 12 -x 2 "
+            "-y 1 -s -v model.onnx") in command
     assert "$(seq 3)" in command
+
+
+def test_per_run_times_are_read_and_the_warmup_dropped():
+    """`-v` makes the tool print every timed run (performance_runner.cc: `iteration:N,
+    time_cost:SECONDS`); keep-alive lines are not part of any run's output."""
+    runs = "".join(f"iteration:{i},time_cost:0.0{i}\n" for i in range(1, 6))
+    text = (f"{perf_test.ALIVE_MARKER}\n{runs}{NEWEST}{perf_test.ALIVE_MARKER}\n"
+            f"{perf_test.RUN_MARKER} rc=0\n")
+    [(rc, output)] = perf_test.split_runs(text)
+    assert rc == 0 and perf_test.ALIVE_MARKER not in output
+    result = perf_test.parse_output(output)
+    assert result.runs_ms == pytest.approx([10, 20, 30, 40, 50])
+    assert perf_test.timed_samples(result, 2, 3) == pytest.approx([30, 40, 50])
+    with pytest.raises(perf_test.PerfOutputError, match="expected 4 per-run times, got 5"):
+        perf_test.timed_samples(result, 2, 2)
+    # A build without per-run lines: its summary average is the process's one sample.
+    assert perf_test.timed_samples(perf_test.parse_output(CURRENT), 2, 3) == [62.2935]
 
 
 def test_getprop_cpufreq_cpuinfo_thermal():
