@@ -168,6 +168,19 @@ class AdbStandin:
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
         return self.port
 
+    def fault_during_first_run(self, fault, after_s: float = 0.3) -> None:
+        """Call `fault` (e.g. `self.unplug`, `self.freeze`) `after_s` seconds into the first
+        runner command the phone receives: a phone lost while it measures."""
+        original, fired = self._shell, []
+
+        def shell(conn, stream, command):
+            if "onnxruntime_perf_test -e cpu" in command and not fired:
+                fired.append(command)
+                threading.Timer(after_s, fault).start()
+            return original(conn, stream, command)
+
+        self._shell = shell
+
     def unplug(self) -> None:
         with self.lock:
             listener, self.listener = self.listener, None

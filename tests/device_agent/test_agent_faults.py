@@ -69,15 +69,7 @@ def test_a_silent_phone_drop_fails_the_task_as_disconnected_while_heartbeats_go_
     candidate_id = seeded(server, graph_dir)
     agent, phone = make_agent(server, standin, tmp_path, adb_timeout_s=1.5)
     (standin.sandbox / "runner_delay_s").write_text("3")
-    original, froze = standin._shell, []
-
-    def freeze_on_first_run(conn, stream, command):
-        if "onnxruntime_perf_test -e cpu" in command and not froze:
-            froze.append(command)
-            threading.Timer(0.3, standin.freeze).start()
-        return original(conn, stream, command)
-
-    standin._shell = freeze_on_first_run
+    standin.fault_during_first_run(standin.freeze)
     caplog.set_level(logging.INFO, "tailor.agent")
     runner = threading.Thread(target=agent.run, kwargs={"max_tasks": 1}, daemon=True)
     runner.start()

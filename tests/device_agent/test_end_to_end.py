@@ -63,15 +63,7 @@ def test_phone_agent_measures_a_candidate_and_survives_an_unplug(server, standin
     agent.ensure_enrolled()
 
     # The cable is pulled while the runner works on the first attempt.
-    original, pulled = standin._shell, []
-
-    def pull_cable_on_first_run(conn, stream, command):
-        if "onnxruntime_perf_test -e cpu" in command and not pulled:
-            pulled.append(command)
-            threading.Timer(0.3, standin.unplug).start()
-        return original(conn, stream, command)
-
-    standin._shell = pull_cable_on_first_run
+    standin.fault_during_first_run(standin.unplug)
     runner = threading.Thread(target=agent.run, kwargs={"max_tasks": 1}, daemon=True)
     runner.start()
     sessions = app.state.sessions
