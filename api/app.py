@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
+from api.generation_views import GenerationViews
 from api.poll_cache import PollCache
 from core.job_spec import JobSpec
 from fastapi.openapi.utils import get_openapi
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     app.state.enroll_limiter = RateLimiter(settings.enroll_attempts_per_minute)
     app.state.artifact_dir = settings.resolved_artifact_dir()
     app.state.poll_cache = PollCache()
+    app.state.generation_views = GenerationViews()
 
     app.state.trusted_proxies = parse_proxies(settings.trusted_proxies)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

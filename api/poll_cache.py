@@ -4,7 +4,8 @@ A generation is immutable once written, so what `generations?since=N` and `paret
 changes only when the job writes a generation or changes status. The routes compute a
 version from two small queries (`store.results.poll_version`), answer `If-None-Match` with
 304 when it matches, and otherwise serve the JSON body this cache holds for that version,
-building it once however many pollers ask (a byte-bounded LRU, shared by the worker threads).
+building it once however many pollers ask (a byte-bounded LRU, shared by the worker threads;
+concurrent requests for a version being built wait for that one build).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class PollCache:
         self._bodies: OrderedDict[str, bytes] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
         self.hits = self.misses = 0
 
     def body(self, etag: str, build: Callable[[], bytes]) -> bytes:
@@ -33,7 +35,18 @@ class PollCache:
                 self._bodies.move_to_end(etag)
                 self.hits += 1
                 return body
-        body = build()  # outside the lock: concurrent first requests may build twice
+            building = self._building.setdefault(etag, threading.Lock())
+        with building:  # one build per version: concurrent pollers wait for it
+            with self._lock:
+                body = self._bodies.get(etag)
+                if body is not None:
+                    self.hits += 1
+                    return body
+            try:
+                body = build()
+            finally:
+                with self._lock:
+                    self._building.pop(etag, None)
         with self._lock:
             self.misses += 1
             if etag not in self._bodies and len(body) <= self.max_bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from store.models import Candidate, Evaluation, Generation, Job
 
@@ -103,10 +103,12 @@ def generations_since(sessions: SessionFactory, job_id: int, since: int) -> list
                               .order_by(Generation.index)).all())
 
 
-def poll_version(sessions: SessionFactory, job_id: int, since: int = 0) -> tuple[str, int, int]:
+def poll_version(sessions: SessionFactory, job_id: int,
+                 since: int = 0) -> tuple[str, int, int, int, int]:
     """What polled views of a job depend on: (job status, generations with index >= since,
-    the newest index or -1). Generations are immutable once written, so an unchanged
-    version means an unchanged `generations?since` (and `pareto` for since=0)."""
+    the newest index or -1, candidates born after the newest generation, how many of those
+    are finished). Written generations and their candidates are immutable, so an unchanged
+    version means an unchanged `generations?since` (and `pareto`)."""
     with transaction(sessions) as s:
         status = s.scalar(select(Job.status).where(Job.id == job_id))
         if status is None:
@@ -114,7 +116,26 @@ def poll_version(sessions: SessionFactory, job_id: int, since: int = 0) -> tuple
         count, newest = s.execute(select(func.count(Generation.id), func.max(Generation.index))
                                   .where(Generation.job_id == job_id,
                                          Generation.index >= since)).one()
-        return status, int(count), -1 if newest is None else int(newest)
+        last = s.scalar(select(func.max(Generation.index)).where(Generation.job_id == job_id))
+        last = -1 if last is None else int(last)
+        born, finished = s.execute(
+            select(func.count(Candidate.id),
+                   func.coalesce(func.sum(case((Candidate.status != "pending", 1), else_=0)), 0))
+            .where(Candidate.job_id == job_id, Candidate.generation > last)).one()
+        return (status, int(count), -1 if newest is None else int(newest), int(born),
+                int(finished))
+
+
+def candidates_born(sessions: SessionFactory, job_id: int, generations: list[int] | None = None,
+                    after: int | None = None) -> list[Candidate]:
+    """Candidates born in these generations, or after generation `after`."""
+    with transaction(sessions) as s:
+        query = select(Candidate).where(Candidate.job_id == job_id)
+        if generations is not None:
+            query = query.where(Candidate.generation.in_(generations))
+        if after is not None:
+            query = query.where(Candidate.generation > after)
+        return list(s.scalars(query.order_by(Candidate.id)).all())
 
 
 def pareto(sessions: SessionFactory, job_id: int) -> tuple[Generation | None, list[Candidate]]:

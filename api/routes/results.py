@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from api.auth import ArtifactReaderDep
+from api.generation_views import summary
 from api.poll_cache import conditional
-from store.models import Candidate
 from core.protocol import artifact_url
 from api.schemas.public import (ArtifactPublic, CandidateDetail, CandidateSummary,
-                                GenerationPublic, GenerationsResponse, MeasurementPublic,
+                                GenerationsResponse, MeasurementPublic,
                                 ParetoResponse)
 from store import artifacts as artifact_store
 from store import jobs as job_store
@@ -24,12 +24,6 @@ from .deps import CandidateId, JobId, SessionsDep
 router = APIRouter(tags=["results"])
 
 
-def summary(c: Candidate) -> CandidateSummary:
-    return CandidateSummary(id=c.id, genome_hash=c.genome_hash, generation=c.generation,
-                            origin=c.origin, status=c.status, metrics=c.metrics or {},
-                            failure=c.failure, predictions=c.predictions or {})
-
-
 @router.get("/jobs/{job_id}/generations", response_model=GenerationsResponse,
             responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
 def generations(job_id: JobId, sessions: SessionsDep, request: Request,
@@ -37,30 +31,18 @@ def generations(job_id: JobId, sessions: SessionsDep, request: Request,
                 ) -> Response:
     """Generations from `since` on and every candidate they mention. Conditional: send the
     ETag back in If-None-Match and an unchanged view is 304 with no body."""
-    status, count, newest = store.poll_version(sessions, job_id, since)
-    etag = f'"gen-{job_id}-{since}-{count}-{newest}-{status}"'
-
-    def build() -> bytes:
-        rows = store.generations_since(sessions, job_id, since)
-        wanted = {i for g in rows for i in g.population + g.pareto}
-        candidates = [summary(c) for c in store.candidates_for(
-            sessions, job_id, wanted, min_generation=since if rows else None)]
-        return GenerationsResponse(
-            job_id=job_id, status=status,
-            generations=[GenerationPublic(index=g.index, population=g.population,
-                                          pareto=g.pareto, hypervolume=g.hypervolume,
-                                          evaluations=g.evaluations, stats=g.stats,
-                                          created_at=g.created_at) for g in rows],
-            candidates=candidates).model_dump_json().encode()
-
-    return conditional(request, request.app.state.poll_cache, etag, build)
+    version = store.poll_version(sessions, job_id, since)
+    etag = '"gen-%d-%d-%s"' % (job_id, since, "-".join(map(str, version)))
+    views = request.app.state.generation_views
+    return conditional(request, request.app.state.poll_cache, etag,
+                       lambda: views.body(sessions, job_id, since, version[0]))
 
 
 @router.get("/jobs/{job_id}/pareto", response_model=ParetoResponse,
             responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
 def pareto(job_id: JobId, sessions: SessionsDep, request: Request) -> Response:
     """The newest generation's Pareto front; conditional like `generations`."""
-    status, count, newest = store.poll_version(sessions, job_id)
+    _, count, newest, _, _ = store.poll_version(sessions, job_id)
     etag = f'"pareto-{job_id}-{count}-{newest}"'
 
     def build() -> bytes:

@@ -423,3 +423,48 @@ def test_a_restarted_agent_refreshes_its_device_properties_with_a_heartbeat(clie
     bad = client.post("/api/v1/devices/heartbeat", headers=auth,
                       json={"properties": {**PROPS, "cpu_count": 0}})
     assert bad.status_code == 422 and "properties.cpu_count" in bad.json()["detail"]
+
+
+def test_generation_views_from_cached_fragments_equal_a_fresh_build(client, exported):
+    """The assembled bytes are what GenerationsResponse gives when built from the database,
+    for every `since`, with survivors from older generations, candidates still being
+    evaluated, and after new generations are written."""
+    import json
+
+    from api.generation_views import GenerationViews, summary
+    from api.schemas.public import GenerationPublic, GenerationsResponse
+    from store import jobs as job_store
+
+    sessions = client.app.state.sessions
+    job_id = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
+    views = GenerationViews()
+
+    def fresh(since):
+        rows = result_store.generations_since(sessions, job_id, since)
+        wanted = {i for g in rows for i in g.population + g.pareto}
+        cands = [summary(c) for c in result_store.candidates_for(
+            sessions, job_id, wanted, min_generation=since if rows else None)]
+        return GenerationsResponse(
+            job_id=job_id, status=job_store.get_job(sessions, job_id).status,
+            generations=[GenerationPublic(index=g.index, population=g.population,
+                                          pareto=g.pareto, hypervolume=g.hypervolume,
+                                          evaluations=g.evaluations, stats=g.stats,
+                                          created_at=g.created_at) for g in rows],
+            candidates=cands).model_dump()
+
+    survivors: list[int] = []
+    for g in range(4):
+        rows = result_store.add_candidates(sessions, job_id, g, [
+            {"genome": {}, "genome_hash": f"v{g}-{i}"} for i in range(3)])
+        for row in rows:
+            result_store.set_candidate_result(sessions, row.id, "done", {"params": row.id})
+        population = survivors + [r.id for r in rows]
+        result_store.write_generation(sessions, job_id, g, population, population[:2], 0.1, g)
+        survivors = population[:2]
+        pending = result_store.add_candidates(sessions, job_id, g + 1, [
+            {"genome": {}, "genome_hash": f"p{g}"}])  # being evaluated
+        for since in range(g + 2):
+            status = job_store.get_job(sessions, job_id).status
+            body = json.loads(views.body(sessions, job_id, since, status))
+            assert GenerationsResponse.model_validate(body).model_dump() == fresh(since), since
+        result_store.set_candidate_result(sessions, pending[0].id, "done", {"params": 1})
