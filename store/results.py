@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from store.models import Candidate, Evaluation, Generation, Job
 
@@ -109,21 +109,25 @@ def poll_version(sessions: SessionFactory, job_id: int,
     the newest index or -1, candidates born after the newest generation, how many of those
     are finished). Written generations and their candidates are immutable, so an unchanged
     version means an unchanged `generations?since` (and `pareto`)."""
-    with transaction(sessions) as s:
-        status = s.scalar(select(Job.status).where(Job.id == job_id))
-        if status is None:
-            raise NotFound(f"job {job_id} not found")
-        count, newest = s.execute(select(func.count(Generation.id), func.max(Generation.index))
-                                  .where(Generation.job_id == job_id,
-                                         Generation.index >= since)).one()
-        last = s.scalar(select(func.max(Generation.index)).where(Generation.job_id == job_id))
-        last = -1 if last is None else int(last)
-        born, finished = s.execute(
-            select(func.count(Candidate.id),
-                   func.coalesce(func.sum(case((Candidate.status != "pending", 1), else_=0)), 0))
-            .where(Candidate.job_id == job_id, Candidate.generation > last)).one()
-        return (status, int(count), -1 if newest is None else int(newest), int(born),
-                int(finished))
+    newest_any = (select(func.max(Generation.index)).where(Generation.job_id == job_id)
+                  .scalar_subquery())
+    last = func.coalesce(newest_any, -1)
+    query = select(
+        select(Job.status).where(Job.id == job_id).scalar_subquery(),
+        select(func.count(Generation.id)).where(Generation.job_id == job_id,
+                                                Generation.index >= since).scalar_subquery(),
+        select(func.coalesce(func.max(Generation.index), -1))
+        .where(Generation.job_id == job_id, Generation.index >= since).scalar_subquery(),
+        select(func.count(Candidate.id)).where(Candidate.job_id == job_id,
+                                               Candidate.generation > last).scalar_subquery(),
+        select(func.count(Candidate.id)).where(Candidate.job_id == job_id,
+                                               Candidate.generation > last,
+                                               Candidate.status != "pending").scalar_subquery())
+    with transaction(sessions) as s:  # one round trip: every poll asks this first
+        status, count, newest, born, finished = s.execute(query).one()
+    if status is None:
+        raise NotFound(f"job {job_id} not found")
+    return status, int(count), int(newest), int(born), int(finished)
 
 
 def candidates_born(sessions: SessionFactory, job_id: int, generations: list[int] | None = None,
