@@ -100,10 +100,10 @@ class SearchLoop:
         selection = self.selector.select([c.genome for c in pool], count,
                                          self.observations(generation), generation)
         if selection is None:  # too little data: plain NSGA-II's brood (the pool's first
-            # offspring), those that break a static constraint moved behind the others
+            # offspring) without those that break a static constraint: fewer children rather
+            # than a known violator (violators only when the pool holds nothing else)
             feasible = set(self.selector.statically_feasible([c.genome for c in pool]))
-            ordered = [c for i, c in enumerate(pool) if i in feasible] + \
-                [c for i, c in enumerate(pool) if i not in feasible]
+            ordered = [c for i, c in enumerate(pool) if i in feasible] or pool
             self.selection_info[generation] = {"pool": len(pool), "fallback": True}
             return ordered[:count]
         self.selection_info[generation] = {**selection.info, "fallback": False}
