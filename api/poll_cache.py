@@ -1,8 +1,9 @@
 """Cheap dashboard polling: an entity tag per polled view and its serialised body, cached.
 
 A generation is immutable once written, so what `generations?since=N` and `pareto` return
-changes only when the job writes a generation or changes status. The routes compute a
-version from two small queries (`store.results.poll_version`), answer `If-None-Match` with
+changes only when the job writes a generation, changes status, or finishes a candidate of
+the generation still being evaluated. The routes compute a
+version in one small query (`store.results.poll_version`), answer `If-None-Match` with
 304 when it matches, and otherwise serve the JSON body this cache holds for that version,
 building it once however many pollers ask (a byte-bounded LRU, shared by the worker threads;
 concurrent requests for a version being built wait for that one build).

@@ -18,10 +18,11 @@ from typing import Any, Callable
 from core.job_spec import ProfilingSpec
 from core.metrics import Metric
 
+from store.tasks import OPEN_TASK_STATES
+
 from .records import JobRecords
 
 Clock = Callable[[], float]
-OPEN_STATES = ("queued", "leased")
 
 
 @dataclass
@@ -58,7 +59,7 @@ class ProfilingQueue:
 
     def poll(self, candidate_id: int) -> ProfilingOutcome:
         rows = self.records.profiling_results(candidate_id)
-        open_rows = [r for r in rows if r["state"] in OPEN_STATES]
+        open_rows = [r for r in rows if r["state"] in OPEN_TASK_STATES]
         timed_out = self.clock() - self.started[candidate_id] > self.spec.timeout_s
         if open_rows and not timed_out:
             return ProfilingOutcome(finished=False)

@@ -137,6 +137,11 @@ class Device(Base):
     # leasing until then; the reason is shown to admins.
     paused_until: Mapped[datetime | None]
     paused_reason: Mapped[str | None] = mapped_column(Text)
+
+    def pause(self) -> tuple[datetime, str | None] | None:
+        """(until, reason) while a device error keeps this device from leasing, else None."""
+        until = as_utc(self.paused_until)
+        return (until, self.paused_reason) if until is not None and until > utcnow() else None
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -90,8 +90,7 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
     for callers that play many agents)."""
     if device.state != "active":
         return None
-    paused = as_utc(device.paused_until)
-    if paused is not None and paused > utcnow():
+    if device.pause() is not None:
         return None
     expire_leases(sessions)
     for _ in range(20):  # lost races retry with the next queued row
@@ -167,6 +166,15 @@ def _held(s, task_id: int, device: Device) -> ProfilingTask:
     return task
 
 
+def _requeue_uncounted(task: ProfilingTask, last_error: str | None = None) -> None:
+    """Back to the queue without spending an attempt: the candidate was not at fault.
+    `last_error`, when given, says why (else the previous one stays)."""
+    task.state, task.lease_owner = "queued", None
+    task.attempts = max(0, task.attempts - 1)
+    if last_error is not None:
+        task.last_error = last_error[:4000]
+
+
 def _check_lengths(spec: dict[str, Any], report: dict[str, Any]) -> None:
     for field, asked in (("prefill", "prefill_lengths"), ("decode", "decode_contexts")):
         wanted = sorted(set(spec.get(asked, [])))
@@ -191,10 +199,7 @@ def report_task(sessions: SessionFactory, task_id: int, device: Device,
         task = _held(s, task_id, device)
         _check_lengths(task.spec, report)
         if task.spec.get("reject_hot") and report.get("above_thermal_limit"):
-            # The job wants no measurement of a hot phone: back to the queue, uncounted.
-            task.state, task.lease_owner = "queued", None
-            task.attempts = max(0, task.attempts - 1)
-            task.last_error = (f"device {device.id} measured above its thermal limit "
+            _requeue_uncounted(task, f"device {device.id} measured above its thermal limit "
                                f"({report.get('thermal_limit_celsius')} °C) and the job "
                                "rejects hot measurements (profiling.reject_hot)")
             return task
@@ -213,10 +218,10 @@ def fail_task(sessions: SessionFactory, task_id: int, device: Device, reason: st
         if kind == "candidate":
             out_of_attempts = task.attempts >= task.max_attempts
             task.state = "queued" if retryable and not out_of_attempts else "failed"
+            task.lease_owner, task.last_error = None, reason[:4000]
         else:
-            task.state, task.attempts = "queued", max(0, task.attempts - 1)
-        label = {"device": "device error: ", "disconnected": "phone disconnected: "}.get(kind, "")
-        task.lease_owner, task.last_error = None, f"{label}{reason}"[:4000]
+            label = "device error: " if kind == "device" else "phone disconnected: "
+            _requeue_uncounted(task, label + reason)
         if kind == "device":
             row = s.get(Device, device.id, with_for_update=True)
             row.paused_until = utcnow() + timedelta(seconds=DEVICE_PAUSE_S)
@@ -249,8 +254,7 @@ def release_task(sessions: SessionFactory, task_id: int, device: Device) -> Prof
     """An agent shutting down hands its task back; the attempt is not counted."""
     with transaction(sessions) as s:
         task = _held(s, task_id, device)
-        task.state, task.lease_owner = "queued", None
-        task.attempts = max(0, task.attempts - 1)
+        _requeue_uncounted(task)
         return task
 
 

@@ -6,15 +6,13 @@ a disabled device is refused until an admin enables it.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import hmac
 
 from fastapi import APIRouter, HTTPException, Request
 
 from api.auth import AdminDep, DeviceDep, digest
 from api.guards import client_address
-from store.models import Device, as_utc, utcnow
+from store.models import Device, utcnow
 from api.schemas.public import DevicePublic
 from store import devices as store
 from store import tasks as task_store
@@ -26,16 +24,8 @@ from .deps import DeviceId, SessionsDep, SettingsDep
 router = APIRouter(prefix="/devices", tags=["devices"])
 
 
-def _pause(device: Device) -> tuple[datetime | None, str | None]:
-    """(until, reason) while a device error keeps the device from leasing, else (None, None)."""
-    until = as_utc(device.paused_until)
-    if until is None or until <= utcnow():
-        return None, None
-    return until, device.paused_reason
-
-
 def device_public(device: Device, offline_after_s: float) -> DevicePublic:
-    paused_until, paused_reason = _pause(device)
+    paused_until, paused_reason = device.pause() or (None, None)
     return DevicePublic(id=device.id, name=device.name, model=device.model, state=device.state,
                         online=store.is_online(device, offline_after_s),
                         last_heartbeat_at=device.last_heartbeat_at,
@@ -70,7 +60,7 @@ def heartbeat(device: DeviceDep, sessions: SessionsDep,
     properties = body.properties.model_dump(mode="json") if body and body.properties else None
     device = store.heartbeat_device(sessions, device.id, properties)
     task_store.renew_leases(sessions, device)
-    paused_until, paused_reason = _pause(device)
+    paused_until, paused_reason = device.pause() or (None, None)
     return HeartbeatResponse(device_id=device.id, state=device.state, server_time=utcnow(),
                              paused_until=paused_until, paused_reason=paused_reason)
 

@@ -170,14 +170,19 @@ def _quiet_export(*args, **kwargs):
         return torch.onnx.export(*args, **kwargs)
 
 
+def _io_names(layout) -> tuple[list[str], list[str]]:
+    """(prefill and decode outputs, decode inputs), in the order the manifest lists them."""
+    names = [t.name for t in layout]
+    return (["logits"] + [f"present_{n}" for n in names],
+            ["input_ids", "position"] + [f"past_{n}" for n in names])
+
+
 def _export_graphs(model: TailorLM, out: Path, exporter: str, example_context: int) -> None:
     """Write prefill.onnx and decode.onnx with one exporter, host metadata stripped."""
     layout = model.state_layout()
     vocab = model.plan.vocab_size
     dynamo = exporter == "dynamo"
-    state_names = [t.name for t in layout]
-    prefill_out = ["logits"] + [f"present_{n}" for n in state_names]
-    decode_in = ["input_ids", "position"] + [f"past_{n}" for n in state_names]
+    prefill_out, decode_in = _io_names(layout)
     gen = torch.Generator().manual_seed(0)
     prefill_ids = torch.randint(0, vocab, (1, max(example_context, 4)), generator=gen)
     with torch.no_grad():
@@ -262,7 +267,7 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
     layout = model.state_layout()
     vocab = model.plan.vocab_size
     state_names = [t.name for t in layout]
-    expected_decode_inputs = ["input_ids", "position"] + [f"past_{n}" for n in state_names]
+    _, expected_decode_inputs = _io_names(layout)
     diff = float("nan")
     used = "dynamo" if exporter == "dynamo" else "torchscript"
     if used == "torchscript":
