@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
+from .precision import AttentionExport, Precision
 from .strict import StrictModel
 
 MANIFEST_FORMAT = "tailor.manifest/1"
@@ -38,6 +41,35 @@ class GraphSpec(StrictModel):
     outputs: list[TensorSpec]
 
 
+class QuantizationInfo(StrictModel):
+    """How a quantized variant was made (onnxruntime.quantization), for the record."""
+
+    method: Literal["dynamic", "matmul_nbits"]  # int8: quantize_dynamic; int4: MatMulNBits
+    weight_bits: Literal[8, 4]
+    block_size: int | None = None  # int4
+    symmetric: bool = True
+    quantized_nodes: int = Field(ge=0, description="MatMul/Gemm nodes whose weights were "
+                                 "quantized")
+    tool: str = Field(description="e.g. 'onnxruntime.quantization 1.32.0'")
+
+
+class VariantCheck(StrictModel):
+    """How a variant's graphs were verified (onnxruntime on random token ids).
+
+    `decode_vs_prefill_max_diff`: logits of decode-after-prefill vs prefill of the whole
+    sequence, max abs, within `tolerance` (core.precision.AGREEMENT_TOLERANCE). The float
+    deviation fields compare this variant's logits with the float32 graphs' on the same
+    tokens (absent for the float32 variant itself)."""
+
+    decode_vs_prefill_max_diff: float
+    tolerance: float
+    vs_float_max_abs_diff: float | None = None
+    vs_float_mean_abs_diff: float | None = None
+    vs_float_top1_agreement: float | None = Field(default=None, ge=0, le=1, description=
+                                                  "share of positions whose argmax token "
+                                                  "equals the float graphs'")
+
+
 class GraphManifest(StrictModel):
     """Written as manifest.json beside prefill.onnx and decode.onnx.
 
@@ -57,5 +89,16 @@ class GraphManifest(StrictModel):
     params: int
     cache_bytes_per_token: int
     cache_bytes_fixed: int
+    precision: Precision = "float32"
+    variant: str = Field(default="", description="core.precision.Variant tag: '' for the plain "
+                         "float32 graphs, else e.g. 'int8', 'int4-b32', 'int4-b32-fused'")
+    attention: AttentionExport = "plain"
+    fused_attention_layers: list[int] = Field(
+        default_factory=list, description="attention layers exported through "
+        "GroupQueryAttention (the others, if any, fell back to plain ops)")
+    model_bytes: int | None = Field(default=None, ge=0, description="bytes of the decode "
+                                    "graph's initializers (weights and constants)")
+    quantization: QuantizationInfo | None = None
+    check: VariantCheck | None = None
 
 

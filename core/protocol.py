@@ -16,6 +16,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from .manifest import GraphManifest
+from .precision import DEFAULT_PRECISION, ExecutionProvider, Precision
 from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, StrictModel
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
@@ -112,6 +113,10 @@ class MeasurementSpec(StrictModel):
     reject_hot: bool = Field(default=False,
                              description="still hotter after cooldown_timeout_s: hand the "
                              "task back instead of measuring (else measure and mark it)")
+    execution_provider: ExecutionProvider = Field(
+        default="cpu", description="onnxruntime execution provider the runner uses "
+        "(`onnxruntime_perf_test -e`): cpu, xnnpack, nnapi or qnn; a runner built without "
+        "it fails the task as a device problem, saying so")
 
     @field_validator("thermal_zones")
     @classmethod
@@ -210,6 +215,10 @@ class MeasurementReport(StrictModel):
     method: str = Field(default="", max_length=500,
                         description="how the timings were taken, e.g. 'warm: 2 warm-up + 10 "
                         "timed runs in each of 3 processes'")
+    precision: Precision = Field(default=DEFAULT_PRECISION, description="the variant measured "
+                                 "(the task's manifest.precision)")
+    execution_provider: ExecutionProvider = Field(default="cpu", description="the provider "
+                                                  "the runner ran the graphs with")
     thermal_before: list[ThermalReading] = Field(default_factory=list, max_length=256)
     thermal_after: list[ThermalReading] = Field(default_factory=list, max_length=256)
     thermal_limit_celsius: float | None = Field(default=None, ge=0, le=150, allow_inf_nan=False)

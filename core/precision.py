@@ -1,0 +1,133 @@
+"""Export variants: the precision a graph runs at, how it was quantized, how attention is
+exported, and the file names each variant's graphs and manifest are stored under.
+
+Phones run small language models quantized, so a candidate can be profiled (and scored) at
+`float32`, `int8` (ONNX Runtime's dynamic quantization of the MatMul/Gemm weights; activations
+quantized at run time) or `int4` (weight-only block quantization to `MatMulNBits`). Depthwise
+and long convolutions, norms and the decode cache stay float in every variant. Attention is
+exported either as plain ONNX ops ("plain": the L x L score matrix is materialised) or
+through ONNX Runtime's fused `GroupQueryAttention` contrib operator ("fused"), as
+onnxruntime-genai's model builder exports it.
+
+A variant is named by its `tag`: "" for the plain float32 graphs (`prefill.onnx`,
+`decode.onnx`, `manifest.json`, the names agents and users have always seen), otherwise e.g.
+"int8", "int4-b32", "int4-b32-fused", "float32-fused" (`prefill.int4-b32.onnx`, ...). Every
+setting that changes the graph bytes is in the tag, so artifacts stored per genome hash never
+collide and nothing is exported twice. Pure Python: the API, the agents and the workers share
+it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .strict import StrictModel
+
+Precision = Literal["float32", "int8", "int4"]
+PRECISIONS: tuple[str, ...] = ("float32", "int8", "int4")
+DEFAULT_PRECISION = "float32"
+AttentionExport = Literal["plain", "fused"]
+ExecutionProvider = Literal["cpu", "xnnpack", "nnapi", "qnn"]
+EXECUTION_PROVIDERS: tuple[str, ...] = ("cpu", "xnnpack", "nnapi", "qnn")
+# onnxruntime's provider names (the Python API and the host runner use these; the phone
+# runner takes the short names above after `-e`)
+ORT_PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
+                      "nnapi": "NnapiExecutionProvider", "qnn": "QNNExecutionProvider"}
+
+# How far decode-after-prefill may stray from prefill-of-the-whole-sequence (max abs
+# difference of the logits, onnxruntime against itself) before a variant is refused. Float
+# graphs agree to rounding; dynamic int8 quantizes activations per tensor at run time, so a
+# one-token decode step and a long prefill use different activation scales; int4 quantizes
+# weights only, so its graphs agree almost as well as float.
+AGREEMENT_TOLERANCE: dict[str, float] = {"float32": 1e-4, "int8": 0.5, "int4": 1e-3}
+
+
+class ExportSpec(StrictModel):
+    """How a job's candidates are exported (the `export` block of a job spec)."""
+
+    attention: AttentionExport = Field(
+        default="plain", description="fused: attention through onnxruntime's "
+        "GroupQueryAttention contrib operator (per layer where the operator can express it)")
+    int4_block_size: int = Field(default=32, ge=16, le=256,
+                                 description="int4: weights per quantization block (a power "
+                                 "of two, 16..256)")
+    int4_symmetric: bool = Field(default=True, description="int4: symmetric blocks (no zero "
+                                 "points)")
+
+    @field_validator("int4_block_size")
+    @classmethod
+    def _power_of_two(cls, size: int) -> int:
+        if size & (size - 1):
+            raise ValueError(f"int4_block_size must be a power of two, got {size}")
+        return size
+
+    def variant(self, precision: str = DEFAULT_PRECISION) -> "Variant":
+        return Variant(precision=precision, attention=self.attention,
+                       block_size=self.int4_block_size, symmetric=self.int4_symmetric)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One exported form of a candidate: precision, quantization settings, attention export."""
+
+    precision: str = DEFAULT_PRECISION
+    attention: str = "plain"
+    block_size: int = 32  # int4 only
+    symmetric: bool = True  # int4 only
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"not {self.precision!r}")
+        if self.attention not in ("plain", "fused"):
+            raise ValueError(f"attention must be plain or fused, not {self.attention!r}")
+
+    @property
+    def tag(self) -> str:
+        parts = []
+        if self.precision == "int8":
+            parts.append("int8")
+        elif self.precision == "int4":
+            parts.append(f"int4-b{self.block_size}" + ("" if self.symmetric else "-asym"))
+        if self.attention == "fused":
+            parts.append(f"{self.precision}-fused" if not parts else "fused")
+        return "-".join(parts)
+
+    @property
+    def base(self) -> "Variant":
+        """The float32 graphs this variant is quantized from (same attention export)."""
+        return Variant(attention=self.attention)
+
+    def file(self, kind: Literal["prefill", "decode", "manifest"]) -> str:
+        ext = "json" if kind == "manifest" else "onnx"
+        return f"{kind}.{self.tag}.{ext}" if self.tag else f"{kind}.{ext}"
+
+    @property
+    def files(self) -> tuple[str, str, str]:
+        return self.file("prefill"), self.file("decode"), self.file("manifest")
+
+    @classmethod
+    def from_tag(cls, tag: str) -> "Variant":
+        """The inverse of `tag` (ValueError naming the tag if it is not one)."""
+        if not tag:
+            return cls()
+        parts = tag.split("-")
+        attention = "fused" if parts[-1] == "fused" else "plain"
+        if attention == "fused":
+            parts = parts[:-1]
+        try:
+            if parts == ["float32"] and attention == "fused":
+                return cls(attention="fused")
+            if parts == ["int8"]:
+                return cls("int8", attention)
+            if len(parts) in (2, 3) and parts[0] == "int4" and parts[1].startswith("b"):
+                if len(parts) == 3 and parts[2] != "asym":
+                    raise ValueError
+                return cls("int4", attention, int(parts[1][1:]), len(parts) == 2)
+        except ValueError:
+            pass
+        raise ValueError(f"{tag!r} is not an export variant tag (e.g. int8, int4-b32, "
+                         "float32-fused)")
