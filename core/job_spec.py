@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .metrics import parse_metric
+from .metrics import canonical, parse_metric
+from .precision import ExportSpec
 from .protocol import MeasurementSpec
 from .space import SearchSpace
 from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, SEED_MAX, StrictModel
@@ -30,8 +31,7 @@ class ConstraintSpec(StrictModel):
     @field_validator("metric")
     @classmethod
     def _known(cls, metric: str) -> str:
-        parse_metric(metric)
-        return metric
+        return canonical(metric)
 
 
 class EvolutionSpec(StrictModel):
@@ -106,15 +106,20 @@ class JobSpec(StrictModel):
     evolution: EvolutionSpec = Field(default_factory=EvolutionSpec)
     training: TrainConfig = Field(default_factory=TrainConfig)
     profiling: ProfilingSpec = Field(default_factory=ProfilingSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec,
+                               description="how candidates are exported for profiling and "
+                               "for quantized metrics (attention export, int4 blocks)")
 
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, objectives: list[str]) -> list[str]:
-        if len(set(objectives)) != len(objectives):
-            raise ValueError("objectives must not repeat")
-        for objective in objectives:
-            parse_metric(objective)
-        return objectives
+        """Stored in their canonical spelling (`[host:float32]` is `[host]`), which is how a
+        candidate's metrics are keyed."""
+        names = [canonical(objective) for objective in objectives]
+        if len(set(names)) != len(names):
+            raise ValueError("objectives must not repeat (after spelling them canonically: "
+                             f"{names})")
+        return names
 
     @model_validator(mode="after")
     def _one_vocabulary(self) -> "JobSpec":
@@ -152,9 +157,10 @@ class JobSpec(StrictModel):
         names = self.objectives + [c.metric for c in self.constraints]
         for name in names:
             metric = parse_metric(name)
-            if metric.device is not None and metric.device not in self.profiling.devices:
-                raise ValueError(f"{name}: device class {metric.device!r} is not in "
-                                 f"profiling.devices {self.profiling.devices}")
+            for device_class in metric.classes:
+                if device_class not in self.profiling.devices:
+                    raise ValueError(f"{name}: device class {device_class!r} is not in "
+                                     f"profiling.devices {self.profiling.devices}")
             if metric.name == "prefill_ms" and metric.length not in self.profiling.prefill_lengths:
                 raise ValueError(f"{name}: {metric.length} is not in profiling.prefill_lengths")
             if metric.name == "decode_ms" and metric.length not in self.profiling.decode_contexts:

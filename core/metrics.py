@@ -6,14 +6,27 @@ Grammar (every metric is minimised):
     flops@L                    multiply-accumulates of one decode step with L tokens
                                cached, batch 1 (FlopCounterMode's FLOPs / 2, exact:
                                core.costs.macs_per_token)
-    perplexity                 validation perplexity after the training budget
+    model_bytes[:PREC]         bytes of the exported decode graph's weights at a precision
+                               (initializers: quantized weights, scales, zero points, and
+                               whatever stays float); `model_bytes` alone is float32
+    perplexity                 validation perplexity after the training budget (torch)
+    perplexity[:PREC]          the same trained model's validation perplexity through its
+                               PREC ONNX prefill graph in onnxruntime, same held-out tokens
     mad_error                  1 - mean MAD accuracy
     prefill_ms@L[DEVICE]       median prefill latency at L tokens on a device class
     decode_ms@L[DEVICE]        median decode latency per token with L tokens cached
     peak_mem_mb[DEVICE]        peak resident memory of the runner over the profiling task
-A candidate's metrics are a dict keyed by these exact strings, so a fitness vector is a
-lookup; a metric that could not be measured is missing and counts as the worst value.
-Pure Python: the API validates job specs with the same parser.
+Hardware metrics take a precision after the device class, `decode_ms@512[SM-S928B:int4]`,
+and a fleet: `decode_ms@512[max:SM-S928B,Pixel 8]` is the worst of the named classes,
+`[mean:...]` their mean, `[max:SM-S928B,Pixel 8:int8]` at a precision; a fleet metric
+exists only when every named class has reported. PREC is float32 (the default, never
+spelled in a canonical name), int8 or int4 (core.precision). Device class names used in
+metrics must not contain ',' and must not end in ':PREC'.
+
+A candidate's metrics are a dict keyed by the canonical spelling (`str(parse_metric(x))`;
+the job spec stores objectives that way), so a fitness vector is a lookup; a metric that
+could not be measured is missing and counts as the worst value. Pure Python: the API
+validates job specs with the same parser.
 """
 
 from __future__ import annotations
@@ -25,55 +38,162 @@ from typing import Any
 
 import numpy as np
 
+from .precision import DEFAULT_PRECISION, PRECISIONS
+
 STATIC = {"params", "cache_bytes", "flops"}
 QUALITY = {"perplexity", "mad_error"}
 HARDWARE = {"prefill_ms", "decode_ms", "peak_mem_mb"}
+EXPORTED = {"model_bytes"}  # read from the exported graphs
 NEEDS_LENGTH = {"cache_bytes", "flops", "prefill_ms", "decode_ms"}
 NEEDS_DEVICE = HARDWARE
-PATTERN = re.compile(r"^(?P<name>[a-z_]+)(@(?P<length>[0-9]+))?(\[(?P<device>[^\[\]]+)\])?$")
+TAKES_PRECISION = HARDWARE | EXPORTED | {"perplexity"}
+AGGREGATES = ("max", "mean")
+PATTERN = re.compile(r"^(?P<name>[a-z_]+)(@(?P<length>[0-9]+))?(\[(?P<device>[^\[\]]*)\])?$")
+ALLOWED = ("params, cache_bytes@L, flops@L, model_bytes[:PREC], perplexity, perplexity[:PREC], "
+           "mad_error, prefill_ms@L[DEVICE], decode_ms@L[DEVICE], peak_mem_mb[DEVICE] "
+           "(DEVICE: a class, CLASS:PREC, or max:/mean: then classes separated by commas; "
+           f"PREC: {', '.join(PRECISIONS)})")
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str
     length: int | None = None
-    device: str | None = None
+    device: str | None = None  # one device class (None for a fleet: see `devices`)
+    precision: str = DEFAULT_PRECISION
+    aggregate: str | None = None  # "max" or "mean" over `devices`
+    devices: tuple[str, ...] = ()  # the fleet's classes
 
     def __str__(self) -> str:
         text = self.name
         if self.length is not None:
             text += f"@{self.length}"
-        if self.device is not None:
-            text += f"[{self.device}]"
-        return text
+        inside = ""
+        if self.aggregate is not None:
+            inside = f"{self.aggregate}:{','.join(self.devices)}"
+        elif self.device is not None:
+            inside = self.device
+        if self.precision != DEFAULT_PRECISION:
+            inside += f":{self.precision}"
+        return f"{text}[{inside}]" if inside else text
 
     @property
     def kind(self) -> str:
+        """static (exact from the genome), quality (training), export (from the exported
+        graphs) or hardware (measured on a device)."""
         if self.name in STATIC:
             return "static"
+        if self.name in EXPORTED:
+            return "export"
         return "quality" if self.name in QUALITY else "hardware"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Device classes this metric needs measurements from."""
+        return self.devices if self.aggregate else ((self.device,) if self.device else ())
+
+    @property
+    def quantized_quality(self) -> bool:
+        return self.name == "perplexity" and self.precision != DEFAULT_PRECISION
+
+    def on(self, device_class: str) -> "Metric":
+        """This metric on one device class (a fleet member)."""
+        return Metric(self.name, self.length, device_class, self.precision)
+
+
+def _bracket(name: str, inside: str) -> tuple[str | None, str, str | None, tuple[str, ...]]:
+    """(device, precision, aggregate, devices) from what stands between the brackets."""
+    precision = DEFAULT_PRECISION
+    head, sep, tail = inside.rpartition(":")
+    if sep and tail.strip() in PRECISIONS:
+        inside, precision = head, tail.strip()
+    elif sep and not head:
+        raise ValueError(f"{name}: unknown precision {tail!r}; use one of "
+                         f"{', '.join(PRECISIONS)}")
+    if not inside:
+        return None, precision, None, ()
+    prefix, sep, rest = inside.partition(":")
+    if sep and prefix.strip() in AGGREGATES:
+        devices = tuple(d.strip() for d in rest.split(","))
+        if any(not d for d in devices):
+            raise ValueError(f"{name}: {prefix.strip()}: needs device classes separated by "
+                             "commas, e.g. max:SM-S928B,Pixel 8")
+        if len(set(devices)) != len(devices):
+            raise ValueError(f"{name}: a fleet names each device class once")
+        return None, precision, prefix.strip(), devices
+    if inside != inside.strip():
+        raise ValueError(f"{name}: device class {inside!r} has surrounding spaces")
+    return inside, precision, None, ()
 
 
 def parse_metric(text: str) -> Metric:
     """Parse and check one metric name; ValueError says what is wrong and what is allowed."""
     match = PATTERN.match(text.strip())
-    allowed = ("params, cache_bytes@L, flops@L, perplexity, mad_error, "
-               "prefill_ms@L[DEVICE], decode_ms@L[DEVICE], peak_mem_mb[DEVICE]")
-    if not match or match["name"] not in STATIC | QUALITY | HARDWARE:
-        raise ValueError(f"unknown metric {text!r}; allowed: {allowed}")
+    if not match or match["name"] not in STATIC | QUALITY | HARDWARE | EXPORTED:
+        raise ValueError(f"unknown metric {text!r}; allowed: {ALLOWED}")
     name = match["name"]
     length = int(match["length"]) if match["length"] else None
-    device = match["device"]
+    bracket = match["device"]
     if name in NEEDS_LENGTH and not length:
         raise ValueError(f"{name} needs a positive length, e.g. {name}@1024")
     if name not in NEEDS_LENGTH and length is not None:
         raise ValueError(f"{name} takes no length")
-    if name in NEEDS_DEVICE and not device:
+    if bracket is not None and name not in TAKES_PRECISION:
+        raise ValueError(f"{name} takes no device class or precision")
+    device, precision, aggregate, devices = (_bracket(name, bracket) if bracket is not None
+                                             else (None, DEFAULT_PRECISION, None, ()))
+    if name in NEEDS_DEVICE and not (device or aggregate):
         raise ValueError(f"{name} needs a device class, e.g. {name}"
-                         f"{'@1024' if name in NEEDS_LENGTH else ''}[SM-S928B]")
-    if name not in NEEDS_DEVICE and device is not None:
-        raise ValueError(f"{name} takes no device class")
-    return Metric(name, length, device)
+                         f"{'@1024' if name in NEEDS_LENGTH else ''}[SM-S928B] (or "
+                         "[SM-S928B:int8], [max:SM-S928B,Pixel 8])")
+    if name not in NEEDS_DEVICE and (device or aggregate):
+        raise ValueError(f"{name} takes no device class, only a precision, e.g. {name}[:int8]")
+    return Metric(name, length, device, precision, aggregate, devices)
+
+
+def canonical(text: str) -> str:
+    """The one spelling a metric is stored and looked up under."""
+    return str(parse_metric(text))
+
+
+@dataclass(frozen=True)
+class MetricNeeds:
+    """What a set of metric names asks the system to do for each candidate."""
+
+    profiled: tuple[tuple[str, str], ...]  # (device class, precision) pairs to measure
+    exported: tuple[str, ...]  # precisions whose graphs must exist (profiled or model_bytes)
+    quantized_quality: tuple[str, ...]  # precisions of perplexity[:PREC]
+
+    @classmethod
+    def of(cls, names: list[str]) -> "MetricNeeds":
+        profiled: dict[tuple[str, str], None] = {}
+        exported: dict[str, None] = {}
+        quantized: dict[str, None] = {}
+        for text in names:
+            metric = parse_metric(text)
+            if metric.kind == "hardware":
+                for device_class in metric.classes:
+                    profiled[(device_class, metric.precision)] = None
+                exported[metric.precision] = None
+            elif metric.kind == "export":
+                exported[metric.precision] = None
+            elif metric.quantized_quality:
+                quantized[metric.precision] = None
+        return cls(tuple(profiled), tuple(exported), tuple(quantized))
+
+
+def fleet_metrics(metrics: dict[str, Any], names: list[str]) -> dict[str, float]:
+    """The fleet metrics among `names` whose every class has a finite value in `metrics`."""
+    out: dict[str, float] = {}
+    for text in names:
+        metric = parse_metric(text)
+        if metric.aggregate is None:
+            continue
+        values = [metrics.get(str(metric.on(c))) for c in metric.devices]
+        if any(v is None or not math.isfinite(v) for v in values):
+            continue
+        out[text] = max(values) if metric.aggregate == "max" else sum(values) / len(values)
+    return out
 
 
 @dataclass(frozen=True)

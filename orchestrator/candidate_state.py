@@ -1,13 +1,15 @@
 """Where one candidate's evaluation stands: a named stage and the only legal moves.
 
-    QUEUED ──► TRAINING ──► EXPORTING ──► PROFILING ──► DONE
-       │           │            │             │
-       └───────────┴────────────┴─────────────┴──────► FAILED
+    QUEUED ──► TRAINING ──► QUANTIZED_QUALITY ──► EXPORTING ──► PROFILING ──► DONE
+       │           │                │                   │             │
+       └───────────┴────────────────┴───────────────────┴─────────────┴──────► FAILED
 
 Stages run in this order, one piece of work at a time per candidate. A stage is skipped
 when there is nothing to do: a quality result already in the evaluation cache skips
-TRAINING; a job without hardware metrics ends after training; an export already stored
-skips EXPORTING. Any stage may fail, and a failed candidate keeps its reason and the
+TRAINING; a job without `perplexity[:PREC]` skips QUANTIZED_QUALITY (so does one whose
+quantized scores are cached); a job without hardware metrics or `model_bytes` ends after
+the quality stages; exports already stored skip EXPORTING; a job with `model_bytes` but no
+hardware metrics ends after EXPORTING. Any stage may fail, and a failed candidate keeps its reason and the
 metrics it had (static costs at least) and gets the worst fitness.
 """
 
@@ -23,6 +25,7 @@ from orchestrator.search.loop import Individual
 class Stage(str, Enum):
     QUEUED = "queued"
     TRAINING = "training"
+    QUANTIZED_QUALITY = "quantized_quality"
     EXPORTING = "exporting"
     PROFILING = "profiling"
     DONE = "done"
@@ -30,9 +33,12 @@ class Stage(str, Enum):
 
 
 TRANSITIONS: dict[Stage, frozenset[Stage]] = {
-    Stage.QUEUED: frozenset({Stage.TRAINING, Stage.EXPORTING, Stage.PROFILING, Stage.DONE,
-                             Stage.FAILED}),
-    Stage.TRAINING: frozenset({Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}),
+    Stage.QUEUED: frozenset({Stage.TRAINING, Stage.QUANTIZED_QUALITY, Stage.EXPORTING,
+                             Stage.PROFILING, Stage.DONE, Stage.FAILED}),
+    Stage.TRAINING: frozenset({Stage.QUANTIZED_QUALITY, Stage.EXPORTING, Stage.PROFILING,
+                               Stage.DONE, Stage.FAILED}),
+    Stage.QUANTIZED_QUALITY: frozenset({Stage.EXPORTING, Stage.PROFILING, Stage.DONE,
+                                        Stage.FAILED}),
     Stage.EXPORTING: frozenset({Stage.PROFILING, Stage.DONE, Stage.FAILED}),
     Stage.PROFILING: frozenset({Stage.DONE, Stage.FAILED}),
     Stage.DONE: frozenset(),

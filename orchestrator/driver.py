@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.metrics import Constraint, parse_metric, static_metrics
+from core.metrics import Constraint, MetricNeeds, fleet_metrics, static_metrics
 from orchestrator.search.loop import Individual, SearchLoop
 from orchestrator.search.motifs import enrichment
 from store import SessionFactory
@@ -56,8 +56,16 @@ class JobRunner:
             spec.objectives + [c.metric for c in spec.constraints]))
         self.loop = SearchLoop(spec.search_space, spec.evolution, spec.objectives,
                                self.constraints, prior=self.records.prior_observations)
-        self.profiling = ProfilingQueue(self.records, spec.profiling, clock)
-        self.profiles = any(parse_metric(m).kind == "hardware" for m in self.metric_names)
+        self.needs = needs = MetricNeeds.of(self.metric_names)
+        variant = spec.export.variant
+        self.export_tags = list(dict.fromkeys(variant(p).tag for p in needs.exported))
+        self.quantized_tags = list(dict.fromkeys(variant(p).tag
+                                                 for p in needs.quantized_quality))
+        self.profiling = ProfilingQueue(
+            self.records, spec.profiling, clock,
+            pairs=[(device_class, variant(precision).tag)
+                   for device_class, precision in needs.profiled])
+        self.profiles = bool(needs.profiled)
         self.train_config = spec.training.model_dump(mode="json")
         self.row_ids: dict[str, int] = {}  # genome hash -> candidate row id
         self.last_heartbeat = -HEARTBEAT_S
@@ -76,27 +84,62 @@ class JobRunner:
 
     def _trained(self, p: CandidateProgress, record: dict[str, Any],
                  weights: bytes | None) -> None:
-        """Quality is known: apply it, then export (or finish)."""
+        """Quality is known: apply it, then score the quantized graphs, export (or finish)."""
         if record.get("status") != "ok":
             p.fail(f"training failed: {record.get('reason')}")
             return
         p.metrics["perplexity"] = record["perplexity"]
         if record.get("mad"):
             p.metrics["mad_error"] = 1.0 - record["mad"]["score"]
-        if not self.profiles:
+        missing = [t for t in self.quantized_tags
+                   if not self._apply_quantized(p, t, self.records.cached_quantized_quality(
+                       p.genome_hash, t))]
+        if not missing:
+            self._export(p)
+            return
+        weights = weights or self.records.trained_weights(p.genome_hash)
+        if weights is None:
+            p.fail("quantized perplexity needs the trained weights, and none are stored")
+            return
+        self.evaluator.submit_quantized_quality(
+            p.genome_hash, record.get("eval_genome") or p.candidate.genome.to_json(),
+            self.train_config, weights, missing, self.spec.training.timeout_s)
+        p.advance(Stage.QUANTIZED_QUALITY)
+
+    def _apply_quantized(self, p: CandidateProgress, tag: str,
+                         record: dict[str, Any] | None) -> bool:
+        if record is None:
+            return False
+        p.metrics[f"perplexity[:{record['precision']}]"] = record["perplexity"]
+        return True
+
+    def _export(self, p: CandidateProgress) -> None:
+        """Export every variant the job needs that is not stored yet (or go on)."""
+        if not self.export_tags:
             p.advance(Stage.DONE)
-        elif self.records.has_export(p.genome_hash):
+            return
+        missing = [t for t in self.export_tags if not self.records.has_export(p.genome_hash, t)]
+        if not missing:
             self._exported(p)
-        else:
-            if self._exports_trained_weights():
-                weights = weights or self.records.trained_weights(p.genome_hash)
-            else:
-                weights = None
-            self.evaluator.submit_export(p.genome_hash, p.candidate.genome.to_json(), weights,
-                                         self.spec.profiling.timeout_s)
-            p.advance(Stage.EXPORTING)
+            return
+        weights = (self.records.trained_weights(p.genome_hash)
+                   if self._exports_trained_weights() else None)
+        self.evaluator.submit_export(p.genome_hash, p.candidate.genome.to_json(), weights,
+                                     self.spec.profiling.timeout_s, tags=missing)
+        p.advance(Stage.EXPORTING)
 
     def _exported(self, p: CandidateProgress) -> None:
+        """Every needed variant is stored: read model_bytes off its manifest, then profile."""
+        for precision in self.needs.exported:
+            record = self.records.exported(p.genome_hash,
+                                           self.spec.export.variant(precision).tag)
+            size = (record or {}).get("manifest", {}).get("model_bytes")
+            if size is not None:
+                suffix = f"[:{precision}]" if precision != "float32" else ""
+                p.metrics[f"model_bytes{suffix}"] = float(size)
+        if not self.profiles:
+            p.advance(Stage.DONE)
+            return
         self.profiling.start(p.row_id)
         p.advance(Stage.PROFILING)
 
@@ -116,6 +159,15 @@ class JobRunner:
             record = self.records.store_quality(p.genome_hash, dict(finished.value["result"]),
                                                 weights)
             self._trained(p, record, weights)
+        elif finished.work is Work.QUANTIZED_QUALITY:
+            value = finished.value or {}
+            if not finished.ok or value.get("status") != "ok":
+                p.fail(f"quantized perplexity failed: {finished.error or value.get('reason')}")
+                return
+            for tag, record in value["variants"].items():
+                self._apply_quantized(p, tag, self.records.store_quantized_quality(
+                    p.genome_hash, tag, record))
+            self._export(p)
         else:
             if not finished.ok:
                 p.fail(f"export failed: {finished.error}")
@@ -128,6 +180,7 @@ class JobRunner:
         if not outcome.finished:
             return
         p.metrics.update(outcome.metrics)
+        p.metrics.update(fleet_metrics(p.metrics, self.metric_names))
         if outcome.failure:
             p.fail(outcome.failure)
         else:

@@ -1,7 +1,9 @@
 """What the driver asks of an evaluator, whatever runs the work (Ray, or a test's fake).
 
-Two kinds of work per candidate: `quality` (train, then validation perplexity and MAD) and
-`export` (ONNX prefill/decode graphs). The driver submits by genome hash and collects
+Three kinds of work per candidate: `quality` (train, then validation perplexity and MAD),
+`quantized_quality` (the trained model's perplexity through quantized ONNX graphs, when the
+job asks for `perplexity[:int8]` and the like) and `export` (ONNX prefill/decode graphs of
+every variant the job profiles). The driver submits by genome hash and collects
 `Finished` results one batch at a time; an evaluator never raises for a bad candidate, it
 returns a failed result with the reason. `orchestrator.ray_evaluator.RayEvaluator` is the
 real one; the driver's unit tests use a fake with the same methods, without Ray or torch.
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 class Work(str, Enum):
     QUALITY = "quality"
     EXPORT = "export"
+    QUANTIZED_QUALITY = "quantized_quality"
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,9 @@ class Finished:
     genome_hash: str
     work: Work
     ok: bool
-    value: dict[str, Any] | None = None  # quality: {"result", "weights"}; export: {"files", ...}
+    # quality: {"result", "weights"}; export: {"variants": {tag: {"manifest", ...}}, "files"};
+    # quantized_quality: {"status", "reason", "variants": {tag: {"perplexity", ...}}}
+    value: dict[str, Any] | None = None
     error: str | None = None
     wall_s: float = 0.0
 
@@ -34,7 +39,11 @@ class Evaluator(Protocol):
                        timeout_s: float) -> None: ...
 
     def submit_export(self, genome_hash: str, genome: dict[str, Any], weights: bytes | None,
-                      timeout_s: float) -> None: ...
+                      timeout_s: float, tags: list[str] | None = None) -> None: ...
+
+    def submit_quantized_quality(self, genome_hash: str, eval_genome: dict[str, Any],
+                                 config: dict[str, Any], weights: bytes, tags: list[str],
+                                 timeout_s: float) -> None: ...
 
     def collect(self, wait_s: float) -> list[Finished]: ...
 

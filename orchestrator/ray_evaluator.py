@@ -1,4 +1,4 @@
-"""The Ray evaluator: quality (training) and ONNX export as Ray tasks.
+"""The Ray evaluator: quality (training), quantized quality and ONNX export as Ray tasks.
 
 Workers only compute; files travel back through Ray's object store as bytes (trained
 weights, ONNX graphs), so a worker on another node needs no shared disk and the driver
@@ -58,13 +58,16 @@ def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> dict[str, An
 
 
 @ray.remote(max_retries=TASK_RETRIES)
-def export_task(genome: dict[str, Any], weights: bytes | None = None) -> dict[str, Any]:
-    """Export prefill/decode graphs (with trained weights when they fit the genome)."""
+def export_task(genome: dict[str, Any], weights: bytes | None = None,
+                tags: list[str] | None = None) -> dict[str, Any]:
+    """Export the variants named by `tags` (core.precision.Variant tags; '' = the plain
+    float32 graphs), with trained weights when they fit the genome."""
     import io
 
     import torch
 
-    from workers.export.onnx_export import export_onnx
+    from core.precision import Variant
+    from workers.export.variants import export_variants
     from workers.model.compiler import compile_genome
 
     started, started_at = time.perf_counter(), time.time()
@@ -73,11 +76,25 @@ def export_task(genome: dict[str, Any], weights: bytes | None = None) -> dict[st
         model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu",
                                          weights_only=True))
     with tempfile.TemporaryDirectory() as tmp:
-        result = export_onnx(genome, tmp, model=model)
+        exported = export_variants(genome, tmp, [Variant.from_tag(t) for t in tags or [""]],
+                                   model=model)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-    return {"manifest": result.manifest.model_dump(mode="json"), "max_abs_diff": result.max_abs_diff,
+    return {"variants": {tag: {"manifest": e.manifest.model_dump(mode="json"),
+                               "max_abs_diff": e.max_abs_diff} for tag, e in exported.items()},
             "files": files, "task_wall_s": time.perf_counter() - started,
             "task_interval": [started_at, time.time()]}
+
+
+@ray.remote(max_retries=TASK_RETRIES)
+def quantized_quality_task(eval_genome: dict[str, Any], config: dict[str, Any], weights: bytes,
+                           tags: list[str]) -> dict[str, Any]:
+    """The trained model's perplexity through its quantized ONNX graphs."""
+    from workers.train.quantized_quality import evaluate_quantized_quality
+
+    started_at = time.time()
+    result = evaluate_quantized_quality(eval_genome, config, weights, tags)
+    result["task_interval"] = [started_at, time.time()]
+    return result
 
 
 @dataclass
@@ -105,9 +122,16 @@ class RayEvaluator:
         self.pending[ref] = InFlight(genome_hash, Work.QUALITY, ref, time.monotonic(), timeout_s)
 
     def submit_export(self, genome_hash: str, genome: dict[str, Any], weights: bytes | None,
-                      timeout_s: float) -> None:
-        ref = export_task.remote(genome, weights)
+                      timeout_s: float, tags: list[str] | None = None) -> None:
+        ref = export_task.remote(genome, weights, tags)
         self.pending[ref] = InFlight(genome_hash, Work.EXPORT, ref, time.monotonic(), timeout_s)
+
+    def submit_quantized_quality(self, genome_hash: str, eval_genome: dict[str, Any],
+                                 config: dict[str, Any], weights: bytes, tags: list[str],
+                                 timeout_s: float) -> None:
+        ref = quantized_quality_task.remote(eval_genome, config, weights, tags)
+        self.pending[ref] = InFlight(genome_hash, Work.QUANTIZED_QUALITY, ref, time.monotonic(),
+                                     timeout_s)
 
     def in_flight(self) -> int:
         return len(self.pending)

@@ -15,7 +15,7 @@ from typing import Any
 
 from core import Genome
 from core.job_spec import JobSpec
-from core.metrics import parse_metric
+from core.metrics import fleet_metrics, parse_metric
 from orchestrator.search.evolution import Child
 from orchestrator.search.loop import GenerationSummary, Individual, SearchLoop
 from orchestrator.search.selection import NormalisationFrame
@@ -27,6 +27,12 @@ from store import results as result_store
 from store import tasks as task_store
 
 EXPORT_KEY = "onnx-opset18-v2"  # evaluation-cache key of the float ONNX export (v2: traced when exact)
+QUANTIZED_QUALITY = "quantized_quality"  # evaluation kind: perplexity through a quantized graph
+
+
+def export_key(tag: str) -> str:
+    """The evaluation-cache key of one export variant (core.precision.Variant tag)."""
+    return f"{EXPORT_KEY}:{tag}" if tag else EXPORT_KEY
 WEIGHTS = "weights.pt"
 
 
@@ -106,13 +112,19 @@ class JobRecords:
                 metrics["mad_error"] = 1.0 - record["mad"]["score"]
             parsed = Genome.from_json(genome)
             observations[parsed.hash()] = (parsed, metrics)
-        hardware = [m for m in self.metric_names if parse_metric(m).kind == "hardware"]
+        hardware = [m for m in self.metric_names if parse_metric(m).kind in ("hardware",
+                                                                                 "export")]
+        # a fleet metric from other jobs' per-class measurements of the same classes
+        members = [str(parse_metric(m).on(c)) for m in hardware
+                   if parse_metric(m).aggregate for c in parse_metric(m).classes]
         if hardware:
             for genome, metrics in result_store.measured_candidates(
-                    self.sessions, hardware, cutoff, self.job_id):
+                    self.sessions, list(dict.fromkeys(hardware + members)), cutoff,
+                    self.job_id):
                 parsed = Genome.from_json(genome)
                 known = observations.setdefault(parsed.hash(), (parsed, {}))[1]
-                known.update(metrics)
+                known.update({k: v for k, v in metrics.items() if k in hardware})
+                known.update(fleet_metrics(metrics, hardware))
         return list(observations.values())
 
     # ----------------------------------------------------------------- evaluation cache
@@ -139,24 +151,45 @@ class JobRecords:
         path = self.artifact_dir / genome_hash / WEIGHTS
         return path.read_bytes() if path.exists() else None
 
-    def has_export(self, genome_hash: str) -> bool:
-        return result_store.get_evaluation(self.sessions, genome_hash, EXPORT_KEY,
-                                           "export") is not None
+    def exported(self, genome_hash: str, tag: str = "") -> dict[str, Any] | None:
+        """The stored export record of one variant ({"manifest", "max_abs_diff", ...})."""
+        return result_store.get_evaluation(self.sessions, genome_hash, export_key(tag),
+                                           "export")
+
+    def has_export(self, genome_hash: str, tag: str = "") -> bool:
+        return self.exported(genome_hash, tag) is not None
 
     def store_export(self, genome_hash: str, value: dict[str, Any]) -> None:
+        """Files first, then one cache record per variant (`value["variants"]`; a value
+        without it is the plain float32 export alone)."""
         artifact_store.store_artifacts(self.sessions, self.artifact_dir, genome_hash,
                                        value["files"])
-        result_store.put_evaluation(self.sessions, genome_hash, EXPORT_KEY, "export",
-                                    {"max_abs_diff": value["max_abs_diff"],
-                                     "manifest": value["manifest"],
-                                     "task_interval": value.get("task_interval")})
+        variants = value.get("variants") or {"": {"manifest": value["manifest"],
+                                                  "max_abs_diff": value["max_abs_diff"]}}
+        for tag, record in variants.items():
+            result_store.put_evaluation(self.sessions, genome_hash, export_key(tag), "export",
+                                        {**record, "task_interval": value.get("task_interval")})
+
+    def cached_quantized_quality(self, genome_hash: str, tag: str) -> dict[str, Any] | None:
+        return result_store.get_evaluation(self.sessions, genome_hash,
+                                           f"{self.train_key}:{tag}", QUANTIZED_QUALITY)
+
+    def store_quantized_quality(self, genome_hash: str, tag: str,
+                                record: dict[str, Any]) -> dict[str, Any]:
+        stored = result_store.put_evaluation(self.sessions, genome_hash,
+                                             f"{self.train_key}:{tag}", QUANTIZED_QUALITY,
+                                             record)
+        job_store.add_event(self.sessions, self.job_id, "quantized",
+                            f"{genome_hash} {tag} perplexity {stored.get('perplexity')}")
+        return stored
 
     # ----------------------------------------------------------------- profiling tasks
 
     def enqueue_profiling(self, candidate_id: int, device_class: str,
-                          measurement: dict[str, Any], priority: int = 0) -> None:
+                          measurement: dict[str, Any], priority: int = 0,
+                          variant: str = "") -> None:
         task_store.enqueue_task(self.sessions, self.job_id, candidate_id, device_class,
-                                measurement, priority=priority)
+                                measurement, priority=priority, variant=variant)
 
     def cancel_profiling(self, candidate_id: int, reason: str) -> int:
         """Nobody waits for this candidate's open tasks any more (its profiling timed out)."""

@@ -147,11 +147,14 @@ class Device(Base):
 
 class ProfilingTask(Base):
     __tablename__ = "profiling_tasks"
-    __table_args__ = (UniqueConstraint("candidate_id", "device_class"),)
+    __table_args__ = (UniqueConstraint("candidate_id", "device_class", "variant",
+                                       name="uq_profiling_tasks_candidate_device_variant"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
     device_class: Mapped[str] = mapped_column(String(128), index=True)
+    # The export variant measured (core.precision.Variant tag; '' = plain float32 graphs)
+    variant: Mapped[str] = mapped_column(String(64), default="", server_default="")
     spec: Mapped[dict[str, Any]]
     state: Mapped[str] = mapped_column(String(20), index=True, default="queued")
     lease_owner: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))

@@ -50,15 +50,16 @@ LIVE_JOB_STATES = ("queued", "running")  # the others (store.jobs.TERMINAL) leas
 
 def enqueue_task(sessions: SessionFactory, job_id: int, candidate_id: int, device_class: str,
                  spec: dict[str, Any], max_attempts: int = 3,
-                 priority: int = 0) -> ProfilingTask:
-    """Idempotent on (candidate, device class); a task cancelled with its job opens again
-    (fresh attempts) when the resumed job asks for it."""
+                 priority: int = 0, variant: str = "") -> ProfilingTask:
+    """Idempotent on (candidate, device class, export variant); a task cancelled with its
+    job opens again (fresh attempts) when the resumed job asks for it."""
     row = ProfilingTask(job_id=job_id, candidate_id=candidate_id, device_class=device_class,
                         spec=spec, state="queued", attempts=0, max_attempts=max_attempts,
-                        priority=priority)
+                        priority=priority, variant=variant)
     task = insert_or_get(sessions, row, lambda s: s.scalar(
         select(ProfilingTask).where(ProfilingTask.candidate_id == candidate_id,
-                                    ProfilingTask.device_class == device_class)))
+                                    ProfilingTask.device_class == device_class,
+                                    ProfilingTask.variant == variant)))
     if task.state != "cancelled":
         return task
     with transaction(sessions) as s:
@@ -184,6 +185,21 @@ def _check_lengths(spec: dict[str, Any], report: dict[str, Any]) -> None:
                             f"once; the report has {got}")
 
 
+def _check_variant(task: ProfilingTask, report: dict[str, Any]) -> None:
+    """A report of another precision or execution provider than the task asked for would
+    put, say, a float latency under an int4 metric: refuse it, naming the field."""
+    from core.precision import Variant
+
+    precision = Variant.from_tag(task.variant).precision
+    if report.get("precision", "float32") != precision:
+        raise BadReport("precision", f"task {task.id} measures the {precision} graphs; the "
+                        f"report says {report.get('precision', 'float32')}")
+    provider = task.spec.get("execution_provider", "cpu")
+    if report.get("execution_provider", "cpu") != provider:
+        raise BadReport("execution_provider", f"task {task.id} asks for execution provider "
+                        f"{provider}; the report says {report.get('execution_provider', 'cpu')}")
+
+
 def report_task(sessions: SessionFactory, task_id: int, device: Device,
                 report: dict[str, Any]) -> ProfilingTask:
     """Store the measurement of a task this device holds. A repeat by the device that
@@ -198,6 +214,7 @@ def report_task(sessions: SessionFactory, task_id: int, device: Device,
             return task  # a repeated report: stored once already
         task = _held(s, task_id, device)
         _check_lengths(task.spec, report)
+        _check_variant(task, report)
         if task.spec.get("reject_hot") and report.get("above_thermal_limit"):
             _requeue_uncounted(task, f"device {device.id} measured above its thermal limit "
                                f"({report.get('thermal_limit_celsius')} °C) and the job "
@@ -265,7 +282,8 @@ def task_results(sessions: SessionFactory, candidate_ids: list[int]) -> list[dic
                          .outerjoin(Measurement, Measurement.task_id == ProfilingTask.id)
                          .where(ProfilingTask.candidate_id.in_(candidate_ids))).all()
         return [{"task_id": t.id, "candidate_id": t.candidate_id,
-                 "device_class": t.device_class, "state": t.state, "attempts": t.attempts,
+                 "device_class": t.device_class, "variant": t.variant, "state": t.state,
+                 "attempts": t.attempts,
                  "last_error": t.last_error, "report": m.report if m else None,
                  "device_id": m.device_id if m else None,
                  "measured_at": m.created_at if m else None}

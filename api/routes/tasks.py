@@ -12,6 +12,7 @@ from api.auth import DeviceDep
 from core.protocol import (ArtifactRef, FailureReport, GraphManifest, LeaseRequest,
                            LeaseResponse, MeasurementReport, MeasurementSpec, TaskAck,
                            TaskAssignment, artifact_url)
+from core.precision import Variant
 from store import artifacts as artifact_store
 from store import tasks as store
 from store.models import ProfilingTask
@@ -22,13 +23,17 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
 def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
+    """The task with the manifest of the export variant it measures, and exactly that
+    variant's graph files as its artifacts."""
     candidate = store.task_candidate(sessions, task)
     files = artifact_store.artifacts_of(sessions, candidate.genome_hash)
-    manifest = next((f for f in files if f.name == "manifest.json"), None)
+    manifest_name = Variant.from_tag(task.variant).file("manifest")
+    manifest = next((f for f in files if f.name == manifest_name), None)
     if manifest is None:
-        raise RuntimeError(f"task {task.id}: candidate {candidate.id} has no manifest")
+        raise RuntimeError(f"task {task.id}: candidate {candidate.id} has no {manifest_name}")
     with open(manifest.path) as f:
         graph_manifest = GraphManifest.model_validate_json(f.read())
+    graph_files = {g.file for g in graph_manifest.graphs.values()}
     return TaskAssignment(
         task_id=task.id, job_id=task.job_id, candidate_id=candidate.id,
         genome_hash=candidate.genome_hash, attempt=task.attempts,
@@ -36,7 +41,7 @@ def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
         spec=MeasurementSpec.model_validate(task.spec), manifest=graph_manifest,
         artifacts=[ArtifactRef(name=f.name, sha256=f.sha256, size_bytes=f.size_bytes,
                                url=artifact_url(candidate.id, f.name))
-                   for f in files if f.name.endswith(".onnx")])
+                   for f in files if f.name in graph_files])
 
 
 @router.post("/lease", response_model=LeaseResponse)

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from core.job_spec import JobSpec
+from core.precision import Variant
 from orchestrator.candidate_state import CandidateProgress, IllegalTransition, Stage
 from orchestrator.driver import JobRunner
 from orchestrator.evaluator import Finished, Work
@@ -50,6 +51,14 @@ def fake_perplexity(genome_hash: str) -> float:
     return 10 + int(genome_hash[:4], 16) / 6553.5  # in [10, 20), fixed per genome
 
 
+def fake_model_bytes(genome_hash: str, precision: str) -> int:
+    return {"float32": 4000, "int8": 1100, "int4": 700}[precision] + int(genome_hash[:2], 16)
+
+
+def fake_quantized_factor(tag: str) -> float:
+    return {"int8": 1.01, "int4-b32": 1.05}.get(tag, 1.0)
+
+
 class FakeEvaluator:
     """Same methods as RayEvaluator; results come back on the next collect."""
 
@@ -61,6 +70,8 @@ class FakeEvaluator:
         self.trained: list[str] = []
         self.delivered: list[str] = []
         self.exported: list[str] = []
+        self.export_tags: list[list[str]] = []
+        self.quantized: list[tuple[str, list[str], bytes]] = []
         self.cancelled = 0
 
     def submit_quality(self, genome_hash, genome, config, timeout_s):
@@ -72,16 +83,33 @@ class FakeEvaluator:
         self.queue.append(Finished(genome_hash, Work.QUALITY, True,
                                    {"result": record, "weights": b"weights:" + genome_hash.encode()}))
 
-    def submit_export(self, genome_hash, genome, weights, timeout_s):
+    def submit_export(self, genome_hash, genome, weights, timeout_s, tags=None):
         self.exported.append(genome_hash)
+        self.export_tags.append(list(tags or [""]))
         if self.fail_export(genome_hash):
             self.queue.append(Finished(genome_hash, Work.EXPORT, False, error="exporter crashed"))
             return
-        manifest = {"genome_hash": genome_hash, "weights_seen": weights is not None}
-        self.queue.append(Finished(genome_hash, Work.EXPORT, True, {
-            "files": {"prefill.onnx": b"p", "decode.onnx": b"d",
-                      "manifest.json": json.dumps(manifest).encode()},
-            "manifest": manifest, "max_abs_diff": 0.0}))
+        files, variants = {}, {}
+        for tag in tags or [""]:
+            variant = Variant.from_tag(tag)
+            manifest = {"genome_hash": genome_hash, "weights_seen": weights is not None,
+                        "precision": variant.precision, "variant": tag,
+                        "model_bytes": fake_model_bytes(genome_hash, variant.precision)}
+            prefill, decode, manifest_file = variant.files
+            files.update({prefill: b"p" + tag.encode(), decode: b"d" + tag.encode(),
+                          manifest_file: json.dumps(manifest).encode()})
+            variants[tag] = {"manifest": manifest, "max_abs_diff": 0.0}
+        self.queue.append(Finished(genome_hash, Work.EXPORT, True,
+                                   {"files": files, "variants": variants}))
+
+    def submit_quantized_quality(self, genome_hash, eval_genome, config, weights, tags,
+                                 timeout_s):
+        self.quantized.append((genome_hash, list(tags), weights))
+        variants = {t: {"precision": Variant.from_tag(t).precision,
+                        "perplexity": fake_perplexity(genome_hash) * fake_quantized_factor(t)}
+                    for t in tags}
+        self.queue.append(Finished(genome_hash, Work.QUANTIZED_QUALITY, True,
+                                   {"status": "ok", "variants": variants}))
 
     def collect(self, wait_s):
         """One result per call, so a crash can fall between two of them."""
@@ -104,13 +132,16 @@ class FakeEvaluator:
 class FakePhone(threading.Thread):
     """Plays a device agent on the real task queue: reports (or fails) every task."""
 
-    def __init__(self, sessions, fail_reason: str | None = None):
+    def __init__(self, sessions, fail_reason: str | None = None, model: str = DEVICE,
+                 speed: float = 1.0):
         super().__init__(daemon=True)
-        self.sessions, self.fail_reason = sessions, fail_reason
-        self.device, _ = devices.enroll_device(sessions, "fake", {
-            "backend": "adb", "model": DEVICE, "cpu_count": 8, "ram_bytes": 1 << 33})
+        self.sessions, self.fail_reason, self.speed = sessions, fail_reason, speed
+        self.device, _ = devices.enroll_device(sessions, f"fake-{model}", {
+            "backend": "adb", "model": model, "cpu_count": 8, "ram_bytes": 1 << 33,
+            "serial": f"serial-{model}"})
         self.stop = threading.Event()
         self.reports: dict[int, float] = {}  # candidate id -> reported decode median
+        self.by_variant: dict[tuple[int, str], float] = {}  # (candidate, variant) -> median
 
     def run(self):
         while not self.stop.is_set():
@@ -122,13 +153,17 @@ class FakePhone(threading.Thread):
                 tasks.fail_task(self.sessions, task.id, self.device, self.fail_reason,
                                 retryable=False)
                 continue
-            median = 1.0 + task.candidate_id / 100
+            precision = Variant.from_tag(task.variant).precision
+            median = self.speed * (1.0 + task.candidate_id / 100) * \
+                {"float32": 1.0, "int8": 0.5, "int4": 0.25}[precision]
             stat = {"length": 64, "median_ms": median, "p10_ms": median, "p90_ms": median,
                     "n": 1, "samples_ms": [median]}
             tasks.report_task(self.sessions, task.id, self.device, {
                 "prefill": [stat], "decode": [stat], "peak_memory_bytes": 3 << 20,
-                "runner": "fake", "wall_s": 0.0})
-            self.reports[task.candidate_id] = median
+                "runner": "fake", "wall_s": 0.0, "precision": precision})
+            self.by_variant[(task.candidate_id, task.variant)] = median
+            if not task.variant:
+                self.reports[task.candidate_id] = median
 
 
 @pytest.fixture
@@ -389,3 +424,83 @@ def test_a_job_whose_every_candidate_failed_ends_failed_with_the_reason(db, tmp_
     assert "no candidate was evaluated successfully" in job.error
     assert "training task failed: worker died" in job.error
     assert len(results.generations_since(db, job_id, 0)) == 2  # the generations are kept
+
+
+QUANTIZED = {"objectives": ["perplexity[:int8]", "decode_ms@64[phone:int4]",
+                            "decode_ms@64[max:phone,tablet:int8]", "model_bytes[:int4]"],
+             "constraints": [{"metric": "perplexity", "op": "<=", "value": 1000}],
+             "profiling": {"devices": [DEVICE, "tablet"], "prefill_lengths": [64],
+                           "decode_contexts": [64], "timeout_s": 30}}
+
+
+def test_precision_variants_are_exported_once_measured_per_variant_and_fleets_combined(
+        db, tmp_path):
+    job_id = submit(db, spec(**QUANTIZED))
+    phone, tablet = FakePhone(db), FakePhone(db, model="tablet", speed=3.0)
+    phone.start(), tablet.start()
+    evaluator = FakeEvaluator()
+    try:
+        assert runner(db, tmp_path, job_id, evaluator).run() == "completed"
+    finally:
+        phone.stop.set(), tablet.stop.set()
+    candidates = results.job_candidates(db, job_id)
+    # one export per candidate, of exactly the variants the metrics name
+    assert sorted(evaluator.exported) == sorted(c.genome_hash for c in candidates)
+    assert all(sorted(tags) == ["int4-b32", "int8"] for tags in evaluator.export_tags)
+    # quantized perplexity was scored once per candidate, with its trained weights
+    assert sorted(h for h, _, _ in evaluator.quantized) == sorted(evaluator.trained)
+    assert all(tags == ["int8"] and w == b"weights:" + h.encode()
+               for h, tags, w in evaluator.quantized)
+    rows = tasks.task_results(db, [c.id for c in candidates])
+    # phone: int4 and int8 tasks; tablet: int8 only; never the float graphs
+    assert sorted({(r["device_class"], r["variant"]) for r in rows}) == [
+        ("phone", "int4-b32"), ("phone", "int8"), ("tablet", "int8")]
+    assert len(rows) == 3 * len(candidates)
+    for c in candidates:
+        assert c.status == "done", c.failure
+        h = c.genome_hash
+        assert c.metrics["perplexity[:int8]"] == pytest.approx(fake_perplexity(h) * 1.01)
+        assert c.metrics["model_bytes[:int4]"] == fake_model_bytes(h, "int4")
+        assert c.metrics["decode_ms@64[phone:int4]"] == phone.by_variant[(c.id, "int4-b32")]
+        per_class = [c.metrics["decode_ms@64[phone:int8]"], c.metrics["decode_ms@64[tablet:int8]"]]
+        assert per_class == [phone.by_variant[(c.id, "int8")], tablet.by_variant[(c.id, "int8")]]
+        assert c.metrics["decode_ms@64[max:phone,tablet:int8]"] == max(per_class)
+        # the artifacts of each variant sit side by side
+        names = {p.name for p in (tmp_path / "artifacts" / h).iterdir()}
+        assert {"prefill.int8.onnx", "decode.int4-b32.onnx", "manifest.int8.json"} <= names
+
+
+def test_a_fleet_metric_is_missing_until_every_class_reported(db, tmp_path):
+    job_id = submit(db, spec(objectives=["perplexity", "decode_ms@64[mean:phone,tablet]"],
+                             profiling={"devices": [DEVICE, "tablet"], "prefill_lengths": [64],
+                                        "decode_contexts": [64], "timeout_s": 0.5},
+                             evolution={"population": 2, "generations": 1, "elitism": 0}))
+    phone = FakePhone(db)  # no tablet is enrolled: its tasks time out
+    phone.start()
+    try:
+        runner(db, tmp_path, job_id, FakeEvaluator()).run()
+    finally:
+        phone.stop.set()
+    for c in results.job_candidates(db, job_id):
+        assert c.status == "failed" and "tablet" in c.failure
+        assert f"decode_ms@64[{DEVICE}]" in c.metrics  # what did arrive is kept
+        assert "decode_ms@64[mean:phone,tablet]" not in c.metrics
+
+
+def test_cached_variants_and_quantized_scores_are_not_redone_by_a_second_job(db, tmp_path):
+    first = submit(db, spec(**QUANTIZED))
+    phone, tablet = FakePhone(db), FakePhone(db, model="tablet")
+    phone.start(), tablet.start()
+    try:
+        runner(db, tmp_path, first, FakeEvaluator()).run()
+        second = submit(db, spec(**QUANTIZED, name="again"))
+        again = FakeEvaluator()
+        assert runner(db, tmp_path, second, again).run() == "completed"
+    finally:
+        phone.stop.set(), tablet.stop.set()
+    seen = {c.genome_hash for c in results.job_candidates(db, first)}
+    repeated = [c for c in results.job_candidates(db, second) if c.genome_hash in seen]
+    assert repeated  # same seed, same space: the presets at least come back
+    assert not {c.genome_hash for c in repeated} & set(again.exported)
+    assert not {c.genome_hash for c in repeated} & {h for h, _, _ in again.quantized}
+    assert all("perplexity[:int8]" in c.metrics for c in repeated)

@@ -123,6 +123,19 @@ def _unigram_perplexity(train: np.ndarray, val: np.ndarray, vocab: int) -> float
     return float(np.exp(-np.log(counts[val] / counts.sum()).mean()))
 
 
+def prepare_tokens(config: TrainConfig):
+    """(split, tokenizer, training tokens, the held-out tokens perplexity is scored on):
+    the same for every run of one config, so a quantized graph is scored on exactly the
+    tokens the trained model was."""
+    split = load_corpus(config.data, config.text_field).split(config.val_fraction)
+    tokenizer = build_tokenizer(split, config.tokenizer.kind, config.tokenizer.vocab_size)
+    train_tokens = tokenizer.encode_documents(split.train)
+    val_tokens = tokenizer.encode_documents(split.val)
+    if config.eval_tokens is not None:
+        val_tokens = val_tokens[: config.eval_tokens + 1]
+    return split, tokenizer, train_tokens, val_tokens
+
+
 def evaluate_quality(genome: Genome | dict[str, Any], config: TrainConfig | dict[str, Any],
                      out_dir: str | Path | None = None,
                      progress: ProgressFn | None = None) -> QualityResult:
@@ -154,12 +167,7 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
     result.device = device.type
     autocast = device.type == "cuda"
 
-    split = load_corpus(config.data, config.text_field).split(config.val_fraction)
-    tokenizer = build_tokenizer(split, config.tokenizer.kind, config.tokenizer.vocab_size)
-    train_tokens = tokenizer.encode_documents(split.train)
-    val_tokens = tokenizer.encode_documents(split.val)
-    if config.eval_tokens is not None:
-        val_tokens = val_tokens[: config.eval_tokens + 1]
+    split, tokenizer, train_tokens, val_tokens = prepare_tokens(config)
     result.split = {**split.describe(), "train_tokens": int(len(train_tokens)),
                     "val_tokens_scored": int(len(val_tokens) - 1)}
     result.tokenizer = {k: v for k, v in tokenizer.identity.items() if k != "path"}
