@@ -195,10 +195,35 @@ async function showCandidate(state, id) {
     <p>width ${c.genome.global.width}, ${c.genome.global.depth} slots, block repeat ${c.genome.global.block_repeat}, ${c.genome.global.tie_embeddings ? "tied" : "untied"} embeddings</p>
     <div class="layers" id="layers">${layers}</div>
     <table>${Object.entries(c.metrics).map(([k, v]) => `<tr><td class="left">${esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("")}</table>
+    ${precisionTable(c.metrics)}
     <p>parents: ${c.parents.map(link).join(" ") || "none"} · children: ${c.children.map(link).join(" ") || "none"}</p>
     <p>${c.artifacts.map(a => esc(a.name)).join(", ")}</p>
     ${measurementTable(c.measurements || [])}`;
   detail.querySelectorAll("a[data-cid]").forEach(a => a.onclick = () => showCandidate(state, +a.dataset.cid));
+}
+
+function splitPrecision(name) {
+  // "decode_ms@64[phone:int4]" -> ["decode_ms@64[phone]", "int4"]; "perplexity[:int8]" -> ["perplexity", "int8"]
+  const m = name.match(/^(.*)\[(.*?)(?::(int8|int4|float32))?\]$/);
+  if (!m) return [name, "float32"];
+  return [m[2] ? `${m[1]}[${m[2]}]` : m[1], m[3] || "float32"];
+}
+
+function precisionTable(metrics) {
+  // Float and quantized side by side: one row per metric (per device class, fleets too),
+  // one column per precision. Shown when the candidate has a quantized metric.
+  const cells = new Map(), precisions = new Set();
+  for (const [k, v] of Object.entries(metrics)) {
+    const [base, p] = splitPrecision(k);
+    precisions.add(p);
+    if (!cells.has(base)) cells.set(base, {});
+    cells.get(base)[p] = v;
+  }
+  if (precisions.size < 2 && precisions.has("float32")) return "";
+  const cols = ["float32", "int8", "int4"].filter(p => precisions.has(p));
+  const rows = [...cells.entries()].filter(([, byP]) => Object.keys(byP).some(p => p !== "float32"));
+  return `<h4>By precision</h4><table class="precisions"><tr><th class="left">metric</th>${cols.map(p => `<th>${p}</th>`).join("")}</tr>` +
+    rows.map(([base, byP]) => `<tr><td class="left">${esc(base)}</td>${cols.map(p => `<td>${p in byP ? esc(fmt(byP[p])) : ""}</td>`).join("")}</tr>`).join("") + "</table>";
 }
 
 function measurementTable(tasks) {
@@ -207,11 +232,12 @@ function measurementTable(tasks) {
   const rows = [];
   for (const t of tasks) {
     const r = t.report;
-    if (!r) { rows.push(`<tr><td class="left">${esc(t.device_class)}</td><td class="left" colspan="6">${esc(t.state)}${t.last_error ? ` — ${esc(t.last_error)}` : ""}</td></tr>`); continue; }
+    const variant = t.variant ? ` ${esc(t.variant)}` : "";
+    if (!r) { rows.push(`<tr><td class="left">${esc(t.device_class)}${variant}</td><td class="left" colspan="6">${esc(t.state)}${t.last_error ? ` — ${esc(t.last_error)}` : ""}</td></tr>`); continue; }
     const hot = r.above_thermal_limit ? ` <span class="error">above ${esc(fmt(r.thermal_limit_celsius))} °C</span>` : "";
     const maxC = Math.max(...(r.thermal_before || []).map(z => z.celsius), -Infinity);
     for (const [kind, stats] of [["prefill", r.prefill], ["decode", r.decode]]) for (const s of stats) {
-      rows.push(`<tr><td class="left">${esc(t.device_class)} #${t.device_id}</td><td class="left">${kind}@${s.length}</td>
+      rows.push(`<tr><td class="left">${esc(t.device_class)} #${t.device_id}${variant}${r.execution_provider && r.execution_provider !== "cpu" ? ` (${esc(r.execution_provider)})` : ""}</td><td class="left">${kind}@${s.length}</td>
         <td>${esc(fmt(s.median_ms))}</td><td>${esc(fmt(s.p10_ms))}–${esc(fmt(s.p90_ms))}</td><td>${s.n}</td>
         <td>${s.peak_memory_bytes ? esc(fmt(s.peak_memory_bytes / 2 ** 20)) : ""}</td>
         <td class="left">${isFinite(maxC) ? esc(fmt(maxC)) + " °C" : ""}${hot} ${esc(r.method || "")}</td></tr>`);
