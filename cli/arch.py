@@ -109,13 +109,29 @@ def arch_export(
     out: Path = typer.Option(..., help="output directory"),
     context: int = typer.Option(16, min=4, help="example prompt length used for tracing"),
     weights: Optional[Path] = typer.Option(None, help="trained state_dict (.pt) to export"),
+    precision: list[str] = typer.Option(["float32"], help="float32, int8 (dynamic, "
+                                        "onnxruntime.quantization) or int4 (MatMulNBits); "
+                                        "repeat for several"),
+    attention: str = typer.Option("plain", help="plain, or fused (GroupQueryAttention)"),
+    int4_block_size: int = typer.Option(32, help="int4: weights per quantization block"),
 ):
-    """Write prefill.onnx, decode.onnx, genome.json, manifest.json; print the max abs
-    difference between onnxruntime and torch."""
+    """Write the graphs and manifest of every asked precision (prefill.onnx, decode.onnx,
+    manifest.json for float32; prefill.int8.onnx, ... for the others) and genome.json; print
+    each variant's check: onnxruntime vs torch for float32, decode vs prefill and the
+    deviation from float for quantized ones."""
     genome = load_genome(genome_path)
+    from core.precision import ExportSpec, PRECISIONS
+
+    bad = [p for p in precision if p not in PRECISIONS]
+    if bad:
+        fail(f"--precision {bad[0]!r} is not one of {', '.join(PRECISIONS)}")
+    try:
+        spec = ExportSpec(attention=attention, int4_block_size=int4_block_size)
+    except ValueError as exc:
+        fail(f"bad export option: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}")
     import torch
 
-    from workers.export.onnx_export import export_onnx
+    from workers.export.variants import export_variants
     from workers.model.compiler import compile_genome
 
     data = genome.to_json()
@@ -125,10 +141,22 @@ def arch_export(
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         except (OSError, RuntimeError) as exc:
             fail(f"cannot load weights {weights}: {exc}")
-    result = export_onnx(data, out, model=model, example_context=context)
-    print_json({"out": str(out), "files": ["prefill.onnx", "decode.onnx", "genome.json",
-                                           "manifest.json"],
-                "max_abs_diff": result.max_abs_diff, "params": result.manifest.params})
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        exported = export_variants(data, out, [spec.variant(p) for p in precision],
+                                   model=model, example_context=context)
+    except ValueError as exc:
+        fail(f"export failed: {exc}")
+    report = {tag: {"max_abs_diff": e.max_abs_diff,
+                    **({"check": e.manifest.check.model_dump()} if e.manifest.check else {}),
+                    "model_bytes": e.manifest.model_bytes}
+              for tag, e in exported.items()}
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    first = next(iter(exported.values()))
+    print_json({"out": str(out), "files": files,
+                "variants": {tag or "float32": info for tag, info in report.items()},
+                "max_abs_diff": report.get("", next(iter(report.values())))["max_abs_diff"],
+                "params": first.manifest.params})
 
 
 def register(app: typer.Typer) -> None:

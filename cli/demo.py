@@ -36,6 +36,8 @@ def demo(
     generations: int = typer.Option(4, min=1, help="generations"),
     tokens: int = typer.Option(40_000, min=1000, help="training tokens per candidate"),
     workers: int = typer.Option(2, min=1, help="local Ray CPUs"),
+    precision: str = typer.Option("float32", help="float32, or int8/int4: profile and score "
+                                  "the quantized graphs (perplexity[:P], decode_ms@128[host:P])"),
     exit_after: bool = typer.Option(False, "--exit", help="exit when the job is done"),
 ):
     """Run the whole system on this machine and search a small architecture space."""
@@ -44,6 +46,12 @@ def demo(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from core.precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        from cli.support import fail
+
+        fail(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     from cli.embedded import start_embedded
     from cli.rest import TailorClient
     from orchestrator.driver import JobRunner, owner_id
@@ -60,6 +68,9 @@ def demo(
     spec = {**DEMO_SPEC, "evolution": {**DEMO_SPEC["evolution"], "population": population,
                                        "generations": generations},
             "training": {**DEMO_SPEC["training"], "tokens": tokens}}
+    if precision != "float32":
+        spec["objectives"] = [f"perplexity[:{precision}]", f"decode_ms@128[host:{precision}]",
+                              "params"]
     api = TailorClient(url, admin_key)
     job_id = api.submit_job(spec)["id"]
     console.print(escape(f"submitted job {job_id}: objectives {', '.join(spec['objectives'])}"))
@@ -102,7 +113,8 @@ def demo(
     front = api.pareto(job_id)
     table = Table("id", "gen", "origin", *map(escape, spec["objectives"]), title=f"job {job_id} "
                   f"({outcome.get('status')}): Pareto front")
-    for c in sorted(front["candidates"], key=lambda c: c["metrics"].get("perplexity", 1e9)):
+    for c in sorted(front["candidates"], key=lambda c: c["metrics"].get(spec["objectives"][0],
+                                                                          1e9)):
         cells = [f"{c['metrics'].get(o, float('nan')):,.3f}" if o != "params"
                  else f"{c['metrics'].get(o, 0):,.0f}" for o in spec["objectives"]]
         table.add_row(str(c["id"]), str(c["generation"]), c["origin"], *cells)

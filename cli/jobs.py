@@ -58,9 +58,18 @@ def status(job_id: int = typer.Argument(...), server: str = SERVER):
 
 def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument(...),
            out: Path = typer.Option(..., help="output directory"),
+           precision: list[str] = typer.Option(
+               ["float32"], help="variants wanted: float32, int8, int4 (repeat for several); "
+               "downloaded when the search made them, else made here"),
            server: str = SERVER, admin_key: Optional[str] = ADMIN_KEY):
-    """Download a candidate: genome JSON, trained PyTorch weights and ONNX graphs (exported
-    here when the search did not profile it)."""
+    """Download a candidate: genome JSON, trained PyTorch weights and every ONNX graph the
+    search made (float32 and quantized variants); the asked precisions that it did not make
+    are exported here."""
+    from core.precision import PRECISIONS, Variant
+
+    bad = [p for p in precision if p not in PRECISIONS]
+    if bad:
+        fail(f"--precision {bad[0]!r} is not one of {', '.join(PRECISIONS)}")
     names = []
     with client(server, admin_key) as api:
         detail = api.candidate(job_id, candidate_id)
@@ -70,12 +79,19 @@ def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument
         for artifact in detail["artifacts"]:
             (out / artifact["name"]).write_bytes(api.download(artifact["url"]))
             names.append(artifact["name"])
-    if "decode.onnx" not in names:
+    def made(p: str) -> bool:
+        return any(n.startswith("decode.") and n.endswith(".onnx")
+                   and (Variant.from_tag(n[len("decode."):-len(".onnx")]).precision == p
+                        if n != "decode.onnx" else p == "float32") for n in names)
+
+    wanted = [Variant(p) for p in dict.fromkeys(precision) if not made(p)]
+    if wanted:
         try:
-            from workers.export.onnx_export import export_onnx
+            from workers.export.variants import export_variants
             from workers.model.compiler import compile_genome
         except ImportError as exc:
-            fail(f"the search did not export candidate {candidate_id}, and exporting it here "
+            fail(f"the search did not export candidate {candidate_id} at "
+                 f"{', '.join(v.precision for v in wanted)}, and exporting it here "
                  f"needs {exc.name}: pip install 'tailor[search]'")
 
         model = compile_genome(detail["genome"], seed=0)
@@ -86,8 +102,8 @@ def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument
                 model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
             except RuntimeError:
                 pass  # trained at evaluation size: export the full-size graph untrained
-        export_onnx(detail["genome"], out, model=model)
-        names += ["prefill.onnx", "decode.onnx", "manifest.json"]
+        export_variants(detail["genome"], out, wanted, model=model)
+        names += [p.name for p in out.iterdir() if p.is_file()]
     print_json({"out": str(out), "files": sorted(set(names) | {"genome.json", "metrics.json"})})
 
 

@@ -25,7 +25,7 @@ class VariantExport:
 
 
 def export_variants(genome: Genome | dict[str, Any], out_dir: str | Path, variants: list[Variant],
-                    model=None) -> dict[str, VariantExport]:
+                    model=None, example_context: int = 16) -> dict[str, VariantExport]:
     """Write every variant's graphs and manifest into `out_dir`; keyed by variant tag."""
     from workers.export.onnx_export import export_onnx
     from workers.export.quantize import quantize_export
@@ -36,7 +36,8 @@ def export_variants(genome: Genome | dict[str, Any], out_dir: str | Path, varian
         base = variant.base
         if base.tag not in done:
             options = {"attention": base.attention} if base.attention != "plain" else {}
-            result = export_onnx(genome, out, model=model, **options)
+            result = export_onnx(genome, out, model=model, example_context=example_context,
+                                 **options)
             done[base.tag] = VariantExport(result.manifest, result.max_abs_diff, result.exporter)
         if variant.tag not in done:
             manifest = quantize_export(out, variant)
