@@ -1,4 +1,5 @@
-"""`tailor submit`, `tailor status`, `tailor export`: the command line over the REST API."""
+"""`tailor submit`, `tailor status`, `tailor export`, `tailor scale`: the command line over
+the REST API."""
 
 from __future__ import annotations
 
@@ -107,7 +108,35 @@ def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument
     print_json({"out": str(out), "files": sorted(set(names) | {"genome.json", "metrics.json"})})
 
 
+def scale(job_id: int = typer.Argument(..., help="a completed search job"),
+          top: int = typer.Option(4, min=1, help="front members, lowest perplexity first"),
+          width: Optional[int] = typer.Option(None, help="target width"),
+          depth: Optional[int] = typer.Option(None, help="target number of LIV slots"),
+          tokens: int = typer.Option(200_000, min=1000, help="training tokens per member"),
+          presets: bool = typer.Option(True, "--presets/--no-presets",
+                                       help="also scale the presets the job evaluated"),
+          wait: bool = typer.Option(False, "--wait", help="wait for the scale-up job and print "
+                                    "the two rankings (an orchestrator must be running)"),
+          server: str = SERVER, admin_key: Optional[str] = ADMIN_KEY):
+    """The scale-up check: train the job's best front members (and presets) at a larger size
+    and compare the rankings (Kendall tau; who stays on the front). Prints the new job."""
+    import time
+
+    request = {"top": top, "width": width, "depth": depth, "tokens": tokens,
+               "include_presets": presets}
+    with client(server, admin_key) as api:
+        created = api.scale(job_id, {k: v for k, v in request.items() if v is not None})
+        if not wait:
+            print_json(created)
+            return
+        while (result := api.scale_result(created["id"]))["status"] not in (
+                "completed", "failed", "cancelled"):
+            time.sleep(2.0)
+    print_json(result)
+
+
 def register(app: typer.Typer) -> None:
     app.command("submit")(submit)
     app.command("status")(status)
     app.command("export")(export)
+    app.command("scale")(scale)

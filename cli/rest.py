@@ -75,6 +75,12 @@ class TailorClient:
     def pareto(self, job_id: int) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}/pareto").json()
 
+    def scale(self, job_id: int, request: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/scale", json=request).json()
+
+    def scale_result(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}/scale").json()
+
     def candidate(self, job_id: int, candidate_id: int) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}/candidates/{candidate_id}").json()
 

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .metrics import canonical, parse_metric
 from .precision import ExportSpec
+from .scale import ScaleSpec
 from .protocol import MeasurementSpec
 from .space import SearchSpace
 from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, SEED_MAX, StrictModel
@@ -109,6 +110,18 @@ class JobSpec(StrictModel):
     export: ExportSpec = Field(default_factory=ExportSpec,
                                description="how candidates are exported for profiling and "
                                "for quantized metrics (attention export, int4 blocks)")
+    scale: ScaleSpec | None = Field(default=None, description="set by POST /jobs/{id}/scale: "
+                                    "a scale-up job evaluates exactly these members in one "
+                                    "generation (core/scale.py)")
+
+    @model_validator(mode="after")
+    def _scale_job_is_one_generation(self) -> "JobSpec":
+        if self.scale is not None and (self.evolution.generations != 1 or
+                                       self.evolution.population != len(self.scale.members)):
+            raise ValueError(f"a scale-up job (scale) runs one generation of its "
+                             f"{len(self.scale.members)} members: evolution.generations must "
+                             f"be 1 and evolution.population {len(self.scale.members)}")
+        return self
 
     @field_validator("objectives")
     @classmethod

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from core.metrics import Constraint, MetricNeeds, fleet_metrics, static_metrics
+from core.genome import Genome
+from core.scale import ScaleSpec, scale_report
+from orchestrator.search.evolution import Child
 from orchestrator.search.loop import Individual, SearchLoop
 from orchestrator.search.motifs import enrichment
 from store import SessionFactory
@@ -215,7 +218,8 @@ class JobRunner:
     def _run_generation(self, generation: int) -> None:
         stored = [c for c in self.loop.archive.values() if c.generation == generation]
         if not stored:
-            children = self.loop.children_for(generation)
+            children = (scale_children(self.spec.scale) if self.spec.scale is not None
+                        else self.loop.children_for(generation))
             self.row_ids.update(self.records.add_candidates(generation, children))
             stored = self.loop.add(children, generation)
         todo = [c for c in stored if c.metrics is None]
@@ -230,6 +234,10 @@ class JobRunner:
         if self.spec.evolution.algorithm == "surrogate":
             stats["selection"] = self.loop.selection_info.get(generation)
             stats["predictor"] = self.loop.prediction_report(generation)
+        if self.spec.scale is not None:
+            scaled = {c.hash: {"id": self.row_ids.get(c.hash), "metrics": c.metrics or {}}
+                      for c in stored}
+            stats["scale"] = scale_report(self.spec.scale, scaled, set(summary.pareto))
         self.records.write_generation(summary, self.row_ids, stats)
 
     def run(self) -> str:
@@ -256,6 +264,12 @@ class JobRunner:
                 self.records.finish("cancelled")
                 return "cancelled"
             return "lost"
+
+
+def scale_children(scale: ScaleSpec) -> list[Child]:
+    """A scale-up job's one generation: its members, resized already, in order."""
+    return [Child(Genome.coerce(m.genome), origin=f"scale:{m.source_candidate}")
+            for m in scale.members]
 
 
 def owner_id() -> str:

@@ -1,4 +1,4 @@
-"""Jobs: submit, list, inspect, cancel, resume."""
+"""Jobs: submit, list, inspect, cancel, resume, and scale a finished one up."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from pydantic import ValidationError
 from api.auth import AdminDep
 from store.models import Job
 from core.job_spec import JobSpec
-from api.schemas.public import JobCreated, JobList, JobPublic
+from api.schemas.public import JobCreated, JobList, JobPublic, ScaleResult
+from core.scale import ScaleRequest, ScaleSpec, pick_members
+from store import Conflict, NotFound
 from store import devices as device_store
 from store import jobs as store
+from store import results as result_store
 
 from .deps import JobId, SessionsDep
 
@@ -91,3 +94,57 @@ def cancel_job(job_id: JobId, sessions: SessionsDep, _: AdminDep) -> JobPublic:
 @router.post("/{job_id}/resume", response_model=JobPublic)
 def resume_job(job_id: JobId, sessions: SessionsDep, _: AdminDep) -> JobPublic:
     return job_public(store.resume_job(sessions, job_id))
+
+
+def scale_spec(sessions, job_id: int, request: ScaleRequest) -> JobSpec:
+    """The follow-up job of `POST /jobs/{id}/scale` (core/scale.py): the source's training
+    settings with the larger budget, at full size; objectives perplexity and params."""
+    job = store.get_job(sessions, job_id)
+    if job.status != "completed":
+        raise Conflict(f"job {job_id} is {job.status}: only a completed job can be scaled up")
+    source = JobSpec.model_validate(job.spec)
+    last = result_store.generations_since(sessions, job_id, max(0, job.generations_done - 1))
+    front = set(last[-1].pareto) if last else set()
+    candidates = [{"id": c.id, "genome": c.genome, "origin": c.origin, "status": c.status,
+                   "metrics": c.metrics or {}}
+                  for c in result_store.job_candidates(sessions, job_id)]
+    try:
+        members = pick_members(candidates, front, request)
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ("body", "width"), "msg": str(exc),
+                                       "type": "value_error"}]) from None
+    training = source.training.model_dump(mode="json")
+    training.update(tokens=request.tokens, eval_width=None, eval_depth=None)
+    return JobSpec.model_validate({
+        "name": request.name or f"{source.name} scaled up"[:200],
+        "search_space": source.search_space.model_dump(mode="json"),
+        "objectives": ["perplexity", "params"],
+        "evolution": {"population": len(members), "generations": 1, "elitism": 0,
+                      "include_presets": False, "seed": source.evolution.seed},
+        "training": training,
+        "scale": ScaleSpec(source_job=job_id, request=request, members=members)
+        .model_dump(mode="json")})
+
+
+@router.post("/{job_id}/scale", status_code=201, response_model=JobCreated)
+def scale_job(job_id: JobId, sessions: SessionsDep, _: AdminDep,
+              body: ScaleRequest = ScaleRequest()) -> JobCreated:
+    """Create the scale-up check of a completed job: its best front members and presets,
+    resized and trained larger; `GET /jobs/{new id}/scale` compares the rankings."""
+    spec = scale_spec(sessions, job_id, body)
+    job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"))
+    return JobCreated(id=job.id, status=job.status)
+
+
+@router.get("/{job_id}/scale", response_model=ScaleResult)
+def scale_result(job_id: JobId, sessions: SessionsDep) -> ScaleResult:
+    """A scale-up job's comparison: per member its search-scale and scale-up perplexity and
+    rank and whether it is on the front at each scale, and Kendall tau between the two
+    perplexity rankings (stored when the job's generation was written)."""
+    job = store.get_job(sessions, job_id)
+    if not job.spec.get("scale"):
+        raise NotFound(f"job {job_id} is not a scale-up job (POST /jobs/{{id}}/scale makes one)")
+    generations = result_store.generations_since(sessions, job_id, 0)
+    report = (generations[-1].stats or {}).get("scale") if generations else None
+    return ScaleResult(job_id=job_id, status=job.status,
+                       source_job=job.spec["scale"]["source_job"], report=report)

@@ -151,3 +151,13 @@ class LatencyModelPublic(BaseModel):
     device_class: str
     measured_candidates: int  # every candidate measured on this class, across jobs
     metrics: dict[str, PredictorAccuracy]  # per hardware metric of this class
+
+
+class ScaleResult(BaseModel):
+    """A scale-up job's comparison of the two rankings (core.scale.scale_report); `report`
+    is null until the job's generation is written."""
+
+    job_id: int
+    status: str
+    source_job: int
+    report: dict[str, Any] | None

@@ -66,6 +66,34 @@ def test_submit_run_status_export(server, tmp_path):
         assert exported.returncode == 0, exported.stderr
         files = set(json.loads(exported.stdout)["files"])
         assert {"genome.json", "weights.pt", "decode.onnx", "manifest.json"} <= files
+        # the scale-up check: best front members and the presets, larger, trained longer
+        scaled = tailor("scale", str(job_id), "--top", "2", "--width", "64", "--depth", "4",
+                        "--tokens", "4000")
+        assert scaled.returncode == 0, scaled.stderr
+        scale_id = json.loads(scaled.stdout)["id"]
+        run = subprocess.run([sys.executable, "-m", "cli.main", "orchestrator",
+                              "--once", "--workers", "2"], env=env, capture_output=True,
+                             text=True, timeout=600, cwd=Path(__file__).parents[2])
+        assert run.returncode == 0, run.stderr[-2000:]
+        result = httpx.get(f"{url}/api/v1/jobs/{scale_id}/scale").json()
+        assert result["status"] == "completed" and result["source_job"] == job_id
+        report = result["report"]
+        members = report["members"]
+        assert len(members) >= 2 and report["compared"] == len(members)
+        assert all(m["scaled_perplexity"] > 1 and m["params"] > 0 for m in members)
+        assert report["kendall_tau"] is None or -1 <= report["kendall_tau"] <= 1
+        detail = httpx.get(f"{url}/api/v1/jobs/{scale_id}/candidates/{members[0]['candidate']}"
+                           ).json()
+        assert detail["genome"]["global"]["width"] == 64
+        assert len(detail["genome"]["backbone"]) == 4
+        not_done = tailor("scale", str(scale_id + 1))
+        assert not_done.returncode == 2 and "not found" in not_done.stderr
+        int8 = tailor("export", str(job_id), str(candidate), "--out", str(tmp_path / "q"),
+                      "--precision", "int8")
+        assert int8.returncode == 0, int8.stderr
+        assert {"prefill.int8.onnx", "decode.int8.onnx", "manifest.int8.json"} <= set(
+            json.loads(int8.stdout)["files"])
+
         bad = tailor("submit", str(tmp_path / "spec.yaml"), "--admin-key", "wrong")
         assert bad.returncode == 2 and "HTTP 403" in bad.stderr
         (tmp_path / "bad.yaml").write_text(SPEC.replace("perplexity", "latency"))

@@ -28,7 +28,6 @@ def export_variants(genome: Genome | dict[str, Any], out_dir: str | Path, varian
                     model=None, example_context: int = 16) -> dict[str, VariantExport]:
     """Write every variant's graphs and manifest into `out_dir`; keyed by variant tag."""
     from workers.export.onnx_export import export_onnx
-    from workers.export.quantize import quantize_export
 
     out = Path(out_dir)
     done: dict[str, VariantExport] = {}
@@ -40,6 +39,8 @@ def export_variants(genome: Genome | dict[str, Any], out_dir: str | Path, varian
                                  **options)
             done[base.tag] = VariantExport(result.manifest, result.max_abs_diff, result.exporter)
         if variant.tag not in done:
+            from workers.export.quantize import quantize_export
+
             manifest = quantize_export(out, variant)
             done[variant.tag] = VariantExport(manifest, manifest.check.decode_vs_prefill_max_diff,
                                               manifest.exporter)
