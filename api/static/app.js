@@ -83,6 +83,7 @@ async function jobPage(id) {
     <div class="row"><div><div id="pareto" class="plot"></div>
       x <select id="x">${options(state.x)}</select> y <select id="y">${options(state.y)}</select></div>
       <div id="hv" class="plot"></div></div>
+    <div id="scale" hidden></div>
     <div class="row" id="surrogate" hidden><div id="predicted" class="plot"></div><div id="accuracy" class="plot"></div></div>
     <div class="row"><div><h3>Candidates</h3><table id="candidates"></table></div><div id="detail"></div></div>`;
   document.getElementById("x").onchange = e => { state.x = e.target.value; drawPareto(state); };
@@ -109,6 +110,26 @@ async function refresh(state) {
     state.since = data.generations[data.generations.length - 1].index + 1;
   }
   drawPareto(state); drawHypervolume(state); drawTable(state); drawPredictions(state);
+  if (job.spec.scale && data.generations.length) await drawScale(state);
+}
+
+// Scale-up jobs: the search-scale and the scale-up ranking side by side, and Kendall tau.
+async function drawScale(state) {
+  const {report} = await get(`/jobs/${state.id}/scale`);
+  const box = document.getElementById("scale");
+  if (!report) return;
+  box.hidden = false;
+  const rows = [...report.members].sort((a, b) => (a.search_rank || 1e9) - (b.search_rank || 1e9));
+  const mark = on => on ? "●" : "";
+  box.innerHTML = `<h3>Scale-up check of job <a href="#/jobs/${report.source_job}">${report.source_job}</a></h3>
+    <p id="scale-tau">Kendall tau between the rankings: ${report.kendall_tau === null ? "n/a" : esc(fmt(report.kendall_tau))}
+      over ${report.compared} members; ${report.kept_on_front} of ${report.search_front_members} front members stay on the front</p>
+    <table id="scale-table"><tr><th class="left">member</th><th>search rank</th><th>search perplexity</th><th>on front</th>
+      <th>scale-up rank</th><th>scale-up perplexity</th><th>on front</th><th>params</th></tr>
+    ${rows.map(r => `<tr><td class="left">#${r.candidate} ← job ${report.source_job} #${r.source_candidate} (${esc(r.origin)})</td>
+      <td>${r.search_rank ?? ""}</td><td>${esc(fmt(r.search_perplexity))}</td><td>${mark(r.search_front)}</td>
+      <td>${r.scaled_rank ?? ""}</td><td>${r.scaled_perplexity === null ? "" : esc(fmt(r.scaled_perplexity))}</td><td>${mark(r.scaled_front)}</td>
+      <td>${r.params === null ? "" : esc(fmt(r.params))}</td></tr>`).join("")}</table>`;
 }
 
 // Surrogate jobs: what was predicted for each evaluated offspring against what was measured

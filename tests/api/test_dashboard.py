@@ -126,3 +126,65 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
         page.wait_for_selector("#jobs td")
         assert "seeded" in page.inner_text("#jobs")
         browser.close()
+
+
+def test_candidate_page_puts_precisions_side_by_side_and_a_scale_job_shows_both_rankings(
+        served):
+    from playwright.sync_api import sync_playwright
+
+    app, url = served
+    s = app.state.sessions
+    quantized = jobs.create_job(s, "int8", {"objectives": ["perplexity[:int8]", "params"],
+                                            "evolution": {"generations": 1}})
+    row = results.add_candidates(s, quantized.id, 0, [{"genome": GENOME,
+                                                       "genome_hash": "a" * 16}])[0]
+    results.set_candidate_result(s, row.id, "done", {
+        "perplexity": 9.5, "perplexity[:int8]": 9.875, "perplexity[:int4]": 11.25,
+        "params": 1000, "decode_ms@64[Pixel 8]": 3.5, "decode_ms@64[Pixel 8:int8]": 1.75,
+        "decode_ms@64[max:Pixel 8,SM-S928B:int8]": 2.5})
+    results.write_generation(s, quantized.id, 0, [row.id], [row.id], 0.1, 1)
+
+    source = jobs.create_job(s, "source", {"objectives": ["perplexity", "params"]})
+    scale = {"source_job": source.id, "request": {"top": 2}, "members": []}
+    scaled = jobs.create_job(s, "scaled", {"objectives": ["perplexity", "params"],
+                                           "evolution": {"generations": 1}, "scale": scale})
+    rows = results.add_candidates(s, scaled.id, 0, [
+        {"genome": GENOME, "genome_hash": f"{i:016x}", "origin": f"scale:{i}"}
+        for i in (7, 8)])
+    for r, ppl in zip(rows, (5.5, 4.25)):
+        results.set_candidate_result(s, r.id, "done", {"perplexity": ppl, "params": 2000})
+    report = {"source_job": source.id, "compared": 2, "kendall_tau": -1.0, "kept_on_front": 1,
+              "search_front_members": 2, "members": [
+                  {"source_candidate": 7, "origin": "front", "candidate": rows[0].id,
+                   "search_perplexity": 8.0, "scaled_perplexity": 5.5, "params": 2000,
+                   "search_front": True, "scaled_front": False, "search_rank": 1,
+                   "scaled_rank": 2},
+                  {"source_candidate": 8, "origin": "preset:lfm2", "candidate": rows[1].id,
+                   "search_perplexity": 9.0, "scaled_perplexity": 4.25, "params": 2000,
+                   "search_front": True, "scaled_front": True, "search_rank": 2,
+                   "scaled_rank": 1}]}
+    results.write_generation(s, scaled.id, 0, [r.id for r in rows], [rows[1].id], 0.2, 2,
+                             {"scale": report})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page()
+        page.goto(f"{url}/#/jobs/{quantized.id}")
+        page.wait_for_selector(f"#candidates tr[data-id='{row.id}']")
+        page.click(f"#candidates tr[data-id='{row.id}']")
+        page.wait_for_selector("table.precisions")
+        cells = page.evaluate("[...document.querySelectorAll('table.precisions tr')].map("
+                              "r => [...r.children].map(c => c.textContent))")
+        assert cells[0] == ["metric", "float32", "int8", "int4"]
+        assert ["perplexity", "9.500", "9.875", "11.25"] in cells
+        assert ["decode_ms@64[Pixel 8]", "3.500", "1.750", ""] in cells
+        assert ["decode_ms@64[max:Pixel 8,SM-S928B]", "", "2.500", ""] in cells
+        assert not [r for r in cells if r[0] == "params"]  # float only: not repeated here
+
+        page.goto(f"{url}/#/jobs/{scaled.id}")
+        page.wait_for_selector("#scale-table td")
+        assert "rankings: -1 over 2 members" in page.inner_text("#scale-tau")
+        assert "1 of 2 front members" in page.inner_text("#scale-tau")
+        lines = page.inner_text("#scale-table").splitlines()
+        assert "preset:lfm2" in lines[-1] and "4.250" in lines[-1]
+        browser.close()
