@@ -44,5 +44,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('profiling_tasks', schema=None) as batch_op:
         batch_op.drop_constraint(NEW_NAME, type_='unique')
-        batch_op.create_unique_constraint(None, list(OLD))
+        batch_op.create_unique_constraint('uq_profiling_tasks_candidate_id_device_class',
+                                          list(OLD))
         batch_op.drop_column('variant')

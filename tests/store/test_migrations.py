@@ -1,0 +1,53 @@
+"""Migrations applied to a database that already holds data, on both backends."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+
+from store import tasks
+from store.engine import MIGRATIONS, make_engine, session_factory
+
+
+def migrate(engine, revision: str, down: bool = False) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def test_0007_keeps_old_tasks_as_float_and_allows_one_task_per_variant(database_url):
+    engine = make_engine(database_url)
+    migrate(engine, "0006")
+    with engine.begin() as c:  # a job, a candidate and a task as 0006 stored them
+        c.execute(text("INSERT INTO jobs (name, spec, status, generations_done, "
+                       "evaluations_done, cancel_requested, created_at) VALUES "
+                       "('old', '{}', 'running', 0, 0, false, CURRENT_TIMESTAMP)"))
+        job_id = c.execute(text("SELECT id FROM jobs")).scalar()
+        c.execute(text("INSERT INTO candidates (job_id, genome_hash, genome, generation, "
+                       "parents, origin, status, metrics, predictions, created_at, updated_at) "
+                       "VALUES (:j, 'abababababababab', '{}', 0, '[]', 'random', 'pending', "
+                       "'{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"j": job_id})
+        candidate = c.execute(text("SELECT id FROM candidates")).scalar()
+        c.execute(text("INSERT INTO profiling_tasks (job_id, candidate_id, device_class, spec, "
+                       "state, attempts, max_attempts, priority, created_at, updated_at) VALUES "
+                       "(:j, :c, 'phone', '{}', 'queued', 0, 3, 0, CURRENT_TIMESTAMP, "
+                       "CURRENT_TIMESTAMP)"), {"j": job_id, "c": candidate})
+    sessions = session_factory(engine)
+    migrate(engine, "head")
+    first = tasks.enqueue_task(sessions, job_id, candidate, "phone", {})  # the old row
+    assert first.variant == ""
+    again = tasks.enqueue_task(sessions, job_id, candidate, "phone", {})
+    int8 = tasks.enqueue_task(sessions, job_id, candidate, "phone", {}, variant="int8")
+    assert again.id == first.id and int8.id != first.id and int8.variant == "int8"
+    assert {r["variant"] for r in tasks.task_results(sessions, [candidate])} == {"", "int8"}
+    # and back: the downgrade keeps the float task (the int8 one would break the old
+    # unique constraint, so it is removed first, as an operator rolling back would)
+    with engine.begin() as c:
+        c.execute(text("DELETE FROM profiling_tasks WHERE variant <> ''"))
+    migrate(engine, "0006", down=True)
+    with engine.begin() as c:
+        assert c.execute(text("SELECT COUNT(*) FROM profiling_tasks")).scalar() == 1
+    engine.dispose()
