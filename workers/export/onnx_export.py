@@ -14,6 +14,14 @@ and "dynamo" (torch.export: 10-20 s on two cores, but it never bakes a traced sh
 torch at two prompt lengths on either side of every window (and the decode steps after them);
 otherwise, or when tracing fails, it exports again with dynamo. The manifest records which.
 
+`attention="fused"` exports every attention layer that onnxruntime's fused
+`com.microsoft::GroupQueryAttention` operator expresses exactly through it (see
+workers/export/fused_attention.py; the others fall back to plain ops, per layer), with the
+tracer only, verified against torch like "auto"; its files are named by the variant
+(`prefill.float32-fused.onnx`, `decode.float32-fused.onnx`, `manifest.float32-fused.json`),
+and its manifest lists the fused layers. Inputs, outputs and cache layout are the plain
+graphs'. Every manifest records `model_bytes`, the decode graph's initializer bytes.
+
 The exporter annotates nodes with Python stack traces (absolute paths of this host's source
 tree and environment); every enrolled device downloads the graphs, so they are stripped
 (`strip_host_metadata`) before the files are hashed.
@@ -29,7 +37,7 @@ import sys
 import tempfile
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,8 @@ from torch import nn
 from core import costs
 from core.genome import Genome
 from core.manifest import GraphManifest, GraphSpec, TensorSpec
+from core.precision import Variant
+from workers.export.graph_stats import initializer_bytes
 from workers.model.compiler import TailorLM, compile_genome
 
 OPSET = 18
@@ -71,9 +81,14 @@ class ExportResult:
     manifest: GraphManifest
     max_abs_diff: float  # onnxruntime vs torch, over prefill and decode logits and states
     exporter: str = "dynamo"  # which exporter wrote the graphs
+    # attention="fused": backbone slots exported through GroupQueryAttention, and why the
+    # other attention slots fell back to plain ops
+    fused_attention_layers: list[int] = field(default_factory=list)
+    fused_fallbacks: dict[int, str] = field(default_factory=dict)
 
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
+ATTENTION_EXPORTS = ("plain", "fused")
 TRACE_TOLERANCE = 1e-4  # worst |onnxruntime - torch| for "auto" to keep a traced export
 
 
@@ -177,8 +192,12 @@ def _io_names(layout) -> tuple[list[str], list[str]]:
             ["input_ids", "position"] + [f"past_{n}" for n in names])
 
 
-def _export_graphs(model: TailorLM, out: Path, exporter: str, example_context: int) -> None:
-    """Write prefill.onnx and decode.onnx with one exporter, host metadata stripped."""
+def _export_graphs(model: TailorLM, out: Path, exporter: str, example_context: int,
+                   variant: Variant = Variant(), plain_ops: bool = False) -> None:
+    """Write the variant's prefill and decode graphs (prefill.onnx and decode.onnx for the
+    plain one) with one exporter, host metadata stripped. A fused variant must be traced
+    inside `fused_attention.fused_attention(model)`."""
+    prefill_file, decode_file, _ = variant.files
     layout = model.state_layout()
     vocab = model.plan.vocab_size
     dynamo = exporter == "dynamo"
@@ -205,17 +224,22 @@ def _export_graphs(model: TailorLM, out: Path, exporter: str, example_context: i
         decode_shapes = {"dynamic_axes": {
             **{n: {a: "past"} for n, a in past_axes.items()},
             **{f"present_{n[5:]}": {a: "past_next"} for n, a in past_axes.items()}}}
-    _quiet_export(PrefillGraph(model), (prefill_ids,), str(out / "prefill.onnx"),
+    if variant.attention == "fused" and not plain_ops:
+        if dynamo:
+            raise ValueError("fused attention exports with the tracer only")
+        from workers.export.fused_attention import CUSTOM_OPSETS
+        prefill_shapes["custom_opsets"] = decode_shapes["custom_opsets"] = CUSTOM_OPSETS
+    _quiet_export(PrefillGraph(model), (prefill_ids,), str(out / prefill_file),
                   input_names=["input_ids"], output_names=prefill_out, opset_version=OPSET,
                   dynamo=dynamo, **({"external_data": False} if dynamo else {}),
                   **prefill_shapes)
-    _quiet_export(DecodeGraph(model), (decode_ids, position, *past), str(out / "decode.onnx"),
+    _quiet_export(DecodeGraph(model), (decode_ids, position, *past), str(out / decode_file),
                   input_names=decode_in, output_names=prefill_out, opset_version=OPSET,
                   dynamo=dynamo, **({"external_data": False} if dynamo else {}),
                   **decode_shapes)
     if not dynamo:
-        _restore_unused_position(out / "decode.onnx")
-    for name in ("prefill.onnx", "decode.onnx"):
+        _restore_unused_position(out / decode_file)
+    for name in (prefill_file, decode_file):
         strip_host_metadata(out / name)
 
 
@@ -251,15 +275,29 @@ def _verify_lengths(model: TailorLM) -> tuple[int, ...]:
 
 def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: TailorLM | None = None,
                 example_context: int = 16, verify: bool = True,
-                exporter: str = "auto") -> ExportResult:
-    """Write prefill.onnx, decode.onnx, genome.json and manifest.json into `out_dir`.
+                exporter: str = "auto", attention: str = "plain") -> ExportResult:
+    """Write the graphs and manifest (prefill.onnx, decode.onnx, manifest.json for plain
+    attention; core.precision.Variant(attention="fused").files for fused) and genome.json
+    into `out_dir`.
 
     `model` carries trained weights when given (else fresh weights, seed 0). With `verify`,
     both graphs are run in onnxruntime on random inputs and compared with torch ("auto"
-    always verifies the traced graphs before keeping them).
+    always verifies the traced graphs before keeping them). `attention="fused"` traces the
+    attention layers GroupQueryAttention can express through it (exporter "auto" or
+    "torchscript"; it is always verified, and a RuntimeError says so if tracing fails or
+    onnxruntime differs from torch by more than TRACE_TOLERANCE).
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
+    if attention not in ATTENTION_EXPORTS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_EXPORTS)}, "
+                         f"not {attention!r}")
+    fused = attention == "fused"
+    if fused and exporter == "dynamo":
+        raise ValueError("attention='fused' exports with the tracer (exporter 'auto' or "
+                         "'torchscript'); torch.export would need onnxscript custom ops")
+    variant = Variant(attention=attention)
+    prefill_file, decode_file, manifest_file = variant.files
     genome = Genome.coerce(genome)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,7 +308,36 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
     _, expected_decode_inputs = _io_names(layout)
     diff = float("nan")
     used = "dynamo" if exporter == "dynamo" else "torchscript"
-    if used == "torchscript":
+    fused_layers: list[int] = []
+    fallbacks: dict[int, str] = {}
+    if fused:
+        from workers.export.fused_attention import fused_attention
+
+        try:
+            with fused_attention(model) as layers:
+                fused_layers, fallbacks = layers.fused, layers.fallbacks
+                _export_graphs(model, out, "torchscript", example_context, variant)
+            if (_graph_inputs(out / prefill_file) != ["input_ids"]
+                    or _graph_inputs(out / decode_file) != expected_decode_inputs):
+                raise RuntimeError("the tracer dropped a graph input")
+            diff = max(verify_export(model, out, prompt=n, variant=variant.tag)
+                       for n in _verify_lengths(model))
+            if not diff <= TRACE_TOLERANCE:
+                raise RuntimeError(f"onnxruntime differs from torch by {diff:.2e} "
+                                   f"(> {TRACE_TOLERANCE:g})")
+        except Exception as exc:
+            # The tracer cannot export this model (e.g. a long convolution whose kernel is
+            # as long as the sequence) or got it wrong: every attention layer falls back to
+            # plain ops, exported with dynamo, under the fused variant's names (a job asking
+            # for fused attention still gets graphs; the manifest lists no fused layer).
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            fallbacks = {i: f"the tracer cannot export this model: {first}"
+                         for i in (list(fallbacks) + fused_layers)} or {-1: first}
+            fused_layers, used = [], "dynamo"
+            _export_graphs(model, out, "dynamo", example_context, variant, plain_ops=True)
+            diff = max(verify_export(model, out, prompt=n, variant=variant.tag)
+                       for n in _verify_lengths(model))
+    if used == "torchscript" and not fused:
         try:
             _export_graphs(model, out, "torchscript", example_context)
             if (_graph_inputs(out / "prefill.onnx") != ["input_ids"]
@@ -284,7 +351,7 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
             if exporter == "torchscript":
                 raise
             used, diff = "dynamo", float("nan")
-    if used == "dynamo":
+    if used == "dynamo" and not fused:
         _export_graphs(model, out, "dynamo", example_context)
         if verify:
             diff = max(verify_export(model, out, prompt=n) for n in _verify_lengths(model))
@@ -306,32 +373,37 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
         genome_hash=genome.hash(), vocab_size=vocab, opset=OPSET, dtype="float32",
         exporter=used,
         graphs={
-            "prefill": graph_spec("prefill.onnx", [ids], [logits, *cache_specs("present")]),
+            "prefill": graph_spec(prefill_file, [ids], [logits, *cache_specs("present")]),
             "decode": graph_spec(
-                "decode.onnx",
+                decode_file,
                 [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],
                 [logits.model_copy(update={"shape": [1, 1, vocab]}), *cache_specs("present")]),
         },
         cache_pairs={f"past_{n}": f"present_{n}" for n in state_names},
         params=costs.params(genome),
-        cache_bytes_per_token=per_token * 4, cache_bytes_fixed=fixed * 4)
-    (out / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        cache_bytes_per_token=per_token * 4, cache_bytes_fixed=fixed * 4,
+        variant=variant.tag, attention=attention, fused_attention_layers=fused_layers,
+        model_bytes=initializer_bytes(out / decode_file))
+    (out / manifest_file).write_text(manifest.model_dump_json(indent=2))
     (out / "genome.json").write_text(json.dumps(genome.to_json(), indent=2))
-    return ExportResult(out, manifest, diff, used)
+    return ExportResult(out, manifest, diff, used, fused_layers, fallbacks)
 
 
 def verify_export(model: TailorLM, out_dir: str | Path, prompt: int = 11,
-                  decode_steps: int = 5, seed: int = 0) -> float:
+                  decode_steps: int = 5, seed: int = 0, variant: str = "") -> float:
     """Max abs difference between onnxruntime and torch: prefill of a prompt, then decode
-    steps fed with the graphs' own cache outputs (the way a phone runs them)."""
+    steps fed with the graphs' own cache outputs (the way a phone runs them). `variant`:
+    the float32 variant's tag whose graphs to run ("" for prefill.onnx and decode.onnx,
+    "float32-fused" for the fused ones)."""
     import onnxruntime as ort
 
     out = Path(out_dir)
+    prefill_file, decode_file, _ = Variant.from_tag(variant).files
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    prefill = ort.InferenceSession(str(out / "prefill.onnx"), options,
+    prefill = ort.InferenceSession(str(out / prefill_file), options,
                                    providers=["CPUExecutionProvider"])
-    decode = ort.InferenceSession(str(out / "decode.onnx"), options,
+    decode = ort.InferenceSession(str(out / decode_file), options,
                                   providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.plan.vocab_size, (1, prompt + decode_steps), generator=gen)

@@ -54,6 +54,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(LIV):
+    # Export only: workers.export.fused_attention sets this on an instance while it traces
+    # the ONNX graphs (prefill/step then delegate to it); None everywhere else.
+    export_hook = None
+
     def __init__(self, width: int, genes: dict[str, int], featurizer: nn.Module | None = None,
                  rope: Rope = Rope()):
         self.heads, self.kv_heads = genes["heads"], genes["kv_heads"]
@@ -97,6 +101,8 @@ class Attention(LIV):
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.width))
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+        if self.export_hook is not None:
+            return self.export_hook.prefill(self, x)
         t = x.shape[1]
         positions = torch.arange(t, device=x.device)
         q, k, v = self._project(x, positions)
@@ -117,6 +123,8 @@ class Attention(LIV):
 
     def step(self, x_t: torch.Tensor, state: State,
              position: torch.Tensor) -> tuple[torch.Tensor, State]:
+        if self.export_hook is not None:
+            return self.export_hook.step(self, x_t, state, position)
         q, k_new, v_new = self._project(x_t, position.reshape(1))
         k = torch.cat([state[0], k_new], dim=2)
         v = torch.cat([state[1], v_new], dim=2)
