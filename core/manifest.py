@@ -57,12 +57,14 @@ class VariantCheck(StrictModel):
     """How a variant's graphs were verified (onnxruntime on random token ids).
 
     `decode_vs_prefill_max_diff`: logits of decode-after-prefill vs prefill of the whole
-    sequence, max abs, within `tolerance` (core.precision.AGREEMENT_TOLERANCE). The float
+    sequence, max abs, within `tolerance` x max(1, `logits_scale`) (the tolerance is
+    core.precision.AGREEMENT_TOLERANCE, a fraction of the logits' largest magnitude). The float
     deviation fields compare this variant's logits with the float32 graphs' on the same
     tokens (absent for the float32 variant itself)."""
 
     decode_vs_prefill_max_diff: float
     tolerance: float
+    logits_scale: float = 1.0
     vs_float_max_abs_diff: float | None = None
     vs_float_mean_abs_diff: float | None = None
     vs_float_top1_agreement: float | None = Field(default=None, ge=0, le=1, description=

@@ -1,0 +1,130 @@
+"""int8 and int4 variants of every preset and every operator: they run in onnxruntime, their
+decode steps agree with prefill, weights shrink, and only the weight products are quantized."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from core import PRESETS, catalog, costs, preset
+from core.manifest import GraphManifest
+from core.precision import AGREEMENT_TOLERANCE, Variant
+from workers.export.quantize import QuantizationError, onnx_perplexity, quantize_export
+from workers.export.variants import export_variants
+from workers.model.compiler import compile_genome
+from workers.train.trainer import evaluate_loss
+
+from .helpers import operator_genome
+
+INT8, INT4 = Variant("int8"), Variant("int4")
+WEIGHT_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits"}
+
+
+def small(name: str) -> dict:
+    size = dict(width=32, heads=2, kv_heads=1, ffn=64, vocab=97)
+    if name != "lfm2":
+        size["layers"] = 3
+    return preset(name, **size).to_json()
+
+
+def check_both(genome: dict, folder) -> dict:
+    exported = export_variants(genome, folder, [INT8, INT4])
+    for variant in (INT8, INT4):
+        manifest = exported[variant.tag].manifest
+        check = manifest.check
+        assert check.decode_vs_prefill_max_diff <= check.tolerance * max(1, check.logits_scale)
+        assert check.tolerance == AGREEMENT_TOLERANCE[variant.precision]
+        assert 0 <= check.vs_float_top1_agreement <= 1 and check.vs_float_max_abs_diff > 0
+    return exported
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_quantizes_and_decodes_like_it_prefills(name, tmp_path):
+    exported = check_both(small(name), tmp_path)
+    base = exported[""].manifest
+    for variant in (INT8, INT4):
+        manifest = GraphManifest.model_validate_json(
+            (tmp_path / variant.file("manifest")).read_text())
+        assert manifest == exported[variant.tag].manifest
+        # the same contract as the float graphs: names, shapes, roles, cache pairs
+        for kind in ("prefill", "decode"):
+            assert manifest.graphs[kind].inputs == base.graphs[kind].inputs
+            assert manifest.graphs[kind].outputs == base.graphs[kind].outputs
+            assert manifest.graphs[kind].file == variant.file(kind)
+        assert manifest.cache_pairs == base.cache_pairs and manifest.precision == variant.precision
+
+
+@pytest.mark.parametrize("op", sorted(catalog.REGISTRY))
+def test_every_operator_quantizes(op, tmp_path):
+    check_both(operator_genome(op).to_json(), tmp_path)
+
+
+def test_weights_shrink_where_matmul_weights_dominate(tmp_path):
+    genome = preset("transformer++", width=256, layers=4, heads=4, kv_heads=2, ffn=768,
+                    vocab=512, tie=False).to_json()
+    exported = export_variants(genome, tmp_path, [INT8, INT4])
+    float_bytes = exported[""].manifest.model_bytes
+    assert float_bytes == pytest.approx(4 * costs.params(genome), rel=0.01)  # float32 weights
+    int8 = exported["int8"].manifest.model_bytes / float_bytes
+    int4 = exported["int4-b32"].manifest.model_bytes / float_bytes
+    assert int8 <= 0.3 and int4 <= 0.2, (int8, int4)
+
+
+def test_only_the_weight_products_are_quantized_and_the_rest_stays_float(tmp_path):
+    genome = operator_genome("hyena_y").to_json()  # gated short convolutions and SwiGLU
+    export_variants(genome, tmp_path, [INT8, INT4])
+    plain = onnx.load(tmp_path / "decode.onnx")
+    float_convs = sum(n.op_type == "Conv" for n in plain.graph.node)
+    for variant in (INT8, INT4):
+        graph = onnx.load(tmp_path / variant.file("decode")).graph
+        ops = [n.op_type for n in graph.node]
+        assert WEIGHT_OPS & set(ops), ops
+        assert ops.count("Conv") == float_convs  # convolutions untouched
+        assert "ConvInteger" not in ops
+        # the cache stays float32
+        dtypes = {i.name: i.type.tensor_type.elem_type for i in (*graph.input, *graph.output)}
+        assert all(t == onnx.TensorProto.FLOAT for n, t in dtypes.items()
+                   if n.startswith(("past_", "present_")))
+    manifest = json.loads((tmp_path / INT4.file("manifest")).read_text())
+    assert manifest["quantization"]["method"] == "matmul_nbits"
+    assert manifest["quantization"]["block_size"] == 32 and manifest["quantization"]["quantized_nodes"] > 0
+
+
+def test_block_size_and_files_are_recorded(tmp_path):
+    genome = operator_genome("attention").to_json()
+    variant = Variant("int4", block_size=64, symmetric=False)
+    exported = export_variants(genome, tmp_path, [variant])
+    manifest = exported["int4-b64-asym"].manifest
+    assert (manifest.quantization.block_size, manifest.quantization.symmetric) == (64, False)
+    blocks = {a.i for n in onnx.load(tmp_path / variant.file("decode")).graph.node
+              if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "block_size"}
+    assert blocks == {64}
+    import hashlib
+
+    for spec in manifest.graphs.values():
+        data = (tmp_path / spec.file).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == spec.sha256 and len(data) == spec.size_bytes
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".", "tmp"))]
+
+
+def test_a_variant_that_disagrees_with_itself_is_refused(tmp_path, monkeypatch):
+    genome = operator_genome("attention").to_json()
+    export_variants(genome, tmp_path, [Variant()])
+    monkeypatch.setitem(AGREEMENT_TOLERANCE, "int8", 0.0)
+    with pytest.raises(QuantizationError, match="int8: decode after prefill differs"):
+        quantize_export(tmp_path, INT8)
+
+
+def test_onnx_perplexity_equals_the_trainers_on_the_same_tokens(tmp_path):
+    genome = operator_genome("attention").to_json()
+    model = compile_genome(genome, seed=3).eval()
+    export_variants(genome, tmp_path, [Variant()], model=model)
+    tokens = np.random.default_rng(1).integers(0, genome["global"]["vocab_size"], 3 * 16 + 5)
+    loss = evaluate_loss(model, tokens, 16, 4, torch.device("cpu"), autocast=False)
+    assert onnx_perplexity(tmp_path / "prefill.onnx", tokens, 16) == pytest.approx(
+        math.exp(loss), rel=1e-4)

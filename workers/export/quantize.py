@@ -1,0 +1,238 @@
+"""Quantized variants of an export, made with ONNX Runtime's own tools.
+
+Phones run small language models with 8- and 4-bit weights, so a search tailored to a phone
+must measure (and score) those graphs, not the float ones. From the float32 graphs of
+`variant.base` in a folder, `quantize_export` writes the variant's:
+
+- int8: `onnxruntime.quantization.quantize_dynamic` on the MatMul/Gemm nodes whose weight
+  is a constant (int8 weights, activations quantized per tensor at run time);
+- int4: `MatMulNBitsQuantizer`, weight-only block quantization of those MatMuls to
+  `MatMulNBits` (block size and symmetry from the variant).
+
+Everything else stays float: attention's activation-by-activation products, the depthwise
+and long convolutions, norms, the embedding table and the decode cache. Each variant is
+verified like the float graphs — decode after prefill against prefill of the whole
+sequence, within `core.precision.AGREEMENT_TOLERANCE` — and its deviation from the float
+graphs is recorded in the manifest (`check`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from core.manifest import GraphManifest, GraphSpec, QuantizationInfo, VariantCheck
+from core.precision import AGREEMENT_TOLERANCE, Variant
+from workers.export.graph_stats import initializer_bytes
+
+QUANTIZED_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+                 "MatMulNBits", "QGemm", "DynamicQuantizeLinear"}
+
+
+class QuantizationError(ValueError):
+    """A quantized variant that does not agree with itself (decode vs prefill) within the
+    precision's tolerance, or that could not be made."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _weight_matmuls(model) -> tuple[list[str], list[str]]:
+    """(MatMul/Gemm nodes whose second input is a constant, the other MatMuls)."""
+    constants = {i.name for i in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    weights, others = [], []
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm"):
+            (weights if len(node.input) > 1 and node.input[1] in constants else others).append(
+                node.name)
+    return weights, others
+
+
+def _named(model) -> None:
+    """Give every node a name: the quantizers address nodes by name."""
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+
+
+@contextmanager
+def _quiet_quantizer():
+    """onnxruntime.quantization logs through the root logger (an INFO line per activation it
+    leaves float, a warning to pre-process): keep the workers' and the CLI's output clean."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def _quantize_graph(src: Path, dst: Path, variant: Variant) -> int:
+    """Write the quantized graph; returns how many weight matmuls were quantized."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(src))
+    _named(model)
+    weights, others = _weight_matmuls(model)
+    with tempfile.TemporaryDirectory(prefix="tailor-quant-") as tmp, _quiet_quantizer():
+        named = Path(tmp) / "named.onnx"
+        onnx.save(model, str(named))
+        if variant.precision == "int8":
+            quantize_dynamic(str(named), str(dst), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=others,
+                             per_channel=False, use_external_data_format=False,
+                             extra_options={"MatMulConstBOnly": True})
+        else:
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+            quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=variant.block_size,
+                                             is_symmetric=variant.symmetric,
+                                             nodes_to_exclude=others,
+                                             op_types_to_quantize=("MatMul",))
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
+    out = onnx.load(str(dst), load_external_data=False)
+    return sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits",
+                             "MatMulIntegerToFloat") for n in out.graph.node) or len(weights)
+
+
+def _sessions(folder: Path, manifest: GraphManifest):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return [ort.InferenceSession(str(folder / manifest.graphs[k].file), options,
+                                 providers=["CPUExecutionProvider"])
+            for k in ("prefill", "decode")]
+
+
+def _lengths(manifest: GraphManifest) -> tuple[int, ...]:
+    """Prompt lengths on both sides of every window (as the float export is verified)."""
+    window = max([t.past_cap or 0 for t in manifest.graphs["decode"].inputs] + [0])
+    return (11, max(23, window + 7))
+
+
+def _decode_after_prefill(prefill, decode, manifest: GraphManifest, ids: np.ndarray,
+                          prompt: int) -> np.ndarray:
+    """Logits for positions prompt-1 .. len-1: the prompt's last, then one per decode step."""
+    out = prefill.run(None, {"input_ids": ids[:, :prompt]})
+    logits, states = [out[0][:, -1]], out[1:]
+    names = [t.name for t in manifest.graphs["decode"].inputs]
+    for t in range(prompt, ids.shape[1]):
+        feed = {"input_ids": ids[:, t:t + 1], "position": np.array([t], dtype=np.int64)}
+        feed.update(zip(names[2:], states))
+        out = decode.run(None, feed)
+        logits.append(out[0][:, -1])
+        states = out[1:]
+    return np.stack(logits, axis=1)
+
+
+def check_variant(folder: Path, manifest: GraphManifest, base: GraphManifest | None,
+                  steps: int = 5, seed: int = 0) -> VariantCheck:
+    """Decode-after-prefill vs prefill of the whole sequence (this variant against itself),
+    and this variant's logits against the float graphs' (`base`) on the same tokens."""
+    prefill, decode = _sessions(folder, manifest)
+    reference = _sessions(folder, base)[0] if base is not None else None
+    rng = np.random.default_rng(seed)
+    worst, scale, deviations, agree, count = 0.0, 0.0, [], 0, 0
+    for prompt in _lengths(manifest):
+        ids = rng.integers(0, manifest.vocab_size, (1, prompt + steps), dtype=np.int64)
+        stepped = _decode_after_prefill(prefill, decode, manifest, ids, prompt)
+        whole = prefill.run(None, {"input_ids": ids})[0]
+        worst = max(worst, float(np.abs(stepped - whole[:, prompt - 1:]).max()))
+        scale = max(scale, float(np.abs(whole).max()))
+        if reference is not None:
+            floats = reference.run(None, {"input_ids": ids})[0]
+            deviations.append(np.abs(whole - floats).ravel())
+            agree += int((whole.argmax(-1) == floats.argmax(-1)).sum())
+            count += whole.shape[1]
+    tolerance = AGREEMENT_TOLERANCE[manifest.precision]
+    if deviations:
+        dev = np.concatenate(deviations)
+        return VariantCheck(decode_vs_prefill_max_diff=worst, tolerance=tolerance,
+                            logits_scale=scale, vs_float_max_abs_diff=float(dev.max()),
+                            vs_float_mean_abs_diff=float(dev.mean()),
+                            vs_float_top1_agreement=agree / count)
+    return VariantCheck(decode_vs_prefill_max_diff=worst, tolerance=tolerance,
+                        logits_scale=scale)
+
+
+def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
+    """Write `variant`'s graphs and manifest beside the float32 graphs of `variant.base`
+    in `export_dir`; QuantizationError when its check fails."""
+    import onnxruntime as ort
+
+    from workers.export.onnx_export import strip_host_metadata
+
+    if variant.precision == "float32":
+        raise ValueError("quantize_export makes int8 or int4 variants; float32 graphs come "
+                         "from export_onnx")
+    folder = Path(export_dir)
+    base = GraphManifest.model_validate_json((folder / variant.base.file("manifest")).read_text())
+    quantized = 0
+    graphs = {}
+    for kind in ("prefill", "decode"):
+        dst = folder / variant.file(kind)
+        try:
+            quantized = max(quantized, _quantize_graph(folder / base.graphs[kind].file, dst,
+                                                       variant))
+        except Exception as exc:  # the quantizer's own errors, named
+            raise QuantizationError(f"{variant.tag}: onnxruntime.quantization failed on the "
+                                    f"{kind} graph: {type(exc).__name__}: {exc}") from exc
+        strip_host_metadata(dst)
+        spec = base.graphs[kind]
+        graphs[kind] = GraphSpec(file=dst.name, sha256=_sha256(dst), size_bytes=dst.stat().st_size,
+                                 inputs=spec.inputs, outputs=spec.outputs)
+    info = QuantizationInfo(
+        method="dynamic" if variant.precision == "int8" else "matmul_nbits",
+        weight_bits=8 if variant.precision == "int8" else 4,
+        block_size=variant.block_size if variant.precision == "int4" else None,
+        symmetric=variant.symmetric if variant.precision == "int4" else True,
+        quantized_nodes=quantized, tool=f"onnxruntime.quantization {ort.__version__}")
+    manifest = base.model_copy(update={
+        "graphs": graphs, "precision": variant.precision, "variant": variant.tag,
+        "quantization": info, "model_bytes": initializer_bytes(folder / graphs["decode"].file)})
+    check = check_variant(folder, manifest, base)
+    allowed = check.tolerance * max(1.0, check.logits_scale)
+    if not check.decode_vs_prefill_max_diff <= allowed:
+        raise QuantizationError(
+            f"{variant.tag}: decode after prefill differs from prefill of the whole sequence by "
+            f"{check.decode_vs_prefill_max_diff:.3g} (allowed {allowed:.3g}: {check.tolerance:g} "
+            f"of the logits' scale {check.logits_scale:.3g} for {variant.precision}); the "
+            f"logits deviate from float by up to {check.vs_float_max_abs_diff:.3g}")
+    manifest = manifest.model_copy(update={"check": check})
+    (folder / variant.file("manifest")).write_text(manifest.model_dump_json(indent=2))
+    return manifest
+
+
+def onnx_perplexity(prefill_path: str | Path, tokens: np.ndarray, seq_len: int) -> float:
+    """exp(mean next-token cross-entropy) of `tokens` through an ONNX prefill graph, over
+    non-overlapping windows of `seq_len` tokens, as the trainer's `evaluate_loss` scores a
+    torch model (the graph takes batch 1, so window by window)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(prefill_path), options,
+                                   providers=["CPUExecutionProvider"])
+    windows = (len(tokens) - 1) // seq_len
+    if windows < 1:
+        raise ValueError(f"held-out split has {len(tokens)} tokens, fewer than seq_len+1")
+    total, count = 0.0, 0
+    for w in range(windows):
+        window = np.asarray(tokens[w * seq_len: w * seq_len + seq_len + 1], dtype=np.int64)
+        logits = session.run(["logits"], {"input_ids": window[None, :-1]})[0][0].astype(
+            np.float64)
+        top = logits.max(axis=-1, keepdims=True)
+        log_z = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
+        total += float((log_z - logits[np.arange(seq_len), window[1:]]).sum())
+        count += seq_len
+    return float(np.exp(total / count))
