@@ -59,9 +59,22 @@ def test_every_preset_quantizes_and_decodes_like_it_prefills(name, tmp_path):
         assert manifest.cache_pairs == base.cache_pairs and manifest.precision == variant.precision
 
 
+def float_weight_products(path) -> list[str]:
+    """MatMul/Gemm nodes still reading a float weight, directly or through an Identity (how
+    the tracer routes a shared weight)."""
+    graph = onnx.load(path).graph
+    weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    weights |= {n.output[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
+    return [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in weights]
+
+
 @pytest.mark.parametrize("op", sorted(catalog.REGISTRY))
-def test_every_operator_quantizes(op, tmp_path):
-    check_both(operator_genome(op).to_json(), tmp_path)
+def test_every_operator_quantizes_every_weight_product_shared_ones_too(op, tmp_path):
+    check_both(operator_genome(op).to_json(), tmp_path)  # slots share featurizer and weights
+    assert float_weight_products(tmp_path / "decode.onnx")
+    for variant in (INT8, INT4):
+        for kind in ("prefill", "decode"):
+            assert float_weight_products(tmp_path / variant.file(kind)) == []
 
 
 def test_weights_shrink_where_matmul_weights_dominate(tmp_path):

@@ -55,11 +55,44 @@ def _weight_matmuls(model) -> tuple[list[str], list[str]]:
     return weights, others
 
 
-def _named(model) -> None:
-    """Give every node a name: the quantizers address nodes by name."""
+def _prepare(model) -> None:
+    """Make every weight product visible to the quantizers. The TorchScript exporter routes a
+    shared weight (weight sharing, a shared featurizer) through `Identity(weight)`, which
+    the quantizers do not see through: point each MatMul/Gemm at the weight itself and drop
+    Identity nodes nothing reads any more. Also name every node (the quantizers address
+    nodes by name)."""
+    constants = {i.name for i in model.graph.initializer}
+    alias = {n.output[0]: n.input[0] for n in model.graph.node
+             if n.op_type == "Identity" and n.input[0] in constants}
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in alias:
+            node.input[1] = alias[node.input[1]]
+    read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    keep = [n for n in model.graph.node if not (n.op_type == "Identity" and n.output[0] in alias
+                                                and n.output[0] not in read)]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
     for i, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
+
+
+def _dedupe_initializers(model) -> None:
+    """MatMulNBitsQuantizer quantizes a weight once per MatMul that reads it, under the same
+    names: keep one copy of each (they are identical)."""
+    seen: dict[str, bytes] = {}
+    unique = []
+    for tensor in model.graph.initializer:
+        data = tensor.SerializeToString()
+        if tensor.name in seen:
+            if seen[tensor.name] != data:
+                raise QuantizationError(f"two different initializers named {tensor.name!r}")
+            continue
+        seen[tensor.name] = data
+        unique.append(tensor)
+    if len(unique) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(unique)
 
 
 @contextmanager
@@ -80,7 +113,7 @@ def _quantize_graph(src: Path, dst: Path, variant: Variant) -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
-    _named(model)
+    _prepare(model)
     weights, others = _weight_matmuls(model)
     with tempfile.TemporaryDirectory(prefix="tailor-quant-") as tmp, _quiet_quantizer():
         named = Path(tmp) / "named.onnx"
@@ -98,6 +131,7 @@ def _quantize_graph(src: Path, dst: Path, variant: Variant) -> int:
                                              nodes_to_exclude=others,
                                              op_types_to_quantize=("MatMul",))
             quantizer.process()
+            _dedupe_initializers(quantizer.model.model)
             quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
     out = onnx.load(str(dst), load_external_data=False)
     return sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits",
