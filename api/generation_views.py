@@ -52,7 +52,11 @@ class GenerationViews:
                 self._jobs.popitem(last=False)
             return fragments
 
-    def body(self, sessions: SessionFactory, job_id: int, since: int, status: str) -> bytes:
+    def body(self, sessions: SessionFactory, job_id: int, since: int, status: str,
+             born: int | None = None) -> bytes:
+        """The response bytes. `born` is the poll version's count of candidates born after
+        the newest generation: 0 skips reading them (a candidate born after that version
+        was read changes the next version, so a poller gets it with its next poll)."""
         fragments = self._fragments(job_id)
         rows = store.generations_since(sessions, job_id, since)
         missing = [g.index for g in rows if g.index not in fragments.generations]
@@ -87,8 +91,9 @@ class GenerationViews:
                 if i in fragments.candidates:
                     chosen[i] = fragments.candidates[i]
             # ... and the candidates still being evaluated: always read afresh.
-            for c in store.candidates_born(sessions, job_id, after=newest):
-                chosen[c.id] = _candidate_json(c)
+            if born != 0:
+                for c in store.candidates_born(sessions, job_id, after=newest):
+                    chosen[c.id] = _candidate_json(c)
         generations = b",".join(fragments.generations[g.index] for g in rows)
         candidates = b",".join(chosen[i] for i in sorted(chosen))
         return (b'{"job_id":%d,"status":%s,"generations":[%s],"candidates":[%s]}'

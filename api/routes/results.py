@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from api.auth import ArtifactReaderDep
 from api.generation_views import summary
-from api.poll_cache import conditional
+from api.poll_cache import conditional_async
 from core.protocol import artifact_url
 from api.schemas.public import (ArtifactPublic, CandidateDetail, CandidateSummary,
                                 GenerationsResponse, MeasurementPublic,
@@ -24,26 +24,40 @@ from .deps import CandidateId, JobId, SessionsDep
 router = APIRouter(tags=["results"])
 
 
+def _job_version(request: Request, job_id: int):
+    """The job's poll version, read once for the requests that arrive together."""
+    sessions = request.app.state.sessions
+    return request.app.state.poll_cache.versions.get(
+        job_id, lambda: store.poll_version(sessions, job_id),
+        fast=lambda: store.poll_version_if_unchanged(sessions, job_id))
+
+
+# The two polled views are `async`: an unchanged view (304) or a cached body is answered on
+# the event loop, without a worker thread or an ORM session (`api.poll_cache`).
 @router.get("/jobs/{job_id}/generations", response_model=GenerationsResponse,
             responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
-def generations(job_id: JobId, sessions: SessionsDep, request: Request,
-                since: int = Query(0, ge=0, le=2**31 - 1, description="first generation index to return")
-                ) -> Response:
+async def generations(job_id: JobId, request: Request,
+                      since: int = Query(0, ge=0, le=2**31 - 1,
+                                         description="first generation index to return")
+                      ) -> Response:
     """Generations from `since` on and every candidate they mention. Conditional: send the
-    ETag back in If-None-Match and an unchanged view is 304 with no body."""
-    version = store.poll_version(sessions, job_id, since)
+    ETag back in If-None-Match and an unchanged view is 304 with no body. The ETag is built
+    from the version of the whole job, so it changes whenever anything polled changes."""
+    version = await _job_version(request, job_id)
     etag = '"gen-%d-%d-%s"' % (job_id, since, "-".join(map(str, version)))
-    views = request.app.state.generation_views
-    return conditional(request, request.app.state.poll_cache, etag,
-                       lambda: views.body(sessions, job_id, since, version[0]))
+    views, sessions = request.app.state.generation_views, request.app.state.sessions
+    return await conditional_async(request, request.app.state.poll_cache, etag,
+                                   lambda: views.body(sessions, job_id, since, version[0],
+                                                      version[3]))
 
 
 @router.get("/jobs/{job_id}/pareto", response_model=ParetoResponse,
             responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
-def pareto(job_id: JobId, sessions: SessionsDep, request: Request) -> Response:
+async def pareto(job_id: JobId, request: Request) -> Response:
     """The newest generation's Pareto front; conditional like `generations`."""
-    _, count, newest, _, _ = store.poll_version(sessions, job_id)
+    _, count, newest, _, _ = await _job_version(request, job_id)
     etag = f'"pareto-{job_id}-{count}-{newest}"'
+    sessions = request.app.state.sessions
 
     def build() -> bytes:
         job = job_store.get_job(sessions, job_id)
@@ -52,7 +66,7 @@ def pareto(job_id: JobId, sessions: SessionsDep, request: Request) -> Response:
                               objectives=job.spec.get("objectives", []),
                               candidates=[summary(c) for c in front]).model_dump_json().encode()
 
-    return conditional(request, request.app.state.poll_cache, etag, build)
+    return await conditional_async(request, request.app.state.poll_cache, etag, build)
 
 
 @router.get("/jobs/{job_id}/candidates", response_model=list[CandidateSummary])
