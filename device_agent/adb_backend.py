@@ -1,8 +1,11 @@
 """The ADB backend: measures a profiling task on a phone with onnxruntime_perf_test.
 
-Per task: push prefill.onnx and decode.onnx to `/data/local/tmp/tailor/<genome hash>/`
-(skipped when already there, sha256 checked); per (graph, L) a folder holding a link to the
-graph and `test_data_set_0/` with valid inputs (see inputs.py); wait for the watched
+Per task: push the variant's graphs (the manifest's file names: prefill.onnx, or
+prefill.int8.onnx ...) to `/data/local/tmp/tailor/<genome hash>/` (skipped when already
+there, sha256 checked), and the inputs, stored once by content under `inputs/`; per
+(graph file, L) a folder `prefill.int8_L128/` holding a link to the graph and
+`test_data_set_0/` with valid inputs copied on the phone (see inputs.py), so variants of
+one candidate share the folder without clobbering each other; wait for the watched
 thermal zones to cool down (thermal.py; with spec.reject_hot a phone still hot after the
 timeout fails the task as a device fault); then per (graph, L) `spec.processes` runner
 processes pinned to the big cores, each `warmup + repeats` runs (perf_test.py). Reported:
@@ -13,17 +16,18 @@ before and after.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shlex
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from . import perf_test, thermal
 from .adb_device import Phone
 from .defaults import DEFAULT_RUNNER, WORK_ROOT
-from .failures import DeviceError, DeviceTooHot
+from .failures import DeviceError, DeviceTooHot, ProviderMissing
 from .inputs import graph_inputs, write_test_data
 from .preflight import RUNNER_NOT_RUNNABLE, Preflight
 from .stats import summarize, warm_method
@@ -66,23 +70,35 @@ class AdbBackend:
         started = time.perf_counter()
         self.check_runner()
         spec, manifest = task.spec, task.manifest
+        provider = spec.execution_provider
         remote = f"{WORK_ROOT}/{task.genome_hash}"
+        for graph in manifest.graphs.values():
+            if PurePosixPath(graph.file).name != graph.file or graph.file.startswith("."):
+                raise ValueError(f"graph file name {graph.file!r} is not a plain file name")
         files = {graph_dir / g.file: f"{remote}/{g.file}" for g in manifest.graphs.values()}
+        setup = []
         with tempfile.TemporaryDirectory(prefix="tailor-inputs-") as tmp:
             cases = []
             for kind, lengths in (("prefill", spec.prefill_lengths),
                                   ("decode", spec.decode_contexts)):
+                graph_file = manifest.graphs[kind].file
+                stem = graph_file[:-len(".onnx")] if graph_file.endswith(".onnx") else graph_file
                 for length in lengths:
-                    case = f"{kind}_L{length}"
+                    case = f"{stem}_L{length}"
+                    data = shlex.quote(f"{remote}/{case}/test_data_set_0")
+                    copies = [f"rm -rf {data}", f"mkdir -p {data}"]
                     for pb in write_test_data(Path(tmp) / case,
                                               graph_inputs(manifest, kind, length)):
-                        files[pb] = f"{remote}/{case}/test_data_set_0/{pb.name}"
+                        digest = hashlib.sha256(pb.read_bytes()).hexdigest()[:24]
+                        stored = f"{remote}/inputs/{digest}.pb"
+                        files[pb] = stored   # same content: pushed once, whatever the variant
+                        copies.append(f"cp {shlex.quote(stored)} {data}/{pb.name}")
+                    copies.append(f"ln -sf ../{shlex.quote(graph_file)} "
+                                  f"{shlex.quote(f'{remote}/{case}/model.onnx')}")
+                    setup.append(" && ".join(copies))
                     cases.append((kind, length, case))
             self.phone.push_verified(files)
-        links = " && ".join(
-            f"ln -sf ../{shlex.quote(manifest.graphs[kind].file)} {remote}/{case}/model.onnx"
-            for kind, _, case in cases)
-        self.phone.checked(links)
+        self.phone.checked(" && ".join(setup))
         cores = self.pinned_cores()
         limit, zones, timeout = self.cooling.resolve(spec)
         cooled = thermal.wait_for_cooldown(self.thermal, limit, zones, max_wait_s=timeout,
@@ -93,7 +109,8 @@ class AdbBackend:
         stats: dict[str, list[LatencyStat]] = {"prefill": [], "decode": []}
         peak, summary_only = 0, False
         for kind, length, case in cases:
-            samples, case_peak, per_run = self._run_case(f"{remote}/{case}", spec, cores)
+            samples, case_peak, per_run = self._run_case(f"{remote}/{case}", spec, cores,
+                                                         provider)
             summary_only |= not per_run
             peak = max(peak, case_peak or 0)
             stats[kind].append(LatencyStat(length=length, samples_ms=samples,
@@ -103,18 +120,20 @@ class AdbBackend:
             if summary_only else ""
         return MeasurementReport(
             prefill=stats["prefill"], decode=stats["decode"], peak_memory_bytes=peak,
-            runner=f"onnxruntime_perf_test ({self.runner}, cpus {cores}, -x {spec.threads})",
-            method=warm_method(spec.warmup, spec.repeats, spec.processes, note),
+            runner=f"onnxruntime_perf_test ({self.runner}, -e {provider}, cpus {cores}, "
+                   f"-x {spec.threads})",
+            method=warm_method(spec.warmup, spec.repeats, spec.processes, note, provider),
+            precision=manifest.precision, execution_provider=provider,
             thermal_before=cooled.readings, thermal_after=after, thermal_limit_celsius=limit,
             above_thermal_limit=cooled.still_hot, cooldown_wait_s=cooled.waited_s,
             wall_s=time.perf_counter() - started)
 
-    def _run_case(self, folder: str, spec, cores: list[int]
+    def _run_case(self, folder: str, spec, cores: list[int], provider: str = "cpu"
                   ) -> tuple[list[float], int | None, bool]:
         """(samples over all processes, peak over them, whether per-run times were read)."""
         runs = spec.warmup + spec.repeats
         command = perf_test.loop_command(self.runner, folder, "model.onnx", spec.processes,
-                                         runs, spec.threads, cores)
+                                         runs, spec.threads, cores, provider)
         outputs = perf_test.split_runs(self.phone.shell(command, timeout_s=self.run_timeout_s))
         if len(outputs) != spec.processes:
             raise perf_test.PerfOutputError(f"{folder}: expected {spec.processes} runner "
@@ -124,6 +143,10 @@ class AdbBackend:
             if rc in RUNNER_NOT_RUNNABLE:
                 raise DeviceError(f"{self.runner} could not start on the phone (exit {rc}): "
                                   f"{text.strip()[-500:]}")
+            said = perf_test.provider_missing(text, provider) if rc != 0 else None
+            if said:
+                raise ProviderMissing(perf_test.provider_missing_message(self.runner, provider,
+                                                                         said))
             if rc != 0:
                 raise perf_test.PerfOutputError(f"{folder}: runner exited {rc}: "
                                                 f"{text.strip()[-1500:]}")

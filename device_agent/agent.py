@@ -202,7 +202,9 @@ class Agent:
                 self.client.download(artifact, work)
             (work / "manifest.json").write_text(task.manifest.model_dump_json())
             spec = task.spec
-            log.info("measuring task %s: %s (%s)", task.task_id, lengths_text(task),
+            log.info("measuring task %s: %s (%s graphs, %s execution provider; %s)",
+                     task.task_id, lengths_text(task),
+                     task.manifest.variant or task.manifest.precision, spec.execution_provider,
                      warm_method(spec.warmup, spec.repeats, spec.processes))
             report = self.measure(work, task)
         except Exception as exc:  # report every measurement failure with its reason
@@ -286,7 +288,7 @@ class Agent:
 def host_measure(graph_dir: Path, task: TaskAssignment) -> MeasurementReport:
     from .host_backend import measure_task
 
-    return measure_task(graph_dir, task.spec)
+    return measure_task(graph_dir, task.spec, precision=task.manifest.precision)
 
 
 def wait_for_server(server: str, timeout_s: float = 30.0) -> None:

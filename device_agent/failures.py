@@ -19,6 +19,11 @@ class DeviceTooHot(DeviceError):
     """Still above the cool-down limit after the cool-down timeout (spec.reject_hot)."""
 
 
+class ProviderMissing(DeviceError):
+    """The runner (or the host's onnxruntime) lacks the execution provider the task asks
+    for; the message names it and how to get a runner that has it."""
+
+
 class PhoneDisconnected(RuntimeError):
     """The phone went away (or never answered); the message says how."""
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .host_runner import measure
+import json
+
+from .failures import ProviderMissing
+from .host_runner import measure, provider_problem
 from core.protocol import LatencyStat, MeasurementReport, MeasurementSpec
 from .stats import summarize, warm_method
 
@@ -23,14 +26,22 @@ def measure_case(graph_dir: Path, kind: str, length: int, spec: MeasurementSpec
     samples, peak = [], 0
     for _ in range(spec.processes):
         result = measure(graph_dir, kind, length, repeats=spec.repeats, warmup=spec.warmup,
-                         threads=spec.threads)
+                         threads=spec.threads, provider=spec.execution_provider)
         samples += result["samples_ms"]
         peak = max(peak, result["peak_memory_bytes"])
     return samples, peak
 
 
-def measure_task(graph_dir: Path, spec: MeasurementSpec) -> MeasurementReport:
+def measure_task(graph_dir: Path, spec: MeasurementSpec, precision: str | None = None
+                 ) -> MeasurementReport:
+    """`precision`: the variant measured (default: the precision in graph_dir's manifest)."""
     started = time.perf_counter()
+    if precision is None:
+        precision = json.loads((graph_dir / "manifest.json").read_text()).get("precision",
+                                                                             "float32")
+    problem = provider_problem(spec.execution_provider)
+    if problem:
+        raise ProviderMissing(problem)
     stats: dict[str, list[LatencyStat]] = {"prefill": [], "decode": []}
     peak = 0
     for kind, lengths in (("prefill", spec.prefill_lengths), ("decode", spec.decode_contexts)):
@@ -40,6 +51,9 @@ def measure_task(graph_dir: Path, spec: MeasurementSpec) -> MeasurementReport:
             stats[kind].append(LatencyStat(length=length, samples_ms=samples,
                                            peak_memory_bytes=case_peak, **summarize(samples)))
     return MeasurementReport(prefill=stats["prefill"], decode=stats["decode"],
-                             peak_memory_bytes=peak, runner="host onnxruntime (subprocess)",
-                             method=warm_method(spec.warmup, spec.repeats, spec.processes),
+                             peak_memory_bytes=peak,
+                             runner=f"host onnxruntime (subprocess, {spec.execution_provider})",
+                             method=warm_method(spec.warmup, spec.repeats, spec.processes,
+                                                provider=spec.execution_provider),
+                             precision=precision, execution_provider=spec.execution_provider,
                              wall_s=time.perf_counter() - started)

@@ -47,9 +47,14 @@ def feeds(manifest: dict[str, Any], kind: str, length: int,
     return out
 
 
+PROVIDER_MISSING_RC = 3   # the requested execution provider is not in this onnxruntime
+
+
 def run(graph_dir: Path, kind: str, length: int, repeats: int, warmup: int,
-        threads: int) -> dict[str, Any]:
+        threads: int, provider: str = "cpu") -> dict[str, Any]:
     import onnxruntime as ort
+
+    from core.precision import ORT_PROVIDER_NAMES
 
     manifest = json.loads((graph_dir / "manifest.json").read_text())
     options = ort.SessionOptions()
@@ -57,7 +62,11 @@ def run(graph_dir: Path, kind: str, length: int, repeats: int, warmup: int,
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(str(graph_dir / manifest["graphs"][kind]["file"]), options,
-                                   providers=["CPUExecutionProvider"])
+                                   providers=providers(provider, threads))
+    if ORT_PROVIDER_NAMES[provider] not in session.get_providers():
+        print(f"onnxruntime {ort.__version__} did not use {ORT_PROVIDER_NAMES[provider]} "
+              f"(it has {ort.get_available_providers()})", file=sys.stderr)
+        raise SystemExit(PROVIDER_MISSING_RC)
     inputs = feeds(manifest, kind, length, np.random.default_rng(0))
     for _ in range(warmup):
         session.run(None, inputs)
@@ -69,13 +78,51 @@ def run(graph_dir: Path, kind: str, length: int, repeats: int, warmup: int,
     return {"samples_ms": samples, "peak_memory_bytes": vm_hwm_bytes()}
 
 
+def providers(provider: str, threads: int) -> list:
+    """onnxruntime's provider list for `provider` (cpu as the fallback for unsupported ops)."""
+    from core.precision import ORT_PROVIDER_NAMES
+
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    name = ORT_PROVIDER_NAMES[provider]
+    entry = (name, {"intra_op_num_threads": str(threads)}) if provider == "xnnpack" else name
+    return [entry, "CPUExecutionProvider"]
+
+
+PROVIDER_HINTS = {
+    "xnnpack": "install an onnxruntime built with --use_xnnpack (./build.sh --use_xnnpack "
+               "--build_wheel) in this agent's environment, or measure xnnpack on a phone",
+    "nnapi": "NNAPI exists only on Android: measure nnapi tasks on a phone (--usb/--tcp)",
+    "qnn": "install onnxruntime-qnn (a Snapdragon host with the QNN SDK) in this agent's "
+           "environment, or measure qnn on a phone",
+}
+
+
+def provider_problem(provider: str) -> str | None:
+    """Why this machine's onnxruntime cannot run `provider` (None if it can)."""
+    import onnxruntime as ort
+
+    from core.precision import ORT_PROVIDER_NAMES
+
+    available = ort.get_available_providers()
+    if ORT_PROVIDER_NAMES[provider] in available:
+        return None
+    return (f"onnxruntime here ({ort.__version__}) has providers [{', '.join(available)}]; "
+            f"{provider} needs {ORT_PROVIDER_NAMES[provider]}: {PROVIDER_HINTS[provider]}")
+
+
 def measure(graph_dir: Path, kind: str, length: int, repeats: int = 10, warmup: int = 2,
-            threads: int = 1, timeout_s: float = 600) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter; raises RuntimeError with its stderr."""
+            threads: int = 1, timeout_s: float = 600, provider: str = "cpu") -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; raises RuntimeError with its stderr
+    (ProviderMissing when the provider is not there)."""
     cmd = [sys.executable, "-m", "device_agent.host_runner", str(graph_dir), kind, str(length),
-           "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
+           "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads),
+           "--provider", provider]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
                             cwd=Path(__file__).resolve().parent.parent)
+    if result.returncode == PROVIDER_MISSING_RC:
+        from .failures import ProviderMissing
+        raise ProviderMissing(provider_problem(provider) or result.stderr.strip()[-1000:])
     if result.returncode:
         raise RuntimeError(f"{kind}@{length} failed: {result.stderr.strip()[-1000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -89,9 +136,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--provider", default="cpu", choices=["cpu", "xnnpack", "nnapi", "qnn"])
     args = parser.parse_args()
     print(json.dumps(run(args.graph_dir, args.kind, args.length, args.repeats, args.warmup,
-                         args.threads)))
+                         args.threads, args.provider)))
 
 
 if __name__ == "__main__":

@@ -109,9 +109,43 @@ def big_cores(max_freq_khz: list[int]) -> list[int]:
     return big or list(range(len(max_freq_khz)))
 
 
+# What onnxruntime_perf_test prints (stderr, exit 255) when asked for a provider its build
+# lacks: ort_test_session.cc throws e.g. ORT_THROW("Xnnpack is not supported in this build"),
+# "NNAPI is not supported in this build", "QNN is not supported in this build"; main.cc
+# prints the exception (prefixed with the source location).
+_NOT_IN_BUILD = re.compile(r"\b(\w+) is not supported in this build", re.IGNORECASE)
+_NOT_IN_TOOL = re.compile(r"This (?:backend is not included in perf test runner|execution "
+                          r"provider is not included in this tool)")
+BUILD_FLAGS = {"xnnpack": "--use_xnnpack", "nnapi": "--use_nnapi",
+               "qnn": "--use_qnn --qnn_home $QNN_SDK_ROOT (and push the QNN libraries beside it)"}
+
+
+def provider_missing(text: str, provider: str) -> str | None:
+    """The runner's own words when its build lacks `provider` (None if it ran, or failed
+    for another reason)."""
+    if provider == "cpu":
+        return None
+    for match in _NOT_IN_BUILD.finditer(text):
+        if match.group(1).lower() == provider:
+            return match.group(0)
+    match = _NOT_IN_TOOL.search(text)
+    if match:
+        return match.group(0)
+    if "See 'onnxruntime_perf_test --help'" in text:   # too old to know `-e provider`
+        return f"it does not accept -e {provider}"
+    return None
+
+
+def provider_missing_message(runner: str, provider: str, said: str) -> str:
+    return (f"the onnxruntime_perf_test on the phone ({runner}) was built without the "
+            f"{provider} execution provider; build it with {BUILD_FLAGS.get(provider, '')} or "
+            f"push one that has it (see device_agent/README.md, \"Execution providers\"); the "
+            f"runner said: {said}")
+
+
 def runner_args(model: str, threads: int, repeats: int = 1, statistics: bool = True,
-                per_run: bool = True) -> list[str]:
-    args = ["-e", "cpu", "-m", "times", "-r", str(repeats), "-x", str(threads), "-y", "1"]
+                per_run: bool = True, provider: str = "cpu") -> list[str]:
+    args = ["-e", provider, "-m", "times", "-r", str(repeats), "-x", str(threads), "-y", "1"]
     if statistics:
         args.append("-s")
     if per_run:
@@ -120,14 +154,14 @@ def runner_args(model: str, threads: int, repeats: int = 1, statistics: bool = T
 
 
 def loop_command(runner: str, workdir: str, model: str, processes: int, runs: int,
-                 threads: int, cores: list[int] | None) -> str:
+                 threads: int, cores: list[int] | None, provider: str = "cpu") -> str:
     """One shell command that starts the runner `processes` times in `workdir`, each doing
     `runs` runs, each process followed by a marker line with its exit status (one adb round
     trip per (graph, L)). While a runner works the shell prints a keep-alive line every
     ALIVE_EVERY_S, so a phone that stops answering is told from a slow graph within the
     ADB read timeout."""
     pin = f"taskset {cpu_mask(cores)} " if cores else ""
-    call = pin + shlex.join([runner, *runner_args(model, threads, runs)])
+    call = pin + shlex.join([runner, *runner_args(model, threads, runs, provider=provider)])
     # A runner built with --build_shared_lib finds libonnxruntime.so in its own folder.
     libs = shlex.quote(str(PurePosixPath(runner).parent))
     return (f"cd {shlex.quote(workdir)} && export LD_LIBRARY_PATH={libs}:$LD_LIBRARY_PATH && "

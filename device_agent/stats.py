@@ -18,8 +18,11 @@ def coefficient_of_variation(samples: list[float]) -> float:
     return float(values.std(ddof=1) / values.mean()) if values.size > 1 else 0.0
 
 
-def warm_method(warmup: int, repeats: int, processes: int, note: str = "") -> str:
+def warm_method(warmup: int, repeats: int, processes: int, note: str = "",
+                provider: str | None = None) -> str:
     """MeasurementReport.method for the warm steady-state measurement."""
     text = (f"warm: {warmup} warm-up + {repeats} timed runs in each of {processes} "
             f"process{'es' if processes != 1 else ''}")
+    if provider:
+        text += f", {provider} execution provider"
     return f"{text} ({note})" if note else text

@@ -174,7 +174,7 @@ class AdbStandin:
         original, fired = self._shell, []
 
         def shell(conn, stream, command):
-            if "onnxruntime_perf_test -e cpu" in command and not fired:
+            if "onnxruntime_perf_test -e " in command and not fired:
                 fired.append(command)
                 threading.Timer(after_s, fault).start()
             return original(conn, stream, command)

@@ -5,6 +5,10 @@ real tool does), runs one warm-up inference and `-r` timed ones with onnxruntime
 the current output format (or the older one when the sandbox's `runner_format` says "old").
 With `-v` it prints each timed run as the real tool does (`iteration:N,time_cost:SECONDS`
 on stdout) and some verbose onnxruntime log on stderr; `-h` prints the usage.
+Execution providers: `-e cpu` always; others only when named in the sandbox's
+`runner_providers` file (e.g. "cpu xnnpack"); asked for one it lacks, it fails as the real
+tool does (ort_test_session.cc: `Xnnpack is not supported in this build`, on stderr, exit
+255); the inference itself always runs on the host's CPU provider.
 Faults, from files in the sandbox root: `runner_per_run` = "no" (a build that prints no
 per-run lines), `runner_delay_s` (a slow runner: sleeps that long before loading).
 """
@@ -17,12 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import numpy_helper
 
 VALUE_FLAGS = set("emrtxyopuCcSfFTiRl")
+KNOWN_PROVIDERS = ("cpu", "xnnpack", "nnapi", "qnn", "cuda", "dnnl", "tensorrt")
+NOT_IN_BUILD = {"xnnpack": "Xnnpack", "nnapi": "NNAPI", "qnn": "QNN", "cuda": "CUDA",
+                "dnnl": "DNNL", "tensorrt": "TensorRT"}   # as ort_test_session.cc spells them
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -54,6 +57,12 @@ def main() -> int:
               "'duration' or 'times'.")
         return 255
     options, positional = parse(sys.argv[1:])
+    # Heavy imports after `-h`, so the preflight's usage check answers fast on a busy host.
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
     if not positional:
         print("usage: onnxruntime_perf_test [options...] model_path [result_file]")
         return 1
@@ -65,8 +74,19 @@ def main() -> int:
         print("2026-01-01 00:00:00.000 [V:onnxruntime:, inference_session.cc:1] verbose log",
               file=sys.stderr)
     model = Path(positional[0])
-    if options.get("e", "cpu") != "cpu" or options.get("m", "duration") != "times":
-        print("stand-in supports -e cpu -m times only")
+    provider = options.get("e", "cpu")
+    if provider not in KNOWN_PROVIDERS:   # command_args_parser.cc: unknown -e value
+        print("See 'onnxruntime_perf_test --help'.", file=sys.stderr)
+        return 255
+    if provider != "cpu" and provider not in (sandbox_setting("runner_providers") or "cpu").split():
+        print("/onnxruntime/onnxruntime/test/perftest/ort_test_session.cc:812 onnxruntime::"
+              "perftest::OnnxRuntimeTestSession::OnnxRuntimeTestSession(Ort::Env&, std::"
+              "random_device&, const onnxruntime::perftest::PerformanceTestConfig&, const "
+              f"TestModelInfo&) {NOT_IN_BUILD[provider]} is not supported in this build\n",
+              file=sys.stderr)
+        return 255
+    if options.get("m", "duration") != "times":
+        print("stand-in supports -m times only")
         return 1
     feeds = {}
     for pb in sorted((model.parent / "test_data_set_0").glob("input_*.pb")):

@@ -46,7 +46,9 @@ def test_task_measured_warm_in_several_processes(phone, standin, graph_dir, runn
         assert stat.p10_ms <= stat.median_ms <= stat.p90_ms
         assert stat.peak_memory_bytes > 10 << 20           # a Python + onnxruntime process
     assert report.peak_memory_bytes == max(s.peak_memory_bytes for s in report.decode + report.prefill)
-    assert report.method == "warm: 1 warm-up + 3 timed runs in each of 2 processes"
+    assert report.method == ("warm: 1 warm-up + 3 timed runs in each of 2 processes, "
+                             "cpu execution provider")
+    assert report.precision == "float32" and report.execution_provider == "cpu"
     assert {r.zone for r in report.thermal_before} == {"cpu-1-0-0", "battery"}
     assert report.thermal_after[0].celsius == 38.5
     assert report.thermal_limit_celsius == 60 and not report.above_thermal_limit

@@ -67,7 +67,8 @@ def test_a_silent_phone_drop_fails_the_task_as_disconnected_while_heartbeats_go_
         server, standin, graph_dir, tmp_path, caplog):
     url, app = server
     candidate_id = seeded(server, graph_dir)
-    agent, phone = make_agent(server, standin, tmp_path, adb_timeout_s=1.5)
+    # ADB timeout above the 2 s keep-alive, so only the freeze (not a busy host) is a drop
+    agent, phone = make_agent(server, standin, tmp_path, adb_timeout_s=3.0)
     (standin.sandbox / "runner_delay_s").write_text("3")
     standin.fault_during_first_run(standin.freeze)
     caplog.set_level(logging.INFO, "tailor.agent")
@@ -88,12 +89,13 @@ def test_a_silent_phone_drop_fails_the_task_as_disconnected_while_heartbeats_go_
     assert not runner.is_alive()
     row = task_row(app, candidate_id)
     assert row["state"] == "done" and row["report"]["decode"][0]["n"] == 4
-    assert row["report"]["method"] == "warm: 1 warm-up + 2 timed runs in each of 2 processes"
+    assert row["report"]["method"] == ("warm: 1 warm-up + 2 timed runs in each of 2 processes, "
+                                       "cpu execution provider")
     task_id = agent.failures[0][0]
     text = caplog.text
     assert f"leased task {task_id} (candidate {candidate_id}, job " in text
-    assert (f"measuring task {task_id}: prefill@16 decode@24 (warm: 1 warm-up + 2 timed runs "
-            "in each of 2 processes)") in text
+    assert (f"measuring task {task_id}: prefill@16 decode@24 (float32 graphs, cpu execution "
+            "provider; warm: 1 warm-up + 2 timed runs in each of 2 processes)") in text
     assert f"task {task_id} failed (phone disconnected): PhoneDisconnected: " in text
     assert "phone tcp:127.0.0.1" in text and "is back" in text
     assert f"task {task_id} done: prefill@16 median " in text and " MB" in text

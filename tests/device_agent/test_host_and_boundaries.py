@@ -15,7 +15,8 @@ def test_host_backend_measures_warm_runs_in_several_processes(graph_dir):
                            processes=2)
     report = measure_task(graph_dir, spec)
     assert [s.length for s in report.decode] == [16, 64]
-    assert report.method == "warm: 1 warm-up + 4 timed runs in each of 2 processes"
+    assert report.method == ("warm: 1 warm-up + 4 timed runs in each of 2 processes, "
+                             "cpu execution provider")
     for stat in report.prefill + report.decode:
         assert stat.n == 8 and stat.p10_ms <= stat.median_ms <= stat.p90_ms
         assert stat.peak_memory_bytes > 10 << 20
