@@ -4,8 +4,15 @@ The reference is a plain nanoGPT-style Llama block written directly against torc
 `scaled_dot_product_attention`, RoPE, SwiGLU, RMSNorm, tied embeddings) with exactly the
 same parameter count. Both train on the same batches, interleaved round by round in one
 process, so machine noise hits both alike. Target: compiled / reference tokens/s >= 0.9.
+The `hyena-edge` preset at the same width and depth is timed beside them (no reference).
+
+On a GPU (`--device cuda`) the steps are those of the trainer: bf16 autocast, fused AdamW,
+optionally `torch.compile` (`--compile`); each model also reports its model FLOPs
+utilisation, MFU = 6 * params * tokens/s / the GPU's peak (workers.train.trainer's table,
+or `--peak-flops`).
 
     python -m bench.train_throughput [--width 256 --layers 4 --rounds 5]
+    python -m bench.train_throughput --device cuda --width 320 --layers 8 --batch 32 [--compile]
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from torch import nn
 
 from core import preset
 from workers.model.compiler import compile_genome
-from workers.train.trainer import param_groups
+from workers.train.trainer import mfu, param_groups, peak_flops
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -78,15 +85,22 @@ class RefTransformer(nn.Module):
         return F.linear(self.norm(x), self.embed.weight)
 
 
-def time_steps(model, optimizer, batches) -> float:
+def time_steps(model, optimizer, batches, device: torch.device = torch.device("cpu")) -> float:
+    autocast = device.type == "cuda"
+    if autocast:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for batch in batches:
-        logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                               batch[:, 1:].reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+    if autocast:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -103,43 +117,67 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="steps per round per model")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model")
+    parser.add_argument("--peak-flops", type=float, default=None,
+                        help="the device's peak FLOP/s for MFU (default: known GPUs' table)")
+    parser.add_argument("--no-hyena", action="store_true", help="skip the hyena-edge model")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible")
 
-    genome = preset("transformer++", width=args.width, layers=args.layers, heads=args.heads,
-                    kv_heads=args.kv_heads, ffn=args.ffn, vocab=args.vocab).to_json()
+    shape = dict(width=args.width, layers=args.layers, heads=args.heads,
+                 kv_heads=args.kv_heads, ffn=args.ffn, vocab=args.vocab)
+    genome = preset("transformer++", **shape).to_json()
     ours = compile_genome(genome, seed=0)
     ref = RefTransformer(args.vocab, args.width, args.layers, args.heads, args.kv_heads, args.ffn)
     n_ours, n_ref = ours.num_params(), sum(p.numel() for p in ref.parameters())
     assert n_ours == n_ref, f"parameter counts differ: {n_ours} vs {n_ref}"
-    models = {
-        "tailor": (ours, torch.optim.AdamW(param_groups(ours, 0.1), lr=1e-3)),
-        "reference": (ref, torch.optim.AdamW(ref.parameters(), lr=1e-3, weight_decay=0.1)),
-    }
-    batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len + 1))
+    modules = {"tailor": ours, "reference": ref}
+    if not args.no_hyena:
+        modules["hyena-edge"] = compile_genome(preset("hyena-edge", **shape).to_json(), seed=0)
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in modules.items()}
+    fused = {"fused": True} if device.type == "cuda" else {}
+    models = {}
+    for name, module in modules.items():
+        module = module.to(device)
+        groups = (param_groups(module, 0.1) if name != "reference"
+                  else [{"params": list(module.parameters()), "weight_decay": 0.1}])
+        optimizer = torch.optim.AdamW(groups, lr=1e-3, **fused)
+        models[name] = (torch.compile(module) if args.compile else module, optimizer)
+    batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len + 1)).to(device)
                for _ in range(args.steps)]
     tokens = args.steps * args.batch * args.seq_len
-    for model, opt in models.values():  # warm-up: allocator, kernels
-        time_steps(model, opt, batches[:2])
+    for model, opt in models.values():  # warm-up: allocator, kernels, compilation
+        time_steps(model, opt, batches[:2], device)
     rates: dict[str, list[float]] = {name: [] for name in models}
     names = list(models)
     for round_index in range(args.rounds):
         # Alternate who goes first so a slow drift of the machine favours neither.
         for name in names if round_index % 2 == 0 else names[::-1]:
             model, opt = models[name]
-            rates[name].append(tokens / time_steps(model, opt, batches))
+            rates[name].append(tokens / time_steps(model, opt, batches, device))
     median = {name: statistics.median(r) for name, r in rates.items()}
+    peak = peak_flops(device, args.peak_flops)
+    utilisation = {name: mfu(params[name], median[name], peak) for name in models}
     # Paired per-round ratios cancel noise common to both runs of a round.
     ratio = statistics.median(a / b for a, b in zip(rates["tailor"], rates["reference"]))
-    result = {"benchmark": "train_throughput", "params": n_ours, "args": vars(args),
-              "tokens_per_s": median, "samples": rates, "ratio": ratio, "target": 0.9,
-              "meets_target": ratio >= 0.9}
+    result = {"benchmark": "train_throughput", "params": n_ours, "params_by_model": params,
+              "args": vars(args), "device": (torch.cuda.get_device_name(device)
+                                             if device.type == "cuda" else "cpu"),
+              "peak_flops": peak, "tokens_per_s": median, "mfu": utilisation,
+              "samples": rates, "ratio": ratio, "target": 0.9, "meets_target": ratio >= 0.9}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "train_throughput.json").write_text(json.dumps(result, indent=2))
-    print(f"params {n_ours:,} (both)  threads {args.threads}")
-    print(f"tailor    {median['tailor']:10.0f} tokens/s")
-    print(f"reference {median['reference']:10.0f} tokens/s")
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    (RESULTS / f"train_throughput{suffix}.json").write_text(json.dumps(result, indent=2))
+    print(f"params {n_ours:,} (tailor and reference)  device {result['device']}  "
+          f"threads {args.threads}  compile {args.compile}")
+    for name in models:
+        share = f"  MFU {utilisation[name]:.1%}" if utilisation[name] is not None else ""
+        print(f"{name:<11}{median[name]:12.0f} tokens/s  ({params[name]:,} params){share}")
     print(f"ratio tailor/reference = {ratio:.3f} (median of paired rounds; target >= 0.9)")
     return result
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .strict import DAY_S, SEED_MAX, StrictModel
 
@@ -24,6 +24,11 @@ class TokenizerConfig(StrictModel):
     vocab_size: int = Field(default=4096, ge=BPE_VOCAB_RANGE[0], le=BPE_VOCAB_RANGE[1],
                             description=f"BPE vocabulary (the byte tokenizer always has "
                             f"{BYTE_VOCAB_SIZE}); the same setting as search_space.vocab_size")
+    sample_documents: int = Field(default=200_000, ge=1, le=10**9,
+                                  description="the BPE trains on at most this many training "
+                                  "documents (a hash-chosen, order-independent sample)")
+    sample_bytes: int = Field(default=64_000_000, ge=1, le=1 << 40,
+                              description="... and at most this many bytes of their text")
 
 
 class TrainConfig(StrictModel):
@@ -54,8 +59,40 @@ class TrainConfig(StrictModel):
     divergence_factor: float = Field(default=1.5, gt=1, le=1e6,
                                      description="fail when loss exceeds this x the first loss")
     log_every: int = Field(default=10, ge=1, le=10**6, description="loss-curve sampling, in steps")
+    token_cache: str | None = Field(default=None, max_length=4096,
+                                    description="folder of tokenized corpora; None = "
+                                    "$TAILOR_TOKEN_CACHE, else ~/.cache/tailor/tokens")
+    micro_batch_size: int | None = Field(default=None, ge=1, le=4096,
+                                         description="split each batch into micro-batches of "
+                                         "this many sequences (gradient accumulation); the "
+                                         "effective batch stays batch_size")
+    compile: bool = Field(default=False, description="torch.compile the model before training")
+    gpus_per_task: float = Field(default=1.0, gt=0, le=64,
+                                 description="GPUs a training task asks Ray for where the "
+                                 "cluster has GPUs; a fraction lets small candidates share one")
+    peak_flops: float | None = Field(default=None, gt=0, le=1e18,
+                                     description="the device's peak FLOP/s for MFU; None = "
+                                     "looked up from the GPU's name")
+
+    @model_validator(mode="after")
+    def _micro_batches_divide_the_batch(self) -> "TrainConfig":
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(f"micro_batch_size {self.micro_batch_size} must divide "
+                             f"batch_size {self.batch_size}")
+        return self
 
     def cache_key(self) -> str:
-        """Identifies the evaluation config: equal keys give equal results (same seed)."""
-        fields = self.model_dump(exclude={"threads", "device", "timeout_s", "log_every"})
+        """Identifies the evaluation config: equal keys give equal results (same seed).
+        Settings that change where or how fast a run goes, not what it computes, are left
+        out; so are later-added settings at their defaults, so old keys stay valid."""
+        fields = self.model_dump(exclude=RESULT_NEUTRAL)
+        for name, default in TOKENIZER_SAMPLE_DEFAULTS.items():
+            if fields["tokenizer"][name] == default:
+                del fields["tokenizer"][name]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+RESULT_NEUTRAL = {"threads", "device", "timeout_s", "log_every", "token_cache",
+                  "micro_batch_size", "compile", "gpus_per_task", "peak_flops"}
+TOKENIZER_SAMPLE_DEFAULTS = {name: TokenizerConfig.model_fields[name].default
+                             for name in ("sample_documents", "sample_bytes")}

@@ -35,7 +35,8 @@ def connect(num_cpus: int | None = None) -> dict[str, float]:
 
 
 def cluster_has_gpus() -> bool:
-    """Training tasks ask for a GPU only where the cluster has one."""
+    """Training tasks ask for GPUs (`training.gpus_per_task` each) only where the cluster
+    has some."""
     return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
 
 
@@ -117,7 +118,13 @@ class RayEvaluator:
 
     def submit_quality(self, genome_hash: str, genome: dict[str, Any], config: dict[str, Any],
                        timeout_s: float) -> None:
-        options = {"num_gpus": 1} if self.gpus else {}
+        """On a cluster with GPUs a training task asks for `training.gpus_per_task` of one
+        (a fraction lets several small candidates share a GPU; Ray packs them)."""
+        options = {}
+        if self.gpus:
+            from core.training import TrainConfig
+
+            options["num_gpus"] = TrainConfig.model_validate(config).gpus_per_task
         ref = quality_task.options(**options).remote(genome, config)
         self.pending[ref] = InFlight(genome_hash, Work.QUALITY, ref, time.monotonic(), timeout_s)
 

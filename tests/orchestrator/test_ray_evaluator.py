@@ -40,11 +40,22 @@ def test_quality_and_export_run_as_ray_tasks(local_ray):
     record = quality.value["result"]
     assert record["status"] == "ok" and record["perplexity"] > 1
     assert quality.value["weights"]  # bytes, not a path on the worker's disk
-    evaluator.submit_export("e", TINY, quality.value["weights"], timeout_s=300)
+    evaluator.submit_export("e", TINY, quality.value["weights"], timeout_s=300,
+                            tags=["", "int8"])
     export = drain(evaluator)["e"]
     assert export.ok, export.error
-    assert export.value["max_abs_diff"] <= 1e-4
-    assert {"prefill.onnx", "decode.onnx", "manifest.json"} <= set(export.value["files"])
+    assert export.value["variants"][""]["max_abs_diff"] <= 1e-4
+    assert export.value["variants"]["int8"]["manifest"]["precision"] == "int8"
+    assert {"prefill.onnx", "decode.onnx", "manifest.json", "prefill.int8.onnx",
+            "decode.int8.onnx", "manifest.int8.json"} <= set(export.value["files"])
+    evaluator.submit_quantized_quality("qq", TINY, CONFIG, quality.value["weights"], ["int8"],
+                                       timeout_s=300)
+    scored = drain(evaluator)["qq"]
+    assert scored.ok and scored.value["status"] == "ok", scored.value
+    int8 = scored.value["variants"]["int8"]
+    # the same trained model: its float ONNX graph scores the trainer's perplexity
+    assert int8["float_onnx_perplexity"] == pytest.approx(record["perplexity"], rel=1e-3)
+    assert int8["perplexity"] > 1
 
 
 def test_a_bad_candidate_comes_back_failed_not_raised(local_ray):

@@ -3,7 +3,16 @@
 AdamW with decoupled weight decay on matrices only (norm gains, conv filters, modal poles
 and biases are not decayed), linear warm-up then cosine decay, gradient clipping, and a seed
 that fixes initial weights and the batch order, so two runs on the same machine with the
-same thread count give the same perplexity bit for bit. bf16 autocast on CUDA.
+same thread count give the same perplexity bit for bit.
+
+Data comes from the token cache (workers.data.token_cache): the corpus is tokenized once
+into memory-mapped shards, and a run on a prepared corpus opens them in milliseconds
+(`data_load_s` in the result); windows are gathered from the maps batch by batch.
+
+On CUDA: bf16 autocast, fused AdamW, optional `torch.compile` (`training.compile`), and
+MFU (6 * params * tokens/s over the GPU's peak) in the result. Everywhere: gradient
+accumulation (`training.micro_batch_size`) keeps the batch and its draw order, so it
+changes memory, not results (to float rounding).
 
 perplexity = exp(mean token cross-entropy over the held-out split), scored on
 non-overlapping windows of `seq_len` tokens (the first `eval_tokens` of the split).
@@ -12,6 +21,7 @@ non-overlapping windows of `seq_len` tokens (the first `eval_tokens` of the spli
 from __future__ import annotations
 
 import math
+import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,8 +36,7 @@ from core import costs
 from core.genome import Genome, GenomeError
 from core.scaling import ScalingError, scale_genome
 from core.training import TrainConfig
-from workers.data.corpus import load_corpus
-from workers.data.tokenizer import build_tokenizer
+from workers.data.token_cache import PreparedTokens, prepare_for
 from workers.model.compiler import TailorLM, compile_genome
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
@@ -55,6 +64,10 @@ class QualityResult:
     config_key: str | None = None
     eval_genome: dict[str, Any] | None = None
     mad: dict[str, Any] | None = None
+    data_load_s: float | None = None  # opening the token cache (building it, first time)
+    token_cache: dict[str, Any] = field(default_factory=dict)
+    mfu: float | None = None  # model FLOPs utilisation on a GPU with a known peak
+    peak_flops: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +108,7 @@ def _peak_rss_bytes() -> int:
 
 
 @torch.no_grad()
-def evaluate_loss(model: TailorLM, tokens: np.ndarray, seq_len: int, batch_size: int,
+def evaluate_loss(model: TailorLM | Callable, tokens: np.ndarray, seq_len: int, batch_size: int,
                   device: torch.device, autocast: bool) -> float:
     """Mean next-token cross-entropy over non-overlapping windows of `tokens`."""
     model.eval()
@@ -105,7 +118,7 @@ def evaluate_loss(model: TailorLM, tokens: np.ndarray, seq_len: int, batch_size:
     total_loss, total_count = 0.0, 0
     for start in range(0, n_windows, batch_size):
         idx = np.arange(start, min(n_windows, start + batch_size)) * seq_len
-        window = np.stack([tokens[i:i + seq_len + 1] for i in idx])
+        window = np.stack([tokens[i:i + seq_len + 1] for i in idx]).astype(np.int64)
         batch = torch.from_numpy(window).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch[:, :-1])
@@ -117,23 +130,60 @@ def evaluate_loss(model: TailorLM, tokens: np.ndarray, seq_len: int, batch_size:
     return total_loss / total_count
 
 
-def _unigram_perplexity(train: np.ndarray, val: np.ndarray, vocab: int) -> float:
-    """A no-context baseline: add-one unigram model of the training split on held-out text."""
-    counts = np.bincount(train, minlength=vocab).astype(np.float64) + 1.0
+def _unigram_perplexity(train_counts: np.ndarray, val: np.ndarray) -> float:
+    """A no-context baseline: add-one unigram model of the training split on held-out text
+    (the counts come with the token cache, so the training tokens are never read whole)."""
+    counts = np.asarray(train_counts, dtype=np.float64) + 1.0
     return float(np.exp(-np.log(counts[val] / counts.sum()).mean()))
 
 
-def prepare_tokens(config: TrainConfig):
+# Dense bf16 tensor-core peaks (FLOP/s) by device name, most specific names first; a GPU not
+# listed takes `training.peak_flops` or $TAILOR_PEAK_FLOPS, else reports no MFU.
+PEAK_BF16_FLOPS: list[tuple[str, float]] = [
+    ("GH200", 989e12), ("H200", 989e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12),
+    ("H100", 989e12), ("H800", 989e12), ("B200", 2250e12), ("B100", 1750e12),
+    ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
+    ("A10G", 70e12), ("A10", 125e12), ("A6000", 155e12), ("RTX 6000 Ada", 364e12),
+    ("RTX 4090", 165e12), ("RTX 3090", 71e12), ("V100", 125e12), ("T4", 65e12),
+]
+
+
+def peak_flops(device: torch.device | str, setting: float | None = None) -> float | None:
+    """The device's peak FLOP/s: the setting, $TAILOR_PEAK_FLOPS, or the table; None on CPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    if setting:
+        return float(setting)
+    if os.environ.get("TAILOR_PEAK_FLOPS"):
+        return float(os.environ["TAILOR_PEAK_FLOPS"])
+    name = torch.cuda.get_device_name(device)
+    return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
+
+
+def mfu(params: int | None, tokens_per_s: float | None, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: 6 * params * tokens/s (forward and backward) over the peak."""
+    if not params or not tokens_per_s or not peak:
+        return None
+    return 6.0 * params * tokens_per_s / peak
+
+
+def prepare_corpus(config: TrainConfig, progress: bool | None = None) -> PreparedTokens:
+    """The config's corpus, tokenized once into the token cache (built on first use)."""
+    return prepare_for(config, progress)
+
+
+def prepare_tokens(config: TrainConfig, prepared: PreparedTokens | None = None):
     """(split, tokenizer, training tokens, the held-out tokens perplexity is scored on):
     the same for every run of one config, so a quantized graph is scored on exactly the
-    tokens the trained model was."""
-    split = load_corpus(config.data, config.text_field).split(config.val_fraction)
-    tokenizer = build_tokenizer(split, config.tokenizer.kind, config.tokenizer.vocab_size)
-    train_tokens = tokenizer.encode_documents(split.train)
-    val_tokens = tokenizer.encode_documents(split.val)
+    tokens the trained model was. The training tokens are memory-mapped from the token
+    cache (a np.memmap, or a TokenStream over several shards); the held-out tokens are the
+    first `eval_tokens + 1` of the validation split as an int64 array."""
+    prepared = prepared or prepare_corpus(config)
+    val = prepared.val
     if config.eval_tokens is not None:
-        val_tokens = val_tokens[: config.eval_tokens + 1]
-    return split, tokenizer, train_tokens, val_tokens
+        val = val[: config.eval_tokens + 1]
+    return prepared.split, prepared.tokenizer, prepared.train, np.asarray(val, dtype=np.int64)
 
 
 def evaluate_quality(genome: Genome | dict[str, Any], config: TrainConfig | dict[str, Any],
@@ -167,11 +217,15 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
     result.device = device.type
     autocast = device.type == "cuda"
 
-    split, tokenizer, train_tokens, val_tokens = prepare_tokens(config)
+    data_started = time.perf_counter()
+    prepared = prepare_corpus(config)
+    split, tokenizer, train_tokens, val_tokens = prepare_tokens(config, prepared)
     result.split = {**split.describe(), "train_tokens": int(len(train_tokens)),
                     "val_tokens_scored": int(len(val_tokens) - 1)}
     result.tokenizer = {k: v for k, v in tokenizer.identity.items() if k != "path"}
-    result.unigram_perplexity = _unigram_perplexity(train_tokens, val_tokens, tokenizer.vocab_size)
+    result.unigram_perplexity = _unigram_perplexity(prepared.train_counts, val_tokens)
+    result.data_load_s = time.perf_counter() - data_started
+    result.token_cache = prepared.report()
 
     # The model trained is the genome's, vocabulary included (the job spec makes the search
     # space's vocabulary and the tokenizer's one setting), so `params` and perplexity describe
@@ -187,7 +241,9 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
     model = compile_genome(eval_genome, seed=config.seed).to(device)
     result.params_trained = costs.params(eval_genome)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
-                                  betas=(0.9, 0.95), eps=1e-8)
+                                  betas=(0.9, 0.95), eps=1e-8,
+                                  **({"fused": True} if device.type == "cuda" else {}))
+    forward = torch.compile(model) if config.compile else model
     tokens_per_step = config.batch_size * config.seq_len
     total_steps = max(1, math.ceil(config.tokens / tokens_per_step))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
@@ -196,26 +252,34 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
     if len(train_tokens) <= config.seq_len + 1:
         raise ValueError(f"training split has {len(train_tokens)} tokens, fewer than seq_len")
     offsets = np.arange(config.seq_len + 1)
+    micro = config.micro_batch_size or config.batch_size
+    n_micro = config.batch_size // micro
 
     first_loss = None
     train_started = time.perf_counter()
     model.train()
     for step in range(total_steps):
+        # One draw of the whole batch's windows, whatever the micro-batching: the batch order
+        # (and so the result) depends on the seed alone.
         starts = rng.integers(0, len(train_tokens) - config.seq_len - 1, config.batch_size)
-        batch = torch.from_numpy(train_tokens[starts[:, None] + offsets]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                               batch[:, 1:].reshape(-1))
-        value = loss.item()
+        windows = np.asarray(train_tokens[starts[:, None] + offsets], dtype=np.int64)
+        batch = torch.from_numpy(windows).to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        value = 0.0
+        for part in batch.split(micro) if n_micro > 1 else (batch,):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = forward(part[:, :-1])
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                   part[:, 1:].reshape(-1))
+            # Equal micro-batches: the batch's mean loss is the mean of theirs.
+            (loss / n_micro if n_micro > 1 else loss).backward()
+            value += loss.item() / n_micro if n_micro > 1 else loss.item()
         if not math.isfinite(value):
             raise Diverged(f"diverged: non-finite loss {value} at step {step}")
         first_loss = first_loss if first_loss is not None else value
         if step > total_steps // 10 and value > config.divergence_factor * first_loss:
             raise Diverged(f"diverged: loss {value:.3f} at step {step} exceeds "
                            f"{config.divergence_factor} x the first loss {first_loss:.3f}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
@@ -225,12 +289,15 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
             progress(step + 1, total_steps, value)
         if time.perf_counter() - started > config.timeout_s:
             raise TimeoutError(f"timeout: {config.timeout_s}s budget spent at step {step}")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     train_s = time.perf_counter() - train_started
     result.tokens_trained = total_steps * tokens_per_step
     result.tokens_per_s = result.tokens_trained / train_s
+    result.peak_flops = peak_flops(device, config.peak_flops)
+    result.mfu = mfu(result.params_trained, result.tokens_per_s, result.peak_flops)
 
-    val_loss = evaluate_loss(model, val_tokens, config.seq_len, config.batch_size, device,
-                             autocast)
+    val_loss = evaluate_loss(forward, val_tokens, config.seq_len, micro, device, autocast)
     if not math.isfinite(val_loss):
         raise Diverged(f"diverged: validation loss {val_loss}")
     result.val_loss = val_loss
