@@ -134,19 +134,15 @@ class PollCache:
             return body
 
     def body(self, etag: str, build: Callable[[], bytes]) -> bytes:
+        body = self.cached(etag)
+        if body is not None:
+            return body
         with self._lock:
-            body = self._bodies.get(etag)
-            if body is not None:
-                self._bodies.move_to_end(etag)
-                self.hits += 1
-                return body
             building = self._building.setdefault(etag, threading.Lock())
         with building:  # one build per version: concurrent pollers wait for it
-            with self._lock:
-                body = self._bodies.get(etag)
-                if body is not None:
-                    self.hits += 1
-                    return body
+            body = self.cached(etag)  # built by the poller we waited for
+            if body is not None:
+                return body
             try:
                 body = build()
             finally:

@@ -47,6 +47,14 @@ def server(tmp_path):
     proc.wait(timeout=30)
 
 
+def run_orchestrator(env: dict) -> None:
+    """`tailor orchestrator --once`: runs every queued job, then exits."""
+    run = subprocess.run([sys.executable, "-m", "cli.main", "orchestrator", "--once",
+                          "--workers", "2"], env=env, capture_output=True, text=True,
+                         timeout=600, cwd=Path(__file__).parents[2])
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_submit_run_status_export(server, tmp_path):
     url, env = server
     (tmp_path / "spec.yaml").write_text(SPEC)
@@ -55,10 +63,7 @@ def test_submit_run_status_export(server, tmp_path):
         submitted = tailor("submit", str(tmp_path / "spec.yaml"))
         assert submitted.returncode == 0, submitted.stderr
         job_id = json.loads(submitted.stdout)["id"]
-        run = subprocess.run([sys.executable, "-m", "cli.main", "orchestrator",
-                              "--once", "--workers", "2"], env=env, capture_output=True,
-                             text=True, timeout=600, cwd=Path(__file__).parents[2])
-        assert run.returncode == 0, run.stderr[-2000:]
+        run_orchestrator(env)
         status = json.loads(tailor("status", str(job_id)).stdout)
         assert status["status"] == "completed" and status["pareto"]
         candidate = status["pareto"][0]["id"]
@@ -71,10 +76,7 @@ def test_submit_run_status_export(server, tmp_path):
                         "--tokens", "4000")
         assert scaled.returncode == 0, scaled.stderr
         scale_id = json.loads(scaled.stdout)["id"]
-        run = subprocess.run([sys.executable, "-m", "cli.main", "orchestrator",
-                              "--once", "--workers", "2"], env=env, capture_output=True,
-                             text=True, timeout=600, cwd=Path(__file__).parents[2])
-        assert run.returncode == 0, run.stderr[-2000:]
+        run_orchestrator(env)
         result = httpx.get(f"{url}/api/v1/jobs/{scale_id}/scale").json()
         assert result["status"] == "completed" and result["source_job"] == job_id
         report = result["report"]
