@@ -1,11 +1,16 @@
-"""Hyena-Edge-like hybrid vs Transformer++ at matched parameter count, on this CPU.
+"""Hyena-Edge-like hybrid vs Transformer++ at matched parameter count, on this CPU, at each
+precision and attention export.
 
-Both presets are exported to ONNX and run with onnxruntime, interleaved (for each length,
-one measurement of each architecture in alternating order, each in a fresh process so its
-peak memory is its own): prefill latency at L, decode latency per token with a cache of L
-tokens, and peak resident memory. Prints hybrid/Transformer ratios, and each decode
-latency divided by its bandwidth bound — (weight bytes + cache bytes read) / this machine's
-memory bandwidth, measured in the same run.
+Both presets are exported to ONNX (float32, then int8 and int4 with onnxruntime.quantization,
+and float32 with attention through onnxruntime's fused GroupQueryAttention) and run with
+onnxruntime, interleaved (for each length, one measurement of each architecture and variant
+in alternating order, each in a fresh process so its peak memory is its own): prefill
+latency at L, decode latency per token with a cache of L tokens, and peak resident memory.
+Prints hybrid/Transformer ratios, each decode latency divided by its bandwidth bound —
+(the variant's weight bytes + cache bytes read) / this machine's memory bandwidth, measured
+in the same run — and the perplexity cost of each precision: both models trained briefly
+on the bundled corpus (`--train-tokens`), then scored in torch and through each quantized
+prefill graph on the same held-out tokens.
 
     python -m bench.inference [--width 256 --layers 12 --lengths 128 256 ... 4096]
 """
@@ -21,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core import costs, preset
+from core.precision import Variant
 from device_agent.host_runner import measure
-from core import preset
-from workers.export.onnx_export import export_onnx
-from core import costs
+from workers.export.variants import export_variants
 
 RESULTS = Path(__file__).parent / "results"
 LENGTHS = [128, 256, 512, 1024, 2048, 4096]
@@ -62,6 +67,24 @@ def run_graph(graph_dir: Path, kind: str, length: int, repeats: int, threads: in
     return {**result, "median_ms": statistics.median(result["samples_ms"])}
 
 
+def variant_folder(export_dir: Path, variant: Variant) -> Path:
+    """A folder laid out as an agent's task folder: the variant's graphs (linked) and its
+    manifest as manifest.json."""
+    folder = export_dir / f"run-{variant.tag or 'float32'}"
+    folder.mkdir(exist_ok=True)
+    manifest = json.loads((export_dir / variant.file("manifest")).read_text())
+    for graph in manifest["graphs"].values():
+        (folder / graph["file"]).symlink_to(export_dir / graph["file"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+VARIANTS = {"float32": Variant(), "int8": Variant("int8"), "int4": Variant("int4"),
+            "float32-fused": Variant(attention="fused"),
+            "int4-fused": Variant("int4", "fused")}  # the last: what onnxruntime-genai ships
+ARCHS = ("transformer++", "hyena-edge")
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -69,28 +92,93 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     lengths = result["lengths"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    variants = result["variants"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    styles = dict(zip(variants, ["-", "--", ":", "-.", (0, (5, 1))]))
     for ax, (metric, label) in zip(axes, [("prefill_ms", "prefill latency (ms)"),
                                           ("decode_ms", "decode latency per token (ms)"),
-                                          ("peak_prefill_mb", "peak memory (MiB): prefill, decode --")]):
-        for arch, colour in (("transformer++", "C0"), ("hyena-edge", "C1")):
-            ax.plot(lengths, [result["rows"][str(L)][arch][metric] for L in lengths],
-                    marker="o", label=arch, color=colour)
-            if metric == "peak_prefill_mb":
-                ax.plot(lengths, [result["rows"][str(L)][arch]["peak_decode_mb"]
-                                  for L in lengths], marker="x", linestyle="--",
-                        color=colour, label=f"{arch} (decode)")
+                                          ("peak_prefill_mb", "prefill peak memory (MiB)")]):
+        for arch, colour in zip(ARCHS, ("C0", "C1")):
+            for variant in variants:
+                ax.plot(lengths, [result["rows"][str(L)][arch][variant][metric]
+                                  for L in lengths], marker="o", markersize=3,
+                        linestyle=styles[variant], color=colour, label=f"{arch} {variant}")
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
         ax.set_xlabel("L (tokens)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    axes[2].legend(fontsize=7)
+    axes[0].legend(fontsize=6)
     fig.suptitle(f"hyena-edge vs transformer++ ({result['params']['transformer++']:,} vs "
                  f"{result['params']['hyena-edge']:,} params), onnxruntime CPU, "
-                 f"{result['threads']} thread(s)")
+                 f"{result['threads']} thread(s), per precision and attention export")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def quality_cost(genomes: dict[str, dict], tokens: int, threads: int) -> dict[str, dict]:
+    """Train each model briefly, then its perplexity in torch and through each quantized
+    prefill graph, on the same held-out tokens."""
+    from core.training import TrainConfig
+    from workers.train.quantized_quality import evaluate_quantized_quality
+    from workers.train.trainer import evaluate_quality
+
+    out: dict[str, dict] = {}
+    vocab = next(iter(genomes.values()))["global"]["vocab_size"]
+    config = TrainConfig(tokens=tokens, seq_len=128, batch_size=8, eval_tokens=16_384,
+                         threads=threads, tokenizer={"kind": "bpe", "vocab_size": vocab})
+    tags = [v.tag for name, v in VARIANTS.items() if name != "float32"]
+    for name, genome in genomes.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            trained = evaluate_quality(genome, config, out_dir=tmp)
+            if trained.status != "ok":
+                raise RuntimeError(f"{name} did not train: {trained.reason}")
+            weights = Path(trained.weights_path).read_bytes()
+        scored = evaluate_quantized_quality(genome, config, weights, tags)
+        if scored["status"] != "ok":
+            raise RuntimeError(f"{name}: {scored['reason']}")
+        out[name] = {"torch": trained.perplexity, "tokens_trained": trained.tokens_trained,
+                     "float32_onnx": next(iter(scored["variants"].values()))[
+                         "float_onnx_perplexity"],
+                     **{label: scored["variants"][v.tag]["perplexity"]
+                        for label, v in VARIANTS.items() if v.tag in scored["variants"]}}
+        out[name]["float32"] = out[name]["torch"]
+        costs_text = "  ".join(f"{k} {out[name][k]:.2f}" for k in VARIANTS if k in out[name])
+        print(f"perplexity {name} after {trained.tokens_trained:,} tokens: {costs_text}",
+              flush=True)
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The README tables, from a result."""
+    lines = []
+    variants = result["variants"]
+    lines.append("| L | variant | prefill ms (T / H) | decode ms (T / H) | peak MiB prefill "
+                 "(T / H) | decode/bound (T / H) |")
+    lines.append("|---|---|---|---|---|---|")
+    for L in result["lengths"]:
+        for variant in variants:
+            t, h = (result["rows"][str(L)][a][variant] for a in ARCHS)
+            lines.append(f"| {L} | {variant} | {t['prefill_ms']:.3g} / {h['prefill_ms']:.3g} | "
+                         f"{t['decode_ms']:.3g} / {h['decode_ms']:.3g} | "
+                         f"{t['peak_prefill_mb']:.0f} / {h['peak_prefill_mb']:.0f} | "
+                         f"{t['decode_over_bound']:.1f} / {h['decode_over_bound']:.1f} |")
+    lines.append("")
+    lines.append("| model | " + " | ".join(f"{v} MB" for v in variants) + " |")
+    lines.append("|---|" + "---|" * len(variants))
+    for arch in ARCHS:
+        lines.append(f"| {arch} | " + " | ".join(
+            f"{result['model_bytes'][arch][v] / 1e6:.1f}" for v in variants) + " |")
+    if result.get("perplexity"):
+        lines.append("")
+        lines.append("| model | tokens trained | " + " | ".join(
+            f"perplexity {v}" for v in variants) + " |")
+        lines.append("|---|---|" + "---|" * len(variants))
+        for arch in ARCHS:
+            q = result["perplexity"][arch]
+            lines.append(f"| {arch} | {q['tokens_trained']:,} | " + " | ".join(
+                f"{q[v]:.2f}" if v in q else "" for v in variants) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -102,9 +190,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ffn", type=int, default=768)
     parser.add_argument("--vocab", type=int, default=4096)
     parser.add_argument("--lengths", type=int, nargs="+", default=LENGTHS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--prefill-repeats", type=int, default=5)
     parser.add_argument("--decode-repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-tokens", type=int, default=100_000,
+                        help="training budget for the perplexity cost (0: skip it)")
     args = parser.parse_args(argv)
 
     transformer, hybrid = matched_pair(args.width, args.layers, args.heads, args.kv_heads,
@@ -119,51 +210,74 @@ def main(argv: list[str] | None = None) -> dict:
           f"{bandwidth / 1e9:.1f} GB/s   threads {args.threads}", flush=True)
 
     rows: dict[str, dict] = {}
+    model_bytes: dict[str, dict] = {name: {} for name in genomes}
+    fused_layers: dict[str, dict] = {name: {} for name in genomes}
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {}
         for name, genome in genomes.items():
             dirs[name] = Path(tmp) / name
-            export_onnx(genome, dirs[name], verify=False)
-        order = list(genomes)
+            exported = export_variants(genome, dirs[name],
+                                       [VARIANTS[v] for v in args.variants])
+            for v in args.variants:
+                manifest = exported[VARIANTS[v].tag].manifest
+                model_bytes[name][v] = manifest.model_bytes
+                fused_layers[name][v] = manifest.fused_attention_layers
+                dirs[(name, v)] = variant_folder(dirs[name], VARIANTS[v])
+        pairs = [(name, v) for v in args.variants for name in genomes]
         for i, length in enumerate(args.lengths):
-            rows[str(length)] = {}
-            for name in (order if i % 2 == 0 else order[::-1]):
-                prefill = run_graph(dirs[name], "prefill", length, args.prefill_repeats,
+            rows[str(length)] = {name: {} for name in genomes}
+            for name, v in (pairs if i % 2 == 0 else pairs[::-1]):
+                prefill = run_graph(dirs[(name, v)], "prefill", length, args.prefill_repeats,
                                     args.threads)
-                decode = run_graph(dirs[name], "decode", length, args.decode_repeats,
+                decode = run_graph(dirs[(name, v)], "decode", length, args.decode_repeats,
                                    args.threads)
-                weight_bytes = params[name] * 4
                 cache_read = costs.cache_bytes(genomes[name], length, "float32")
-                bound_ms = (weight_bytes + cache_read) / bandwidth * 1000
-                rows[str(length)][name] = {
+                bound_ms = (model_bytes[name][v] + cache_read) / bandwidth * 1000
+                rows[str(length)][name][v] = {
                     "prefill_ms": prefill["median_ms"], "decode_ms": decode["median_ms"],
                     "prefill_samples_ms": prefill["samples_ms"],
                     "decode_samples_ms": decode["samples_ms"],
                     "peak_prefill_mb": prefill["peak_memory_bytes"] / 2**20,
                     "peak_decode_mb": decode["peak_memory_bytes"] / 2**20,
-                    "cache_bytes_fp32": cache_read,
+                    "cache_bytes_fp32": cache_read, "model_bytes": model_bytes[name][v],
                     "decode_bandwidth_bound_ms": bound_ms,
                     "decode_over_bound": decode["median_ms"] / bound_ms,
                 }
-            t, h = rows[str(length)]["transformer++"], rows[str(length)]["hyena-edge"]
-            rows[str(length)]["ratio_hybrid_over_transformer"] = {
-                key: h[key] / t[key] for key in ("prefill_ms", "decode_ms", "peak_prefill_mb",
-                                                 "peak_decode_mb")}
-            r = rows[str(length)]["ratio_hybrid_over_transformer"]
-            print(f"L={length:5d}  prefill {t['prefill_ms']:9.2f} / {h['prefill_ms']:9.2f} ms"
-                  f" (x{r['prefill_ms']:.2f})  decode {t['decode_ms']:7.3f} / "
-                  f"{h['decode_ms']:7.3f} ms (x{r['decode_ms']:.2f})  peak "
-                  f"{t['peak_prefill_mb']:7.1f} / {h['peak_prefill_mb']:7.1f} MiB "
-                  f"(x{r['peak_prefill_mb']:.2f})  decode peak x{r['peak_decode_mb']:.2f}  decode/bound "
-                  f"{t['decode_over_bound']:.1f} / {h['decode_over_bound']:.1f}", flush=True)
+            for v in args.variants:
+                t, h = (rows[str(length)][a][v] for a in ARCHS)
+                ratio = {key: h[key] / t[key] for key in ("prefill_ms", "decode_ms",
+                                                          "peak_prefill_mb", "peak_decode_mb")}
+                rows[str(length)].setdefault("ratio_hybrid_over_transformer", {})[v] = ratio
+                print(f"L={length:5d} {v:>13}  prefill {t['prefill_ms']:9.2f} / "
+                      f"{h['prefill_ms']:9.2f} ms (x{ratio['prefill_ms']:.2f})  decode "
+                      f"{t['decode_ms']:7.3f} / {h['decode_ms']:7.3f} ms "
+                      f"(x{ratio['decode_ms']:.2f})  peak {t['peak_prefill_mb']:7.1f} / "
+                      f"{h['peak_prefill_mb']:7.1f} MiB (x{ratio['peak_prefill_mb']:.2f})  "
+                      f"decode/bound {t['decode_over_bound']:.1f} / "
+                      f"{h['decode_over_bound']:.1f}", flush=True)
 
+    fused_target = None
+    if "float32-fused" in args.variants:
+        long = [L for L in args.lengths if L >= 512]
+        below = {L: rows[str(L)]["hyena-edge"]["float32-fused"]["peak_prefill_mb"]
+                 < rows[str(L)]["transformer++"]["float32-fused"]["peak_prefill_mb"]
+                 for L in long}
+        fused_target = {"hybrid_prefill_peak_below_transformer_at_every_L_ge_512":
+                        all(below.values()), "per_length": below}
+        print(f"target (fused attention): hybrid prefill peak below transformer++ at every "
+              f"L >= 512: {'met' if all(below.values()) else 'NOT met'} {below}")
+    quality = (quality_cost(genomes, args.train_tokens, args.threads)
+               if args.train_tokens else None)
     result = {"benchmark": "inference", "args": vars(args), "params": params,
               "memory_bandwidth_gb_s": bandwidth / 1e9, "threads": args.threads,
-              "lengths": args.lengths, "rows": rows, "genomes": genomes}
+              "lengths": args.lengths, "variants": args.variants, "rows": rows,
+              "model_bytes": model_bytes, "fused_attention_layers": fused_layers,
+              "fused_target": fused_target, "perplexity": quality, "genomes": genomes}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "inference.json").write_text(json.dumps(result, indent=2))
     plot(result, RESULTS / "inference.png")
-    print("columns: transformer++ / hyena-edge (xratio hybrid/transformer); "
+    print(markdown(result))
+    print("columns: transformer++ / hyena-edge; "
           f"wrote {RESULTS / 'inference.json'} and inference.png")
     return result
 
