@@ -66,7 +66,8 @@ def demo(
     console.print("host profiling agent enrolled (device class 'host')")
 
     spec = {**DEMO_SPEC, "evolution": {**DEMO_SPEC["evolution"], "population": population,
-                                       "generations": generations},
+                                       "generations": generations,
+                                       "elitism": min(2, population - 1)},
             "training": {**DEMO_SPEC["training"], "tokens": tokens}}
     if precision != "float32":
         spec["objectives"] = [f"perplexity[:{precision}]", f"decode_ms@128[host:{precision}]",
