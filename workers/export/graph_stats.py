@@ -1,8 +1,18 @@
-"""What an exported graph holds: the bytes of its weights (`model_bytes`)."""
+"""What an exported graph file holds: its checksum and the bytes of its weights."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The checksum a manifest records for a graph file (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def initializer_bytes(path: str | Path) -> int:

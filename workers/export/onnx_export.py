@@ -29,7 +29,6 @@ tree and environment); every enrolled device downloads the graphs, so they are s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -49,7 +48,7 @@ from core import costs
 from core.genome import Genome
 from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from core.precision import Variant
-from workers.export.graph_stats import initializer_bytes
+from workers.export.graph_stats import file_sha256, initializer_bytes
 from workers.model.compiler import TailorLM, compile_genome
 
 OPSET = 18
@@ -90,14 +89,6 @@ class ExportResult:
 EXPORTERS = ("auto", "torchscript", "dynamo")
 ATTENTION_EXPORTS = ("plain", "fused")
 TRACE_TOLERANCE = 1e-4  # worst |onnxruntime - torch| for "auto" to keep a traced export
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
@@ -362,7 +353,7 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
 
     def graph_spec(file: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> GraphSpec:
         path = out / file
-        return GraphSpec(file=file, sha256=_sha256(path), size_bytes=path.stat().st_size,
+        return GraphSpec(file=file, sha256=file_sha256(path), size_bytes=path.stat().st_size,
                          inputs=inputs, outputs=outputs)
 
     ids = TensorSpec(name="input_ids", dtype="int64", shape=[1, "seq"], role="input_ids")

@@ -18,7 +18,6 @@ graphs is recorded in the manifest (`check`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ import numpy as np
 
 from core.manifest import GraphManifest, GraphSpec, QuantizationInfo, VariantCheck
 from core.precision import AGREEMENT_TOLERANCE, Variant
-from workers.export.graph_stats import initializer_bytes
+from workers.export.graph_stats import file_sha256, initializer_bytes
 
 QUANTIZED_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
                  "MatMulNBits", "QGemm", "DynamicQuantizeLinear"}
@@ -37,10 +36,6 @@ QUANTIZED_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat
 class QuantizationError(ValueError):
     """A quantized variant that does not agree with itself (decode vs prefill) within the
     precision's tolerance, or that could not be made."""
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _weight_matmuls(model) -> tuple[list[str], list[str]]:
@@ -223,7 +218,7 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
                                     f"{kind} graph: {type(exc).__name__}: {exc}") from exc
         strip_host_metadata(dst)
         spec = base.graphs[kind]
-        graphs[kind] = GraphSpec(file=dst.name, sha256=_sha256(dst), size_bytes=dst.stat().st_size,
+        graphs[kind] = GraphSpec(file=dst.name, sha256=file_sha256(dst), size_bytes=dst.stat().st_size,
                                  inputs=spec.inputs, outputs=spec.outputs)
     info = QuantizationInfo(
         method="dynamic" if variant.precision == "int8" else "matmul_nbits",
