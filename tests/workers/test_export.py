@@ -89,7 +89,8 @@ def test_graphs_name_no_host_path_and_still_match_torch(tmp_path):
     import sys
     from pathlib import Path
 
-    from workers.export.onnx_export import STACK_TRACE_KEY, _sha256
+    from workers.export.graph_stats import file_sha256
+    from workers.export.onnx_export import STACK_TRACE_KEY
 
     genome = preset("hyena-edge", width=32, heads=2, kv_heads=1, ffn=64, vocab=97,
                     layers=2).to_json()
@@ -101,7 +102,7 @@ def test_graphs_name_no_host_path_and_still_match_torch(tmp_path):
         for path in {repo, sys.prefix, str(Path.home())} - {"/"}:
             assert path.encode() not in data, (spec.file, path)
         assert STACK_TRACE_KEY.encode() not in data and b'File "' not in data
-        assert _sha256(tmp_path / spec.file) == spec.sha256  # hashed after stripping
+        assert file_sha256(tmp_path / spec.file) == spec.sha256  # hashed after stripping
 
 
 def test_auto_traces_when_exact_and_falls_back_to_dynamo_quietly(tmp_path, capfd):
