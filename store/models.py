@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text,
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -79,7 +79,11 @@ class Generation(Base):
 
 class Candidate(Base):
     __tablename__ = "candidates"
-    __table_args__ = (UniqueConstraint("job_id", "genome_hash"),)
+    # (job_id, generation, status): every dashboard poll counts the candidates born after a
+    # job's newest generation and how many finished; this index answers it without a row read.
+    __table_args__ = (UniqueConstraint("job_id", "genome_hash"),
+                      Index("ix_candidates_job_generation_status", "job_id", "generation",
+                            "status"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     genome_hash: Mapped[str] = mapped_column(String(64), index=True)

@@ -51,3 +51,29 @@ def test_0007_keeps_old_tasks_as_float_and_allows_one_task_per_variant(database_
     with engine.begin() as c:
         assert c.execute(text("SELECT COUNT(*) FROM profiling_tasks")).scalar() == 1
     engine.dispose()
+
+
+def test_0008_indexes_the_poll_count_and_drops_it_on_the_way_down(database_url):
+    """Every dashboard poll counts a job's candidates by generation and status: 0008 adds the
+    index that answers it; SQLite's planner must use it (no row reads)."""
+    from sqlalchemy import inspect
+
+    from store.results import _POLL_VERSION
+
+    def names():
+        return {ix["name"] for ix in inspect(engine).get_indexes("candidates")}
+
+    engine = make_engine(database_url)
+    migrate(engine, "0007")
+    assert "ix_candidates_job_generation_status" not in names()
+    migrate(engine, "head")
+    assert "ix_candidates_job_generation_status" in names()
+    if engine.dialect.name == "sqlite":
+        statement = str(_POLL_VERSION.params(job_id=1, since=0).compile(
+            dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        with engine.connect() as c:
+            plan = " ".join(r[-1] for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + statement))
+        assert "COVERING INDEX ix_candidates_job_generation_status" in plan, plan
+    migrate(engine, "0007", down=True)
+    assert "ix_candidates_job_generation_status" not in names()
+    engine.dispose()
