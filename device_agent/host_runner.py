@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -111,6 +112,15 @@ def provider_problem(provider: str) -> str | None:
             f"{provider} needs {ORT_PROVIDER_NAMES[provider]}: {PROVIDER_HINTS[provider]}")
 
 
+# The runner's allocator and interpreter, fixed so its peak resident set is the graph's alone
+# and the same in every process. glibc serves a large block from mmap (returned to the system
+# when freed) only below a threshold that moves with the process's history, and the history
+# changes with Python's hash seed: identical runs' peaks jumped by ~11 MiB between two modes.
+# A fixed threshold (which also turns the moving one off) serves every block of 128 KiB or
+# more from mmap, as Android's allocator (Scudo's secondary) does on a phone.
+RUNNER_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "PYTHONHASHSEED": "0"}
+
+
 def measure(graph_dir: Path, kind: str, length: int, repeats: int = 10, warmup: int = 2,
             threads: int = 1, timeout_s: float = 600, provider: str = "cpu") -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; raises RuntimeError with its stderr
@@ -119,7 +129,8 @@ def measure(graph_dir: Path, kind: str, length: int, repeats: int = 10, warmup: 
            "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads),
            "--provider", provider]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=Path(__file__).resolve().parent.parent,
+                            env={**os.environ, **RUNNER_ENV})
     if result.returncode == PROVIDER_MISSING_RC:
         from .failures import ProviderMissing
         raise ProviderMissing(provider_problem(provider) or result.stderr.strip()[-1000:])

@@ -26,7 +26,9 @@ from store import jobs as job_store
 from store import results as result_store
 from store import tasks as task_store
 
-EXPORT_KEY = "onnx-opset18-v2"  # evaluation-cache key of the float ONNX export (v2: traced when exact)
+# Evaluation-cache key of the float ONNX export (v2: traced when exact; v3: state outputs
+# scheduled right after their layers, which lowers prefill peak memory).
+EXPORT_KEY = "onnx-opset18-v3"
 QUANTIZED_QUALITY = "quantized_quality"  # evaluation kind: perplexity through a quantized graph
 
 

@@ -24,7 +24,8 @@ graphs'. Every manifest records `model_bytes`, the decode graph's initializer by
 
 The exporter annotates nodes with Python stack traces (absolute paths of this host's source
 tree and environment); every enrolled device downloads the graphs, so they are stripped
-(`strip_host_metadata`) before the files are hashed.
+(`strip_host_metadata`) and state outputs are scheduled after their layers (`finish_graph`)
+before the files are hashed.
 """
 
 from __future__ import annotations
@@ -105,13 +106,25 @@ def _names_host(text: str, paths: tuple[str, ...]) -> bool:
     return 'File "' in text or any(p in text for p in paths)
 
 
-def strip_host_metadata(path: Path) -> int:
-    """Remove the stack traces and every other doc string or metadata entry that names a host
-    path from the ONNX file at `path` (its graph, subgraphs and functions); rewrite it in
-    place and return how many entries went. The computation is untouched."""
+def finish_graph(path: Path) -> int:
+    """Rewrite the ONNX file at `path` as devices get it: host metadata stripped
+    (`strip_host_metadata`) and state outputs scheduled right after their layers
+    (`state_schedule`). Returns how many metadata entries went."""
     import onnx
 
+    from workers.export.state_schedule import schedule_state_outputs_early
+
     model = onnx.load(str(path))
+    removed = strip_host_metadata(model)
+    schedule_state_outputs_early(model.graph)
+    onnx.save(model, str(path))
+    return removed
+
+
+def strip_host_metadata(model) -> int:
+    """Remove the stack traces and every other doc string or metadata entry that names a host
+    path from an onnx ModelProto (its graph, subgraphs and functions), in place, and return
+    how many entries went. The computation is untouched."""
     paths = _host_paths()
     removed = 0
 
@@ -147,7 +160,6 @@ def strip_host_metadata(path: Path) -> int:
         clean(function)
         for node in function.node:
             clean(node)
-    onnx.save(model, str(path))
     return removed
 
 
@@ -231,7 +243,7 @@ def _export_graphs(model: TailorLM, out: Path, exporter: str, example_context: i
     if not dynamo:
         _restore_unused_position(out / decode_file)
     for name in (prefill_file, decode_file):
-        strip_host_metadata(out / name)
+        finish_graph(out / name)
 
 
 def _restore_unused_position(path: Path) -> None:

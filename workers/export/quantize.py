@@ -199,7 +199,7 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
     in `export_dir`; QuantizationError when its check fails."""
     import onnxruntime as ort
 
-    from workers.export.onnx_export import strip_host_metadata
+    from workers.export.onnx_export import finish_graph
 
     if variant.precision == "float32":
         raise ValueError("quantize_export makes int8 or int4 variants; float32 graphs come "
@@ -216,7 +216,7 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
         except Exception as exc:  # the quantizer's own errors, named
             raise QuantizationError(f"{variant.tag}: onnxruntime.quantization failed on the "
                                     f"{kind} graph: {type(exc).__name__}: {exc}") from exc
-        strip_host_metadata(dst)
+        finish_graph(dst)
         spec = base.graphs[kind]
         graphs[kind] = GraphSpec(file=dst.name, sha256=file_sha256(dst), size_bytes=dst.stat().st_size,
                                  inputs=spec.inputs, outputs=spec.outputs)
