@@ -2,16 +2,18 @@
 
 ONNX Runtime's default execution order is a reverse depth-first walk from the graph's leaf
 nodes (nodes whose outputs nothing reads), the last leaf in file order first. A state output
-that only a slice of a layer's tensor feeds — a gated convolution's state is the last
-`length - 1` steps of its full-length input — is a leaf of its own. Traced in place it comes
-before the logits in the file, so the walk computes it after the logits, and every such
-layer's full-length input stays alive until the end: in hyena-edge's prefill at 4096 tokens
-that is eight 4 MiB tensors on top of the logits, the step that sets the peak. Moving each
-state-only branch behind the main path, the first layer's last in the file, makes the walk
-take that branch first, so it runs as soon as its layer has, and its input is freed there.
+computed from a layer's full-length tensors by nodes nothing else needs — a linear
+recurrence's final state, a modal convolution's — is a leaf of its own. Traced in place it
+comes before the logits in the file, so the walk computes it after the logits and the
+layer's full-length tensors stay alive through the prefill's peak. Moving each state-only
+branch behind the main path, the first layer's last in the file, makes the walk take that
+branch first, so it runs as soon as its layer has, and its inputs are freed there.
 
-The computation is unchanged (the same nodes, in another valid topological order); only when
-a runtime frees memory changes.
+A runtime that re-creates the logits' producer (onnxruntime fuses int8's quantized MatMul
+into a new node, which the walk then takes first) undoes this, so states that can be made
+part of the main path are (`CausalDepthwiseConv.prefill` splits a conv's state off its
+input); this pass is for the rest. The computation is unchanged (the same nodes, in another
+valid topological order); only when a runtime frees memory changes.
 """
 
 from __future__ import annotations

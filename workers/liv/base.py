@@ -86,10 +86,18 @@ class CausalDepthwiseConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, L) -> (B, C, L)
         return F.conv1d(F.pad(x, (self.length - 1, 0)), self.weight, groups=self.channels)
 
-    def tail(self, x: torch.Tensor) -> torch.Tensor:
-        """The state after consuming x (B, C, L): its last length-1 steps, zero-padded."""
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(forward(x), the state after consuming x: its last length-1 steps, zero-padded).
+
+        The state is split off the conv's own padded input. As a slice beside the conv it
+        would be a branch that only the graph's state output needs, and ONNX Runtime may run such a branch last, after the logits, keeping
+        this full-length input alive through the prefill's peak. Split off the padded input
+        and concatenated back, it is computed on the conv's way (one more copy of the input,
+        freed at once)."""
         padded = F.pad(x, (self.length - 1, 0))
-        return padded[:, :, padded.shape[-1] - (self.length - 1):]
+        head, tail = torch.split(padded, [x.shape[-1], self.length - 1], dim=-1)
+        return F.conv1d(torch.cat([head, tail], dim=-1), self.weight,
+                        groups=self.channels), tail
 
     def step(self, x_t: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = torch.cat([buf, x_t], dim=-1)  # (B, C, length)

@@ -51,13 +51,13 @@ class GatedConv(LIV):
         z = self.featurizer.in_proj(x).transpose(1, 2)  # (B, 3D, L)
         state: list[torch.Tensor] = []
         if self.featurizer.short_conv is not None:
-            state.append(self.featurizer.short_conv.tail(z))
-            z = self.featurizer.short_conv(z)
+            z, tail = self.featurizer.short_conv.prefill(z)
+            state.append(tail)
         q, k, v = self._streams(z)  # each (B, D, L)
         u = k * v
         if self.inner is not None:
-            state.append(self.inner.tail(u))
-            u = self.inner(u)
+            u, tail = self.inner.prefill(u)
+            state.append(tail)
         y = q * u
         return self.out_proj(y.transpose(1, 2)), tuple(state)
 

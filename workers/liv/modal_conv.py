@@ -44,8 +44,8 @@ class HyenaModal(LIV):
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
         z = self._in_proj(x)
-        short_state = self.featurizer.short_conv.tail(z)
-        q, k, v = self.featurizer.short_conv(z).chunk(3, dim=1)
+        z, short_state = self.featurizer.short_conv.prefill(z)
+        q, k, v = z.chunk(3, dim=1)
         u = (k * v).float()  # (B, D, L)
         length = u.shape[-1]
         t = torch.arange(length, device=x.device, dtype=torch.float32)
