@@ -20,8 +20,11 @@ install: $(STAMP)
 demo: install
 	$(BIN)/tailor demo
 
+# CI has 2 cores and most tests wait on servers, subprocesses and Ray: two pytest workers.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
