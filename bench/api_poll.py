@@ -4,7 +4,8 @@ A job with 10,000 candidates (50 generations of 200, a Pareto front of 40 in eac
 SQLite file, the API served by `tailor serve` (uvicorn, one process) in its own process,
 while a writer (this process, through the store, as the orchestrator writes) adds a
 generation of 20 candidates every `--write-every` seconds. Every poller first loads the
-whole job (`since=0`, "first load", not part of the targets), then polls
+whole job (`since=0`, "first load", timed on its own and not part of the targets; the polls
+start once every poller has loaded), then polls
 `generations?since=<next>` and `pareto`, sending the ETag of its last answer in
 If-None-Match (304 when nothing changed). Modes:
 
@@ -146,21 +147,26 @@ class Poller:
 
 def poll(base: str, job_id: int, pollers: int, mode: str, requests: int, interval_s: float,
          duration_s: float) -> list[Poller]:
-    """`pollers` threads: `requests` rounds back to back, or a round every `interval_s`
-    (random phase) for `duration_s`."""
+    """`pollers` threads: each loads the whole job once, then, when every poller has (the
+    first loads are timed on their own, not with the polls), `requests` rounds back to back,
+    or a round every `interval_s` (random phase) for `duration_s`."""
+    loaded = threading.Barrier(pollers)
+
     def closed(p: Poller) -> Poller:
         p.first_load()
+        loaded.wait()
         for _ in range(requests):
             p.round()
         return p
 
     def interval(p: Poller) -> Poller:
         rng = random.Random(id(p))
-        start = time.perf_counter() + rng.uniform(0, interval_s)
-        end = time.perf_counter() + duration_s
-        time.sleep(max(0.0, start - time.perf_counter()))
+        time.sleep(rng.uniform(0, interval_s))
         p.first_load()
-        k = 1
+        loaded.wait()
+        start = time.perf_counter() + rng.uniform(0, interval_s)
+        end = start + duration_s
+        k = 0
         while True:
             due = start + k * interval_s
             if due > end:
