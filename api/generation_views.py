@@ -36,6 +36,9 @@ class _JobFragments:
     generations: dict[int, bytes] = field(default_factory=dict)  # index -> GenerationPublic
     born_in: dict[int, list[int]] = field(default_factory=dict)  # index -> candidate ids
     candidates: dict[int, bytes] = field(default_factory=dict)  # id -> CandidateSummary
+    # Held while written generations are serialised: concurrent first loads of a job (every
+    # dashboard opened at once, each with another version) serialise them once, not each.
+    filling: threading.Lock = field(default_factory=threading.Lock)
 
 
 class GenerationViews:
@@ -52,6 +55,26 @@ class GenerationViews:
                 self._jobs.popitem(last=False)
             return fragments
 
+    @staticmethod
+    def _fill(sessions: SessionFactory, job_id: int, fragments: _JobFragments, rows) -> None:
+        """Serialise the generations in `rows` not cached yet, and the candidates born in
+        them (immutable once their generation is written)."""
+        missing = [g.index for g in rows if g.index not in fragments.generations]
+        if not missing:
+            return
+        born = store.candidates_born(sessions, job_id, generations=missing)
+        by_generation: dict[int, list[int]] = {i: [] for i in missing}
+        for c in born:
+            fragments.candidates[c.id] = _candidate_json(c)
+            by_generation.setdefault(c.generation, []).append(c.id)
+        for g in rows:
+            if g.index in by_generation:
+                fragments.born_in[g.index] = by_generation[g.index]
+                fragments.generations[g.index] = GenerationPublic(
+                    index=g.index, population=g.population, pareto=g.pareto,
+                    hypervolume=g.hypervolume, evaluations=g.evaluations, stats=g.stats,
+                    created_at=g.created_at).model_dump_json().encode()
+
     def body(self, sessions: SessionFactory, job_id: int, since: int, status: str,
              born: int | None = None) -> bytes:
         """The response bytes. `born` is the poll version's count of candidates born after
@@ -59,20 +82,9 @@ class GenerationViews:
         was read changes the next version, so a poller gets it with its next poll)."""
         fragments = self._fragments(job_id)
         rows = store.generations_since(sessions, job_id, since)
-        missing = [g.index for g in rows if g.index not in fragments.generations]
-        if missing:
-            born = store.candidates_born(sessions, job_id, generations=missing)
-            by_generation: dict[int, list[int]] = {i: [] for i in missing}
-            for c in born:
-                fragments.candidates[c.id] = _candidate_json(c)
-                by_generation.setdefault(c.generation, []).append(c.id)
-            for g in rows:
-                if g.index in by_generation:
-                    fragments.born_in[g.index] = by_generation[g.index]
-                    fragments.generations[g.index] = GenerationPublic(
-                        index=g.index, population=g.population, pareto=g.pareto,
-                        hypervolume=g.hypervolume, evaluations=g.evaluations, stats=g.stats,
-                        created_at=g.created_at).model_dump_json().encode()
+        if any(g.index not in fragments.generations for g in rows):
+            with fragments.filling:  # another request may have filled them meanwhile
+                self._fill(sessions, job_id, fragments, rows)
         chosen: dict[int, bytes] = {}
         if rows:
             newest = rows[-1].index

@@ -208,3 +208,43 @@ def test_a_burst_of_unchanged_polls_costs_no_version_query(client, monkeypatch):
     for _ in range(20):
         assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
     assert queries == []
+
+
+def test_concurrent_first_loads_serialise_each_written_candidate_once(sessions, monkeypatch):
+    """Dashboards opened together each ask for the whole job, usually at different versions
+    (a writer commits in between), so no response cache can share the work: the written
+    generations' fragments are filled once, under the job's lock, and the bodies agree."""
+    import api.generation_views as views_module
+    from api.generation_views import GenerationViews
+
+    job = job_store.create_job(sessions, "burst", SPEC)
+    for g in range(4):
+        rows = result_store.add_candidates(sessions, job.id, g, [
+            {"genome": {}, "genome_hash": f"{g}-{i}"} for i in range(50)])
+        for row in rows:
+            result_store.set_candidate_result(sessions, row.id, "done", {"params": row.id})
+        ids = [r.id for r in rows]
+        result_store.write_generation(sessions, job.id, g, ids, ids[:5], 0.5, (g + 1) * 50)
+    calls, real = [], views_module._candidate_json
+
+    def slow_json(c):  # widen the window two requests would race in
+        calls.append(c.id)
+        threading.Event().wait(0.002)
+        return real(c)
+
+    monkeypatch.setattr(views_module, "_candidate_json", slow_json)
+    views = GenerationViews()
+    start = threading.Barrier(6)
+    bodies = []
+
+    def first_load():
+        start.wait()
+        bodies.append(views.body(sessions, job.id, 0, "running", 0))
+
+    threads = [threading.Thread(target=first_load) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(bodies) == 6 and len(set(bodies)) == 1
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 200
