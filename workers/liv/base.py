@@ -90,10 +90,10 @@ class CausalDepthwiseConv(nn.Module):
         """(forward(x), the state after consuming x: its last length-1 steps, zero-padded).
 
         The state is split off the conv's own padded input. As a slice beside the conv it
-        would be a branch that only the graph's state output needs, and ONNX Runtime may run such a branch last, after the logits, keeping
-        this full-length input alive through the prefill's peak. Split off the padded input
-        and concatenated back, it is computed on the conv's way (one more copy of the input,
-        freed at once)."""
+        would be a branch only the graph's state output needs, and ONNX Runtime may run such
+        a branch last, after the logits, keeping this full-length input alive through the
+        prefill's peak. Split off and concatenated back, it is computed on the conv's way
+        (one more copy of the input, freed at once)."""
         padded = F.pad(x, (self.length - 1, 0))
         head, tail = torch.split(padded, [x.shape[-1], self.length - 1], dim=-1)
         return F.conv1d(torch.cat([head, tail], dim=-1), self.weight,
