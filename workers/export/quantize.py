@@ -218,8 +218,9 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
                                     f"{kind} graph: {type(exc).__name__}: {exc}") from exc
         finish_graph(dst)
         spec = base.graphs[kind]
-        graphs[kind] = GraphSpec(file=dst.name, sha256=file_sha256(dst), size_bytes=dst.stat().st_size,
-                                 inputs=spec.inputs, outputs=spec.outputs)
+        graphs[kind] = GraphSpec(file=dst.name, sha256=file_sha256(dst),
+                                 size_bytes=dst.stat().st_size, inputs=spec.inputs,
+                                 outputs=spec.outputs)
     info = QuantizationInfo(
         method="dynamic" if variant.precision == "int8" else "matmul_nbits",
         weight_bits=8 if variant.precision == "int8" else 4,
