@@ -88,9 +88,13 @@ def test_validation_cost_is_bounded_by_counting_not_enumerating(client):
         "operator_genes": {"attention": {"heads": list(range(3, 64, 2)),
                                          "kv_heads": list(range(1, 65)),
                                          "window": list(range(0, 64)), "qk_norm": [0, 1]}}}}
+    # The first request pays the app's lazy imports: not what is timed here.
+    assert client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).status_code == 201
+    # Bounds with room for a loaded CI machine (two test workers on 2 cores); enumerating
+    # took 8.4 s for the probe and grows with its lists.
     started = time.perf_counter()
     response = client.post("/api/v1/jobs", json=probe, headers=ADMIN)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 3.0
     assert response.status_code == 422 and "operator_genes.attention" in response.json()["detail"]
     # At the cap and with no valid combination at all (odd heads never divide these widths),
     # every combination is checked for every width: still well under a second.
@@ -101,7 +105,7 @@ def test_validation_cost_is_bounded_by_counting_not_enumerating(client):
                                          "window": list(range(0, 32)), "qk_norm": [0, 1]}}}}
     started = time.perf_counter()
     response = client.post("/api/v1/jobs", json=worst, headers=ADMIN)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 4.0
     assert response.status_code == 201, response.text  # swiglu still has valid choices
 
 
