@@ -21,12 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def schedule_state_outputs_early(graph, main_outputs: Iterable[str] = ("logits",)) -> int:
+def schedule_state_outputs_early(graph, main_outputs: Iterable[str] = ("logits",)) -> None:
     """Reorder `graph.node` (an onnx GraphProto, in place): the nodes the main outputs need
     first, in their order, then the nodes only state outputs need, grouped by the last graph
-    output each reaches, later outputs' groups first. Returns how many nodes were moved
-    behind the main path. A node feeding several groups goes in the latest of them, so every
-    node still comes after the nodes that produce its inputs."""
+    output each reaches, later outputs' groups first. A node feeding several groups goes in
+    the latest of them, so every node still comes after the nodes that produce its inputs."""
     nodes = list(graph.node)
     producer = {name: i for i, node in enumerate(nodes) for name in node.output if name}
     outputs = [o.name for o in graph.output]
@@ -57,7 +56,6 @@ def schedule_state_outputs_early(graph, main_outputs: Iterable[str] = ("logits",
                        | {i.name for i in graph.initializer})
     del graph.node[:]
     graph.node.extend(nodes[i] for i in order)
-    return sum(1 for i in group if i < max(main, default=-1))
 
 
 def _check_topological(nodes, available: set[str]) -> None:
