@@ -48,6 +48,8 @@ class QuantizationInfo(StrictModel):
     weight_bits: Literal[8, 4]
     block_size: int | None = None  # int4
     symmetric: bool = True
+    reduce_range: bool = Field(default=False, description="int8: weights on 7 bits, so no x86 "
+                               "kernel saturates (absent in older manifests: 8 bits)")
     quantized_nodes: int = Field(ge=0, description="MatMul/Gemm nodes whose weights were "
                                  "quantized")
     tool: str = Field(description="e.g. 'onnxruntime.quantization 1.32.0'")
@@ -57,16 +59,21 @@ class VariantCheck(StrictModel):
     """How a variant's graphs were verified (onnxruntime on random token ids).
 
     `decode_vs_prefill_max_diff`: logits of decode-after-prefill vs prefill of the whole
-    sequence, max abs, within `tolerance` x max(1, `logits_scale`) (the tolerance is
-    core.precision.AGREEMENT_TOLERANCE, a fraction of the logits' largest magnitude). The float
-    deviation fields compare this variant's logits with the float32 graphs' on the same
-    tokens (absent for the float32 variant itself)."""
+    sequence, max abs, at most `allowed` (core.precision.agreement_bound: `tolerance` x
+    max(1, `logits_scale`) for float32 and int4; for int8 INT8_DEVIATION_FACTOR x
+    `vs_float_max_abs_diff`, the int8 prefill graph's own deviation from float). The float
+    deviation fields compare this variant's logits with the float32 graphs' on the same tokens
+    (absent for the float32 variant itself)."""
 
     decode_vs_prefill_max_diff: float
     tolerance: float
     logits_scale: float = 1.0
+    allowed: float | None = Field(default=None, description="the bound the decode-vs-prefill "
+                                  "difference was held to (absent in older manifests)")
     vs_float_max_abs_diff: float | None = None
     vs_float_mean_abs_diff: float | None = None
+    decode_vs_float_max_abs_diff: float | None = Field(default=None, description="decode after "
+                                                       "prefill against the float graphs")
     vs_float_top1_agreement: float | None = Field(default=None, ge=0, le=1, description=
                                                   "share of positions whose argmax token "
                                                   "equals the float graphs'")

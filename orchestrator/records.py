@@ -27,8 +27,9 @@ from store import results as result_store
 from store import tasks as task_store
 
 # Evaluation-cache key of the float ONNX export (v2: traced when exact; v3: state outputs
-# scheduled right after their layers, which lowers prefill peak memory).
-EXPORT_KEY = "onnx-opset18-v3"
+# scheduled right after their layers, which lowers prefill peak memory; v4: int8 weights on
+# 7 bits, so no x86 kernel saturates).
+EXPORT_KEY = "onnx-opset18-v4"
 QUANTIZED_QUALITY = "quantized_quality"  # evaluation kind: perplexity through a quantized graph
 
 
@@ -172,15 +173,18 @@ class JobRecords:
             result_store.put_evaluation(self.sessions, genome_hash, export_key(tag), "export",
                                         {**record, "task_interval": value.get("task_interval")})
 
+    def _quantized_key(self, tag: str) -> str:
+        """Per training config and per export variant, as the exporter made it (EXPORT_KEY)."""
+        return f"{self.train_key}:{export_key(tag)}"
+
     def cached_quantized_quality(self, genome_hash: str, tag: str) -> dict[str, Any] | None:
-        return result_store.get_evaluation(self.sessions, genome_hash,
-                                           f"{self.train_key}:{tag}", QUANTIZED_QUALITY)
+        return result_store.get_evaluation(self.sessions, genome_hash, self._quantized_key(tag),
+                                           QUANTIZED_QUALITY)
 
     def store_quantized_quality(self, genome_hash: str, tag: str,
                                 record: dict[str, Any]) -> dict[str, Any]:
         stored = result_store.put_evaluation(self.sessions, genome_hash,
-                                             f"{self.train_key}:{tag}", QUANTIZED_QUALITY,
-                                             record)
+                                             self._quantized_key(tag), QUANTIZED_QUALITY, record)
         job_store.add_event(self.sessions, self.job_id, "quantized",
                             f"{genome_hash} {tag} perplexity {stored.get('perplexity')}")
         return stored

@@ -26,6 +26,9 @@ def test_micro_batches_give_the_loss_of_one_batch(tmp_path):
     assert whole.status == split.status == "ok", (whole.reason, split.reason)
     assert whole.tokens_trained == split.tokens_trained
     assert len(whole.loss_curve) == len(split.loss_curve) > 20
+    # Accumulating 4 micro-batch gradients sums the same float32 terms in another order
+    # (~1e-7 relative per step); 23 AdamW steps keep it near 1e-6 on the loss. 1e-4 holds on
+    # AVX-512 and on generic kernels (tests/workers/test_generic_kernels.py runs this test).
     for (seen_a, a), (seen_b, b) in zip(whole.loss_curve, split.loss_curve):
         assert seen_a == seen_b and a == pytest.approx(b, rel=1e-4, abs=1e-4)
     assert split.perplexity == pytest.approx(whole.perplexity, rel=1e-4)
@@ -64,6 +67,8 @@ def test_compiled_training_on_cpu_matches_eager(tmp_path):
     eager = evaluate_quality(TINY, config)
     compiled = evaluate_quality(TINY, {**config, "compile": True})
     assert compiled.status == "ok", compiled.reason
+    # inductor fuses and reorders float32 ops: rounding through 2,000 tokens of training;
+    # 1e-3 on the perplexity was met with room on the machine it was written on (slow test)
     assert compiled.perplexity == pytest.approx(eager.perplexity, rel=1e-3)
 
 

@@ -15,6 +15,10 @@ from workers.model.compiler import compile_genome, state_bytes
 from .helpers import operator_genome
 
 OPERATORS = sorted(catalog.REGISTRY)
+# Parallel forward vs step-by-step decode: the same function in float32, summed in another
+# order (chunked scans, one-row matmuls). Worst measured over the registry: 1.8e-5 with
+# AVX-512 kernels and 3.1e-5 with PyTorch's generic ones (gla, repeat 2, prefill 1), on logits
+# of scale ~4; tests/workers/test_generic_kernels.py reruns this test on generic kernels.
 TOL = 1e-4
 
 
@@ -107,6 +111,8 @@ def test_windowed_attention_ignores_tokens_outside_the_window():
     with torch.no_grad():
         a, b = model(ids), model(changed)
     # One attention layer: position 11 sees 8..11 only, so token 0 cannot reach it.
+    # position 11 is computed from identical inputs by the same kernels (same shapes): equal
+    # up to nothing but the default allclose (rtol 1e-5) on any CPU
     assert torch.allclose(a[0, 11], b[0, 11])
     assert not torch.allclose(a[0, 2], b[0, 2])
 
@@ -120,5 +126,7 @@ def test_operator_is_causal(op):
     changed[0, 6] = (ids[0, 6] + 1) % genome["global"]["vocab_size"]
     with torch.no_grad():
         a, b = model(ids), model(changed)
+    # positions before the change see identical inputs; a chunked scan may mix the changed
+    # token in as an exact zero contribution only, so rounding at most (~1e-7)
     assert torch.allclose(a[0, :6], b[0, :6], atol=1e-6)
     assert not torch.allclose(a[0, 6:], b[0, 6:])

@@ -18,6 +18,8 @@ def test_plain_frequencies_follow_the_base():
     for base in (10_000, 500_000, 1_000_000):
         inv = inverse_frequencies(64, Rope(base=base)).double()
         expected = torch.tensor([base ** (-2 * i / 64) for i in range(32)], dtype=torch.float64)
+        # computed in float32 (one pow per entry, <= 1 ulp = 6e-8 relative on any libm or
+        # vector path); 1e-6 is 16 ulps
         assert torch.allclose(inv, expected, rtol=1e-6)
 
 
@@ -29,6 +31,7 @@ def test_llama3_scaling_keeps_high_divides_low_and_interpolates_between():
     high = wavelen < rope.original_context / rope.high_freq_factor
     low = wavelen > rope.original_context / rope.low_freq_factor
     assert high.any() and low.any() and (~high & ~low).any()  # all three bands occur
+    # float32 tables (a few ulps of 6e-8 each); 1e-6 leaves 16 ulps
     assert torch.allclose(scaled[high], plain[high], rtol=1e-6)
     assert torch.allclose(scaled[low], plain[low] / rope.factor, rtol=1e-6)
     between = ~high & ~low
@@ -49,7 +52,10 @@ def test_the_compiled_model_and_its_decode_step_use_the_genome_rope():
     with torch.no_grad():
         la, _ = a.prefill(ids)
         lb, _ = b.prefill(ids)
+        # another RoPE changes the logits by O(1), far beyond float32 rounding (~1e-6 here)
         assert not torch.allclose(la, lb, atol=1e-4)
         _, state = a.prefill(ids[:, :39])
         step, _ = a.step(ids[:, 39:], torch.tensor([39]), state)
+    # the same float32 arithmetic in another order (one-row vs 40-row matmuls): rounding of
+    # ~1e-7 relative on logits of scale ~4, a few 1e-7 absolute on every kernel; 1e-5 is >10x
     assert torch.allclose(step[:, -1], la[:, -1], atol=1e-5)
