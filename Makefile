@@ -1,21 +1,40 @@
 # Tailor: two commands set up a fresh machine — `make demo` and `make test`.
 PYTHON ?= python3.11
 VENV ?= .venv
-# A CPU build of torch lies on disk for this pin; install it first so nothing pulls a CUDA wheel.
-TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tailor-installed
+# Every transitive version the suite runs with, with hashes (`make lock` refreshes it).
+LOCK := requirements.lock
+PIP_SPEC ?= pip==26.3
+# torch goes in first, as the lock pins it (a CPU build), so nothing pulls a CUDA wheel. It
+# lies on this machine's disk; elsewhere: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?= $(shell sed -n 's/^\(torch==[^ ]*\).*/\1/p' $(LOCK))
+TORCH_INDEX ?=
+# Where `make lock` finds that CPU build of torch (a folder of wheels or an index page).
+TORCH_FIND_LINKS ?= /opt/wheels
+LOCK_EXTRAS := --extra all --extra dev --extra data --extra usb
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install lock demo test test-slow bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[all,dev,data]"
+	$(BIN)/python -m pip install --quiet "$(PIP_SPEC)"
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Resolve the newest versions pyproject.toml admits for Linux x86-64 and CPython 3.11, torch
+# held at TORCH_SPEC (make lock TORCH_SPEC=torch==X+cpu to move it); then reinstall and test.
+lock: install
+	echo "$(TORCH_SPEC)" > $(VENV)/torch-pin.txt
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_EXTRAS) --upgrade --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --find-links $(TORCH_FIND_LINKS) --constraint $(VENV)/torch-pin.txt \
+	  --no-emit-package tailor --quiet -o $(LOCK)
 
 demo: install
 	$(BIN)/tailor demo
