@@ -115,8 +115,9 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
                             Job.cancel_requested.is_(False))
                      .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id,
                                ProfilingTask.id).limit(1))
-            if postgres:
-                query = query.with_for_update(skip_locked=True)
+            if postgres:  # lock the task row only: a plain FOR UPDATE also locks the joined
+                # job row, and every other agent's SKIP LOCKED then skips all of that job's tasks
+                query = query.with_for_update(skip_locked=True, of=ProfilingTask)
             task_id = s.scalar(query)
             if task_id is None:
                 return None

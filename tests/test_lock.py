@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -30,7 +31,11 @@ def locked() -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
-    return {canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    """What is installed in this environment's site-packages (not whatever else is on
+    sys.path: importing setuptools puts its vendored distributions there)."""
+    where = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    return {canonical(d.metadata["Name"]): d.version
+            for d in metadata.distributions(path=where)}
 
 
 def test_the_lock_pins_every_requirement_once_with_hashes():
