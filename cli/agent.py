@@ -138,6 +138,7 @@ def agent(
         phone, properties = _open_phone(folder, tcp, usb, auth_timeout, adb_timeout)
         backend = AdbBackend(phone, runner=runner, cores=pinned, cooling=thermal.CoolingPolicy(
             limit_celsius=cooldown_celsius, zones=zones, timeout_s=cooldown_timeout))
+        properties = properties.model_copy(update={"thermal_zones": backend.watched_zones()})
         ready = Reconnector(phone, preflight=Preflight(phone, runner, WORK_ROOT, min_free_mb))
         measure = backend.measure
         name = name or properties.serial or (tcp or usb)

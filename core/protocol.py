@@ -53,6 +53,34 @@ class DeviceProperties(StrictModel):
     cpu_max_freq_khz: list[int] = Field(default_factory=list, max_length=4096)
     ram_bytes: int = Field(ge=0, le=2**60)
     serial: str = Field(default="", max_length=256)
+    thermal_zones: list[str] = Field(default_factory=list, max_length=256, description=(
+        "the thermal zones (by type) the agent watches before measuring, chosen by name"))
+
+
+class RunnerIdentity(StrictModel):
+    """Which runner build took a measurement, so numbers of two builds are never mixed
+    silently: its sha256, the argument parser its help showed, the per-run line format it
+    printed, the onnxruntime release line those make, and the version where it says it."""
+
+    name: str = Field(default="onnxruntime_perf_test", max_length=64)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    parser: str = Field(default="", max_length=32, description="'getopt' (up to 1.22) or "
+                        "'abseil' (1.23+) for onnxruntime_perf_test")
+    per_run_format: str = Field(default="", max_length=32, description="'time_cost' (up to "
+                                "1.23) or 'submission_total' (1.24+)")
+    release_line: str = Field(default="", max_length=32, description="e.g. '1.19-1.22', "
+                              "'1.23', '1.24+'")
+    onnxruntime_version: str | None = Field(default=None, max_length=64)
+
+
+class DeviceReadiness(StrictModel):
+    """The agent's own verdict on its device (the phone's preflight): ready to measure, or
+    why not and how to fix it; sent with every heartbeat."""
+
+    ready: bool
+    reason: str = Field(default="", max_length=2000)
+    fix: str = Field(default="", max_length=2000)
+    runner: RunnerIdentity | None = None
 
 
 class EnrollRequest(StrictModel):
@@ -72,6 +100,8 @@ class HeartbeatRequest(StrictModel):
     (an OS update, another runner): the device row is refreshed without enrolling again."""
 
     properties: DeviceProperties | None = None
+    readiness: DeviceReadiness | None = Field(default=None, description="the device's "
+                                              "preflight verdict (None: not checked)")
 
 
 class HeartbeatResponse(StrictModel):
@@ -107,7 +137,8 @@ class MeasurementSpec(StrictModel):
                                     "hotter")
     thermal_zones: list[str] = Field(default_factory=list, max_length=64,
                                      description="zones to watch (substrings of their type or "
-                                     "name, e.g. 'cpu'); empty: every zone")
+                                     "name, e.g. 'cpu'); empty: the CPU/SoC zones "
+                                     "(every zone on a phone without one)")
     cooldown_timeout_s: float = Field(default=600, ge=0, le=DAY_S, allow_inf_nan=False,
                                       description="longest wait for the zones to cool down")
     reject_hot: bool = Field(default=False,
@@ -226,6 +257,8 @@ class MeasurementReport(StrictModel):
                                       "above the limit when the measurement started")
     cooldown_wait_s: float = Field(default=0, ge=0, allow_inf_nan=False)
     wall_s: float = Field(ge=0, allow_inf_nan=False)
+    runner_identity: RunnerIdentity | None = Field(default=None, description="the runner "
+                                                   "build that took these numbers")
 
     _each_length_once = field_validator("prefill", "decode")(_lengths_once)
 

@@ -10,8 +10,10 @@ thermal zones to cool down (thermal.py; with spec.reject_hot a phone still hot a
 timeout fails the task as a device fault); then per (graph, L) `spec.processes` runner
 processes pinned to the big cores, each `warmup + repeats` runs (perf_test.py). Reported:
 median/p10/p90/n/samples and the peak working set per length, the maximum over the task,
-the method, the thermal limit, whether it was still exceeded, the wait, and temperatures
-before and after.
+the method, the thermal limit, whether it was still exceeded, the wait, temperatures
+before and after, and the runner's identity (sha256, parser, per-run format, release line:
+runner_probe.py), so the server never mixes numbers of two runner builds silently. A
+runner that fails is diagnosed in its release line's words (runner_errors.py).
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from . import perf_test, thermal
+from . import perf_test, runner_errors, thermal
 from .adb_device import Phone
 from .defaults import DEFAULT_RUNNER, WORK_ROOT
-from .failures import DeviceError, DeviceTooHot, ProviderMissing
+from .failures import DeviceError, DeviceTooHot
 from .inputs import graph_inputs, write_test_data
-from .preflight import RUNNER_NOT_RUNNABLE, Preflight
+from .perf_output import PerfOutputError, parse_output, timed_samples
+from .preflight import Preflight, PreflightFailed, readiness_of
+from .runner_probe import RunnerProbe
 from .stats import summarize, warm_method
-from core.protocol import LatencyStat, MeasurementReport, TaskAssignment
+from core.protocol import DeviceReadiness, LatencyStat, MeasurementReport, TaskAssignment
 
 log = logging.getLogger("tailor.agent.adb")
 RUN_TIMEOUT_S = 1800.0   # the longest one (graph, L) may take, all its processes together
@@ -45,40 +49,48 @@ class AdbBackend:
     cooling: thermal.CoolingPolicy = field(default_factory=thermal.CoolingPolicy)
     run_timeout_s: float = RUN_TIMEOUT_S
     cooldown_poll_s: float = thermal.POLL_S
-    _freqs: list[int] | None = None
+    _cpus: tuple[list[int], set[int] | None] | None = None
+    probe: RunnerProbe | None = None        # the runner build, from the last check
 
     def thermal(self) -> list:
         return thermal.parse_zones(self.phone.shell(thermal.READ_ZONES))
 
+    def watched_zones(self) -> list[str]:
+        """The zone types this phone has that the cooling policy watches by default (the
+        job may name others): what the agent reports at enrolment."""
+        return self.cooling.zones_on(self.thermal())
+
     def pinned_cores(self) -> list[int]:
         if self.cores is not None:
             return self.cores
-        if self._freqs is None:
-            from .properties import PHONE_CPUFREQ, parse_cpu_freqs
-            self._freqs = parse_cpu_freqs(self.phone.shell(PHONE_CPUFREQ))
-        return perf_test.big_cores(self._freqs)
+        if self._cpus is None:
+            from .properties import PHONE_CPUFREQ, PHONE_ONLINE, parse_cpu_freqs, parse_cpu_list
+            self._cpus = (parse_cpu_freqs(self.phone.shell(PHONE_CPUFREQ)),
+                          parse_cpu_list(self.phone.shell(PHONE_ONLINE)))
+        return perf_test.big_cores(*self._cpus)
 
     def preflight(self) -> Preflight:
         return Preflight(self.phone, self.runner, WORK_ROOT)
 
-    def check_runner(self) -> None:
-        problems = self.preflight().runner_problems(abi="the phone's ABI")
+    def check_runner(self) -> RunnerProbe:
+        check = self.preflight()
+        problems = check.runner_problems(abi="the phone's ABI")
         if problems:
-            raise DeviceError(problems[0])
+            raise DeviceError(str(problems[0]))
+        self.probe = check.probe
+        return check.probe
 
-    def measure(self, graph_dir: Path, task: TaskAssignment) -> MeasurementReport:
-        started = time.perf_counter()
-        self.check_runner()
+    def stage(self, graph_dir: Path, task: TaskAssignment) -> list[tuple[str, int, str]]:
+        """Push the graphs and inputs, lay out one folder per (graph, L); (kind, L, folder
+        name) per case."""
         spec, manifest = task.spec, task.manifest
-        provider = spec.execution_provider
         remote = f"{WORK_ROOT}/{task.genome_hash}"
         for graph in manifest.graphs.values():
             if PurePosixPath(graph.file).name != graph.file or graph.file.startswith("."):
                 raise ValueError(f"graph file name {graph.file!r} is not a plain file name")
         files = {graph_dir / g.file: f"{remote}/{g.file}" for g in manifest.graphs.values()}
-        setup = []
+        setup, cases = [], []
         with tempfile.TemporaryDirectory(prefix="tailor-inputs-") as tmp:
-            cases = []
             for kind, lengths in (("prefill", spec.prefill_lengths),
                                   ("decode", spec.decode_contexts)):
                 graph_file = manifest.graphs[kind].file
@@ -96,65 +108,77 @@ class AdbBackend:
                     copies.append(f"ln -sf ../{shlex.quote(graph_file)} "
                                   f"{shlex.quote(f'{remote}/{case}/model.onnx')}")
                     setup.append(" && ".join(copies))
-                    cases.append((kind, length, case))
+                    cases.append((kind, length, f"{remote}/{case}"))
             self.phone.push_verified(files)
         self.phone.checked(" && ".join(setup))
-        cores = self.pinned_cores()
+        return cases
+
+    def cool_down(self, spec) -> tuple[thermal.Cooldown, float]:
         limit, zones, timeout = self.cooling.resolve(spec)
         cooled = thermal.wait_for_cooldown(self.thermal, limit, zones, max_wait_s=timeout,
                                            poll_s=self.cooldown_poll_s)
         if cooled.still_hot and spec.reject_hot:
-            raise DeviceTooHot(f"too hot to measure: {thermal.describe(cooled.hot_zone(zones), limit)}"
+            raise DeviceTooHot(f"too hot to measure: "
+                               f"{thermal.describe(cooled.hot_zone(zones), limit)}"
                                f" after waiting {cooled.waited_s:.0f} s")
+        return cooled, limit
+
+    def measure(self, graph_dir: Path, task: TaskAssignment) -> MeasurementReport:
+        started = time.perf_counter()
+        probe = self.check_runner()
+        spec, provider = task.spec, task.spec.execution_provider
+        cases = self.stage(graph_dir, task)
+        cores = self.pinned_cores()
+        cooled, limit = self.cool_down(spec)
         stats: dict[str, list[LatencyStat]] = {"prefill": [], "decode": []}
-        peak, summary_only = 0, False
-        for kind, length, case in cases:
-            samples, case_peak, per_run = self._run_case(f"{remote}/{case}", spec, cores,
-                                                         provider)
-            summary_only |= not per_run
+        peak, formats = 0, set()
+        for kind, length, folder in cases:
+            samples, case_peak, per_run = self._run_case(folder, spec, cores, provider)
+            formats.add(per_run)
             peak = max(peak, case_peak or 0)
             stats[kind].append(LatencyStat(length=length, samples_ms=samples,
                                            peak_memory_bytes=case_peak, **summarize(samples)))
-        after = self.thermal()
-        note = "the runner printed no per-run times: one sample per process" \
-            if summary_only else ""
+        if len(formats) > 1:
+            raise DeviceError(f"{self.runner} printed per-run lines in two formats "
+                              f"({sorted(formats)}) within one task: was it replaced?")
+        identity = probe.identity(formats.pop() if formats else None)
         return MeasurementReport(
             prefill=stats["prefill"], decode=stats["decode"], peak_memory_bytes=peak,
-            runner=f"onnxruntime_perf_test ({self.runner}, -e {provider}, cpus {cores}, "
-                   f"-x {spec.threads})",
-            method=warm_method(spec.warmup, spec.repeats, spec.processes, note, provider),
-            precision=manifest.precision, execution_provider=provider,
-            thermal_before=cooled.readings, thermal_after=after, thermal_limit_celsius=limit,
-            above_thermal_limit=cooled.still_hot, cooldown_wait_s=cooled.waited_s,
-            wall_s=time.perf_counter() - started)
+            runner=f"onnxruntime_perf_test {identity.release_line} ({self.runner}, "
+                   f"-e {provider}, cpus {cores}, -x {spec.threads})",
+            method=warm_method(spec.warmup, spec.repeats, spec.processes, "", provider),
+            precision=task.manifest.precision, execution_provider=provider,
+            thermal_before=cooled.readings, thermal_after=self.thermal(),
+            thermal_limit_celsius=limit, above_thermal_limit=cooled.still_hot,
+            cooldown_wait_s=cooled.waited_s, wall_s=time.perf_counter() - started,
+            runner_identity=identity)
 
     def _run_case(self, folder: str, spec, cores: list[int], provider: str = "cpu"
-                  ) -> tuple[list[float], int | None, bool]:
-        """(samples over all processes, peak over them, whether per-run times were read)."""
+                  ) -> tuple[list[float], int | None, str | None]:
+        """(samples over all processes, peak over them, the per-run format printed)."""
         runs = spec.warmup + spec.repeats
         command = perf_test.loop_command(self.runner, folder, "model.onnx", spec.processes,
                                          runs, spec.threads, cores, provider)
         outputs = perf_test.split_runs(self.phone.shell(command, timeout_s=self.run_timeout_s))
         if len(outputs) != spec.processes:
-            raise perf_test.PerfOutputError(f"{folder}: expected {spec.processes} runner "
-                                            f"processes, got {len(outputs)}")
-        samples, peak, per_run = [], None, True
+            raise PerfOutputError(f"{folder}: expected {spec.processes} runner "
+                                  f"processes, got {len(outputs)}")
+        args = " ".join(perf_test.runner_args("model.onnx", spec.threads, runs,
+                                              provider=provider))
+        samples, peak, per_run = [], None, None
         for rc, text in outputs:
-            if rc in RUNNER_NOT_RUNNABLE:
-                raise DeviceError(f"{self.runner} could not start on the phone (exit {rc}): "
-                                  f"{text.strip()[-500:]}")
-            said = perf_test.provider_missing(text, provider) if rc != 0 else None
-            if said:
-                raise ProviderMissing(perf_test.provider_missing_message(self.runner, provider,
-                                                                         said))
-            if rc != 0:
-                raise perf_test.PerfOutputError(f"{folder}: runner exited {rc}: "
-                                                f"{text.strip()[-1500:]}")
-            result = perf_test.parse_output(text)
+            error = runner_errors.diagnose(rc, text, self.runner, provider, self.probe,
+                                           args, folder)
+            if error is not None:
+                raise error
+            try:
+                result = parse_output(text)
+                samples += timed_samples(result, spec.warmup, spec.repeats)
+            except PerfOutputError as exc:   # the runner's output, not the graph, is wrong
+                raise DeviceError(f"{folder}: {exc}") from exc
             if result.peak_memory_bytes is not None:
                 peak = max(peak or 0, result.peak_memory_bytes)
-            per_run &= bool(result.runs_ms)
-            samples += perf_test.timed_samples(result, spec.warmup, spec.repeats)
+            per_run = result.per_run_format
         return samples, peak, per_run
 
 
@@ -162,7 +186,8 @@ class Reconnector:
     """`ready()` for the agent loop: True while the phone is connected and has passed its
     preflight. Otherwise one reconnection (or preflight) attempt at a time, with back-off
     (1 s doubling to `max_backoff_s`) between attempts. `device_failed()` (a device fault
-    during a task) makes the next call re-run the preflight."""
+    during a task) makes the next call re-run the preflight. `readiness` is the verdict the
+    agent's heartbeats carry to the server (why not ready, and the fix)."""
 
     def __init__(self, phone: Phone, max_backoff_s: float = 30.0,
                  preflight: Preflight | None = None):
@@ -170,39 +195,62 @@ class Reconnector:
         self.backoff_s, self.next_try = 1.0, 0.0
         self.fit = preflight is None
         self.lost = False
+        self.readiness: DeviceReadiness | None = None
 
     def device_failed(self) -> None:
         self.fit = self.check is None
 
-    def _later(self, what: str) -> bool:
+    def _later(self, what: str, readiness: DeviceReadiness) -> bool:
         log.warning("%s; next try in %.0f s", what, self.backoff_s)
+        self.readiness = readiness
         self.next_try = time.monotonic() + self.backoff_s
         self.backoff_s = min(self.backoff_s * 2, self.max_backoff_s)
         return False
+
+    def _reconnect(self) -> bool:
+        if not self.lost:
+            log.warning("phone %s disconnected: leasing nothing until it is back",
+                        self.phone.address)
+            self.lost = True
+        try:
+            self.phone.connect()
+        except Exception as exc:  # noqa: BLE001 — any failure means "not back yet"
+            return self._later(f"phone not reachable ({exc})", DeviceReadiness(
+                ready=False, reason=f"phone {self.phone.address} not reachable over ADB "
+                                    f"({str(exc)[:300]})",
+                fix="plug the phone in (or `adb connect` it again) and allow USB debugging"))
+        log.info("phone %s is back", self.phone.address)
+        self.lost = False
+        self.fit = self.check is None
+        return True
+
+    def _preflight(self) -> bool:
+        try:
+            self.readiness = self.check.check()
+        except PreflightFailed as exc:
+            return self._later(f"phone not ready to measure: {exc}",
+                               readiness_of(exc.problems, None))
+        except Exception as exc:  # noqa: BLE001 — a drop meanwhile
+            return self._later(f"phone not ready to measure: {exc}", DeviceReadiness(
+                ready=False, reason=f"preflight could not run: {str(exc)[:500]}",
+                fix="check the phone's connection"))
+        runner = self.readiness.runner
+        log.info("preflight passed: %s runs (onnxruntime_perf_test %s, %s parser, sha256 "
+                 "%s), storage ok", self.check.runner, runner.release_line, runner.parser,
+                 (runner.sha256 or "unknown")[:12])
+        self.fit = True
+        return True
 
     def __call__(self) -> bool:
         if self.phone.connected and self.fit:
             return True
         if time.monotonic() < self.next_try:
             return False
-        if not self.phone.connected:
-            if not self.lost:
-                log.warning("phone %s disconnected: leasing nothing until it is back",
-                            self.phone.address)
-                self.lost = True
-            try:
-                self.phone.connect()
-            except Exception as exc:  # noqa: BLE001 — any failure means "not back yet"
-                return self._later(f"phone not reachable ({exc})")
-            log.info("phone %s is back", self.phone.address)
-            self.lost = False
-            self.fit = self.check is None
-        if not self.fit:
-            try:
-                self.check.check()
-            except Exception as exc:  # noqa: BLE001 — PreflightFailed or a drop meanwhile
-                return self._later(f"phone not ready to measure: {exc}")
-            log.info("preflight passed: %s runs, storage ok", self.check.runner)
-            self.fit = True
+        if not self.phone.connected and not self._reconnect():
+            return False
+        if not self.fit and not self._preflight():
+            return False
         self.backoff_s, self.next_try = 1.0, 0.0
+        if self.check is None:
+            self.readiness = DeviceReadiness(ready=True)
         return True

@@ -9,7 +9,10 @@ silences the device on the server. On SIGINT/SIGTERM the agent hands its current
 disabled device, a wrong enrollment token) stops the agent with the server's reason:
 retrying cannot help until an admin acts. Restarted with a saved token, its first heartbeat
 carries the device properties read now (a new Android release, another runner), so the
-server sees them without a new enrollment.
+server sees them without a new enrollment. Every heartbeat carries the device's readiness
+(the phone's preflight verdict: why it cannot measure, and the fix), and a change of it is
+sent at once, so the server and the dashboard show a phone that measures nothing, and why,
+within one heartbeat.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from .client import AgentClient, ServerError
 from .config import load_token, save_token
 from .failures import failure_report
 from .stats import warm_method
-from core.protocol import API_PREFIX, DeviceProperties, MeasurementReport, TaskAssignment
+from core.protocol import (API_PREFIX, DeviceProperties, DeviceReadiness, MeasurementReport,
+                           TaskAssignment)
 
 log = logging.getLogger("tailor.agent")
 Measure = Callable[[Path, TaskAssignment], MeasurementReport]
@@ -92,6 +96,7 @@ class Agent:
         self._pulse: threading.Thread | None = None
         self._beat_failing = False
         self._paused_logged = False
+        self._sent_readiness: DeviceReadiness | None = None
 
     # ------------------------------------------------------------------ enrolment
     def ensure_enrolled(self) -> None:
@@ -131,8 +136,13 @@ class Agent:
         log.info("enrolled as device %s", enrolled.device_id)
 
     # ------------------------------------------------------------------ heartbeats
+    def readiness(self) -> DeviceReadiness | None:
+        return getattr(self.ready, "readiness", None)
+
     def _beat(self, properties: DeviceProperties | None = None):
-        response = self.client.heartbeat(properties)
+        readiness = self.readiness()
+        response = self.client.heartbeat(properties, readiness)
+        self._sent_readiness = readiness
         self._last_beat = time.monotonic()
         self.state, self.server_paused_until = response.state, response.paused_until
         if self._beat_failing:
@@ -183,7 +193,10 @@ class Agent:
     def run_one(self) -> bool:
         """Lease and measure one task; False when there was none."""
         self._beat()
-        if not self.leasable():
+        leasable = self.leasable()
+        if self.readiness() != self._sent_readiness:
+            self._beat()      # the preflight's verdict changed: the server hears it now
+        if not leasable:
             return False
         task = self.client.lease(self.lease_seconds).task
         if task is None:

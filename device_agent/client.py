@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from core.protocol import (API_PREFIX, ArtifactRef, DeviceProperties, EnrollRequest,
+from core.protocol import (API_PREFIX, ArtifactRef, DeviceProperties, DeviceReadiness,
+                           EnrollRequest,
                            EnrollResponse, FailureReport, HeartbeatRequest, HeartbeatResponse,
                            LeaseRequest, LeaseResponse, MeasurementReport, TaskAck)
 
@@ -44,9 +45,12 @@ class AgentClient:
                                                            properties=properties))
         return EnrollResponse.model_validate(data)
 
-    def heartbeat(self, properties: DeviceProperties | None = None) -> HeartbeatResponse:
-        """`properties`: refresh what the server knows of the device (after a restart)."""
-        body = HeartbeatRequest(properties=properties) if properties is not None else None
+    def heartbeat(self, properties: DeviceProperties | None = None,
+                  readiness: DeviceReadiness | None = None) -> HeartbeatResponse:
+        """`properties`: refresh what the server knows of the device (after a restart);
+        `readiness`: the device's preflight verdict (shown as ready / not ready, and why)."""
+        body = HeartbeatRequest(properties=properties, readiness=readiness) \
+            if properties is not None or readiness is not None else None
         return HeartbeatResponse.model_validate(self._post("/devices/heartbeat", body))
 
     def lease(self, lease_seconds: float | None = None) -> LeaseResponse:

@@ -4,7 +4,8 @@ Warm steady state, as the ADB backend: per (graph, length), `spec.processes` fre
 subprocesses (device_agent.host_runner), each doing `warmup` untimed and `repeats` timed
 runs in one session. Samples are all timed runs across the processes; peak memory is the
 maximum VmHWM over them. The report carries median, p10, p90, n and the raw samples per
-length, the peak per length, the maximum over the task, and the method.
+length, the peak per length, the maximum over the task, the method, and which runner took
+them (host onnxruntime and its version: RunnerIdentity).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 
 from .failures import ProviderMissing
 from .host_runner import measure, provider_problem
-from core.protocol import LatencyStat, MeasurementReport, MeasurementSpec
+from core.protocol import LatencyStat, MeasurementReport, MeasurementSpec, RunnerIdentity
 from .stats import summarize, warm_method
 
 
@@ -56,4 +57,15 @@ def measure_task(graph_dir: Path, spec: MeasurementSpec, precision: str | None =
                              method=warm_method(spec.warmup, spec.repeats, spec.processes,
                                                 provider=spec.execution_provider),
                              precision=precision, execution_provider=spec.execution_provider,
-                             wall_s=time.perf_counter() - started)
+                             wall_s=time.perf_counter() - started,
+                             runner_identity=host_identity())
+
+
+def host_identity() -> RunnerIdentity:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("onnxruntime")
+    except PackageNotFoundError:
+        found = None
+    return RunnerIdentity(name="host onnxruntime", onnxruntime_version=found)

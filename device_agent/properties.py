@@ -62,12 +62,26 @@ def count_processors(cpuinfo: str) -> int:
     return sum(1 for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "processor")
 
 
+def parse_cpu_list(text: str) -> set[int] | None:
+    """`/sys/devices/system/cpu/online` ("0-3,5,7") -> {0, 1, 2, 3, 5, 7}; None when
+    unreadable (then every CPU with a frequency counts)."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        low, _, high = part.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return None
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus or None
+
+
+PHONE_ONLINE = "cat /sys/devices/system/cpu/online 2>/dev/null"
 PHONE_CPUFREQ = ("for c in /sys/devices/system/cpu/cpu[0-9]*; do "
                  "echo \"${c##*/} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)\"; done")
 
 
-def phone_properties(phone) -> DeviceProperties:
-    """Read a phone's identity with getprop and /proc, /sys (over adb shell)."""
+def phone_properties(phone, thermal_zones: list[str] | None = None) -> DeviceProperties:
+    """Read a phone's identity with getprop and /proc, /sys (over adb shell);
+    `thermal_zones`: the zone types the agent watches (AdbBackend.watched_zones)."""
     props = parse_getprop(phone.shell("getprop"))
     freqs = parse_cpu_freqs(phone.shell(PHONE_CPUFREQ))
     cpus = count_processors(phone.shell("cat /proc/cpuinfo")) or len(freqs) or 1
@@ -82,4 +96,4 @@ def phone_properties(phone) -> DeviceProperties:
         sdk=int(sdk) if sdk.isdigit() else None, abi=props.get("ro.product.cpu.abi", ""),
         cpu_count=cpus, cpu_max_freq_khz=freqs,
         ram_bytes=parse_meminfo(phone.shell("cat /proc/meminfo")),
-        serial=props.get("ro.serialno", ""))
+        serial=props.get("ro.serialno", ""), thermal_zones=thermal_zones or [])

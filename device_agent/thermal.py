@@ -4,6 +4,11 @@ Readings are `zone type -> °C`; kernels report millidegrees (most) or degrees (
 unused zones report nonsense (negative, or hundreds of degrees): those are dropped.
 The job sets the limit, the zones to watch and the longest wait (MeasurementSpec); the
 agent's own settings (CoolingPolicy) can make the limit stricter and name the zones.
+
+Zones are chosen by their `type`. When neither names any, only CPU/SoC zones are watched
+(DEFAULT_ZONE_TYPES): on USB power a phone's PMIC, modem, charger or battery zones often sit
+above 45 °C while its cores are cool, and watching them made every task wait the whole
+cool-down and be marked hot. A phone with no such zone falls back to every zone.
 """
 
 from __future__ import annotations
@@ -44,13 +49,19 @@ def hottest(readings: list[ThermalReading]) -> float | None:
     return max((r.celsius for r in readings), default=None)
 
 
+# Zone types of CPU clusters and SoCs (Qualcomm cpu-0-0-0, cpuss-0; MediaTek mtktscpu,
+# soc_max; Exynos and Tensor BIG, MID, LITTLE; others cluster0, soc_thermal).
+DEFAULT_ZONE_TYPES = ("cpu", "soc", "cluster", "big", "mid", "little")
+
+
 def watched(readings: list[ThermalReading], zones: list[str]) -> list[ThermalReading]:
     """The readings of the zones to watch: those whose type contains one of `zones`
-    (case-insensitive); every zone when `zones` is empty."""
-    if not zones:
-        return readings
-    wanted = [z.lower() for z in zones]
-    return [r for r in readings if any(w in r.zone.lower() for w in wanted)]
+    (case-insensitive); the CPU/SoC zones when `zones` is empty, or every zone when the
+    phone has none of those."""
+    default = not zones
+    wanted = [z.lower() for z in (zones or DEFAULT_ZONE_TYPES)]
+    found = [r for r in readings if any(w in r.zone.lower() for w in wanted)]
+    return readings if default and not found else found
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,10 @@ class CoolingPolicy:
     limit_celsius: float | None = None
     zones: tuple[str, ...] = ()
     timeout_s: float | None = None
+
+    def zones_on(self, readings: list[ThermalReading]) -> list[str]:
+        """The zone types of this phone the agent watches when the job names none."""
+        return sorted({r.zone for r in watched(readings, list(self.zones))})
 
     def resolve(self, spec: MeasurementSpec) -> tuple[float, list[str], float]:
         limit = spec.cooldown_celsius if self.limit_celsius is None \

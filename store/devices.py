@@ -7,6 +7,11 @@ A device row belongs to one physical device (`device_identity`: a phone's serial
 a host agent's name and model). Enrolling again gets the same row with a new token (the old
 one stops working), so disabling sticks: while the row is disabled, enrollment is refused
 until an admin enables it.
+
+Ready to measure (`readiness`): active, online, not paused by a device error, and its agent's
+last heartbeat did not report it unfit (the phone's preflight: runner missing or unusable,
+storage full); each "not ready" comes with the reason and the fix, for `GET /devices`, the
+dashboard and the warnings of jobs whose device class has no ready device.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.protocol import API_PREFIX as API
 from store.models import Device, as_utc, utcnow
 
 from . import Conflict, NotFound, SessionFactory, transaction
@@ -86,10 +93,11 @@ def authenticate_device(sessions: SessionFactory, token: str) -> Device | None:
 
 
 def heartbeat_device(sessions: SessionFactory, device_id: int,
-                     properties: dict[str, Any] | None = None) -> Device:
-    """Mark the device alive; with `properties`, refresh what the agent read from it. The
-    properties must describe the same physical device (a Conflict otherwise: that device
-    must enroll on its own)."""
+                     properties: dict[str, Any] | None = None,
+                     readiness: dict[str, Any] | None = None) -> Device:
+    """Mark the device alive; with `properties`, refresh what the agent read from it (they
+    must describe the same physical device: a Conflict otherwise, that device must enroll
+    on its own); with `readiness`, store the agent's preflight verdict."""
     with transaction(sessions) as s:
         device = s.get(Device, device_id, with_for_update=properties is not None)
         if device is None:
@@ -100,6 +108,8 @@ def heartbeat_device(sessions: SessionFactory, device_id: int,
                 raise Conflict(f"these properties describe another device than device "
                                f"{device_id} (serial, board or model differ): enroll it")
             device.model, device.properties = properties["model"], properties
+        if readiness is not None:
+            device.readiness = readiness
         device.last_heartbeat_at = utcnow()
         return device
 
@@ -110,10 +120,44 @@ def is_online(device: Device, offline_after_s: float, now: datetime | None = Non
     return (now or utcnow()) - as_utc(device.last_heartbeat_at) <= timedelta(seconds=offline_after_s)
 
 
-def enrolled_classes(sessions: SessionFactory) -> set[str]:
-    """Device classes (DeviceProperties.model) with at least one enrolled device."""
-    with transaction(sessions) as s:
-        return set(s.scalars(select(Device.model).distinct()).all())
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str = ""
+    fix: str = ""
+
+
+def readiness(device: Device, offline_after_s: float, now: datetime | None = None
+              ) -> Readiness:
+    """Can the device take a task now, and if not, why and what fixes it."""
+    if device.state != "active":
+        return Readiness(False, f"the device is {device.state}",
+                         f"an admin enables it: POST {API}/devices/{device.id}/enable")
+    if not is_online(device, offline_after_s, now):
+        return Readiness(False, f"no heartbeat for over {offline_after_s:.0f} s",
+                         "start its agent (`tailor agent`) and check it reaches the server")
+    paused = device.pause()
+    if paused is not None:
+        return Readiness(False, f"paused until {paused[0].isoformat(timespec='seconds')} "
+                                f"after a device error: {paused[1] or 'no reason given'}",
+                         "fix what the error says; the agent checks the phone again and "
+                         "leases once the pause ends")
+    verdict = device.readiness or {}
+    if verdict.get("ready") is False:
+        return Readiness(False, verdict.get("reason") or "its agent reports it not ready",
+                         verdict.get("fix") or "see the agent's log")
+    return Readiness(True)
+
+
+def fleet_readiness(sessions: SessionFactory, offline_after_s: float
+                    ) -> dict[str, list[tuple[Device, Readiness]]]:
+    """Every enrolled device with its readiness, by device class."""
+    fleet: dict[str, list[tuple[Device, Readiness]]] = {}
+    now = utcnow()
+    for device in list_devices(sessions):
+        fleet.setdefault(device.model, []).append(
+            (device, readiness(device, offline_after_s, now)))
+    return fleet
 
 
 def list_devices(sessions: SessionFactory) -> list[Device]:

@@ -141,6 +141,9 @@ class Device(Base):
     # leasing until then; the reason is shown to admins.
     paused_until: Mapped[datetime | None]
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # The agent's preflight verdict (core.protocol.DeviceReadiness) from its last heartbeat:
+    # {"ready": bool, "reason": ..., "fix": ..., "runner": {...}}; NULL: never sent one.
+    readiness: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     def pause(self) -> tuple[datetime, str | None] | None:
         """(until, reason) while a device error keeps this device from leasing, else None."""

@@ -294,3 +294,20 @@ def task_results(sessions: SessionFactory, candidate_ids: list[int]) -> list[dic
 def task_candidate(sessions: SessionFactory, task: ProfilingTask) -> Candidate:
     with transaction(sessions) as s:
         return s.get(Candidate, task.candidate_id)
+
+
+def runner_builds(sessions: SessionFactory, job_id: int) -> dict[str, list[dict | None]]:
+    """The runner identities (MeasurementReport.runner_identity, None where a report has
+    none) of every measurement of a job, by device class: reads that one key of each
+    report, not the samples."""
+    identity = Measurement.report["runner_identity"]
+    with transaction(sessions) as s:
+        rows = s.execute(select(ProfilingTask.device_class, identity)
+                         .join(Measurement, Measurement.task_id == ProfilingTask.id)
+                         .where(ProfilingTask.job_id == job_id)).all()
+    builds: dict[str, list[dict | None]] = {}
+    for device_class, found in rows:
+        known = builds.setdefault(device_class, [])
+        if found not in known:
+            known.append(found)
+    return builds

@@ -1,4 +1,5 @@
-"""Devices: enrollment with the operator's enrollment token, heartbeats, administration.
+"""Devices: enrollment with the operator's enrollment token, heartbeats, administration, and
+whether each device is ready to measure (and if not, why and the fix).
 
 Enrolling again (a lost token, an agent restarted) gives the same device row a new token;
 a disabled device is refused until an admin enables it.
@@ -26,11 +27,14 @@ router = APIRouter(prefix="/devices", tags=["devices"])
 
 def device_public(device: Device, offline_after_s: float) -> DevicePublic:
     paused_until, paused_reason = device.pause() or (None, None)
+    verdict = store.readiness(device, offline_after_s)
     return DevicePublic(id=device.id, name=device.name, model=device.model, state=device.state,
                         online=store.is_online(device, offline_after_s),
                         last_heartbeat_at=device.last_heartbeat_at,
                         paused_until=paused_until, paused_reason=paused_reason,
-                        properties=device.properties)
+                        properties=device.properties, ready=verdict.ready,
+                        not_ready_reason=verdict.reason or None, fix=verdict.fix or None,
+                        runner=(device.readiness or {}).get("runner"))
 
 
 @router.post("/enroll", response_model=EnrollResponse, status_code=201)
@@ -56,9 +60,11 @@ def enroll(body: EnrollRequest, request: Request, sessions: SessionsDep,
 def heartbeat(device: DeviceDep, sessions: SessionsDep,
               body: HeartbeatRequest | None = None) -> HeartbeatResponse:
     """The device is alive: mark it online and renew every lease it holds; properties sent
-    with it (an agent's first heartbeat after a restart) replace the stored ones."""
+    with it (an agent's first heartbeat after a restart) replace the stored ones, and its
+    readiness (the phone's preflight verdict) is what `GET /devices` shows."""
     properties = body.properties.model_dump(mode="json") if body and body.properties else None
-    device = store.heartbeat_device(sessions, device.id, properties)
+    readiness = body.readiness.model_dump(mode="json") if body and body.readiness else None
+    device = store.heartbeat_device(sessions, device.id, properties, readiness)
     task_store.renew_leases(sessions, device)
     paused_until, paused_reason = device.pause() or (None, None)
     return HeartbeatResponse(device_id=device.id, state=device.state, server_time=utcnow(),

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.auth import AdminDep
-from store.models import Job
+from store.models import Device, Job
 from core.job_spec import JobSpec
 from api.schemas.public import JobCreated, JobList, JobPublic, ScaleResult
 from core.scale import ScaleRequest, ScaleSpec, pick_members
@@ -17,24 +17,39 @@ from store import devices as device_store
 from store import jobs as store
 from store import results as result_store
 
-from .deps import JobId, SessionsDep
+from .deps import JobId, SessionsDep, SettingsDep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-def job_warnings(spec: dict, known_classes: set[str]) -> list[str]:
+Fleet = dict[str, list[tuple[Device, device_store.Readiness]]]
+
+
+def job_warnings(spec: dict, fleet: Fleet) -> list[str]:
     """What will keep the job waiting though the spec is valid: a device class that no
-    enrolled device has (its tasks queue until one enrolls, then time out)."""
-    missing = [d for d in spec.get("profiling", {}).get("devices", []) if d not in known_classes]
-    return [f"no enrolled device of class {d!r}: its profiling tasks wait until one enrolls "
-            f"(GET /api/v1/devices lists the classes enrolled), else profiling.timeout_s "
-            "fails the candidates" for d in missing]
+    enrolled device has (its tasks queue until one enrolls, then time out), or whose every
+    device is not ready (offline, paused, or its phone failed its preflight: each named
+    with the reason and the fix)."""
+    warnings = []
+    for d in spec.get("profiling", {}).get("devices", []):
+        members = fleet.get(d)
+        if not members:
+            warnings.append(f"no enrolled device of class {d!r}: its profiling tasks wait "
+                            f"until one enrolls (GET /api/v1/devices lists the classes "
+                            f"enrolled), else profiling.timeout_s fails the candidates")
+        elif not any(verdict.ready for _, verdict in members):
+            why = "; ".join(f"device {device.id} ({device.name}): {verdict.reason} "
+                            f"(fix: {verdict.fix})" for device, verdict in members)
+            warnings.append(f"no device of class {d!r} is ready to measure, so its profiling "
+                            f"tasks wait (else profiling.timeout_s fails the candidates): "
+                            f"{why}"[:2000])
+    return warnings
 
 
-def job_public(job: Job, known_classes: set[str] | None = None) -> JobPublic:
+def job_public(job: Job, fleet: Fleet | None = None) -> JobPublic:
     return JobPublic(id=job.id, name=job.name, status=job.status, spec=job.spec,
-                     warnings=job_warnings(job.spec, known_classes)
-                     if known_classes is not None and job.status not in store.TERMINAL else [],
+                     warnings=job_warnings(job.spec, fleet)
+                     if fleet is not None and job.status not in store.TERMINAL else [],
                      generations_done=job.generations_done,
                      generations_total=job.spec.get("evolution", {}).get("generations", 0),
                      evaluations_done=job.evaluations_done,
@@ -57,7 +72,8 @@ def parse_spec(body: bytes) -> JobSpec:
 @router.post("", status_code=201, response_model=JobCreated,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}}}}})
-async def submit_job(request: Request, sessions: SessionsDep, _: AdminDep,
+async def submit_job(request: Request, sessions: SessionsDep, settings: SettingsDep,
+                     _: AdminDep,
                      idempotency_key: str | None = Header(
                          None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
                          description="retrying with the same key returns the same job")
@@ -69,7 +85,7 @@ async def submit_job(request: Request, sessions: SessionsDep, _: AdminDep,
         job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"),
                                idempotency_key)
         return JobCreated(id=job.id, status=job.status, warnings=job_warnings(
-            job.spec, device_store.enrolled_classes(sessions)))
+            job.spec, device_store.fleet_readiness(sessions, settings.offline_after_s)))
 
     return await run_in_threadpool(create)
 
@@ -82,8 +98,9 @@ def list_jobs(sessions: SessionsDep, offset: int = Query(0, ge=0, le=2**31 - 1),
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: JobId, sessions: SessionsDep) -> JobPublic:
-    return job_public(store.get_job(sessions, job_id), device_store.enrolled_classes(sessions))
+def get_job(job_id: JobId, sessions: SessionsDep, settings: SettingsDep) -> JobPublic:
+    return job_public(store.get_job(sessions, job_id),
+                      device_store.fleet_readiness(sessions, settings.offline_after_s))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)

@@ -77,15 +77,51 @@ def candidates(job_id: JobId, sessions: SessionsDep) -> list[CandidateSummary]:
 
 @router.get("/jobs/{job_id}/candidates/{candidate_id}", response_model=CandidateDetail)
 def candidate(job_id: JobId, candidate_id: CandidateId, sessions: SessionsDep) -> CandidateDetail:
+    """The candidate page: genome, lineage, artifacts, and every measurement with the runner
+    build that took it (and a warning where the job mixes runner builds on a class)."""
     row, parents, children = store.candidate_detail(sessions, job_id, candidate_id)
     files = artifact_store.artifacts_of(sessions, row.genome_hash)
+    tasks = task_store.task_results(sessions, [row.id])
     return CandidateDetail(
         **summary(row).model_dump(), genome=row.genome,
         parents=[summary(p) for p in parents], children=[summary(c) for c in children],
         artifacts=[ArtifactPublic(name=a.name, sha256=a.sha256, size_bytes=a.size_bytes,
                                   url=artifact_url(row.id, a.name)) for a in files],
-        measurements=[MeasurementPublic(**{k: v for k, v in t.items() if k != "candidate_id"})
-                      for t in task_store.task_results(sessions, [row.id])])
+        measurements=[MeasurementPublic(**{k: v for k, v in t.items() if k != "candidate_id"},
+                                        runner_identity=(t["report"] or {}).get(
+                                            "runner_identity"))
+                      for t in tasks],
+        runner_warnings=runner_warnings(tasks, task_store.runner_builds(sessions, job_id)))
+
+
+def runner_label(identity: dict | None) -> str:
+    """One runner build in words: name, release line, sha256 prefix."""
+    if not identity:
+        return "a runner build not recorded (measured before runner identities were stored)"
+    parts = [identity.get("name") or "runner"]
+    if identity.get("release_line"):
+        parts.append(identity["release_line"])
+    if identity.get("onnxruntime_version"):
+        parts.append(f"onnxruntime {identity['onnxruntime_version']}")
+    if identity.get("sha256"):
+        parts.append(f"sha256 {identity['sha256'][:12]}")
+    return " ".join(parts)
+
+
+def runner_warnings(tasks: list[dict], job_builds: dict[str, list]) -> list[str]:
+    """A line per device class whose measurements in this job come from more than one
+    runner build: their numbers are not comparable without saying so."""
+    warnings = []
+    for device_class in sorted({t["device_class"] for t in tasks if t["report"]}):
+        builds = job_builds.get(device_class, [])
+        if len(builds) < 2:
+            continue
+        mine = {runner_label((t["report"] or {}).get("runner_identity")) for t in tasks
+                if t["report"] and t["device_class"] == device_class}
+        warnings.append(f"measurements on {device_class} in this job come from "
+                        f"{len(builds)} runner builds ({'; '.join(map(runner_label, builds))}); "
+                        f"this candidate's: {'; '.join(sorted(mine))}")
+    return warnings
 
 
 @router.get("/artifacts/{candidate_id}/{name}", response_class=FileResponse)

@@ -93,6 +93,8 @@ class MeasurementPublic(BaseModel):
     device_id: int | None
     measured_at: datetime | None
     report: dict[str, Any] | None
+    # which runner build took the numbers (core.protocol.RunnerIdentity; None: not said)
+    runner_identity: dict[str, Any] | None = None
 
 
 class CandidateDetail(CandidateSummary):
@@ -101,6 +103,9 @@ class CandidateDetail(CandidateSummary):
     children: list[CandidateSummary]
     artifacts: list[ArtifactPublic]
     measurements: list[MeasurementPublic] = []
+    # measurements of one device class taken by different runner builds (never mixed
+    # silently): one line per class saying which builds
+    runner_warnings: list[str] = []
 
 
 class DevicePublic(BaseModel):
@@ -113,6 +118,12 @@ class DevicePublic(BaseModel):
     paused_until: datetime | None = None  # a device error keeps it from leasing until then
     paused_reason: str | None = None
     properties: dict[str, Any]
+    # can it take a task now (active, online, not paused, its preflight passed); if not,
+    # why, and what fixes it
+    ready: bool = False
+    not_ready_reason: str | None = None
+    fix: str | None = None
+    runner: dict[str, Any] | None = None  # the runner build its preflight found
 
 
 class GenePublic(BaseModel):

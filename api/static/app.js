@@ -58,12 +58,29 @@ async function jobsPage() {
 }
 
 async function devicesPage() {
+  // Ready to measure, or why not and the fix (the agent's preflight, sent with its heartbeats).
   const devices = await get("/devices");
+  const readiness = d => d.ready
+    ? `ready${d.runner ? ` <small>${esc(runnerLabel(d.runner))}</small>` : ""}`
+    : `<span class="error">not ready: ${esc(d.not_ready_reason || "")}</span>` +
+      (d.fix ? `<br><small>fix: ${esc(d.fix)}</small>` : "");
   view().innerHTML = `<h2>Devices</h2><table id="devices"><tr><th>id</th><th class="left">name</th>
-    <th class="left">device class</th><th class="left">state</th><th class="left">online</th><th>cores</th><th>RAM GiB</th></tr>
-    ${devices.map(d => `<tr><td>${d.id}</td><td class="left">${esc(d.name)}</td><td class="left">${esc(d.model)}</td>
+    <th class="left">device class</th><th class="left">state</th><th class="left">online</th>
+    <th class="left">ready</th><th>cores</th><th>RAM GiB</th></tr>
+    ${devices.map(d => `<tr data-device="${d.id}"><td>${d.id}</td>
+      <td class="left">${esc(d.name)}</td><td class="left">${esc(d.model)}</td>
       <td class="left">${d.state}</td><td class="left">${d.online ? "online" : "offline"}</td>
-      <td>${d.properties.cpu_count}</td><td>${(d.properties.ram_bytes / 2 ** 30).toFixed(1)}</td></tr>`).join("")}</table>`;
+      <td class="left readiness">${readiness(d)}</td>
+      <td>${d.properties.cpu_count}</td>
+      <td>${(d.properties.ram_bytes / 2 ** 30).toFixed(1)}</td></tr>`).join("")}</table>`;
+}
+
+function runnerLabel(r) {
+  // Which runner build took a measurement: name, release line, onnxruntime version, sha256.
+  if (!r) return "runner build not recorded";
+  const version = r.onnxruntime_version ? `onnxruntime ${r.onnxruntime_version}` : "";
+  const sha = r.sha256 ? `sha256 ${r.sha256.slice(0, 12)}` : "";
+  return [r.name, r.release_line, version, sha].filter(Boolean).join(" ");
 }
 
 function jobState(id) {
@@ -219,6 +236,7 @@ async function showCandidate(state, id) {
     ${precisionTable(c.metrics)}
     <p>parents: ${c.parents.map(link).join(" ") || "none"} · children: ${c.children.map(link).join(" ") || "none"}</p>
     <p>${c.artifacts.map(a => esc(a.name)).join(", ")}</p>
+    ${(c.runner_warnings || []).map(w => `<p class="warning">${esc(w)}</p>`).join("")}
     ${measurementTable(c.measurements || [])}`;
   detail.querySelectorAll("a[data-cid]").forEach(a => a.onclick = () => showCandidate(state, +a.dataset.cid));
 }
@@ -254,17 +272,18 @@ function measurementTable(tasks) {
   for (const t of tasks) {
     const r = t.report;
     const variant = t.variant ? ` ${esc(t.variant)}` : "";
-    if (!r) { rows.push(`<tr><td class="left">${esc(t.device_class)}${variant}</td><td class="left" colspan="6">${esc(t.state)}${t.last_error ? ` — ${esc(t.last_error)}` : ""}</td></tr>`); continue; }
+    if (!r) { rows.push(`<tr><td class="left">${esc(t.device_class)}${variant}</td><td class="left" colspan="7">${esc(t.state)}${t.last_error ? ` — ${esc(t.last_error)}` : ""}</td></tr>`); continue; }
     const hot = r.above_thermal_limit ? ` <span class="error">above ${esc(fmt(r.thermal_limit_celsius))} °C</span>` : "";
     const maxC = Math.max(...(r.thermal_before || []).map(z => z.celsius), -Infinity);
     for (const [kind, stats] of [["prefill", r.prefill], ["decode", r.decode]]) for (const s of stats) {
       rows.push(`<tr><td class="left">${esc(t.device_class)} #${t.device_id}${variant}${r.execution_provider && r.execution_provider !== "cpu" ? ` (${esc(r.execution_provider)})` : ""}</td><td class="left">${kind}@${s.length}</td>
         <td>${esc(fmt(s.median_ms))}</td><td>${esc(fmt(s.p10_ms))}–${esc(fmt(s.p90_ms))}</td><td>${s.n}</td>
         <td>${s.peak_memory_bytes ? esc(fmt(s.peak_memory_bytes / 2 ** 20)) : ""}</td>
-        <td class="left">${isFinite(maxC) ? esc(fmt(maxC)) + " °C" : ""}${hot} ${esc(r.method || "")}</td></tr>`);
+        <td class="left">${isFinite(maxC) ? esc(fmt(maxC)) + " °C" : ""}${hot} ${esc(r.method || "")}</td>
+        <td class="left">${esc(runnerLabel(t.runner_identity || r.runner_identity))}</td></tr>`);
     }
   }
-  return `<h4>Measurements</h4><table class="measurements"><tr><th class="left">device</th><th class="left">graph</th><th>median ms</th><th>p10–p90</th><th>n</th><th>peak MB</th><th class="left">heat · method</th></tr>${rows.join("")}</table>`;
+  return `<h4>Measurements</h4><table class="measurements"><tr><th class="left">device</th><th class="left">graph</th><th>median ms</th><th>p10–p90</th><th>n</th><th>peak MB</th><th class="left">heat · method</th><th class="left">runner</th></tr>${rows.join("")}</table>`;
 }
 
 async function route() {

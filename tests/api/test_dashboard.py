@@ -64,6 +64,10 @@ def seed(app):
         "generation": {"perplexity": {"n": 3, "kendall_tau": 0.5, "mdape": 0.1}}}})
     devices.enroll_device(s, "pixel", {"backend": "adb", "model": "Pixel 8", "cpu_count": 8,
                                        "ram_bytes": 8 << 30})
+    broken, _ = devices.enroll_device(s, "broken", {"backend": "adb", "model": "Pixel 9",
+                                                    "cpu_count": 8, "ram_bytes": 8 << 30})
+    devices.heartbeat_device(s, broken.id, readiness={   # its preflight failed (issue #22)
+        "ready": False, "reason": "the runner does not answer --help", "fix": "push a runner"})
     return job.id, ids
 
 
@@ -121,7 +125,8 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
 
         page.goto(f"{url}/#/devices")
         page.wait_for_selector("#devices td")
-        assert "Pixel 8" in page.inner_text("#devices")
+        assert "Pixel 8" in (table := page.inner_text("#devices"))
+        assert "not ready: the runner does not answer --help\nfix: push a runner" in table
         page.goto(f"{url}/#/")
         page.wait_for_selector("#jobs td")
         assert "seeded" in page.inner_text("#jobs")

@@ -18,7 +18,8 @@ Faults a real phone shows: `freeze()` (the phone left the Wi-Fi: it stops answer
 socket stays open, new connections get no answer) and `thaw()`; `set_zone(i, celsius)` (a
 hot phone); `remove_runner()`; `set_free_storage(kb)` (what `df` reports); `disk_full`
 (pushes fail as adbd's "No space left on device"); `allow_new_keys=False` (nobody taps
-Allow); a slow runner or one without per-run lines (standin_perf_test.py).
+Allow); `set_runner_line(line)`; `take_cpu_offline(i)`; a slow runner, a runner killed
+mid-line, a build without a provider (standin_perf_test.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SHA1_DIGEST_INFO = bytes.fromhex("3021300906052b0e03021a05000414")
 HERE = Path(__file__).resolve().parent
 
 CPU_MAX_FREQ_KHZ = [1950000] * 4 + [2600000] * 3 + [3390000]  # 4 little, 3 big, 1 prime
+THERMAL_ZONES = [("cpu-1-0-0", 38500), ("battery", 31000), ("pm8550-pmic", 47000)]
 GETPROP = {
     "ro.product.model": "SM-S928B", "ro.product.manufacturer": "samsung",
     "ro.soc.model": "SM8650", "ro.board.platform": "pineapple", "ro.product.board": "pineapple",
@@ -71,14 +73,15 @@ def signature_valid(token: bytes, signature: bytes, key: tuple[int, int]) -> boo
     return em == expected
 
 
-def make_sandbox(root: Path, runner_format: str = "current") -> Path:
-    """The phone's file system: /data/local/tmp with the stand-in runner, /sys, /proc, bin."""
+def make_sandbox(root: Path, runner_line: str = "main") -> Path:
+    """The phone's file system: /data/local/tmp with the stand-in runner of `runner_line`
+    (standin_texts.LINES), /sys, /proc, bin."""
     (root / "data/local/tmp").mkdir(parents=True, exist_ok=True)
     for cpu, khz in enumerate(CPU_MAX_FREQ_KHZ):
         freq = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
         freq.mkdir(parents=True, exist_ok=True)
         (freq / "cpuinfo_max_freq").write_text(f"{khz}\n")
-    for zone, (kind, milli) in enumerate([("cpu-1-0-0", 38500), ("battery", 31000)]):
+    for zone, (kind, milli) in enumerate(THERMAL_ZONES):
         z = root / f"sys/class/thermal/thermal_zone{zone}"
         z.mkdir(parents=True, exist_ok=True)
         (z / "type").write_text(kind + "\n")
@@ -104,7 +107,8 @@ def make_sandbox(root: Path, runner_format: str = "current") -> Path:
     runner.write_text(f"#!{sys.executable}\nimport runpy, sys\n"
                       f"sys.argv[0] = {str(HERE / 'standin_perf_test.py')!r}\n"
                       f"runpy.run_path(sys.argv[0], run_name='__main__')\n")
-    (root / "runner_format").write_text(runner_format)
+    (root / "runner_line").write_text(runner_line)
+    (root / "sys/devices/system/cpu/online").write_text(f"0-{len(CPU_MAX_FREQ_KHZ) - 1}\n")
     for script in (bin_dir / "getprop", bin_dir / "taskset", runner):
         script.chmod(0o755)
     return root
@@ -147,6 +151,21 @@ class AdbStandin:
     def set_zone(self, index: int, celsius: float) -> None:
         (self.sandbox / f"sys/class/thermal/thermal_zone{index}/temp").write_text(
             f"{int(celsius * 1000)}\n")
+
+    def set_runner_line(self, line: str) -> None:
+        (self.sandbox / "runner_line").write_text(line)
+
+    def setting(self, name: str, value: str) -> None:
+        """A stand-in runner setting (standin_perf_test.py), e.g. `runner_kill_at`."""
+        (self.sandbox / name).write_text(value)
+
+    def take_cpu_offline(self, cpu: int) -> None:
+        """As the kernel shows an offline CPU: absent from `online`, 0 kHz in cpufreq."""
+        online = [c for c in range(len(CPU_MAX_FREQ_KHZ)) if c != cpu]
+        (self.sandbox / "sys/devices/system/cpu/online").write_text(
+            ",".join(map(str, online)) + "\n")
+        (self.sandbox / f"sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq").write_text(
+            "0\n")
 
     def remove_runner(self) -> None:
         (self.sandbox / "data/local/tmp/onnxruntime_perf_test").unlink()

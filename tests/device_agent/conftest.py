@@ -1,4 +1,6 @@
-"""Fixtures: a loopback phone (ADB stand-in over TCP) and tiny graphs."""
+"""Fixtures: a loopback phone (ADB stand-in over TCP), the release line of its runner (a
+matrix: every test that takes `runner_line` runs against each line the stand-in runner
+reproduces), and tiny graphs."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from device_agent.config import adb_key_path
 
 from .adb_standin import AdbStandin, make_sandbox
 from .graphs import write_graphs
+from .standin_texts import LINES
 
 
 @pytest.fixture
@@ -17,6 +20,13 @@ def standin(tmp_path):
     device.start()
     yield device
     device.stop()
+
+
+@pytest.fixture(params=LINES)
+def runner_line(request, standin) -> str:
+    """The phone's onnxruntime_perf_test is of this release line (standin_texts.LINES)."""
+    standin.set_runner_line(request.param)
+    return request.param
 
 
 @pytest.fixture

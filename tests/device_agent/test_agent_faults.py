@@ -126,3 +126,51 @@ def test_a_runner_gone_mid_session_is_a_device_fault_that_pauses_leasing(
     agent.shutdown()
     runner.join(10)
     phone.close()
+
+
+def test_a_phone_with_an_unusable_runner_shows_as_not_ready_within_one_heartbeat(
+        server, standin, graph_dir, tmp_path):
+    """Issue #22: a runner that cannot start (built with --build_shared_lib, its
+    libonnxruntime.so not pushed: Android's linker refuses it) left the job `running` and
+    nothing said why. Now GET /devices says not ready, with the reason and the fix, within
+    one heartbeat, and the job whose only device class has no ready device says so."""
+    import subprocess
+
+    from .serving import ADMIN
+
+    url, app = server
+    job_id = httpx.post(f"{url}/api/v1/jobs", headers=ADMIN, timeout=30, json={
+        "name": "waits-for-a-phone", "objectives": ["perplexity", "decode_ms@24[SM-S928B]"],
+        "profiling": {"devices": ["SM-S928B"], "prefill_lengths": [16],
+                      "decode_contexts": [24]}}).json()["id"]
+    runner = standin.sandbox / "data/local/tmp/onnxruntime_perf_test"
+    working = runner.read_text()
+    # bionic's linker (linker/linker.cpp) when a needed library is missing, exit 1
+    runner.write_text("#!/bin/sh\necho 'CANNOT LINK EXECUTABLE \"/data/local/tmp/"
+                      "onnxruntime_perf_test\": library \"libonnxruntime.so\" not found: "
+                      "needed by main executable' >&2\nexit 1\n")
+    agent, phone = make_agent(server, standin, tmp_path)
+    agent.heartbeat_s = agent._beat_every = 15.0     # the server's default interval
+    started = time.monotonic()
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    device = wait_until(lambda: (d := httpx.get(f"{url}/api/v1/devices", timeout=10).json()[0])
+                        ["not_ready_reason"] and d, timeout_s=agent.heartbeat_s)
+    assert time.monotonic() - started < agent.heartbeat_s
+    assert device["online"] and not device["ready"]
+    assert device["not_ready_reason"].startswith(
+        f"{DEFAULT_RUNNER} does not answer `--help` as onnxruntime_perf_test 1.19 or newer "
+        "does (exit 1: CANNOT LINK EXECUTABLE")
+    assert "push libonnxruntime.so beside it" in device["fix"]
+    [warning] = httpx.get(f"{url}/api/v1/jobs/{job_id}", timeout=10).json()["warnings"]
+    assert warning.startswith("no device of class 'SM-S928B' is ready to measure")
+    assert "CANNOT LINK EXECUTABLE" in warning and "push libonnxruntime.so" in warning
+    runner.write_text(working)                       # the user pushes a working runner
+    subprocess.run(["chmod", "755", str(runner)], check=True)
+    device = wait_until(lambda: (d := httpx.get(f"{url}/api/v1/devices", timeout=10).json()[0])
+                        ["ready"] and d, timeout_s=30)
+    assert device["not_ready_reason"] is None and device["runner"]["parser"] == "abseil"
+    assert httpx.get(f"{url}/api/v1/jobs/{job_id}", timeout=10).json()["warnings"] == []
+    agent.shutdown()
+    thread.join(10)
+    phone.close()

@@ -129,6 +129,8 @@ def test_cli_agent_enrolls_the_phone_and_releases_its_task_on_sigterm(server, st
     import httpx
     devices = httpx.get(f"{url}/api/v1/devices", timeout=10).json()
     assert devices[0]["model"] == "SM-S928B"
+    # the zones it watches, chosen by type: the CPU zone, not the battery or the PMIC
+    assert devices[0]["properties"]["thermal_zones"] == ["cpu-1-0-0"]
     assert (tmp_path / "cli-agent" / "adbkey").exists()
 
 
@@ -159,6 +161,8 @@ def test_host_agent_measures_over_the_same_protocol_and_heartbeats_while_busy(se
     agent.run(max_tasks=1)
     [row] = task_store.task_results(app.state.sessions, [candidate_id])
     assert row["state"] == "done" and row["report"]["runner"].startswith("host onnxruntime")
+    assert row["report"]["runner_identity"]["name"] == "host onnxruntime"
+    assert row["report"]["runner_identity"]["onnxruntime_version"]
     assert row["report"]["prefill"][0]["n"] == 2 and row["report"]["peak_memory_bytes"] > 0
     assert beats[0] > started
 
@@ -195,3 +199,94 @@ def test_a_measurement_three_times_longer_than_its_lease_completes_once(server, 
     agent.shutdown()
     assert row["attempts"] == 1 and rival.completed == 0 and agent.completed == 1
     assert [s["length"] for s in row["report"]["decode"]] == [24]
+
+
+@pytest.fixture(scope="module")
+def exported_three(tmp_path_factory):
+    """Three real exports of tiny genomes (feed-forward widths 64, 96, 128)."""
+    from core import preset
+    from workers.export.onnx_export import export_onnx
+
+    found = []
+    for ffn in (64, 96, 128):
+        genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=ffn,
+                        vocab=97).to_json()
+        out = tmp_path_factory.mktemp(f"export{ffn}")
+        export_onnx(genome, out, verify=False)
+        found.append((genome, {p.name: p.read_bytes() for p in out.iterdir()}))
+    return found
+
+
+def seed_job(url, app, exported: list, spec: dict) -> list[int]:
+    """One submitted job whose candidates (one per export) each wait for the phone."""
+    import httpx
+
+    from store import results as result_store
+    from store import tasks as task_store
+    from store.artifacts import store_artifacts
+
+    from .serving import ADMIN
+
+    sessions = app.state.sessions
+    job = httpx.post(f"{url}/api/v1/jobs", headers=ADMIN, timeout=30, json={
+        "name": "every-candidate", "objectives": ["perplexity", "decode_ms@24[SM-S928B]"],
+        "profiling": {"devices": ["SM-S928B"], "prefill_lengths": [16],
+                      "decode_contexts": [24]}}).json()
+    rows = result_store.add_candidates(sessions, job["id"], 0, [
+        {"genome": genome, "genome_hash": f"{i:x}" * 16} for i, (genome, _) in
+        enumerate(exported, 10)])
+    for row, (_, files) in zip(rows, exported):
+        store_artifacts(sessions, app.state.artifact_dir, row.genome_hash, files)
+        task_store.enqueue_task(sessions, job["id"], row.id, "SM-S928B", spec)
+    return [row.id for row in rows]
+
+
+def printed_processes(standin) -> list[list[float]]:
+    """The per-run times (ms) the stand-in runner printed, one list per runner process."""
+    processes: list[list[float]] = []
+    for line in (standin.sandbox / "runner_printed.log").read_text().splitlines():
+        if line.startswith("iteration:1,"):
+            processes.append([])
+        processes[-1].append(float(line.rsplit(":", 1)[1]) * 1000)
+    return processes
+
+
+@pytest.mark.parametrize("line", ["main", "1.20"])
+def test_a_job_is_measured_on_the_phone_whatever_the_runners_release_line(
+        server, standin, exported_three, tmp_path, line):
+    """Issue #22: with today's onnxruntime_perf_test (main) the agent measured nothing; with
+    it and with 1.20's, every candidate of the job is measured, and the samples stored are
+    the timed runs the runner printed (warm-up dropped), not its averages."""
+    import httpx
+
+    from store import tasks as task_store
+
+    standin.set_runner_line(line)
+    url, app = server
+    spec = {**SPEC, "warmup": 1, "repeats": 3, "processes": 2}
+    candidate_ids = seed_job(url, app, exported_three, spec)
+    phone = Phone(adb_key_path(tmp_path / "agent"), tcp=f"127.0.0.1:{standin.port}",
+                  auth_timeout_s=10)
+    phone.connect()
+    backend = AdbBackend(phone)
+    ready = Reconnector(phone, max_backoff_s=0.5, preflight=backend.preflight())
+    agent = Agent(url, "enroll-secret", "bench-phone", phone_properties(phone), backend.measure,
+                  tmp_path / "agent", poll_s=0.2, ready=ready)
+    agent.run(max_tasks=len(candidate_ids))
+    rows = task_store.task_results(app.state.sessions, candidate_ids)
+    assert [r["state"] for r in rows] == ["done"] * 3 and agent.failures == []
+    timed = sorted(ms for process in printed_processes(standin) for ms in process[1:])
+    stored = sorted(ms for r in rows for kind in ("prefill", "decode")
+                    for ms in r["report"][kind][0]["samples_ms"])
+    assert len(stored) == 3 * 2 * 2 * 3 and stored == pytest.approx(timed)
+    release = {"main": "1.24+", "1.20": "1.19-1.22"}[line]
+    assert {r["report"]["runner_identity"]["release_line"] for r in rows} == {release}
+    job_id = httpx.get(f"{url}/api/v1/jobs", timeout=10).json()["items"][0]["id"]
+    page = httpx.get(f"{url}/api/v1/jobs/{job_id}/candidates/{candidate_ids[0]}",
+                     timeout=10).json()
+    assert page["measurements"][0]["runner_identity"]["release_line"] == release
+    assert page["runner_warnings"] == []          # one runner build measured them all
+    device = httpx.get(f"{url}/api/v1/devices", timeout=10).json()[0]
+    assert device["ready"] and device["runner"]["parser"] == \
+        ("getopt" if line == "1.20" else "abseil")
+    phone.close()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from device_agent import perf_test
-from device_agent.properties import count_processors, parse_cpu_freqs, parse_getprop
+from device_agent import perf_output, perf_test
+from device_agent.properties import (count_processors, parse_cpu_freqs, parse_cpu_list,
+                                     parse_getprop)
+from device_agent.runner_probe import ABSEIL, GETOPT, parse_help, release_line
 from device_agent.stats import summarize
-from device_agent.thermal import parse_zones
+from device_agent.thermal import CoolingPolicy, parse_zones, watched
+
+from . import standin_texts
 
 # onnxruntime_perf_test 1.1x on an ARM board (-m times -r 100), current format.
 CURRENT = """using SpaceMITExecutionProvider
@@ -74,7 +78,7 @@ P999 Latency is 0.0196405sec
     (OLDER, 13.6745, 100, None, 13.4907),
 ])
 def test_runner_output_formats(text, average, requests, peak, p50):
-    result = perf_test.parse_output(text)
+    result = perf_output.parse_output(text)
     assert result.average_ms == pytest.approx(average)
     assert result.requests == requests and result.peak_memory_bytes == peak
     assert result.latency_ms["P50"] == pytest.approx(p50)
@@ -83,8 +87,8 @@ def test_runner_output_formats(text, average, requests, peak, p50):
 
 
 def test_runner_failure_output_is_an_error_that_quotes_it():
-    with pytest.raises(perf_test.PerfOutputError, match="Load model from .* failed"):
-        perf_test.parse_output("Load model from model.onnx failed:Protobuf parsing failed.\n")
+    with pytest.raises(perf_output.PerfOutputError, match="Load model from .* failed"):
+        perf_output.parse_output("Load model from model.onnx failed:Protobuf parsing failed.\n")
 
 
 def test_runs_are_split_by_marker_and_pinned_to_big_cores():
@@ -96,25 +100,85 @@ def test_runs_are_split_by_marker_and_pinned_to_big_cores():
     command = perf_test.loop_command("/data/local/tmp/onnxruntime_perf_test", "/w/x",
                                      "model.onnx", 3, 12, 2, [6, 7])
     assert ("taskset c0 /data/local/tmp/onnxruntime_perf_test -e cpu -m times -r 12 -x 2 "
-            "-y 1 -s -v model.onnx") in command
-    assert "$(seq 3)" in command
+            "-y 1 -s -v model.onnx 2>") in command       # no result file: DumpToFile prints
+    assert "$(seq 3)" in command and "tail -c 4000 runner-stderr.txt" in command
+    assert f'echo; echo "{perf_test.RUN_MARKER} rc=$rc"' in command
 
 
-def test_per_run_times_are_read_and_the_warmup_dropped():
-    """`-v` makes the tool print every timed run (performance_runner.cc: `iteration:N,
-    time_cost:SECONDS`); keep-alive lines are not part of any run's output."""
-    runs = "".join(f"iteration:{i},time_cost:0.0{i}\n" for i in range(1, 6))
-    text = (f"{perf_test.ALIVE_MARKER}\n{runs}{NEWEST}{perf_test.ALIVE_MARKER}\n"
+def test_an_offline_cpu_does_not_make_the_little_cores_look_big():
+    """An offline CPU reads 0 kHz (and is absent from /sys/devices/system/cpu/online)."""
+    freqs = [0] + [1800000] * 3 + [2400000] * 3 + [3300000]
+    assert perf_test.big_cores(freqs) == [4, 5, 6, 7]
+    assert parse_cpu_list("0-3,5,7\n") == {0, 1, 2, 3, 5, 7} and parse_cpu_list("") is None
+    assert perf_test.big_cores([1800000] * 4 + [2400000] * 4, {0, 1, 2, 3, 4, 6}) == [4, 6]
+    assert perf_test.big_cores([1800000] * 4 + [2400000] * 4, {0, 1, 2, 3}) == [0, 1, 2, 3]
+
+
+def test_the_marker_is_found_after_a_line_without_its_newline():
+    """1.23+'s argument error and a runner killed mid-line end without a newline; the
+    marker glued to them still ends that process's output."""
+    text = (f"iteration:1,time_cost:0.01\niteration:2,time_c{perf_test.ALIVE_MARKER}\n"
+            f"{standin_texts.SEE_HELP}{perf_test.RUN_MARKER} rc=255\n"
             f"{perf_test.RUN_MARKER} rc=0\n")
+    [(first_rc, first), (second_rc, second)] = perf_test.split_runs(text)
+    assert (first_rc, second_rc, second) == (255, 0, "")
+    assert first.endswith(standin_texts.SEE_HELP) and perf_test.ALIVE_MARKER not in first
+
+
+@pytest.mark.parametrize("line", standin_texts.LINES)
+def test_per_run_times_of_each_release_line_are_read_and_the_warmup_dropped(line):
+    """`-v` prints every timed run (performance_runner.h: `iteration:N,time_cost:S` up to
+    1.23, `iteration:N,time_cost_submission:S,time_cost_total:T` since 1.24); keep-alive
+    lines are not part of any run's output; the summary average is never a sample."""
+    costs = [0.01 * i for i in range(1, 6)]
+    runs = "".join(standin_texts.per_run_line(line, i, c / 2, c) + "\n"
+                   for i, c in enumerate(costs, 1))
+    summary = standin_texts.summary(line, 0.2, 196, costs, 0.5, 271122432)
+    text = (f"{perf_test.ALIVE_MARKER}\n{runs}{summary}"
+            f"{standin_texts.dump_block(costs, 271122432)}{standin_texts.statistics(costs)}"
+            f"{perf_test.ALIVE_MARKER}\n{perf_test.RUN_MARKER} rc=0\n")
     [(rc, output)] = perf_test.split_runs(text)
     assert rc == 0 and perf_test.ALIVE_MARKER not in output
-    result = perf_test.parse_output(output)
-    assert result.runs_ms == pytest.approx([10, 20, 30, 40, 50])
-    assert perf_test.timed_samples(result, 2, 3) == pytest.approx([30, 40, 50])
-    with pytest.raises(perf_test.PerfOutputError, match="expected 4 per-run times, got 5"):
-        perf_test.timed_samples(result, 2, 2)
-    # A build without per-run lines: its summary average is the process's one sample.
-    assert perf_test.timed_samples(perf_test.parse_output(CURRENT), 2, 3) == [62.2935]
+    result = perf_output.parse_output(output)
+    assert result.runs_ms == pytest.approx([10, 20, 30, 40, 50])   # totals, not submissions
+    assert result.per_run_format == ("submission_total" if line == "main" else "time_cost")
+    assert result.dump_runs == 5 and result.peak_memory_bytes == 271122432
+    assert result.average_ms == pytest.approx(30) and result.latency_ms["P50"] == 30
+    assert perf_output.timed_samples(result, 2, 3) == pytest.approx([30, 40, 50])
+    with pytest.raises(perf_output.PerfOutputError, match="expected 4 per-run times, got 5"):
+        perf_output.timed_samples(result, 2, 2)
+
+
+def test_no_per_run_lines_or_an_unknown_format_is_an_error_not_an_average():
+    with pytest.raises(perf_output.PerfOutputError, match="no per-run lines under -v"):
+        perf_output.timed_samples(perf_output.parse_output(CURRENT), 2, 3)
+    future = "iteration:1,time_cost_gpu:0.01\n" + NEWEST
+    with pytest.raises(perf_output.UnknownPerRunFormat, match="time_cost_gpu"):
+        perf_output.parse_output(future)
+
+
+def test_help_texts_of_each_parser_name_the_line_and_its_providers():
+    getopt = parse_help(standin_texts.getopt_usage(standin_texts.GETOPT_PROVIDERS))
+    assert getopt.parser == GETOPT and "xnnpack" in getopt.providers
+    abseil = parse_help(standin_texts.abseil_help())
+    assert abseil.parser == ABSEIL
+    assert {"cpu", "xnnpack", "nnapi", "qnn", "webgpu"} <= set(abseil.providers)
+    assert "xnnpack" not in parse_help(standin_texts.abseil_help(("xnnpack",))).providers
+    assert parse_help(standin_texts.SEE_HELP) is None          # what `-h` gets on 1.23+
+    assert parse_help("taskset: bad mask --help") is None
+    assert release_line(GETOPT, "time_cost") == "1.19-1.22"
+    assert release_line(ABSEIL, "time_cost") == "1.23"
+    assert release_line(ABSEIL, "submission_total") == "1.24+"
+
+
+def test_cpu_and_soc_zones_are_watched_by_default_others_only_by_name():
+    zones = parse_zones("cpu-1-0-0 38500\nbattery 31000\npm8550-pmic 51000\nsoc_max 40000\n")
+    assert [r.zone for r in watched(zones, [])] == ["cpu-1-0-0", "soc_max"]
+    assert [r.zone for r in watched(zones, ["pmic"])] == ["pm8550-pmic"]
+    assert CoolingPolicy().zones_on(zones) == ["cpu-1-0-0", "soc_max"]
+    assert CoolingPolicy(zones=("battery",)).zones_on(zones) == ["battery"]
+    others = parse_zones("battery 31000\nskin-therm 33000\n")   # no CPU zone: all of them
+    assert [r.zone for r in watched(others, [])] == ["battery", "skin-therm"]
 
 
 def test_getprop_cpufreq_cpuinfo_thermal():

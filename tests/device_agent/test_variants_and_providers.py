@@ -1,7 +1,9 @@
 """Precision variants and execution providers (issue "measure models as phones run them"):
 an int8 task pushes and runs its own graphs beside the float ones, `-e PROVIDER` reaches
 the runner, and a runner (or host onnxruntime) without the provider is a device fault
-that names it."""
+that names it; per onnxruntime_perf_test release line (issue #22): a provider the build lacks,
+a provider its parser does not know, and a flag it does not know, each in that line's
+words."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ import shutil
 
 import pytest
 
-from device_agent import perf_test
+from device_agent import perf_test, runner_errors
 from device_agent.adb_backend import AdbBackend
 from device_agent.failures import ProviderMissing, failure_report
+from device_agent.runner_errors import CommandLineRejected
 from device_agent.host_backend import measure_task
 from core.protocol import GraphManifest, MeasurementSpec
 
+from .standin_texts import SEE_HELP
 from .test_adb_backend import HASH, make_task
 
 SPEC = MeasurementSpec(prefill_lengths=[8], decode_contexts=[16], warmup=0, repeats=2,
@@ -80,7 +84,8 @@ def test_an_int8_xnnpack_task_pushes_and_runs_its_own_graphs(phone, standin, gra
     assert len(standin.pushed) == count
 
 
-def test_a_runner_without_the_provider_is_a_device_fault_naming_it(phone, standin, int8_dir):
+def test_a_runner_without_the_provider_is_a_device_fault_naming_it(phone, standin, int8_dir,
+                                                                  runner_line):
     spec = SPEC.model_copy(update={"execution_provider": "xnnpack"})
     with pytest.raises(ProviderMissing) as error:
         AdbBackend(phone).measure(int8_dir, make_task(int8_dir, spec))
@@ -91,16 +96,60 @@ def test_a_runner_without_the_provider_is_a_device_fault_naming_it(phone, standi
     assert "Xnnpack is not supported in this build" in failure.reason
 
 
+def test_a_provider_the_runners_parser_does_not_know_is_named_in_its_lines_words(
+        phone, standin, int8_dir, runner_line):
+    """Up to 1.22 the parser answers an `-e` value it does not list with its usage text
+    (stdout); since 1.23 with only "See 'onnxruntime_perf_test --help'." (stderr). Either
+    way the runner lacks the provider: a device fault naming what its --help lists (today's
+    agent took "See ... --help" for a runner too old to know -e)."""
+    standin.setting("runner_parser_lacks", "xnnpack")
+    standin.setting("runner_providers", "cpu xnnpack")
+    spec = SPEC.model_copy(update={"execution_provider": "xnnpack"})
+    with pytest.raises(ProviderMissing) as error:
+        AdbBackend(phone).measure(int8_dir, make_task(int8_dir, spec))
+    message = str(error.value)
+    parser = "a getopt build, 1.19-1.22" if runner_line == "1.20" else "an Abseil build, 1.23+"
+    assert f"(/data/local/tmp/onnxruntime_perf_test, {parser}) does not know -e xnnpack: " \
+           "its --help lists cpu, " in message
+    assert "xnnpack" not in message.split("its --help lists ")[1].split(";")[0]
+    said = "its usage text" if runner_line == "1.20" else SEE_HELP
+    assert f"the runner said: {said}" in message
+    assert failure_report(error.value).kind == "device"
+
+
+def test_an_unknown_flag_is_a_rejected_command_line_in_each_lines_words(
+        phone, standin, graph_dir, runner_line, monkeypatch):
+    """An agent flag the runner does not know (a build that does not fit the agent): getopt
+    lines print `unknown option -- -` and their usage, Abseil lines `ERROR: Unknown command
+    line flag`. A device fault that says so, not a failed candidate."""
+    args = perf_test.runner_args
+    monkeypatch.setattr(perf_test, "runner_args", lambda *a, **k: [
+        *args(*a, **k)[:-1], "--no_such_flag", args(*a, **k)[-1]])
+    with pytest.raises(CommandLineRejected) as error:
+        AdbBackend(phone).measure(graph_dir, make_task(graph_dir, SPEC))
+    message = str(error.value)
+    assert "rejected the agent's command line `-e cpu -m times -r 2 -x 1 -y 1 -s -v " \
+           "--no_such_flag model.onnx`: it printed " in message
+    assert ("its usage text, after `unknown option -- -`" if runner_line == "1.20"
+            else "ERROR: Unknown command line flag 'no_such_flag'") in message
+    assert "the agent needs onnxruntime_perf_test 1.19 or newer" in message
+    assert failure_report(error.value).kind == "device"
+
+
 def test_unsupported_provider_texts_of_the_real_tool_are_recognised():
     said = ("/src/onnxruntime/test/perftest/ort_test_session.cc:640 onnxruntime::perftest::"
             "OnnxRuntimeTestSession::OnnxRuntimeTestSession(...) NNAPI is not supported in "
             "this build\n")
-    assert perf_test.provider_missing(said, "nnapi") == "NNAPI is not supported in this build"
-    assert perf_test.provider_missing(said, "qnn") is None
-    assert perf_test.provider_missing("QNN is not supported in this build", "qnn")
-    assert perf_test.provider_missing("See 'onnxruntime_perf_test --help'.", "qnn")
-    assert perf_test.provider_missing("Error: model load failed", "xnnpack") is None
-    assert perf_test.provider_missing("Xnnpack is not supported in this build", "cpu") is None
+    assert runner_errors.provider_missing(said, "nnapi") == \
+        "NNAPI is not supported in this build"
+    assert runner_errors.provider_missing(said, "qnn") is None
+    assert runner_errors.provider_missing("QNN is not supported in this build", "qnn")
+    # 1.23+'s answer to any bad argument: a rejected command line, not an old runner
+    assert runner_errors.provider_missing(SEE_HELP, "qnn") is None
+    assert runner_errors.rejected(SEE_HELP) == SEE_HELP
+    assert runner_errors.provider_missing("Error: model load failed", "xnnpack") is None
+    assert runner_errors.rejected("Error: model load failed") is None
+    assert runner_errors.provider_missing("Xnnpack is not supported in this build", "cpu") is None
     assert "-e xnnpack -m times" in " ".join(perf_test.runner_args("m.onnx", 2,
                                                                     provider="xnnpack"))
 

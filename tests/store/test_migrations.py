@@ -58,7 +58,7 @@ def test_0008_indexes_the_poll_count_and_drops_it_on_the_way_down(database_url):
     index that answers it; SQLite's planner must use it (no row reads)."""
     from sqlalchemy import inspect
 
-    from store.results import _POLL_VERSION
+    from store.polling import _POLL_VERSION
 
     def names():
         return {ix["name"] for ix in inspect(engine).get_indexes("candidates")}
@@ -76,4 +76,35 @@ def test_0008_indexes_the_poll_count_and_drops_it_on_the_way_down(database_url):
         assert "COVERING INDEX ix_candidates_job_generation_status" in plan, plan
     migrate(engine, "0007", down=True)
     assert "ix_candidates_job_generation_status" not in names()
+    engine.dispose()
+
+
+def test_0009_adds_device_readiness_keeping_old_devices_and_drops_it_on_the_way_down(
+        database_url):
+    """A device enrolled before 0009 has no verdict (NULL): it stays ready as before; a
+    verdict stored after the upgrade is read back as the agent sent it."""
+    from sqlalchemy import inspect
+
+    from store import devices
+
+    def columns():
+        return {c["name"] for c in inspect(engine).get_columns("devices")}
+
+    engine = make_engine(database_url)
+    migrate(engine, "0008")
+    assert "readiness" not in columns()
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO devices (name, model, properties, token_hash, state, "
+                       "last_heartbeat_at, created_at) VALUES ('old', 'Pixel 8', '{}', "
+                       "'h', 'active', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    migrate(engine, "head")
+    sessions = session_factory(engine)
+    [device] = devices.list_devices(sessions)
+    assert device.readiness is None and devices.readiness(device, 60).ready
+    verdict = {"ready": False, "reason": "runner missing", "fix": "push it"}
+    device = devices.heartbeat_device(sessions, device.id, readiness=verdict)
+    assert devices.list_devices(sessions)[0].readiness == verdict
+    assert devices.readiness(device, 60) == devices.Readiness(False, "runner missing", "push it")
+    migrate(engine, "0008", down=True)
+    assert "readiness" not in columns()
     engine.dispose()

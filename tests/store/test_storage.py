@@ -226,3 +226,32 @@ def test_a_job_can_refuse_measurements_of_a_hot_phone(sessions):
     t = tasks.lease_task(sessions, d, 60)
     assert tasks.report_task(sessions, t.id, d, {**hot, "above_thermal_limit": False}).state \
         == "done"
+
+
+def test_a_device_is_ready_only_active_online_unpaused_and_fit(sessions):
+    """store.devices.readiness: each "not ready" names why and what fixes it."""
+    from datetime import timedelta
+
+    from store.models import utcnow
+
+    device, _ = dev.enroll_device(sessions, "phone", {"backend": "adb", "model": "Pixel 8",
+                                                      "serial": "S1", "board": "b"})
+    assert dev.readiness(device, 60) == dev.Readiness(True)
+    assert not dev.readiness(device, 60, now=utcnow() + timedelta(seconds=61)).ready
+    assert "no heartbeat for over 60 s" in dev.readiness(
+        device, 60, now=utcnow() + timedelta(seconds=61)).reason
+    device = dev.heartbeat_device(sessions, device.id, readiness={
+        "ready": False, "reason": "only 50 MB free", "fix": "free storage"})
+    assert dev.readiness(device, 60) == dev.Readiness(False, "only 50 MB free", "free storage")
+    device = dev.heartbeat_device(sessions, device.id, readiness={"ready": True})
+    assert dev.readiness(device, 60).ready
+    with sessions() as s:
+        row = s.get(type(device), device.id)
+        row.paused_until, row.paused_reason = utcnow() + timedelta(minutes=5), "runner gone"
+        s.commit()
+    [(paused, verdict)] = dev.fleet_readiness(sessions, 60)["Pixel 8"]
+    assert paused.id == device.id and not verdict.ready
+    assert verdict.reason.startswith("paused until ") and "runner gone" in verdict.reason
+    dev.set_device_state(sessions, device.id, "disabled")
+    [(_, verdict)] = dev.fleet_readiness(sessions, 60)["Pixel 8"]
+    assert verdict.reason == "the device is disabled"
