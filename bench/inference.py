@@ -135,13 +135,12 @@ def quality_cost(genomes: dict[str, dict], tokens: int, threads: int) -> dict[st
                 raise RuntimeError(f"{name} did not train: {trained.reason}")
             weights = Path(trained.weights_path).read_bytes()
         scored = evaluate_quantized_quality(genome, config, weights, tags)
-        if scored["status"] != "ok":
-            raise RuntimeError(f"{name}: {scored['reason']}")
+        if not scored.ok:
+            raise RuntimeError(f"{name}: {scored.reason}")
         out[name] = {"torch": trained.perplexity, "tokens_trained": trained.tokens_trained,
-                     "float32_onnx": next(iter(scored["variants"].values()))[
-                         "float_onnx_perplexity"],
-                     **{label: scored["variants"][v.tag]["perplexity"]
-                        for label, v in VARIANTS.items() if v.tag in scored["variants"]}}
+                     "float32_onnx": next(iter(scored.variants.values())).float_onnx_perplexity,
+                     **{label: scored.variants[v.tag].perplexity
+                        for label, v in VARIANTS.items() if v.tag in scored.variants}}
         out[name]["float32"] = out[name]["torch"]
         costs_text = "  ".join(f"{k} {out[name][k]:.2f}" for k in VARIANTS if k in out[name])
         print(f"perplexity {name} after {trained.tokens_trained:,} tokens: {costs_text}",

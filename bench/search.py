@@ -79,9 +79,9 @@ class Evaluations:
         for h, c in todo.items():
             self.evaluator.submit_quality(h, c.genome.to_json(), self.config, timeout_s=900)
         for finished in self._drain():
-            record = finished.value["result"] if finished.ok else {}
-            self.perplexity[finished.genome_hash] = (record.get("perplexity")
-                                                     if record.get("status") == "ok" else None)
+            result = finished.value.result if finished.ok else None
+            self.perplexity[finished.genome_hash] = (result.perplexity
+                                                     if result is not None and result.ok else None)
         if HOST in objectives:
             self._measure([c for c in individuals if c.hash not in self.decode_ms])
         for c in individuals:
@@ -109,7 +109,7 @@ class Evaluations:
                 self.decode_ms[c.hash] = None
                 continue
             with tempfile.TemporaryDirectory() as folder:
-                for name, data in finished.value["files"].items():
+                for name, data in finished.value.files.items():
                     (Path(folder) / name).write_bytes(data)
                 report = measure_task(Path(folder), spec)
             self.decode_ms[c.hash] = report.decode[0].median_ms

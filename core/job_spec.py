@@ -174,10 +174,9 @@ class JobSpec(StrictModel):
                 if device_class not in self.profiling.devices:
                     raise ValueError(f"{name}: device class {device_class!r} is not in "
                                      f"profiling.devices {self.profiling.devices}")
-            if metric.name == "prefill_ms" and metric.length not in self.profiling.prefill_lengths:
-                raise ValueError(f"{name}: {metric.length} is not in profiling.prefill_lengths")
-            if metric.name == "decode_ms" and metric.length not in self.profiling.decode_contexts:
-                raise ValueError(f"{name}: {metric.length} is not in profiling.decode_contexts")
-        if "mad_error" in names and not self.training.mad:
-            raise ValueError("mad_error needs training.mad = true")
+            check = metric.definition.check_spec
+            problem = check(self, metric) if check is not None else None
+            if problem:
+                raise ValueError(problem if problem.startswith(metric.name) else
+                                 f"{name}: {problem}")
         return self

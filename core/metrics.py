@@ -1,21 +1,12 @@
-"""Objective and constraint names, and how a candidate's metrics become a fitness vector.
+"""Metric names, and how a candidate's metrics become a fitness vector.
 
-Grammar (every metric is minimised):
-    params                     unique parameters
-    cache_bytes@L              decode-cache bytes after L tokens (fp16, as STAR counts)
-    flops@L                    multiply-accumulates of one decode step with L tokens
-                               cached, batch 1 (FlopCounterMode's FLOPs / 2, exact:
-                               core.costs.macs_per_token)
-    model_bytes[:PREC]         bytes of the exported decode graph's weights at a precision
-                               (initializers: quantized weights, scales, zero points, and
-                               whatever stays float); `model_bytes` alone is float32
-    perplexity                 validation perplexity after the training budget (torch)
-    perplexity[:PREC]          the same trained model's validation perplexity through its
-                               PREC ONNX prefill graph in onnxruntime, same held-out tokens
-    mad_error                  1 - mean MAD accuracy
-    prefill_ms@L[DEVICE]       median prefill latency at L tokens on a device class
-    decode_ms@L[DEVICE]        median decode latency per token with L tokens cached
-    peak_mem_mb[DEVICE]        peak resident memory of the runner over the profiling task
+Every metric is minimised. What metrics exist, what each takes and how its value is computed
+lives in the registry (core.metric_registry); this module is the grammar over it and the
+functions that apply it:
+    NAME                       e.g. params, perplexity, mad_error
+    NAME@L                     a length: cache_bytes@1024, flops@512
+    NAME[:PREC]                a precision: model_bytes[:int4], perplexity[:int8]
+    NAME@L[DEVICE]             a device class: decode_ms@512[SM-S928B], peak_mem_mb[host]
 Hardware metrics take a precision after the device class, `decode_ms@512[SM-S928B:int4]`,
 and a fleet: `decode_ms@512[max:SM-S928B,Pixel 8]` is the worst of the named classes,
 `[mean:...]` their mean, `[max:SM-S928B,Pixel 8:int8]` at a precision; a fleet metric
@@ -38,21 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from .metric_registry import REGISTRY, MetricDef, MetricKind
 from .precision import DEFAULT_PRECISION, PRECISIONS
 
-STATIC = {"params", "cache_bytes", "flops"}
-QUALITY = {"perplexity", "mad_error"}
-HARDWARE = {"prefill_ms", "decode_ms", "peak_mem_mb"}
-EXPORTED = {"model_bytes"}  # read from the exported graphs
-NEEDS_LENGTH = {"cache_bytes", "flops", "prefill_ms", "decode_ms"}
-NEEDS_DEVICE = HARDWARE
-TAKES_PRECISION = HARDWARE | EXPORTED | {"perplexity"}
 AGGREGATES = ("max", "mean")
 PATTERN = re.compile(r"^(?P<name>[a-z_]+)(@(?P<length>[0-9]+))?(\[(?P<device>[^\[\]]*)\])?$")
-ALLOWED = ("params, cache_bytes@L, flops@L, model_bytes[:PREC], perplexity, perplexity[:PREC], "
-           "mad_error, prefill_ms@L[DEVICE], decode_ms@L[DEVICE], peak_mem_mb[DEVICE] "
-           "(DEVICE: a class, CLASS:PREC, or max:/mean: then classes separated by commas; "
-           f"PREC: {', '.join(PRECISIONS)})")
+
+
+def allowed() -> str:
+    """Every registered metric as a job spells it, for error messages."""
+    return (", ".join(d.spelling for d in REGISTRY.values())
+            + " (DEVICE: a class, CLASS:PREC, or max:/mean: then classes separated by commas; "
+            f"PREC: {', '.join(PRECISIONS)})")
 
 
 @dataclass(frozen=True)
@@ -78,14 +66,14 @@ class Metric:
         return f"{text}[{inside}]" if inside else text
 
     @property
-    def kind(self) -> str:
+    def definition(self) -> MetricDef:
+        return REGISTRY[self.name]
+
+    @property
+    def kind(self) -> MetricKind:
         """static (exact from the genome), quality (training), export (from the exported
-        graphs) or hardware (measured on a device)."""
-        if self.name in STATIC:
-            return "static"
-        if self.name in EXPORTED:
-            return "export"
-        return "quality" if self.name in QUALITY else "hardware"
+        graphs) or hardware (measured on a device): core.metric_registry.MetricKind."""
+        return self.definition.kind
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -94,7 +82,8 @@ class Metric:
 
     @property
     def quantized_quality(self) -> bool:
-        return self.name == "perplexity" and self.precision != DEFAULT_PRECISION
+        """A quality metric read through a quantized graph (e.g. perplexity[:int8])."""
+        return self.kind is MetricKind.QUALITY and self.precision != DEFAULT_PRECISION
 
     def on(self, device_class: str) -> "Metric":
         """This metric on one device class (a fleet member)."""
@@ -129,24 +118,27 @@ def _bracket(name: str, inside: str) -> tuple[str | None, str, str | None, tuple
 def parse_metric(text: str) -> Metric:
     """Parse and check one metric name; ValueError says what is wrong and what is allowed."""
     match = PATTERN.match(text.strip())
-    if not match or match["name"] not in STATIC | QUALITY | HARDWARE | EXPORTED:
-        raise ValueError(f"unknown metric {text!r}; allowed: {ALLOWED}")
+    if not match or match["name"] not in REGISTRY:
+        raise ValueError(f"unknown metric {text!r}; allowed: {allowed()}")
     name = match["name"]
+    definition = REGISTRY[name]
     length = int(match["length"]) if match["length"] else None
     bracket = match["device"]
-    if name in NEEDS_LENGTH and not length:
+    if definition.length and not length:
         raise ValueError(f"{name} needs a positive length, e.g. {name}@1024")
-    if name not in NEEDS_LENGTH and length is not None:
+    if not definition.length and length is not None:
         raise ValueError(f"{name} takes no length")
-    if bracket is not None and name not in TAKES_PRECISION:
+    if bracket is not None and not (definition.precision or definition.device):
         raise ValueError(f"{name} takes no device class or precision")
     device, precision, aggregate, devices = (_bracket(name, bracket) if bracket is not None
                                              else (None, DEFAULT_PRECISION, None, ()))
-    if name in NEEDS_DEVICE and not (device or aggregate):
+    if precision != DEFAULT_PRECISION and not definition.precision:
+        raise ValueError(f"{name} takes no precision")
+    if definition.device and not (device or aggregate):
         raise ValueError(f"{name} needs a device class, e.g. {name}"
-                         f"{'@1024' if name in NEEDS_LENGTH else ''}[SM-S928B] (or "
+                         f"{'@1024' if definition.length else ''}[SM-S928B] (or "
                          "[SM-S928B:int8], [max:SM-S928B,Pixel 8])")
-    if name not in NEEDS_DEVICE and (device or aggregate):
+    if not definition.device and (device or aggregate):
         raise ValueError(f"{name} takes no device class, only a precision, e.g. {name}[:int8]")
     return Metric(name, length, device, precision, aggregate, devices)
 
@@ -171,11 +163,11 @@ class MetricNeeds:
         quantized: dict[str, None] = {}
         for text in names:
             metric = parse_metric(text)
-            if metric.kind == "hardware":
+            if metric.kind is MetricKind.HARDWARE:
                 for device_class in metric.classes:
                     profiled[(device_class, metric.precision)] = None
                 exported[metric.precision] = None
-            elif metric.kind == "export":
+            elif metric.kind is MetricKind.EXPORT:
                 exported[metric.precision] = None
             elif metric.quantized_quality:
                 quantized[metric.precision] = None
@@ -213,19 +205,58 @@ class Constraint:
         return 0.0 if actual < self.value else (actual - self.value) / scale + 1e-9
 
 
-def static_metrics(genome: dict[str, Any], names: list[str]) -> dict[str, float]:
-    """The static metrics among `names`, computed exactly from the genome."""
-    from . import costs
-
+def _computed(names: list[str] | None, kind: MetricKind, source: Any,
+              precision: str = DEFAULT_PRECISION) -> dict[str, float]:
+    """The metrics of `kind` (at `precision`) that `source` gives a value for: among `names`,
+    or (None) every registered one spelled without a length or a device."""
+    if names is None:
+        names = [str(Metric(d.name, precision=precision)) for d in REGISTRY.values()
+                 if d.kind is kind and not (d.length or d.device)
+                 and (precision == DEFAULT_PRECISION or d.precision)]
     out: dict[str, float] = {}
     for text in names:
         metric = parse_metric(text)
-        if metric.name == "params":
-            out[text] = float(costs.params(genome))
-        elif metric.name == "cache_bytes":
-            out[text] = float(costs.cache_bytes(genome, metric.length, "float16"))
-        elif metric.name == "flops":
-            out[text] = float(costs.macs_per_token(genome, metric.length))
+        if metric.kind is not kind or metric.precision != precision or metric.aggregate:
+            continue
+        value = metric.definition.compute(source, metric)
+        if value is not None:
+            out[text] = float(value)
+    return out
+
+
+def static_metrics(genome: dict[str, Any], names: list[str]) -> dict[str, float]:
+    """The static metrics among `names`, computed exactly from the genome."""
+    return _computed(names, MetricKind.STATIC, genome)
+
+
+def trained_metrics(result, names: list[str] | None = None) -> dict[str, float]:
+    """The float32 quality metrics (among `names`; None: all) from a QualityResult."""
+    return _computed(names, MetricKind.QUALITY, result)
+
+
+def quantized_metrics(score, names: list[str] | None = None) -> dict[str, float]:
+    """The quality metrics at `score.precision` (among `names`; None: all), from a
+    QuantizedScore."""
+    return _computed(names, MetricKind.QUALITY, score, score.precision)
+
+
+def export_metrics(exported, precision: str,
+                   names: list[str] | None = None) -> dict[str, float]:
+    """The export metrics at `precision` (among `names`; None: all), from that variant's
+    ExportedVariant."""
+    return _computed(names, MetricKind.EXPORT, exported, precision)
+
+
+def measured_metrics(report, device_class: str,
+                     precision: str = DEFAULT_PRECISION) -> dict[str, float]:
+    """Every hardware metric one device's MeasurementReport gives, keyed by metric name
+    (`prefill_ms@512[SM-S928B:int8]`, ...), whether or not the job names it."""
+    out: dict[str, float] = {}
+    for definition in REGISTRY.values():
+        if definition.kind is not MetricKind.HARDWARE:
+            continue
+        for length, value in definition.compute(report, None).items():
+            out[str(Metric(definition.name, length, device_class, precision))] = float(value)
     return out
 
 

@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.metrics import Constraint, MetricNeeds, fleet_metrics, static_metrics
+from core.metrics import (Constraint, MetricNeeds, export_metrics, fleet_metrics,
+                          quantized_metrics, static_metrics, trained_metrics)
 from core.genome import Genome
 from core.scale import ScaleSpec, scale_report
+from core.stage_results import ExportOutput, QualityResult, QuantizedQuality, QuantizedScore, Trained
 from orchestrator.search.evolution import Child
 from orchestrator.search.loop import Individual, SearchLoop
 from orchestrator.search.motifs import enrichment
@@ -85,17 +87,15 @@ class JobRunner:
             return
         self._trained(p, cached, weights=None)
 
-    def _trained(self, p: CandidateProgress, record: dict[str, Any],
+    def _trained(self, p: CandidateProgress, result: QualityResult,
                  weights: bytes | None) -> None:
         """Quality is known: apply it, then score the quantized graphs, export (or finish)."""
-        if record.get("status") != "ok":
-            p.fail(f"training failed: {record.get('reason')}")
+        if not result.ok:
+            p.fail(f"training failed: {result.reason}")
             return
-        p.metrics["perplexity"] = record["perplexity"]
-        if record.get("mad"):
-            p.metrics["mad_error"] = 1.0 - record["mad"]["score"]
+        p.metrics.update(trained_metrics(result))  # every quality metric, named or not
         missing = [t for t in self.quantized_tags
-                   if not self._apply_quantized(p, t, self.records.cached_quantized_quality(
+                   if not self._apply_quantized(p, self.records.cached_quantized_quality(
                        p.genome_hash, t))]
         if not missing:
             self._export(p)
@@ -105,15 +105,14 @@ class JobRunner:
             p.fail("quantized perplexity needs the trained weights, and none are stored")
             return
         self.evaluator.submit_quantized_quality(
-            p.genome_hash, record.get("eval_genome") or p.candidate.genome.to_json(),
+            p.genome_hash, result.eval_genome or p.candidate.genome.to_json(),
             self.train_config, weights, missing, self.spec.training.timeout_s)
         p.advance(Stage.QUANTIZED_QUALITY)
 
-    def _apply_quantized(self, p: CandidateProgress, tag: str,
-                         record: dict[str, Any] | None) -> bool:
-        if record is None:
+    def _apply_quantized(self, p: CandidateProgress, score: QuantizedScore | None) -> bool:
+        if score is None:
             return False
-        p.metrics[f"perplexity[:{record['precision']}]"] = record["perplexity"]
+        p.metrics.update(quantized_metrics(score))
         return True
 
     def _export(self, p: CandidateProgress) -> None:
@@ -134,12 +133,10 @@ class JobRunner:
     def _exported(self, p: CandidateProgress) -> None:
         """Every needed variant is stored: read model_bytes off its manifest, then profile."""
         for precision in self.needs.exported:
-            record = self.records.exported(p.genome_hash,
-                                           self.spec.export.variant(precision).tag)
-            size = (record or {}).get("manifest", {}).get("model_bytes")
-            if size is not None:
-                suffix = f"[:{precision}]" if precision != "float32" else ""
-                p.metrics[f"model_bytes{suffix}"] = float(size)
+            exported = self.records.exported(p.genome_hash,
+                                             self.spec.export.variant(precision).tag)
+            if exported is not None:
+                p.metrics.update(export_metrics(exported, precision))
         if not self.profiles:
             p.advance(Stage.DONE)
             return
@@ -155,24 +152,24 @@ class JobRunner:
         if p is None or p.finished:
             return
         if finished.work is Work.QUALITY:
-            if not finished.ok:
+            if not finished.ok or not isinstance(finished.value, Trained):
                 p.fail(f"training task failed: {finished.error}")
                 return
-            weights = finished.value.get("weights")
-            record = self.records.store_quality(p.genome_hash, dict(finished.value["result"]),
-                                                weights)
-            self._trained(p, record, weights)
+            trained = finished.value
+            result = self.records.store_quality(p.genome_hash, trained.result, trained.weights)
+            self._trained(p, result, trained.weights)
         elif finished.work is Work.QUANTIZED_QUALITY:
-            value = finished.value or {}
-            if not finished.ok or value.get("status") != "ok":
-                p.fail(f"quantized perplexity failed: {finished.error or value.get('reason')}")
+            scored = finished.value
+            if not finished.ok or not isinstance(scored, QuantizedQuality) or not scored.ok:
+                reason = finished.error or (scored.reason if scored is not None else None)
+                p.fail(f"quantized perplexity failed: {reason}")
                 return
-            for tag, record in value["variants"].items():
-                self._apply_quantized(p, tag, self.records.store_quantized_quality(
-                    p.genome_hash, tag, record))
+            for tag, score in scored.variants.items():
+                self._apply_quantized(p, self.records.store_quantized_quality(
+                    p.genome_hash, tag, score))
             self._export(p)
         else:
-            if not finished.ok:
+            if not finished.ok or not isinstance(finished.value, ExportOutput):
                 p.fail(f"export failed: {finished.error}")
                 return
             self.records.store_export(p.genome_hash, finished.value)

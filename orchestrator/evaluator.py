@@ -4,8 +4,9 @@ Three kinds of work per candidate: `quality` (train, then validation perplexity 
 `quantized_quality` (the trained model's perplexity through quantized ONNX graphs, when the
 job asks for `perplexity[:int8]` and the like) and `export` (ONNX prefill/decode graphs of
 every variant the job profiles). The driver submits by genome hash and collects
-`Finished` results one batch at a time; an evaluator never raises for a bad candidate, it
-returns a failed result with the reason. `orchestrator.ray_evaluator.RayEvaluator` is the
+`Finished` results one batch at a time, each carrying its stage's typed result
+(core.stage_results); an evaluator never raises for a bad candidate, it returns a failed
+result with the reason. `orchestrator.ray_evaluator.RayEvaluator` is the
 real one; the driver's unit tests use a fake with the same methods, without Ray or torch.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
+
+from core.stage_results import StageResult
 
 
 class Work(str, Enum):
@@ -27,9 +30,9 @@ class Finished:
     genome_hash: str
     work: Work
     ok: bool
-    # quality: {"result", "weights"}; export: {"variants": {tag: {"manifest", ...}}, "files"};
-    # quantized_quality: {"status", "reason", "variants": {tag: {"perplexity", ...}}}
-    value: dict[str, Any] | None = None
+    # quality: Trained; quantized_quality: QuantizedQuality; export: ExportOutput
+    # (core.stage_results); None when the task itself failed (`error` says why)
+    value: StageResult | None = None
     error: str | None = None
     wall_s: float = 0.0
 

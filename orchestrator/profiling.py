@@ -5,7 +5,7 @@ device class, export variant) and device agents lease them over HTTP. This modul
 a profiling task carries (`ProfilingSpec.measurement()`; the variant's graphs), how long the
 search waits for it (`profiling.timeout_s`, from the moment the tasks were enqueued), and how
 a measurement report becomes metrics (`prefill_ms@L[DEVICE]`, `decode_ms@L[DEVICE:int8]`,
-`peak_mem_mb[DEVICE]`, spelled by `core.metrics.Metric`). Measurements that did arrive are kept even when another
+`peak_mem_mb[DEVICE]`: every hardware metric of the registry, `core.metrics.measured_metrics`). Measurements that did arrive are kept even when another
 device class timed out or failed.
 """
 
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from core.job_spec import ProfilingSpec
-from core.metrics import Metric
-from core.precision import DEFAULT_PRECISION, Variant
+from core.metrics import measured_metrics
+from core.protocol import MeasurementReport
+from core.precision import Variant
 
 from store.tasks import OPEN_TASK_STATES
 
@@ -31,21 +32,6 @@ class ProfilingOutcome:
     finished: bool  # False while a task is still queued or leased and time is left
     metrics: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
-
-
-def report_metrics(device_class: str, report: dict[str, Any],
-                   precision: str = DEFAULT_PRECISION) -> dict[str, float]:
-    """The metrics one measurement report gives, keyed by their metric names."""
-    metrics: dict[str, float] = {}
-    for stat in report["prefill"]:
-        metrics[str(Metric("prefill_ms", stat["length"], device_class, precision))] = \
-            stat["median_ms"]
-    for stat in report["decode"]:
-        metrics[str(Metric("decode_ms", stat["length"], device_class, precision))] = \
-            stat["median_ms"]
-    metrics[str(Metric("peak_mem_mb", None, device_class, precision))] = \
-        report["peak_memory_bytes"] / 2**20
-    return metrics
 
 
 class ProfilingQueue:
@@ -75,8 +61,8 @@ class ProfilingQueue:
         for row in rows:
             if row["report"] is not None:
                 precision = Variant.from_tag(row.get("variant", "")).precision
-                outcome.metrics.update(report_metrics(row["device_class"], row["report"],
-                                                      precision))
+                report = MeasurementReport.model_validate(row["report"])
+                outcome.metrics.update(measured_metrics(report, row["device_class"], precision))
         failed = [r for r in rows if r["state"] == "failed"]
         if open_rows:
             classes = ", ".join(sorted(r["device_class"] for r in open_rows))

@@ -18,6 +18,8 @@ from typing import Any
 
 import ray
 
+from core.stage_results import ExportedVariant, ExportOutput, QuantizedQuality, Trained
+
 from .evaluator import Finished, Work
 
 TASK_RETRIES = 3
@@ -41,26 +43,25 @@ def cluster_has_gpus() -> bool:
 
 
 @ray.remote(max_retries=TASK_RETRIES)
-def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Train and score; returns the result record plus the weights' bytes."""
+def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> Trained:
+    """Train and score; the result with the weights' bytes (not a path on this node)."""
     from workers.train.trainer import evaluate_quality
 
     started, started_at = time.perf_counter(), time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate_quality(genome, config, out_dir=tmp).to_json()
+        result = evaluate_quality(genome, config, out_dir=tmp)
         weights = None
-        if result.get("weights_path"):
-            weights = Path(result["weights_path"]).read_bytes()
-            result["weights_path"] = None  # the driver stores the bytes and sets the path
-    result["node"] = ray.get_runtime_context().get_node_id()
-    result["task_interval"] = [started_at, time.time()]  # epoch seconds, for accounting
-    return {"result": result, "weights": weights,
-            "task_wall_s": time.perf_counter() - started}
+        if result.weights_path:
+            weights = Path(result.weights_path).read_bytes()
+            result.weights_path = None  # the driver stores the bytes and sets the path
+    result.node = ray.get_runtime_context().get_node_id()
+    result.task_interval = [started_at, time.time()]  # epoch seconds, for accounting
+    return Trained(result, weights, task_wall_s=time.perf_counter() - started)
 
 
 @ray.remote(max_retries=TASK_RETRIES)
 def export_task(genome: dict[str, Any], weights: bytes | None = None,
-                tags: list[str] | None = None) -> dict[str, Any]:
+                tags: list[str] | None = None) -> ExportOutput:
     """Export the variants named by `tags` (core.precision.Variant tags; '' = the plain
     float32 graphs), with trained weights when they fit the genome."""
     import io
@@ -80,21 +81,22 @@ def export_task(genome: dict[str, Any], weights: bytes | None = None,
         exported = export_variants(genome, tmp, [Variant.from_tag(t) for t in tags or [""]],
                                    model=model)
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-    return {"variants": {tag: {"manifest": e.manifest.model_dump(mode="json"),
-                               "max_abs_diff": e.max_abs_diff} for tag, e in exported.items()},
-            "files": files, "task_wall_s": time.perf_counter() - started,
-            "task_interval": [started_at, time.time()]}
+    interval = [started_at, time.time()]
+    return ExportOutput(
+        variants={tag: ExportedVariant(e.manifest.model_dump(mode="json"), e.max_abs_diff,
+                                       interval) for tag, e in exported.items()},
+        files=files, task_wall_s=time.perf_counter() - started, task_interval=interval)
 
 
 @ray.remote(max_retries=TASK_RETRIES)
 def quantized_quality_task(eval_genome: dict[str, Any], config: dict[str, Any], weights: bytes,
-                           tags: list[str]) -> dict[str, Any]:
+                           tags: list[str]) -> QuantizedQuality:
     """The trained model's perplexity through its quantized ONNX graphs."""
     from workers.train.quantized_quality import evaluate_quantized_quality
 
     started_at = time.time()
     result = evaluate_quantized_quality(eval_genome, config, weights, tags)
-    result["task_interval"] = [started_at, time.time()]
+    result.task_interval = [started_at, time.time()]
     return result
 
 

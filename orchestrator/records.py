@@ -15,7 +15,9 @@ from typing import Any
 
 from core import Genome
 from core.job_spec import JobSpec
-from core.metrics import fleet_metrics, parse_metric
+from core.metric_registry import MetricKind
+from core.metrics import fleet_metrics, parse_metric, trained_metrics
+from core.stage_results import ExportedVariant, ExportOutput, QualityResult, QuantizedScore
 from orchestrator.search.evolution import Child
 from orchestrator.search.loop import GenerationSummary, Individual, SearchLoop
 from orchestrator.search.selection import NormalisationFrame
@@ -110,13 +112,11 @@ class JobRecords:
         observations: dict[str, Observation] = {}
         for genome, record in result_store.quality_observations(
                 self.sessions, self.train_key, cutoff, self.job_id):
-            metrics = {"perplexity": record["perplexity"]}
-            if record.get("mad"):
-                metrics["mad_error"] = 1.0 - record["mad"]["score"]
             parsed = Genome.from_json(genome)
-            observations[parsed.hash()] = (parsed, metrics)
-        hardware = [m for m in self.metric_names if parse_metric(m).kind in ("hardware",
-                                                                                 "export")]
+            observations[parsed.hash()] = (
+                parsed, trained_metrics(QualityResult.from_json(record)))
+        hardware = [m for m in self.metric_names
+                    if parse_metric(m).kind in (MetricKind.HARDWARE, MetricKind.EXPORT)]
         # a fleet metric from other jobs' per-class measurements of the same classes
         members = [str(parse_metric(m).on(c)) for m in hardware
                    if parse_metric(m).aggregate for c in parse_metric(m).classes]
@@ -132,61 +132,61 @@ class JobRecords:
 
     # ----------------------------------------------------------------- evaluation cache
 
-    def cached_quality(self, genome_hash: str) -> dict[str, Any] | None:
-        return result_store.get_evaluation(self.sessions, genome_hash, self.train_key,
-                                           "quality")
+    def cached_quality(self, genome_hash: str) -> QualityResult | None:
+        record = result_store.get_evaluation(self.sessions, genome_hash, self.train_key,
+                                             "quality")
+        return None if record is None else QualityResult.from_json(record)
 
-    def store_quality(self, genome_hash: str, record: dict[str, Any],
-                      weights: bytes | None) -> dict[str, Any]:
-        """Keep the weights as an artifact and the record in the cache; returns the stored
-        record (a concurrent writer's, if it won)."""
+    def store_quality(self, genome_hash: str, result: QualityResult,
+                      weights: bytes | None) -> QualityResult:
+        """Keep the weights as an artifact and the result in the cache; returns the stored
+        result (a concurrent writer's, if it won)."""
         if weights:
             artifact_store.store_artifacts(self.sessions, self.artifact_dir, genome_hash,
                                            {WEIGHTS: weights})
-        stored = result_store.put_evaluation(self.sessions, genome_hash, self.train_key,
-                                             "quality", record)
+        stored = QualityResult.from_json(result_store.put_evaluation(
+            self.sessions, genome_hash, self.train_key, "quality", result.to_json()))
         job_store.add_event(self.sessions, self.job_id, "trained",
-                            f"{genome_hash} {stored.get('status')} perplexity "
-                            f"{stored.get('perplexity')}")
+                            f"{genome_hash} {stored.status} perplexity {stored.perplexity}")
         return stored
 
     def trained_weights(self, genome_hash: str) -> bytes | None:
         path = self.artifact_dir / genome_hash / WEIGHTS
         return path.read_bytes() if path.exists() else None
 
-    def exported(self, genome_hash: str, tag: str = "") -> dict[str, Any] | None:
-        """The stored export record of one variant ({"manifest", "max_abs_diff", ...})."""
-        return result_store.get_evaluation(self.sessions, genome_hash, export_key(tag),
-                                           "export")
+    def exported(self, genome_hash: str, tag: str = "") -> ExportedVariant | None:
+        """The stored export record of one variant."""
+        record = result_store.get_evaluation(self.sessions, genome_hash, export_key(tag),
+                                             "export")
+        return None if record is None else ExportedVariant.from_json(record)
 
     def has_export(self, genome_hash: str, tag: str = "") -> bool:
         return self.exported(genome_hash, tag) is not None
 
-    def store_export(self, genome_hash: str, value: dict[str, Any]) -> None:
-        """Files first, then one cache record per variant (`value["variants"]`; a value
-        without it is the plain float32 export alone)."""
+    def store_export(self, genome_hash: str, output: ExportOutput) -> None:
+        """Files first, then one cache record per variant."""
         artifact_store.store_artifacts(self.sessions, self.artifact_dir, genome_hash,
-                                       value["files"])
-        variants = value.get("variants") or {"": {"manifest": value["manifest"],
-                                                  "max_abs_diff": value["max_abs_diff"]}}
-        for tag, record in variants.items():
+                                       output.files)
+        for tag, variant in output.variants.items():
             result_store.put_evaluation(self.sessions, genome_hash, export_key(tag), "export",
-                                        {**record, "task_interval": value.get("task_interval")})
+                                        variant.to_json())
 
     def _quantized_key(self, tag: str) -> str:
         """Per training config and per export variant, as the exporter made it (EXPORT_KEY)."""
         return f"{self.train_key}:{export_key(tag)}"
 
-    def cached_quantized_quality(self, genome_hash: str, tag: str) -> dict[str, Any] | None:
-        return result_store.get_evaluation(self.sessions, genome_hash, self._quantized_key(tag),
-                                           QUANTIZED_QUALITY)
+    def cached_quantized_quality(self, genome_hash: str, tag: str) -> QuantizedScore | None:
+        record = result_store.get_evaluation(self.sessions, genome_hash,
+                                             self._quantized_key(tag), QUANTIZED_QUALITY)
+        return None if record is None else QuantizedScore.from_json(record)
 
     def store_quantized_quality(self, genome_hash: str, tag: str,
-                                record: dict[str, Any]) -> dict[str, Any]:
-        stored = result_store.put_evaluation(self.sessions, genome_hash,
-                                             self._quantized_key(tag), QUANTIZED_QUALITY, record)
+                                score: QuantizedScore) -> QuantizedScore:
+        stored = QuantizedScore.from_json(result_store.put_evaluation(
+            self.sessions, genome_hash, self._quantized_key(tag), QUANTIZED_QUALITY,
+            score.to_json()))
         job_store.add_event(self.sessions, self.job_id, "quantized",
-                            f"{genome_hash} {tag} perplexity {stored.get('perplexity')}")
+                            f"{genome_hash} {tag} perplexity {stored.perplexity}")
         return stored
 
     # ----------------------------------------------------------------- profiling tasks

@@ -18,6 +18,8 @@ import pytest
 
 from core.job_spec import JobSpec
 from core.precision import Variant
+from core.stage_results import (ExportedVariant, ExportOutput, QualityResult, QuantizedQuality,
+                                 QuantizedScore, Trained)
 from orchestrator.candidate_state import CandidateProgress, IllegalTransition, Stage
 from orchestrator.driver import JobRunner
 from orchestrator.evaluator import Finished, Work
@@ -79,9 +81,9 @@ class FakeEvaluator:
         if self.fail_quality(genome_hash):
             self.queue.append(Finished(genome_hash, Work.QUALITY, False, error="worker died"))
             return
-        record = {"status": "ok", "perplexity": fake_perplexity(genome_hash)}
+        record = QualityResult(status="ok", perplexity=fake_perplexity(genome_hash))
         self.queue.append(Finished(genome_hash, Work.QUALITY, True,
-                                   {"result": record, "weights": b"weights:" + genome_hash.encode()}))
+                                   Trained(record, b"weights:" + genome_hash.encode())))
 
     def submit_export(self, genome_hash, genome, weights, timeout_s, tags=None):
         self.exported.append(genome_hash)
@@ -98,18 +100,18 @@ class FakeEvaluator:
             prefill, decode, manifest_file = variant.files
             files.update({prefill: b"p" + tag.encode(), decode: b"d" + tag.encode(),
                           manifest_file: json.dumps(manifest).encode()})
-            variants[tag] = {"manifest": manifest, "max_abs_diff": 0.0}
+            variants[tag] = ExportedVariant(manifest, 0.0)
         self.queue.append(Finished(genome_hash, Work.EXPORT, True,
-                                   {"files": files, "variants": variants}))
+                                   ExportOutput(variants, files)))
 
     def submit_quantized_quality(self, genome_hash, eval_genome, config, weights, tags,
                                  timeout_s):
         self.quantized.append((genome_hash, list(tags), weights))
-        variants = {t: {"precision": Variant.from_tag(t).precision,
-                        "perplexity": fake_perplexity(genome_hash) * fake_quantized_factor(t)}
+        variants = {t: QuantizedScore(Variant.from_tag(t).precision,
+                                      fake_perplexity(genome_hash) * fake_quantized_factor(t))
                     for t in tags}
         self.queue.append(Finished(genome_hash, Work.QUANTIZED_QUALITY, True,
-                                   {"status": "ok", "variants": variants}))
+                                   QuantizedQuality("ok", variants=variants)))
 
     def collect(self, wait_s):
         """One result per call, so a crash can fall between two of them."""

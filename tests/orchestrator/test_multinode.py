@@ -33,8 +33,8 @@ DRIVER = textwrap.dedent("""
         for f in evaluator.collect(1.0):
             results[f.genome_hash] = f
     print(json.dumps({"cpus": resources.get("CPU"),
-                      "nodes": [r.value["result"]["node"] for r in results.values()],
-                      "status": [r.value["result"]["status"] for r in results.values()]}))
+                      "nodes": [r.value.result.node for r in results.values()],
+                      "status": [r.value.result.status for r in results.values()]}))
 """)
 
 

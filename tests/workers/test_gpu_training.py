@@ -170,7 +170,7 @@ def test_a_real_training_task_runs_under_a_quarter_gpu(fake_gpu_cluster, tmp_pat
     while evaluator.in_flight() and time.monotonic() < deadline:
         finished += evaluator.collect(1.0)
     assert finished and finished[0].ok, finished
-    assert finished[0].value["result"]["status"] == "ok", finished[0].value["result"]["reason"]
+    assert finished[0].value.result.ok, finished[0].value.result.reason
 
 
 # -- on a real GPU --------------------------------------------------------------------------

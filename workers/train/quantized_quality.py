@@ -22,28 +22,28 @@ import torch
 
 from core.genome import Genome
 from core.precision import Variant
+from core.stage_results import QuantizedQuality, QuantizedScore
 from core.training import TrainConfig
 
 
 def evaluate_quantized_quality(eval_genome: dict[str, Any], config: TrainConfig | dict[str, Any],
-                               weights: bytes, tags: list[str]) -> dict[str, Any]:
-    """{"status", "reason", "variants": {tag: {"perplexity", "val_loss", "float_onnx_perplexity",
-    "check", "model_bytes"}}}; never raises for a bad candidate."""
+                               weights: bytes, tags: list[str]) -> QuantizedQuality:
+    """A score per variant tag; never raises for a bad candidate (a failed result says why)."""
     started = time.perf_counter()
     config = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
-    out: dict[str, Any] = {"status": "failed", "reason": None, "variants": {}}
+    out = QuantizedQuality(status="failed")
     try:
-        out["variants"] = _score(Genome.coerce(eval_genome), config, weights,
-                                 [Variant.from_tag(t) for t in tags])
-        out["status"] = "ok"
+        out.variants = _score(Genome.coerce(eval_genome), config, weights,
+                              [Variant.from_tag(t) for t in tags])
+        out.status = "ok"
     except Exception as exc:  # a worker boundary: a bad candidate is a failed record
-        out["reason"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
-    out["wall_s"] = time.perf_counter() - started
+        out.reason = f"{type(exc).__name__}: {str(exc)[:2000]}"
+    out.wall_s = time.perf_counter() - started
     return out
 
 
 def _score(genome: Genome, config: TrainConfig, weights: bytes,
-           variants: list[Variant]) -> dict[str, Any]:
+           variants: list[Variant]) -> dict[str, QuantizedScore]:
     from workers.export.onnx_export import export_onnx
     from workers.export.quantize import onnx_perplexity, quantize_export
     from workers.model.compiler import compile_genome
@@ -54,7 +54,7 @@ def _score(genome: Genome, config: TrainConfig, weights: bytes,
     model = compile_genome(genome, seed=config.seed)
     model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
     model.eval()
-    scored: dict[str, Any] = {}
+    scored: dict[str, QuantizedScore] = {}
     with tempfile.TemporaryDirectory(prefix="tailor-qq-") as tmp:
         folder = Path(tmp)
         float_ppl: dict[str, float] = {}
@@ -71,10 +71,10 @@ def _score(genome: Genome, config: TrainConfig, weights: bytes,
                    if manifest is not None else float_ppl[base.tag])
             if not math.isfinite(ppl):
                 raise ValueError(f"{variant.tag or 'float32'} perplexity is {ppl}")
-            scored[variant.tag] = {
-                "precision": variant.precision, "perplexity": ppl, "val_loss": math.log(ppl),
-                "float_onnx_perplexity": float_ppl[base.tag],
-                "tokens_scored": int(len(val_tokens) - 1),
-                "check": manifest.check.model_dump() if manifest and manifest.check else None,
-                "model_bytes": manifest.model_bytes if manifest else None}
+            scored[variant.tag] = QuantizedScore(
+                precision=variant.precision, perplexity=ppl, val_loss=math.log(ppl),
+                float_onnx_perplexity=float_ppl[base.tag],
+                tokens_scored=int(len(val_tokens) - 1),
+                check=manifest.check.model_dump() if manifest and manifest.check else None,
+                model_bytes=manifest.model_bytes if manifest else None)
     return scored

@@ -24,7 +24,6 @@ import math
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,42 +34,12 @@ import torch.nn.functional as F
 from core import costs
 from core.genome import Genome, GenomeError
 from core.scaling import ScalingError, scale_genome
+from core.stage_results import QualityResult
 from core.training import TrainConfig
 from workers.data.token_cache import PreparedTokens, prepare_for
 from workers.model.compiler import TailorLM, compile_genome
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
-
-
-@dataclass
-class QualityResult:
-    status: str  # "ok" or "failed"
-    reason: str | None = None
-    perplexity: float | None = None
-    val_loss: float | None = None
-    unigram_perplexity: float | None = None
-    loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (tokens seen, loss)
-    tokens_trained: int = 0
-    tokens_per_s: float | None = None
-    wall_s: float = 0.0
-    peak_memory_bytes: int | None = None
-    params_trained: int | None = None
-    device: str = "cpu"
-    threads: int = 1
-    split: dict[str, Any] = field(default_factory=dict)
-    tokenizer: dict[str, Any] = field(default_factory=dict)
-    weights_path: str | None = None
-    genome_hash: str | None = None
-    config_key: str | None = None
-    eval_genome: dict[str, Any] | None = None
-    mad: dict[str, Any] | None = None
-    data_load_s: float | None = None  # opening the token cache (building it, first time)
-    token_cache: dict[str, Any] = field(default_factory=dict)
-    mfu: float | None = None  # model FLOPs utilisation on a GPU with a known peak
-    peak_flops: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Diverged(Exception):
