@@ -12,6 +12,7 @@ import typer
 
 from cli.rest import ApiError, TailorClient, Unreachable
 from cli.support import fail, print_json
+from core.states import TERMINAL_JOB
 
 SERVER = typer.Option("http://127.0.0.1:8000", "--server", envvar="TAILOR_SERVER",
                       help="API base URL")
@@ -129,8 +130,7 @@ def scale(job_id: int = typer.Argument(..., help="a completed search job"),
         if not wait:
             print_json(created)
             return
-        while (result := api.scale_result(created["id"]))["status"] not in (
-                "completed", "failed", "cancelled"):
+        while (result := api.scale_result(created["id"]))["status"] not in TERMINAL_JOB:
             time.sleep(2.0)
     print_json(result)
 

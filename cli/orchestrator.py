@@ -24,6 +24,7 @@ def orchestrator(
     """Run queued jobs: connects to RAY_ADDRESS, else starts a local Ray."""
     from store.engine import make_engine, session_factory, upgrade
     from store.settings import StoreSettings
+    from core.states import JobStatus
     from store import jobs as job_store
     from orchestrator.driver import JobRunner, owner_id
     from orchestrator.ray_evaluator import connect
@@ -48,7 +49,7 @@ def orchestrator(
         try:
             status = JobRunner(sessions, settings.resolved_artifact_dir(), job.id, owner).run()
         except Exception as exc:  # a job that cannot run is failed, the service goes on
-            job_store.finish_job(sessions, job.id, "failed", f"{type(exc).__name__}: {exc}")
+            job_store.finish_job(sessions, job.id, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
             status = "failed"
         typer.echo(f"job {job.id} {status}", err=True)
 

@@ -22,6 +22,7 @@ from core.metrics import (Constraint, MetricNeeds, export_metrics, fleet_metrics
                           quantized_metrics, static_metrics, trained_metrics)
 from core.genome import Genome
 from core.scale import ScaleSpec, scale_report
+from core.states import JobStatus
 from core.stage_results import ExportOutput, QualityResult, QuantizedQuality, QuantizedScore, Trained
 from orchestrator.search.evolution import Child
 from orchestrator.search.loop import Individual, SearchLoop
@@ -249,17 +250,17 @@ class JobRunner:
                 self._heartbeat(force=True)
             succeeded, reasons = self.records.failures()
             if not succeeded:  # an empty front is not a result: say why, on the job
-                self.records.finish("failed", "no candidate was evaluated successfully; "
+                self.records.finish(JobStatus.FAILED, "no candidate was evaluated successfully; "
                                     f"{len(reasons)} distinct failure(s), first: "
                                     + " | ".join(r[:300] for r in reasons[:3]))
-                return "failed"
-            self.records.finish("completed")
-            return "completed"
+                return JobStatus.FAILED.value
+            self.records.finish(JobStatus.COMPLETED)
+            return JobStatus.COMPLETED.value
         except JobCancelled:
             self.evaluator.cancel_all()
             if self.records.cancelled_by_user():
-                self.records.finish("cancelled")
-                return "cancelled"
+                self.records.finish(JobStatus.CANCELLED)
+                return JobStatus.CANCELLED.value
             return "lost"
 
 

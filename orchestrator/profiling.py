@@ -17,10 +17,8 @@ from typing import Callable
 
 from core.job_spec import ProfilingSpec
 from core.metrics import measured_metrics
-from core.protocol import MeasurementReport
+from core.states import TaskState
 from core.precision import Variant
-
-from store.tasks import OPEN_TASK_STATES
 
 from .records import JobRecords
 
@@ -52,27 +50,26 @@ class ProfilingQueue:
         self.started.setdefault(candidate_id, self.clock())
 
     def poll(self, candidate_id: int) -> ProfilingOutcome:
-        rows = self.records.profiling_results(candidate_id)
-        open_rows = [r for r in rows if r["state"] in OPEN_TASK_STATES]
+        tasks = self.records.profiling_results(candidate_id)
+        open_tasks = [t for t in tasks if t.open]
         timed_out = self.clock() - self.started[candidate_id] > self.spec.timeout_s
-        if open_rows and not timed_out:
+        if open_tasks and not timed_out:
             return ProfilingOutcome(finished=False)
         outcome = ProfilingOutcome(finished=True)
-        for row in rows:
-            if row["report"] is not None:
-                precision = Variant.from_tag(row.get("variant", "")).precision
-                report = MeasurementReport.model_validate(row["report"])
-                outcome.metrics.update(measured_metrics(report, row["device_class"], precision))
-        failed = [r for r in rows if r["state"] == "failed"]
-        if open_rows:
-            classes = ", ".join(sorted(r["device_class"] for r in open_rows))
+        for task in tasks:
+            if task.report is not None:
+                precision = Variant.from_tag(task.variant).precision
+                outcome.metrics.update(measured_metrics(task.report, task.device_class,
+                                                        precision))
+        failed = [t for t in tasks if t.state is TaskState.FAILED]
+        if open_tasks:
+            classes = ", ".join(sorted(t.device_class for t in open_tasks))
             outcome.failure = (f"profiling timed out after {self.spec.timeout_s:g}s "
                                f"waiting for {classes}")
             self.records.cancel_profiling(candidate_id, outcome.failure)
         elif failed:
-            where = failed[0]["device_class"] + (f" ({failed[0]['variant']})"
-                                                 if failed[0].get("variant") else "")
-            outcome.failure = (f"profiling failed on {where}: "
-                               f"{failed[0]['last_error']}")
+            where = failed[0].device_class + (f" ({failed[0].variant})"
+                                              if failed[0].variant else "")
+            outcome.failure = f"profiling failed on {where}: {failed[0].last_error}"
         self.started.pop(candidate_id, None)
         return outcome

@@ -16,6 +16,7 @@ from typing import Any
 from core import Genome
 from core.job_spec import JobSpec
 from core.metric_registry import MetricKind
+from core.states import EVALUATED_CANDIDATE, CandidateStatus, JobStatus
 from core.metrics import fleet_metrics, parse_metric, trained_metrics
 from core.stage_results import ExportedVariant, ExportOutput, QualityResult, QuantizedScore
 from orchestrator.search.evolution import Child
@@ -67,7 +68,7 @@ class JobRecords:
             genome = Genome.from_json(row.genome)
             loop.archive[row.genome_hash] = Individual(
                 genome, row.generation, row.parents or [], row.origin,
-                dict(row.metrics) if row.status in ("done", "failed") else None,
+                dict(row.metrics) if row.status in EVALUATED_CANDIDATE else None,
                 predictions=dict(row.predictions or {}))
             row_ids[row.genome_hash] = row.id
         generations = result_store.generations_since(self.sessions, self.job_id, 0)
@@ -92,7 +93,8 @@ class JobRecords:
     def record_candidate(self, row_id: int, metrics: dict[str, Any],
                          failure: str | None) -> None:
         result_store.set_candidate_result(self.sessions, row_id,
-                                          "failed" if failure else "done", metrics, failure)
+                                          (CandidateStatus.FAILED if failure else CandidateStatus.DONE).value,
+                                          metrics, failure)
 
     def write_generation(self, summary: GenerationSummary, row_ids: dict[str, int],
                          stats: dict[str, Any]) -> None:
@@ -201,8 +203,8 @@ class JobRecords:
         """Nobody waits for this candidate's open tasks any more (its profiling timed out)."""
         return task_store.cancel_tasks(self.sessions, reason, candidate_id=candidate_id)
 
-    def profiling_results(self, candidate_id: int) -> list[dict[str, Any]]:
-        return task_store.task_results(self.sessions, [candidate_id])
+    def profiling_results(self, candidate_id: int) -> list[task_store.TaskOutcome]:
+        return task_store.task_outcomes(self.sessions, candidate_id)
 
     # ----------------------------------------------------------------- the job itself
 
@@ -214,10 +216,11 @@ class JobRecords:
     def failures(self) -> tuple[int, list[str]]:
         """(candidates evaluated successfully, the distinct failure reasons of the others)."""
         rows = result_store.job_candidates(self.sessions, self.job_id)
-        reasons = list(dict.fromkeys(r.failure for r in rows if r.status == "failed"))
-        return sum(r.status == "done" for r in rows), reasons
+        reasons = list(dict.fromkeys(r.failure for r in rows
+                                     if r.status == CandidateStatus.FAILED))
+        return sum(r.status == CandidateStatus.DONE for r in rows), reasons
 
-    def finish(self, status: str, error: str | None = None) -> None:
+    def finish(self, status: JobStatus, error: str | None = None) -> None:
         job_store.finish_job(self.sessions, self.job_id, status, error)
 
     def cancelled_by_user(self) -> bool:

@@ -8,12 +8,21 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from core.states import TERMINAL_JOB, JobStatus, check_move
 from store.models import Event, Job, utcnow
 
 from . import Conflict, NotFound, SessionFactory, transaction
 from .tasks import cancel_statement
 
-TERMINAL = {"completed", "failed", "cancelled"}
+TERMINAL = TERMINAL_JOB  # the statuses a job ends in (its open tasks are cancelled)
+
+
+def _job(s, job_id: int, for_update: bool = False) -> Job:
+    """The job row, or NotFound naming it."""
+    job = s.get(Job, job_id, with_for_update=for_update)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
 
 
 def create_job(sessions: SessionFactory, name: str, spec: dict[str, Any],
@@ -31,7 +40,8 @@ def create_job(sessions: SessionFactory, name: str, spec: dict[str, Any],
             return _same_request(found, spec)
     try:
         with transaction(sessions) as s:
-            job = Job(name=name, spec=spec, status="queued", idempotency_key=idempotency_key)
+            job = Job(name=name, spec=spec, status=JobStatus.QUEUED.value,
+                      idempotency_key=idempotency_key)
             s.add(job)
             s.flush()
             s.add(Event(job_id=job.id, kind="submitted", message=f"job {job.id} queued"))
@@ -58,22 +68,18 @@ def list_jobs(sessions: SessionFactory, offset: int, limit: int) -> tuple[list[J
 
 def get_job(sessions: SessionFactory, job_id: int) -> Job:
     with transaction(sessions) as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} not found")
-        return job
+        return _job(s, job_id)
 
 
 def request_cancel(sessions: SessionFactory, job_id: int) -> Job:
     """Queued jobs are cancelled at once; a running one when its orchestrator notices."""
     with transaction(sessions) as s:
-        job = s.get(Job, job_id, with_for_update=True)
-        if job is None:
-            raise NotFound(f"job {job_id} not found")
-        if job.status == "queued":
-            job.status, job.finished_at = "cancelled", utcnow()
+        job = _job(s, job_id, for_update=True)
+        if job.status == JobStatus.QUEUED:
+            job.status = check_move(job.status, JobStatus.CANCELLED).value
+            job.finished_at = utcnow()
             _cancel_open_tasks(s, job_id, "job cancelled")
-        elif job.status == "running":
+        elif job.status == JobStatus.RUNNING:
             job.cancel_requested = True
         s.add(Event(job_id=job_id, kind="cancel", message="cancellation requested"))
         return job
@@ -82,11 +88,10 @@ def request_cancel(sessions: SessionFactory, job_id: int) -> Job:
 def resume_job(sessions: SessionFactory, job_id: int) -> Job:
     """A cancelled or failed job goes back to the queue; its evaluations are kept."""
     with transaction(sessions) as s:
-        job = s.get(Job, job_id, with_for_update=True)
-        if job is None:
-            raise NotFound(f"job {job_id} not found")
-        if job.status in ("cancelled", "failed"):
-            job.status, job.cancel_requested, job.error = "queued", False, None
+        job = _job(s, job_id, for_update=True)
+        if job.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+            job.status = check_move(job.status, JobStatus.QUEUED).value
+            job.cancel_requested, job.error = False, None
             job.owner, job.finished_at = None, None
             s.add(Event(job_id=job_id, kind="resume", message="job re-queued"))
         return job
@@ -96,19 +101,16 @@ def claim_job(sessions: SessionFactory, owner: str, stale_after_s: float = 60.0)
     """Atomically take a queued job, or a running one whose orchestrator stopped
     heartbeating (it crashed): the conditional UPDATE lets only one claimant win."""
     stale = utcnow() - timedelta(seconds=stale_after_s)
+    claimable = or_(Job.status == JobStatus.QUEUED.value,
+                    (Job.status == JobStatus.RUNNING.value) & (Job.owner_heartbeat_at < stale))
     with transaction(sessions) as s:
-        candidates = s.scalars(
-            select(Job.id).where(or_(Job.status == "queued",
-                                     (Job.status == "running") & (Job.owner_heartbeat_at < stale)))
-            .order_by(Job.id).limit(5)).all()
+        candidates = s.scalars(select(Job.id).where(claimable).order_by(Job.id).limit(5)).all()
     for job_id in candidates:
         with transaction(sessions) as s:
             now = utcnow()
             claimed = s.execute(
-                update(Job).where(Job.id == job_id)
-                .where(or_(Job.status == "queued",
-                           (Job.status == "running") & (Job.owner_heartbeat_at < stale)))
-                .values(status="running", owner=owner, owner_heartbeat_at=now,
+                update(Job).where(Job.id == job_id).where(claimable)
+                .values(status=JobStatus.RUNNING.value, owner=owner, owner_heartbeat_at=now,
                         started_at=func.coalesce(Job.started_at, now))).rowcount
             if claimed == 1:
                 s.add(Event(job_id=job_id, kind="claimed", message=f"claimed by {owner}"))
@@ -121,22 +123,24 @@ def heartbeat_job(sessions: SessionFactory, job_id: int, owner: str, generations
     """Record progress; returns False when the job was cancelled or claimed by another."""
     with transaction(sessions) as s:
         job = s.get(Job, job_id)
-        if job is None or job.owner != owner or job.status != "running":
+        if job is None or job.owner != owner or job.status != JobStatus.RUNNING:
             return False
         job.owner_heartbeat_at = utcnow()
         job.generations_done, job.evaluations_done = generations_done, evaluations_done
         return not job.cancel_requested
 
 
-def finish_job(sessions: SessionFactory, job_id: int, status: str, error: str | None = None) -> None:
+def finish_job(sessions: SessionFactory, job_id: int, status: JobStatus | str,
+               error: str | None = None) -> None:
+    """The orchestrator running the job ends it (completed, failed or cancelled)."""
+    status = JobStatus(status)
     with transaction(sessions) as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} not found")
-        job.status, job.error, job.finished_at = status, error, utcnow()
+        job = _job(s, job_id)
+        job.status = check_move(job.status, status).value
+        job.error, job.finished_at = error, utcnow()
         if status in TERMINAL:
-            _cancel_open_tasks(s, job_id, f"job {status}")
-        s.add(Event(job_id=job_id, kind=status, message=error or f"job {status}"))
+            _cancel_open_tasks(s, job_id, f"job {status.value}")
+        s.add(Event(job_id=job_id, kind=status.value, message=error or f"job {status.value}"))
 
 
 def _cancel_open_tasks(s, job_id: int, reason: str) -> None:

@@ -24,12 +24,15 @@ refused (`BadReport`) and the lease is kept, so the agent may still send a corre
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
+from core.protocol import MeasurementReport
+from core.states import LIVE_JOB, OPEN_TASK, TaskState, check_move
 from store.models import Candidate, Device, Job, Measurement, ProfilingTask, as_utc, utcnow
 
 from . import Conflict, NotFound, SessionFactory, insert_or_get, transaction
@@ -44,8 +47,13 @@ class BadReport(ValueError):
 
 
 DEVICE_PAUSE_S = 120.0  # no leases for a device this long after it reports a device error
-OPEN_TASK_STATES = ("queued", "leased")
-LIVE_JOB_STATES = ("queued", "running")  # the others (store.jobs.TERMINAL) lease nothing
+# Every state change below is a move of core.states.TASK_MOVES: checked with check_move where
+# a row is changed in Python, written as a conditional UPDATE on the state it moves from
+# where many rows move at once.
+QUEUED, LEASED, DONE, FAILED, CANCELLED = (s.value for s in (
+    TaskState.QUEUED, TaskState.LEASED, TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED))
+OPEN_TASK_STATES = tuple(s.value for s in OPEN_TASK)
+LIVE_JOB_STATES = tuple(s.value for s in LIVE_JOB)  # the others end a job: they lease nothing
 
 
 def enqueue_task(sessions: SessionFactory, job_id: int, candidate_id: int, device_class: str,
@@ -54,18 +62,18 @@ def enqueue_task(sessions: SessionFactory, job_id: int, candidate_id: int, devic
     """Idempotent on (candidate, device class, export variant); a task cancelled with its
     job opens again (fresh attempts) when the resumed job asks for it."""
     row = ProfilingTask(job_id=job_id, candidate_id=candidate_id, device_class=device_class,
-                        spec=spec, state="queued", attempts=0, max_attempts=max_attempts,
+                        spec=spec, state=QUEUED, attempts=0, max_attempts=max_attempts,
                         priority=priority, variant=variant)
     task = insert_or_get(sessions, row, lambda s: s.scalar(
         select(ProfilingTask).where(ProfilingTask.candidate_id == candidate_id,
                                     ProfilingTask.device_class == device_class,
                                     ProfilingTask.variant == variant)))
-    if task.state != "cancelled":
+    if task.state != CANCELLED:
         return task
     with transaction(sessions) as s:
         s.execute(update(ProfilingTask)
-                  .where(ProfilingTask.id == task.id, ProfilingTask.state == "cancelled")
-                  .values(state="queued", attempts=0, last_error=None, priority=priority))
+                  .where(ProfilingTask.id == task.id, ProfilingTask.state == CANCELLED)
+                  .values(state=QUEUED, attempts=0, last_error=None, priority=priority))
         return s.get(ProfilingTask, task.id)
 
 
@@ -73,13 +81,13 @@ def expire_leases(sessions: SessionFactory) -> int:
     """Return expired leases to the queue (or fail them when out of attempts)."""
     now = utcnow()
     with transaction(sessions) as s:
-        base = update(ProfilingTask).where(ProfilingTask.state == "leased",
+        base = update(ProfilingTask).where(ProfilingTask.state == LEASED,
                                            ProfilingTask.lease_expires_at < now)
         failed = s.execute(base.where(ProfilingTask.attempts >= ProfilingTask.max_attempts)
-                           .values(state="failed", lease_owner=None,
+                           .values(state=FAILED, lease_owner=None,
                                    last_error="lease expired on the last attempt")).rowcount
         requeued = s.execute(base.where(ProfilingTask.attempts < ProfilingTask.max_attempts)
-                             .values(state="queued", lease_owner=None,
+                             .values(state=QUEUED, lease_owner=None,
                                      last_error="lease expired")).rowcount
         return failed + requeued
 
@@ -101,7 +109,7 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
                 s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
             mine = aliased(ProfilingTask)  # not correlated with the row being updated
             held = (select(func.count(mine.id))
-                    .where(mine.state == "leased", mine.lease_owner == device.id)
+                    .where(mine.state == LEASED, mine.lease_owner == device.id)
                     .scalar_subquery())
             if max_leases is not None and s.scalar(select(held)) >= max_leases:
                 raise Conflict(f"device {device.id} already holds {max_leases} lease(s), the "
@@ -109,7 +117,7 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
                                "fail or release a task first")
             query = (select(ProfilingTask.id)
                      .join(Job, Job.id == ProfilingTask.job_id)
-                     .where(ProfilingTask.state == "queued",
+                     .where(ProfilingTask.state == QUEUED,
                             ProfilingTask.device_class == device.model,
                             Job.status.in_(LIVE_JOB_STATES),
                             Job.cancel_requested.is_(False))
@@ -123,9 +131,9 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
                 return None
             taken = s.execute(
                 update(ProfilingTask)
-                .where(ProfilingTask.id == task_id, ProfilingTask.state == "queued",
+                .where(ProfilingTask.id == task_id, ProfilingTask.state == QUEUED,
                        *([] if max_leases is None else [held < max_leases]))
-                .values(state="leased", lease_owner=device.id,
+                .values(state=LEASED, lease_owner=device.id,
                         lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
                         lease_seconds=lease_seconds, attempts=ProfilingTask.attempts + 1)
                 .execution_options(synchronize_session=False)).rowcount
@@ -140,7 +148,7 @@ def renew_leases(sessions: SessionFactory, device: Device) -> int:
     lease is lost only when the agent stops heartbeating. Returns how many were renewed."""
     now = utcnow()
     with transaction(sessions) as s:
-        held = s.scalars(select(ProfilingTask).where(ProfilingTask.state == "leased",
+        held = s.scalars(select(ProfilingTask).where(ProfilingTask.state == LEASED,
                                                      ProfilingTask.lease_owner == device.id)
                          .with_for_update()).all()
         renewed = 0
@@ -158,11 +166,11 @@ def _held(s, task_id: int, device: Device) -> ProfilingTask:
     task = s.get(ProfilingTask, task_id, with_for_update=True)
     if task is None:
         raise NotFound(f"task {task_id} not found")
-    if task.state == "cancelled":
+    if task.state == CANCELLED:
         raise Conflict(f"task {task_id} was cancelled ({task.last_error or 'its job ended'}); "
                        "its measurement is no longer wanted")
     expires = as_utc(task.lease_expires_at)
-    if task.state != "leased" or task.lease_owner != device.id or \
+    if task.state != LEASED or task.lease_owner != device.id or \
             (expires is not None and expires < utcnow()):
         raise Conflict(f"device {device.id} does not hold the lease of task {task_id}")
     return task
@@ -171,7 +179,7 @@ def _held(s, task_id: int, device: Device) -> ProfilingTask:
 def _requeue_uncounted(task: ProfilingTask, last_error: str | None = None) -> None:
     """Back to the queue without spending an attempt: the candidate was not at fault.
     `last_error`, when given, says why (else the previous one stays)."""
-    task.state, task.lease_owner = "queued", None
+    task.state, task.lease_owner = check_move(task.state, TaskState.QUEUED).value, None
     task.attempts = max(0, task.attempts - 1)
     if last_error is not None:
         task.last_error = last_error[:4000]
@@ -208,7 +216,7 @@ def report_task(sessions: SessionFactory, task_id: int, device: Device,
     with transaction(sessions) as s:
         existing = s.scalar(select(Measurement).where(Measurement.task_id == task_id))
         task = s.get(ProfilingTask, task_id)
-        if existing is not None and task is not None and task.state == "done":
+        if existing is not None and task is not None and task.state == DONE:
             if existing.device_id != device.id:
                 raise Conflict(f"task {task_id} was measured by device {existing.device_id}; "
                                f"device {device.id} does not hold its lease")
@@ -222,7 +230,8 @@ def report_task(sessions: SessionFactory, task_id: int, device: Device,
                                "rejects hot measurements (profiling.reject_hot)")
             return task
         s.add(Measurement(task_id=task_id, device_id=device.id, report=report))
-        task.state, task.lease_owner, task.last_error = "done", None, None
+        task.state = check_move(task.state, TaskState.DONE).value
+        task.lease_owner, task.last_error = None, None
         return task
 
 
@@ -235,7 +244,8 @@ def fail_task(sessions: SessionFactory, task_id: int, device: Device, reason: st
         task = _held(s, task_id, device)
         if kind == "candidate":
             out_of_attempts = task.attempts >= task.max_attempts
-            task.state = "queued" if retryable and not out_of_attempts else "failed"
+            task.state = check_move(task.state, TaskState.QUEUED if retryable and not out_of_attempts
+                                    else TaskState.FAILED).value
             task.lease_owner, task.last_error = None, reason[:4000]
         else:
             label = "device error: " if kind == "device" else "phone disconnected: "
@@ -256,7 +266,7 @@ def cancel_statement(reason: str, job_id: int | None = None, candidate_id: int |
         query = query.where(ProfilingTask.job_id == job_id)
     if candidate_id is not None:
         query = query.where(ProfilingTask.candidate_id == candidate_id)
-    return (query.values(state="cancelled", lease_owner=None, last_error=reason[:4000])
+    return (query.values(state=CANCELLED, lease_owner=None, last_error=reason[:4000])
             .execution_options(synchronize_session=False))
 
 
@@ -276,8 +286,31 @@ def release_task(sessions: SessionFactory, task_id: int, device: Device) -> Prof
         return task
 
 
+@dataclass(frozen=True)
+class TaskOutcome:
+    """One profiling task as the orchestrator waits on it: where it stands, and the
+    measurement it brought back."""
+
+    device_class: str
+    variant: str  # export variant tag ("" = float32)
+    state: TaskState
+    last_error: str | None
+    report: MeasurementReport | None
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_TASK
+
+
+def task_outcomes(sessions: SessionFactory, candidate_id: int) -> list[TaskOutcome]:
+    """Every task of one candidate, typed (the orchestrator reads these)."""
+    return [TaskOutcome(r["device_class"], r["variant"], TaskState(r["state"]), r["last_error"],
+                        MeasurementReport.model_validate(r["report"]) if r["report"] else None)
+            for r in task_results(sessions, [candidate_id])]
+
+
 def task_results(sessions: SessionFactory, candidate_ids: list[int]) -> list[dict[str, Any]]:
-    """State and measurement of every task of these candidates (for the orchestrator)."""
+    """State and measurement of every task of these candidates (the API's candidate page)."""
     with transaction(sessions) as s:
         rows = s.execute(select(ProfilingTask, Measurement)
                          .outerjoin(Measurement, Measurement.task_id == ProfilingTask.id)

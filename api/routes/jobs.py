@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from api.auth import AdminDep
 from store.models import Device, Job
 from core.job_spec import JobSpec
+from core.states import JobStatus
 from api.schemas.public import JobCreated, JobList, JobPublic, ScaleResult
 from core.scale import ScaleRequest, ScaleSpec, pick_members
 from store import Conflict, NotFound
@@ -117,7 +118,7 @@ def scale_spec(sessions, job_id: int, request: ScaleRequest) -> JobSpec:
     """The follow-up job of `POST /jobs/{id}/scale` (core/scale.py): the source's training
     settings with the larger budget, at full size; objectives perplexity and params."""
     job = store.get_job(sessions, job_id)
-    if job.status != "completed":
+    if job.status != JobStatus.COMPLETED:
         raise Conflict(f"job {job_id} is {job.status}: only a completed job can be scaled up")
     source = JobSpec.model_validate(job.spec)
     last = result_store.generations_since(sessions, job_id, max(0, job.generations_done - 1))

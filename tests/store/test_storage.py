@@ -173,7 +173,7 @@ def test_ended_jobs_take_their_tasks_and_leases_follow_priority_then_age(session
     d = _device(sessions)[0]
     held = tasks.lease_task(sessions, d, 60)
     assert held.id == urgent_tasks[0].id  # higher priority first, though newest
-    jobs.finish_job(sessions, urgent.id, "completed")
+    jobs.finish_job(sessions, urgent.id, "cancelled")  # (queued -> completed is illegal)
     with pytest.raises(Conflict, match="cancelled"):
         tasks.report_task(sessions, held.id, d, {"x": 1})
     jobs.request_cancel(sessions, cancelled.id)  # queued job: cancelled at once
