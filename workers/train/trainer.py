@@ -184,8 +184,21 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
     torch.set_num_threads(config.threads)
     device = _device(config)
     result.device = device.type
-    autocast = device.type == "cuda"
+    train_tokens, val_tokens = _load_data(config, genome, result)
+    eval_genome = scale_genome(genome, config.eval_width, config.eval_depth)
+    result.eval_genome = eval_genome.to_json()
+    torch.manual_seed(config.seed)
+    model = compile_genome(eval_genome, seed=config.seed).to(device)
+    result.params_trained = costs.params(eval_genome)
+    forward = torch.compile(model) if config.compile else model
+    _optimise(model, forward, train_tokens, config, device, result, progress, started)
+    _score(model, forward, genome, val_tokens, config, device, result, out_dir)
+    result.status = "ok"
 
+
+def _load_data(config: TrainConfig, genome: Genome,
+               result: QualityResult) -> tuple[np.ndarray, np.ndarray]:
+    """(train tokens, held-out tokens) from the token cache, described in the result."""
     data_started = time.perf_counter()
     prepared = prepare_corpus(config)
     split, tokenizer, train_tokens, val_tokens = prepare_tokens(config, prepared)
@@ -195,7 +208,6 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
     result.unigram_perplexity = _unigram_perplexity(prepared.train_counts, val_tokens)
     result.data_load_s = time.perf_counter() - data_started
     result.token_cache = prepared.report()
-
     # The model trained is the genome's, vocabulary included (the job spec makes the search
     # space's vocabulary and the tokenizer's one setting), so `params` and perplexity describe
     # the same model. A BPE trained on a small corpus may end with fewer tokens than asked
@@ -203,27 +215,39 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
     if tokenizer.vocab_size > genome.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the genome's "
                          f"vocab_size is {genome.vocab_size}")
-    eval_genome = scale_genome(genome, config.eval_width, config.eval_depth)
-    result.eval_genome = eval_genome.to_json()
+    if len(train_tokens) <= config.seq_len + 1:
+        raise ValueError(f"training split has {len(train_tokens)} tokens, fewer than seq_len")
+    return train_tokens, val_tokens
 
-    torch.manual_seed(config.seed)
-    model = compile_genome(eval_genome, seed=config.seed).to(device)
-    result.params_trained = costs.params(eval_genome)
+
+def _batch_loss(forward, batch: torch.Tensor, micro: int, device: torch.device) -> float:
+    """Forward and backward over one batch in micro-batches; the batch's mean loss."""
+    n_micro = batch.shape[0] // micro
+    value = 0.0
+    for part in batch.split(micro) if n_micro > 1 else (batch,):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = forward(part[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                               part[:, 1:].reshape(-1))
+        # Equal micro-batches: the batch's mean loss is the mean of theirs.
+        (loss / n_micro if n_micro > 1 else loss).backward()
+        value += loss.item() / n_micro if n_micro > 1 else loss.item()
+    return value
+
+
+def _optimise(model: TailorLM, forward, train_tokens: np.ndarray, config: TrainConfig,
+              device: torch.device, result: QualityResult, progress: ProgressFn | None,
+              started: float) -> None:
+    """AdamW over the token budget; the loss curve and throughput go into the result."""
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
                                   betas=(0.9, 0.95), eps=1e-8,
                                   **({"fused": True} if device.type == "cuda" else {}))
-    forward = torch.compile(model) if config.compile else model
     tokens_per_step = config.batch_size * config.seq_len
     total_steps = max(1, math.ceil(config.tokens / tokens_per_step))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   lambda s: lr_at(s, total_steps, config))
     rng = np.random.default_rng(config.seed)
-    if len(train_tokens) <= config.seq_len + 1:
-        raise ValueError(f"training split has {len(train_tokens)} tokens, fewer than seq_len")
     offsets = np.arange(config.seq_len + 1)
-    micro = config.micro_batch_size or config.batch_size
-    n_micro = config.batch_size // micro
-
     first_loss = None
     train_started = time.perf_counter()
     model.train()
@@ -234,21 +258,8 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
         windows = np.asarray(train_tokens[starts[:, None] + offsets], dtype=np.int64)
         batch = torch.from_numpy(windows).to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        value = 0.0
-        for part in batch.split(micro) if n_micro > 1 else (batch,):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = forward(part[:, :-1])
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                                   part[:, 1:].reshape(-1))
-            # Equal micro-batches: the batch's mean loss is the mean of theirs.
-            (loss / n_micro if n_micro > 1 else loss).backward()
-            value += loss.item() / n_micro if n_micro > 1 else loss.item()
-        if not math.isfinite(value):
-            raise Diverged(f"diverged: non-finite loss {value} at step {step}")
-        first_loss = first_loss if first_loss is not None else value
-        if step > total_steps // 10 and value > config.divergence_factor * first_loss:
-            raise Diverged(f"diverged: loss {value:.3f} at step {step} exceeds "
-                           f"{config.divergence_factor} x the first loss {first_loss:.3f}")
+        value = _batch_loss(forward, batch, config.micro_batch_size or config.batch_size, device)
+        first_loss = _check_loss(value, first_loss, step, total_steps, config)
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
@@ -260,13 +271,31 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
             raise TimeoutError(f"timeout: {config.timeout_s}s budget spent at step {step}")
     if device.type == "cuda":
         torch.cuda.synchronize()
-    train_s = time.perf_counter() - train_started
     result.tokens_trained = total_steps * tokens_per_step
-    result.tokens_per_s = result.tokens_trained / train_s
+    result.tokens_per_s = result.tokens_trained / (time.perf_counter() - train_started)
     result.peak_flops = peak_flops(device, config.peak_flops)
     result.mfu = mfu(result.params_trained, result.tokens_per_s, result.peak_flops)
 
-    val_loss = evaluate_loss(forward, val_tokens, config.seq_len, micro, device, autocast)
+
+def _check_loss(value: float, first_loss: float | None, step: int, total_steps: int,
+                config: TrainConfig) -> float:
+    """Diverged on a non-finite loss, or one far above the first; returns the first loss."""
+    if not math.isfinite(value):
+        raise Diverged(f"diverged: non-finite loss {value} at step {step}")
+    first_loss = first_loss if first_loss is not None else value
+    if step > total_steps // 10 and value > config.divergence_factor * first_loss:
+        raise Diverged(f"diverged: loss {value:.3f} at step {step} exceeds "
+                       f"{config.divergence_factor} x the first loss {first_loss:.3f}")
+    return first_loss
+
+
+def _score(model: TailorLM, forward, genome: Genome, val_tokens: np.ndarray,
+           config: TrainConfig, device: torch.device, result: QualityResult,
+           out_dir: str | Path | None) -> None:
+    """Validation perplexity, peak memory, the weights (to `out_dir`) and MAD scores."""
+    micro = config.micro_batch_size or config.batch_size
+    val_loss = evaluate_loss(forward, val_tokens, config.seq_len, micro, device,
+                             device.type == "cuda")
     if not math.isfinite(val_loss):
         raise Diverged(f"diverged: validation loss {val_loss}")
     result.val_loss = val_loss
@@ -283,4 +312,3 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
 
         result.mad = evaluate_mad(genome, seed=config.seed, eval_width=config.eval_width,
                                   threads=config.threads).to_json()
-    result.status = "ok"
