@@ -1,3 +1,4 @@
+# size: every LIV operator registered in this one file, by design (an entry each, ~40 lines)
 """The catalog of LIV operators: every operator is registered here once, torch-free.
 
 An entry says what the genome needs to know about an operator without building it: its

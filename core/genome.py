@@ -1,3 +1,4 @@
+# size: the genome, its JSON and integer twins and their validation, one definition together
 """The hierarchical genome: an integer vector (what evolution edits) and its JSON twin.
 
 Three levels, as in STAR:

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .metrics import canonical, parse_metric
 from .precision import ExportSpec
-from .scale import ScaleSpec
+from .scale_check import ScaleSpec
 from .protocol import MeasurementSpec
 from .space import SearchSpace
 from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, SEED_MAX, StrictModel
@@ -112,7 +112,7 @@ class JobSpec(StrictModel):
                                "for quantized metrics (attention export, int4 blocks)")
     scale: ScaleSpec | None = Field(default=None, description="set by POST /jobs/{id}/scale: "
                                     "a scale-up job evaluates exactly these members in one "
-                                    "generation (core/scale.py)")
+                                    "generation (core/scale_check.py)")
 
     @model_validator(mode="after")
     def _scale_job_is_one_generation(self) -> "JobSpec":

@@ -8,7 +8,7 @@ there, sha256 checked), and the inputs, stored once by content under `inputs/`; 
 one candidate share the folder without clobbering each other; wait for the watched
 thermal zones to cool down (thermal.py; with spec.reject_hot a phone still hot after the
 timeout fails the task as a device fault); then per (graph, L) `spec.processes` runner
-processes pinned to the big cores, each `warmup + repeats` runs (perf_test.py). Reported:
+processes pinned to the big cores, each `warmup + repeats` runs (perf_command.py). Reported:
 median/p10/p90/n/samples and the peak working set per length, the maximum over the task,
 the method, the thermal limit, whether it was still exceeded, the wait, temperatures
 before and after, and the runner's identity (sha256, parser, per-run format, release line:
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from . import perf_test, runner_errors, thermal
+from . import perf_command, runner_errors, thermal
 from .adb_device import Phone
 from .defaults import DEFAULT_RUNNER, WORK_ROOT
 from .failures import DeviceError, DeviceTooHot
@@ -67,7 +67,7 @@ class AdbBackend:
             from .properties import PHONE_CPUFREQ, PHONE_ONLINE, parse_cpu_freqs, parse_cpu_list
             self._cpus = (parse_cpu_freqs(self.phone.shell(PHONE_CPUFREQ)),
                           parse_cpu_list(self.phone.shell(PHONE_ONLINE)))
-        return perf_test.big_cores(*self._cpus)
+        return perf_command.big_cores(*self._cpus)
 
     def preflight(self) -> Preflight:
         return Preflight(self.phone, self.runner, WORK_ROOT)
@@ -157,13 +157,13 @@ class AdbBackend:
                   ) -> tuple[list[float], int | None, str | None]:
         """(samples over all processes, peak over them, the per-run format printed)."""
         runs = spec.warmup + spec.repeats
-        command = perf_test.loop_command(self.runner, folder, "model.onnx", spec.processes,
+        command = perf_command.loop_command(self.runner, folder, "model.onnx", spec.processes,
                                          runs, spec.threads, cores, provider)
-        outputs = perf_test.split_runs(self.phone.shell(command, timeout_s=self.run_timeout_s))
+        outputs = perf_command.split_runs(self.phone.shell(command, timeout_s=self.run_timeout_s))
         if len(outputs) != spec.processes:
             raise PerfOutputError(f"{folder}: expected {spec.processes} runner "
                                   f"processes, got {len(outputs)}")
-        args = " ".join(perf_test.runner_args("model.onnx", spec.threads, runs,
+        args = " ".join(perf_command.runner_args("model.onnx", spec.threads, runs,
                                               provider=provider))
         samples, peak, per_run = [], None, None
         for rc, text in outputs:

@@ -22,15 +22,14 @@ import re
 
 from .failures import DeviceError, ProviderMissing
 from .perf_output import PerfOutputError
-from .perf_test import STDERR_MARKER
-from .runner_probe import ABSEIL, GETOPT, RunnerProbe
+from .perf_command import STDERR_MARKER
+from .runner_probe import ABSEIL, GETOPT, GETOPT_USAGE, RunnerProbe
 
 RUNNER_NOT_RUNNABLE = (126, 127)   # the shell's "cannot execute" / "not found" statuses
 SEE_HELP = "See 'onnxruntime_perf_test --help'."   # main.cc, 1.23+
 _NOT_IN_BUILD = re.compile(r"\b(\w+) is not supported in this build", re.IGNORECASE)
 _NOT_IN_TOOL = re.compile(r"This (?:backend is not included in perf test runner|execution "
                           r"provider is not included in this tool)")
-_USAGE = re.compile(r"^perf_test \[options\.\.\.\] model_path", re.MULTILINE)   # getopt
 _UNKNOWN_FLAG = re.compile(r"ERROR: Unknown command line flag '([^']+)'")     # Abseil
 _GETOPT_UNKNOWN = re.compile(r"(?:unknown|invalid) option -- '?(.)'?")         # bionic, glibc
 BUILD_FLAGS = {"xnnpack": "--use_xnnpack", "nnapi": "--use_nnapi",
@@ -69,7 +68,7 @@ def rejected(text: str) -> str | None:
     flag = _UNKNOWN_FLAG.search(text)
     if flag:
         return flag.group(0)
-    if _USAGE.search(text):
+    if GETOPT_USAGE.search(text):
         option = _GETOPT_UNKNOWN.search(text)
         return (f"its usage text, after `{option.group(0)}`" if option
                 else "its usage text (getopt parser: an option or value it does not take)")

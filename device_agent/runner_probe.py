@@ -31,7 +31,7 @@ HELP_MARK = "model_path"
 RC_MARK = "@@rc="
 HELP_TAIL_CHARS = 64_000   # what the agent keeps of the help text (Abseil's is ~20 kB)
 # command_args_parser.cc up to 1.22, ShowUsage: "\t-e [cpu|cuda|...]: Specifies the provider"
-_GETOPT_USAGE = re.compile(r"^perf_test \[options\.\.\.\] model_path", re.MULTILINE)
+GETOPT_USAGE = re.compile(r"^perf_test \[options\.\.\.\] model_path", re.MULTILINE)
 _GETOPT_PROVIDERS = re.compile(r"-e \[([a-z0-9_|]+)\]")
 # 1.23+: ABSL_FLAG(std::string, e, "cpu", "Specifies the provider 'cpu','cuda',... or 'webgpu'.")
 _ABSEIL_PROVIDERS = re.compile(r"--e \(Specifies the provider (.*?)\.\);")
@@ -81,7 +81,7 @@ def parse_help(text: str) -> RunnerProbe | None:
     usage text of any supported release line."""
     if HELP_MARK not in text:
         return None
-    if _GETOPT_USAGE.search(text):
+    if GETOPT_USAGE.search(text):
         listed = _GETOPT_PROVIDERS.search(text)
         return RunnerProbe(GETOPT, tuple(listed.group(1).split("|")) if listed else ())
     listed = _ABSEIL_PROVIDERS.search(" ".join(text.split()))   # Abseil wraps at 80 columns

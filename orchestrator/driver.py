@@ -21,7 +21,7 @@ from typing import Any
 from core.metrics import (Constraint, MetricNeeds, export_metrics, fleet_metrics,
                           quantized_metrics, static_metrics, trained_metrics)
 from core.genome import Genome
-from core.scale import ScaleSpec, scale_report
+from core.scale_check import ScaleSpec, scale_report
 from core.states import JobStatus
 from core.stage_results import ExportOutput, QualityResult, QuantizedQuality, QuantizedScore, Trained
 from orchestrator.search.evolution import Child

@@ -12,7 +12,7 @@ from store.models import Device, Job
 from core.job_spec import JobSpec
 from core.states import JobStatus
 from api.schemas.public import JobCreated, JobList, JobPublic, ScaleResult
-from core.scale import ScaleRequest, ScaleSpec, pick_members
+from core.scale_check import ScaleRequest, ScaleSpec, pick_members
 from store import Conflict, NotFound
 from store import devices as device_store
 from store import jobs as store
@@ -115,7 +115,7 @@ def resume_job(job_id: JobId, sessions: SessionsDep, _: AdminDep) -> JobPublic:
 
 
 def scale_spec(sessions, job_id: int, request: ScaleRequest) -> JobSpec:
-    """The follow-up job of `POST /jobs/{id}/scale` (core/scale.py): the source's training
+    """The follow-up job of `POST /jobs/{id}/scale` (core/scale_check.py): the source's training
     settings with the larger budget, at full size; objectives perplexity and params."""
     job = store.get_job(sessions, job_id)
     if job.status != JobStatus.COMPLETED:

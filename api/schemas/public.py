@@ -165,7 +165,7 @@ class LatencyModelPublic(BaseModel):
 
 
 class ScaleResult(BaseModel):
-    """A scale-up job's comparison of the two rankings (core.scale.scale_report); `report`
+    """A scale-up job's comparison of the two rankings (core.scale_check.scale_report); `report`
     is null until the job's generation is written."""
 
     job_id: int

@@ -37,7 +37,7 @@ def test_windowed_caches_are_capped_and_fixed_states_keep_their_shape(graph_dir)
 def test_device_agent_imports_no_torch_ray_or_server_packages():
     code = ("import sys, device_agent.agent, cli.agent, device_agent.adb_backend, "
             "device_agent.adb_device, device_agent.host_backend, device_agent.host_runner, "
-            "device_agent.properties, device_agent.inputs, device_agent.perf_test, "
+            "device_agent.properties, device_agent.inputs, device_agent.perf_command, "
             "device_agent.preflight, device_agent.phone_lock, device_agent.failures; "
             "cli.agent.agent; print(' '.join(sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_agent import perf_output, perf_test
+from device_agent import perf_command, perf_output
 from device_agent.properties import (count_processors, parse_cpu_freqs, parse_cpu_list,
                                      parse_getprop)
 from device_agent.runner_probe import ABSEIL, GETOPT, parse_help, release_line
@@ -92,37 +92,37 @@ def test_runner_failure_output_is_an_error_that_quotes_it():
 
 
 def test_runs_are_split_by_marker_and_pinned_to_big_cores():
-    text = f"{CURRENT}{perf_test.RUN_MARKER} rc=0\nboom\n{perf_test.RUN_MARKER} rc=1\n"
-    assert [rc for rc, _ in perf_test.split_runs(text)] == [0, 1]
-    assert perf_test.big_cores([1800000] * 4 + [2400000] * 3 + [3300000]) == [4, 5, 6, 7]
-    assert perf_test.big_cores([2000000] * 4) == [0, 1, 2, 3]
-    assert perf_test.cpu_mask([4, 5, 6, 7]) == "f0" and perf_test.cpu_mask([7]) == "80"
-    command = perf_test.loop_command("/data/local/tmp/onnxruntime_perf_test", "/w/x",
+    text = f"{CURRENT}{perf_command.RUN_MARKER} rc=0\nboom\n{perf_command.RUN_MARKER} rc=1\n"
+    assert [rc for rc, _ in perf_command.split_runs(text)] == [0, 1]
+    assert perf_command.big_cores([1800000] * 4 + [2400000] * 3 + [3300000]) == [4, 5, 6, 7]
+    assert perf_command.big_cores([2000000] * 4) == [0, 1, 2, 3]
+    assert perf_command.cpu_mask([4, 5, 6, 7]) == "f0" and perf_command.cpu_mask([7]) == "80"
+    command = perf_command.loop_command("/data/local/tmp/onnxruntime_perf_test", "/w/x",
                                      "model.onnx", 3, 12, 2, [6, 7])
     assert ("taskset c0 /data/local/tmp/onnxruntime_perf_test -e cpu -m times -r 12 -x 2 "
             "-y 1 -s -v model.onnx 2>") in command       # no result file: DumpToFile prints
     assert "$(seq 3)" in command and "tail -c 4000 runner-stderr.txt" in command
-    assert f'echo; echo "{perf_test.RUN_MARKER} rc=$rc"' in command
+    assert f'echo; echo "{perf_command.RUN_MARKER} rc=$rc"' in command
 
 
 def test_an_offline_cpu_does_not_make_the_little_cores_look_big():
     """An offline CPU reads 0 kHz (and is absent from /sys/devices/system/cpu/online)."""
     freqs = [0] + [1800000] * 3 + [2400000] * 3 + [3300000]
-    assert perf_test.big_cores(freqs) == [4, 5, 6, 7]
+    assert perf_command.big_cores(freqs) == [4, 5, 6, 7]
     assert parse_cpu_list("0-3,5,7\n") == {0, 1, 2, 3, 5, 7} and parse_cpu_list("") is None
-    assert perf_test.big_cores([1800000] * 4 + [2400000] * 4, {0, 1, 2, 3, 4, 6}) == [4, 6]
-    assert perf_test.big_cores([1800000] * 4 + [2400000] * 4, {0, 1, 2, 3}) == [0, 1, 2, 3]
+    assert perf_command.big_cores([1800000] * 4 + [2400000] * 4, {0, 1, 2, 3, 4, 6}) == [4, 6]
+    assert perf_command.big_cores([1800000] * 4 + [2400000] * 4, {0, 1, 2, 3}) == [0, 1, 2, 3]
 
 
 def test_the_marker_is_found_after_a_line_without_its_newline():
     """1.23+'s argument error and a runner killed mid-line end without a newline; the
     marker glued to them still ends that process's output."""
-    text = (f"iteration:1,time_cost:0.01\niteration:2,time_c{perf_test.ALIVE_MARKER}\n"
-            f"{standin_texts.SEE_HELP}{perf_test.RUN_MARKER} rc=255\n"
-            f"{perf_test.RUN_MARKER} rc=0\n")
-    [(first_rc, first), (second_rc, second)] = perf_test.split_runs(text)
+    text = (f"iteration:1,time_cost:0.01\niteration:2,time_c{perf_command.ALIVE_MARKER}\n"
+            f"{standin_texts.SEE_HELP}{perf_command.RUN_MARKER} rc=255\n"
+            f"{perf_command.RUN_MARKER} rc=0\n")
+    [(first_rc, first), (second_rc, second)] = perf_command.split_runs(text)
     assert (first_rc, second_rc, second) == (255, 0, "")
-    assert first.endswith(standin_texts.SEE_HELP) and perf_test.ALIVE_MARKER not in first
+    assert first.endswith(standin_texts.SEE_HELP) and perf_command.ALIVE_MARKER not in first
 
 
 @pytest.mark.parametrize("line", standin_texts.LINES)
@@ -134,11 +134,11 @@ def test_per_run_times_of_each_release_line_are_read_and_the_warmup_dropped(line
     runs = "".join(standin_texts.per_run_line(line, i, c / 2, c) + "\n"
                    for i, c in enumerate(costs, 1))
     summary = standin_texts.summary(line, 0.2, 196, costs, 0.5, 271122432)
-    text = (f"{perf_test.ALIVE_MARKER}\n{runs}{summary}"
+    text = (f"{perf_command.ALIVE_MARKER}\n{runs}{summary}"
             f"{standin_texts.dump_block(costs, 271122432)}{standin_texts.statistics(costs)}"
-            f"{perf_test.ALIVE_MARKER}\n{perf_test.RUN_MARKER} rc=0\n")
-    [(rc, output)] = perf_test.split_runs(text)
-    assert rc == 0 and perf_test.ALIVE_MARKER not in output
+            f"{perf_command.ALIVE_MARKER}\n{perf_command.RUN_MARKER} rc=0\n")
+    [(rc, output)] = perf_command.split_runs(text)
+    assert rc == 0 and perf_command.ALIVE_MARKER not in output
     result = perf_output.parse_output(output)
     assert result.runs_ms == pytest.approx([10, 20, 30, 40, 50])   # totals, not submissions
     assert result.per_run_format == ("submission_total" if line == "main" else "time_cost")

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from device_agent import perf_test, runner_errors
+from device_agent import perf_command, runner_errors
 from device_agent.adb_backend import AdbBackend
 from device_agent.failures import ProviderMissing, failure_report
 from device_agent.runner_errors import CommandLineRejected
@@ -122,8 +122,8 @@ def test_an_unknown_flag_is_a_rejected_command_line_in_each_lines_words(
     """An agent flag the runner does not know (a build that does not fit the agent): getopt
     lines print `unknown option -- -` and their usage, Abseil lines `ERROR: Unknown command
     line flag`. A device fault that says so, not a failed candidate."""
-    args = perf_test.runner_args
-    monkeypatch.setattr(perf_test, "runner_args", lambda *a, **k: [
+    args = perf_command.runner_args
+    monkeypatch.setattr(perf_command, "runner_args", lambda *a, **k: [
         *args(*a, **k)[:-1], "--no_such_flag", args(*a, **k)[-1]])
     with pytest.raises(CommandLineRejected) as error:
         AdbBackend(phone).measure(graph_dir, make_task(graph_dir, SPEC))
@@ -150,7 +150,7 @@ def test_unsupported_provider_texts_of_the_real_tool_are_recognised():
     assert runner_errors.provider_missing("Error: model load failed", "xnnpack") is None
     assert runner_errors.rejected("Error: model load failed") is None
     assert runner_errors.provider_missing("Xnnpack is not supported in this build", "cpu") is None
-    assert "-e xnnpack -m times" in " ".join(perf_test.runner_args("m.onnx", 2,
+    assert "-e xnnpack -m times" in " ".join(perf_command.runner_args("m.onnx", 2,
                                                                     provider="xnnpack"))
 
 

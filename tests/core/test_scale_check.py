@@ -6,7 +6,7 @@ import pytest
 
 from core import costs, preset
 from core.presets import PRESETS
-from core.scale import ScaleRequest, ScaleSpec, pick_members, scale_report
+from core.scale_check import ScaleRequest, ScaleSpec, pick_members, scale_report
 from core.scaling import resize_genome
 
 
