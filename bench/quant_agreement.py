@@ -3,7 +3,7 @@ perplexity through decode from perplexity through prefill, greedy text from floa
 
 `python -m bench.quant_agreement [--tokens 150000] [--width 64] [--prompts 10]`
 
-Fixed before reading (issue #21): the presets at the quantize test's size with random weights
+Fixed before reading: the presets at the quantize test's size with random weights
 (width 32, the case that failed CI: lfm2's int8 decode-vs-prefill 2.2 against a bound of
 1.88), and the same presets trained on the bundled corpus (byte tokenizer, width 64, 150k
 tokens, seed 0). Per preset and precision: the logits' scale, max |variant - float|,

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from core.protocol import API_PREFIX
+from core.protocol import API_PREFIX, error_detail
 
 
 class ApiError(RuntimeError):
@@ -41,11 +41,7 @@ class TailorClient:
         except httpx.TransportError as exc:
             raise Unreachable(f"cannot reach {self.server}{url}: {exc}") from None
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, str(detail))
+            raise ApiError(response.status_code, error_detail(response.text))
         return response
 
     # ----------------------------------------------------------------- jobs and results

@@ -7,6 +7,7 @@ server). The API imports these same classes so the two ends can never drift apar
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Literal
 
@@ -288,3 +289,13 @@ class FailureReport(StrictModel):
 class TaskAck(StrictModel):
     task_id: int
     state: Literal["queued", "leased", "done", "failed", "cancelled"]
+
+
+def error_detail(body: str) -> str:
+    """The one-line reason of an API error response: its JSON `detail` (FastAPI's shape,
+    a string or a list of field errors), else the body as it came."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    return str(parsed.get("detail", body)) if isinstance(parsed, dict) else body

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from core.protocol import (API_PREFIX, ArtifactRef, DeviceProperties, DeviceReadiness,
+from core.protocol import (API_PREFIX, ArtifactRef, error_detail, DeviceProperties, DeviceReadiness,
                            EnrollRequest,
                            EnrollResponse, FailureReport, HeartbeatRequest, HeartbeatResponse,
                            LeaseRequest, LeaseResponse, MeasurementReport, TaskAck)
@@ -33,11 +33,7 @@ class AgentClient:
         response = self.http.post(API_PREFIX + path, headers=self._headers(),
                                   json=None if body is None else body.model_dump(mode="json"))
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ServerError(response.status_code, str(detail))
+            raise ServerError(response.status_code, error_detail(response.text))
         return response.json()
 
     def enroll(self, enroll_token: str, name: str, properties: DeviceProperties) -> EnrollResponse:

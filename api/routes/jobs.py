@@ -18,7 +18,7 @@ from store import devices as device_store
 from store import jobs as store
 from store import results as result_store
 
-from .deps import JobId, SessionsDep, SettingsDep
+from .deps import MAX_ID, JobId, SessionsDep, SettingsDep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -92,7 +92,7 @@ async def submit_job(request: Request, sessions: SessionsDep, settings: Settings
 
 
 @router.get("", response_model=JobList)
-def list_jobs(sessions: SessionsDep, offset: int = Query(0, ge=0, le=2**31 - 1),
+def list_jobs(sessions: SessionsDep, offset: int = Query(0, ge=0, le=MAX_ID),
               limit: int = Query(50, ge=1, le=500)) -> JobList:
     rows, total = store.list_jobs(sessions, offset, limit)
     return JobList(count=total, offset=offset, items=[job_public(j) for j in rows])

@@ -19,7 +19,7 @@ from store import jobs as job_store
 from store import results as store
 from store import tasks as task_store
 
-from .deps import CandidateId, JobId, SessionsDep
+from .deps import MAX_ID, CandidateId, JobId, SessionsDep
 
 router = APIRouter(tags=["results"])
 
@@ -37,7 +37,7 @@ def _job_version(request: Request, job_id: int):
 @router.get("/jobs/{job_id}/generations", response_model=GenerationsResponse,
             responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
 async def generations(job_id: JobId, request: Request,
-                      since: int = Query(0, ge=0, le=2**31 - 1,
+                      since: int = Query(0, ge=0, le=MAX_ID,
                                          description="first generation index to return")
                       ) -> Response:
     """Generations from `since` on and every candidate they mention. Conditional: send the

@@ -66,7 +66,7 @@ def seed(app):
                                        "ram_bytes": 8 << 30})
     broken, _ = devices.enroll_device(s, "broken", {"backend": "adb", "model": "Pixel 9",
                                                     "cpu_count": 8, "ram_bytes": 8 << 30})
-    devices.heartbeat_device(s, broken.id, readiness={   # its preflight failed (issue #22)
+    devices.heartbeat_device(s, broken.id, readiness={   # its preflight failed
         "ready": False, "reason": "the runner does not answer --help", "fix": "push a runner"})
     return job.id, ids
 

@@ -1,6 +1,6 @@
 """Every number and string of a job spec has a bound the code and the database can hold, and
 non-finite numbers are refused: each case is a 422 naming the field, at submission, on
-SQLite and PostgreSQL (issue #12, points 9 and 10)."""
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A whole profiling task measured on the loopback phone with the stand-in runner: the warm
-steady-state method (issue #13 point 2) against every release line of onnxruntime_perf_test
-(issue #22: per-run samples, warm-up dropped, the runner's identity, a runner killed
-mid-line), heat (point 3) and device faults (point 5)."""
+steady-state method against every release line of onnxruntime_perf_test (per-run samples,
+warm-up dropped, the runner's identity, a runner killed mid-line), heat and device
+faults."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The agent with a real API server and the loopback phone when the phone misbehaves
-(issue #13 points 5, 6, 10): whose fault each failure is, heartbeats that go on while ADB
+(10): whose fault each failure is, heartbeats that go on while ADB
 hangs, leases paused after a device fault, and the log lines a user reads."""
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def test_the_token_file_is_0600_even_when_it_was_0644(tmp_path):
 
 
 def test_a_restart_with_changed_properties_updates_them_on_the_server(tmp_path):
-    """Issue #13 point 10: the server's view of a phone follows an Android update or a new
+    """the server's view of a phone follows an Android update or a new
     board reading after a restart: the first heartbeat carries the properties, so no enrollment
     token is needed and the device keeps its token."""
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", data_dir=tmp_path,

@@ -169,7 +169,7 @@ def test_host_agent_measures_over_the_same_protocol_and_heartbeats_while_busy(se
 
 def test_a_measurement_three_times_longer_than_its_lease_completes_once(server, exported,
                                                                         tmp_path):
-    """Heartbeats renew the leases the agent holds (issue #13, point 1): a task that takes 3x
+    """Heartbeats renew the leases the agent holds: a task that takes 3x
     its lease is reported once, on its first attempt, and nobody else leased it meanwhile."""
     from device_agent.agent import host_measure
     from device_agent.properties import host_properties

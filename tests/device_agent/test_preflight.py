@@ -1,4 +1,4 @@
-"""The phone's preflight (issue #13 point 5, issue #22) on the loopback phone: the runner is
+"""The phone's preflight on the loopback phone: the runner is
 there and answers `--help` as every supported release line does, the ABI fits, the work
 folder has room; the agent leases nothing until it passes and re-checks with back-off; its
 verdict (reason and fix) is what the heartbeats carry."""

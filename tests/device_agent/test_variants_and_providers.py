@@ -1,7 +1,7 @@
 """Precision variants and execution providers (issue "measure models as phones run them"):
 an int8 task pushes and runs its own graphs beside the float ones, `-e PROVIDER` reaches
 the runner, and a runner (or host onnxruntime) without the provider is a device fault
-that names it; per onnxruntime_perf_test release line (issue #22): a provider the build lacks,
+that names it; per onnxruntime_perf_test release line: a provider the build lacks,
 a provider its parser does not know, and a flag it does not know, each in that line's
 words."""
 

@@ -62,7 +62,7 @@ def test_a_trained_model_scores_the_same_through_decode_as_through_prefill(name,
         pair = load_pair(folder, variant)
         stepped, whole = decode_perplexity(pair, window), window_perplexity(pair, window)
         if variant is INT8:
-            # The acceptance bound of issue #21: dynamic int8 quantizes a decode step's
+            # The bound users care about: dynamic int8 quantizes a decode step's
             # activations with their own scale, so the two differ, but by far less than 1 %
             # (measured -0.8..+0.5 % on the presets; docs/quantization.md).
             assert stepped == pytest.approx(whole, rel=0.01), (name, stepped, whole)

@@ -162,10 +162,6 @@ def load_corpus(source: str | None = None, text_field: str = "text") -> Corpus:
     return Corpus(resolved.name, list(iter_documents(resolved)))
 
 
-def load_kjv() -> Corpus:
-    return load_corpus(DEFAULT_CORPUS)
-
-
 def _iter_kjv(source: CorpusSource) -> Iterator[str]:
     # Verses come in order; a chapter is a run of verses with the same (book, chapter).
     key, verses = None, []

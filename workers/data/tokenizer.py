@@ -116,8 +116,3 @@ def load_bpe(path: str | Path, requested_vocab_size: int, corpus_sha256: str,
                                      "corpus_sha256": corpus_sha256,
                                      "file_sha256": file_sha, **identity,
                                      "path": str(path)}, bpe)
-
-
-def tokenizer_identity_json(tokenizer: Tokenizer) -> str:
-    return json.dumps({k: v for k, v in tokenizer.identity.items() if k != "path"},
-                      sort_keys=True)

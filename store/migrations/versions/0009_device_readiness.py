@@ -1,5 +1,5 @@
 """devices.readiness: the agent's preflight verdict on its device (ready, or why not and how
-to fix it, and the runner build it found), sent with every heartbeat (issue #22)
+to fix it, and the runner build it found), sent with every heartbeat
 
 Revision ID: 0009
 Revises: 0008
