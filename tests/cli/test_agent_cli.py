@@ -1,7 +1,7 @@
 """`tailor agent` as a user meets it: started before its server it
 waits with back-off and enrolls once the server is up; the first pairing with a phone says
-which key to allow and keeps asking; a second agent on the same phone is refused
-(point 8); the help and the device flags — never a traceback."""
+which key to allow and keeps asking; a second agent on the same phone is refused;
+the help and the device flags — never a traceback."""
 
 from __future__ import annotations
 
