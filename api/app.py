@@ -16,11 +16,13 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
@@ -56,6 +58,7 @@ def _admin_key_digest(settings: Settings) -> str:
 
 
 def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAPI:
+    """The app over `settings` (else the environment's), the schema upgraded if `migrate`."""
     settings = settings or Settings()
     engine = make_engine(settings.resolved_database_url())
     if migrate:
@@ -63,6 +66,20 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     app = FastAPI(title="Tailor", version="0.1.0",
                   description="Evolve small language-model architectures for real phones.",
                   redirect_slashes=False)
+    _set_state(app, settings, engine)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, docs_paths=(app.docs_url, app.redoc_url,
+                                                    app.swagger_ui_oauth2_redirect_url))
+    _add_error_handlers(app)
+    app.openapi = _openapi_with_job_spec(app)
+    for module in (health, catalog, jobs, results, devices, fleet, tasks):
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    _add_dashboard(app)
+    return app
+
+
+def _set_state(app: FastAPI, settings: Settings, engine: Engine) -> None:
+    """What the routes read off `app.state`: settings, database, secrets' digests, caches."""
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
@@ -73,11 +90,11 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     app.state.artifact_dir = settings.resolved_artifact_dir()
     app.state.poll_cache = PollCache()
     app.state.generation_views = GenerationViews()
-
     app.state.trusted_proxies = parse_proxies(settings.trusted_proxies)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeaders, docs_paths=(app.docs_url, app.redoc_url,
-                                                    app.swagger_ui_oauth2_redirect_url))
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON with a `detail`: 422 names the field, 503 says retry."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
@@ -118,9 +135,11 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         return JSONResponse({"detail": "a value is out of the range the database accepts"},
                             status_code=400)
 
+
+def _openapi_with_job_spec(app: FastAPI) -> Callable[[], dict]:
+    """Add `JobSpec`: POST /jobs validates it off the loop, unseen by FastAPI."""
+
     def openapi_with_job_spec() -> dict:
-        """The generated schema plus `JobSpec`, which POST /jobs reads itself (to validate
-        off the event loop) and so FastAPI does not see as a body parameter."""
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
                                  description=app.description)
@@ -131,11 +150,11 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi_with_job_spec
+    return openapi_with_job_spec
 
-    for module in (health, catalog, jobs, results, devices, fleet, tasks):
-        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
 
+def _add_dashboard(app: FastAPI) -> None:
+    """The dashboard at /, plotly served from the installed package, not a CDN."""
     import plotly
 
     static = Path(__file__).parent / "static"
@@ -153,5 +172,3 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     @app.get("/", include_in_schema=False)
     def dashboard():
         return HTMLResponse(page)
-
-    return app

@@ -3,7 +3,7 @@
 A generation is immutable once written, so what `generations?since=N` and `pareto` return
 changes only when the job writes a generation, changes status, or finishes a candidate of
 the generation still being evaluated. The routes compute a version of the job in one small
-query (`store.results.poll_version`), answer `If-None-Match` with 304 when it matches, and
+query (`store.polling.poll_version`), answer `If-None-Match` with 304 when it matches, and
 otherwise serve the JSON body this cache holds for that version, building it once however
 many pollers ask (a byte-bounded LRU, shared by the worker threads; concurrent requests for
 a version being built wait for that one build).
@@ -52,7 +52,7 @@ class VersionFlights:
     (or, with `ttl_s` > 0, one that started at most `ttl_s` seconds before it). `read` is
     blocking and runs in a worker thread; its exception is raised to every request it
     answers. `fast`, if given, is tried first on the event loop and must never block: its
-    answer, unless None, is taken as that of a fresh read (`store.results.
+    answer, unless None, is taken as that of a fresh read (`store.polling.
     poll_version_if_unchanged`: the last read's answer when nothing was committed since).
     """
 

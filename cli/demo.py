@@ -43,8 +43,6 @@ def demo(
     """Run the whole system on this machine and search a small architecture space."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from core.precision import PRECISIONS
 
@@ -54,17 +52,38 @@ def demo(
         fail(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     from cli.embedded import start_embedded
     from cli.rest import TailorClient
-    from orchestrator.driver import JobRunner, owner_id
-    from orchestrator.ray_evaluator import connect
-    from store import jobs as job_store
 
     console = Console(width=max(Console().width, 150))
     system = start_embedded(out, port)
     url, admin_key, app = system.url, system.admin_key, system.app
-    settings = app.state.settings
     console.print(f"dashboard on {url} (API docs {url}/docs); SQLite {out / 'tailor.db'}")
     console.print("host profiling agent enrolled (device class 'host')")
 
+    spec = _job_spec(population, generations, tokens, precision)
+    api = TailorClient(url, admin_key)
+    job_id = api.submit_job(spec)["id"]
+    console.print(escape(f"submitted job {job_id}: objectives {', '.join(spec['objectives'])}"))
+
+    outcome: dict[str, str] = {}
+    runner = _run_job(app, job_id, workers, outcome)
+    total = population + (generations - 1) * (population - min(2, population - 1))
+    _follow(console, api, job_id, runner, total, generations)
+    _print_front(console, api.pareto(job_id), job_id, spec["objectives"], outcome.get("status"))
+    console.print(f"dashboard: {url}/#/jobs/{job_id}   API: {url}/docs   "
+                  f"(admin key in {out / 'admin_key.txt'})")
+    if exit_after:
+        system.stop()
+        return
+    console.print("serving until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        system.stop()
+
+
+def _job_spec(population: int, generations: int, tokens: int, precision: str) -> dict:
+    """DEMO_SPEC at the command's sizes; a quantized precision scores and profiles its graphs."""
     spec = {**DEMO_SPEC, "evolution": {**DEMO_SPEC["evolution"], "population": population,
                                        "generations": generations,
                                        "elitism": min(2, population - 1)},
@@ -72,9 +91,14 @@ def demo(
     if precision != "float32":
         spec["objectives"] = [f"perplexity[:{precision}]", f"decode_ms@128[host:{precision}]",
                               "params"]
-    api = TailorClient(url, admin_key)
-    job_id = api.submit_job(spec)["id"]
-    console.print(escape(f"submitted job {job_id}: objectives {', '.join(spec['objectives'])}"))
+    return spec
+
+
+def _run_job(app, job_id: int, workers: int, outcome: dict[str, str]) -> threading.Thread:
+    """Claim and run the job in a daemon thread, so the main thread can show progress."""
+    from orchestrator.driver import JobRunner, owner_id
+    from orchestrator.ray_evaluator import connect
+    from store import jobs as job_store
 
     connect(num_cpus=workers)
     sessions = app.state.sessions
@@ -82,12 +106,18 @@ def demo(
     claimed = job_store.claim_job(sessions, owner)
     if claimed is None or claimed.id != job_id:
         raise typer.Exit(1)
-    outcome: dict[str, str] = {}
     runner = threading.Thread(target=lambda: outcome.update(status=JobRunner(
-        sessions, settings.resolved_artifact_dir(), job_id, owner).run()), daemon=True)
+        sessions, app.state.settings.resolved_artifact_dir(), job_id, owner).run()),
+        daemon=True)
     runner.start()
+    return runner
 
-    total = population + (generations - 1) * (population - min(2, population - 1))
+
+def _follow(console, api, job_id: int, runner: threading.Thread, total: int,
+            generations: int) -> None:
+    """Poll like the dashboard (generations?since) until the run ends, each generation once."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} evaluations"), TimeElapsedColumn(),
                   console=console) as bar:
@@ -111,26 +141,20 @@ def demo(
         seen = poll()
         bar.update(task, completed=total)
 
-    front = api.pareto(job_id)
-    table = Table("id", "gen", "origin", *map(escape, spec["objectives"]), title=f"job {job_id} "
-                  f"({outcome.get('status')}): Pareto front")
-    for c in sorted(front["candidates"], key=lambda c: c["metrics"].get(spec["objectives"][0],
-                                                                          1e9)):
+
+def _print_front(console, front: dict, job_id: int, objectives: list[str],
+                 status: str | None) -> None:
+    """The Pareto front as a table, best first by the first objective."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table("id", "gen", "origin", *map(escape, objectives), title=f"job {job_id} "
+                  f"({status}): Pareto front")
+    for c in sorted(front["candidates"], key=lambda c: c["metrics"].get(objectives[0], 1e9)):
         cells = [f"{c['metrics'].get(o, float('nan')):,.3f}" if o != "params"
-                 else f"{c['metrics'].get(o, 0):,.0f}" for o in spec["objectives"]]
+                 else f"{c['metrics'].get(o, 0):,.0f}" for o in objectives]
         table.add_row(str(c["id"]), str(c["generation"]), c["origin"], *cells)
     console.print(table)
-    console.print(f"dashboard: {url}/#/jobs/{job_id}   API: {url}/docs   "
-                  f"(admin key in {out / 'admin_key.txt'})")
-    if exit_after:
-        system.stop()
-        return
-    console.print("serving until Ctrl-C")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        system.stop()
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ entry) and resolved by returning the row that won.
              heartbeat_job, finish_job, add_event
 - results:   add_candidates, set_candidate_result, get_evaluation, put_evaluation,
              write_generation, generations_since, pareto, candidate_detail
+- polling:   poll_version, poll_version_if_unchanged (what every dashboard poll asks first)
 - artifacts: store_artifacts, artifact_for
 - devices:   enroll_device, authenticate_device, heartbeat_device, list_devices,
              set_device_state

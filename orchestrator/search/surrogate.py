@@ -137,61 +137,81 @@ class SurrogateSelector:
 
     def _acquire(self, pool: list[Genome], allowed: list[int], k: int,
                  observations: list[Observation], info: dict[str, Any]):
-        import torch
-        from botorch.acquisition.multi_objective.logei import \
-            qLogNoisyExpectedHypervolumeImprovement
-        from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import ModelListGP, SingleTaskGP
-        from botorch.models.transforms.input import Normalize
-        from botorch.models.transforms.outcome import Standardize
-        from botorch.sampling.normal import SobolQMCNormalSampler
-        from botorch.utils.multi_objective.hypervolume import infer_reference_point
-        from botorch.utils.multi_objective.pareto import is_non_dominated
-        from gpytorch.mlls import ExactMarginalLogLikelihood
-
-        dtype = torch.float64
+        """BoTorch's tutorial steps in order, one method each, so each reads on its own."""
         sets = self.training_sets(observations)
-        # Log-scale frames: each modelled metric by its observed range, each static one by
-        # the range over observations and pool, so every objective spans about [0, 1].
+        observed_genomes = [g for g, _ in observations]
+        frames, static_logs = self._log_frames(sets, observed_genomes, pool)
+        X_all, n_features = self._inputs(observed_genomes + pool, frames, static_logs)
+        model = self._fit_models(X_all, sets, frames)
+        acquisition = self._acquisition(model, self._objective(n_features),
+                                        self._constraints(frames),
+                                        X_all[self.complete(observations)])
+        X_pool = X_all[len(observed_genomes):]
+        shortlist = self._shortlist(acquisition, X_pool, allowed, k)
+        chosen = _greedy_picks(acquisition, X_pool, shortlist, k)
+        predictions = self._predictions(model, X_pool[chosen], frames)
+        info.update(shortlist=len(shortlist),
+                    points={m: len(sets[m][0]) for m in self.modelled})
+        return chosen, predictions
+
+    # ----------------------------------------------------------------- the acquisition steps
+
+    def _log_frames(self, sets: dict[str, tuple[list[int], np.ndarray]],
+                    observed_genomes: list[Genome], pool: list[Genome]
+                    ) -> tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]:
+        """Log ranges per objective, so each spans ~[0, 1] and no unit rules the hypervolume."""
         frames: dict[str, tuple[float, float]] = {}
         for metric, (_, logs) in sets.items():
             frames[metric] = (float(logs.min()), float(logs.max()))
-        observed_genomes = [g for g, _ in observations]
         static_logs = {}
         static_values = [static_metrics(g.to_json(), self.static)
                          for g in observed_genomes + pool]  # each genome once
         for metric in self.static:
             static_logs[metric] = _log(np.asarray([v[metric] for v in static_values]))
             frames[metric] = (float(static_logs[metric].min()), float(static_logs[metric].max()))
+        return frames, static_logs
 
-        def scale(metric: str, logs: np.ndarray) -> np.ndarray:
-            low, high = frames[metric]
-            return (logs - low) / max(high - low, 1e-9)
+    def _inputs(self, genomes: list[Genome], frames: dict[str, tuple[float, float]],
+                static_logs: dict[str, np.ndarray]):
+        """The encoding plus the scaled static objectives, exact values the objective reads."""
+        import torch
 
-        n_obs = len(observed_genomes)
-        static_columns = np.stack([scale(m, static_logs[m]) for m in self.static], axis=1) \
-            if self.static else np.zeros((n_obs + len(pool), 0))
-        features = self.encoding.encode_all(observed_genomes + pool)
+        static_columns = np.stack([_scale(frames, m, static_logs[m]) for m in self.static],
+                                  axis=1) if self.static else np.zeros((len(genomes), 0))
+        features = self.encoding.encode_all(genomes)
         X_all = np.concatenate([features, static_columns], axis=1)
-        n_features, n_static = features.shape[1], static_columns.shape[1]
-        X_all_t = torch.tensor(X_all, dtype=dtype)
-        bounds = torch.stack([X_all_t.min(0).values, X_all_t.max(0).values])
-        bounds[1] = torch.maximum(bounds[1], bounds[0] + 1e-6)
+        return torch.tensor(X_all, dtype=torch.float64), features.shape[1]
 
+    def _fit_models(self, X_all, sets: dict[str, tuple[list[int], np.ndarray]],
+                    frames: dict[str, tuple[float, float]]):
+        """One GP per modelled metric on its own observations, negated: more is better."""
+        import torch
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import ModelListGP, SingleTaskGP
+        from botorch.models.transforms.input import Normalize
+        from botorch.models.transforms.outcome import Standardize
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        bounds = torch.stack([X_all.min(0).values, X_all.max(0).values])
+        bounds[1] = torch.maximum(bounds[1], bounds[0] + 1e-6)
         models = []
         for metric in self.modelled:
             rows, logs = sets[metric]
-            X = X_all_t[rows]
-            Y = -torch.tensor(scale(metric, logs), dtype=dtype).unsqueeze(-1)  # maximise
+            X = X_all[rows]
+            Y = -torch.tensor(_scale(frames, metric, logs), dtype=torch.float64).unsqueeze(-1)
             gp = SingleTaskGP(X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds),
                               outcome_transform=Standardize(m=1))
             fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp),
                              optimizer_kwargs={"options": {"maxiter": self.fit_iterations}})
             models.append(gp)
-        model = ModelListGP(*models)
+        return ModelListGP(*models)
+
+    def _objective(self, n_features: int):
+        """Modelled samples, then the exact static columns: known costs are not predicted."""
+        import torch
 
         objective_outputs = [self.modelled.index(m) for m in self.objectives if modelled(m)]
+        n_static = len(self.static)
 
         def objective(Z, X=None):
             parts = [Z[..., objective_outputs]]
@@ -199,39 +219,56 @@ class SurrogateSelector:
                 parts.append((-X[..., n_features:]).expand(*Z.shape[:-1], n_static))
             return torch.cat(parts, dim=-1)
 
+        return objective
+
+    def _constraints(self, frames: dict[str, tuple[float, float]]) -> list:
+        """Modelled constraints as feasibility weights; static ones already pruned the pool."""
         constraints = []
         for c in self.constraints:
             if modelled(c.metric):
                 j = self.modelled.index(c.metric)
-                bound = float(scale(c.metric, _log(np.asarray([c.value])))[0])
+                bound = float(_scale(frames, c.metric, _log(np.asarray([c.value])))[0])
                 constraints.append(lambda Z, j=j, bound=bound: -Z[..., j] - bound)
+        return constraints
 
-        X_base = X_all_t[self.complete(observations)]  # the front to improve on
+    def _acquisition(self, model, objective, constraints: list, X_base):
+        """Log noisy EHVI over the observed front: noise-aware, no vanishing values."""
+        import torch
+        from botorch.acquisition.multi_objective.logei import \
+            qLogNoisyExpectedHypervolumeImprovement
+        from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
+        from botorch.sampling.normal import SobolQMCNormalSampler
+        from botorch.utils.multi_objective.hypervolume import infer_reference_point
+        from botorch.utils.multi_objective.pareto import is_non_dominated
+
         with torch.no_grad():
             Y_base = objective(model.posterior(X_base).mean, X_base)
         ref = infer_reference_point(Y_base[is_non_dominated(Y_base)])
-        acquisition = qLogNoisyExpectedHypervolumeImprovement(
+        return qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=ref, X_baseline=X_base,
             objective=GenericMCMultiOutputObjective(objective),
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=self.seed),
             constraints=constraints or None, eta=1e-2, prune_baseline=True, cache_root=True)
 
-        X_pool = X_all_t[n_obs:]
+    def _shortlist(self, acquisition, X_pool, allowed: list[int], k: int) -> list[int]:
+        """Best single-pick values first: greedy picks cost more, so they see only these."""
+        import torch
+
         with torch.no_grad():
             single = acquisition(X_pool[allowed].unsqueeze(-2))
         order = sorted(range(len(allowed)), key=lambda i: (-float(single[i]), i))
-        remaining = [allowed[i] for i in order[: max(k, k * self.shortlist_factor)]]
-        chosen: list[int] = []
+        return [allowed[i] for i in order[: max(k, k * self.shortlist_factor)]]
+
+    def _predictions(self, model, X_chosen, frames: dict[str, tuple[float, float]]
+                     ) -> list[dict[str, dict[str, float]]]:
+        """Mean and log std per pick, stored to be checked against the measurements."""
+        import torch
+
         with torch.no_grad():
-            for _ in range(min(k, len(remaining))):
-                values = acquisition(X_pool[remaining].unsqueeze(-2))
-                best = int(values.argmax())
-                chosen.append(remaining.pop(best))
-                acquisition.set_X_pending(X_pool[chosen])
-            posterior = model.posterior(X_pool[chosen])
+            posterior = model.posterior(X_chosen)
             means, stds = posterior.mean.numpy(), posterior.variance.sqrt().numpy()
         predictions = []
-        for row in range(len(chosen)):
+        for row in range(len(X_chosen)):
             entry = {}
             for j, metric in enumerate(self.modelled):
                 low, high = frames[metric]
@@ -240,6 +277,25 @@ class SurrogateSelector:
                 entry[metric] = {"mean": float(math.exp(log_mean)),
                                  "log_std": float(stds[row, j] * span)}
             predictions.append(entry)
-        info.update(shortlist=len(order[: max(k, k * self.shortlist_factor)]),
-                    points={m: len(sets[m][0]) for m in self.modelled})
-        return chosen, predictions
+        return predictions
+
+
+def _scale(frames: dict[str, tuple[float, float]], metric: str, logs: np.ndarray) -> np.ndarray:
+    """Logs of a metric mapped onto its frame (the frame's low end 0, its high end 1)."""
+    low, high = frames[metric]
+    return (logs - low) / max(high - low, 1e-9)
+
+
+def _greedy_picks(acquisition, X_pool, shortlist: list[int], k: int) -> list[int]:
+    """Each pick conditions the next (pending points), so picks spread over the front."""
+    import torch
+
+    remaining = list(shortlist)
+    chosen: list[int] = []
+    with torch.no_grad():
+        for _ in range(min(k, len(remaining))):
+            values = acquisition(X_pool[remaining].unsqueeze(-2))
+            best = int(values.argmax())
+            chosen.append(remaining.pop(best))
+            acquisition.set_X_pending(X_pool[chosen])
+    return chosen

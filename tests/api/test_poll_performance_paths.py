@@ -1,4 +1,4 @@
-"""The cheap paths of dashboard polling (`api.poll_cache`, `store.results.poll_version`):
+"""The cheap paths of dashboard polling (`api.poll_cache`, `store.polling.poll_version`):
 shared version reads, the memo window, the SQLite change marker, and that none of them
 hides a change from a poller."""
 

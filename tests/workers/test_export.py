@@ -94,8 +94,8 @@ def test_graphs_name_no_host_path_and_still_match_torch(tmp_path):
     import sys
     from pathlib import Path
 
+    from workers.export.graph_finish import STACK_TRACE_KEY
     from workers.export.graph_stats import file_sha256
-    from workers.export.onnx_export import STACK_TRACE_KEY
 
     genome = preset("hyena-edge", width=32, heads=2, kv_heads=1, ffn=64, vocab=97,
                     layers=2).to_json()

@@ -17,7 +17,8 @@ from core.genome import LLAMA3_ROPE
 from core.precision import Variant
 from workers.export import fused_attention
 from workers.export.graph_stats import initializer_bytes
-from workers.export.onnx_export import TRACE_TOLERANCE, export_onnx, verify_export
+from workers.export.onnx_export import TRACE_TOLERANCE, export_onnx
+from workers.export.verify import verify_export
 from workers.model.compiler import compile_genome
 
 from .helpers import operator_genome

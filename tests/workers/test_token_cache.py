@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from core import preset
-from workers.data import token_cache
+from workers.data import cache_key
 from workers.data.corpus import iter_documents, load_corpus
-from workers.data.token_cache import TokenStream, prepare
+from workers.data.token_cache import prepare
+from workers.data.token_shards import TokenStream
 from workers.data.tokenizer import build_tokenizer
 from workers.train.trainer import evaluate_quality, prepare_tokens
 
@@ -160,8 +161,8 @@ def test_an_edited_corpus_is_a_new_entry_and_an_untouched_one_is_not_rehashed(tm
     corpus.write_text("\n\n".join(KJV_DOCS[:50]))
     first = prepare(str(corpus), kind="byte", cache_dir=tmp_path / "cache")
     calls = []
-    real = token_cache.content_sha256
-    monkeypatch.setattr(token_cache, "content_sha256", lambda s: calls.append(s) or real(s))
+    real = cache_key.content_sha256
+    monkeypatch.setattr(cache_key, "content_sha256", lambda s: calls.append(s) or real(s))
     again = prepare(str(corpus), kind="byte", cache_dir=tmp_path / "cache")
     assert again.key == first.key and not again.built and calls == []
     corpus.write_text("\n\n".join(KJV_DOCS[:51]))

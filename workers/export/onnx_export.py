@@ -23,9 +23,9 @@ and its manifest lists the fused layers. Inputs, outputs and cache layout are th
 graphs'. Every manifest records `model_bytes`, the decode graph's initializer bytes.
 
 The exporter annotates nodes with Python stack traces (absolute paths of this host's source
-tree and environment); every enrolled device downloads the graphs, so they are stripped
-(`strip_host_metadata`) and state outputs are scheduled after their layers (`finish_graph`)
-before the files are hashed.
+tree and environment); every enrolled device downloads the graphs, so they are stripped and
+state outputs are scheduled after their layers (workers/export/graph_finish.py) before the
+files are hashed.
 """
 
 from __future__ import annotations
@@ -34,14 +34,12 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -49,7 +47,9 @@ from core import costs
 from core.genome import Genome
 from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from core.precision import Variant
+from workers.export.graph_finish import finish_graph
 from workers.export.graph_stats import file_sha256, initializer_bytes
+from workers.export.verify import worst_difference
 from workers.model.compiler import TailorLM, compile_genome
 
 OPSET = 18
@@ -93,77 +93,6 @@ ATTENTION_EXPORTS = ("plain", "fused")
 # kernels, rounding only (measured <= 1.3e-5 over the registry on logits of scale ~4, with
 # AVX-512 or generic PyTorch kernels); a wrong trace is off by O(1).
 TRACE_TOLERANCE = 1e-4
-
-
-STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
-
-
-def _host_paths() -> tuple[str, ...]:
-    """Absolute folders whose names must not leave this host inside a graph."""
-    folders = {str(Path(__file__).resolve().parents[2]), sys.prefix, sys.base_prefix,
-               sys.exec_prefix, str(Path.home()), tempfile.gettempdir()}
-    return tuple(sorted(f for f in folders if f and f != os.sep))
-
-
-def _names_host(text: str, paths: tuple[str, ...]) -> bool:
-    return 'File "' in text or any(p in text for p in paths)
-
-
-def finish_graph(path: Path) -> int:
-    """Rewrite the ONNX file at `path` as devices get it: host metadata stripped
-    (`strip_host_metadata`) and state outputs scheduled right after their layers
-    (`state_schedule`). Returns how many metadata entries went."""
-    import onnx
-
-    from workers.export.state_schedule import schedule_state_outputs_early
-
-    model = onnx.load(str(path))
-    removed = strip_host_metadata(model)
-    schedule_state_outputs_early(model.graph)
-    onnx.save(model, str(path))
-    return removed
-
-
-def strip_host_metadata(model) -> int:
-    """Remove the stack traces and every other doc string or metadata entry that names a host
-    path from an onnx ModelProto (its graph, subgraphs and functions), in place, and return
-    how many entries went. The computation is untouched."""
-    paths = _host_paths()
-    removed = 0
-
-    def clean(item) -> None:
-        nonlocal removed
-        if getattr(item, "doc_string", "") and _names_host(item.doc_string, paths):
-            item.doc_string = ""
-            removed += 1
-        if hasattr(item, "metadata_props"):
-            keep = [(m.key, m.value) for m in item.metadata_props
-                    if m.key != STACK_TRACE_KEY and not _names_host(m.value, paths)]
-            removed += len(item.metadata_props) - len(keep)
-            if len(keep) != len(item.metadata_props):
-                del item.metadata_props[:]
-                for key, value in keep:
-                    item.metadata_props.add(key=key, value=value)
-
-    def graph(g) -> None:
-        clean(g)
-        for value in (*g.input, *g.output, *g.value_info, *g.initializer):
-            clean(value)
-        for node in g.node:
-            clean(node)
-            for attribute in node.attribute:
-                if attribute.HasField("g"):
-                    graph(attribute.g)
-                for sub in attribute.graphs:
-                    graph(sub)
-
-    clean(model)
-    graph(model.graph)
-    for function in model.functions:
-        clean(function)
-        for node in function.node:
-            clean(node)
-    return removed
 
 
 @contextmanager
@@ -273,12 +202,6 @@ def _graph_inputs(path: Path) -> list[str]:
     return [i.name for i in graph.input if i.name not in initializers]
 
 
-def _verify_lengths(model: TailorLM) -> tuple[int, ...]:
-    """Prompt lengths that put every window (and the decode steps after it) on both sides."""
-    window = max([t.past_cap or 0 for t in model.state_layout()] + [0])
-    return (11, max(23, window + 7))
-
-
 def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: TailorLM | None = None,
                 example_context: int = 16, verify: bool = True,
                 exporter: str = "auto", attention: str = "plain") -> ExportResult:
@@ -293,74 +216,112 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
     "torchscript"; it is always verified, and a RuntimeError says so if tracing fails or
     onnxruntime differs from torch by more than TRACE_TOLERANCE).
     """
+    _check_options(exporter, attention)
+    variant = Variant(attention=attention)
+    genome = Genome.coerce(genome)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = (model if model is not None else compile_genome(genome, seed=0)).eval().float()
+    fused_layers: list[int] = []
+    fallbacks: dict[int, str] = {}
+    if attention == "fused":
+        used, diff, fused_layers, fallbacks = _export_fused(model, out, example_context, variant)
+    else:
+        used, diff = _export_plain(model, out, example_context, verify, exporter)
+    manifest = _write_manifest(genome, model, out, variant, used, fused_layers)
+    (out / "genome.json").write_text(json.dumps(genome.to_json(), indent=2))
+    return ExportResult(out, manifest, diff, used, fused_layers, fallbacks)
+
+
+def _check_options(exporter: str, attention: str) -> None:
+    """Refuse an unknown exporter or attention export, and fused attention with dynamo."""
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
     if attention not in ATTENTION_EXPORTS:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION_EXPORTS)}, "
                          f"not {attention!r}")
-    fused = attention == "fused"
-    if fused and exporter == "dynamo":
+    if attention == "fused" and exporter == "dynamo":
         raise ValueError("attention='fused' exports with the tracer (exporter 'auto' or "
                          "'torchscript'); torch.export would need onnxscript custom ops")
-    variant = Variant(attention=attention)
-    prefill_file, decode_file, manifest_file = variant.files
-    genome = Genome.coerce(genome)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model = (model if model is not None else compile_genome(genome, seed=0)).eval().float()
-    layout = model.state_layout()
-    vocab = model.plan.vocab_size
-    state_names = [t.name for t in layout]
-    _, expected_decode_inputs = _io_names(layout)
-    diff = float("nan")
-    used = "dynamo" if exporter == "dynamo" else "torchscript"
-    fused_layers: list[int] = []
-    fallbacks: dict[int, str] = {}
-    if fused:
-        from workers.export.fused_attention import fused_attention
 
+
+def _export_plain(model: TailorLM, out: Path, example_context: int, verify: bool,
+                  exporter: str) -> tuple[str, float]:
+    """Trace first (fast); "auto" falls back to dynamo if tracing fails or is wrong."""
+    if exporter != "dynamo":
         try:
-            with fused_attention(model) as layers:
-                fused_layers, fallbacks = layers.fused, layers.fallbacks
-                _export_graphs(model, out, "torchscript", example_context, variant)
-            if (_graph_inputs(out / prefill_file) != ["input_ids"]
-                    or _graph_inputs(out / decode_file) != expected_decode_inputs):
-                raise RuntimeError("the tracer dropped a graph input")
-            diff = max(verify_export(model, out, prompt=n, variant=variant.tag)
-                       for n in _verify_lengths(model))
-            if not diff <= TRACE_TOLERANCE:
-                raise RuntimeError(f"onnxruntime differs from torch by {diff:.2e} "
-                                   f"(> {TRACE_TOLERANCE:g})")
-        except Exception as exc:
-            # The tracer cannot export this model (e.g. a long convolution whose kernel is
-            # as long as the sequence) or got it wrong: every attention layer falls back to
-            # plain ops, exported with dynamo, under the fused variant's names (a job asking
-            # for fused attention still gets graphs; the manifest lists no fused layer).
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            fallbacks = {i: f"the tracer cannot export this model: {first}"
-                         for i in (list(fallbacks) + fused_layers)} or {-1: first}
-            fused_layers, used = [], "dynamo"
-            _export_graphs(model, out, "dynamo", example_context, variant, plain_ops=True)
-            diff = max(verify_export(model, out, prompt=n, variant=variant.tag)
-                       for n in _verify_lengths(model))
-    if used == "torchscript" and not fused:
-        try:
-            _export_graphs(model, out, "torchscript", example_context)
-            if (_graph_inputs(out / "prefill.onnx") != ["input_ids"]
-                    or _graph_inputs(out / "decode.onnx") != expected_decode_inputs):
-                raise RuntimeError("the tracer dropped an unused graph input")
-            if verify or exporter == "auto":
-                diff = max(verify_export(model, out, prompt=n) for n in _verify_lengths(model))
-                if exporter == "auto" and not diff <= TRACE_TOLERANCE:
-                    raise RuntimeError(f"traced graphs differ from torch by {diff:.2e}")
+            return "torchscript", _trace_plain(model, out, example_context, verify, exporter)
         except Exception:
             if exporter == "torchscript":
                 raise
-            used, diff = "dynamo", float("nan")
-    if used == "dynamo" and not fused:
-        _export_graphs(model, out, "dynamo", example_context)
-        if verify:
-            diff = max(verify_export(model, out, prompt=n) for n in _verify_lengths(model))
+    _export_graphs(model, out, "dynamo", example_context)
+    return "dynamo", worst_difference(model, out) if verify else float("nan")
+
+
+def _trace_plain(model: TailorLM, out: Path, example_context: int, verify: bool,
+                 exporter: str) -> float:
+    """Trace; "auto" refuses graphs off by more than TRACE_TOLERANCE (a baked shape)."""
+    _export_graphs(model, out, "torchscript", example_context)
+    _check_traced_inputs(model, out, Variant(), "the tracer dropped an unused graph input")
+    if not (verify or exporter == "auto"):
+        return float("nan")
+    diff = worst_difference(model, out)
+    if exporter == "auto" and not diff <= TRACE_TOLERANCE:
+        raise RuntimeError(f"traced graphs differ from torch by {diff:.2e}")
+    return diff
+
+
+def _export_fused(model: TailorLM, out: Path, example_context: int, variant: Variant
+                  ) -> tuple[str, float, list[int], dict[int, str]]:
+    """Trace through GroupQueryAttention where exact; any failure falls back."""
+    from workers.export.fused_attention import fused_attention
+
+    fused_layers: list[int] = []
+    fallbacks: dict[int, str] = {}
+    try:
+        with fused_attention(model) as layers:
+            fused_layers, fallbacks = layers.fused, layers.fallbacks
+            _export_graphs(model, out, "torchscript", example_context, variant)
+        _check_traced_inputs(model, out, variant, "the tracer dropped a graph input")
+        diff = worst_difference(model, out, variant.tag)
+        if not diff <= TRACE_TOLERANCE:
+            raise RuntimeError(f"onnxruntime differs from torch by {diff:.2e} "
+                               f"(> {TRACE_TOLERANCE:g})")
+        return "torchscript", diff, fused_layers, fallbacks
+    except Exception as exc:
+        return _fused_fallback(model, out, example_context, variant, exc,
+                               list(fallbacks) + fused_layers)
+
+
+def _fused_fallback(model: TailorLM, out: Path, example_context: int, variant: Variant,
+                    exc: Exception, layers: list[int]
+                    ) -> tuple[str, float, list[int], dict[int, str]]:
+    """Plain ops with dynamo under the fused names: a fused job still gets graphs."""
+    # The tracer cannot export this model (e.g. a long convolution whose kernel is as long
+    # as the sequence) or got it wrong: every attention layer falls back to plain ops; the
+    # manifest lists no fused layer.
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    fallbacks = {i: f"the tracer cannot export this model: {first}" for i in layers} \
+        or {-1: first}
+    _export_graphs(model, out, "dynamo", example_context, variant, plain_ops=True)
+    return "dynamo", worst_difference(model, out, variant.tag), [], fallbacks
+
+
+def _check_traced_inputs(model: TailorLM, out: Path, variant: Variant, message: str) -> None:
+    """The tracer drops inputs nothing reads; the manifest promises them."""
+    prefill_file, decode_file, _ = variant.files
+    _, expected_decode_inputs = _io_names(model.state_layout())
+    if (_graph_inputs(out / prefill_file) != ["input_ids"]
+            or _graph_inputs(out / decode_file) != expected_decode_inputs):
+        raise RuntimeError(message)
+
+
+def _write_manifest(genome: Genome, model: TailorLM, out: Path, variant: Variant, used: str,
+                    fused_layers: list[int]) -> GraphManifest:
+    """The manifest lets a phone-side runner feed the graphs without Python."""
+    prefill_file, decode_file, manifest_file = variant.files
+    layout = model.state_layout()
+    vocab = model.plan.vocab_size
 
     def cache_specs(prefix: str) -> list[TensorSpec]:
         return [TensorSpec(name=f"{prefix}_{t.name}", dtype="float32", shape=list(t.shape),
@@ -385,49 +346,10 @@ def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: Tai
                 [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],
                 [logits.model_copy(update={"shape": [1, 1, vocab]}), *cache_specs("present")]),
         },
-        cache_pairs={f"past_{n}": f"present_{n}" for n in state_names},
+        cache_pairs={f"past_{t.name}": f"present_{t.name}" for t in layout},
         params=costs.params(genome),
         cache_bytes_per_token=per_token * 4, cache_bytes_fixed=fixed * 4,
-        variant=variant.tag, attention=attention, fused_attention_layers=fused_layers,
+        variant=variant.tag, attention=variant.attention, fused_attention_layers=fused_layers,
         model_bytes=initializer_bytes(out / decode_file))
     (out / manifest_file).write_text(manifest.model_dump_json(indent=2))
-    (out / "genome.json").write_text(json.dumps(genome.to_json(), indent=2))
-    return ExportResult(out, manifest, diff, used, fused_layers, fallbacks)
-
-
-def verify_export(model: TailorLM, out_dir: str | Path, prompt: int = 11,
-                  decode_steps: int = 5, seed: int = 0, variant: str = "") -> float:
-    """Max abs difference between onnxruntime and torch: prefill of a prompt, then decode
-    steps fed with the graphs' own cache outputs (the way a phone runs them). `variant`:
-    the float32 variant's tag whose graphs to run ("" for prefill.onnx and decode.onnx,
-    "float32-fused" for the fused ones)."""
-    import onnxruntime as ort
-
-    out = Path(out_dir)
-    prefill_file, decode_file, _ = Variant.from_tag(variant).files
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    prefill = ort.InferenceSession(str(out / prefill_file), options,
-                                   providers=["CPUExecutionProvider"])
-    decode = ort.InferenceSession(str(out / decode_file), options,
-                                  providers=["CPUExecutionProvider"])
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, model.plan.vocab_size, (1, prompt + decode_steps), generator=gen)
-    worst = 0.0
-    with torch.no_grad():
-        logits, states = model.prefill(ids[:, :prompt])
-        ort_out = prefill.run(None, {"input_ids": ids[:, :prompt].numpy()})
-        worst = max(worst, *(float(np.abs(a - b.numpy()).max()) if a.size else 0.0
-                             for a, b in zip(ort_out, [logits, *states])))
-        ort_states = ort_out[1:]
-        names = [i.name for i in decode.get_inputs()]
-        for t in range(prompt, prompt + decode_steps):
-            position = torch.tensor([t], dtype=torch.int64)
-            logits, states = model.step(ids[:, t:t + 1], position, states)
-            feed = {"input_ids": ids[:, t:t + 1].numpy(), "position": position.numpy()}
-            feed.update(zip(names[2:], ort_states))
-            ort_out = decode.run(None, feed)
-            ort_states = ort_out[1:]
-            worst = max(worst, *(float(np.abs(a - b.numpy()).max()) if a.size else 0.0
-                                 for a, b in zip(ort_out, [logits, *states])))
-    return worst
+    return manifest

@@ -189,7 +189,7 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
     in `export_dir`; QuantizationError when its check fails."""
     import onnxruntime as ort
 
-    from workers.export.onnx_export import finish_graph
+    from workers.export.graph_finish import finish_graph
 
     if variant.precision == "float32":
         raise ValueError("quantize_export makes int8 or int4 variants; float32 graphs come "
