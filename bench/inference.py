@@ -180,7 +180,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags; the defaults are the README's matched 10M-parameter pair."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--layers", type=int, default=12)
@@ -195,8 +196,85 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-tokens", type=int, default=100_000,
                         help="training budget for the perplexity cost (0: skip it)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def export_all(genomes: dict[str, dict], variants: list[str], tmp: Path) -> tuple[dict, ...]:
+    """Every model at every variant, each in a folder laid out as an agent's task folder; the
+    file sizes and fused layers are read from the manifests, as an agent would read them."""
+    dirs: dict = {}
+    model_bytes: dict[str, dict] = {name: {} for name in genomes}
+    fused_layers: dict[str, dict] = {name: {} for name in genomes}
+    for name, genome in genomes.items():
+        dirs[name] = tmp / name
+        exported = export_variants(genome, dirs[name], [VARIANTS[v] for v in variants])
+        for v in variants:
+            manifest = exported[VARIANTS[v].tag].manifest
+            model_bytes[name][v] = manifest.model_bytes
+            fused_layers[name][v] = manifest.fused_attention_layers
+            dirs[(name, v)] = variant_folder(dirs[name], VARIANTS[v])
+    return dirs, model_bytes, fused_layers
+
+
+def measure_at_length(genomes: dict[str, dict], pairs: list[tuple[str, str]], dirs: dict,
+                      model_bytes: dict[str, dict], length: int, bandwidth: float,
+                      args: argparse.Namespace) -> dict[str, dict]:
+    """Prefill and decode of every (model, variant) at one length, and decode against its
+    bandwidth bound; the caller alternates the order of `pairs` so drift favours neither."""
+    row: dict[str, dict] = {name: {} for name in genomes}
+    for name, v in pairs:
+        prefill = run_graph(dirs[(name, v)], "prefill", length, args.prefill_repeats,
+                            args.threads)
+        decode = run_graph(dirs[(name, v)], "decode", length, args.decode_repeats,
+                           args.threads)
+        cache_read = costs.cache_bytes(genomes[name], length, "float32")
+        bound_ms = (model_bytes[name][v] + cache_read) / bandwidth * 1000
+        row[name][v] = {
+            "prefill_ms": prefill["median_ms"], "decode_ms": decode["median_ms"],
+            "prefill_samples_ms": prefill["samples_ms"],
+            "decode_samples_ms": decode["samples_ms"],
+            "peak_prefill_mb": prefill["peak_memory_bytes"] / 2**20,
+            "peak_decode_mb": decode["peak_memory_bytes"] / 2**20,
+            "cache_bytes_fp32": cache_read, "model_bytes": model_bytes[name][v],
+            "decode_bandwidth_bound_ms": bound_ms,
+            "decode_over_bound": decode["median_ms"] / bound_ms,
+        }
+    return row
+
+
+def add_ratios(row: dict[str, dict], length: int, variants: list[str]) -> None:
+    """Hybrid over transformer per variant into `row`, each printed as it is read."""
+    for v in variants:
+        t, h = (row[a][v] for a in ARCHS)
+        ratio = {key: h[key] / t[key] for key in ("prefill_ms", "decode_ms",
+                                                  "peak_prefill_mb", "peak_decode_mb")}
+        row.setdefault("ratio_hybrid_over_transformer", {})[v] = ratio
+        print(f"L={length:5d} {v:>13}  prefill {t['prefill_ms']:9.2f} / "
+              f"{h['prefill_ms']:9.2f} ms (x{ratio['prefill_ms']:.2f})  decode "
+              f"{t['decode_ms']:7.3f} / {h['decode_ms']:7.3f} ms "
+              f"(x{ratio['decode_ms']:.2f})  peak {t['peak_prefill_mb']:7.1f} / "
+              f"{h['peak_prefill_mb']:7.1f} MiB (x{ratio['peak_prefill_mb']:.2f})  "
+              f"decode/bound {t['decode_over_bound']:.1f} / "
+              f"{h['decode_over_bound']:.1f}", flush=True)
+
+
+def fused_attention_target(rows: dict[str, dict], args: argparse.Namespace) -> dict | None:
+    """Whether the hybrid's prefill peak stays below transformer++'s from L = 512 on, with
+    fused attention (None when that variant was not run)."""
+    if "float32-fused" not in args.variants:
+        return None
+    long = [L for L in args.lengths if L >= 512]
+    below = {L: rows[str(L)]["hyena-edge"]["float32-fused"]["peak_prefill_mb"]
+             < rows[str(L)]["transformer++"]["float32-fused"]["peak_prefill_mb"]
+             for L in long}
+    print(f"target (fused attention): hybrid prefill peak below transformer++ at every "
+          f"L >= 512: {'met' if all(below.values()) else 'NOT met'} {below}")
+    return {"hybrid_prefill_peak_below_transformer_at_every_L_ge_512": all(below.values()),
+            "per_length": below}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     transformer, hybrid = matched_pair(args.width, args.layers, args.heads, args.kv_heads,
                                        args.ffn, args.vocab)
     genomes = {"transformer++": transformer, "hyena-edge": hybrid}
@@ -205,66 +283,19 @@ def main(argv: list[str] | None = None) -> dict:
     assert mismatch <= 0.02, f"parameter counts differ by {mismatch:.1%}"
     bandwidth = memory_bandwidth_bytes_per_s()
     print(f"params: transformer++ {params['transformer++']:,}  hyena-edge "
-          f"{params['hyena-edge']:,} ({params['hyena-edge'] / params['transformer++'] - 1:+.2%})   memory bandwidth "
-          f"{bandwidth / 1e9:.1f} GB/s   threads {args.threads}", flush=True)
+          f"{params['hyena-edge']:,} ({params['hyena-edge'] / params['transformer++'] - 1:+.2%})"
+          f"   memory bandwidth {bandwidth / 1e9:.1f} GB/s   threads {args.threads}", flush=True)
 
     rows: dict[str, dict] = {}
-    model_bytes: dict[str, dict] = {name: {} for name in genomes}
-    fused_layers: dict[str, dict] = {name: {} for name in genomes}
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = {}
-        for name, genome in genomes.items():
-            dirs[name] = Path(tmp) / name
-            exported = export_variants(genome, dirs[name],
-                                       [VARIANTS[v] for v in args.variants])
-            for v in args.variants:
-                manifest = exported[VARIANTS[v].tag].manifest
-                model_bytes[name][v] = manifest.model_bytes
-                fused_layers[name][v] = manifest.fused_attention_layers
-                dirs[(name, v)] = variant_folder(dirs[name], VARIANTS[v])
+        dirs, model_bytes, fused_layers = export_all(genomes, args.variants, Path(tmp))
         pairs = [(name, v) for v in args.variants for name in genomes]
         for i, length in enumerate(args.lengths):
-            rows[str(length)] = {name: {} for name in genomes}
-            for name, v in (pairs if i % 2 == 0 else pairs[::-1]):
-                prefill = run_graph(dirs[(name, v)], "prefill", length, args.prefill_repeats,
-                                    args.threads)
-                decode = run_graph(dirs[(name, v)], "decode", length, args.decode_repeats,
-                                   args.threads)
-                cache_read = costs.cache_bytes(genomes[name], length, "float32")
-                bound_ms = (model_bytes[name][v] + cache_read) / bandwidth * 1000
-                rows[str(length)][name][v] = {
-                    "prefill_ms": prefill["median_ms"], "decode_ms": decode["median_ms"],
-                    "prefill_samples_ms": prefill["samples_ms"],
-                    "decode_samples_ms": decode["samples_ms"],
-                    "peak_prefill_mb": prefill["peak_memory_bytes"] / 2**20,
-                    "peak_decode_mb": decode["peak_memory_bytes"] / 2**20,
-                    "cache_bytes_fp32": cache_read, "model_bytes": model_bytes[name][v],
-                    "decode_bandwidth_bound_ms": bound_ms,
-                    "decode_over_bound": decode["median_ms"] / bound_ms,
-                }
-            for v in args.variants:
-                t, h = (rows[str(length)][a][v] for a in ARCHS)
-                ratio = {key: h[key] / t[key] for key in ("prefill_ms", "decode_ms",
-                                                          "peak_prefill_mb", "peak_decode_mb")}
-                rows[str(length)].setdefault("ratio_hybrid_over_transformer", {})[v] = ratio
-                print(f"L={length:5d} {v:>13}  prefill {t['prefill_ms']:9.2f} / "
-                      f"{h['prefill_ms']:9.2f} ms (x{ratio['prefill_ms']:.2f})  decode "
-                      f"{t['decode_ms']:7.3f} / {h['decode_ms']:7.3f} ms "
-                      f"(x{ratio['decode_ms']:.2f})  peak {t['peak_prefill_mb']:7.1f} / "
-                      f"{h['peak_prefill_mb']:7.1f} MiB (x{ratio['peak_prefill_mb']:.2f})  "
-                      f"decode/bound {t['decode_over_bound']:.1f} / "
-                      f"{h['decode_over_bound']:.1f}", flush=True)
+            rows[str(length)] = measure_at_length(genomes, pairs if i % 2 == 0 else pairs[::-1],
+                                                  dirs, model_bytes, length, bandwidth, args)
+            add_ratios(rows[str(length)], length, args.variants)
 
-    fused_target = None
-    if "float32-fused" in args.variants:
-        long = [L for L in args.lengths if L >= 512]
-        below = {L: rows[str(L)]["hyena-edge"]["float32-fused"]["peak_prefill_mb"]
-                 < rows[str(L)]["transformer++"]["float32-fused"]["peak_prefill_mb"]
-                 for L in long}
-        fused_target = {"hybrid_prefill_peak_below_transformer_at_every_L_ge_512":
-                        all(below.values()), "per_length": below}
-        print(f"target (fused attention): hybrid prefill peak below transformer++ at every "
-              f"L >= 512: {'met' if all(below.values()) else 'NOT met'} {below}")
+    fused_target = fused_attention_target(rows, args)
     quality = (quality_cost(genomes, args.train_tokens, args.threads)
                if args.train_tokens else None)
     result = {"benchmark": "inference", "args": vars(args), "params": params,

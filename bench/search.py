@@ -12,8 +12,9 @@ three algorithms get the same start; hypervolume against evaluations is computed
 frames shared by every run of a set: "front" (ideal and nadir of the best front known, the
 non-dominated set of everything evaluated in that set: the frame the targets are read in,
 since it measures how much of the best front a run found) and "all" (ideal and nadir of
-everything evaluated, where any front near the corner is close to the maximum 1.1^k). Evaluations are cached
-by genome across runs (the same genome is never trained or measured twice). With
+everything evaluated, where any front near the corner is close to the maximum 1.1^k).
+Evaluations are cached by genome across runs (the same genome is never trained or measured
+twice). With
 `--presets`, NSGA-II and the surrogate also run with the presets in the initial population,
 as users run them, for STAR's table and the check against `lfm2`. The presets, sized like
 the searched models and trained with the same budget, are the baselines.
@@ -181,7 +182,8 @@ def star_rows(run: dict[str, Any], baselines: dict[str, dict], objectives: list[
     return row
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags; the defaults are the README's three seeds at equal budgets."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", nargs="+", default=list(OBJECTIVE_SETS),
                         choices=list(OBJECTIVE_SETS))
@@ -194,7 +196,105 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also run NSGA-II and the surrogate with presets in generation 0")
     parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs")
     parser.add_argument("--out", type=Path, default=RESULTS / "search.json")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def run_all_searches(name: str, objectives: list[str], args: argparse.Namespace,
+                     evaluations: Evaluations) -> list[dict[str, Any]]:
+    """Every (algorithm, seed) from the same start, then, with --presets, the presets seeded
+    (random search has no initial population to seed)."""
+    runs = [run_search(name, objectives, algorithm, seed, args, evaluations, False)
+            for seed in args.seeds for algorithm in args.algorithms]
+    if args.presets:
+        runs += [run_search(name, objectives, algorithm, seed, args, evaluations, True)
+                 for seed in args.seeds for algorithm in args.algorithms
+                 if algorithm != "random"]
+    return runs
+
+
+def shared_frames(reference: SearchLoop, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The "front" and "all" frames from everything the runs of a set evaluated, so every
+    run's hypervolume is read in the same frame."""
+    everything = [c for run in runs for c in run["loop"].archive.values()]
+    obj, vio = reference.matrix(everything)
+    best = pareto_front(obj, vio)
+    return {"front": NormalisationFrame.from_objectives(obj[best], vio[best]),
+            "all": NormalisationFrame.from_objectives(obj, vio)}
+
+
+def front_dominates_lfm2(runs: list[dict[str, Any]], lfm2: dict[str, float],
+                         objectives: list[str]) -> dict[str, bool] | None:
+    """Per preset-seeded run, whether its final front beats `lfm2` on perplexity and host
+    decode latency at once (None when the set does not measure latency)."""
+    if HOST not in objectives:
+        return None
+    pair = ("perplexity", HOST)
+    return {f"{r['algorithm']}:{r['seed']}": any(
+        dominates(np.array([c.metrics[m] for m in pair]), np.array([lfm2[m] for m in pair]))
+        for c in (r["loop"].archive[h] for h in r["loop"].history[-1].pareto)
+        if all(m in c.metrics for m in pair)) for r in runs if r["presets"]}
+
+
+def archives(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run's evaluated candidates, so other frames can be computed from the JSON later."""
+    return [{"algorithm": r["algorithm"], "seed": r["seed"], "presets": r["presets"],
+             "archive": [{"generation": c.generation, "origin": c.origin, "metrics": c.metrics}
+                         for c in sorted(r["loop"].archive.values(),
+                                         key=lambda c: c.generation)]}
+            for r in runs]
+
+
+def search_set(name: str, args: argparse.Namespace, evaluations: Evaluations) -> dict[str, Any]:
+    """One objective set: its searches, the baselines, and the report entry for it."""
+    objectives = OBJECTIVE_SETS[name]
+    runs = run_all_searches(name, objectives, args, evaluations)
+    baselines = [Individual(preset(p, vocab=VOCAB, **PRESET_SIZE[p]), -1, origin=p)
+                 for p in BASELINES]
+    evaluations.evaluate(baselines, objectives)
+    reference = SearchLoop(SPACE, EvolutionSpec(), objectives)
+    frames = shared_frames(reference, runs)
+    plain = [r for r in runs if not r["presets"]]
+    counts = [h.evaluations for h in plain[0]["loop"].history]
+    by_frame = {f: summarise({a: [curve(r, reference, frame) for r in plain
+                                  if r["algorithm"] == a] for a in args.algorithms}, counts)
+                for f, frame in frames.items()}
+    base_metrics = {b.origin: b.metrics for b in baselines}
+    dominated_lfm2 = front_dominates_lfm2(runs, base_metrics["lfm2"], objectives)
+    entry = {
+        "objectives": objectives, "evaluations": counts,
+        "frames": {f: {"ideal": fr.ideal, "nadir": fr.nadir} for f, fr in frames.items()},
+        **by_frame["front"], "all_frame": by_frame["all"],
+        "predictor": [{"seed": r["seed"], "presets": r["presets"],
+                       "by_generation": r["predictor"]}
+                      for r in runs if r["algorithm"] == "surrogate"],
+        "baselines": base_metrics,
+        "front_dominates_lfm2_on_perplexity_and_host_decode": dominated_lfm2,
+        "star_table": [star_rows(r, base_metrics, objectives) for r in runs],
+        "runs": archives(runs)}
+    for f, summary in by_frame.items():
+        print(f"{name} ({f} frame): final hypervolume mean " + ", ".join(
+            f"{a} {m[-1]:.4f}" for a, m in summary["hypervolume_mean"].items())
+            + f"; ratio to random {summary['final_ratio_to_random']}; evaluations to reach"
+            f" random's final: {summary['evaluations_to_reach_random_final']}", flush=True)
+    return entry
+
+
+def keep_previous_sets(report: dict[str, Any], args: argparse.Namespace,
+                       started: float) -> None:
+    """Fold in the sets of the existing output file this invocation did not run, so sets can
+    be run one at a time."""
+    previous = json.loads(args.out.read_text())
+    kept = {k: v for k, v in previous.get("sets", {}).items() if k not in report["sets"]}
+    walls = previous.get("wall_s") if isinstance(previous.get("wall_s"), dict) else {}
+    report["sets"] = {**kept, **report["sets"]}
+    report["wall_s"] = {**{k: v for k, v in walls.items() if k in kept},
+                        ",".join(args.sets): time.perf_counter() - started}
+    report["args_by_sets"] = {**previous.get("args_by_sets", {}),
+                              ",".join(args.sets): report["args"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     connect(num_cpus=args.workers)
     config = {"tokens": args.tokens, "seq_len": 64, "batch_size": 16,
               "tokenizer": {"kind": "byte"}, "eval_tokens": 8_192}
@@ -204,66 +304,10 @@ def main(argv: list[str] | None = None) -> dict:
                                                              else v for k, v in vars(args).items()},
                               "sets": {}}
     for name in args.sets:
-        objectives = OBJECTIVE_SETS[name]
-        runs = [run_search(name, objectives, algorithm, seed, args, evaluations, False)
-                for seed in args.seeds for algorithm in args.algorithms]
-        if args.presets:
-            runs += [run_search(name, objectives, algorithm, seed, args, evaluations, True)
-                     for seed in args.seeds for algorithm in args.algorithms
-                     if algorithm != "random"]
-        baselines = [Individual(preset(p, vocab=VOCAB, **PRESET_SIZE[p]), -1, origin=p)
-                     for p in BASELINES]
-        evaluations.evaluate(baselines, objectives)
-        reference = SearchLoop(SPACE, EvolutionSpec(), objectives)
-        everything = [c for run in runs for c in run["loop"].archive.values()]
-        obj, vio = reference.matrix(everything)
-        best = pareto_front(obj, vio)
-        frames = {"front": NormalisationFrame.from_objectives(obj[best], vio[best]),
-                  "all": NormalisationFrame.from_objectives(obj, vio)}
-        plain = [r for r in runs if not r["presets"]]
-        counts = [h.evaluations for h in plain[0]["loop"].history]
-        by_frame = {f: summarise({a: [curve(r, reference, frame) for r in plain
-                                      if r["algorithm"] == a] for a in args.algorithms}, counts)
-                    for f, frame in frames.items()}
-        base_metrics = {b.origin: b.metrics for b in baselines}
-        lfm2 = base_metrics["lfm2"]
-        dominated_lfm2 = None
-        if HOST in objectives:
-            pair = ("perplexity", HOST)
-            dominated_lfm2 = {f"{r['algorithm']}:{r['seed']}": any(
-                dominates(np.array([c.metrics[m] for m in pair]), np.array([lfm2[m] for m in pair]))
-                for c in (r["loop"].archive[h] for h in r["loop"].history[-1].pareto)
-                if all(m in c.metrics for m in pair)) for r in runs if r["presets"]}
-        report["sets"][name] = {
-            "objectives": objectives, "evaluations": counts,
-            "frames": {f: {"ideal": fr.ideal, "nadir": fr.nadir} for f, fr in frames.items()},
-            **by_frame["front"], "all_frame": by_frame["all"],
-            "predictor": [{"seed": r["seed"], "presets": r["presets"], "by_generation": r["predictor"]}
-                          for r in runs if r["algorithm"] == "surrogate"],
-            "baselines": base_metrics,
-            "front_dominates_lfm2_on_perplexity_and_host_decode": dominated_lfm2,
-            "star_table": [star_rows(r, base_metrics, objectives) for r in runs],
-            "runs": [{"algorithm": r["algorithm"], "seed": r["seed"], "presets": r["presets"],
-                      "archive": [{"generation": c.generation, "origin": c.origin,
-                                   "metrics": c.metrics}
-                                  for c in sorted(r["loop"].archive.values(),
-                                                  key=lambda c: c.generation)]}
-                     for r in runs]}
-        for f, summary in by_frame.items():
-            print(f"{name} ({f} frame): final hypervolume mean " + ", ".join(
-                f"{a} {m[-1]:.4f}" for a, m in summary["hypervolume_mean"].items())
-                + f"; ratio to random {summary['final_ratio_to_random']}; evaluations to reach"
-                f" random's final: {summary['evaluations_to_reach_random_final']}", flush=True)
+        report["sets"][name] = search_set(name, args, evaluations)
     report["wall_s"] = {",".join(args.sets): time.perf_counter() - started}
     if args.out.exists():  # keep the sets this invocation did not run
-        previous = json.loads(args.out.read_text())
-        kept = {k: v for k, v in previous.get("sets", {}).items() if k not in report["sets"]}
-        walls = previous.get("wall_s") if isinstance(previous.get("wall_s"), dict) else {}
-        report["sets"] = {**kept, **report["sets"]}
-        report["wall_s"] = {**{k: v for k, v in walls.items() if k in kept},
-                            ",".join(args.sets): time.perf_counter() - started}
-        report["args_by_sets"] = {**previous.get("args_by_sets", {}),
-                                  ",".join(args.sets): report["args"]}
+        keep_previous_sets(report, args, started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=float))
     plot(report, args.out.with_suffix(".png"))

@@ -104,7 +104,8 @@ def time_steps(model, optimizer, batches, device: torch.device = torch.device("c
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags, checked before any model is built so a bad --device fails at once."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
@@ -123,12 +124,14 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the device's peak FLOP/s for MFU (default: known GPUs' table)")
     parser.add_argument("--no-hyena", action="store_true", help="skip the hyena-edge model")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
+    return args
 
+
+def build_models(args: argparse.Namespace, device: torch.device) -> tuple[dict, dict]:
+    """Each model with its optimizer, and its parameter count; the reference must match ours
+    exactly or the comparison means nothing."""
     shape = dict(width=args.width, layers=args.layers, heads=args.heads,
                  kv_heads=args.kv_heads, ffn=args.ffn, vocab=args.vocab)
     genome = preset("transformer++", **shape).to_json()
@@ -148,6 +151,12 @@ def main(argv: list[str] | None = None) -> dict:
                   else [{"params": list(module.parameters()), "weight_decay": 0.1}])
         optimizer = torch.optim.AdamW(groups, lr=1e-3, **fused)
         models[name] = (torch.compile(module) if args.compile else module, optimizer)
+    return models, params
+
+
+def tokens_per_s_by_round(models: dict, args: argparse.Namespace,
+                          device: torch.device) -> dict[str, list[float]]:
+    """Every model's tokens/s in each round, on the same batches, after a shared warm-up."""
     batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len + 1)).to(device)
                for _ in range(args.steps)]
     tokens = args.steps * args.batch * args.seq_len
@@ -160,25 +169,51 @@ def main(argv: list[str] | None = None) -> dict:
         for name in names if round_index % 2 == 0 else names[::-1]:
             model, opt = models[name]
             rates[name].append(tokens / time_steps(model, opt, batches, device))
+    return rates
+
+
+def summarise(rates: dict[str, list[float]], params: dict[str, int], args: argparse.Namespace,
+              device: torch.device) -> dict:
+    """The result: medians, MFU and the paired ratio against the 0.9 target."""
     median = {name: statistics.median(r) for name, r in rates.items()}
     peak = peak_flops(device, args.peak_flops)
-    utilisation = {name: mfu(params[name], median[name], peak) for name in models}
+    utilisation = {name: mfu(params[name], median[name], peak) for name in rates}
     # Paired per-round ratios cancel noise common to both runs of a round.
     ratio = statistics.median(a / b for a, b in zip(rates["tailor"], rates["reference"]))
-    result = {"benchmark": "train_throughput", "params": n_ours, "params_by_model": params,
-              "args": vars(args), "device": (torch.cuda.get_device_name(device)
-                                             if device.type == "cuda" else "cpu"),
-              "peak_flops": peak, "tokens_per_s": median, "mfu": utilisation,
-              "samples": rates, "ratio": ratio, "target": 0.9, "meets_target": ratio >= 0.9}
+    # "params" is the count tailor and the reference share (build_models checks they match).
+    return {"benchmark": "train_throughput", "params": params["reference"],
+            "params_by_model": params,
+            "args": vars(args), "device": (torch.cuda.get_device_name(device)
+                                           if device.type == "cuda" else "cpu"),
+            "peak_flops": peak, "tokens_per_s": median, "mfu": utilisation,
+            "samples": rates, "ratio": ratio, "target": 0.9, "meets_target": ratio >= 0.9}
+
+
+def print_summary(result: dict, args: argparse.Namespace) -> None:
+    """One line per model and the ratio, as the README's table reads them."""
+    median, utilisation = result["tokens_per_s"], result["mfu"]
+    params = result["params_by_model"]
+    print(f"params {result['params']:,} (tailor and reference)  device {result['device']}  "
+          f"threads {args.threads}  compile {args.compile}")
+    for name in median:
+        share = f"  MFU {utilisation[name]:.1%}" if utilisation[name] is not None else ""
+        print(f"{name:<11}{median[name]:12.0f} tokens/s  ({params[name]:,} params){share}")
+    print(f"ratio tailor/reference = {result['ratio']:.3f} (median of paired rounds; "
+          f"target >= 0.9)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    models, params = build_models(args, device)
+    rates = tokens_per_s_by_round(models, args, device)
+    result = summarise(rates, params, args, device)
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     (RESULTS / f"train_throughput{suffix}.json").write_text(json.dumps(result, indent=2))
-    print(f"params {n_ours:,} (tailor and reference)  device {result['device']}  "
-          f"threads {args.threads}  compile {args.compile}")
-    for name in models:
-        share = f"  MFU {utilisation[name]:.1%}" if utilisation[name] is not None else ""
-        print(f"{name:<11}{median[name]:12.0f} tokens/s  ({params[name]:,} params){share}")
-    print(f"ratio tailor/reference = {ratio:.3f} (median of paired rounds; target >= 0.9)")
+    print_summary(result, args)
     return result
 
 
