@@ -60,3 +60,17 @@ def sessions(database_url):
     upgrade(engine)
     yield session_factory(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A real ONNX export of a tiny genome, (genome, {file name: bytes}): the files a
+    profiling task points at (the API's and the agents' tests serve it)."""
+    from core import preset
+    from workers.export.onnx_export import export_onnx
+
+    genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
+                    vocab=97).to_json()
+    out = tmp_path_factory.mktemp("export")
+    export_onnx(genome, out, verify=False)
+    return genome, {p.name: p.read_bytes() for p in out.iterdir()}

@@ -31,19 +31,6 @@ def client(database_url, tmp_path):
         yield test_client
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A real ONNX export of a tiny genome (the files a profiling task points at)."""
-    from core import preset
-    from workers.export.onnx_export import export_onnx
-
-    genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
-                    vocab=97).to_json()
-    out = tmp_path_factory.mktemp("export")
-    export_onnx(genome, out, verify=False)
-    return genome, {p.name: p.read_bytes() for p in out.iterdir()}
-
-
 def test_health_ready_metrics(client):
     assert client.get("/api/v1/health").json() == {"status": "ok"}
     assert client.get("/api/v1/ready").json() == {"status": "ready"}

@@ -34,15 +34,6 @@ def test_micro_batches_give_the_loss_of_one_batch(tmp_path):
     assert split.perplexity == pytest.approx(whole.perplexity, rel=1e-4)
 
 
-def test_micro_batch_size_must_divide_the_batch_and_leaves_the_cache_key_alone():
-    with pytest.raises(ValueError, match="must divide batch_size"):
-        TrainConfig(batch_size=16, micro_batch_size=5)
-    plain = TrainConfig()
-    for neutral in ({"micro_batch_size": 4}, {"compile": True}, {"gpus_per_task": 0.25},
-                    {"peak_flops": 1e14}, {"token_cache": "/tmp/x"}):
-        assert TrainConfig(**neutral).cache_key() == plain.cache_key(), neutral
-    assert TrainConfig(tokenizer={"sample_bytes": 10**6}).cache_key() != plain.cache_key()
-
 
 def test_compile_flag_reaches_torch_compile(monkeypatch, tmp_path):
     compiled = []
