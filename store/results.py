@@ -10,8 +10,6 @@ from sqlalchemy import select
 from store.models import Candidate, Evaluation, Generation, Job
 
 # api/routes/results.py reads the poll version here; it lives in store/polling.py.
-from store.polling import poll_version as poll_version
-from store.polling import poll_version_if_unchanged as poll_version_if_unchanged
 
 from . import NotFound, SessionFactory, insert_or_get, transaction
 

@@ -16,6 +16,7 @@ from api.schemas.public import (ArtifactPublic, CandidateDetail, CandidateSummar
                                 ParetoResponse)
 from store import artifacts as artifact_store
 from store import jobs as job_store
+from store import polling
 from store import results as store
 from store import tasks as task_store
 
@@ -28,8 +29,8 @@ def _job_version(request: Request, job_id: int):
     """The job's poll version, read once for the requests that arrive together."""
     sessions = request.app.state.sessions
     return request.app.state.poll_cache.versions.get(
-        job_id, lambda: store.poll_version(sessions, job_id),
-        fast=lambda: store.poll_version_if_unchanged(sessions, job_id))
+        job_id, lambda: polling.poll_version(sessions, job_id),
+        fast=lambda: polling.poll_version_if_unchanged(sessions, job_id))
 
 
 # The two polled views are `async`: an unchanged view (304) or a cached body is answered on

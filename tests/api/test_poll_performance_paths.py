@@ -14,6 +14,7 @@ from api.app import create_app
 from api.poll_cache import VersionFlights
 from api.settings import Settings
 from store import jobs as job_store
+from store import polling
 from store import results as result_store
 from store.engine import make_engine, session_factory
 
@@ -100,23 +101,23 @@ def test_the_memo_window_delays_a_change_by_at_most_its_length():
 
 def test_poll_version_is_memoised_until_anything_commits(sessions):
     job = job_store.create_job(sessions, "memo", {"objectives": ["params"]})
-    first = result_store.poll_version(sessions, job.id)
+    first = polling.poll_version(sessions, job.id)
     sqlite = sessions.kw["bind"].url.get_backend_name() == "sqlite"
-    unchanged = result_store.poll_version_if_unchanged(sessions, job.id)
+    unchanged = polling.poll_version_if_unchanged(sessions, job.id)
     assert unchanged == (first if sqlite else None)  # PostgreSQL: no marker, always a query
     # Another engine (as the orchestrator, another process) commits: seen at once.
     other_engine = make_engine(str(sessions.kw["bind"].url.render_as_string(False)))
     other = session_factory(other_engine)
     [c] = result_store.add_candidates(other, job.id, 0, [{"genome": {}, "genome_hash": "x"}])
-    assert result_store.poll_version_if_unchanged(sessions, job.id) is None
-    born = result_store.poll_version(sessions, job.id)
+    assert polling.poll_version_if_unchanged(sessions, job.id) is None
+    born = polling.poll_version(sessions, job.id)
     assert born[3:] == (1, 0) and born != first
     result_store.set_candidate_result(other, c.id, "done", {"params": 1})
-    assert result_store.poll_version(sessions, job.id)[3:] == (1, 1)
+    assert polling.poll_version(sessions, job.id)[3:] == (1, 1)
     result_store.write_generation(other, job.id, 0, [c.id], [c.id], 0.1, 1)
-    assert result_store.poll_version(sessions, job.id)[1:] == (1, 0, 0, 0)
+    assert polling.poll_version(sessions, job.id)[1:] == (1, 0, 0, 0)
     job_store.request_cancel(other, job.id)
-    assert result_store.poll_version(sessions, job.id)[0] != "queued"
+    assert polling.poll_version(sessions, job.id)[0] != "queued"
     other_engine.dispose()
 
 
@@ -128,14 +129,14 @@ def test_a_replaced_database_file_is_not_taken_for_an_unchanged_one(tmp_path):
     upgrade(engine)
     sessions = session_factory(engine)
     job = job_store.create_job(sessions, "replaced", {"objectives": ["params"]})
-    result_store.poll_version(sessions, job.id)
-    assert result_store.poll_version_if_unchanged(sessions, job.id) is not None
+    polling.poll_version(sessions, job.id)
+    assert polling.poll_version_if_unchanged(sessions, job.id) is not None
     engine.dispose()
     copy = tmp_path / "copy.sqlite"
     copy.write_bytes(path.read_bytes())
     path.unlink()
     copy.rename(path)  # the same content in a new file
-    assert result_store.poll_version_if_unchanged(sessions, job.id) is None
+    assert polling.poll_version_if_unchanged(sessions, job.id) is None
     engine.dispose()
 
 
@@ -202,8 +203,8 @@ def test_a_burst_of_unchanged_polls_costs_no_version_query(client, monkeypatch):
     url = f"/api/v1/jobs/{job_id}/generations"
     etag = client.get(url).headers["etag"]
     queries = []
-    real = result_store.poll_version
-    monkeypatch.setattr(result_store, "poll_version",
+    real = polling.poll_version
+    monkeypatch.setattr(polling, "poll_version",
                         lambda *a, **k: queries.append(1) or real(*a, **k))
     for _ in range(20):
         assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
