@@ -14,7 +14,7 @@ TORCH_INDEX ?=
 TORCH_FIND_LINKS ?= /opt/wheels
 LOCK_EXTRAS := --extra all --extra dev --extra data --extra usb
 
-.PHONY: install lock demo test test-slow bench clean
+.PHONY: install lock lint demo test test-slow bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ lock: install
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --find-links $(TORCH_FIND_LINKS) --constraint $(VENV)/torch-pin.txt \
 	  --no-emit-package tailor --quiet -o $(LOCK)
+
+# ruff: lint, import order and format, as configured in pyproject.toml (`ruff format .` fixes
+# the format, `ruff check --fix .` the import order).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 demo: install
 	$(BIN)/tailor demo

@@ -20,6 +20,7 @@ from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
@@ -27,17 +28,16 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
 from api.generation_views import GenerationViews
-from api.poll_cache import PollCache
-from core.job_spec import JobSpec
-from fastapi.openapi.utils import get_openapi
-from api.schemas.errors import ERROR_RESPONSES
 from api.guards import BodyLimit, SecurityHeaders, parse_proxies
-from core.protocol import API_PREFIX
-from store.engine import make_engine, session_factory, upgrade
+from api.poll_cache import PollCache
 from api.routes import catalog, devices, fleet, health, jobs, results, tasks
+from api.schemas.errors import ERROR_RESPONSES
 from api.settings import Settings
+from core.job_spec import JobSpec
+from core.protocol import API_PREFIX
 from store import Conflict, NotFound
 from store.artifacts import BadName
+from store.engine import make_engine, session_factory, upgrade
 from store.tasks import BadReport
 
 log = logging.getLogger("tailor.api")
@@ -63,13 +63,18 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     engine = make_engine(settings.resolved_database_url())
     if migrate:
         upgrade(engine)
-    app = FastAPI(title="Tailor", version="0.1.0",
-                  description="Evolve small language-model architectures for real phones.",
-                  redirect_slashes=False)
+    app = FastAPI(
+        title="Tailor",
+        version="0.1.0",
+        description="Evolve small language-model architectures for real phones.",
+        redirect_slashes=False,
+    )
     _set_state(app, settings, engine)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeaders, docs_paths=(app.docs_url, app.redoc_url,
-                                                    app.swagger_ui_oauth2_redirect_url))
+    app.add_middleware(
+        SecurityHeaders,
+        docs_paths=(app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url),
+    )
     _add_error_handlers(app)
     app.openapi = _openapi_with_job_spec(app)
     for module in (health, catalog, jobs, results, devices, fleet, tasks):
@@ -84,8 +89,7 @@ def _set_state(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.admin_key_digest = _admin_key_digest(settings)
-    app.state.enroll_token_digest = digest(settings.enroll_token) if settings.enroll_token \
-        else None
+    app.state.enroll_token_digest = digest(settings.enroll_token) if settings.enroll_token else None
     app.state.enroll_limiter = RateLimiter(settings.enroll_attempts_per_minute)
     app.state.artifact_dir = settings.resolved_artifact_dir()
     app.state.poll_cache = PollCache()
@@ -98,17 +102,28 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
-        errors = [{"field": ".".join(str(p) for p in err["loc"] if p != "body") or "body",
-                   "message": err["msg"], "type": err["type"]} for err in exc.errors()]
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p != "body") or "body",
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors()
+        ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        return JSONResponse({"detail": f"{first['field']}: {first['message']}",
-                             "errors": errors}, status_code=422)
+        return JSONResponse(
+            {"detail": f"{first['field']}: {first['message']}", "errors": errors}, status_code=422
+        )
 
     @app.exception_handler(BadReport)
     async def bad_report(_: Request, exc: BadReport):
-        return JSONResponse({"detail": f"{exc.field}: {exc}",
-                             "errors": [{"field": exc.field, "message": str(exc),
-                                         "type": "value_error"}]}, status_code=422)
+        return JSONResponse(
+            {
+                "detail": f"{exc.field}: {exc}",
+                "errors": [{"field": exc.field, "message": str(exc), "type": "value_error"}],
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound):
@@ -126,14 +141,18 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InterfaceError)
     async def database_down(_: Request, exc: DBAPIError):
         log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
-        return JSONResponse({"detail": "database unavailable, retry shortly"},
-                            status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(
+            {"detail": "database unavailable, retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(DBAPIError)
     async def database_rejected(_: Request, exc: DBAPIError):
         log.warning("database rejected a value: %s", type(exc.orig).__name__)
-        return JSONResponse({"detail": "a value is out of the range the database accepts"},
-                            status_code=400)
+        return JSONResponse(
+            {"detail": "a value is out of the range the database accepts"}, status_code=400
+        )
 
 
 def _openapi_with_job_spec(app: FastAPI) -> Callable[[], dict]:
@@ -141,8 +160,9 @@ def _openapi_with_job_spec(app: FastAPI) -> Callable[[], dict]:
 
     def openapi_with_job_spec() -> dict:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                                 description=app.description)
+            schema = get_openapi(
+                title=app.title, version=app.version, routes=app.routes, description=app.description
+            )
             spec = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(spec.pop("$defs", {}))

@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from store.models import Device
 from store import devices as device_store
+from store.models import Device
 
 
 def digest(secret: str) -> str:
@@ -31,10 +31,16 @@ def bearer(request: Request) -> str | None:
 
 # Declared in the OpenAPI schema (securitySchemes); the checks below read the header
 # themselves so that every failure is our own 401/403 with its message.
-ADMIN_KEY = HTTPBearer(scheme_name="AdminKey", auto_error=False,
-                       description="the server's admin key (TAILOR_ADMIN_KEY)")
-DEVICE_TOKEN = HTTPBearer(scheme_name="DeviceToken", auto_error=False,
-                          description="the token a device got when it enrolled")
+ADMIN_KEY = HTTPBearer(
+    scheme_name="AdminKey",
+    auto_error=False,
+    description="the server's admin key (TAILOR_ADMIN_KEY)",
+)
+DEVICE_TOKEN = HTTPBearer(
+    scheme_name="DeviceToken",
+    auto_error=False,
+    description="the token a device got when it enrolled",
+)
 Credentials = HTTPAuthorizationCredentials | None
 
 
@@ -42,8 +48,11 @@ def require_admin(request: Request, _: Credentials = Security(ADMIN_KEY)) -> Non
     token = bearer(request)
     expected = request.app.state.admin_key_digest
     if token is None:
-        raise HTTPException(401, "missing admin key: send Authorization: Bearer KEY",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing admin key: send Authorization: Bearer KEY",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not hmac.compare_digest(digest(token), expected):
         raise HTTPException(403, "wrong admin key")
 
@@ -59,16 +68,22 @@ def _usable_device(request: Request, token: str) -> Device | None:
 def require_device(request: Request, _: Credentials = Security(DEVICE_TOKEN)) -> Device:
     token = bearer(request)
     if token is None:
-        raise HTTPException(401, "missing device token: send Authorization: Bearer TOKEN",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing device token: send Authorization: Bearer TOKEN",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     device = _usable_device(request, token)
     if device is None:
         raise HTTPException(403, "unknown device token")
     return device
 
 
-def device_or_admin(request: Request, _a: Credentials = Security(ADMIN_KEY),
-                    _d: Credentials = Security(DEVICE_TOKEN)) -> None:
+def device_or_admin(
+    request: Request,
+    _a: Credentials = Security(ADMIN_KEY),
+    _d: Credentials = Security(DEVICE_TOKEN),
+) -> None:
     """The admin key, or the token of a device that is not disabled."""
     token = bearer(request)
     if token is None:
@@ -92,8 +107,11 @@ class RateLimiter:
         while window and now - window[0] > 60:
             window.popleft()
         if len(window) >= self.per_minute:
-            raise HTTPException(429, "too many enrollment attempts; try again in a minute",
-                                headers={"Retry-After": "60"})
+            raise HTTPException(
+                429,
+                "too many enrollment attempts; try again in a minute",
+                headers={"Retry-After": "60"},
+            )
         window.append(now)
 
 

@@ -22,9 +22,16 @@ from store.models import Candidate
 
 
 def summary(c: Candidate) -> CandidateSummary:
-    return CandidateSummary(id=c.id, genome_hash=c.genome_hash, generation=c.generation,
-                            origin=c.origin, status=c.status, metrics=c.metrics or {},
-                            failure=c.failure, predictions=c.predictions or {})
+    return CandidateSummary(
+        id=c.id,
+        genome_hash=c.genome_hash,
+        generation=c.generation,
+        origin=c.origin,
+        status=c.status,
+        metrics=c.metrics or {},
+        failure=c.failure,
+        predictions=c.predictions or {},
+    )
 
 
 def _candidate_json(c: Candidate) -> bytes:
@@ -70,13 +77,28 @@ class GenerationViews:
         for g in rows:
             if g.index in by_generation:
                 fragments.born_in[g.index] = by_generation[g.index]
-                fragments.generations[g.index] = GenerationPublic(
-                    index=g.index, population=g.population, pareto=g.pareto,
-                    hypervolume=g.hypervolume, evaluations=g.evaluations, stats=g.stats,
-                    created_at=g.created_at).model_dump_json().encode()
+                fragments.generations[g.index] = (
+                    GenerationPublic(
+                        index=g.index,
+                        population=g.population,
+                        pareto=g.pareto,
+                        hypervolume=g.hypervolume,
+                        evaluations=g.evaluations,
+                        stats=g.stats,
+                        created_at=g.created_at,
+                    )
+                    .model_dump_json()
+                    .encode()
+                )
 
-    def body(self, sessions: SessionFactory, job_id: int, since: int, status: str,
-             born: int | None = None) -> bytes:
+    def body(
+        self,
+        sessions: SessionFactory,
+        job_id: int,
+        since: int,
+        status: str,
+        born: int | None = None,
+    ) -> bytes:
         """The response bytes. `born` is the poll version's count of candidates born after
         the newest generation: 0 skips reading them (a candidate born after that version
         was read changes the next version, so a poller gets it with its next poll)."""
@@ -108,5 +130,9 @@ class GenerationViews:
                     chosen[c.id] = _candidate_json(c)
         generations = b",".join(fragments.generations[g.index] for g in rows)
         candidates = b",".join(chosen[i] for i in sorted(chosen))
-        return (b'{"job_id":%d,"status":%s,"generations":[%s],"candidates":[%s]}'
-                % (job_id, json.dumps(status).encode(), generations, candidates))
+        return b'{"job_id":%d,"status":%s,"generations":[%s],"candidates":[%s]}' % (
+            job_id,
+            json.dumps(status).encode(),
+            generations,
+            candidates,
+        )

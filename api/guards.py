@@ -31,10 +31,12 @@ SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False
 # The dashboard loads /static/app.js, /static/plotly.min.js and /static/style.css, fetches the
 # API on its own origin and sets inline style attributes (layer colours); plotly draws SVG and
 # injects its own <style> elements and data: images, and needs no eval for the SVG traces.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; "
-                           "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-                           "font-src 'self' data:; connect-src 'self'; object-src 'none'; "
-                           "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 # The interactive API docs (FastAPI's Swagger UI / ReDoc) load their bundle from a CDN and
 # start it with an inline script; they get only the framing rule.
 DOCS_POLICY = "frame-ancestors 'none'"
@@ -64,10 +66,17 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
 
 async def _answer(send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -132,12 +141,16 @@ class SecurityHeaders:
 
         async def with_headers(message):
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() not in (b"x-content-type-options",
-                                                b"content-security-policy")]
-                headers += [(b"x-content-type-options", b"nosniff"),
-                            (b"content-security-policy", policy.encode()),
-                            (b"referrer-policy", b"no-referrer")]
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in (b"x-content-type-options", b"content-security-policy")
+                ]
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"content-security-policy", policy.encode()),
+                    (b"referrer-policy", b"no-referrer"),
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -151,8 +164,10 @@ def parse_proxies(values: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddre
         try:
             networks.append(ipaddress.ip_network(value.strip(), strict=False))
         except ValueError:
-            raise ValueError(f"trusted_proxies: {value!r} is not an IP address or network "
-                             "(e.g. 10.0.0.2 or 10.0.0.0/24)") from None
+            raise ValueError(
+                f"trusted_proxies: {value!r} is not an IP address or network "
+                "(e.g. 10.0.0.2 or 10.0.0.0/24)"
+            ) from None
     return networks
 
 

@@ -61,8 +61,9 @@ class VersionFlights:
         self._flights: OrderedDict[Hashable, _Flight] = OrderedDict()
         self.reads = self.requests = self.fast = 0
 
-    async def get(self, key: Hashable, read: Callable[[], Any],
-                  fast: Callable[[], Any] | None = None) -> Any:
+    async def get(
+        self, key: Hashable, read: Callable[[], Any], fast: Callable[[], Any] | None = None
+    ) -> Any:
         loop = asyncio.get_running_loop()
         self.requests += 1
         if fast is not None:
@@ -79,8 +80,11 @@ class VersionFlights:
                     break
                 del self._flights[oldest]
         self._flights.move_to_end(key)
-        if self.ttl_s > 0 and flight.value is not None \
-                and time.monotonic() - flight.read_at <= self.ttl_s:
+        if (
+            self.ttl_s > 0
+            and flight.value is not None
+            and time.monotonic() - flight.read_at <= self.ttl_s
+        ):
             return flight.value
         if flight.running is None:  # nothing in flight: this request starts a read
             future = flight.running = loop.create_future()
@@ -91,8 +95,9 @@ class VersionFlights:
             future = flight.waiting
         return await asyncio.shield(future)  # a client leaving does not cancel the read
 
-    async def _fly(self, key: Hashable, flight: _Flight, future: asyncio.Future,
-                   read: Callable[[], Any]) -> None:
+    async def _fly(
+        self, key: Hashable, flight: _Flight, future: asyncio.Future, read: Callable[[], Any]
+    ) -> None:
         while True:
             flight.running = future
             started = time.monotonic()
@@ -168,8 +173,9 @@ def matches(request: Request, etag: str) -> bool:
     return etag in tags
 
 
-def conditional(request: Request, cache: PollCache, etag: str,
-                build: Callable[[], bytes]) -> Response:
+def conditional(
+    request: Request, cache: PollCache, etag: str, build: Callable[[], bytes]
+) -> Response:
     """304 if the client holds `etag`, else the cached (or, once, built) body; blocking."""
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if matches(request, etag):
@@ -177,8 +183,9 @@ def conditional(request: Request, cache: PollCache, etag: str,
     return Response(cache.body(etag, build), media_type="application/json", headers=headers)
 
 
-async def conditional_async(request: Request, cache: PollCache, etag: str,
-                            build: Callable[[], bytes]) -> Response:
+async def conditional_async(
+    request: Request, cache: PollCache, etag: str, build: Callable[[], bytes]
+) -> Response:
     """`conditional` on the event loop: 304 and cache hits answered there, a build (which
     reads the database) in a worker thread."""
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}

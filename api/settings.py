@@ -19,10 +19,12 @@ class Settings(StoreSettings):
     admin_key: str | None = None  # Bearer key for admin endpoints (else generated)
     enroll_token: str | None = None  # token phones enroll with
     lease_seconds: float = Field(default=300.0, gt=0, description="lease length by default")
-    max_lease_seconds: float = Field(default=3600.0, gt=0,
-                                     description="the longest lease an agent is granted")
-    max_leases_per_device: int = Field(default=1, ge=1,
-                                       description="tasks one device may hold at once")
+    max_lease_seconds: float = Field(
+        default=3600.0, gt=0, description="the longest lease an agent is granted"
+    )
+    max_leases_per_device: int = Field(
+        default=1, ge=1, description="tasks one device may hold at once"
+    )
     heartbeat_interval_s: float = 15.0
     offline_after_s: float = 60.0
     max_body_bytes: int = Field(default=1 << 20, ge=1)
@@ -47,6 +49,8 @@ class Settings(StoreSettings):
     @model_validator(mode="after")
     def _lease_within_cap(self) -> "Settings":
         if self.lease_seconds > self.max_lease_seconds:
-            raise ValueError(f"lease_seconds ({self.lease_seconds}) must be at most "
-                             f"max_lease_seconds ({self.max_lease_seconds})")
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds}) must be at most "
+                f"max_lease_seconds ({self.max_lease_seconds})"
+            )
         return self

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 # Each writes bench/results/NAME.json; cheap ones first.
-BENCHMARKS = ["train_throughput", "profile_stability", "api_poll", "inference", "search",
-              "system"]
+BENCHMARKS = ["train_throughput", "profile_stability", "api_poll", "inference", "search", "system"]
 
 
 def main(argv: list[str]) -> int:
@@ -17,8 +16,10 @@ def main(argv: list[str]) -> int:
     chosen = argv or available
     unknown = sorted(set(chosen) - set(available))
     if unknown:
-        print(f"error: unknown benchmark {unknown[0]!r}; available: {', '.join(available)}",
-              file=sys.stderr)
+        print(
+            f"error: unknown benchmark {unknown[0]!r}; available: {', '.join(available)}",
+            file=sys.stderr,
+        )
         return 2
     for name in chosen:
         print(f"== bench.{name}", flush=True)

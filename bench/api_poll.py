@@ -48,13 +48,17 @@ from pathlib import Path
 
 import httpx
 
-from store.engine import make_engine, session_factory, upgrade
 from store import jobs, results
+from store.engine import make_engine, session_factory, upgrade
 
 RESULTS = Path(__file__).parent / "results"
-GENOME = {"global": {"width": 64, "vocab_size": 257, "depth": 2},
-          "backbone": [{"op": "hyena_y", "share_featurizer": None, "share_weights": None},
-                       {"op": "swiglu", "share_featurizer": None, "share_weights": None}]}
+GENOME = {
+    "global": {"width": 64, "vocab_size": 257, "depth": 2},
+    "backbone": [
+        {"op": "hyena_y", "share_featurizer": None, "share_weights": None},
+        {"op": "swiglu", "share_featurizer": None, "share_weights": None},
+    ],
+}
 ENDPOINTS = ("generations?since", "pareto")
 TARGETS_MS = {20: 100.0, 50: 300.0}  # issue #12: p99 at this many pollers
 MODES = {"interval": "every 3 s", "closed": "back to back", "since0": "since=0 always"}
@@ -64,20 +68,31 @@ def seed(url: str, candidates: int, per_generation: int) -> int:
     engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)
-    job = jobs.create_job(sessions, "poll-bench", {"objectives": ["perplexity", "params"],
-                                                   "evolution": {"generations": 50}})
+    job = jobs.create_job(
+        sessions,
+        "poll-bench",
+        {"objectives": ["perplexity", "params"], "evolution": {"generations": 50}},
+    )
     rng = random.Random(0)
     generations = candidates // per_generation
     for g in range(generations):
-        rows = results.add_candidates(sessions, job.id, g, [
-            {"genome": GENOME, "genome_hash": f"{g:06x}{i:010x}"} for i in range(per_generation)])
+        rows = results.add_candidates(
+            sessions,
+            job.id,
+            g,
+            [{"genome": GENOME, "genome_hash": f"{g:06x}{i:010x}"} for i in range(per_generation)],
+        )
         for row in rows:
-            results.set_candidate_result(sessions, row.id, "done",
-                                         {"perplexity": rng.uniform(5, 20),
-                                          "params": rng.randint(10**5, 10**7)})
+            results.set_candidate_result(
+                sessions,
+                row.id,
+                "done",
+                {"perplexity": rng.uniform(5, 20), "params": rng.randint(10**5, 10**7)},
+            )
         ids = [r.id for r in rows]
-        results.write_generation(sessions, job.id, g, ids[:16], ids[:40], 0.1 + g / 100,
-                                 (g + 1) * per_generation)
+        results.write_generation(
+            sessions, job.id, g, ids[:16], ids[:40], 0.1 + g / 100, (g + 1) * per_generation
+        )
     engine.dispose()
     return job.id
 
@@ -90,12 +105,19 @@ def writer(url: str, job_id: int, first: int, every_s: float, stop: threading.Ev
     rng = random.Random(first)
     g = first
     while not stop.wait(every_s):
-        rows = results.add_candidates(sessions, job_id, g, [
-            {"genome": GENOME, "genome_hash": f"w{g:06x}{i:09x}"} for i in range(20)])
+        rows = results.add_candidates(
+            sessions,
+            job_id,
+            g,
+            [{"genome": GENOME, "genome_hash": f"w{g:06x}{i:09x}"} for i in range(20)],
+        )
         for row in rows:
-            results.set_candidate_result(sessions, row.id, "done",
-                                         {"perplexity": rng.uniform(5, 20),
-                                          "params": rng.randint(10**5, 10**7)})
+            results.set_candidate_result(
+                sessions,
+                row.id,
+                "done",
+                {"perplexity": rng.uniform(5, 20), "params": rng.randint(10**5, 10**7)},
+            )
         ids = [r.id for r in rows]
         results.write_generation(sessions, job_id, g, ids, ids[:5], 0.5 + g / 1000, g * 20)
         g += 1
@@ -117,8 +139,7 @@ class Poller:
 
     def first_load(self) -> None:
         t0 = time.perf_counter()
-        full = self.client.get(f"{self.base}/jobs/{self.job_id}/generations",
-                               params={"since": 0})
+        full = self.client.get(f"{self.base}/jobs/{self.job_id}/generations", params={"since": 0})
         self.times["first load"].append((time.perf_counter() - t0) * 1000)
         assert full.status_code == 200, full.text[:200]
         self.following = max([g["index"] for g in full.json()["generations"]] + [-1]) + 1
@@ -126,9 +147,10 @@ class Poller:
 
     def round(self) -> None:
         since = 0 if self.mode == "since0" else self.following
-        for name, target in (("generations?since",
-                              f"{self.base}/jobs/{self.job_id}/generations?since={since}"),
-                             ("pareto", f"{self.base}/jobs/{self.job_id}/pareto")):
+        for name, target in (
+            ("generations?since", f"{self.base}/jobs/{self.job_id}/generations?since={since}"),
+            ("pareto", f"{self.base}/jobs/{self.job_id}/pareto"),
+        ):
             headers = {"If-None-Match": self.tags[target]} if target in self.tags else {}
             t0 = time.perf_counter()
             response = self.client.get(target, headers=headers)
@@ -145,8 +167,15 @@ class Poller:
                         self.following = max(got) + 1
 
 
-def poll(base: str, job_id: int, pollers: int, mode: str, requests: int, interval_s: float,
-         duration_s: float) -> list[Poller]:
+def poll(
+    base: str,
+    job_id: int,
+    pollers: int,
+    mode: str,
+    requests: int,
+    interval_s: float,
+    duration_s: float,
+) -> list[Poller]:
     """`pollers` threads: each loads the whole job once, then, when every poller has (the
     first loads are timed on their own, not with the polls), `requests` rounds back to back,
     or a round every `interval_s` (random phase) for `duration_s`."""
@@ -193,9 +222,12 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     if not ordered:
         return {"p50_ms": math.nan, "p99_ms": math.nan, "max_ms": math.nan, "requests": 0}
-    return {"p50_ms": statistics.median(ordered),
-            "p99_ms": ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)],
-            "max_ms": ordered[-1], "requests": len(ordered)}
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)],
+        "max_ms": ordered[-1],
+        "requests": len(ordered),
+    }
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -215,8 +247,15 @@ def targets_table(scenarios: list[dict]) -> list[dict]:
         if target is None:
             continue
         worst = max(row[e]["p99_ms"] for e in ENDPOINTS)
-        rows.append({"mode": row["mode"], "pollers": row["pollers"], "target_p99_ms": target,
-                     "worst_p99_ms": worst, "met": bool(worst <= target)})
+        rows.append(
+            {
+                "mode": row["mode"],
+                "pollers": row["pollers"],
+                "target_p99_ms": target,
+                "worst_p99_ms": worst,
+                "met": bool(worst <= target),
+            }
+        )
     return rows
 
 
@@ -225,19 +264,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--candidates", type=int, default=10_000)
     parser.add_argument("--pollers", type=int, nargs="+", default=[20, 50])
-    parser.add_argument("--modes", nargs="+", choices=sorted(MODES),
-                        default=["interval", "closed"])
-    parser.add_argument("--requests", type=int, default=50,
-                        help="rounds per poller, back to back")
-    parser.add_argument("--interval", type=float, default=3.0,
-                        help="seconds between a poller's rounds in the 'every 3 s' mode")
-    parser.add_argument("--duration", type=float, default=45.0,
-                        help="seconds each 'every 3 s' scenario runs")
-    parser.add_argument("--write-every", type=float, default=0.5,
-                        help="seconds between the writer's generations")
-    parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
-                        default=(os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
-                        help="server on CPU 0, this process on the others")
+    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=["interval", "closed"])
+    parser.add_argument("--requests", type=int, default=50, help="rounds per poller, back to back")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=3.0,
+        help="seconds between a poller's rounds in the 'every 3 s' mode",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=45.0, help="seconds each 'every 3 s' scenario runs"
+    )
+    parser.add_argument(
+        "--write-every", type=float, default=0.5, help="seconds between the writer's generations"
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=(os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
+        help="server on CPU 0, this process on the others",
+    )
     return parser.parse_args(argv)
 
 
@@ -255,8 +301,10 @@ def pin_server(command: list[str], pin: bool) -> tuple[list[str], dict | None]:
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) >= 2:
             os.sched_setaffinity(0, cpus[1:])
-            return (["taskset", "-c", str(cpus[0])] + command,
-                    {"server": [cpus[0]], "clients_and_writer": cpus[1:]})
+            return (
+                ["taskset", "-c", str(cpus[0])] + command,
+                {"server": [cpus[0]], "clients_and_writer": cpus[1:]},
+            )
     return command, None
 
 
@@ -271,16 +319,23 @@ def wait_until_healthy(base: str) -> None:
             time.sleep(0.1)
 
 
-def run_scenario(url: str, base: str, job_id: int, server: subprocess.Popen, mode: str,
-                 pollers: int, first_generation: int, args: argparse.Namespace) -> dict:
+def run_scenario(
+    url: str,
+    base: str,
+    job_id: int,
+    server: subprocess.Popen,
+    mode: str,
+    pollers: int,
+    first_generation: int,
+    args: argparse.Namespace,
+) -> dict:
     """One (mode, pollers) while the writer adds generations: latencies, 304 share, server
     and client CPU per request, and whether pollers kept up."""
     stop = threading.Event()
     load_before = os.getloadavg()
     cpu0 = cpu_seconds(server.pid)
     with ThreadPoolExecutor(1) as background:
-        written = background.submit(writer, url, job_id, first_generation,
-                                    args.write_every, stop)
+        written = background.submit(writer, url, job_id, first_generation, args.write_every, stop)
         t0 = time.perf_counter()
         client_cpu0 = time.process_time()
         done = poll(base, job_id, pollers, mode, args.requests, args.interval, args.duration)
@@ -292,41 +347,53 @@ def run_scenario(url: str, base: str, job_id: int, server: subprocess.Popen, mod
     times = {k: [t for p in done for t in p.times[k]] for k in done[0].times}
     served = sum(len(v) for v in times.values())
     newest = first_generation + generations_written - 1
-    return {"pollers": pollers, "mode": MODES[mode], "wall_s": wall,
-            "generations_written": generations_written,
-            "not_modified_share": statistics.mean(
-                [x for p in done for x in p.not_modified] or [0]),
-            "requests_per_s": served / wall,
-            "server_cpu_ms_per_request": (None if cpu0 is None or cpu1 is None
-                                          else (cpu1 - cpu0) * 1000 / served),
-            "server_cpu_share": (None if cpu0 is None or cpu1 is None
-                                 else (cpu1 - cpu0) / wall),
-            "client_cpu_ms_per_request": client_cpu * 1000 / served,
-            # The writer's last generation may land after a poller's last poll.
-            "pollers_behind_at_end": sum(p.newest_seen < newest - 1 for p in done),
-            "load_average_before": load_before, "load_average_after": os.getloadavg(),
-            **{name: percentiles(samples) for name, samples in times.items()}}
+    return {
+        "pollers": pollers,
+        "mode": MODES[mode],
+        "wall_s": wall,
+        "generations_written": generations_written,
+        "not_modified_share": statistics.mean([x for p in done for x in p.not_modified] or [0]),
+        "requests_per_s": served / wall,
+        "server_cpu_ms_per_request": (
+            None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) * 1000 / served
+        ),
+        "server_cpu_share": (None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / wall),
+        "client_cpu_ms_per_request": client_cpu * 1000 / served,
+        # The writer's last generation may land after a poller's last poll.
+        "pollers_behind_at_end": sum(p.newest_seen < newest - 1 for p in done),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        **{name: percentiles(samples) for name, samples in times.items()},
+    }
 
 
 def print_scenario(row: dict) -> None:
     """One line per scenario, printed as it finishes so a long run shows progress."""
     cpu = row["server_cpu_ms_per_request"]
-    print(f"{row['pollers']:3d} pollers, {row['mode']:14s}: " + "   ".join(
-        f"{name} p50 {row[name]['p50_ms']:.1f} / p99 {row[name]['p99_ms']:.1f} / "
-        f"max {row[name]['max_ms']:.1f} ms" for name in ENDPOINTS)
-          + f"   first load p50 {row['first load']['p50_ms']:.0f} ms"
-          + f"   ({row['not_modified_share']:.0%} 304, {row['requests_per_s']:.0f}"
-          f" req/s, server CPU {'n/a' if cpu is None else f'{cpu:.2f}'} ms/req,"
-          f" writer added {row['generations_written']} generations in {row['wall_s']:.0f}s,"
-          f" load {row['load_average_before'][0]:.1f})", flush=True)
+    print(
+        f"{row['pollers']:3d} pollers, {row['mode']:14s}: "
+        + "   ".join(
+            f"{name} p50 {row[name]['p50_ms']:.1f} / p99 {row[name]['p99_ms']:.1f} / "
+            f"max {row[name]['max_ms']:.1f} ms"
+            for name in ENDPOINTS
+        )
+        + f"   first load p50 {row['first load']['p50_ms']:.0f} ms"
+        + f"   ({row['not_modified_share']:.0%} 304, {row['requests_per_s']:.0f}"
+        f" req/s, server CPU {'n/a' if cpu is None else f'{cpu:.2f}'} ms/req,"
+        f" writer added {row['generations_written']} generations in {row['wall_s']:.0f}s,"
+        f" load {row['load_average_before'][0]:.1f})",
+        flush=True,
+    )
 
 
 def print_targets(table: list[dict]) -> None:
     """Each mode and poller count against issue #12's p99 target."""
     print("\ntargets (issue #12: p99 <= 100 ms at 20 pollers, <= 300 ms at 50; worse endpoint)")
     for t in table:
-        print(f"  {t['mode']:14s} {t['pollers']:3d} pollers: p99 {t['worst_p99_ms']:7.1f} ms"
-              f" <= {t['target_p99_ms']:.0f} ms  {'met' if t['met'] else 'NOT MET'}")
+        print(
+            f"  {t['mode']:14s} {t['pollers']:3d} pollers: p99 {t['worst_p99_ms']:7.1f} ms"
+            f" <= {t['target_p99_ms']:.0f} ms  {'met' if t['met'] else 'NOT MET'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -335,16 +402,27 @@ def main(argv: list[str] | None = None) -> dict:
     url = f"sqlite:///{folder / 'db.sqlite'}"
     started = time.perf_counter()
     job_id = seed(url, args.candidates, 200)
-    print(f"seeded {args.candidates} candidates in {time.perf_counter() - started:.0f}s",
-          flush=True)
+    print(
+        f"seeded {args.candidates} candidates in {time.perf_counter() - started:.0f}s", flush=True
+    )
     port = free_port()
-    env = {**os.environ, "TAILOR_DATABASE_URL": url, "TAILOR_DATA_DIR": str(folder),
-           "TAILOR_ADMIN_KEY": "bench"}
+    env = {
+        **os.environ,
+        "TAILOR_DATABASE_URL": url,
+        "TAILOR_DATA_DIR": str(folder),
+        "TAILOR_ADMIN_KEY": "bench",
+    }
     affinity = os.sched_getaffinity(0)
-    command, pinned = pin_server([sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
-                                 args.pin)
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, cwd=Path(__file__).parent.parent)
+    command, pinned = pin_server(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)], args.pin
+    )
+    server = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parent.parent,
+    )
     base = f"http://127.0.0.1:{port}/api/v1"
     scenarios = []
     next_generation = args.candidates // 200
@@ -352,8 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
         wait_until_healthy(base)
         for mode in args.modes:
             for pollers in args.pollers:
-                row = run_scenario(url, base, job_id, server, mode, pollers, next_generation,
-                                   args)
+                row = run_scenario(url, base, job_id, server, mode, pollers, next_generation, args)
                 next_generation += row["generations_written"]
                 scenarios.append(row)
                 print_scenario(row)
@@ -364,10 +441,15 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
     table = targets_table(scenarios)
     print_targets(table)
-    result = {"benchmark": "api_poll", "args": vars(args), "pinned": pinned,
-              "cpus": os.cpu_count(), "scenarios": scenarios,
-              "targets": {"p99_ms at 20 pollers": 100, "p99_ms at 50 pollers": 300},
-              "targets_met": table}
+    result = {
+        "benchmark": "api_poll",
+        "args": vars(args),
+        "pinned": pinned,
+        "cpus": os.cpu_count(),
+        "scenarios": scenarios,
+        "targets": {"p99_ms at 20 pollers": 100, "p99_ms at 50 pollers": 300},
+        "targets_met": table,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "api_poll.json").write_text(json.dumps(result, indent=2))
     return result

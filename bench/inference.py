@@ -41,9 +41,10 @@ def matched_pair(width: int, layers: int, heads: int, kv_heads: int, ffn: int, v
     base = dict(width=width, layers=layers, heads=heads, kv_heads=kv_heads, vocab=vocab)
     transformer = preset("transformer++", ffn=ffn, **base).to_json()
     target = costs.params(transformer)
-    best = min(range(8, 4 * ffn, 8),
-               key=lambda f: abs(costs.params(preset("hyena-edge", ffn=f, **base).to_json())
-                                 - target))
+    best = min(
+        range(8, 4 * ffn, 8),
+        key=lambda f: abs(costs.params(preset("hyena-edge", ffn=f, **base).to_json()) - target),
+    )
     hybrid = preset("hyena-edge", ffn=best, **base).to_json()
     return transformer, hybrid
 
@@ -62,8 +63,14 @@ def memory_bandwidth_bytes_per_s(size_mb: int = 256, repeats: int = 5) -> float:
 
 def run_graph(graph_dir: Path, kind: str, length: int, repeats: int, threads: int) -> dict:
     """The host agent's own runner: a fresh process per measurement."""
-    result = measure(graph_dir, kind, length, repeats=repeats,
-                     warmup=1 if kind == "prefill" else 3, threads=threads)
+    result = measure(
+        graph_dir,
+        kind,
+        length,
+        repeats=repeats,
+        warmup=1 if kind == "prefill" else 3,
+        threads=threads,
+    )
     return {**result, "median_ms": statistics.median(result["samples_ms"])}
 
 
@@ -79,9 +86,13 @@ def variant_folder(export_dir: Path, variant: Variant) -> Path:
     return folder
 
 
-VARIANTS = {"float32": Variant(), "int8": Variant("int8"), "int4": Variant("int4"),
-            "float32-fused": Variant(attention="fused"),
-            "int4-fused": Variant("int4", "fused")}  # the last: what onnxruntime-genai ships
+VARIANTS = {
+    "float32": Variant(),
+    "int8": Variant("int8"),
+    "int4": Variant("int4"),
+    "float32-fused": Variant(attention="fused"),
+    "int4-fused": Variant("int4", "fused"),
+}  # the last: what onnxruntime-genai ships
 ARCHS = ("transformer++", "hyena-edge")
 
 
@@ -95,23 +106,36 @@ def plot(result: dict, path: Path) -> None:
     variants = result["variants"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     styles = dict(zip(variants, ["-", "--", ":", "-.", (0, (5, 1))]))
-    for ax, (metric, label) in zip(axes, [("prefill_ms", "prefill latency (ms)"),
-                                          ("decode_ms", "decode latency per token (ms)"),
-                                          ("peak_prefill_mb", "prefill peak memory (MiB)")]):
+    for ax, (metric, label) in zip(
+        axes,
+        [
+            ("prefill_ms", "prefill latency (ms)"),
+            ("decode_ms", "decode latency per token (ms)"),
+            ("peak_prefill_mb", "prefill peak memory (MiB)"),
+        ],
+    ):
         for arch, colour in zip(ARCHS, ("C0", "C1")):
             for variant in variants:
-                ax.plot(lengths, [result["rows"][str(L)][arch][variant][metric]
-                                  for L in lengths], marker="o", markersize=3,
-                        linestyle=styles[variant], color=colour, label=f"{arch} {variant}")
+                ax.plot(
+                    lengths,
+                    [result["rows"][str(L)][arch][variant][metric] for L in lengths],
+                    marker="o",
+                    markersize=3,
+                    linestyle=styles[variant],
+                    color=colour,
+                    label=f"{arch} {variant}",
+                )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("L (tokens)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
-    fig.suptitle(f"hyena-edge vs transformer++ ({result['params']['transformer++']:,} vs "
-                 f"{result['params']['hyena-edge']:,} params), onnxruntime CPU, "
-                 f"{result['threads']} thread(s), per precision and attention export")
+    fig.suptitle(
+        f"hyena-edge vs transformer++ ({result['params']['transformer++']:,} vs "
+        f"{result['params']['hyena-edge']:,} params), onnxruntime CPU, "
+        f"{result['threads']} thread(s), per precision and attention export"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -125,8 +149,14 @@ def quality_cost(genomes: dict[str, dict], tokens: int, threads: int) -> dict[st
 
     out: dict[str, dict] = {}
     vocab = next(iter(genomes.values()))["global"]["vocab_size"]
-    config = TrainConfig(tokens=tokens, seq_len=128, batch_size=8, eval_tokens=16_384,
-                         threads=threads, tokenizer={"kind": "bpe", "vocab_size": vocab})
+    config = TrainConfig(
+        tokens=tokens,
+        seq_len=128,
+        batch_size=8,
+        eval_tokens=16_384,
+        threads=threads,
+        tokenizer={"kind": "bpe", "vocab_size": vocab},
+    )
     tags = [v.tag for name, v in VARIANTS.items() if name != "float32"]
     for name, genome in genomes.items():
         with tempfile.TemporaryDirectory() as tmp:
@@ -137,14 +167,21 @@ def quality_cost(genomes: dict[str, dict], tokens: int, threads: int) -> dict[st
         scored = evaluate_quantized_quality(genome, config, weights, tags)
         if not scored.ok:
             raise RuntimeError(f"{name}: {scored.reason}")
-        out[name] = {"torch": trained.perplexity, "tokens_trained": trained.tokens_trained,
-                     "float32_onnx": next(iter(scored.variants.values())).float_onnx_perplexity,
-                     **{label: scored.variants[v.tag].perplexity
-                        for label, v in VARIANTS.items() if v.tag in scored.variants}}
+        out[name] = {
+            "torch": trained.perplexity,
+            "tokens_trained": trained.tokens_trained,
+            "float32_onnx": next(iter(scored.variants.values())).float_onnx_perplexity,
+            **{
+                label: scored.variants[v.tag].perplexity
+                for label, v in VARIANTS.items()
+                if v.tag in scored.variants
+            },
+        }
         out[name]["float32"] = out[name]["torch"]
         costs_text = "  ".join(f"{k} {out[name][k]:.2f}" for k in VARIANTS if k in out[name])
-        print(f"perplexity {name} after {trained.tokens_trained:,} tokens: {costs_text}",
-              flush=True)
+        print(
+            f"perplexity {name} after {trained.tokens_trained:,} tokens: {costs_text}", flush=True
+        )
     return out
 
 
@@ -152,31 +189,42 @@ def markdown(result: dict) -> str:
     """The README tables, from a result."""
     lines = []
     variants = result["variants"]
-    lines.append("| L | variant | prefill ms (T / H) | decode ms (T / H) | peak MiB prefill "
-                 "(T / H) | decode/bound (T / H) |")
+    lines.append(
+        "| L | variant | prefill ms (T / H) | decode ms (T / H) | peak MiB prefill "
+        "(T / H) | decode/bound (T / H) |"
+    )
     lines.append("|---|---|---|---|---|---|")
     for L in result["lengths"]:
         for variant in variants:
             t, h = (result["rows"][str(L)][a][variant] for a in ARCHS)
-            lines.append(f"| {L} | {variant} | {t['prefill_ms']:.3g} / {h['prefill_ms']:.3g} | "
-                         f"{t['decode_ms']:.3g} / {h['decode_ms']:.3g} | "
-                         f"{t['peak_prefill_mb']:.0f} / {h['peak_prefill_mb']:.0f} | "
-                         f"{t['decode_over_bound']:.1f} / {h['decode_over_bound']:.1f} |")
+            lines.append(
+                f"| {L} | {variant} | {t['prefill_ms']:.3g} / {h['prefill_ms']:.3g} | "
+                f"{t['decode_ms']:.3g} / {h['decode_ms']:.3g} | "
+                f"{t['peak_prefill_mb']:.0f} / {h['peak_prefill_mb']:.0f} | "
+                f"{t['decode_over_bound']:.1f} / {h['decode_over_bound']:.1f} |"
+            )
     lines.append("")
     lines.append("| model | " + " | ".join(f"{v} MB" for v in variants) + " |")
     lines.append("|---|" + "---|" * len(variants))
     for arch in ARCHS:
-        lines.append(f"| {arch} | " + " | ".join(
-            f"{result['model_bytes'][arch][v] / 1e6:.1f}" for v in variants) + " |")
+        lines.append(
+            f"| {arch} | "
+            + " | ".join(f"{result['model_bytes'][arch][v] / 1e6:.1f}" for v in variants)
+            + " |"
+        )
     if result.get("perplexity"):
         lines.append("")
-        lines.append("| model | tokens trained | " + " | ".join(
-            f"perplexity {v}" for v in variants) + " |")
+        lines.append(
+            "| model | tokens trained | " + " | ".join(f"perplexity {v}" for v in variants) + " |"
+        )
         lines.append("|---|---|" + "---|" * len(variants))
         for arch in ARCHS:
             q = result["perplexity"][arch]
-            lines.append(f"| {arch} | {q['tokens_trained']:,} | " + " | ".join(
-                f"{q[v]:.2f}" if v in q else "" for v in variants) + " |")
+            lines.append(
+                f"| {arch} | {q['tokens_trained']:,} | "
+                + " | ".join(f"{q[v]:.2f}" if v in q else "" for v in variants)
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -194,8 +242,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prefill-repeats", type=int, default=5)
     parser.add_argument("--decode-repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--train-tokens", type=int, default=100_000,
-                        help="training budget for the perplexity cost (0: skip it)")
+    parser.add_argument(
+        "--train-tokens",
+        type=int,
+        default=100_000,
+        help="training budget for the perplexity cost (0: skip it)",
+    )
     return parser.parse_args(argv)
 
 
@@ -216,26 +268,32 @@ def export_all(genomes: dict[str, dict], variants: list[str], tmp: Path) -> tupl
     return dirs, model_bytes, fused_layers
 
 
-def measure_at_length(genomes: dict[str, dict], pairs: list[tuple[str, str]], dirs: dict,
-                      model_bytes: dict[str, dict], length: int, bandwidth: float,
-                      args: argparse.Namespace) -> dict[str, dict]:
+def measure_at_length(
+    genomes: dict[str, dict],
+    pairs: list[tuple[str, str]],
+    dirs: dict,
+    model_bytes: dict[str, dict],
+    length: int,
+    bandwidth: float,
+    args: argparse.Namespace,
+) -> dict[str, dict]:
     """Prefill and decode of every (model, variant) at one length, and decode against its
     bandwidth bound; the caller alternates the order of `pairs` so drift favours neither."""
     row: dict[str, dict] = {name: {} for name in genomes}
     for name, v in pairs:
-        prefill = run_graph(dirs[(name, v)], "prefill", length, args.prefill_repeats,
-                            args.threads)
-        decode = run_graph(dirs[(name, v)], "decode", length, args.decode_repeats,
-                           args.threads)
+        prefill = run_graph(dirs[(name, v)], "prefill", length, args.prefill_repeats, args.threads)
+        decode = run_graph(dirs[(name, v)], "decode", length, args.decode_repeats, args.threads)
         cache_read = costs.cache_bytes(genomes[name], length, "float32")
         bound_ms = (model_bytes[name][v] + cache_read) / bandwidth * 1000
         row[name][v] = {
-            "prefill_ms": prefill["median_ms"], "decode_ms": decode["median_ms"],
+            "prefill_ms": prefill["median_ms"],
+            "decode_ms": decode["median_ms"],
             "prefill_samples_ms": prefill["samples_ms"],
             "decode_samples_ms": decode["samples_ms"],
             "peak_prefill_mb": prefill["peak_memory_bytes"] / 2**20,
             "peak_decode_mb": decode["peak_memory_bytes"] / 2**20,
-            "cache_bytes_fp32": cache_read, "model_bytes": model_bytes[name][v],
+            "cache_bytes_fp32": cache_read,
+            "model_bytes": model_bytes[name][v],
             "decode_bandwidth_bound_ms": bound_ms,
             "decode_over_bound": decode["median_ms"] / bound_ms,
         }
@@ -246,16 +304,21 @@ def add_ratios(row: dict[str, dict], length: int, variants: list[str]) -> None:
     """Hybrid over transformer per variant into `row`, each printed as it is read."""
     for v in variants:
         t, h = (row[a][v] for a in ARCHS)
-        ratio = {key: h[key] / t[key] for key in ("prefill_ms", "decode_ms",
-                                                  "peak_prefill_mb", "peak_decode_mb")}
+        ratio = {
+            key: h[key] / t[key]
+            for key in ("prefill_ms", "decode_ms", "peak_prefill_mb", "peak_decode_mb")
+        }
         row.setdefault("ratio_hybrid_over_transformer", {})[v] = ratio
-        print(f"L={length:5d} {v:>13}  prefill {t['prefill_ms']:9.2f} / "
-              f"{h['prefill_ms']:9.2f} ms (x{ratio['prefill_ms']:.2f})  decode "
-              f"{t['decode_ms']:7.3f} / {h['decode_ms']:7.3f} ms "
-              f"(x{ratio['decode_ms']:.2f})  peak {t['peak_prefill_mb']:7.1f} / "
-              f"{h['peak_prefill_mb']:7.1f} MiB (x{ratio['peak_prefill_mb']:.2f})  "
-              f"decode/bound {t['decode_over_bound']:.1f} / "
-              f"{h['decode_over_bound']:.1f}", flush=True)
+        print(
+            f"L={length:5d} {v:>13}  prefill {t['prefill_ms']:9.2f} / "
+            f"{h['prefill_ms']:9.2f} ms (x{ratio['prefill_ms']:.2f})  decode "
+            f"{t['decode_ms']:7.3f} / {h['decode_ms']:7.3f} ms "
+            f"(x{ratio['decode_ms']:.2f})  peak {t['peak_prefill_mb']:7.1f} / "
+            f"{h['peak_prefill_mb']:7.1f} MiB (x{ratio['peak_prefill_mb']:.2f})  "
+            f"decode/bound {t['decode_over_bound']:.1f} / "
+            f"{h['decode_over_bound']:.1f}",
+            flush=True,
+        )
 
 
 def fused_attention_target(rows: dict[str, dict], args: argparse.Namespace) -> dict | None:
@@ -264,51 +327,78 @@ def fused_attention_target(rows: dict[str, dict], args: argparse.Namespace) -> d
     if "float32-fused" not in args.variants:
         return None
     long = [L for L in args.lengths if L >= 512]
-    below = {L: rows[str(L)]["hyena-edge"]["float32-fused"]["peak_prefill_mb"]
-             < rows[str(L)]["transformer++"]["float32-fused"]["peak_prefill_mb"]
-             for L in long}
-    print(f"target (fused attention): hybrid prefill peak below transformer++ at every "
-          f"L >= 512: {'met' if all(below.values()) else 'NOT met'} {below}")
-    return {"hybrid_prefill_peak_below_transformer_at_every_L_ge_512": all(below.values()),
-            "per_length": below}
+    below = {
+        L: rows[str(L)]["hyena-edge"]["float32-fused"]["peak_prefill_mb"]
+        < rows[str(L)]["transformer++"]["float32-fused"]["peak_prefill_mb"]
+        for L in long
+    }
+    print(
+        f"target (fused attention): hybrid prefill peak below transformer++ at every "
+        f"L >= 512: {'met' if all(below.values()) else 'NOT met'} {below}"
+    )
+    return {
+        "hybrid_prefill_peak_below_transformer_at_every_L_ge_512": all(below.values()),
+        "per_length": below,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    transformer, hybrid = matched_pair(args.width, args.layers, args.heads, args.kv_heads,
-                                       args.ffn, args.vocab)
+    transformer, hybrid = matched_pair(
+        args.width, args.layers, args.heads, args.kv_heads, args.ffn, args.vocab
+    )
     genomes = {"transformer++": transformer, "hyena-edge": hybrid}
     params = {name: costs.params(g) for name, g in genomes.items()}
     mismatch = abs(params["hyena-edge"] / params["transformer++"] - 1)
     assert mismatch <= 0.02, f"parameter counts differ by {mismatch:.1%}"
     bandwidth = memory_bandwidth_bytes_per_s()
-    print(f"params: transformer++ {params['transformer++']:,}  hyena-edge "
-          f"{params['hyena-edge']:,} ({params['hyena-edge'] / params['transformer++'] - 1:+.2%})"
-          f"   memory bandwidth {bandwidth / 1e9:.1f} GB/s   threads {args.threads}", flush=True)
+    print(
+        f"params: transformer++ {params['transformer++']:,}  hyena-edge "
+        f"{params['hyena-edge']:,} ({params['hyena-edge'] / params['transformer++'] - 1:+.2%})"
+        f"   memory bandwidth {bandwidth / 1e9:.1f} GB/s   threads {args.threads}",
+        flush=True,
+    )
 
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         dirs, model_bytes, fused_layers = export_all(genomes, args.variants, Path(tmp))
         pairs = [(name, v) for v in args.variants for name in genomes]
         for i, length in enumerate(args.lengths):
-            rows[str(length)] = measure_at_length(genomes, pairs if i % 2 == 0 else pairs[::-1],
-                                                  dirs, model_bytes, length, bandwidth, args)
+            rows[str(length)] = measure_at_length(
+                genomes,
+                pairs if i % 2 == 0 else pairs[::-1],
+                dirs,
+                model_bytes,
+                length,
+                bandwidth,
+                args,
+            )
             add_ratios(rows[str(length)], length, args.variants)
 
     fused_target = fused_attention_target(rows, args)
-    quality = (quality_cost(genomes, args.train_tokens, args.threads)
-               if args.train_tokens else None)
-    result = {"benchmark": "inference", "args": vars(args), "params": params,
-              "memory_bandwidth_gb_s": bandwidth / 1e9, "threads": args.threads,
-              "lengths": args.lengths, "variants": args.variants, "rows": rows,
-              "model_bytes": model_bytes, "fused_attention_layers": fused_layers,
-              "fused_target": fused_target, "perplexity": quality, "genomes": genomes}
+    quality = quality_cost(genomes, args.train_tokens, args.threads) if args.train_tokens else None
+    result = {
+        "benchmark": "inference",
+        "args": vars(args),
+        "params": params,
+        "memory_bandwidth_gb_s": bandwidth / 1e9,
+        "threads": args.threads,
+        "lengths": args.lengths,
+        "variants": args.variants,
+        "rows": rows,
+        "model_bytes": model_bytes,
+        "fused_attention_layers": fused_layers,
+        "fused_target": fused_target,
+        "perplexity": quality,
+        "genomes": genomes,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "inference.json").write_text(json.dumps(result, indent=2))
     plot(result, RESULTS / "inference.png")
     print(markdown(result))
-    print("columns: transformer++ / hyena-edge; "
-          f"wrote {RESULTS / 'inference.json'} and inference.png")
+    print(
+        f"columns: transformer++ / hyena-edge; wrote {RESULTS / 'inference.json'} and inference.png"
+    )
     return result
 
 

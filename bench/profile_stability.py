@@ -56,16 +56,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measurement_specs(args: argparse.Namespace) -> dict[str, MeasurementSpec]:
     """Warm and cold differ only in warm-up, repeats and processes, so any gap is theirs."""
-    common = {"prefill_lengths": [args.length], "decode_contexts": [args.length],
-              "threads": args.threads}
-    return {"warm": MeasurementSpec(**common, warmup=args.warmup, repeats=args.repeats,
-                                    processes=args.processes),
-            "cold": MeasurementSpec(**common, warmup=0, repeats=1,
-                                    processes=args.cold_processes)}
+    common = {
+        "prefill_lengths": [args.length],
+        "decode_contexts": [args.length],
+        "threads": args.threads,
+    }
+    return {
+        "warm": MeasurementSpec(
+            **common, warmup=args.warmup, repeats=args.repeats, processes=args.processes
+        ),
+        "cold": MeasurementSpec(**common, warmup=0, repeats=1, processes=args.cold_processes),
+    }
 
 
-def measure_rounds(export_dir: Path, args: argparse.Namespace,
-                   specs: dict[str, MeasurementSpec]) -> list[dict]:
+def measure_rounds(
+    export_dir: Path, args: argparse.Namespace, specs: dict[str, MeasurementSpec]
+) -> list[dict]:
     """Both methods on one export, back to back in every round, so drift hits both alike."""
     rounds: list[dict] = []
     for index in range(args.rounds):
@@ -73,26 +79,43 @@ def measure_rounds(export_dir: Path, args: argparse.Namespace,
         for method, spec in specs.items():
             for kind in KINDS:
                 samples, peak = measure_case(export_dir, kind, args.length, spec)
-                row[f"{method}_{kind}"] = {"median_ms": summarize(samples)["median_ms"],
-                                           "samples_ms": samples, "peak_bytes": peak}
+                row[f"{method}_{kind}"] = {
+                    "median_ms": summarize(samples)["median_ms"],
+                    "samples_ms": samples,
+                    "peak_bytes": peak,
+                }
         rounds.append(row)
-        print(f"round {index + 1}/{args.rounds}: " + ", ".join(
-            f"{kind}({args.length}) warm {row[f'warm_{kind}']['median_ms']:.3f} ms / "
-            f"cold {row[f'cold_{kind}']['median_ms']:.3f} ms" for kind in KINDS),
-            flush=True)
+        print(
+            f"round {index + 1}/{args.rounds}: "
+            + ", ".join(
+                f"{kind}({args.length}) warm {row[f'warm_{kind}']['median_ms']:.3f} ms / "
+                f"cold {row[f'cold_{kind}']['median_ms']:.3f} ms"
+                for kind in KINDS
+            ),
+            flush=True,
+        )
     return rounds
 
 
 def run_description(args: argparse.Namespace, started: float) -> dict:
     """What was measured, how and where, so a stored result can be read without the run."""
-    return {"genome": "hyena-edge", "width": args.width, "layers": args.layers,
-            "length": args.length, "rounds": args.rounds, "threads": args.threads,
-            "warm_method": warm_method(args.warmup, args.repeats, args.processes),
-            "cold_method": f"cold: 1 run in each of {args.cold_processes} fresh processes",
-            "target_cv": TARGET_CV, "seconds": round(time.perf_counter() - started, 1),
-            "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor()
-                        or platform.machine()},
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "genome": "hyena-edge",
+        "width": args.width,
+        "layers": args.layers,
+        "length": args.length,
+        "rounds": args.rounds,
+        "threads": args.threads,
+        "warm_method": warm_method(args.warmup, args.repeats, args.processes),
+        "cold_method": f"cold: 1 run in each of {args.cold_processes} fresh processes",
+        "target_cv": TARGET_CV,
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def kind_summary(rounds: list[dict], kind: str, methods: list[str]) -> dict:
@@ -100,17 +123,19 @@ def kind_summary(rounds: list[dict], kind: str, methods: list[str]) -> dict:
     entry = {}
     for method in methods:
         medians = [r[f"{method}_{kind}"]["median_ms"] for r in rounds]
-        within = [coefficient_of_variation(r[f"{method}_{kind}"]["samples_ms"])
-                  for r in rounds]
-        entry[method] = {"cv_of_medians": coefficient_of_variation(medians),
-                         "mean_median_ms": mean(medians), "medians_ms": medians,
-                         "mean_within_round_cv": mean(within),
-                         "peak_bytes": max(r[f"{method}_{kind}"]["peak_bytes"]
-                                           for r in rounds)}
+        within = [coefficient_of_variation(r[f"{method}_{kind}"]["samples_ms"]) for r in rounds]
+        entry[method] = {
+            "cv_of_medians": coefficient_of_variation(medians),
+            "mean_median_ms": mean(medians),
+            "medians_ms": medians,
+            "mean_within_round_cv": mean(within),
+            "peak_bytes": max(r[f"{method}_{kind}"]["peak_bytes"] for r in rounds),
+        }
     warm, cold = entry["warm"], entry["cold"]
     entry["cold_over_warm_median"] = cold["mean_median_ms"] / warm["mean_median_ms"]
-    entry["cold_over_warm_cv"] = (cold["cv_of_medians"] / warm["cv_of_medians"]
-                                  if warm["cv_of_medians"] else None)
+    entry["cold_over_warm_cv"] = (
+        cold["cv_of_medians"] / warm["cv_of_medians"] if warm["cv_of_medians"] else None
+    )
     entry["warm_meets_target"] = warm["cv_of_medians"] <= TARGET_CV
     return entry
 
@@ -118,12 +143,15 @@ def kind_summary(rounds: list[dict], kind: str, methods: list[str]) -> dict:
 def print_kind_row(entry: dict, label: str) -> None:
     """One row of the table under the header main prints."""
     warm, cold = entry["warm"], entry["cold"]
-    cv_ratio = (f"{entry['cold_over_warm_cv']:.1f}x" if entry["cold_over_warm_cv"]
-                is not None else "-")
-    print(f"{label:<14}{warm['cv_of_medians']:>9.2%}{cold['cv_of_medians']:>9.2%}{cv_ratio:>14}"
-          f"{warm['mean_median_ms']:>10.3f}{cold['mean_median_ms']:>10.3f}"
-          f"{entry['cold_over_warm_median']:>13.2f}x"
-          f"{warm['mean_within_round_cv']:>9.1%}/{cold['mean_within_round_cv']:.1%}")
+    cv_ratio = (
+        f"{entry['cold_over_warm_cv']:.1f}x" if entry["cold_over_warm_cv"] is not None else "-"
+    )
+    print(
+        f"{label:<14}{warm['cv_of_medians']:>9.2%}{cold['cv_of_medians']:>9.2%}{cv_ratio:>14}"
+        f"{warm['mean_median_ms']:>10.3f}{cold['mean_median_ms']:>10.3f}"
+        f"{entry['cold_over_warm_median']:>13.2f}x"
+        f"{warm['mean_within_round_cv']:>9.1%}/{cold['mean_within_round_cv']:.1%}"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,8 +159,15 @@ def main(argv: list[str] | None = None) -> dict:
     from core import preset
     from workers.export.onnx_export import export_onnx
 
-    genome = preset("hyena-edge", width=args.width, layers=args.layers, heads=4, kv_heads=2,
-                    ffn=2 * args.width, vocab=512).to_json()
+    genome = preset(
+        "hyena-edge",
+        width=args.width,
+        layers=args.layers,
+        heads=4,
+        kv_heads=2,
+        ffn=2 * args.width,
+        vocab=512,
+    ).to_json()
     specs = measurement_specs(args)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,15 +175,19 @@ def main(argv: list[str] | None = None) -> dict:
         rounds = measure_rounds(Path(tmp), args, specs)
     result = run_description(args, started)
     print(f"{result['warm_method']}; {result['cold_method']}")
-    print(f"{'':14}{'warm CV':>9}{'cold CV':>9}{'cold/warm CV':>14}{'warm ms':>10}"
-          f"{'cold ms':>10}{'cold/warm ms':>14}{'in-round CV w/c':>18}")
+    print(
+        f"{'':14}{'warm CV':>9}{'cold CV':>9}{'cold/warm CV':>14}{'warm ms':>10}"
+        f"{'cold ms':>10}{'cold/warm ms':>14}{'in-round CV w/c':>18}"
+    )
     for kind in KINDS:
         result[kind] = kind_summary(rounds, kind, list(specs))
         print_kind_row(result[kind], f"{kind}({args.length})")
     for kind in KINDS:
         verdict = "meets" if result[kind]["warm_meets_target"] else "MISSES"
-        print(f"{kind}: warm CV {result[kind]['warm']['cv_of_medians']:.2%} {verdict} the "
-              f"{TARGET_CV:.0%} target")
+        print(
+            f"{kind}: warm CV {result[kind]['warm']['cv_of_medians']:.2%} {verdict} the "
+            f"{TARGET_CV:.0%} target"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     return result

@@ -50,13 +50,20 @@ from orchestrator.search.selection import NormalisationFrame, hypervolume, paret
 
 RESULTS = Path(__file__).parent / "results"
 HOST = "decode_ms@128[host]"
-OBJECTIVE_SETS = {"static": ["perplexity", "params", "cache_bytes@1024"],
-                  "hardware": ["perplexity", HOST, "params"]}
+OBJECTIVE_SETS = {
+    "static": ["perplexity", "params", "cache_bytes@1024"],
+    "hardware": ["perplexity", HOST, "params"],
+}
 ALGORITHMS = ["random", "nsga2", "surrogate"]
 BASELINES = ["transformer++", "lfm2", "hyena-edge", "striped-hyena", "mobilellm"]
 VOCAB = 257  # byte tokenizer
-SPACE = SearchSpace(classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
-                    widths=[32, 48, 64], depth_min=2, depth_max=8, vocab_size=VOCAB)
+SPACE = SearchSpace(
+    classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
+    widths=[32, 48, 64],
+    depth_min=2,
+    depth_max=8,
+    vocab_size=VOCAB,
+)
 PRESET_SIZE = {name: dict(width=48, layers=2, heads=4, kv_heads=2, ffn=96) for name in BASELINES}
 PRESET_SIZE["mobilellm"] = dict(width=32, layers=4, heads=4, kv_heads=2, ffn=64)  # deep and thin
 
@@ -81,8 +88,9 @@ class Evaluations:
             self.evaluator.submit_quality(h, c.genome.to_json(), self.config, timeout_s=900)
         for finished in self._drain():
             result = finished.value.result if finished.ok else None
-            self.perplexity[finished.genome_hash] = (result.perplexity
-                                                     if result is not None and result.ok else None)
+            self.perplexity[finished.genome_hash] = (
+                result.perplexity if result is not None and result.ok else None
+            )
         if HOST in objectives:
             self._measure([c for c in individuals if c.hash not in self.decode_ms])
         for c in individuals:
@@ -102,8 +110,7 @@ class Evaluations:
         for c in individuals:
             self.evaluator.submit_export(c.hash, c.genome.to_json(), None, timeout_s=900)
         exported = {f.genome_hash: f for f in self._drain()}
-        spec = MeasurementSpec(prefill_lengths=[16], decode_contexts=[128], warmup=2,
-                               repeats=10)
+        spec = MeasurementSpec(prefill_lengths=[16], decode_contexts=[128], warmup=2, repeats=10)
         for c in individuals:  # one at a time, the Ray workers idle: timings are not shared
             finished = exported[c.hash]
             if not finished.ok:
@@ -120,10 +127,22 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
-def run_search(name: str, objectives: list[str], algorithm: str, seed: int, args,
-               evaluations: Evaluations, presets: bool) -> dict[str, Any]:
-    spec = EvolutionSpec(algorithm=algorithm, population=args.population,
-                         generations=args.generations, seed=seed, include_presets=presets)
+def run_search(
+    name: str,
+    objectives: list[str],
+    algorithm: str,
+    seed: int,
+    args,
+    evaluations: Evaluations,
+    presets: bool,
+) -> dict[str, Any]:
+    spec = EvolutionSpec(
+        algorithm=algorithm,
+        population=args.population,
+        generations=args.generations,
+        seed=seed,
+        include_presets=presets,
+    )
     loop = SearchLoop(SPACE, spec, objectives)
     started = time.perf_counter()
     predictor = []  # the surrogate's accuracy, generation by generation
@@ -134,81 +153,112 @@ def run_search(name: str, objectives: list[str], algorithm: str, seed: int, args
             evaluations.evaluate(todo, objectives)
         loop.complete(generation, [c.hash for c in individuals])
         if algorithm == "surrogate":
-            predictor.append({"generation": generation,
-                              "fallback": loop.selection_info.get(generation, {}).get(
-                                  "fallback", True),
-                              **loop.prediction_report(generation)})
-    print(f"{name:8s} {algorithm:9s} seed {seed}{' +presets' if presets else ''}: "
-          f"{loop.history[-1].evaluations} evaluations, {len(loop.history[-1].pareto)} on the "
-          f"front ({time.perf_counter() - started:.0f}s)", flush=True)
-    return {"loop": loop, "predictor": predictor, "seed": seed, "algorithm": algorithm,
-            "presets": presets}
+            predictor.append(
+                {
+                    "generation": generation,
+                    "fallback": loop.selection_info.get(generation, {}).get("fallback", True),
+                    **loop.prediction_report(generation),
+                }
+            )
+    print(
+        f"{name:8s} {algorithm:9s} seed {seed}{' +presets' if presets else ''}: "
+        f"{loop.history[-1].evaluations} evaluations, {len(loop.history[-1].pareto)} on the "
+        f"front ({time.perf_counter() - started:.0f}s)",
+        flush=True,
+    )
+    return {
+        "loop": loop,
+        "predictor": predictor,
+        "seed": seed,
+        "algorithm": algorithm,
+        "presets": presets,
+    }
 
 
 def summarise(curves: dict[str, list[list[float]]], counts: list[int]) -> dict[str, Any]:
     """Mean and spread over seeds, ratio to random's final mean, evaluations to reach it."""
     mean = {a: np.mean(c, axis=0).tolist() for a, c in curves.items()}
     target = mean["random"][-1] if "random" in mean else None
-    return {"hypervolume": curves, "hypervolume_mean": mean,
-            "hypervolume_std": {a: np.std(c, axis=0).tolist() for a, c in curves.items()},
-            "final_ratio_to_random": {a: m[-1] / target for a, m in mean.items()} if target
-            else {},
-            "evaluations_to_reach_random_final": {
-                a: next((n for n, v in zip(counts, m) if target is not None and v >= target),
-                        None) for a, m in mean.items()}}
+    return {
+        "hypervolume": curves,
+        "hypervolume_mean": mean,
+        "hypervolume_std": {a: np.std(c, axis=0).tolist() for a, c in curves.items()},
+        "final_ratio_to_random": {a: m[-1] / target for a, m in mean.items()} if target else {},
+        "evaluations_to_reach_random_final": {
+            a: next((n for n, v in zip(counts, m) if target is not None and v >= target), None)
+            for a, m in mean.items()
+        },
+    }
 
 
 def curve(run: dict[str, Any], reference: SearchLoop, frame: NormalisationFrame) -> list[float]:
     loop = run["loop"]
     ordered = sorted(loop.archive.values(), key=lambda c: c.generation)
     obj, vio = reference.matrix(ordered)
-    return [hypervolume(obj[:h.evaluations], vio[:h.evaluations], frame) for h in loop.history]
+    return [hypervolume(obj[: h.evaluations], vio[: h.evaluations], frame) for h in loop.history]
 
 
 def star_rows(run: dict[str, Any], baselines: dict[str, dict], objectives: list[str]) -> dict:
     front = [run["loop"].archive[h] for h in run["loop"].history[-1].pareto]
-    row: dict[str, Any] = {"algorithm": run["algorithm"], "seed": run["seed"],
-                           "presets": run["presets"], "pareto_size": len(front)}
+    row: dict[str, Any] = {
+        "algorithm": run["algorithm"],
+        "seed": run["seed"],
+        "presets": run["presets"],
+        "pareto_size": len(front),
+    }
     cost = next(m for m in objectives if m not in ("perplexity", "params"))
     for name, base in baselines.items():
         if "perplexity" not in base or cost not in base:
             continue
         for label, metric in (("ppl_params", "params"), (f"ppl_{cost}", cost)):
             b = np.array([base["perplexity"], base[metric]])
-            row[f"{name}:{label}"] = sum(dominates(np.array([c.metrics["perplexity"],
-                                                             c.metrics[metric]]), b)
-                                         for c in front
-                                         if "perplexity" in c.metrics and metric in c.metrics)
+            row[f"{name}:{label}"] = sum(
+                dominates(np.array([c.metrics["perplexity"], c.metrics[metric]]), b)
+                for c in front
+                if "perplexity" in c.metrics and metric in c.metrics
+            )
     return row
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The flags; the defaults are the README's three seeds at equal budgets."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sets", nargs="+", default=list(OBJECTIVE_SETS),
-                        choices=list(OBJECTIVE_SETS))
+    parser.add_argument(
+        "--sets", nargs="+", default=list(OBJECTIVE_SETS), choices=list(OBJECTIVE_SETS)
+    )
     parser.add_argument("--algorithms", nargs="+", default=ALGORITHMS, choices=ALGORITHMS)
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--generations", type=int, default=9)
     parser.add_argument("--tokens", type=int, default=30_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--presets", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run NSGA-II and the surrogate with presets in generation 0")
+    parser.add_argument(
+        "--presets",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run NSGA-II and the surrogate with presets in generation 0",
+    )
     parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs")
     parser.add_argument("--out", type=Path, default=RESULTS / "search.json")
     return parser.parse_args(argv)
 
 
-def run_all_searches(name: str, objectives: list[str], args: argparse.Namespace,
-                     evaluations: Evaluations) -> list[dict[str, Any]]:
+def run_all_searches(
+    name: str, objectives: list[str], args: argparse.Namespace, evaluations: Evaluations
+) -> list[dict[str, Any]]:
     """Every (algorithm, seed) from the same start, then, with --presets, the presets seeded
     (random search has no initial population to seed)."""
-    runs = [run_search(name, objectives, algorithm, seed, args, evaluations, False)
-            for seed in args.seeds for algorithm in args.algorithms]
+    runs = [
+        run_search(name, objectives, algorithm, seed, args, evaluations, False)
+        for seed in args.seeds
+        for algorithm in args.algorithms
+    ]
     if args.presets:
-        runs += [run_search(name, objectives, algorithm, seed, args, evaluations, True)
-                 for seed in args.seeds for algorithm in args.algorithms
-                 if algorithm != "random"]
+        runs += [
+            run_search(name, objectives, algorithm, seed, args, evaluations, True)
+            for seed in args.seeds
+            for algorithm in args.algorithms
+            if algorithm != "random"
+        ]
     return runs
 
 
@@ -218,91 +268,132 @@ def shared_frames(reference: SearchLoop, runs: list[dict[str, Any]]) -> dict[str
     everything = [c for run in runs for c in run["loop"].archive.values()]
     obj, vio = reference.matrix(everything)
     best = pareto_front(obj, vio)
-    return {"front": NormalisationFrame.from_objectives(obj[best], vio[best]),
-            "all": NormalisationFrame.from_objectives(obj, vio)}
+    return {
+        "front": NormalisationFrame.from_objectives(obj[best], vio[best]),
+        "all": NormalisationFrame.from_objectives(obj, vio),
+    }
 
 
-def front_dominates_lfm2(runs: list[dict[str, Any]], lfm2: dict[str, float],
-                         objectives: list[str]) -> dict[str, bool] | None:
+def front_dominates_lfm2(
+    runs: list[dict[str, Any]], lfm2: dict[str, float], objectives: list[str]
+) -> dict[str, bool] | None:
     """Per preset-seeded run, whether its final front beats `lfm2` on perplexity and host
     decode latency at once (None when the set does not measure latency)."""
     if HOST not in objectives:
         return None
     pair = ("perplexity", HOST)
-    return {f"{r['algorithm']}:{r['seed']}": any(
-        dominates(np.array([c.metrics[m] for m in pair]), np.array([lfm2[m] for m in pair]))
-        for c in (r["loop"].archive[h] for h in r["loop"].history[-1].pareto)
-        if all(m in c.metrics for m in pair)) for r in runs if r["presets"]}
+    return {
+        f"{r['algorithm']}:{r['seed']}": any(
+            dominates(np.array([c.metrics[m] for m in pair]), np.array([lfm2[m] for m in pair]))
+            for c in (r["loop"].archive[h] for h in r["loop"].history[-1].pareto)
+            if all(m in c.metrics for m in pair)
+        )
+        for r in runs
+        if r["presets"]
+    }
 
 
 def archives(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each run's evaluated candidates, so other frames can be computed from the JSON later."""
-    return [{"algorithm": r["algorithm"], "seed": r["seed"], "presets": r["presets"],
-             "archive": [{"generation": c.generation, "origin": c.origin, "metrics": c.metrics}
-                         for c in sorted(r["loop"].archive.values(),
-                                         key=lambda c: c.generation)]}
-            for r in runs]
+    return [
+        {
+            "algorithm": r["algorithm"],
+            "seed": r["seed"],
+            "presets": r["presets"],
+            "archive": [
+                {"generation": c.generation, "origin": c.origin, "metrics": c.metrics}
+                for c in sorted(r["loop"].archive.values(), key=lambda c: c.generation)
+            ],
+        }
+        for r in runs
+    ]
 
 
 def search_set(name: str, args: argparse.Namespace, evaluations: Evaluations) -> dict[str, Any]:
     """One objective set: its searches, the baselines, and the report entry for it."""
     objectives = OBJECTIVE_SETS[name]
     runs = run_all_searches(name, objectives, args, evaluations)
-    baselines = [Individual(preset(p, vocab=VOCAB, **PRESET_SIZE[p]), -1, origin=p)
-                 for p in BASELINES]
+    baselines = [
+        Individual(preset(p, vocab=VOCAB, **PRESET_SIZE[p]), -1, origin=p) for p in BASELINES
+    ]
     evaluations.evaluate(baselines, objectives)
     reference = SearchLoop(SPACE, EvolutionSpec(), objectives)
     frames = shared_frames(reference, runs)
     plain = [r for r in runs if not r["presets"]]
     counts = [h.evaluations for h in plain[0]["loop"].history]
-    by_frame = {f: summarise({a: [curve(r, reference, frame) for r in plain
-                                  if r["algorithm"] == a] for a in args.algorithms}, counts)
-                for f, frame in frames.items()}
+    by_frame = {
+        f: summarise(
+            {
+                a: [curve(r, reference, frame) for r in plain if r["algorithm"] == a]
+                for a in args.algorithms
+            },
+            counts,
+        )
+        for f, frame in frames.items()
+    }
     base_metrics = {b.origin: b.metrics for b in baselines}
     dominated_lfm2 = front_dominates_lfm2(runs, base_metrics["lfm2"], objectives)
     entry = {
-        "objectives": objectives, "evaluations": counts,
+        "objectives": objectives,
+        "evaluations": counts,
         "frames": {f: {"ideal": fr.ideal, "nadir": fr.nadir} for f, fr in frames.items()},
-        **by_frame["front"], "all_frame": by_frame["all"],
-        "predictor": [{"seed": r["seed"], "presets": r["presets"],
-                       "by_generation": r["predictor"]}
-                      for r in runs if r["algorithm"] == "surrogate"],
+        **by_frame["front"],
+        "all_frame": by_frame["all"],
+        "predictor": [
+            {"seed": r["seed"], "presets": r["presets"], "by_generation": r["predictor"]}
+            for r in runs
+            if r["algorithm"] == "surrogate"
+        ],
         "baselines": base_metrics,
         "front_dominates_lfm2_on_perplexity_and_host_decode": dominated_lfm2,
         "star_table": [star_rows(r, base_metrics, objectives) for r in runs],
-        "runs": archives(runs)}
+        "runs": archives(runs),
+    }
     for f, summary in by_frame.items():
-        print(f"{name} ({f} frame): final hypervolume mean " + ", ".join(
-            f"{a} {m[-1]:.4f}" for a, m in summary["hypervolume_mean"].items())
+        print(
+            f"{name} ({f} frame): final hypervolume mean "
+            + ", ".join(f"{a} {m[-1]:.4f}" for a, m in summary["hypervolume_mean"].items())
             + f"; ratio to random {summary['final_ratio_to_random']}; evaluations to reach"
-            f" random's final: {summary['evaluations_to_reach_random_final']}", flush=True)
+            f" random's final: {summary['evaluations_to_reach_random_final']}",
+            flush=True,
+        )
     return entry
 
 
-def keep_previous_sets(report: dict[str, Any], args: argparse.Namespace,
-                       started: float) -> None:
+def keep_previous_sets(report: dict[str, Any], args: argparse.Namespace, started: float) -> None:
     """Fold in the sets of the existing output file this invocation did not run, so sets can
     be run one at a time."""
     previous = json.loads(args.out.read_text())
     kept = {k: v for k, v in previous.get("sets", {}).items() if k not in report["sets"]}
     walls = previous.get("wall_s") if isinstance(previous.get("wall_s"), dict) else {}
     report["sets"] = {**kept, **report["sets"]}
-    report["wall_s"] = {**{k: v for k, v in walls.items() if k in kept},
-                        ",".join(args.sets): time.perf_counter() - started}
-    report["args_by_sets"] = {**previous.get("args_by_sets", {}),
-                              ",".join(args.sets): report["args"]}
+    report["wall_s"] = {
+        **{k: v for k, v in walls.items() if k in kept},
+        ",".join(args.sets): time.perf_counter() - started,
+    }
+    report["args_by_sets"] = {
+        **previous.get("args_by_sets", {}),
+        ",".join(args.sets): report["args"],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     connect(num_cpus=args.workers)
-    config = {"tokens": args.tokens, "seq_len": 64, "batch_size": 16,
-              "tokenizer": {"kind": "byte"}, "eval_tokens": 8_192}
+    config = {
+        "tokens": args.tokens,
+        "seq_len": 64,
+        "batch_size": 16,
+        "tokenizer": {"kind": "byte"},
+        "eval_tokens": 8_192,
+    }
     evaluations = Evaluations(RayEvaluator(), config)
     started = time.perf_counter()
-    report: dict[str, Any] = {"benchmark": "search", "args": {k: str(v) if isinstance(v, Path)
-                                                             else v for k, v in vars(args).items()},
-                              "sets": {}}
+    report: dict[str, Any] = {
+        "benchmark": "search",
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "sets": {},
+    }
     for name in args.sets:
         report["sets"][name] = search_set(name, args, evaluations)
     report["wall_s"] = {",".join(args.sets): time.perf_counter() - started}
@@ -328,8 +419,13 @@ def plot(report: dict, path: Path) -> None:
         for i, (algorithm, mean) in enumerate(data["hypervolume_mean"].items()):
             std = np.asarray(data["hypervolume_std"][algorithm])
             ax.plot(data["evaluations"], mean, marker="o", color=f"C{i}", label=algorithm)
-            ax.fill_between(data["evaluations"], np.asarray(mean) - std, np.asarray(mean) + std,
-                            color=f"C{i}", alpha=0.2)
+            ax.fill_between(
+                data["evaluations"],
+                np.asarray(mean) - std,
+                np.asarray(mean) + std,
+                color=f"C{i}",
+                alpha=0.2,
+            )
         ax.set_xlabel("evaluations")
         ax.set_ylabel("hypervolume (shared frame)")
         ax.set_title(f"{name}: {', '.join(data['objectives'])}", fontsize=9)

@@ -25,13 +25,13 @@ from pathlib import Path
 import ray
 from sqlalchemy import select
 
-from store.models import Evaluation, Measurement
+from cli.embedded import start_embedded
 from core.job_spec import JobSpec
+from orchestrator.driver import JobRunner
+from orchestrator.ray_evaluator import connect
 from store import jobs as job_store
 from store import transaction
-from orchestrator.driver import JobRunner
-from cli.embedded import start_embedded
-from orchestrator.ray_evaluator import connect
+from store.models import Evaluation, Measurement
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -50,16 +50,33 @@ def run_job(workers: int, args) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"tailor-system{workers}-"))
     system = start_embedded(folder)
     sessions = system.app.state.sessions
-    spec = JobSpec.model_validate({
-        "name": f"system-{workers}", "objectives": ["perplexity", "decode_ms@128[host]", "params"],
-        "search_space": {"classes": ["attention", "hyena", "hyena_y", "gla", "swiglu"],
-                         "widths": [32, 48, 64], "depth_min": 2, "depth_max": 6,
-                         "vocab_size": 257},
-        "evolution": {"population": args.population, "generations": args.generations},
-        "training": {"tokens": args.tokens, "seq_len": 64, "eval_tokens": 8192,
-                     "tokenizer": {"kind": "byte"}},
-        "profiling": {"devices": ["host"], "prefill_lengths": [128], "decode_contexts": [128],
-                      "repeats": 5, "warmup": 1}})
+    spec = JobSpec.model_validate(
+        {
+            "name": f"system-{workers}",
+            "objectives": ["perplexity", "decode_ms@128[host]", "params"],
+            "search_space": {
+                "classes": ["attention", "hyena", "hyena_y", "gla", "swiglu"],
+                "widths": [32, 48, 64],
+                "depth_min": 2,
+                "depth_max": 6,
+                "vocab_size": 257,
+            },
+            "evolution": {"population": args.population, "generations": args.generations},
+            "training": {
+                "tokens": args.tokens,
+                "seq_len": 64,
+                "eval_tokens": 8192,
+                "tokenizer": {"kind": "byte"},
+            },
+            "profiling": {
+                "devices": ["host"],
+                "prefill_lengths": [128],
+                "decode_contexts": [128],
+                "repeats": 5,
+                "warmup": 1,
+            },
+        }
+    )
     job = job_store.create_job(sessions, spec.name, spec.model_dump(mode="json"))
     connect(num_cpus=workers)
     job_store.claim_job(sessions, "bench")
@@ -73,17 +90,25 @@ def run_job(workers: int, args) -> dict:
         for result in s.scalars(select(Evaluation.result)).all():
             if result.get("task_interval"):
                 intervals.append(tuple(result["task_interval"]))
-        for created, report in s.execute(select(Measurement.created_at,
-                                                Measurement.report)).all():
-            end = created.replace(tzinfo=timezone.utc).timestamp() if created.tzinfo is None \
+        for created, report in s.execute(select(Measurement.created_at, Measurement.report)).all():
+            end = (
+                created.replace(tzinfo=timezone.utc).timestamp()
+                if created.tzinfo is None
                 else created.timestamp()
+            )
             intervals.append((end - report["wall_s"], end))
         evaluations = len(s.scalars(select(Measurement.id)).all())
     wall = ended - started
     busy = union_seconds(intervals, started, ended)
-    return {"workers": workers, "status": status, "evaluations": evaluations, "wall_s": wall,
-            "evaluations_per_hour": evaluations / wall * 3600, "busy_s": busy,
-            "overhead": 1 - busy / wall}
+    return {
+        "workers": workers,
+        "status": status,
+        "evaluations": evaluations,
+        "wall_s": wall,
+        "evaluations_per_hour": evaluations / wall * 3600,
+        "busy_s": busy,
+        "overhead": 1 - busy / wall,
+    }
 
 
 def plot(result: dict, path: Path) -> None:
@@ -114,16 +139,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokens", type=int, default=30_000)
     args = parser.parse_args(argv)
     runs = [run_job(1, args), run_job(2, args)]
-    result = {"benchmark": "system", "args": vars(args), "runs": runs,
-              "speedup_2_over_1": runs[1]["evaluations_per_hour"] / runs[0]["evaluations_per_hour"],
-              "overhead_target": 0.05}
+    result = {
+        "benchmark": "system",
+        "args": vars(args),
+        "runs": runs,
+        "speedup_2_over_1": runs[1]["evaluations_per_hour"] / runs[0]["evaluations_per_hour"],
+        "overhead_target": 0.05,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "system.json").write_text(json.dumps(result, indent=2))
     plot(result, RESULTS / "system.png")
     for run in runs:
-        print(f"{run['workers']} worker(s): {run['evaluations']} evaluations in "
-              f"{run['wall_s']:.1f}s = {run['evaluations_per_hour']:.0f}/hour; overhead "
-              f"{run['overhead']:.1%} (target <= 5%)")
+        print(
+            f"{run['workers']} worker(s): {run['evaluations']} evaluations in "
+            f"{run['wall_s']:.1f}s = {run['evaluations_per_hour']:.0f}/hour; overhead "
+            f"{run['overhead']:.1%} (target <= 5%)"
+        )
     print(f"evaluations/hour, 2 workers / 1 worker = {result['speedup_2_over_1']:.2f}")
     return result
 

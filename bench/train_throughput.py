@@ -93,8 +93,9 @@ def time_steps(model, optimizer, batches, device: torch.device = torch.device("c
     for batch in batches:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                               batch[:, 1:].reshape(-1))
+        loss = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -120,8 +121,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile every model")
-    parser.add_argument("--peak-flops", type=float, default=None,
-                        help="the device's peak FLOP/s for MFU (default: known GPUs' table)")
+    parser.add_argument(
+        "--peak-flops",
+        type=float,
+        default=None,
+        help="the device's peak FLOP/s for MFU (default: known GPUs' table)",
+    )
     parser.add_argument("--no-hyena", action="store_true", help="skip the hyena-edge model")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -132,8 +137,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_models(args: argparse.Namespace, device: torch.device) -> tuple[dict, dict]:
     """Each model with its optimizer, and its parameter count; the reference must match ours
     exactly or the comparison means nothing."""
-    shape = dict(width=args.width, layers=args.layers, heads=args.heads,
-                 kv_heads=args.kv_heads, ffn=args.ffn, vocab=args.vocab)
+    shape = dict(
+        width=args.width,
+        layers=args.layers,
+        heads=args.heads,
+        kv_heads=args.kv_heads,
+        ffn=args.ffn,
+        vocab=args.vocab,
+    )
     genome = preset("transformer++", **shape).to_json()
     ours = compile_genome(genome, seed=0)
     ref = RefTransformer(args.vocab, args.width, args.layers, args.heads, args.kv_heads, args.ffn)
@@ -147,18 +158,24 @@ def build_models(args: argparse.Namespace, device: torch.device) -> tuple[dict, 
     models = {}
     for name, module in modules.items():
         module = module.to(device)
-        groups = (param_groups(module, 0.1) if name != "reference"
-                  else [{"params": list(module.parameters()), "weight_decay": 0.1}])
+        groups = (
+            param_groups(module, 0.1)
+            if name != "reference"
+            else [{"params": list(module.parameters()), "weight_decay": 0.1}]
+        )
         optimizer = torch.optim.AdamW(groups, lr=1e-3, **fused)
         models[name] = (torch.compile(module) if args.compile else module, optimizer)
     return models, params
 
 
-def tokens_per_s_by_round(models: dict, args: argparse.Namespace,
-                          device: torch.device) -> dict[str, list[float]]:
+def tokens_per_s_by_round(
+    models: dict, args: argparse.Namespace, device: torch.device
+) -> dict[str, list[float]]:
     """Every model's tokens/s in each round, on the same batches, after a shared warm-up."""
-    batches = [torch.randint(0, args.vocab, (args.batch, args.seq_len + 1)).to(device)
-               for _ in range(args.steps)]
+    batches = [
+        torch.randint(0, args.vocab, (args.batch, args.seq_len + 1)).to(device)
+        for _ in range(args.steps)
+    ]
     tokens = args.steps * args.batch * args.seq_len
     for model, opt in models.values():  # warm-up: allocator, kernels, compilation
         time_steps(model, opt, batches[:2], device)
@@ -172,8 +189,12 @@ def tokens_per_s_by_round(models: dict, args: argparse.Namespace,
     return rates
 
 
-def summarise(rates: dict[str, list[float]], params: dict[str, int], args: argparse.Namespace,
-              device: torch.device) -> dict:
+def summarise(
+    rates: dict[str, list[float]],
+    params: dict[str, int],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> dict:
     """The result: medians, MFU and the paired ratio against the 0.9 target."""
     median = {name: statistics.median(r) for name, r in rates.items()}
     peak = peak_flops(device, args.peak_flops)
@@ -181,25 +202,36 @@ def summarise(rates: dict[str, list[float]], params: dict[str, int], args: argpa
     # Paired per-round ratios cancel noise common to both runs of a round.
     ratio = statistics.median(a / b for a, b in zip(rates["tailor"], rates["reference"]))
     # "params" is the count tailor and the reference share (build_models checks they match).
-    return {"benchmark": "train_throughput", "params": params["reference"],
-            "params_by_model": params,
-            "args": vars(args), "device": (torch.cuda.get_device_name(device)
-                                           if device.type == "cuda" else "cpu"),
-            "peak_flops": peak, "tokens_per_s": median, "mfu": utilisation,
-            "samples": rates, "ratio": ratio, "target": 0.9, "meets_target": ratio >= 0.9}
+    return {
+        "benchmark": "train_throughput",
+        "params": params["reference"],
+        "params_by_model": params,
+        "args": vars(args),
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
+        "peak_flops": peak,
+        "tokens_per_s": median,
+        "mfu": utilisation,
+        "samples": rates,
+        "ratio": ratio,
+        "target": 0.9,
+        "meets_target": ratio >= 0.9,
+    }
 
 
 def print_summary(result: dict, args: argparse.Namespace) -> None:
     """One line per model and the ratio, as the README's table reads them."""
     median, utilisation = result["tokens_per_s"], result["mfu"]
     params = result["params_by_model"]
-    print(f"params {result['params']:,} (tailor and reference)  device {result['device']}  "
-          f"threads {args.threads}  compile {args.compile}")
+    print(
+        f"params {result['params']:,} (tailor and reference)  device {result['device']}  "
+        f"threads {args.threads}  compile {args.compile}"
+    )
     for name in median:
         share = f"  MFU {utilisation[name]:.1%}" if utilisation[name] is not None else ""
         print(f"{name:<11}{median[name]:12.0f} tokens/s  ({params[name]:,} params){share}")
-    print(f"ratio tailor/reference = {result['ratio']:.3f} (median of paired rounds; "
-          f"target >= 0.9)")
+    print(
+        f"ratio tailor/reference = {result['ratio']:.3f} (median of paired rounds; target >= 0.9)"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

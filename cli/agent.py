@@ -16,8 +16,14 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand
 
-from device_agent.defaults import (ADB_TIMEOUT_S, ALIVE_EVERY_S, AUTH_TIMEOUT_S,
-                                   DEFAULT_RUNNER, MIN_FREE_MB, WORK_ROOT)
+from device_agent.defaults import (
+    ADB_TIMEOUT_S,
+    ALIVE_EVERY_S,
+    AUTH_TIMEOUT_S,
+    DEFAULT_RUNNER,
+    MIN_FREE_MB,
+    WORK_ROOT,
+)
 
 log = logging.getLogger("tailor.agent")
 DEVICE = "Device (exactly one; --host, --usb and --tcp exclude each other)"
@@ -49,59 +55,103 @@ def _cpus(text: str | None) -> list[int] | None:
 
 
 def agent(
-    server: str = typer.Option(..., metavar="URL", help="API base URL, e.g. "
-                               "http://10.0.0.5:8000"),
-    enroll_token: Optional[str] = typer.Option(None, envvar="TAILOR_ENROLL_TOKEN",
-                                               metavar="TOKEN",
-                                               help="needed the first time only (and to "
-                                               "update the device's properties)"),
-    host: bool = typer.Option(False, "--host", help="measure on this machine (excludes "
-                              "--usb and --tcp)", rich_help_panel=DEVICE),
-    usb: Optional[str] = typer.Option(None, metavar="SERIAL", help="a phone's USB serial "
-                                      "(excludes --host and --tcp)", rich_help_panel=DEVICE),
-    tcp: Optional[str] = typer.Option(None, metavar="HOST:PORT", help="a phone over Wi-Fi "
-                                      "ADB (excludes --host and --usb)",
-                                      rich_help_panel=DEVICE),
-    name: Optional[str] = typer.Option(None, metavar="NAME", help="a name for this device "
-                                       "(default: host name, or the phone's serial)"),
-    model: str = typer.Option("host", metavar="CLASS", help="host backend: the device class it reports"),
-    config_dir: Optional[Path] = typer.Option(None, envvar="TAILOR_AGENT_HOME",
-                                              metavar="DIR",
-                                              help="default ~/.config/tailor-agent"),
-    poll_interval: float = typer.Option(2.0, metavar="S", help="seconds between lease "
-                                        "attempts"),
-    lease_seconds: Optional[float] = typer.Option(None, metavar="S", help="lease length to "
-                                                  "ask for (default: the server's)"),
-    threads: Optional[int] = typer.Option(None, min=1, metavar="N", help="intra-op threads, "
-                                          "overriding each task's spec"),
-    runner: str = typer.Option(DEFAULT_RUNNER, metavar="PATH", show_default=False,
-                               help=f"path of onnxruntime_perf_test on the phone; default "
-                               f"{DEFAULT_RUNNER}", rich_help_panel=PHONE),
-    cores: Optional[str] = typer.Option(None, metavar="LIST", help="CPUs to pin to, e.g. "
-                                        "4,5,6,7 (default: all but the slowest cluster)",
-                                        rich_help_panel=PHONE),
-    auth_timeout: float = typer.Option(AUTH_TIMEOUT_S, metavar="S", help="seconds one wait "
-                                       "for 'Allow' on the phone lasts (the agent then asks "
-                                       "again)", rich_help_panel=PHONE),
-    adb_timeout: float = typer.Option(ADB_TIMEOUT_S, min=ALIVE_EVERY_S + 1, metavar="S",
-                                      help="seconds of silence "
-                                      "on the ADB link before the phone counts as gone",
-                                      rich_help_panel=PHONE),
-    cooldown_celsius: Optional[float] = typer.Option(None, min=0, max=150, metavar="C",
-                                                     help="cool-down limit; the stricter of "
-                                                     "it and the job's applies",
-                                                     rich_help_panel=PHONE),
-    thermal_zones: Optional[str] = typer.Option(None, metavar="LIST", help="zones to watch, "
-                                                "e.g. cpu,battery (substrings of the zone "
-                                                "type); replace the job's",
-                                                rich_help_panel=PHONE),
-    cooldown_timeout: Optional[float] = typer.Option(None, min=0, metavar="S",
-                                                     help="longest cool-down wait, "
-                                                     "replacing the job's",
-                                                     rich_help_panel=PHONE),
-    min_free_mb: float = typer.Option(MIN_FREE_MB, min=0, metavar="MB", help="free storage "
-                                      f"the phone needs in {WORK_ROOT}",
-                                      rich_help_panel=PHONE),
+    server: str = typer.Option(..., metavar="URL", help="API base URL, e.g. http://10.0.0.5:8000"),
+    enroll_token: Optional[str] = typer.Option(
+        None,
+        envvar="TAILOR_ENROLL_TOKEN",
+        metavar="TOKEN",
+        help="needed the first time only (and to update the device's properties)",
+    ),
+    host: bool = typer.Option(
+        False,
+        "--host",
+        help="measure on this machine (excludes --usb and --tcp)",
+        rich_help_panel=DEVICE,
+    ),
+    usb: Optional[str] = typer.Option(
+        None,
+        metavar="SERIAL",
+        help="a phone's USB serial (excludes --host and --tcp)",
+        rich_help_panel=DEVICE,
+    ),
+    tcp: Optional[str] = typer.Option(
+        None,
+        metavar="HOST:PORT",
+        help="a phone over Wi-Fi ADB (excludes --host and --usb)",
+        rich_help_panel=DEVICE,
+    ),
+    name: Optional[str] = typer.Option(
+        None,
+        metavar="NAME",
+        help="a name for this device (default: host name, or the phone's serial)",
+    ),
+    model: str = typer.Option(
+        "host", metavar="CLASS", help="host backend: the device class it reports"
+    ),
+    config_dir: Optional[Path] = typer.Option(
+        None, envvar="TAILOR_AGENT_HOME", metavar="DIR", help="default ~/.config/tailor-agent"
+    ),
+    poll_interval: float = typer.Option(2.0, metavar="S", help="seconds between lease attempts"),
+    lease_seconds: Optional[float] = typer.Option(
+        None, metavar="S", help="lease length to ask for (default: the server's)"
+    ),
+    threads: Optional[int] = typer.Option(
+        None, min=1, metavar="N", help="intra-op threads, overriding each task's spec"
+    ),
+    runner: str = typer.Option(
+        DEFAULT_RUNNER,
+        metavar="PATH",
+        show_default=False,
+        help=f"path of onnxruntime_perf_test on the phone; default {DEFAULT_RUNNER}",
+        rich_help_panel=PHONE,
+    ),
+    cores: Optional[str] = typer.Option(
+        None,
+        metavar="LIST",
+        help="CPUs to pin to, e.g. 4,5,6,7 (default: all but the slowest cluster)",
+        rich_help_panel=PHONE,
+    ),
+    auth_timeout: float = typer.Option(
+        AUTH_TIMEOUT_S,
+        metavar="S",
+        help="seconds one wait for 'Allow' on the phone lasts (the agent then asks again)",
+        rich_help_panel=PHONE,
+    ),
+    adb_timeout: float = typer.Option(
+        ADB_TIMEOUT_S,
+        min=ALIVE_EVERY_S + 1,
+        metavar="S",
+        help="seconds of silence on the ADB link before the phone counts as gone",
+        rich_help_panel=PHONE,
+    ),
+    cooldown_celsius: Optional[float] = typer.Option(
+        None,
+        min=0,
+        max=150,
+        metavar="C",
+        help="cool-down limit; the stricter of it and the job's applies",
+        rich_help_panel=PHONE,
+    ),
+    thermal_zones: Optional[str] = typer.Option(
+        None,
+        metavar="LIST",
+        help="zones to watch, e.g. cpu,battery (substrings of the zone type); replace the job's",
+        rich_help_panel=PHONE,
+    ),
+    cooldown_timeout: Optional[float] = typer.Option(
+        None,
+        min=0,
+        metavar="S",
+        help="longest cool-down wait, replacing the job's",
+        rich_help_panel=PHONE,
+    ),
+    min_free_mb: float = typer.Option(
+        MIN_FREE_MB,
+        min=0,
+        metavar="MB",
+        help=f"free storage the phone needs in {WORK_ROOT}",
+        rich_help_panel=PHONE,
+    ),
 ):
     """Enroll, then lease profiling tasks, measure them and report until stopped.
 
@@ -112,15 +162,23 @@ def agent(
     from device_agent.client import ServerError
     from device_agent.config import config_dir as resolve_config
 
-    chosen = [flag for flag, given in (("--host", host), ("--usb", usb is not None),
-                                       ("--tcp", tcp is not None)) if given]
+    chosen = [
+        flag
+        for flag, given in (
+            ("--host", host),
+            ("--usb", usb is not None),
+            ("--tcp", tcp is not None),
+        )
+        if given
+    ]
     if len(chosen) != 1:
-        _user_error("choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT"
-                    + (f" (got {' and '.join(chosen)}: they exclude each other)"
-                       if chosen else ""))
+        _user_error(
+            "choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT"
+            + (f" (got {' and '.join(chosen)}: they exclude each other)" if chosen else "")
+        )
     pinned = _cpus(cores)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)   # no line per poll
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per poll
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     folder = resolve_config(config_dir)
     ready = None
@@ -136,16 +194,31 @@ def agent(
 
         zones = tuple(z.strip() for z in (thermal_zones or "").split(",") if z.strip())
         phone, properties = _open_phone(folder, tcp, usb, auth_timeout, adb_timeout)
-        backend = AdbBackend(phone, runner=runner, cores=pinned, cooling=thermal.CoolingPolicy(
-            limit_celsius=cooldown_celsius, zones=zones, timeout_s=cooldown_timeout))
+        backend = AdbBackend(
+            phone,
+            runner=runner,
+            cores=pinned,
+            cooling=thermal.CoolingPolicy(
+                limit_celsius=cooldown_celsius, zones=zones, timeout_s=cooldown_timeout
+            ),
+        )
         properties = properties.model_copy(update={"thermal_zones": backend.watched_zones()})
         ready = Reconnector(phone, preflight=Preflight(phone, runner, WORK_ROOT, min_free_mb))
         measure = backend.measure
         name = name or properties.serial or (tcp or usb)
     if threads is not None:
         measure = _with_threads(measure, threads)
-    worker = Agent(server, enroll_token, name, properties, measure, folder,
-                   poll_s=poll_interval, lease_seconds=lease_seconds, ready=ready)
+    worker = Agent(
+        server,
+        enroll_token,
+        name,
+        properties,
+        measure,
+        folder,
+        poll_s=poll_interval,
+        lease_seconds=lease_seconds,
+        ready=ready,
+    )
     worker.install_signal_handlers()
     try:
         worker.run()  # enrolls first; waits out a server that is not up yet, with back-off
@@ -155,8 +228,9 @@ def agent(
         raise typer.Exit(130) from None
 
 
-def _open_phone(folder: Path, tcp: str | None, usb: str | None, auth_timeout: float,
-                adb_timeout: float):
+def _open_phone(
+    folder: Path, tcp: str | None, usb: str | None, auth_timeout: float, adb_timeout: float
+):
     """Lock the phone, connect (asking for Allow as often as it takes) and read its
     properties; exits 2 with one line if another agent holds the phone."""
     from device_agent.adb_device import PairingTimeout, Phone, PhoneDisconnected
@@ -167,8 +241,13 @@ def _open_phone(folder: Path, tcp: str | None, usb: str | None, auth_timeout: fl
     locks = []
     try:
         locks.append(PhoneLock(tcp or usb).acquire())
-        phone = Phone(adb_key_path(folder), tcp=tcp, usb=usb, auth_timeout_s=auth_timeout,
-                      transport_timeout_s=adb_timeout)
+        phone = Phone(
+            adb_key_path(folder),
+            tcp=tcp,
+            usb=usb,
+            auth_timeout_s=auth_timeout,
+            transport_timeout_s=adb_timeout,
+        )
         log.info("connecting to %s", phone.address)
         backoff = RECONNECT_BACKOFF_S[0]
         while True:
@@ -189,10 +268,15 @@ def _open_phone(folder: Path, tcp: str | None, usb: str | None, auth_timeout: fl
     except KeyboardInterrupt:
         typer.echo("stopped before the phone was connected", err=True)
         raise typer.Exit(130) from None
-    log.info("phone: %s %s, Android %s, %s, %s CPUs", properties.manufacturer,
-             properties.model, properties.android_release, properties.abi or "unknown ABI",
-             properties.cpu_count)
-    phone.locks = locks   # held for the agent's life
+    log.info(
+        "phone: %s %s, Android %s, %s, %s CPUs",
+        properties.manufacturer,
+        properties.model,
+        properties.android_release,
+        properties.abi or "unknown ABI",
+        properties.cpu_count,
+    )
+    phone.locks = locks  # held for the agent's life
     return phone, properties
 
 

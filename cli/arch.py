@@ -11,8 +11,9 @@ import typer
 
 from cli.support import fail, print_json
 
-arch = typer.Typer(help="Architectures: presets, validity checks, static costs, ONNX export.",
-                   no_args_is_help=True)
+arch = typer.Typer(
+    help="Architectures: presets, validity checks, static costs, ONNX export.", no_args_is_help=True
+)
 
 
 def load_genome(path: str):
@@ -39,36 +40,55 @@ def arch_presets(context: int = typer.Option(1024, help="context length for cach
     from rich.console import Console
     from rich.table import Table
 
-    from core import PRESETS, preset
-    from core import costs
+    from core import PRESETS, costs, preset
 
     table = Table("preset", "layout", "params", f"cache@{context} (fp16)", "summary")
     for name, p in PRESETS.items():
         genome = preset(name)
         data = genome.to_json()
-        table.add_row(name, genome.describe()[:48], f"{costs.params(data):,}",
-                      f"{costs.cache_bytes(data, context):,}", p.summary)
+        table.add_row(
+            name,
+            genome.describe()[:48],
+            f"{costs.params(data):,}",
+            f"{costs.cache_bytes(data, context):,}",
+            p.summary,
+        )
     Console(width=160).print(table)
 
 
 @arch.command("preset")
 def arch_preset(
-    name: str = typer.Argument(..., help="transformer++, lfm2, hyena-edge, striped-hyena, mobilellm"),
+    name: str = typer.Argument(
+        ..., help="transformer++, lfm2, hyena-edge, striped-hyena, mobilellm"
+    ),
     width: Optional[int] = typer.Option(None, help="model width"),
-    depth: Optional[int] = typer.Option(None, help="layers (each a sequence mixer + a channel mixer)"),
+    depth: Optional[int] = typer.Option(
+        None, help="layers (each a sequence mixer + a channel mixer)"
+    ),
     heads: Optional[int] = typer.Option(None, help="attention query heads"),
     kv_heads: Optional[int] = typer.Option(None, "--kv-heads", help="attention key/value heads"),
     ffn: Optional[int] = typer.Option(None, help="SwiGLU inner width"),
     vocab: Optional[int] = typer.Option(None, help="vocabulary size"),
-    tie: Optional[bool] = typer.Option(None, "--tie/--no-tie", help="tie input and output embeddings"),
+    tie: Optional[bool] = typer.Option(
+        None, "--tie/--no-tie", help="tie input and output embeddings"
+    ),
     repeat: Optional[int] = typer.Option(None, help="immediate block-wise repeat (MobileLLM-LS)"),
 ):
     """Print a preset's genome JSON, with optional size overrides."""
     from core import GenomeError, preset
 
     try:
-        genome = preset(name, width=width, layers=depth, heads=heads, kv_heads=kv_heads, ffn=ffn,
-                        vocab=vocab, tie=tie, repeat=repeat)
+        genome = preset(
+            name,
+            width=width,
+            layers=depth,
+            heads=heads,
+            kv_heads=kv_heads,
+            ffn=ffn,
+            vocab=vocab,
+            tie=tie,
+            repeat=repeat,
+        )
     except KeyError as exc:
         fail(str(exc.args[0]))
     except GenomeError as exc:
@@ -97,10 +117,18 @@ def arch_stats(
         fail(f"--dtype must be one of {', '.join(costs.DTYPE_BYTES)}, got {dtype!r}")
     data = genome.to_json()
     per_token, fixed = costs.cache_split(data)
-    print_json({"hash": genome.hash(), "layout": genome.describe(),
-                "params": costs.params(data), "context": context, "dtype": dtype,
-                "cache_bytes": costs.cache_bytes(data, context, dtype),
-                "cache_elements_per_token": per_token, "cache_elements_fixed": fixed})
+    print_json(
+        {
+            "hash": genome.hash(),
+            "layout": genome.describe(),
+            "params": costs.params(data),
+            "context": context,
+            "dtype": dtype,
+            "cache_bytes": costs.cache_bytes(data, context, dtype),
+            "cache_elements_per_token": per_token,
+            "cache_elements_fixed": fixed,
+        }
+    )
 
 
 @arch.command("export")
@@ -109,9 +137,12 @@ def arch_export(
     out: Path = typer.Option(..., help="output directory"),
     context: int = typer.Option(16, min=4, help="example prompt length used for tracing"),
     weights: Optional[Path] = typer.Option(None, help="trained state_dict (.pt) to export"),
-    precision: list[str] = typer.Option(["float32"], help="float32, int8 (dynamic, "
-                                        "onnxruntime.quantization) or int4 (MatMulNBits); "
-                                        "repeat for several"),
+    precision: list[str] = typer.Option(
+        ["float32"],
+        help="float32, int8 (dynamic, "
+        "onnxruntime.quantization) or int4 (MatMulNBits); "
+        "repeat for several",
+    ),
     attention: str = typer.Option("plain", help="plain, or fused (GroupQueryAttention)"),
     int4_block_size: int = typer.Option(32, help="int4: weights per quantization block"),
 ):
@@ -120,7 +151,7 @@ def arch_export(
     each variant's check: onnxruntime vs torch for float32, decode vs prefill and the
     deviation from float for quantized ones."""
     genome = load_genome(genome_path)
-    from core.precision import ExportSpec, PRECISIONS
+    from core.precision import PRECISIONS, ExportSpec
 
     bad = [p for p in precision if p not in PRECISIONS]
     if bad:
@@ -143,20 +174,30 @@ def arch_export(
             fail(f"cannot load weights {weights}: {exc}")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        exported = export_variants(data, out, [spec.variant(p) for p in precision],
-                                   model=model, example_context=context)
+        exported = export_variants(
+            data, out, [spec.variant(p) for p in precision], model=model, example_context=context
+        )
     except ValueError as exc:
         fail(f"export failed: {exc}")
-    report = {tag: {"max_abs_diff": e.max_abs_diff,
-                    **({"check": e.manifest.check.model_dump()} if e.manifest.check else {}),
-                    "model_bytes": e.manifest.model_bytes}
-              for tag, e in exported.items()}
+    report = {
+        tag: {
+            "max_abs_diff": e.max_abs_diff,
+            **({"check": e.manifest.check.model_dump()} if e.manifest.check else {}),
+            "model_bytes": e.manifest.model_bytes,
+        }
+        for tag, e in exported.items()
+    }
     files = sorted(p.name for p in out.iterdir() if p.is_file())
     first = next(iter(exported.values()))
-    print_json({"out": str(out), "files": files,
-                "variants": {tag or "float32": info for tag, info in report.items()},
-                "max_abs_diff": report.get("", next(iter(report.values())))["max_abs_diff"],
-                "params": first.manifest.params})
+    print_json(
+        {
+            "out": str(out),
+            "files": files,
+            "variants": {tag or "float32": info for tag, info in report.items()},
+            "max_abs_diff": report.get("", next(iter(report.values())))["max_abs_diff"],
+            "params": first.manifest.params,
+        }
+    )
 
 
 def register(app: typer.Typer) -> None:

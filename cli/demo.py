@@ -18,14 +18,28 @@ import typer
 DEMO_SPEC = {
     "name": "demo",
     "objectives": ["perplexity", "decode_ms@128[host]", "params"],
-    "search_space": {"classes": ["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
-                     "widths": [32, 48, 64], "depth_min": 2, "depth_max": 8,
-                     "vocab_size": 257},
+    "search_space": {
+        "classes": ["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
+        "widths": [32, 48, 64],
+        "depth_min": 2,
+        "depth_max": 8,
+        "vocab_size": 257,
+    },
     "evolution": {"population": 8, "generations": 4, "seed": 0},
-    "training": {"tokens": 40_000, "seq_len": 64, "batch_size": 16, "eval_tokens": 16_384,
-                 "tokenizer": {"kind": "byte"}},
-    "profiling": {"devices": ["host"], "prefill_lengths": [128], "decode_contexts": [128],
-                  "warmup": 2, "repeats": 10},
+    "training": {
+        "tokens": 40_000,
+        "seq_len": 64,
+        "batch_size": 16,
+        "eval_tokens": 16_384,
+        "tokenizer": {"kind": "byte"},
+    },
+    "profiling": {
+        "devices": ["host"],
+        "prefill_lengths": [128],
+        "decode_contexts": [128],
+        "warmup": 2,
+        "repeats": 10,
+    },
 }
 
 
@@ -36,8 +50,11 @@ def demo(
     generations: int = typer.Option(4, min=1, help="generations"),
     tokens: int = typer.Option(40_000, min=1000, help="training tokens per candidate"),
     workers: int = typer.Option(2, min=1, help="local Ray CPUs"),
-    precision: str = typer.Option("float32", help="float32, or int8/int4: profile and score "
-                                  "the quantized graphs (perplexity[:P], decode_ms@128[host:P])"),
+    precision: str = typer.Option(
+        "float32",
+        help="float32, or int8/int4: profile and score "
+        "the quantized graphs (perplexity[:P], decode_ms@128[host:P])",
+    ),
     exit_after: bool = typer.Option(False, "--exit", help="exit when the job is done"),
 ):
     """Run the whole system on this machine and search a small architecture space."""
@@ -69,8 +86,10 @@ def demo(
     total = population + (generations - 1) * (population - min(2, population - 1))
     _follow(console, api, job_id, runner, total, generations)
     _print_front(console, api.pareto(job_id), job_id, spec["objectives"], outcome.get("status"))
-    console.print(f"dashboard: {url}/#/jobs/{job_id}   API: {url}/docs   "
-                  f"(admin key in {out / 'admin_key.txt'})")
+    console.print(
+        f"dashboard: {url}/#/jobs/{job_id}   API: {url}/docs   "
+        f"(admin key in {out / 'admin_key.txt'})"
+    )
     if exit_after:
         system.stop()
         return
@@ -84,13 +103,22 @@ def demo(
 
 def _job_spec(population: int, generations: int, tokens: int, precision: str) -> dict:
     """DEMO_SPEC at the command's sizes; a quantized precision scores and profiles its graphs."""
-    spec = {**DEMO_SPEC, "evolution": {**DEMO_SPEC["evolution"], "population": population,
-                                       "generations": generations,
-                                       "elitism": min(2, population - 1)},
-            "training": {**DEMO_SPEC["training"], "tokens": tokens}}
+    spec = {
+        **DEMO_SPEC,
+        "evolution": {
+            **DEMO_SPEC["evolution"],
+            "population": population,
+            "generations": generations,
+            "elitism": min(2, population - 1),
+        },
+        "training": {**DEMO_SPEC["training"], "tokens": tokens},
+    }
     if precision != "float32":
-        spec["objectives"] = [f"perplexity[:{precision}]", f"decode_ms@128[host:{precision}]",
-                              "params"]
+        spec["objectives"] = [
+            f"perplexity[:{precision}]",
+            f"decode_ms@128[host:{precision}]",
+            "params",
+        ]
     return spec
 
 
@@ -106,33 +134,48 @@ def _run_job(app, job_id: int, workers: int, outcome: dict[str, str]) -> threadi
     claimed = job_store.claim_job(sessions, owner)
     if claimed is None or claimed.id != job_id:
         raise typer.Exit(1)
-    runner = threading.Thread(target=lambda: outcome.update(status=JobRunner(
-        sessions, app.state.settings.resolved_artifact_dir(), job_id, owner).run()),
-        daemon=True)
+    runner = threading.Thread(
+        target=lambda: outcome.update(
+            status=JobRunner(
+                sessions, app.state.settings.resolved_artifact_dir(), job_id, owner
+            ).run()
+        ),
+        daemon=True,
+    )
     runner.start()
     return runner
 
 
-def _follow(console, api, job_id: int, runner: threading.Thread, total: int,
-            generations: int) -> None:
+def _follow(
+    console, api, job_id: int, runner: threading.Thread, total: int, generations: int
+) -> None:
     """Poll like the dashboard (generations?since) until the run ends, each generation once."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} evaluations"), TimeElapsedColumn(),
-                  console=console) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} evaluations"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("searching", total=total)
         seen = 0
 
         def poll() -> int:
             job = api.job(job_id)
-            bar.update(task, completed=job["evaluations_done"],
-                       description=f"generation {job['generations_done']}/{generations}")
+            bar.update(
+                task,
+                completed=job["evaluations_done"],
+                description=f"generation {job['generations_done']}/{generations}",
+            )
             gens = api.generations(job_id, since=seen)["generations"]  # incremental
             for g in gens:
-                bar.console.print(f"generation {g['index']}: {g['evaluations']} evaluated, "
-                                  f"{len(g['pareto'])} on the Pareto front, hypervolume "
-                                  f"{g['hypervolume']:.3f}")
+                bar.console.print(
+                    f"generation {g['index']}: {g['evaluations']} evaluated, "
+                    f"{len(g['pareto'])} on the Pareto front, hypervolume "
+                    f"{g['hypervolume']:.3f}"
+                )
             return gens[-1]["index"] + 1 if gens else seen
 
         while runner.is_alive():
@@ -142,17 +185,27 @@ def _follow(console, api, job_id: int, runner: threading.Thread, total: int,
         bar.update(task, completed=total)
 
 
-def _print_front(console, front: dict, job_id: int, objectives: list[str],
-                 status: str | None) -> None:
+def _print_front(
+    console, front: dict, job_id: int, objectives: list[str], status: str | None
+) -> None:
     """The Pareto front as a table, best first by the first objective."""
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("id", "gen", "origin", *map(escape, objectives), title=f"job {job_id} "
-                  f"({status}): Pareto front")
+    table = Table(
+        "id",
+        "gen",
+        "origin",
+        *map(escape, objectives),
+        title=f"job {job_id} ({status}): Pareto front",
+    )
     for c in sorted(front["candidates"], key=lambda c: c["metrics"].get(objectives[0], 1e9)):
-        cells = [f"{c['metrics'].get(o, float('nan')):,.3f}" if o != "params"
-                 else f"{c['metrics'].get(o, 0):,.0f}" for o in objectives]
+        cells = [
+            f"{c['metrics'].get(o, float('nan')):,.3f}"
+            if o != "params"
+            else f"{c['metrics'].get(o, 0):,.0f}"
+            for o in objectives
+        ]
         table.add_row(str(c["id"]), str(c["generation"]), c["origin"], *cells)
     console.print(table)
 

@@ -48,15 +48,27 @@ def start_embedded(data_dir: Path, port: int = 0, agent_threads: int = 1) -> Emb
     admin_key, enroll_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=data_dir, admin_key=admin_key, enroll_token=enroll_token,
-                        database_url=f"sqlite:///{(data_dir / 'tailor.db').resolve()}")
+    settings = Settings(
+        data_dir=data_dir,
+        admin_key=admin_key,
+        enroll_token=enroll_token,
+        database_url=f"sqlite:///{(data_dir / 'tailor.db').resolve()}",
+    )
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", **SERVER_OPTIONS))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **SERVER_OPTIONS)
+    )
     threading.Thread(target=server.run, daemon=True).start()
     TailorClient(url).wait_until_up()
-    agent = Agent(url, enroll_token, "embedded-host", host_properties("host"), host_measure,
-                  config_dir(data_dir / "agent"), poll_s=0.5)
+    agent = Agent(
+        url,
+        enroll_token,
+        "embedded-host",
+        host_properties("host"),
+        host_measure,
+        config_dir(data_dir / "agent"),
+        poll_s=0.5,
+    )
     agent.ensure_enrolled()
     threading.Thread(target=agent.run, daemon=True).start()
     (data_dir / "admin_key.txt").write_text(admin_key + "\n")

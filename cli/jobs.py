@@ -14,10 +14,10 @@ from cli.rest import ApiError, TailorClient, Unreachable
 from cli.support import fail, print_json
 from core.states import TERMINAL_JOB
 
-SERVER = typer.Option("http://127.0.0.1:8000", "--server", envvar="TAILOR_SERVER",
-                      help="API base URL")
-ADMIN_KEY = typer.Option(None, "--admin-key", envvar="TAILOR_ADMIN_KEY",
-                         help="admin Bearer key")
+SERVER = typer.Option(
+    "http://127.0.0.1:8000", "--server", envvar="TAILOR_SERVER", help="API base URL"
+)
+ADMIN_KEY = typer.Option(None, "--admin-key", envvar="TAILOR_ADMIN_KEY", help="admin Bearer key")
 
 
 @contextmanager
@@ -29,8 +29,11 @@ def client(server: str, admin_key: str | None = None) -> Iterator[TailorClient]:
         fail(str(exc))
 
 
-def submit(spec_path: Path = typer.Argument(..., metavar="SPEC.yaml|json"),
-           server: str = SERVER, admin_key: Optional[str] = ADMIN_KEY):
+def submit(
+    spec_path: Path = typer.Argument(..., metavar="SPEC.yaml|json"),
+    server: str = SERVER,
+    admin_key: Optional[str] = ADMIN_KEY,
+):
     """Submit a job spec; prints the new job's id."""
     import yaml
 
@@ -41,8 +44,10 @@ def submit(spec_path: Path = typer.Argument(..., metavar="SPEC.yaml|json"),
     try:
         spec = json.loads(text) if spec_path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        fail(f"{spec_path} is not valid {'JSON' if spec_path.suffix == '.json' else 'YAML'}: "
-             f"{str(exc).splitlines()[0]}")
+        fail(
+            f"{spec_path} is not valid {'JSON' if spec_path.suffix == '.json' else 'YAML'}: "
+            f"{str(exc).splitlines()[0]}"
+        )
     with client(server, admin_key) as api:
         print_json(api.submit_job(spec))
 
@@ -51,19 +56,31 @@ def status(job_id: int = typer.Argument(...), server: str = SERVER):
     """A job's status, progress and current Pareto front."""
     with client(server) as api:
         job, front = api.job(job_id), api.pareto(job_id)
-    print_json({"id": job["id"], "name": job["name"], "status": job["status"],
-                "generations": f"{job['generations_done']}/{job['generations_total']}",
-                "evaluations": job["evaluations_done"], "error": job["error"],
-                "pareto": [{"id": c["id"], "metrics": c["metrics"]}
-                           for c in front["candidates"]]})
+    print_json(
+        {
+            "id": job["id"],
+            "name": job["name"],
+            "status": job["status"],
+            "generations": f"{job['generations_done']}/{job['generations_total']}",
+            "evaluations": job["evaluations_done"],
+            "error": job["error"],
+            "pareto": [{"id": c["id"], "metrics": c["metrics"]} for c in front["candidates"]],
+        }
+    )
 
 
-def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument(...),
-           out: Path = typer.Option(..., help="output directory"),
-           precision: list[str] = typer.Option(
-               ["float32"], help="variants wanted: float32, int8, int4 (repeat for several); "
-               "downloaded when the search made them, else made here"),
-           server: str = SERVER, admin_key: Optional[str] = ADMIN_KEY):
+def export(
+    job_id: int = typer.Argument(...),
+    candidate_id: int = typer.Argument(...),
+    out: Path = typer.Option(..., help="output directory"),
+    precision: list[str] = typer.Option(
+        ["float32"],
+        help="variants wanted: float32, int8, int4 (repeat for several); "
+        "downloaded when the search made them, else made here",
+    ),
+    server: str = SERVER,
+    admin_key: Optional[str] = ADMIN_KEY,
+):
     """Download a candidate: genome JSON, trained PyTorch weights and every ONNX graph the
     search made (float32 and quantized variants); the asked precisions that it did not make
     are exported here."""
@@ -81,10 +98,18 @@ def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument
         for artifact in detail["artifacts"]:
             (out / artifact["name"]).write_bytes(api.download(artifact["url"]))
             names.append(artifact["name"])
+
     def made(p: str) -> bool:
-        return any(n.startswith("decode.") and n.endswith(".onnx")
-                   and (Variant.from_tag(n[len("decode."):-len(".onnx")]).precision == p
-                        if n != "decode.onnx" else p == "float32") for n in names)
+        return any(
+            n.startswith("decode.")
+            and n.endswith(".onnx")
+            and (
+                Variant.from_tag(n[len("decode.") : -len(".onnx")]).precision == p
+                if n != "decode.onnx"
+                else p == "float32"
+            )
+            for n in names
+        )
 
     wanted = [Variant(p) for p in dict.fromkeys(precision) if not made(p)]
     if wanted:
@@ -92,9 +117,11 @@ def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument
             from workers.export.variants import export_variants
             from workers.model.compiler import compile_genome
         except ImportError as exc:
-            fail(f"the search did not export candidate {candidate_id} at "
-                 f"{', '.join(v.precision for v in wanted)}, and exporting it here "
-                 f"needs {exc.name}: pip install 'tailor[search]'")
+            fail(
+                f"the search did not export candidate {candidate_id} at "
+                f"{', '.join(v.precision for v in wanted)}, and exporting it here "
+                f"needs {exc.name}: pip install 'tailor[search]'"
+            )
 
         model = compile_genome(detail["genome"], seed=0)
         if "weights.pt" in names:
@@ -109,22 +136,35 @@ def export(job_id: int = typer.Argument(...), candidate_id: int = typer.Argument
     print_json({"out": str(out), "files": sorted(set(names) | {"genome.json", "metrics.json"})})
 
 
-def scale(job_id: int = typer.Argument(..., help="a completed search job"),
-          top: int = typer.Option(4, min=1, help="front members, lowest perplexity first"),
-          width: Optional[int] = typer.Option(None, help="target width"),
-          depth: Optional[int] = typer.Option(None, help="target number of LIV slots"),
-          tokens: int = typer.Option(200_000, min=1000, help="training tokens per member"),
-          presets: bool = typer.Option(True, "--presets/--no-presets",
-                                       help="also scale the presets the job evaluated"),
-          wait: bool = typer.Option(False, "--wait", help="wait for the scale-up job and print "
-                                    "the two rankings (an orchestrator must be running)"),
-          server: str = SERVER, admin_key: Optional[str] = ADMIN_KEY):
+def scale(
+    job_id: int = typer.Argument(..., help="a completed search job"),
+    top: int = typer.Option(4, min=1, help="front members, lowest perplexity first"),
+    width: Optional[int] = typer.Option(None, help="target width"),
+    depth: Optional[int] = typer.Option(None, help="target number of LIV slots"),
+    tokens: int = typer.Option(200_000, min=1000, help="training tokens per member"),
+    presets: bool = typer.Option(
+        True, "--presets/--no-presets", help="also scale the presets the job evaluated"
+    ),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help="wait for the scale-up job and print "
+        "the two rankings (an orchestrator must be running)",
+    ),
+    server: str = SERVER,
+    admin_key: Optional[str] = ADMIN_KEY,
+):
     """The scale-up check: train the job's best front members (and presets) at a larger size
     and compare the rankings (Kendall tau; who stays on the front). Prints the new job."""
     import time
 
-    request = {"top": top, "width": width, "depth": depth, "tokens": tokens,
-               "include_presets": presets}
+    request = {
+        "top": top,
+        "width": width,
+        "depth": depth,
+        "tokens": tokens,
+        "include_presets": presets,
+    }
     with client(server, admin_key) as api:
         created = api.scale(job_id, {k: v for k, v in request.items() if v is not None})
         if not wait:

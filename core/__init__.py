@@ -13,5 +13,16 @@ from .presets import PRESETS, preset
 from .space import SearchSpace
 from .variation import crossover, mutate, repair, sample
 
-__all__ = ["FORMAT", "Genome", "GenomeError", "Slot", "SearchSpace", "crossover", "mutate",
-           "repair", "sample", "PRESETS", "preset"]
+__all__ = [
+    "FORMAT",
+    "Genome",
+    "GenomeError",
+    "Slot",
+    "SearchSpace",
+    "crossover",
+    "mutate",
+    "repair",
+    "sample",
+    "PRESETS",
+    "preset",
+]

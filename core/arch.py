@@ -55,10 +55,18 @@ def plan(genome: Genome | dict[str, Any] | ArchPlan) -> ArchPlan:
     if isinstance(genome, ArchPlan):
         return genome
     genome = Genome.coerce(genome)
-    slots = [SlotPlan(i, slot.op, dict(genome.operators[slot.op]), slot.share_featurizer,
-                      slot.share_weights) for i, slot in enumerate(genome.backbone)]
-    return ArchPlan(width=genome.width, vocab_size=genome.vocab_size,
-                    tie_embeddings=genome.tie_embeddings, block_repeat=genome.block_repeat,
-                    slots=slots,
-                    executions=execution_plan([s.op for s in slots], genome.block_repeat),
-                    rope=genome.rope)
+    slots = [
+        SlotPlan(
+            i, slot.op, dict(genome.operators[slot.op]), slot.share_featurizer, slot.share_weights
+        )
+        for i, slot in enumerate(genome.backbone)
+    ]
+    return ArchPlan(
+        width=genome.width,
+        vocab_size=genome.vocab_size,
+        tie_embeddings=genome.tie_embeddings,
+        block_repeat=genome.block_repeat,
+        slots=slots,
+        executions=execution_plan([s.op for s in slots], genome.block_repeat),
+        rope=genome.rope,
+    )

@@ -222,8 +222,9 @@ register(
 
 
 def _hyena_params(g: dict[str, int], d: int) -> ParamCount:
-    return ParamCount(featurizer=3 * d * d + 3 * d * g["short_length"],
-                      other=d * g["filter_length"] + d * d)
+    return ParamCount(
+        featurizer=3 * d * d + 3 * d * g["short_length"], other=d * g["filter_length"] + d * d
+    )
 
 
 def _hyena_macs(g: dict[str, int], d: int, context: int) -> int:
@@ -312,8 +313,9 @@ register(
 
 
 def _modal_params(g: dict[str, int], d: int) -> ParamCount:
-    return ParamCount(featurizer=3 * d * d + 3 * d * g["short_length"],
-                      other=2 * d * g["modes"] + d + d * d)
+    return ParamCount(
+        featurizer=3 * d * d + 3 * d * g["short_length"], other=2 * d * g["modes"] + d + d * d
+    )
 
 
 def _modal_macs(g: dict[str, int], d: int, context: int) -> int:
@@ -354,8 +356,9 @@ register(
 def _gla_params(g: dict[str, int], d: int) -> ParamCount:
     qk = g["heads"] * g["key_dim"]
     # k and v projections are the featurizer; q, decay gate (+bias), output gate, norm, out.
-    return ParamCount(featurizer=d * qk + d * d,
-                      other=d * qk + d * g["heads"] + g["heads"] + d * d + d + d * d)
+    return ParamCount(
+        featurizer=d * qk + d * d, other=d * qk + d * g["heads"] + g["heads"] + d * d + d + d * d
+    )
 
 
 def _gla_macs(g: dict[str, int], d: int, context: int) -> int:
@@ -402,8 +405,11 @@ register(
         kind="channel",
         summary="SwiGLU: w2(silu(w1 x) * w3 x)",
         impl="workers.liv.channel_mixers:SwiGLU",
-        genes=(GeneSpec("ffn", 8, 1 << 16, 384, "inner width", (256, 384, 512),
-                          scales_with_width=True),),
+        genes=(
+            GeneSpec(
+                "ffn", 8, 1 << 16, 384, "inner width", (256, 384, 512), scales_with_width=True
+            ),
+        ),
         params=lambda g, d: ParamCount(featurizer=2 * d * g["ffn"], other=g["ffn"] * d),
         cache=lambda g, d: CacheShape(),
         macs=lambda g, d, context: 3 * d * g["ffn"],  # w1, w3: d x ffn; w2: ffn x d
@@ -420,8 +426,9 @@ register(
         kind="channel",
         summary="plain MLP: down(gelu(up x))",
         impl="workers.liv.channel_mixers:MLP",
-        genes=(GeneSpec("ffn", 8, 1 << 16, 512, "inner width", (256, 512),
-                          scales_with_width=True),),
+        genes=(
+            GeneSpec("ffn", 8, 1 << 16, 512, "inner width", (256, 512), scales_with_width=True),
+        ),
         params=lambda g, d: ParamCount(featurizer=d * g["ffn"], other=g["ffn"] * d),
         cache=lambda g, d: CacheShape(),
         macs=lambda g, d, context: 2 * d * g["ffn"],  # up: d x ffn; down: ffn x d

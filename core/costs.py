@@ -33,8 +33,10 @@ def params(genome: GenomeLike) -> int:
 
 def cache_elements(genome: GenomeLike, context: int) -> int:
     p = plan(genome)
-    return sum(catalog.REGISTRY[p.slots[i].op].cache(p.slots[i].genes, p.width)
-               .elements(context) for i in p.executions)
+    return sum(
+        catalog.REGISTRY[p.slots[i].op].cache(p.slots[i].genes, p.width).elements(context)
+        for i in p.executions
+    )
 
 
 def macs_per_token(genome: GenomeLike, context: int) -> int:
@@ -50,8 +52,10 @@ def macs_per_token(genome: GenomeLike, context: int) -> int:
     if context < 0:
         raise ValueError(f"context must be >= 0, got {context}")
     p = plan(genome)
-    steps = sum(catalog.REGISTRY[p.slots[i].op].macs(p.slots[i].genes, p.width, context)
-                for i in p.executions)
+    steps = sum(
+        catalog.REGISTRY[p.slots[i].op].macs(p.slots[i].genes, p.width, context)
+        for i in p.executions
+    )
     return steps + p.width * p.vocab_size
 
 

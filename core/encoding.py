@@ -56,16 +56,28 @@ class GenomeEncoding:
         arch = plan(genome)
         used = set(genome.used_classes())
         row = list(layout.ravel())
-        row += [math.log2(genome.width), genome.depth, len(arch.executions),
-                genome.block_repeat, float(genome.tie_embeddings)]
-        row += [math.log2(1 + genome.operators[spec.name][gene.name]) if spec.name in used
-                else 0.0 for spec in ops for gene in spec.genes]
-        row += [sum(s.share_weights is not None for s in genome.backbone) / genome.depth,
-                sum(s.share_featurizer is not None for s in genome.backbone) / genome.depth,
-                math.log10(costs.params(arch))]
+        row += [
+            math.log2(genome.width),
+            genome.depth,
+            len(arch.executions),
+            genome.block_repeat,
+            float(genome.tie_embeddings),
+        ]
+        row += [
+            math.log2(1 + genome.operators[spec.name][gene.name]) if spec.name in used else 0.0
+            for spec in ops
+            for gene in spec.genes
+        ]
+        row += [
+            sum(s.share_weights is not None for s in genome.backbone) / genome.depth,
+            sum(s.share_featurizer is not None for s in genome.backbone) / genome.depth,
+            math.log10(costs.params(arch)),
+        ]
         for context in self.contexts:
-            row += [math.log10(max(1, costs.cache_bytes(arch, context))),
-                    math.log10(costs.macs_per_token(arch, context))]
+            row += [
+                math.log10(max(1, costs.cache_bytes(arch, context))),
+                math.log10(costs.macs_per_token(arch, context)),
+            ]
         return np.asarray(row, dtype=np.float64)
 
     def encode_all(self, genomes: list[Genome]) -> np.ndarray:

@@ -57,8 +57,7 @@ ROPE_RANGES: dict[str, tuple[int, int]] = {
     "high_freq_factor": (1, 1024),
     "original_context": (1, 1 << 24),
 }
-ROPE_KEYS = ("base", "scaling", "factor", "low_freq_factor", "high_freq_factor",
-             "original_context")
+ROPE_KEYS = ("base", "scaling", "factor", "low_freq_factor", "high_freq_factor", "original_context")
 N_GLOBAL_INTS = {1: 6, 2: 12}  # format + globals (+ the six RoPE genes from format 2)
 INTS_PER_SLOT = 3
 
@@ -98,28 +97,39 @@ class Rope:
 
     def validate(self) -> None:
         if self.scaling not in ROPE_SCALINGS:
-            raise GenomeError("global.rope.scaling",
-                              f"must be one of {', '.join(ROPE_SCALINGS)}, got {self.scaling!r}")
+            raise GenomeError(
+                "global.rope.scaling",
+                f"must be one of {', '.join(ROPE_SCALINGS)}, got {self.scaling!r}",
+            )
         for key, (low, high) in ROPE_RANGES.items():
             _check_int(f"global.rope.{key}", getattr(self, key), low, high)
         if self.scaling == "llama3" and self.high_freq_factor <= self.low_freq_factor:
-            raise GenomeError("global.rope.high_freq_factor",
-                              f"must be greater than low_freq_factor ({self.low_freq_factor}),"
-                              f" got {self.high_freq_factor}")
+            raise GenomeError(
+                "global.rope.high_freq_factor",
+                f"must be greater than low_freq_factor ({self.low_freq_factor}),"
+                f" got {self.high_freq_factor}",
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in ROPE_KEYS}
 
     def to_ints(self) -> list[int]:
-        return [self.base, ROPE_SCALINGS.index(self.scaling), self.factor,
-                self.low_freq_factor, self.high_freq_factor, self.original_context]
+        return [
+            self.base,
+            ROPE_SCALINGS.index(self.scaling),
+            self.factor,
+            self.low_freq_factor,
+            self.high_freq_factor,
+            self.original_context,
+        ]
 
     @classmethod
     def from_ints(cls, ints: list[int]) -> "Rope":
         base, scaling, factor, low, high, original = ints
         if scaling not in range(len(ROPE_SCALINGS)):
-            raise GenomeError("global.rope.scaling",
-                              f"must be 0 (none) or 1 (llama3), got {scaling}")
+            raise GenomeError(
+                "global.rope.scaling", f"must be 0 (none) or 1 (llama3), got {scaling}"
+            )
         return cls(base, ROPE_SCALINGS[scaling], factor, low, high, original)
 
     @classmethod
@@ -129,16 +139,23 @@ class Rope:
         _reject_unknown("global.rope", data, set(ROPE_KEYS))
         scaling = data.get("scaling", "none")
         if scaling not in ROPE_SCALINGS:
-            raise GenomeError("global.rope.scaling",
-                              f"must be one of {', '.join(ROPE_SCALINGS)}, got {scaling!r}")
+            raise GenomeError(
+                "global.rope.scaling", f"must be one of {', '.join(ROPE_SCALINGS)}, got {scaling!r}"
+            )
         for key in ROPE_RANGES:
             if key in data:
                 _check_int(f"global.rope.{key}", data[key], *ROPE_RANGES[key])
         return cls(**{"scaling": scaling, **{k: data[k] for k in ROPE_RANGES if k in data}})
 
 
-LLAMA3_ROPE = Rope(base=500_000, scaling="llama3", factor=32, low_freq_factor=1,
-                   high_freq_factor=4, original_context=8192)  # Llama 3.2 1B/3B
+LLAMA3_ROPE = Rope(
+    base=500_000,
+    scaling="llama3",
+    factor=32,
+    low_freq_factor=1,
+    high_freq_factor=4,
+    original_context=8192,
+)  # Llama 3.2 1B/3B
 LFM2_ROPE = Rope(base=1_000_000)  # LFM2 350M-2.6B (rope_theta 1e6, no scaling)
 
 
@@ -149,8 +166,11 @@ class Slot:
     share_weights: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"op": self.op, "share_featurizer": self.share_featurizer,
-                "share_weights": self.share_weights}
+        return {
+            "op": self.op,
+            "share_featurizer": self.share_featurizer,
+            "share_weights": self.share_weights,
+        }
 
 
 @dataclass
@@ -182,11 +202,15 @@ class Genome:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "global": {"width": self.width, "depth": self.depth, "vocab_size": self.vocab_size,
-                       "tie_embeddings": self.tie_embeddings,
-                       "block_repeat": self.block_repeat, "rope": self.rope.to_json()},
-            "operators": {spec.name: dict(self.operators[spec.name])
-                          for spec in catalog.ordered()},
+            "global": {
+                "width": self.width,
+                "depth": self.depth,
+                "vocab_size": self.vocab_size,
+                "tie_embeddings": self.tie_embeddings,
+                "block_repeat": self.block_repeat,
+                "rope": self.rope.to_json(),
+            },
+            "operators": {spec.name: dict(self.operators[spec.name]) for spec in catalog.ordered()},
             "backbone": [slot.to_json() for slot in self.backbone],
         }
 
@@ -227,8 +251,9 @@ class Genome:
         parsed_ops: dict[str, dict[str, int]] = {}
         for name, genes in operators.items():
             if name not in catalog.REGISTRY:
-                raise GenomeError(f"operators.{name}",
-                                  f"unknown operator class; allowed: {_class_names()}")
+                raise GenomeError(
+                    f"operators.{name}", f"unknown operator class; allowed: {_class_names()}"
+                )
             if not isinstance(genes, dict):
                 raise GenomeError(f"operators.{name}", "must be an object of integer genes")
             spec = catalog.REGISTRY[name]
@@ -242,44 +267,64 @@ class Genome:
         for i, raw in enumerate(backbone):
             path = f"backbone[{i}]"
             if not isinstance(raw, dict):
-                raise GenomeError(path, "must be an object with op, share_featurizer, "
-                                        "share_weights")
+                raise GenomeError(
+                    path, "must be an object with op, share_featurizer, share_weights"
+                )
             _reject_unknown(path, raw, set(SLOT_KEYS))
             if "op" not in raw:
                 raise GenomeError(f"{path}.op", f"is required; allowed: {_class_names()}")
             slots.append(Slot(raw["op"], raw.get("share_featurizer"), raw.get("share_weights")))
         if "depth" in glob and glob["depth"] != len(slots):
-            raise GenomeError("global.depth",
-                              f"must equal the number of backbone slots ({len(slots)}), "
-                              f"got {glob['depth']}")
+            raise GenomeError(
+                "global.depth",
+                f"must equal the number of backbone slots ({len(slots)}), got {glob['depth']}",
+            )
         rope = Rope.from_json(glob["rope"]) if "rope" in glob else Rope()
-        genome = cls(width=glob["width"], vocab_size=glob["vocab_size"], backbone=slots,
-                     tie_embeddings=tie, block_repeat=glob.get("block_repeat", 1),
-                     operators=parsed_ops, rope=rope)
+        genome = cls(
+            width=glob["width"],
+            vocab_size=glob["vocab_size"],
+            backbone=slots,
+            tie_embeddings=tie,
+            block_repeat=glob.get("block_repeat", 1),
+            operators=parsed_ops,
+            rope=rope,
+        )
         genome.validate()
         return genome
 
     # ----------------------------------------------------------------- integer genome
 
     def to_ints(self) -> list[int]:
-        ints = [INT_FORMAT, self.width, self.depth, self.vocab_size, int(self.tie_embeddings),
-                self.block_repeat, *self.rope.to_ints()]
+        ints = [
+            INT_FORMAT,
+            self.width,
+            self.depth,
+            self.vocab_size,
+            int(self.tie_embeddings),
+            self.block_repeat,
+            *self.rope.to_ints(),
+        ]
         for spec in catalog.ordered():
             ints.extend(self.operators[spec.name][g.name] for g in spec.genes)
         for slot in self.backbone:
-            ints.extend([
-                catalog.REGISTRY[slot.op].class_id,
-                0 if slot.share_featurizer is None else slot.share_featurizer + 1,
-                0 if slot.share_weights is None else slot.share_weights + 1,
-            ])
+            ints.extend(
+                [
+                    catalog.REGISTRY[slot.op].class_id,
+                    0 if slot.share_featurizer is None else slot.share_featurizer + 1,
+                    0 if slot.share_weights is None else slot.share_weights + 1,
+                ]
+            )
         return ints
 
     @classmethod
     def from_ints(cls, ints: list[int]) -> "Genome":
         ints = list(ints)
         if not ints or ints[0] not in N_GLOBAL_INTS or len(ints) < N_GLOBAL_INTS[ints[0]]:
-            raise GenomeError("ints", f"must start with format {INT_FORMAT} and "
-                              f"{N_GLOBAL_INTS[INT_FORMAT] - 1} global genes")
+            raise GenomeError(
+                "ints",
+                f"must start with format {INT_FORMAT} and "
+                f"{N_GLOBAL_INTS[INT_FORMAT] - 1} global genes",
+            )
         _, width, depth, vocab, tie, repeat = ints[:6]
         pos = N_GLOBAL_INTS[ints[0]]
         rope = Rope.from_ints(ints[6:pos]) if ints[0] >= 2 else Rope()
@@ -296,18 +341,27 @@ class Genome:
             raise GenomeError("ints", f"depth {depth} needs {expected} integers, got {len(ints)}")
         slots = []
         for i in range(depth):
-            class_id, feat, weights = ints[pos + INTS_PER_SLOT * i: pos + INTS_PER_SLOT * (i + 1)]
+            class_id, feat, weights = ints[pos + INTS_PER_SLOT * i : pos + INTS_PER_SLOT * (i + 1)]
             try:
                 op = catalog.by_class_id(class_id).name
             except KeyError:
-                raise GenomeError(f"backbone[{i}].op",
-                                  f"unknown class id {class_id}; allowed: "
-                                  f"{sorted(s.class_id for s in catalog.ordered())}") from None
+                raise GenomeError(
+                    f"backbone[{i}].op",
+                    f"unknown class id {class_id}; allowed: "
+                    f"{sorted(s.class_id for s in catalog.ordered())}",
+                ) from None
             slots.append(Slot(op, feat - 1 if feat else None, weights - 1 if weights else None))
         if tie not in (0, 1):
             raise GenomeError("global.tie_embeddings", f"must be 0 or 1, got {tie}")
-        genome = cls(width=width, vocab_size=vocab, backbone=slots, tie_embeddings=bool(tie),
-                     block_repeat=repeat, operators=operators, rope=rope)
+        genome = cls(
+            width=width,
+            vocab_size=vocab,
+            backbone=slots,
+            tie_embeddings=bool(tie),
+            block_repeat=repeat,
+            operators=operators,
+            rope=rope,
+        )
         genome.validate()
         return genome
 
@@ -339,31 +393,37 @@ class Genome:
                 raise GenomeError(f"operators.{name}.{gene}", problem)
         for i, slot in enumerate(self.backbone):
             if slot.op not in catalog.REGISTRY:
-                raise GenomeError(f"backbone[{i}].op",
-                                  f"unknown operator class {slot.op!r}; allowed: {_class_names()}")
+                raise GenomeError(
+                    f"backbone[{i}].op",
+                    f"unknown operator class {slot.op!r}; allowed: {_class_names()}",
+                )
             for kind in ("share_weights", "share_featurizer"):
                 target = getattr(slot, kind)
                 if target is None:
                     continue
                 allowed = self.share_targets(i, kind)
-                if isinstance(target, bool) or not isinstance(target, int) \
-                        or target not in allowed:
+                if isinstance(target, bool) or not isinstance(target, int) or target not in allowed:
                     raise GenomeError(
                         f"backbone[{i}].{kind}",
                         f"must be null or an earlier slot of class {slot.op!r} that shares "
-                        f"nothing itself: one of {allowed}, got {target!r}")
+                        f"nothing itself: one of {allowed}, got {target!r}",
+                    )
             if slot.share_weights is not None and slot.share_featurizer is not None:
-                raise GenomeError(f"backbone[{i}].share_featurizer",
-                                  "must be null when share_weights is set (all weights "
-                                  "include the featurizer)")
+                raise GenomeError(
+                    f"backbone[{i}].share_featurizer",
+                    "must be null when share_weights is set (all weights include the featurizer)",
+                )
 
     def share_targets(self, index: int, kind: str) -> list[int]:
         """Slots that slot `index` may legally name in its `kind` sharing gene."""
         op = self.backbone[index].op
-        return [j for j in range(index)
-                if self.backbone[j].op == op
-                and self.backbone[j].share_weights is None
-                and (kind == "share_weights" or self.backbone[j].share_featurizer is None)]
+        return [
+            j
+            for j in range(index)
+            if self.backbone[j].op == op
+            and self.backbone[j].share_weights is None
+            and (kind == "share_weights" or self.backbone[j].share_featurizer is None)
+        ]
 
     # ----------------------------------------------------------------- identity
 
@@ -384,9 +444,12 @@ class Genome:
 
     def describe(self) -> str:
         """One line per architecture, e.g. `d128 x8 [attention swiglu hyena_y swiglu ...]`."""
-        names = " ".join(s.op + ("=w%d" % s.share_weights if s.share_weights is not None else "")
-                         + ("=f%d" % s.share_featurizer if s.share_featurizer is not None else "")
-                         for s in self.backbone)
+        names = " ".join(
+            s.op
+            + ("=w%d" % s.share_weights if s.share_weights is not None else "")
+            + ("=f%d" % s.share_featurizer if s.share_featurizer is not None else "")
+            for s in self.backbone
+        )
         rep = f" repeat{self.block_repeat}" if self.block_repeat > 1 else ""
         return f"d{self.width} x{self.depth}{rep} [{names}]"
 

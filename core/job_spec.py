@@ -16,16 +16,17 @@ from pydantic import Field, field_validator, model_validator
 
 from .metrics import canonical, parse_metric
 from .precision import ExportSpec
-from .scale_check import ScaleSpec
 from .protocol import MeasurementSpec
+from .scale_check import ScaleSpec
 from .space import SearchSpace
 from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, SEED_MAX, StrictModel
 from .training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE, TrainConfig
 
 
 class ConstraintSpec(StrictModel):
-    metric: str = Field(max_length=256,
-                        description="a metric name, e.g. params or decode_ms@1024[SM-S928B]")
+    metric: str = Field(
+        max_length=256, description="a metric name, e.g. params or decode_ms@1024[SM-S928B]"
+    )
     op: Literal["<=", "<"] = "<="
     value: float
 
@@ -39,9 +40,11 @@ class EvolutionSpec(StrictModel):
     """Defaults follow STAR: population 16, 18 generations, 10% mutation, elitism 2."""
 
     algorithm: Literal["nsga2", "random", "surrogate"] = Field(
-        default="nsga2", description="random: the same budget of uniform samples; surrogate: "
+        default="nsga2",
+        description="random: the same budget of uniform samples; surrogate: "
         "NSGA-II whose offspring are picked from a larger bred pool by predicted hypervolume "
-        "improvement (orchestrator/search/surrogate.py)")
+        "improvement (orchestrator/search/surrogate.py)",
+    )
     population: int = Field(default=16, ge=2, le=1024)
     generations: int = Field(default=18, ge=1, le=1000)
     mutation_rate: float = Field(default=0.1, ge=0, le=1)
@@ -50,18 +53,23 @@ class EvolutionSpec(StrictModel):
     tournament_size: int = Field(default=2, ge=1, le=64)
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
     include_presets: bool = True
-    pool_factor: int = Field(default=20, ge=1, le=200,
-                             description="surrogate: offspring bred per offspring evaluated")
+    pool_factor: int = Field(
+        default=20, ge=1, le=200, description="surrogate: offspring bred per offspring evaluated"
+    )
     surrogate_min_points: int = Field(
-        default=10, ge=2, le=100_000,
+        default=10,
+        ge=2,
+        le=100_000,
         description="surrogate: observations each predicted objective needs before "
-        "predictions pick offspring; below it the generation is plain NSGA-II")
+        "predictions pick offspring; below it the generation is plain NSGA-II",
+    )
 
     @model_validator(mode="after")
     def _elitism_below_population(self) -> "EvolutionSpec":
         if self.elitism >= self.population:
-            raise ValueError(f"elitism ({self.elitism}) must be below population "
-                             f"({self.population})")
+            raise ValueError(
+                f"elitism ({self.elitism}) must be below population ({self.population})"
+            )
         return self
 
     @property
@@ -73,21 +81,29 @@ class ProfilingSpec(MeasurementSpec):
     """Which device classes measure every candidate, how (MeasurementSpec), and how long the
     search waits for them."""
 
-    devices: list[str] = Field(default_factory=list, max_length=64,
-                               description="device classes (DeviceProperties.model) to profile")
+    devices: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="device classes (DeviceProperties.model) to profile",
+    )
     timeout_s: float = Field(default=1800, gt=0, le=7 * DAY_S)
-    priority: int = Field(default=0, ge=-1000, le=1000,
-                          description="phones measure higher-priority jobs' tasks first, then "
-                          "older jobs' first")
+    priority: int = Field(
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="phones measure higher-priority jobs' tasks first, then older jobs' first",
+    )
 
     @field_validator("devices")
     @classmethod
     def _device_classes(cls, devices: list[str]) -> list[str]:
         for name in devices:
             if not 1 <= len(name) <= DEVICE_CLASS_MAX_CHARS or name != name.strip():
-                raise ValueError(f"device class {name[:40]!r} must be 1 to "
-                                 f"{DEVICE_CLASS_MAX_CHARS} characters without surrounding "
-                                 "spaces")
+                raise ValueError(
+                    f"device class {name[:40]!r} must be 1 to "
+                    f"{DEVICE_CLASS_MAX_CHARS} characters without surrounding "
+                    "spaces"
+                )
         if len(set(devices)) != len(devices):
             raise ValueError("device classes must not repeat")
         return devices
@@ -101,26 +117,35 @@ class ProfilingSpec(MeasurementSpec):
 class JobSpec(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     search_space: SearchSpace = Field(default_factory=SearchSpace)
-    objectives: list[str] = Field(min_length=1, max_length=16,
-                                  description="each minimised, e.g. perplexity, params")
+    objectives: list[str] = Field(
+        min_length=1, max_length=16, description="each minimised, e.g. perplexity, params"
+    )
     constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=32)
     evolution: EvolutionSpec = Field(default_factory=EvolutionSpec)
     training: TrainConfig = Field(default_factory=TrainConfig)
     profiling: ProfilingSpec = Field(default_factory=ProfilingSpec)
-    export: ExportSpec = Field(default_factory=ExportSpec,
-                               description="how candidates are exported for profiling and "
-                               "for quantized metrics (attention export, int4 blocks)")
-    scale: ScaleSpec | None = Field(default=None, description="set by POST /jobs/{id}/scale: "
-                                    "a scale-up job evaluates exactly these members in one "
-                                    "generation (core/scale_check.py)")
+    export: ExportSpec = Field(
+        default_factory=ExportSpec,
+        description="how candidates are exported for profiling and "
+        "for quantized metrics (attention export, int4 blocks)",
+    )
+    scale: ScaleSpec | None = Field(
+        default=None,
+        description="set by POST /jobs/{id}/scale: "
+        "a scale-up job evaluates exactly these members in one "
+        "generation (core/scale_check.py)",
+    )
 
     @model_validator(mode="after")
     def _scale_job_is_one_generation(self) -> "JobSpec":
-        if self.scale is not None and (self.evolution.generations != 1 or
-                                       self.evolution.population != len(self.scale.members)):
-            raise ValueError(f"a scale-up job (scale) runs one generation of its "
-                             f"{len(self.scale.members)} members: evolution.generations must "
-                             f"be 1 and evolution.population {len(self.scale.members)}")
+        if self.scale is not None and (
+            self.evolution.generations != 1 or self.evolution.population != len(self.scale.members)
+        ):
+            raise ValueError(
+                f"a scale-up job (scale) runs one generation of its "
+                f"{len(self.scale.members)} members: evolution.generations must "
+                f"be 1 and evolution.population {len(self.scale.members)}"
+            )
         return self
 
     @field_validator("objectives")
@@ -130,8 +155,9 @@ class JobSpec(StrictModel):
         candidate's metrics are keyed."""
         names = [canonical(objective) for objective in objectives]
         if len(set(names)) != len(names):
-            raise ValueError("objectives must not repeat (after spelling them canonically: "
-                             f"{names})")
+            raise ValueError(
+                f"objectives must not repeat (after spelling them canonically: {names})"
+            )
         return names
 
     @model_validator(mode="after")
@@ -146,7 +172,8 @@ class JobSpec(StrictModel):
                 raise ValueError(
                     f"search_space.vocab_size ({space.vocab_size}) must equal the vocabulary "
                     f"of training.tokenizer (kind byte: {BYTE_VOCAB_SIZE} tokens); set "
-                    f"search_space.vocab_size to {BYTE_VOCAB_SIZE} or leave it out")
+                    f"search_space.vocab_size to {BYTE_VOCAB_SIZE} or leave it out"
+                )
             space.vocab_size = BYTE_VOCAB_SIZE
             return self
         tokenizer_set = "vocab_size" in tokenizer.model_fields_set
@@ -154,14 +181,16 @@ class JobSpec(StrictModel):
             raise ValueError(
                 f"search_space.vocab_size ({space.vocab_size}) and "
                 f"training.tokenizer.vocab_size ({tokenizer.vocab_size}) must be equal: "
-                "they are the same vocabulary; set one of them")
+                "they are the same vocabulary; set one of them"
+            )
         vocab = tokenizer.vocab_size if tokenizer_set else space.vocab_size
         low, high = BPE_VOCAB_RANGE
         if not low <= vocab <= high:
             raise ValueError(
                 f"search_space.vocab_size ({vocab}) is the BPE vocabulary of training.tokenizer "
                 f"and must be in [{low}, {high}]; use training.tokenizer.kind byte for "
-                f"{BYTE_VOCAB_SIZE} tokens")
+                f"{BYTE_VOCAB_SIZE} tokens"
+            )
         space.vocab_size = tokenizer.vocab_size = vocab
         return self
 
@@ -172,11 +201,14 @@ class JobSpec(StrictModel):
             metric = parse_metric(name)
             for device_class in metric.classes:
                 if device_class not in self.profiling.devices:
-                    raise ValueError(f"{name}: device class {device_class!r} is not in "
-                                     f"profiling.devices {self.profiling.devices}")
+                    raise ValueError(
+                        f"{name}: device class {device_class!r} is not in "
+                        f"profiling.devices {self.profiling.devices}"
+                    )
             check = metric.definition.check_spec
             problem = check(self, metric) if check is not None else None
             if problem:
-                raise ValueError(problem if problem.startswith(metric.name) else
-                                 f"{name}: {problem}")
+                raise ValueError(
+                    problem if problem.startswith(metric.name) else f"{name}: {problem}"
+                )
         return self

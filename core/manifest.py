@@ -48,10 +48,12 @@ class QuantizationInfo(StrictModel):
     weight_bits: Literal[8, 4]
     block_size: int | None = None  # int4
     symmetric: bool = True
-    reduce_range: bool = Field(default=False, description="int8: weights on 7 bits, so no x86 "
-                               "kernel saturates (absent in older manifests: 8 bits)")
-    quantized_nodes: int = Field(ge=0, description="MatMul/Gemm nodes whose weights were "
-                                 "quantized")
+    reduce_range: bool = Field(
+        default=False,
+        description="int8: weights on 7 bits, so no x86 "
+        "kernel saturates (absent in older manifests: 8 bits)",
+    )
+    quantized_nodes: int = Field(ge=0, description="MatMul/Gemm nodes whose weights were quantized")
     tool: str = Field(description="e.g. 'onnxruntime.quantization 1.32.0'")
 
 
@@ -68,15 +70,22 @@ class VariantCheck(StrictModel):
     decode_vs_prefill_max_diff: float
     tolerance: float
     logits_scale: float = 1.0
-    allowed: float | None = Field(default=None, description="the bound the decode-vs-prefill "
-                                  "difference was held to (absent in older manifests)")
+    allowed: float | None = Field(
+        default=None,
+        description="the bound the decode-vs-prefill "
+        "difference was held to (absent in older manifests)",
+    )
     vs_float_max_abs_diff: float | None = None
     vs_float_mean_abs_diff: float | None = None
-    decode_vs_float_max_abs_diff: float | None = Field(default=None, description="decode after "
-                                                       "prefill against the float graphs")
-    vs_float_top1_agreement: float | None = Field(default=None, ge=0, le=1, description=
-                                                  "share of positions whose argmax token "
-                                                  "equals the float graphs'")
+    decode_vs_float_max_abs_diff: float | None = Field(
+        default=None, description="decode after prefill against the float graphs"
+    )
+    vs_float_top1_agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="share of positions whose argmax token equals the float graphs'",
+    )
 
 
 class GraphManifest(StrictModel):
@@ -99,15 +108,21 @@ class GraphManifest(StrictModel):
     cache_bytes_per_token: int
     cache_bytes_fixed: int
     precision: Precision = "float32"
-    variant: str = Field(default="", description="core.precision.Variant tag: '' for the plain "
-                         "float32 graphs, else e.g. 'int8', 'int4-b32', 'int4-b32-fused'")
+    variant: str = Field(
+        default="",
+        description="core.precision.Variant tag: '' for the plain "
+        "float32 graphs, else e.g. 'int8', 'int4-b32', 'int4-b32-fused'",
+    )
     attention: AttentionExport = "plain"
     fused_attention_layers: list[int] = Field(
-        default_factory=list, description="attention layers exported through "
-        "GroupQueryAttention (the others, if any, fell back to plain ops)")
-    model_bytes: int | None = Field(default=None, ge=0, description="bytes of the decode "
-                                    "graph's initializers (weights and constants)")
+        default_factory=list,
+        description="attention layers exported through "
+        "GroupQueryAttention (the others, if any, fell back to plain ops)",
+    )
+    model_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="bytes of the decode graph's initializers (weights and constants)",
+    )
     quantization: QuantizationInfo | None = None
     check: VariantCheck | None = None
-
-

@@ -75,8 +75,7 @@ def metric_table() -> str:
     """The metric table of docs/architecture.md, one row per registered metric (a test keeps
     the document equal to it)."""
     rows = ["| metric | kind | unit | what it is |", "| --- | --- | --- | --- |"]
-    rows += [f"| `{d.spelling}` | {d.kind.value} | {d.unit} | {d.doc} |"
-             for d in REGISTRY.values()]
+    rows += [f"| `{d.spelling}` | {d.kind.value} | {d.unit} | {d.doc} |" for d in REGISTRY.values()]
     return "\n".join(rows)
 
 
@@ -109,6 +108,7 @@ def _model_bytes(exported, metric) -> float | None:
 def _latency(phase: str):
     def compute(report, metric) -> dict[int | None, float]:
         return {stat.length: stat.median_ms for stat in getattr(report, phase)}
+
     return compute
 
 
@@ -117,6 +117,7 @@ def _profiled_length(setting: str):
         if metric.length in getattr(spec.profiling, setting):
             return None
         return f"{metric.length} is not in profiling.{setting}"
+
     return check
 
 
@@ -130,26 +131,79 @@ def _peak_mem(report, metric) -> dict[int | None, float]:
 
 for _definition in (
     MetricDef("params", MetricKind.STATIC, "parameters", "unique parameters", _params),
-    MetricDef("cache_bytes", MetricKind.STATIC, "bytes", "decode-cache bytes after L tokens "
-              "(fp16, as STAR counts)", _cache_bytes, length=True),
-    MetricDef("flops", MetricKind.STATIC, "multiply-accumulates", "multiply-accumulates of one "
-              "decode step with L tokens cached, batch 1 (core.costs.macs_per_token)", _flops,
-              length=True),
-    MetricDef("model_bytes", MetricKind.EXPORT, "bytes", "bytes a phone stores for the "
-              "variant's weights (float32 unless [:PREC])", _model_bytes, precision=True),
-    MetricDef("perplexity", MetricKind.QUALITY, "perplexity", "validation perplexity after "
-              "the training budget; [:PREC]: the same model through its PREC ONNX prefill "
-              "graph, same held-out tokens", lambda result, metric: result.perplexity,
-              precision=True),
-    MetricDef("mad_error", MetricKind.QUALITY, "error rate", "1 - mean MAD accuracy",
-              _mad_error, check_spec=_mad_scored),
-    MetricDef("prefill_ms", MetricKind.HARDWARE, "ms", "median prefill latency at L tokens",
-              _latency("prefill"), length=True, device=True, precision=True,
-              check_spec=_profiled_length("prefill_lengths")),
-    MetricDef("decode_ms", MetricKind.HARDWARE, "ms", "median decode latency per token with "
-              "L tokens cached", _latency("decode"), length=True, device=True,
-              precision=True, check_spec=_profiled_length("decode_contexts")),
-    MetricDef("peak_mem_mb", MetricKind.HARDWARE, "MiB", "peak resident memory of the "
-              "runner over the profiling task", _peak_mem, device=True, precision=True),
+    MetricDef(
+        "cache_bytes",
+        MetricKind.STATIC,
+        "bytes",
+        "decode-cache bytes after L tokens (fp16, as STAR counts)",
+        _cache_bytes,
+        length=True,
+    ),
+    MetricDef(
+        "flops",
+        MetricKind.STATIC,
+        "multiply-accumulates",
+        "multiply-accumulates of one "
+        "decode step with L tokens cached, batch 1 (core.costs.macs_per_token)",
+        _flops,
+        length=True,
+    ),
+    MetricDef(
+        "model_bytes",
+        MetricKind.EXPORT,
+        "bytes",
+        "bytes a phone stores for the variant's weights (float32 unless [:PREC])",
+        _model_bytes,
+        precision=True,
+    ),
+    MetricDef(
+        "perplexity",
+        MetricKind.QUALITY,
+        "perplexity",
+        "validation perplexity after "
+        "the training budget; [:PREC]: the same model through its PREC ONNX prefill "
+        "graph, same held-out tokens",
+        lambda result, metric: result.perplexity,
+        precision=True,
+    ),
+    MetricDef(
+        "mad_error",
+        MetricKind.QUALITY,
+        "error rate",
+        "1 - mean MAD accuracy",
+        _mad_error,
+        check_spec=_mad_scored,
+    ),
+    MetricDef(
+        "prefill_ms",
+        MetricKind.HARDWARE,
+        "ms",
+        "median prefill latency at L tokens",
+        _latency("prefill"),
+        length=True,
+        device=True,
+        precision=True,
+        check_spec=_profiled_length("prefill_lengths"),
+    ),
+    MetricDef(
+        "decode_ms",
+        MetricKind.HARDWARE,
+        "ms",
+        "median decode latency per token with L tokens cached",
+        _latency("decode"),
+        length=True,
+        device=True,
+        precision=True,
+        check_spec=_profiled_length("decode_contexts"),
+    ),
+    MetricDef(
+        "peak_mem_mb",
+        MetricKind.HARDWARE,
+        "MiB",
+        "peak resident memory of the runner over the profiling task",
+        _peak_mem,
+        device=True,
+        precision=True,
+    ),
 ):
     register(_definition)

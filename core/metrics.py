@@ -38,9 +38,11 @@ PATTERN = re.compile(r"^(?P<name>[a-z_]+)(@(?P<length>[0-9]+))?(\[(?P<device>[^\
 
 def allowed() -> str:
     """Every registered metric as a job spells it, for error messages."""
-    return (", ".join(d.spelling for d in REGISTRY.values())
-            + " (DEVICE: a class, CLASS:PREC, or max:/mean: then classes separated by commas; "
-            f"PREC: {', '.join(PRECISIONS)})")
+    return (
+        ", ".join(d.spelling for d in REGISTRY.values())
+        + " (DEVICE: a class, CLASS:PREC, or max:/mean: then classes separated by commas; "
+        f"PREC: {', '.join(PRECISIONS)})"
+    )
 
 
 @dataclass(frozen=True)
@@ -97,16 +99,17 @@ def _bracket(name: str, inside: str) -> tuple[str | None, str, str | None, tuple
     if sep and tail.strip() in PRECISIONS:
         inside, precision = head, tail.strip()
     elif sep and not head:
-        raise ValueError(f"{name}: unknown precision {tail!r}; use one of "
-                         f"{', '.join(PRECISIONS)}")
+        raise ValueError(f"{name}: unknown precision {tail!r}; use one of {', '.join(PRECISIONS)}")
     if not inside:
         return None, precision, None, ()
     prefix, sep, rest = inside.partition(":")
     if sep and prefix.strip() in AGGREGATES:
         devices = tuple(d.strip() for d in rest.split(","))
         if any(not d for d in devices):
-            raise ValueError(f"{name}: {prefix.strip()}: needs device classes separated by "
-                             "commas, e.g. max:SM-S928B,Pixel 8")
+            raise ValueError(
+                f"{name}: {prefix.strip()}: needs device classes separated by "
+                "commas, e.g. max:SM-S928B,Pixel 8"
+            )
         if len(set(devices)) != len(devices):
             raise ValueError(f"{name}: a fleet names each device class once")
         return None, precision, prefix.strip(), devices
@@ -130,14 +133,17 @@ def parse_metric(text: str) -> Metric:
         raise ValueError(f"{name} takes no length")
     if bracket is not None and not (definition.precision or definition.device):
         raise ValueError(f"{name} takes no device class or precision")
-    device, precision, aggregate, devices = (_bracket(name, bracket) if bracket is not None
-                                             else (None, DEFAULT_PRECISION, None, ()))
+    device, precision, aggregate, devices = (
+        _bracket(name, bracket) if bracket is not None else (None, DEFAULT_PRECISION, None, ())
+    )
     if precision != DEFAULT_PRECISION and not definition.precision:
         raise ValueError(f"{name} takes no precision")
     if definition.device and not (device or aggregate):
-        raise ValueError(f"{name} needs a device class, e.g. {name}"
-                         f"{'@1024' if definition.length else ''}[SM-S928B] (or "
-                         "[SM-S928B:int8], [max:SM-S928B,Pixel 8])")
+        raise ValueError(
+            f"{name} needs a device class, e.g. {name}"
+            f"{'@1024' if definition.length else ''}[SM-S928B] (or "
+            "[SM-S928B:int8], [max:SM-S928B,Pixel 8])"
+        )
     if not definition.device and (device or aggregate):
         raise ValueError(f"{name} takes no device class, only a precision, e.g. {name}[:int8]")
     return Metric(name, length, device, precision, aggregate, devices)
@@ -205,14 +211,19 @@ class Constraint:
         return 0.0 if actual < self.value else (actual - self.value) / scale + 1e-9
 
 
-def _computed(names: list[str] | None, kind: MetricKind, source: Any,
-              precision: str = DEFAULT_PRECISION) -> dict[str, float]:
+def _computed(
+    names: list[str] | None, kind: MetricKind, source: Any, precision: str = DEFAULT_PRECISION
+) -> dict[str, float]:
     """The metrics of `kind` (at `precision`) that `source` gives a value for: among `names`,
     or (None) every registered one spelled without a length or a device."""
     if names is None:
-        names = [str(Metric(d.name, precision=precision)) for d in REGISTRY.values()
-                 if d.kind is kind and not (d.length or d.device)
-                 and (precision == DEFAULT_PRECISION or d.precision)]
+        names = [
+            str(Metric(d.name, precision=precision))
+            for d in REGISTRY.values()
+            if d.kind is kind
+            and not (d.length or d.device)
+            and (precision == DEFAULT_PRECISION or d.precision)
+        ]
     out: dict[str, float] = {}
     for text in names:
         metric = parse_metric(text)
@@ -240,15 +251,15 @@ def quantized_metrics(score, names: list[str] | None = None) -> dict[str, float]
     return _computed(names, MetricKind.QUALITY, score, score.precision)
 
 
-def export_metrics(exported, precision: str,
-                   names: list[str] | None = None) -> dict[str, float]:
+def export_metrics(exported, precision: str, names: list[str] | None = None) -> dict[str, float]:
     """The export metrics at `precision` (among `names`; None: all), from that variant's
     ExportedVariant."""
     return _computed(names, MetricKind.EXPORT, exported, precision)
 
 
-def measured_metrics(report, device_class: str,
-                     precision: str = DEFAULT_PRECISION) -> dict[str, float]:
+def measured_metrics(
+    report, device_class: str, precision: str = DEFAULT_PRECISION
+) -> dict[str, float]:
     """Every hardware metric one device's MeasurementReport gives, keyed by metric name
     (`prefill_ms@512[SM-S928B:int8]`, ...), whether or not the job names it."""
     out: dict[str, float] = {}
@@ -260,8 +271,9 @@ def measured_metrics(report, device_class: str,
     return out
 
 
-def fitness(metrics: dict[str, Any], objectives: list[str],
-            constraints: list[Constraint]) -> tuple[np.ndarray, float]:
+def fitness(
+    metrics: dict[str, Any], objectives: list[str], constraints: list[Constraint]
+) -> tuple[np.ndarray, float]:
     """(objective vector, total violation). A failed or unmeasured objective makes the
     candidate infeasible with infinite violation: the worst fitness."""
     values = []

@@ -2,12 +2,13 @@
 exported, and the file names each variant's graphs and manifest are stored under.
 
 Phones run small language models quantized, so a candidate can be profiled (and scored) at
-`float32`, `int8` (ONNX Runtime's dynamic quantization of the MatMul/Gemm weights; activations
-quantized at run time; weights on 7 bits, see `workers/export/quantize.py`) or `int4` (weight-only block quantization to `MatMulNBits`). Depthwise
-and long convolutions, norms and the decode cache stay float in every variant. Attention is
-exported either as plain ONNX ops ("plain": the L x L score matrix is materialised) or
-through ONNX Runtime's fused `GroupQueryAttention` contrib operator ("fused"), as
-onnxruntime-genai's model builder exports it.
+`float32`, `int8` (ONNX Runtime's dynamic quantization of the MatMul/Gemm weights;
+activations quantized at run time; weights on 7 bits, see `workers/export/quantize.py`) or
+`int4` (weight-only block quantization to `MatMulNBits`). Depthwise and long convolutions,
+norms and the decode cache stay float in every variant. Attention is exported either as
+plain ONNX ops ("plain": the L x L score matrix is materialised) or through ONNX Runtime's
+fused `GroupQueryAttention` contrib operator ("fused"), as onnxruntime-genai's model builder
+exports it.
 
 A variant is named by its `tag`: "" for the plain float32 graphs (`prefill.onnx`,
 `decode.onnx`, `manifest.json`, the names agents and users have always seen), otherwise e.g.
@@ -34,8 +35,12 @@ ExecutionProvider = Literal["cpu", "xnnpack", "nnapi", "qnn"]
 EXECUTION_PROVIDERS: tuple[str, ...] = ("cpu", "xnnpack", "nnapi", "qnn")
 # onnxruntime's provider names (the Python API and the host runner use these; the phone
 # runner takes the short names above after `-e`)
-ORT_PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
-                      "nnapi": "NnapiExecutionProvider", "qnn": "QNNExecutionProvider"}
+ORT_PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+}
 
 # How far decode-after-prefill may stray from prefill of the whole sequence (max abs difference
 # of the logits, onnxruntime against itself) before a variant is refused. A broken cache path
@@ -65,8 +70,9 @@ AGREEMENT_TOLERANCE: dict[str, float] = {"float32": 1e-5, "int4": 1e-4}
 INT8_DEVIATION_FACTOR = 3.0
 
 
-def agreement_bound(precision: str, logits_scale: float,
-                    vs_float_max_abs_diff: float | None) -> float:
+def agreement_bound(
+    precision: str, logits_scale: float, vs_float_max_abs_diff: float | None
+) -> float:
     """The largest decode-vs-prefill difference a variant may show (see the constants above);
     int8 needs its prefill graph's deviation from the float graphs on the same tokens."""
     exact = AGREEMENT_TOLERANCE["float32" if precision == "int8" else precision]
@@ -82,13 +88,19 @@ class ExportSpec(StrictModel):
     """How a job's candidates are exported (the `export` block of a job spec)."""
 
     attention: AttentionExport = Field(
-        default="plain", description="fused: attention through onnxruntime's "
-        "GroupQueryAttention contrib operator (per layer where the operator can express it)")
-    int4_block_size: int = Field(default=32, ge=16, le=256,
-                                 description="int4: weights per quantization block (a power "
-                                 "of two, 16..256)")
-    int4_symmetric: bool = Field(default=True, description="int4: symmetric blocks (no zero "
-                                 "points)")
+        default="plain",
+        description="fused: attention through onnxruntime's "
+        "GroupQueryAttention contrib operator (per layer where the operator can express it)",
+    )
+    int4_block_size: int = Field(
+        default=32,
+        ge=16,
+        le=256,
+        description="int4: weights per quantization block (a power of two, 16..256)",
+    )
+    int4_symmetric: bool = Field(
+        default=True, description="int4: symmetric blocks (no zero points)"
+    )
 
     @field_validator("int4_block_size")
     @classmethod
@@ -98,8 +110,12 @@ class ExportSpec(StrictModel):
         return size
 
     def variant(self, precision: str = DEFAULT_PRECISION) -> "Variant":
-        return Variant(precision=precision, attention=self.attention,
-                       block_size=self.int4_block_size, symmetric=self.int4_symmetric)
+        return Variant(
+            precision=precision,
+            attention=self.attention,
+            block_size=self.int4_block_size,
+            symmetric=self.int4_symmetric,
+        )
 
 
 @dataclass(frozen=True)
@@ -113,8 +129,9 @@ class Variant:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                             f"not {self.precision!r}")
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
         if self.attention not in ("plain", "fused"):
             raise ValueError(f"attention must be plain or fused, not {self.attention!r}")
 
@@ -162,5 +179,6 @@ class Variant:
                 return cls("int4", attention, int(parts[1][1:]), len(parts) == 2)
         except ValueError:
             pass
-        raise ValueError(f"{tag!r} is not an export variant tag (e.g. int8, int4-b32, "
-                         "float32-fused)")
+        raise ValueError(
+            f"{tag!r} is not an export variant tag (e.g. int8, int4-b32, float32-fused)"
+        )

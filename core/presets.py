@@ -28,26 +28,32 @@ class Size:
     repeat: int = 1
 
 
-def _layers(mixers: list[str], size: Size, rope: Rope = Rope(),
-            **operators: dict[str, int]) -> Genome:
+def _layers(
+    mixers: list[str], size: Size, rope: Rope = Rope(), **operators: dict[str, int]
+) -> Genome:
     backbone = []
     for mixer in mixers:
         backbone += [Slot(mixer), Slot("swiglu")]
     ops = {"swiglu": {"ffn": size.ffn}, **operators}
-    return Genome(width=size.width, vocab_size=size.vocab, backbone=backbone,
-                  tie_embeddings=size.tie, block_repeat=size.repeat, operators=ops, rope=rope)
+    return Genome(
+        width=size.width,
+        vocab_size=size.vocab,
+        backbone=backbone,
+        tie_embeddings=size.tie,
+        block_repeat=size.repeat,
+        operators=ops,
+        rope=rope,
+    )
 
 
 def _attention(size: Size, qk_norm: int = 0, window: int = 0) -> dict[str, int]:
-    return {"heads": size.heads, "kv_heads": size.kv_heads, "window": window,
-            "qk_norm": qk_norm}
+    return {"heads": size.heads, "kv_heads": size.kv_heads, "window": window, "qk_norm": qk_norm}
 
 
 def transformer_pp(size: Size) -> Genome:
     """Llama-style Transformer++: GQA with RoPE and SwiGLU in every layer, no QK-norm; RoPE
     as Llama 3.2 (base 500,000, llama3 scaling factor 32, low 1, high 4, original 8,192)."""
-    return _layers(["attention"] * size.layers, size, rope=LLAMA3_ROPE,
-                   attention=_attention(size))
+    return _layers(["attention"] * size.layers, size, rope=LLAMA3_ROPE, attention=_attention(size))
 
 
 LFM2_ATTENTION = (2, 5, 8, 10, 12, 14)  # 0-based layers with GQA in the 16-layer LFM2
@@ -70,8 +76,13 @@ def lfm2(size: Size) -> Genome:
     """
     attention = set(lfm2_attention_layers(size.layers))
     mixers = ["attention" if i in attention else "hyena_y" for i in range(size.layers)]
-    return _layers(mixers, size, rope=LFM2_ROPE, attention=_attention(size, qk_norm=1),
-                   hyena_y={"filter_length": 3})
+    return _layers(
+        mixers,
+        size,
+        rope=LFM2_ROPE,
+        attention=_attention(size, qk_norm=1),
+        hyena_y={"filter_length": 3},
+    )
 
 
 def hyena_edge(size: Size) -> Genome:
@@ -84,8 +95,9 @@ def hyena_edge(size: Size) -> Genome:
 def striped_hyena(size: Size) -> Genome:
     """StripedHyena-like: Hyena with a modal (unbounded) implicit filter alternating with GQA."""
     mixers = ["hyena_modal" if i % 2 == 0 else "attention" for i in range(size.layers)]
-    return _layers(mixers, size, attention=_attention(size),
-                   hyena_modal={"modes": 8, "short_length": 3})
+    return _layers(
+        mixers, size, attention=_attention(size), hyena_modal={"modes": 8, "short_length": 3}
+    )
 
 
 def mobilellm(size: Size) -> Genome:
@@ -112,8 +124,12 @@ PRESETS: dict[str, Preset] = {
         Preset("lfm2", lfm2, Size(layers=16), _summary(lfm2)),
         Preset("hyena-edge", hyena_edge, Size(layers=6), _summary(hyena_edge)),
         Preset("striped-hyena", striped_hyena, Size(), _summary(striped_hyena)),
-        Preset("mobilellm", mobilellm, Size(width=96, layers=8, heads=6, kv_heads=2, ffn=256),
-               _summary(mobilellm)),
+        Preset(
+            "mobilellm",
+            mobilellm,
+            Size(width=96, layers=8, heads=6, kv_heads=2, ffn=256),
+            _summary(mobilellm),
+        ),
     ]
 }
 
@@ -126,8 +142,10 @@ def preset(name: str, **overrides: int | bool | None) -> Genome:
     fields = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(fields) - set(Size.__dataclass_fields__)
     if unknown:
-        raise KeyError(f"unknown size override {sorted(unknown)[0]!r}; allowed: "
-                       f"{', '.join(Size.__dataclass_fields__)}")
+        raise KeyError(
+            f"unknown size override {sorted(unknown)[0]!r}; allowed: "
+            f"{', '.join(Size.__dataclass_fields__)}"
+        )
     size = Size(**{**base.defaults.__dict__, **fields})
     genome = base.build(size)
     genome.validate()

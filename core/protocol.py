@@ -8,11 +8,10 @@ server). The API imports these same classes so the two ends can never drift apar
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Literal
-
 import math
 import re
+from datetime import datetime
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -42,8 +41,11 @@ class DeviceProperties(StrictModel):
     """What the agent reads from the phone (`getprop`, `/proc`) or from the host."""
 
     backend: Literal["adb", "host"]
-    model: str = Field(min_length=1, max_length=DEVICE_CLASS_MAX_CHARS,
-                       description="device class used in objectives, e.g. 'SM-S928B' or 'host'")
+    model: str = Field(
+        min_length=1,
+        max_length=DEVICE_CLASS_MAX_CHARS,
+        description="device class used in objectives, e.g. 'SM-S928B' or 'host'",
+    )
     manufacturer: str = Field(default="", max_length=256)
     soc: str = Field(default="", max_length=256)
     board: str = Field(default="", max_length=256)
@@ -54,8 +56,13 @@ class DeviceProperties(StrictModel):
     cpu_max_freq_khz: list[int] = Field(default_factory=list, max_length=4096)
     ram_bytes: int = Field(ge=0, le=2**60)
     serial: str = Field(default="", max_length=256)
-    thermal_zones: list[str] = Field(default_factory=list, max_length=256, description=(
-        "the thermal zones (by type) the agent watches before measuring, chosen by name"))
+    thermal_zones: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description=(
+            "the thermal zones (by type) the agent watches before measuring, chosen by name"
+        ),
+    )
 
 
 class RunnerIdentity(StrictModel):
@@ -65,12 +72,19 @@ class RunnerIdentity(StrictModel):
 
     name: str = Field(default="onnxruntime_perf_test", max_length=64)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    parser: str = Field(default="", max_length=32, description="'getopt' (up to 1.22) or "
-                        "'abseil' (1.23+) for onnxruntime_perf_test")
-    per_run_format: str = Field(default="", max_length=32, description="'time_cost' (up to "
-                                "1.23) or 'submission_total' (1.24+)")
-    release_line: str = Field(default="", max_length=32, description="e.g. '1.19-1.22', "
-                              "'1.23', '1.24+'")
+    parser: str = Field(
+        default="",
+        max_length=32,
+        description="'getopt' (up to 1.22) or 'abseil' (1.23+) for onnxruntime_perf_test",
+    )
+    per_run_format: str = Field(
+        default="",
+        max_length=32,
+        description="'time_cost' (up to 1.23) or 'submission_total' (1.24+)",
+    )
+    release_line: str = Field(
+        default="", max_length=32, description="e.g. '1.19-1.22', '1.23', '1.24+'"
+    )
     onnxruntime_version: str | None = Field(default=None, max_length=64)
 
 
@@ -101,16 +115,18 @@ class HeartbeatRequest(StrictModel):
     (an OS update, another runner): the device row is refreshed without enrolling again."""
 
     properties: DeviceProperties | None = None
-    readiness: DeviceReadiness | None = Field(default=None, description="the device's "
-                                              "preflight verdict (None: not checked)")
+    readiness: DeviceReadiness | None = Field(
+        default=None, description="the device's preflight verdict (None: not checked)"
+    )
 
 
 class HeartbeatResponse(StrictModel):
     device_id: int
     state: Literal["active", "draining", "disabled"]
     server_time: datetime
-    paused_until: datetime | None = Field(default=None, description="no leases until then: "
-                                          "the device reported a device error")
+    paused_until: datetime | None = Field(
+        default=None, description="no leases until then: the device reported a device error"
+    )
     paused_reason: str | None = None
 
 
@@ -121,34 +137,57 @@ class MeasurementSpec(StrictModel):
     """How one candidate is measured on one device: the part of a job's `profiling` block
     that travels with each profiling task (core.job_spec.ProfilingSpec adds the rest)."""
 
-    prefill_lengths: list[int] = Field(default_factory=lambda: [128, 512], min_length=1,
-                                       max_length=MAX_LENGTHS)
-    decode_contexts: list[int] = Field(default_factory=lambda: [128, 512], min_length=1,
-                                       max_length=MAX_LENGTHS)
-    warmup: int = Field(default=2, ge=0, le=100,
-                        description="untimed runs at the start of each runner process")
-    repeats: int = Field(default=10, ge=1, le=1000,
-                         description="timed runs in each runner process, after the warm-up")
-    processes: int = Field(default=1, ge=1, le=20,
-                           description="fresh runner processes per (graph, length), each "
-                           "doing warmup + repeats runs: spread across processes, peak memory")
+    prefill_lengths: list[int] = Field(
+        default_factory=lambda: [128, 512], min_length=1, max_length=MAX_LENGTHS
+    )
+    decode_contexts: list[int] = Field(
+        default_factory=lambda: [128, 512], min_length=1, max_length=MAX_LENGTHS
+    )
+    warmup: int = Field(
+        default=2, ge=0, le=100, description="untimed runs at the start of each runner process"
+    )
+    repeats: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="timed runs in each runner process, after the warm-up",
+    )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=20,
+        description="fresh runner processes per (graph, length), each "
+        "doing warmup + repeats runs: spread across processes, peak memory",
+    )
     threads: int = Field(default=1, ge=1, le=64)
-    cooldown_celsius: float = Field(default=45.0, ge=0, le=150,
-                                    description="wait before a run while a watched zone is "
-                                    "hotter")
-    thermal_zones: list[str] = Field(default_factory=list, max_length=64,
-                                     description="zones to watch (substrings of their type or "
-                                     "name, e.g. 'cpu'); empty: the CPU/SoC zones "
-                                     "(every zone on a phone without one)")
-    cooldown_timeout_s: float = Field(default=600, ge=0, le=DAY_S, allow_inf_nan=False,
-                                      description="longest wait for the zones to cool down")
-    reject_hot: bool = Field(default=False,
-                             description="still hotter after cooldown_timeout_s: hand the "
-                             "task back instead of measuring (else measure and mark it)")
+    cooldown_celsius: float = Field(
+        default=45.0, ge=0, le=150, description="wait before a run while a watched zone is hotter"
+    )
+    thermal_zones: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="zones to watch (substrings of their type or "
+        "name, e.g. 'cpu'); empty: the CPU/SoC zones "
+        "(every zone on a phone without one)",
+    )
+    cooldown_timeout_s: float = Field(
+        default=600,
+        ge=0,
+        le=DAY_S,
+        allow_inf_nan=False,
+        description="longest wait for the zones to cool down",
+    )
+    reject_hot: bool = Field(
+        default=False,
+        description="still hotter after cooldown_timeout_s: hand the "
+        "task back instead of measuring (else measure and mark it)",
+    )
     execution_provider: ExecutionProvider = Field(
-        default="cpu", description="onnxruntime execution provider the runner uses "
+        default="cpu",
+        description="onnxruntime execution provider the runner uses "
         "(`onnxruntime_perf_test -e`): cpu, xnnpack, nnapi or qnn; a runner built without "
-        "it fails the task as a device problem, saying so")
+        "it fails the task as a device problem, saying so",
+    )
 
     @field_validator("thermal_zones")
     @classmethod
@@ -185,8 +224,9 @@ class TaskAssignment(StrictModel):
 
 
 class LeaseRequest(StrictModel):
-    lease_seconds: float | None = Field(default=None, gt=0, le=MAX_LEASE_SECONDS,
-                                        allow_inf_nan=False)
+    lease_seconds: float | None = Field(
+        default=None, gt=0, le=MAX_LEASE_SECONDS, allow_inf_nan=False
+    )
 
 
 class LeaseResponse(StrictModel):
@@ -197,8 +237,9 @@ class LatencyStat(StrictModel):
     """Repeated timings of one graph at one length; samples in milliseconds. Every number
     is finite and non-negative, p10 <= median <= p90, and `n` counts `samples_ms`."""
 
-    length: int = Field(ge=1, le=MAX_LENGTH,
-                        description="L: prefill tokens, or decode context tokens")
+    length: int = Field(
+        ge=1, le=MAX_LENGTH, description="L: prefill tokens, or decode context tokens"
+    )
     median_ms: float = Field(ge=0, allow_inf_nan=False)
     p10_ms: float = Field(ge=0, allow_inf_nan=False)
     p90_ms: float = Field(ge=0, allow_inf_nan=False)
@@ -217,11 +258,12 @@ class LatencyStat(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> "LatencyStat":
         if not self.p10_ms <= self.median_ms <= self.p90_ms:
-            raise ValueError(f"need p10_ms <= median_ms <= p90_ms, got {self.p10_ms}, "
-                             f"{self.median_ms}, {self.p90_ms}")
+            raise ValueError(
+                f"need p10_ms <= median_ms <= p90_ms, got {self.p10_ms}, "
+                f"{self.median_ms}, {self.p90_ms}"
+            )
         if self.n != len(self.samples_ms):
-            raise ValueError(f"n is {self.n} but samples_ms holds {len(self.samples_ms)} "
-                             "timings")
+            raise ValueError(f"n is {self.n} but samples_ms holds {len(self.samples_ms)} timings")
         return self
 
 
@@ -242,24 +284,34 @@ class MeasurementReport(StrictModel):
     prefill: list[LatencyStat] = Field(max_length=MAX_LENGTHS)
     decode: list[LatencyStat] = Field(max_length=MAX_LENGTHS)
     peak_memory_bytes: int = Field(ge=0, description="max VmHWM of the runner over the task")
-    runner: str = Field(max_length=500, description="e.g. 'onnxruntime_perf_test 1.20.0' "
-                        "or 'host onnxruntime'")
-    method: str = Field(default="", max_length=500,
-                        description="how the timings were taken, e.g. 'warm: 2 warm-up + 10 "
-                        "timed runs in each of 3 processes'")
-    precision: Precision = Field(default=DEFAULT_PRECISION, description="the variant measured "
-                                 "(the task's manifest.precision)")
-    execution_provider: ExecutionProvider = Field(default="cpu", description="the provider "
-                                                  "the runner ran the graphs with")
+    runner: str = Field(
+        max_length=500, description="e.g. 'onnxruntime_perf_test 1.20.0' or 'host onnxruntime'"
+    )
+    method: str = Field(
+        default="",
+        max_length=500,
+        description="how the timings were taken, e.g. 'warm: 2 warm-up + 10 "
+        "timed runs in each of 3 processes'",
+    )
+    precision: Precision = Field(
+        default=DEFAULT_PRECISION,
+        description="the variant measured (the task's manifest.precision)",
+    )
+    execution_provider: ExecutionProvider = Field(
+        default="cpu", description="the provider the runner ran the graphs with"
+    )
     thermal_before: list[ThermalReading] = Field(default_factory=list, max_length=256)
     thermal_after: list[ThermalReading] = Field(default_factory=list, max_length=256)
     thermal_limit_celsius: float | None = Field(default=None, ge=0, le=150, allow_inf_nan=False)
-    above_thermal_limit: bool = Field(default=False, description="a watched zone was still "
-                                      "above the limit when the measurement started")
+    above_thermal_limit: bool = Field(
+        default=False,
+        description="a watched zone was still above the limit when the measurement started",
+    )
     cooldown_wait_s: float = Field(default=0, ge=0, allow_inf_nan=False)
     wall_s: float = Field(ge=0, allow_inf_nan=False)
-    runner_identity: RunnerIdentity | None = Field(default=None, description="the runner "
-                                                   "build that took these numbers")
+    runner_identity: RunnerIdentity | None = Field(
+        default=None, description="the runner build that took these numbers"
+    )
 
     _each_length_once = field_validator("prefill", "decode")(_lengths_once)
 

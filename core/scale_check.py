@@ -25,16 +25,30 @@ MAX_TOP = 64
 class ScaleRequest(StrictModel):
     """The body of `POST /api/v1/jobs/{id}/scale`."""
 
-    top: int = Field(default=4, ge=1, le=MAX_TOP, description="front members to take, lowest "
-                     "search-scale perplexity first")
-    width: int | None = Field(default=None, ge=8, le=16_384, description="target width "
-                              "(default: each member's own)")
-    depth: int | None = Field(default=None, ge=1, le=256, description="target number of LIV "
-                              "slots (larger repeats the backbone's pattern)")
-    tokens: int = Field(default=200_000, ge=1_000, le=10**12,
-                        description="training tokens per member at the target size")
-    include_presets: bool = Field(default=True, description="also scale the presets the job "
-                                  "evaluated, as reference points")
+    top: int = Field(
+        default=4,
+        ge=1,
+        le=MAX_TOP,
+        description="front members to take, lowest search-scale perplexity first",
+    )
+    width: int | None = Field(
+        default=None, ge=8, le=16_384, description="target width (default: each member's own)"
+    )
+    depth: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="target number of LIV slots (larger repeats the backbone's pattern)",
+    )
+    tokens: int = Field(
+        default=200_000,
+        ge=1_000,
+        le=10**12,
+        description="training tokens per member at the target size",
+    )
+    include_presets: bool = Field(
+        default=True, description="also scale the presets the job evaluated, as reference points"
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -57,37 +71,53 @@ class ScaleSpec(StrictModel):
     members: list[ScaleMember] = Field(min_length=1, max_length=MAX_TOP + 64)
 
 
-def pick_members(candidates: list[dict[str, Any]], front_ids: set[int],
-                 request: ScaleRequest) -> list[ScaleMember]:
+def pick_members(
+    candidates: list[dict[str, Any]], front_ids: set[int], request: ScaleRequest
+) -> list[ScaleMember]:
     """From the source job's evaluated candidates ({"id", "genome", "origin", "metrics",
     "status"}): the `top` front members by perplexity, then the presets; resized. ValueError
     names the member a target size does not fit."""
-    done = [c for c in candidates if c["status"] == "done"
-            and c["metrics"].get("perplexity") is not None]
-    front = sorted((c for c in done if c["id"] in front_ids),
-                   key=lambda c: c["metrics"]["perplexity"])[:request.top]
+    done = [
+        c
+        for c in candidates
+        if c["status"] == "done" and c["metrics"].get("perplexity") is not None
+    ]
+    front = sorted(
+        (c for c in done if c["id"] in front_ids), key=lambda c: c["metrics"]["perplexity"]
+    )[: request.top]
     chosen = [(c, "front") for c in front]
     if request.include_presets:
         picked = {c["id"] for c in front}
-        chosen += [(c, c["origin"]) for c in done
-                   if c["origin"].startswith("preset:") and c["id"] not in picked]
+        chosen += [
+            (c, c["origin"])
+            for c in done
+            if c["origin"].startswith("preset:") and c["id"] not in picked
+        ]
     if not chosen:
         raise ValueError("the job has no successfully evaluated front member to scale")
     members, seen = [], set()
     for candidate, origin in chosen:
         try:
-            resized = resize_genome(Genome.coerce(candidate["genome"]), request.width,
-                                    request.depth)
+            resized = resize_genome(
+                Genome.coerce(candidate["genome"]), request.width, request.depth
+            )
         except (ScalingError, GenomeError) as exc:
-            raise ValueError(f"candidate {candidate['id']} ({origin}) cannot be resized to "
-                             f"width {request.width}, depth {request.depth}: {exc}") from None
+            raise ValueError(
+                f"candidate {candidate['id']} ({origin}) cannot be resized to "
+                f"width {request.width}, depth {request.depth}: {exc}"
+            ) from None
         if resized.hash() in seen:
             continue  # two members that coincide at the target size are trained once
         seen.add(resized.hash())
-        members.append(ScaleMember(
-            source_candidate=candidate["id"], origin=origin, genome=resized.to_json(),
-            search_perplexity=candidate["metrics"]["perplexity"],
-            search_front=candidate["id"] in front_ids))
+        members.append(
+            ScaleMember(
+                source_candidate=candidate["id"],
+                origin=origin,
+                genome=resized.to_json(),
+                search_perplexity=candidate["metrics"]["perplexity"],
+                search_front=candidate["id"] in front_ids,
+            )
+        )
     return members
 
 
@@ -99,8 +129,9 @@ def _ranks(values: list[float]) -> list[int]:
     return ranks
 
 
-def scale_report(spec: ScaleSpec, scaled: dict[str, dict[str, Any]],
-                 scaled_front: set[str]) -> dict[str, Any]:
+def scale_report(
+    spec: ScaleSpec, scaled: dict[str, dict[str, Any]], scaled_front: set[str]
+) -> dict[str, Any]:
     """`scaled`: genome hash -> the scale-up candidate ({"id", "metrics", "status"});
     `scaled_front`: hashes on the scale-up job's front. Both rankings side by side, tau."""
     from .prediction_accuracy import accuracy
@@ -109,22 +140,36 @@ def scale_report(spec: ScaleSpec, scaled: dict[str, dict[str, Any]],
     for member in spec.members:
         genome_hash = Genome.coerce(member.genome).hash()
         candidate = scaled.get(genome_hash, {})
-        rows.append({"source_candidate": member.source_candidate, "origin": member.origin,
-                     "candidate": candidate.get("id"), "genome_hash": genome_hash,
-                     "search_perplexity": member.search_perplexity,
-                     "scaled_perplexity": (candidate.get("metrics") or {}).get("perplexity"),
-                     "params": (candidate.get("metrics") or {}).get("params"),
-                     "search_front": member.search_front,
-                     "scaled_front": genome_hash in scaled_front})
-    both = [r for r in rows if r["search_perplexity"] is not None
-            and r["scaled_perplexity"] is not None]
-    for key, rank_key in (("search_perplexity", "search_rank"),
-                          ("scaled_perplexity", "scaled_rank")):
+        rows.append(
+            {
+                "source_candidate": member.source_candidate,
+                "origin": member.origin,
+                "candidate": candidate.get("id"),
+                "genome_hash": genome_hash,
+                "search_perplexity": member.search_perplexity,
+                "scaled_perplexity": (candidate.get("metrics") or {}).get("perplexity"),
+                "params": (candidate.get("metrics") or {}).get("params"),
+                "search_front": member.search_front,
+                "scaled_front": genome_hash in scaled_front,
+            }
+        )
+    both = [
+        r for r in rows if r["search_perplexity"] is not None and r["scaled_perplexity"] is not None
+    ]
+    for key, rank_key in (
+        ("search_perplexity", "search_rank"),
+        ("scaled_perplexity", "scaled_rank"),
+    ):
         for row, rank in zip(both, _ranks([r[key] for r in both])):
             row[rank_key] = rank
     tau = accuracy([(r["search_perplexity"], r["scaled_perplexity"]) for r in both])
     front_members = [r for r in rows if r["search_front"]]
-    return {"source_job": spec.source_job, "request": spec.request.model_dump(),
-            "members": rows, "compared": len(both), "kendall_tau": tau["kendall_tau"],
-            "kept_on_front": sum(r["scaled_front"] for r in front_members),
-            "search_front_members": len(front_members)}
+    return {
+        "source_job": spec.source_job,
+        "request": spec.request.model_dump(),
+        "members": rows,
+        "compared": len(both),
+        "kendall_tau": tau["kendall_tau"],
+        "kept_on_front": sum(r["scaled_front"] for r in front_members),
+        "search_front_members": len(front_members),
+    }

@@ -2,12 +2,12 @@
 
 STAR evaluates candidates at reduced size when the target is too costly to train; Tailor
 does the same when a job sets `eval_width` / `eval_depth`, and the scale-up check
-(`core/scale.py`) goes the other way, training the winners larger (`resize_genome`). The scaled genome keeps every
-structural gene — classes, sharing, heads, KV heads, windows, filter lengths, state sizes —
-and scales the genes the catalog marks as proportional to width (`GeneSpec.scales_with_width`,
-e.g. the channel mixers' inner width). `eval_depth` keeps the first N backbone slots. The
-profiled ONNX graphs, the parameter count and the cache bytes always come from the unscaled
-genome; only perplexity is measured small.
+(`core/scale_check.py`) goes the other way, training the winners larger (`resize_genome`).
+The scaled genome keeps every structural gene — classes, sharing, heads, KV heads, windows,
+filter lengths, state sizes — and scales the genes the catalog marks as proportional to
+width (`GeneSpec.scales_with_width`, e.g. the channel mixers' inner width). `eval_depth`
+keeps the first N backbone slots. The profiled ONNX graphs, the parameter count and the
+cache bytes always come from the unscaled genome; only perplexity is measured small.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ class ScalingError(ValueError):
     pass
 
 
-def scale_genome(genome: Genome, width: int | None = None,
-                 depth: int | None = None) -> Genome:
+def scale_genome(genome: Genome, width: int | None = None, depth: int | None = None) -> Genome:
     """A validated copy of `genome` at `width` and the first `depth` slots."""
     scaled = genome.copy()
     if depth is not None and depth < scaled.depth:
@@ -39,13 +38,13 @@ def scale_genome(genome: Genome, width: int | None = None,
     try:
         scaled.validate()
     except GenomeError as exc:
-        raise ScalingError(f"eval_width {width} / eval_depth {depth} give an invalid genome: "
-                           f"{exc}") from None
+        raise ScalingError(
+            f"eval_width {width} / eval_depth {depth} give an invalid genome: {exc}"
+        ) from None
     return scaled
 
 
-def resize_genome(genome: Genome, width: int | None = None,
-                  depth: int | None = None) -> Genome:
+def resize_genome(genome: Genome, width: int | None = None, depth: int | None = None) -> Genome:
     """`genome` at another width and depth, larger or smaller: widths scale the genes marked
     proportional to width (as `scale_genome`); a smaller depth keeps the first slots, a
     larger one repeats the backbone's pattern (slot i is slot i mod depth, its sharing

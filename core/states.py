@@ -25,8 +25,9 @@ class JobStatus(str, Enum):
 JOB_MOVES: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
     # a claim by another orchestrator after a crash keeps it running
-    JobStatus.RUNNING: frozenset({JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED,
-                                  JobStatus.CANCELLED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset({JobStatus.QUEUED}),  # resumed
     JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),  # resumed
@@ -62,8 +63,9 @@ TASK_MOVES: dict[TaskState, frozenset[TaskState]] = {
     TaskState.QUEUED: frozenset({TaskState.LEASED, TaskState.CANCELLED}),
     # reported; failed (final, or out of attempts); back to the queue (released, a retryable
     # or uncounted failure, a lease that expired with attempts left); cancelled
-    TaskState.LEASED: frozenset({TaskState.DONE, TaskState.FAILED, TaskState.QUEUED,
-                                 TaskState.CANCELLED}),
+    TaskState.LEASED: frozenset(
+        {TaskState.DONE, TaskState.FAILED, TaskState.QUEUED, TaskState.CANCELLED}
+    ),
     TaskState.DONE: frozenset(),
     TaskState.FAILED: frozenset(),
     TaskState.CANCELLED: frozenset({TaskState.QUEUED}),  # a resumed job enqueues it again

@@ -14,21 +14,32 @@ from pydantic import Field, model_validator
 
 from .strict import DAY_S, SEED_MAX, StrictModel
 
-
 BYTE_VOCAB_SIZE = 257  # the byte tokenizer: 256 bytes and the end-of-document token
 BPE_VOCAB_RANGE = (260, 1 << 20)
 
 
 class TokenizerConfig(StrictModel):
     kind: Literal["bpe", "byte"] = "bpe"
-    vocab_size: int = Field(default=4096, ge=BPE_VOCAB_RANGE[0], le=BPE_VOCAB_RANGE[1],
-                            description=f"BPE vocabulary (the byte tokenizer always has "
-                            f"{BYTE_VOCAB_SIZE}); the same setting as search_space.vocab_size")
-    sample_documents: int = Field(default=200_000, ge=1, le=10**9,
-                                  description="the BPE trains on at most this many training "
-                                  "documents (a hash-chosen, order-independent sample)")
-    sample_bytes: int = Field(default=64_000_000, ge=1, le=1 << 40,
-                              description="... and at most this many bytes of their text")
+    vocab_size: int = Field(
+        default=4096,
+        ge=BPE_VOCAB_RANGE[0],
+        le=BPE_VOCAB_RANGE[1],
+        description=f"BPE vocabulary (the byte tokenizer always has "
+        f"{BYTE_VOCAB_SIZE}); the same setting as search_space.vocab_size",
+    )
+    sample_documents: int = Field(
+        default=200_000,
+        ge=1,
+        le=10**9,
+        description="the BPE trains on at most this many training "
+        "documents (a hash-chosen, order-independent sample)",
+    )
+    sample_bytes: int = Field(
+        default=64_000_000,
+        ge=1,
+        le=1 << 40,
+        description="... and at most this many bytes of their text",
+    )
 
 
 class TrainConfig(StrictModel):
@@ -37,48 +48,70 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(default=16, ge=1, le=4096)
     lr: float = Field(default=1e-2, gt=0, le=10, description="peak; tuned for tiny models")
     warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
-    min_lr_fraction: float = Field(default=0.1, ge=0, le=1,
-                                   description="cosine decays to lr * this")
+    min_lr_fraction: float = Field(
+        default=0.1, ge=0, le=1, description="cosine decays to lr * this"
+    )
     weight_decay: float = Field(default=0.1, ge=0, le=10)
     grad_clip: float = Field(default=1.0, gt=0, le=1e6)
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
-    data: str | None = Field(default=None, max_length=4096, description="corpus path; None = the built-in KJV")
+    data: str | None = Field(
+        default=None, max_length=4096, description="corpus path; None = the built-in KJV"
+    )
     text_field: str = Field(default="text", min_length=1, max_length=256)
     val_fraction: float = Field(default=0.05, gt=0, lt=1)
-    eval_tokens: int | None = Field(default=65_536, ge=1, le=10**12,
-                                    description="held-out tokens scored; None = all of them")
+    eval_tokens: int | None = Field(
+        default=65_536, ge=1, le=10**12, description="held-out tokens scored; None = all of them"
+    )
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    eval_width: int | None = Field(default=None, ge=8, le=16384,
-                                   description="train at this width instead of the genome's")
-    eval_depth: int | None = Field(default=None, ge=1, le=512,
-                                   description="train only the first N backbone slots")
+    eval_width: int | None = Field(
+        default=None, ge=8, le=16384, description="train at this width instead of the genome's"
+    )
+    eval_depth: int | None = Field(
+        default=None, ge=1, le=512, description="train only the first N backbone slots"
+    )
     threads: int = Field(default=1, ge=1, le=256)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mad: bool = Field(default=False, description="also score the MAD synthetic tasks")
     timeout_s: float = Field(default=1800, gt=0, le=7 * DAY_S)
-    divergence_factor: float = Field(default=1.5, gt=1, le=1e6,
-                                     description="fail when loss exceeds this x the first loss")
+    divergence_factor: float = Field(
+        default=1.5, gt=1, le=1e6, description="fail when loss exceeds this x the first loss"
+    )
     log_every: int = Field(default=10, ge=1, le=10**6, description="loss-curve sampling, in steps")
-    token_cache: str | None = Field(default=None, max_length=4096,
-                                    description="folder of tokenized corpora; None = "
-                                    "$TAILOR_TOKEN_CACHE, else ~/.cache/tailor/tokens")
-    micro_batch_size: int | None = Field(default=None, ge=1, le=4096,
-                                         description="split each batch into micro-batches of "
-                                         "this many sequences (gradient accumulation); the "
-                                         "effective batch stays batch_size")
+    token_cache: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="folder of tokenized corpora; None = "
+        "$TAILOR_TOKEN_CACHE, else ~/.cache/tailor/tokens",
+    )
+    micro_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="split each batch into micro-batches of "
+        "this many sequences (gradient accumulation); the "
+        "effective batch stays batch_size",
+    )
     compile: bool = Field(default=False, description="torch.compile the model before training")
-    gpus_per_task: float = Field(default=1.0, gt=0, le=64,
-                                 description="GPUs a training task asks Ray for where the "
-                                 "cluster has GPUs; a fraction lets small candidates share one")
-    peak_flops: float | None = Field(default=None, gt=0, le=1e18,
-                                     description="the device's peak FLOP/s for MFU; None = "
-                                     "looked up from the GPU's name")
+    gpus_per_task: float = Field(
+        default=1.0,
+        gt=0,
+        le=64,
+        description="GPUs a training task asks Ray for where the "
+        "cluster has GPUs; a fraction lets small candidates share one",
+    )
+    peak_flops: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e18,
+        description="the device's peak FLOP/s for MFU; None = looked up from the GPU's name",
+    )
 
     @model_validator(mode="after")
     def _micro_batches_divide_the_batch(self) -> "TrainConfig":
         if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
-            raise ValueError(f"micro_batch_size {self.micro_batch_size} must divide "
-                             f"batch_size {self.batch_size}")
+            raise ValueError(
+                f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}"
+            )
         return self
 
     def cache_key(self) -> str:
@@ -92,7 +125,18 @@ class TrainConfig(StrictModel):
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-RESULT_NEUTRAL = {"threads", "device", "timeout_s", "log_every", "token_cache",
-                  "micro_batch_size", "compile", "gpus_per_task", "peak_flops"}
-TOKENIZER_SAMPLE_DEFAULTS = {name: TokenizerConfig.model_fields[name].default
-                             for name in ("sample_documents", "sample_bytes")}
+RESULT_NEUTRAL = {
+    "threads",
+    "device",
+    "timeout_s",
+    "log_every",
+    "token_cache",
+    "micro_batch_size",
+    "compile",
+    "gpus_per_task",
+    "peak_flops",
+}
+TOKENIZER_SAMPLE_DEFAULTS = {
+    name: TokenizerConfig.model_fields[name].default
+    for name in ("sample_documents", "sample_bytes")
+}

@@ -8,7 +8,6 @@ nearest legal value (never a silent crash, never a discarded child).
 from __future__ import annotations
 
 import random
-
 from typing import Any
 
 from . import catalog
@@ -24,9 +23,12 @@ def _nearest(value: int, choices: list[int]) -> int:
 
 def _closest_gene_set(current: dict[str, int], sets: list[dict[str, int]]) -> dict[str, int]:
     def distance(candidate: dict[str, int]) -> tuple[float, list[int]]:
-        d = sum(abs(candidate[k] - current.get(k, candidate[k])) / (1 + abs(candidate[k]))
-                for k in candidate)
+        d = sum(
+            abs(candidate[k] - current.get(k, candidate[k])) / (1 + abs(candidate[k]))
+            for k in candidate
+        )
         return d, [candidate[k] for k in sorted(candidate)]
+
     return dict(min(sets, key=distance))
 
 
@@ -36,17 +38,22 @@ def _closest_class(op: str, usable: list[str]) -> str:
     kind = catalog.REGISTRY[op].kind if op in catalog.REGISTRY else None
 
     def prefix(name: str) -> int:
-        return next((i for i, (a, b) in enumerate(zip(op, name)) if a != b), min(len(op), len(name)))
+        return next(
+            (i for i, (a, b) in enumerate(zip(op, name)) if a != b), min(len(op), len(name))
+        )
 
-    return min(usable, key=lambda c: (catalog.REGISTRY[c].kind != kind, -prefix(c),
-                                      catalog.REGISTRY[c].class_id))
+    return min(
+        usable,
+        key=lambda c: (catalog.REGISTRY[c].kind != kind, -prefix(c), catalog.REGISTRY[c].class_id),
+    )
 
 
 def repair(genome: Genome, space: SearchSpace) -> Genome:
     """Return a valid genome inside `space`, as close to `genome` as the rules allow."""
     g = genome.copy()
-    usable_widths = [w for w in space.widths
-                     if any(space.valid_gene_sets(c, w) for c in space.classes)]
+    usable_widths = [
+        w for w in space.widths if any(space.valid_gene_sets(c, w) for c in space.classes)
+    ]
     g.width = _nearest(g.width, usable_widths)
     g.vocab_size = space.vocab_size
     if g.tie_embeddings not in space.tie_embeddings:
@@ -81,8 +88,11 @@ def _root(g: Genome, index: int, kind: str) -> int:
     while index not in seen:
         seen.add(index)
         slot = g.backbone[index]
-        nxt = slot.share_weights if slot.share_weights is not None else (
-            slot.share_featurizer if kind == "share_featurizer" else None)
+        nxt = (
+            slot.share_weights
+            if slot.share_weights is not None
+            else (slot.share_featurizer if kind == "share_featurizer" else None)
+        )
         if nxt is None or not isinstance(nxt, int) or not 0 <= nxt < index:
             return index
         index = nxt
@@ -141,22 +151,24 @@ def _delete_slot(g: Genome, index: int) -> None:
             target = getattr(slot, kind)
             if target is None:
                 continue
-            setattr(slot, kind, None if target == index else (target - 1 if target > index
-                                                              else target))
+            setattr(
+                slot, kind, None if target == index else (target - 1 if target > index else target)
+            )
 
 
 def _shift_after_insert(g: Genome, index: int) -> None:
     # Later slots keep pointing at the same weights: their targets at or past the new slot
     # move up by one.
-    for slot in g.backbone[index + 1:]:
+    for slot in g.backbone[index + 1 :]:
         for kind in SHARE_KINDS:
             target = getattr(slot, kind)
             if target is not None and target >= index:
                 setattr(slot, kind, target + 1)
 
 
-def crossover(a: Genome, b: Genome, space: SearchSpace,
-              rng: random.Random) -> tuple[Genome, Genome]:
+def crossover(
+    a: Genome, b: Genome, space: SearchSpace, rng: random.Random
+) -> tuple[Genome, Genome]:
     """Two-point crossover on the backbone, operator genes per class from either parent."""
     n = min(a.depth, b.depth)
     i, j = sorted(rng.sample(range(n + 1), 2)) if n >= 1 else (0, 0)
@@ -166,7 +178,9 @@ def crossover(a: Genome, b: Genome, space: SearchSpace,
     for spec in catalog.ordered():
         if rng.random() < 0.5:
             child_a.operators[spec.name], child_b.operators[spec.name] = (
-                dict(b.operators[spec.name]), dict(a.operators[spec.name]))
+                dict(b.operators[spec.name]),
+                dict(a.operators[spec.name]),
+            )
     return repair(child_a, space), repair(child_b, space)
 
 
@@ -181,9 +195,14 @@ def sample(space: SearchSpace, rng: random.Random) -> Genome:
         sets = space.valid_gene_sets(op, width)
         if sets:
             operators[op] = dict(rng.choice(sets))
-    genome = Genome(width=width, vocab_size=space.vocab_size, backbone=backbone,
-                    tie_embeddings=rng.choice(space.tie_embeddings),
-                    block_repeat=rng.choice(space.block_repeat), operators=operators)
+    genome = Genome(
+        width=width,
+        vocab_size=space.vocab_size,
+        backbone=backbone,
+        tie_embeddings=rng.choice(space.tie_embeddings),
+        block_repeat=rng.choice(space.block_repeat),
+        operators=operators,
+    )
     if space.sharing:
         for i in range(depth):
             if rng.random() < space.share_probability:

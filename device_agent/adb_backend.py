@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from core.protocol import DeviceReadiness, LatencyStat, MeasurementReport, TaskAssignment
+
 from . import perf_command, runner_errors, thermal
 from .adb_device import Phone
 from .defaults import DEFAULT_RUNNER, WORK_ROOT
@@ -35,22 +37,21 @@ from .perf_output import PerfOutputError, parse_output, timed_samples
 from .preflight import Preflight, PreflightFailed, readiness_of
 from .runner_probe import RunnerProbe
 from .stats import summarize, warm_method
-from core.protocol import DeviceReadiness, LatencyStat, MeasurementReport, TaskAssignment
 
 log = logging.getLogger("tailor.agent.adb")
-RUN_TIMEOUT_S = 1800.0   # the longest one (graph, L) may take, all its processes together
+RUN_TIMEOUT_S = 1800.0  # the longest one (graph, L) may take, all its processes together
 
 
 @dataclass
 class AdbBackend:
     phone: Phone
     runner: str = DEFAULT_RUNNER
-    cores: list[int] | None = None          # None: the big cores, from cpufreq
+    cores: list[int] | None = None  # None: the big cores, from cpufreq
     cooling: thermal.CoolingPolicy = field(default_factory=thermal.CoolingPolicy)
     run_timeout_s: float = RUN_TIMEOUT_S
     cooldown_poll_s: float = thermal.POLL_S
     _cpus: tuple[list[int], set[int] | None] | None = None
-    probe: RunnerProbe | None = None        # the runner build, from the last check
+    probe: RunnerProbe | None = None  # the runner build, from the last check
 
     def thermal(self) -> list:
         return thermal.parse_zones(self.phone.shell(thermal.READ_ZONES))
@@ -65,8 +66,11 @@ class AdbBackend:
             return self.cores
         if self._cpus is None:
             from .properties import PHONE_CPUFREQ, PHONE_ONLINE, parse_cpu_freqs, parse_cpu_list
-            self._cpus = (parse_cpu_freqs(self.phone.shell(PHONE_CPUFREQ)),
-                          parse_cpu_list(self.phone.shell(PHONE_ONLINE)))
+
+            self._cpus = (
+                parse_cpu_freqs(self.phone.shell(PHONE_CPUFREQ)),
+                parse_cpu_list(self.phone.shell(PHONE_ONLINE)),
+            )
         return perf_command.big_cores(*self._cpus)
 
     def preflight(self) -> Preflight:
@@ -91,22 +95,27 @@ class AdbBackend:
         files = {graph_dir / g.file: f"{remote}/{g.file}" for g in manifest.graphs.values()}
         setup, cases = [], []
         with tempfile.TemporaryDirectory(prefix="tailor-inputs-") as tmp:
-            for kind, lengths in (("prefill", spec.prefill_lengths),
-                                  ("decode", spec.decode_contexts)):
+            for kind, lengths in (
+                ("prefill", spec.prefill_lengths),
+                ("decode", spec.decode_contexts),
+            ):
                 graph_file = manifest.graphs[kind].file
-                stem = graph_file[:-len(".onnx")] if graph_file.endswith(".onnx") else graph_file
+                stem = graph_file[: -len(".onnx")] if graph_file.endswith(".onnx") else graph_file
                 for length in lengths:
                     case = f"{stem}_L{length}"
                     data = shlex.quote(f"{remote}/{case}/test_data_set_0")
                     copies = [f"rm -rf {data}", f"mkdir -p {data}"]
-                    for pb in write_test_data(Path(tmp) / case,
-                                              graph_inputs(manifest, kind, length)):
+                    for pb in write_test_data(
+                        Path(tmp) / case, graph_inputs(manifest, kind, length)
+                    ):
                         digest = hashlib.sha256(pb.read_bytes()).hexdigest()[:24]
                         stored = f"{remote}/inputs/{digest}.pb"
-                        files[pb] = stored   # same content: pushed once, whatever the variant
+                        files[pb] = stored  # same content: pushed once, whatever the variant
                         copies.append(f"cp {shlex.quote(stored)} {data}/{pb.name}")
-                    copies.append(f"ln -sf ../{shlex.quote(graph_file)} "
-                                  f"{shlex.quote(f'{remote}/{case}/model.onnx')}")
+                    copies.append(
+                        f"ln -sf ../{shlex.quote(graph_file)} "
+                        f"{shlex.quote(f'{remote}/{case}/model.onnx')}"
+                    )
                     setup.append(" && ".join(copies))
                     cases.append((kind, length, f"{remote}/{case}"))
             self.phone.push_verified(files)
@@ -115,12 +124,15 @@ class AdbBackend:
 
     def cool_down(self, spec) -> tuple[thermal.Cooldown, float]:
         limit, zones, timeout = self.cooling.resolve(spec)
-        cooled = thermal.wait_for_cooldown(self.thermal, limit, zones, max_wait_s=timeout,
-                                           poll_s=self.cooldown_poll_s)
+        cooled = thermal.wait_for_cooldown(
+            self.thermal, limit, zones, max_wait_s=timeout, poll_s=self.cooldown_poll_s
+        )
         if cooled.still_hot and spec.reject_hot:
-            raise DeviceTooHot(f"too hot to measure: "
-                               f"{thermal.describe(cooled.hot_zone(zones), limit)}"
-                               f" after waiting {cooled.waited_s:.0f} s")
+            raise DeviceTooHot(
+                f"too hot to measure: "
+                f"{thermal.describe(cooled.hot_zone(zones), limit)}"
+                f" after waiting {cooled.waited_s:.0f} s"
+            )
         return cooled, limit
 
     def measure(self, graph_dir: Path, task: TaskAssignment) -> MeasurementReport:
@@ -136,45 +148,65 @@ class AdbBackend:
             samples, case_peak, per_run = self._run_case(folder, spec, cores, provider)
             formats.add(per_run)
             peak = max(peak, case_peak or 0)
-            stats[kind].append(LatencyStat(length=length, samples_ms=samples,
-                                           peak_memory_bytes=case_peak, **summarize(samples)))
+            stats[kind].append(
+                LatencyStat(
+                    length=length,
+                    samples_ms=samples,
+                    peak_memory_bytes=case_peak,
+                    **summarize(samples),
+                )
+            )
         if len(formats) > 1:
-            raise DeviceError(f"{self.runner} printed per-run lines in two formats "
-                              f"({sorted(formats)}) within one task: was it replaced?")
+            raise DeviceError(
+                f"{self.runner} printed per-run lines in two formats "
+                f"({sorted(formats)}) within one task: was it replaced?"
+            )
         identity = probe.identity(formats.pop() if formats else None)
         return MeasurementReport(
-            prefill=stats["prefill"], decode=stats["decode"], peak_memory_bytes=peak,
+            prefill=stats["prefill"],
+            decode=stats["decode"],
+            peak_memory_bytes=peak,
             runner=f"onnxruntime_perf_test {identity.release_line} ({self.runner}, "
-                   f"-e {provider}, cpus {cores}, -x {spec.threads})",
+            f"-e {provider}, cpus {cores}, -x {spec.threads})",
             method=warm_method(spec.warmup, spec.repeats, spec.processes, "", provider),
-            precision=task.manifest.precision, execution_provider=provider,
-            thermal_before=cooled.readings, thermal_after=self.thermal(),
-            thermal_limit_celsius=limit, above_thermal_limit=cooled.still_hot,
-            cooldown_wait_s=cooled.waited_s, wall_s=time.perf_counter() - started,
-            runner_identity=identity)
+            precision=task.manifest.precision,
+            execution_provider=provider,
+            thermal_before=cooled.readings,
+            thermal_after=self.thermal(),
+            thermal_limit_celsius=limit,
+            above_thermal_limit=cooled.still_hot,
+            cooldown_wait_s=cooled.waited_s,
+            wall_s=time.perf_counter() - started,
+            runner_identity=identity,
+        )
 
-    def _run_case(self, folder: str, spec, cores: list[int], provider: str = "cpu"
-                  ) -> tuple[list[float], int | None, str | None]:
+    def _run_case(
+        self, folder: str, spec, cores: list[int], provider: str = "cpu"
+    ) -> tuple[list[float], int | None, str | None]:
         """(samples over all processes, peak over them, the per-run format printed)."""
         runs = spec.warmup + spec.repeats
-        command = perf_command.loop_command(self.runner, folder, "model.onnx", spec.processes,
-                                         runs, spec.threads, cores, provider)
+        command = perf_command.loop_command(
+            self.runner, folder, "model.onnx", spec.processes, runs, spec.threads, cores, provider
+        )
         outputs = perf_command.split_runs(self.phone.shell(command, timeout_s=self.run_timeout_s))
         if len(outputs) != spec.processes:
-            raise PerfOutputError(f"{folder}: expected {spec.processes} runner "
-                                  f"processes, got {len(outputs)}")
-        args = " ".join(perf_command.runner_args("model.onnx", spec.threads, runs,
-                                              provider=provider))
+            raise PerfOutputError(
+                f"{folder}: expected {spec.processes} runner processes, got {len(outputs)}"
+            )
+        args = " ".join(
+            perf_command.runner_args("model.onnx", spec.threads, runs, provider=provider)
+        )
         samples, peak, per_run = [], None, None
         for rc, text in outputs:
-            error = runner_errors.diagnose(rc, text, self.runner, provider, self.probe,
-                                           args, folder)
+            error = runner_errors.diagnose(
+                rc, text, self.runner, provider, self.probe, args, folder
+            )
             if error is not None:
                 raise error
             try:
                 result = parse_output(text)
                 samples += timed_samples(result, spec.warmup, spec.repeats)
-            except PerfOutputError as exc:   # the runner's output, not the graph, is wrong
+            except PerfOutputError as exc:  # the runner's output, not the graph, is wrong
                 raise DeviceError(f"{folder}: {exc}") from exc
             if result.peak_memory_bytes is not None:
                 peak = max(peak or 0, result.peak_memory_bytes)
@@ -189,8 +221,9 @@ class Reconnector:
     during a task) makes the next call re-run the preflight. `readiness` is the verdict the
     agent's heartbeats carry to the server (why not ready, and the fix)."""
 
-    def __init__(self, phone: Phone, max_backoff_s: float = 30.0,
-                 preflight: Preflight | None = None):
+    def __init__(
+        self, phone: Phone, max_backoff_s: float = 30.0, preflight: Preflight | None = None
+    ):
         self.phone, self.max_backoff_s, self.check = phone, max_backoff_s, preflight
         self.backoff_s, self.next_try = 1.0, 0.0
         self.fit = preflight is None
@@ -209,16 +242,21 @@ class Reconnector:
 
     def _reconnect(self) -> bool:
         if not self.lost:
-            log.warning("phone %s disconnected: leasing nothing until it is back",
-                        self.phone.address)
+            log.warning(
+                "phone %s disconnected: leasing nothing until it is back", self.phone.address
+            )
             self.lost = True
         try:
             self.phone.connect()
         except Exception as exc:  # noqa: BLE001 — any failure means "not back yet"
-            return self._later(f"phone not reachable ({exc})", DeviceReadiness(
-                ready=False, reason=f"phone {self.phone.address} not reachable over ADB "
-                                    f"({str(exc)[:300]})",
-                fix="plug the phone in (or `adb connect` it again) and allow USB debugging"))
+            return self._later(
+                f"phone not reachable ({exc})",
+                DeviceReadiness(
+                    ready=False,
+                    reason=f"phone {self.phone.address} not reachable over ADB ({str(exc)[:300]})",
+                    fix="plug the phone in (or `adb connect` it again) and allow USB debugging",
+                ),
+            )
         log.info("phone %s is back", self.phone.address)
         self.lost = False
         self.fit = self.check is None
@@ -228,16 +266,27 @@ class Reconnector:
         try:
             self.readiness = self.check.check()
         except PreflightFailed as exc:
-            return self._later(f"phone not ready to measure: {exc}",
-                               readiness_of(exc.problems, None))
+            return self._later(
+                f"phone not ready to measure: {exc}", readiness_of(exc.problems, None)
+            )
         except Exception as exc:  # noqa: BLE001 — a drop meanwhile
-            return self._later(f"phone not ready to measure: {exc}", DeviceReadiness(
-                ready=False, reason=f"preflight could not run: {str(exc)[:500]}",
-                fix="check the phone's connection"))
+            return self._later(
+                f"phone not ready to measure: {exc}",
+                DeviceReadiness(
+                    ready=False,
+                    reason=f"preflight could not run: {str(exc)[:500]}",
+                    fix="check the phone's connection",
+                ),
+            )
         runner = self.readiness.runner
-        log.info("preflight passed: %s runs (onnxruntime_perf_test %s, %s parser, sha256 "
-                 "%s), storage ok", self.check.runner, runner.release_line, runner.parser,
-                 (runner.sha256 or "unknown")[:12])
+        log.info(
+            "preflight passed: %s runs (onnxruntime_perf_test %s, %s parser, sha256 "
+            "%s), storage ok",
+            self.check.runner,
+            runner.release_line,
+            runner.parser,
+            (runner.sha256 or "unknown")[:12],
+        )
         self.fit = True
         return True
 

@@ -36,16 +36,27 @@ from .failures import DeviceError, PhoneDisconnected
 
 log = logging.getLogger("tailor.agent.adb")
 PAIRING_LOG_EVERY_S = 15.0
-ADB_ERRORS = (adb_errors.AdbConnectionError, adb_errors.AdbTimeoutError,
-              adb_errors.InvalidResponseError, adb_errors.InvalidCommandError,
-              adb_errors.TcpTimeoutException, adb_errors.UsbReadFailedError,
-              adb_errors.UsbWriteFailedError, adb_errors.DeviceAuthError,
-              adb_errors.InvalidChecksumError, OSError, ConnectionError)
+ADB_ERRORS = (
+    adb_errors.AdbConnectionError,
+    adb_errors.AdbTimeoutError,
+    adb_errors.InvalidResponseError,
+    adb_errors.InvalidCommandError,
+    adb_errors.TcpTimeoutException,
+    adb_errors.UsbReadFailedError,
+    adb_errors.UsbWriteFailedError,
+    adb_errors.DeviceAuthError,
+    adb_errors.InvalidChecksumError,
+    OSError,
+    ConnectionError,
+)
 
 
 # What adb-shell raises when the wait for "Allow" runs out (TCP or USB).
-PAIRING_WAIT_OVER = (adb_errors.TcpTimeoutException, adb_errors.AdbTimeoutError,
-                     adb_errors.UsbReadFailedError)
+PAIRING_WAIT_OVER = (
+    adb_errors.TcpTimeoutException,
+    adb_errors.AdbTimeoutError,
+    adb_errors.UsbReadFailedError,
+)
 
 
 class PairingTimeout(PhoneDisconnected):
@@ -65,7 +76,7 @@ def key_fingerprint(public_key: str) -> str:
     """The fingerprint Android shows in "Allow USB debugging?": MD5 of the key blob,
     colon-separated uppercase hex."""
     digest = hashlib.md5(base64.b64decode(public_key.split()[0])).hexdigest().upper()
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 class _TcpTransport(TcpTransport):
@@ -92,16 +103,22 @@ def load_signer(key_path: Path) -> PythonRSASigner:
 class Phone:
     """One phone: `Phone(key_path, tcp="192.168.1.20:5555")` or `Phone(key_path, usb=SERIAL)`."""
 
-    def __init__(self, key_path: Path, tcp: str | None = None, usb: str | None = None,
-                 auth_timeout_s: float = AUTH_TIMEOUT_S, transport_timeout_s: float = ADB_TIMEOUT_S,
-                 pairing_log_every_s: float = PAIRING_LOG_EVERY_S):
+    def __init__(
+        self,
+        key_path: Path,
+        tcp: str | None = None,
+        usb: str | None = None,
+        auth_timeout_s: float = AUTH_TIMEOUT_S,
+        transport_timeout_s: float = ADB_TIMEOUT_S,
+        pairing_log_every_s: float = PAIRING_LOG_EVERY_S,
+    ):
         if (tcp is None) == (usb is None):
             raise ValueError("give exactly one of tcp='HOST:PORT' or usb='SERIAL'")
         self.key_path, self.tcp, self.usb = key_path, tcp, usb
         self.auth_timeout_s, self.transport_timeout_s = auth_timeout_s, transport_timeout_s
         self.pairing_log_every_s = pairing_log_every_s
         self.device: AdbDevice | None = None
-        self.lock = threading.RLock()   # one ADB operation at a time
+        self.lock = threading.RLock()  # one ADB operation at a time
 
     @property
     def address(self) -> str:
@@ -114,8 +131,10 @@ class Phone:
         try:
             from adb_shell.transport.usb_transport import UsbTransport
         except ImportError as exc:  # libusb1 is an optional extra of adb-shell
-            raise PhoneDisconnected("USB needs `pip install adb-shell[usb]` (libusb1); "
-                                    "or enable Wi-Fi ADB and use --tcp") from exc
+            raise PhoneDisconnected(
+                "USB needs `pip install adb-shell[usb]` (libusb1); "
+                "or enable Wi-Fi ADB and use --tcp"
+            ) from exc
         return UsbTransport.find_adb(serial=self.usb)
 
     def connect(self) -> None:
@@ -124,25 +143,39 @@ class Phone:
         asked = threading.Event()
         done = threading.Event()
 
-        def on_auth(_device):   # adb-shell calls this just before it sends our public key
-            log.info("%s does not know this computer's key yet: tap Allow on the phone "
-                     "(RSA fingerprint %s); waiting up to %.0f s", self.address,
-                     key_fingerprint(signer.GetPublicKey()), self.auth_timeout_s)
+        def on_auth(_device):  # adb-shell calls this just before it sends our public key
+            log.info(
+                "%s does not know this computer's key yet: tap Allow on the phone "
+                "(RSA fingerprint %s); waiting up to %.0f s",
+                self.address,
+                key_fingerprint(signer.GetPublicKey()),
+                self.auth_timeout_s,
+            )
             asked.set()
             threading.Thread(target=self._pairing_progress, args=(done,), daemon=True).start()
 
         try:
-            device = AdbDevice(self._transport(), default_transport_timeout_s=self.transport_timeout_s,
-                               banner=socket.gethostname())
-            device.connect(rsa_keys=[signer], auth_timeout_s=self.auth_timeout_s,
-                           transport_timeout_s=self.transport_timeout_s,
-                           read_timeout_s=self.transport_timeout_s, auth_callback=on_auth)
+            device = AdbDevice(
+                self._transport(),
+                default_transport_timeout_s=self.transport_timeout_s,
+                banner=socket.gethostname(),
+            )
+            device.connect(
+                rsa_keys=[signer],
+                auth_timeout_s=self.auth_timeout_s,
+                transport_timeout_s=self.transport_timeout_s,
+                read_timeout_s=self.transport_timeout_s,
+                auth_callback=on_auth,
+            )
         except ADB_ERRORS as exc:
             if asked.is_set() and isinstance(exc, PAIRING_WAIT_OVER):
-                raise PairingTimeout(f"{self.address}: nobody tapped Allow on the phone within "
-                                     f"{self.auth_timeout_s:.0f} s") from exc
-            raise PhoneDisconnected(f"{self.address}: cannot connect "
-                                    f"({type(exc).__name__}: {exc})") from exc
+                raise PairingTimeout(
+                    f"{self.address}: nobody tapped Allow on the phone within "
+                    f"{self.auth_timeout_s:.0f} s"
+                ) from exc
+            raise PhoneDisconnected(
+                f"{self.address}: cannot connect ({type(exc).__name__}: {exc})"
+            ) from exc
         finally:
             done.set()
         self.device = device
@@ -151,8 +184,12 @@ class Phone:
     def _pairing_progress(self, done: threading.Event) -> None:
         started = time.monotonic()
         while not done.wait(self.pairing_log_every_s):
-            log.info("still waiting for Allow on the phone (%s): %.0f s of %.0f s",
-                     self.address, time.monotonic() - started, self.auth_timeout_s)
+            log.info(
+                "still waiting for Allow on the phone (%s): %.0f s of %.0f s",
+                self.address,
+                time.monotonic() - started,
+                self.auth_timeout_s,
+            )
 
     def close(self) -> None:
         if self.device is not None:
@@ -176,8 +213,9 @@ class Phone:
             return call()
         except ADB_ERRORS as exc:
             self.close()
-            raise PhoneDisconnected(f"{self.address}: lost during {what} "
-                                    f"({type(exc).__name__}: {exc})") from exc
+            raise PhoneDisconnected(
+                f"{self.address}: lost during {what} ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def shell(self, command: str, timeout_s: float = 60.0) -> str:
         """Run a command; silence for `transport_timeout_s` or a run past `timeout_s`
@@ -186,32 +224,43 @@ class Phone:
             device = self._need()
             started = time.monotonic()
             try:
-                return self._guard(f"`{command[:60]}`", lambda: device.shell(
-                    command, transport_timeout_s=min(self.transport_timeout_s, timeout_s),
-                    read_timeout_s=timeout_s, timeout_s=timeout_s))
+                return self._guard(
+                    f"`{command[:60]}`",
+                    lambda: device.shell(
+                        command,
+                        transport_timeout_s=min(self.transport_timeout_s, timeout_s),
+                        read_timeout_s=timeout_s,
+                        timeout_s=timeout_s,
+                    ),
+                )
             except PhoneDisconnected as exc:
                 if time.monotonic() - started < timeout_s or not isinstance(
-                        exc.__cause__, adb_errors.AdbTimeoutError):
+                    exc.__cause__, adb_errors.AdbTimeoutError
+                ):
                     raise
-                raise PhoneCommandTimeout(f"`{command[:200]}` was still running after "
-                                          f"{timeout_s:.0f} s") from exc
+                raise PhoneCommandTimeout(
+                    f"`{command[:200]}` was still running after {timeout_s:.0f} s"
+                ) from exc
 
     def checked(self, command: str, timeout_s: float = 60.0) -> str:
         """Run a command; raise PhoneCommandError with its output if it exits non-zero."""
-        out = self.shell(f"({command}); echo \"@@rc=$?\"", timeout_s)
+        out = self.shell(f'({command}); echo "@@rc=$?"', timeout_s)
         body, _, rc = out.rstrip().rpartition("@@rc=")
         if not body and "@@rc=" not in out:
             rc = "without a status"
         if rc.strip() != "0":
-            raise PhoneCommandError(f"`{command[:200]}` exited {rc.strip()}: {body.strip()[-1500:]}")
+            raise PhoneCommandError(
+                f"`{command[:200]}` exited {rc.strip()}: {body.strip()[-1500:]}"
+            )
         return body
 
     def sha256(self, paths: list[str]) -> dict[str, str]:
         """sha256 of files on the phone (missing files are absent from the result)."""
         if not paths:
             return {}
-        out = self.shell("sha256sum " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null",
-                         timeout_s=120)
+        out = self.shell(
+            "sha256sum " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null", timeout_s=120
+        )
         found = {}
         for line in out.splitlines():
             digest, _, name = line.strip().partition(" ")
@@ -222,11 +271,16 @@ class Phone:
     def push_verified(self, files: dict[Path, str], timeout_s: float = 300.0) -> list[str]:
         """Push local files to device paths unless already there with the same sha256;
         returns the device paths pushed. Raises PhoneCommandError on a checksum mismatch."""
-        wanted = {remote: hashlib.sha256(local.read_bytes()).hexdigest()
-                  for local, remote in files.items()}
+        wanted = {
+            remote: hashlib.sha256(local.read_bytes()).hexdigest()
+            for local, remote in files.items()
+        }
         present = self.sha256(list(wanted))
-        todo = {local: remote for local, remote in files.items()
-                if present.get(remote) != wanted[remote]}
+        todo = {
+            local: remote
+            for local, remote in files.items()
+            if present.get(remote) != wanted[remote]
+        }
         if todo:
             folders = sorted({str(PurePosixPath(r).parent) for r in todo.values()})
             self.checked("mkdir -p " + " ".join(shlex.quote(f) for f in folders))
@@ -242,9 +296,17 @@ class Phone:
         with self.lock:
             device = self._need()
             try:
-                self._guard(f"push {remote}", lambda: device.push(
-                    str(local), remote, transport_timeout_s=self.transport_timeout_s,
-                    read_timeout_s=timeout_s))
+                self._guard(
+                    f"push {remote}",
+                    lambda: device.push(
+                        str(local),
+                        remote,
+                        transport_timeout_s=self.transport_timeout_s,
+                        read_timeout_s=timeout_s,
+                    ),
+                )
             except adb_errors.PushFailedError as exc:
-                raise DeviceError(f"the phone refused {remote} ({exc}): free some storage "
-                                  f"on the phone (adb shell df -h /data/local/tmp)") from exc
+                raise DeviceError(
+                    f"the phone refused {remote} ({exc}): free some storage "
+                    f"on the phone (adb shell df -h /data/local/tmp)"
+                ) from exc

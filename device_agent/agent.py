@@ -29,18 +29,27 @@ from pathlib import Path
 
 import httpx
 
+from core.protocol import (
+    API_PREFIX,
+    DeviceProperties,
+    DeviceReadiness,
+    MeasurementReport,
+    TaskAssignment,
+)
+
 from .client import AgentClient, ServerError
 from .config import load_token, save_token
 from .failures import failure_report
 from .stats import warm_method
-from core.protocol import (API_PREFIX, DeviceProperties, DeviceReadiness, MeasurementReport,
-                           TaskAssignment)
 
 log = logging.getLogger("tailor.agent")
 Measure = Callable[[Path, TaskAssignment], MeasurementReport]
-KIND_TEXT = {"candidate": "counts against the candidate", "device": "device fault",
-             "disconnected": "phone disconnected"}
-DEVICE_BACKOFF_S = (10.0, 300.0)   # pause after a device failure: first, longest
+KIND_TEXT = {
+    "candidate": "counts against the candidate",
+    "device": "device fault",
+    "disconnected": "phone disconnected",
+}
+DEVICE_BACKOFF_S = (10.0, 300.0)  # pause after a device failure: first, longest
 
 
 class EnrollmentRefused(ServerError):
@@ -53,14 +62,18 @@ def _utc(moment: datetime) -> datetime:
 
 def lengths_text(task: TaskAssignment) -> str:
     spec = task.spec
-    return (f"prefill@{','.join(map(str, spec.prefill_lengths))} "
-            f"decode@{','.join(map(str, spec.decode_contexts))}")
+    return (
+        f"prefill@{','.join(map(str, spec.prefill_lengths))} "
+        f"decode@{','.join(map(str, spec.decode_contexts))}"
+    )
 
 
 def summary_text(report: MeasurementReport) -> str:
-    parts = [f"{kind}@{s.length} median {s.median_ms:.3g} ms"
-             for kind, stats in (("prefill", report.prefill), ("decode", report.decode))
-             for s in stats]
+    parts = [
+        f"{kind}@{s.length} median {s.median_ms:.3g} ms"
+        for kind, stats in (("prefill", report.prefill), ("decode", report.decode))
+        for s in stats
+    ]
     text = f"{', '.join(parts)}, peak {report.peak_memory_bytes / 2**20:.1f} MB"
     if report.above_thermal_limit:
         text += f" (still above {report.thermal_limit_celsius:.1f} °C)"
@@ -68,12 +81,20 @@ def summary_text(report: MeasurementReport) -> str:
 
 
 class Agent:
-    def __init__(self, server: str, enroll_token: str | None, name: str,
-                 properties: DeviceProperties, measure: Measure, config: Path,
-                 poll_s: float = 2.0, lease_seconds: float | None = None,
-                 ready: Callable[[], bool] | None = None,
-                 on_device_failure: Callable[[], None] | None = None,
-                 device_backoff_s: tuple[float, float] = DEVICE_BACKOFF_S):
+    def __init__(
+        self,
+        server: str,
+        enroll_token: str | None,
+        name: str,
+        properties: DeviceProperties,
+        measure: Measure,
+        config: Path,
+        poll_s: float = 2.0,
+        lease_seconds: float | None = None,
+        ready: Callable[[], bool] | None = None,
+        on_device_failure: Callable[[], None] | None = None,
+        device_backoff_s: tuple[float, float] = DEVICE_BACKOFF_S,
+    ):
         self.client = AgentClient(server)
         self.server, self.enroll_token, self.name = server, enroll_token, name
         self.properties, self.measure, self.config = properties, measure, config
@@ -85,10 +106,10 @@ class Agent:
         self.stop = threading.Event()
         self.current: int | None = None
         self.completed = 0
-        self.failures: list[tuple[int, str]] = []   # (task id, kind) of failed tasks
+        self.failures: list[tuple[int, str]] = []  # (task id, kind) of failed tasks
         self.state = "active"
         self.server_paused_until: datetime | None = None
-        self.paused_until = 0.0      # monotonic: no leases before (after a device failure)
+        self.paused_until = 0.0  # monotonic: no leases before (after a device failure)
         self._pause_s = device_backoff_s[0]
         self._beat_every = self.heartbeat_s
         self._last_beat = 0.0
@@ -111,10 +132,17 @@ class Agent:
                 # an OS update or another runner reaches the server without enrolling again.
                 self._beat(properties=self.properties)
                 if changed:
-                    log.info("device properties changed since the last start: updated on "
-                             "the server")
-                    save_token(self.config, self.server, identity, saved.get("device_id"),
-                               saved["device_token"], current)
+                    log.info(
+                        "device properties changed since the last start: updated on the server"
+                    )
+                    save_token(
+                        self.config,
+                        self.server,
+                        identity,
+                        saved.get("device_id"),
+                        saved["device_token"],
+                        current,
+                    )
                 return
             except ServerError as exc:
                 if exc.status not in (401, 403):
@@ -131,8 +159,9 @@ class Agent:
             raise EnrollmentRefused(exc.status, f"enrollment refused: {detail}") from None
         self.client.token = enrolled.device_token
         self.heartbeat_s = self._beat_every = enrolled.heartbeat_interval_s
-        save_token(self.config, self.server, identity, enrolled.device_id,
-                   enrolled.device_token, current)
+        save_token(
+            self.config, self.server, identity, enrolled.device_id, enrolled.device_token, current
+        )
         log.info("enrolled as device %s", enrolled.device_id)
 
     # ------------------------------------------------------------------ heartbeats
@@ -149,9 +178,11 @@ class Agent:
             log.info("heartbeats reach the server again")
             self._beat_failing = False
         if response.paused_until is not None and not self._paused_logged:
-            log.warning("the server paused this device until %s: %s",
-                        response.paused_until.isoformat(timespec="seconds"),
-                        response.paused_reason or "a device failure")
+            log.warning(
+                "the server paused this device until %s: %s",
+                response.paused_until.isoformat(timespec="seconds"),
+                response.paused_reason or "a device failure",
+            )
         self._paused_logged = response.paused_until is not None
         return response
 
@@ -170,12 +201,11 @@ class Agent:
                 if not self._beat_failing:
                     log.warning("heartbeat failed: %s", exc)
                 self._beat_failing = True
-                self._last_beat = time.monotonic()   # retry after one interval
+                self._last_beat = time.monotonic()  # retry after one interval
 
     def _start_pulse(self) -> None:
         if self._pulse is None or not self._pulse.is_alive():
-            self._pulse = threading.Thread(target=self._pulse_loop, name="heartbeat",
-                                           daemon=True)
+            self._pulse = threading.Thread(target=self._pulse_loop, name="heartbeat", daemon=True)
             self._pulse.start()
 
     # ------------------------------------------------------------------ tasks
@@ -195,15 +225,16 @@ class Agent:
         self._beat()
         leasable = self.leasable()
         if self.readiness() != self._sent_readiness:
-            self._beat()      # the preflight's verdict changed: the server hears it now
+            self._beat()  # the preflight's verdict changed: the server hears it now
         if not leasable:
             return False
         task = self.client.lease(self.lease_seconds).task
         if task is None:
             return False
         self.current = task.task_id
-        log.info("leased task %s (candidate %s, job %s)", task.task_id, task.candidate_id,
-                 task.job_id)
+        log.info(
+            "leased task %s (candidate %s, job %s)", task.task_id, task.candidate_id, task.job_id
+        )
         work = Path(tempfile.mkdtemp(prefix=f"tailor-task{task.task_id}-"))
         # Heartbeats renew the lease through slow downloads and measurements longer than
         # the lease: often enough that a lease never runs out.
@@ -215,10 +246,14 @@ class Agent:
                 self.client.download(artifact, work)
             (work / "manifest.json").write_text(task.manifest.model_dump_json())
             spec = task.spec
-            log.info("measuring task %s: %s (%s graphs, %s execution provider; %s)",
-                     task.task_id, lengths_text(task),
-                     task.manifest.variant or task.manifest.precision, spec.execution_provider,
-                     warm_method(spec.warmup, spec.repeats, spec.processes))
+            log.info(
+                "measuring task %s: %s (%s graphs, %s execution provider; %s)",
+                task.task_id,
+                lengths_text(task),
+                task.manifest.variant or task.manifest.precision,
+                spec.execution_provider,
+                warm_method(spec.warmup, spec.repeats, spec.processes),
+            )
             report = self.measure(work, task)
         except Exception as exc:  # report every measurement failure with its reason
             self._failed(task.task_id, exc)
@@ -236,11 +271,18 @@ class Agent:
     def _failed(self, task_id: int, exc: Exception) -> None:
         failure = failure_report(exc)
         self.failures.append((task_id, failure.kind))
-        log.warning("task %s failed (%s): %s", task_id, KIND_TEXT[failure.kind],
-                    failure.reason.splitlines()[0][:500])
+        log.warning(
+            "task %s failed (%s): %s",
+            task_id,
+            KIND_TEXT[failure.kind],
+            failure.reason.splitlines()[0][:500],
+        )
         if failure.kind == "device":
-            log.warning("pausing leases for %.0f s after a device failure; the phone is "
-                        "checked again before the next lease", self._pause_s)
+            log.warning(
+                "pausing leases for %.0f s after a device failure; the phone is "
+                "checked again before the next lease",
+                self._pause_s,
+            )
             self.paused_until = time.monotonic() + self._pause_s
             self._pause_s = min(self._pause_s * 2, self.device_backoff_s[1])
             if self.on_device_failure is not None:
@@ -264,8 +306,11 @@ class Agent:
                 except (httpx.TransportError, ServerError) as exc:
                     if isinstance(exc, ServerError) and exc.status in (401, 403):
                         raise
-                    what = "server unreachable" if isinstance(exc, httpx.TransportError) \
+                    what = (
+                        "server unreachable"
+                        if isinstance(exc, httpx.TransportError)
                         else "server refused"
+                    )
                     log.warning("%s (%s); retrying in %.0fs", what, exc, backoff)
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, 60)

@@ -7,10 +7,22 @@ from pathlib import Path
 
 import httpx
 
-from core.protocol import (API_PREFIX, ArtifactRef, error_detail, DeviceProperties, DeviceReadiness,
-                           EnrollRequest,
-                           EnrollResponse, FailureReport, HeartbeatRequest, HeartbeatResponse,
-                           LeaseRequest, LeaseResponse, MeasurementReport, TaskAck)
+from core.protocol import (
+    API_PREFIX,
+    ArtifactRef,
+    DeviceProperties,
+    DeviceReadiness,
+    EnrollRequest,
+    EnrollResponse,
+    FailureReport,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LeaseRequest,
+    LeaseResponse,
+    MeasurementReport,
+    TaskAck,
+    error_detail,
+)
 
 
 class ServerError(RuntimeError):
@@ -30,35 +42,48 @@ class AgentClient:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def _post(self, path: str, body=None) -> dict:
-        response = self.http.post(API_PREFIX + path, headers=self._headers(),
-                                  json=None if body is None else body.model_dump(mode="json"))
+        response = self.http.post(
+            API_PREFIX + path,
+            headers=self._headers(),
+            json=None if body is None else body.model_dump(mode="json"),
+        )
         if response.status_code >= 400:
             raise ServerError(response.status_code, error_detail(response.text))
         return response.json()
 
     def enroll(self, enroll_token: str, name: str, properties: DeviceProperties) -> EnrollResponse:
-        data = self._post("/devices/enroll", EnrollRequest(enroll_token=enroll_token, name=name,
-                                                           properties=properties))
+        data = self._post(
+            "/devices/enroll",
+            EnrollRequest(enroll_token=enroll_token, name=name, properties=properties),
+        )
         return EnrollResponse.model_validate(data)
 
-    def heartbeat(self, properties: DeviceProperties | None = None,
-                  readiness: DeviceReadiness | None = None) -> HeartbeatResponse:
+    def heartbeat(
+        self, properties: DeviceProperties | None = None, readiness: DeviceReadiness | None = None
+    ) -> HeartbeatResponse:
         """`properties`: refresh what the server knows of the device (after a restart);
         `readiness`: the device's preflight verdict (shown as ready / not ready, and why)."""
-        body = HeartbeatRequest(properties=properties, readiness=readiness) \
-            if properties is not None or readiness is not None else None
+        body = (
+            HeartbeatRequest(properties=properties, readiness=readiness)
+            if properties is not None or readiness is not None
+            else None
+        )
         return HeartbeatResponse.model_validate(self._post("/devices/heartbeat", body))
 
     def lease(self, lease_seconds: float | None = None) -> LeaseResponse:
-        return LeaseResponse.model_validate(self._post("/tasks/lease",
-                                                       LeaseRequest(lease_seconds=lease_seconds)))
+        return LeaseResponse.model_validate(
+            self._post("/tasks/lease", LeaseRequest(lease_seconds=lease_seconds))
+        )
 
     def report(self, task_id: int, report: MeasurementReport) -> TaskAck:
         return TaskAck.model_validate(self._post(f"/tasks/{task_id}/report", report))
 
     def fail(self, task_id: int, reason: str | FailureReport, retryable: bool = True) -> TaskAck:
-        report = reason if isinstance(reason, FailureReport) \
+        report = (
+            reason
+            if isinstance(reason, FailureReport)
             else FailureReport(reason=reason, retryable=retryable)
+        )
         return TaskAck.model_validate(self._post(f"/tasks/{task_id}/fail", report))
 
     def release(self, task_id: int) -> TaskAck:

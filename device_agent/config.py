@@ -15,8 +15,9 @@ from pathlib import Path
 
 
 def config_dir(override: Path | None = None) -> Path:
-    path = override or Path(os.environ.get("TAILOR_AGENT_HOME",
-                                           Path.home() / ".config" / "tailor-agent"))
+    path = override or Path(
+        os.environ.get("TAILOR_AGENT_HOME", Path.home() / ".config" / "tailor-agent")
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -31,16 +32,29 @@ def load_token(folder: Path, server: str, identity: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def save_token(folder: Path, server: str, identity: str, device_id: int, token: str,
-               properties: dict | None = None) -> None:
+def save_token(
+    folder: Path,
+    server: str,
+    identity: str,
+    device_id: int,
+    token: str,
+    properties: dict | None = None,
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = _token_file(folder, server, identity)
     partial = path.with_name(path.name + ".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # the mode of os.open applies only when it creates the file
     with os.fdopen(fd, "w") as f:
-        json.dump({"server": server, "device_id": device_id, "device_token": token,
-                   "properties": properties}, f)
+        json.dump(
+            {
+                "server": server,
+                "device_id": device_id,
+                "device_token": token,
+                "properties": properties,
+            },
+            f,
+        )
     os.replace(partial, path)  # never a half-written token, never the old mode
 
 

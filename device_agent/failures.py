@@ -42,5 +42,5 @@ def failure_report(exc: BaseException) -> FailureReport:
     reason = f"{type(exc).__name__}: {exc}"
     limit = FailureReport.model_fields["reason"].metadata[-1].max_length
     if len(reason) > limit:
-        reason = reason[:200] + " … " + reason[-(limit - 210):]
+        reason = reason[:200] + " … " + reason[-(limit - 210) :]
     return FailureReport(reason=reason, retryable=True, kind=failure_kind(exc))

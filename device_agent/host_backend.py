@@ -10,36 +10,46 @@ them (host onnxruntime and its version: RunnerIdentity).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-import json
+from core.protocol import LatencyStat, MeasurementReport, MeasurementSpec, RunnerIdentity
 
 from .failures import ProviderMissing
 from .host_runner import measure, provider_problem
-from core.protocol import LatencyStat, MeasurementReport, MeasurementSpec, RunnerIdentity
 from .stats import summarize, warm_method
 
 
-def measure_case(graph_dir: Path, kind: str, length: int, spec: MeasurementSpec
-                 ) -> tuple[list[float], int]:
+def measure_case(
+    graph_dir: Path, kind: str, length: int, spec: MeasurementSpec
+) -> tuple[list[float], int]:
     """(timed runs of every process, the largest peak of them) for one (graph, L)."""
     samples, peak = [], 0
     for _ in range(spec.processes):
-        result = measure(graph_dir, kind, length, repeats=spec.repeats, warmup=spec.warmup,
-                         threads=spec.threads, provider=spec.execution_provider)
+        result = measure(
+            graph_dir,
+            kind,
+            length,
+            repeats=spec.repeats,
+            warmup=spec.warmup,
+            threads=spec.threads,
+            provider=spec.execution_provider,
+        )
         samples += result["samples_ms"]
         peak = max(peak, result["peak_memory_bytes"])
     return samples, peak
 
 
-def measure_task(graph_dir: Path, spec: MeasurementSpec, precision: str | None = None
-                 ) -> MeasurementReport:
+def measure_task(
+    graph_dir: Path, spec: MeasurementSpec, precision: str | None = None
+) -> MeasurementReport:
     """`precision`: the variant measured (default: the precision in graph_dir's manifest)."""
     started = time.perf_counter()
     if precision is None:
-        precision = json.loads((graph_dir / "manifest.json").read_text()).get("precision",
-                                                                             "float32")
+        precision = json.loads((graph_dir / "manifest.json").read_text()).get(
+            "precision", "float32"
+        )
     problem = provider_problem(spec.execution_provider)
     if problem:
         raise ProviderMissing(problem)
@@ -49,16 +59,27 @@ def measure_task(graph_dir: Path, spec: MeasurementSpec, precision: str | None =
         for length in lengths:
             samples, case_peak = measure_case(graph_dir, kind, length, spec)
             peak = max(peak, case_peak)
-            stats[kind].append(LatencyStat(length=length, samples_ms=samples,
-                                           peak_memory_bytes=case_peak, **summarize(samples)))
-    return MeasurementReport(prefill=stats["prefill"], decode=stats["decode"],
-                             peak_memory_bytes=peak,
-                             runner=f"host onnxruntime (subprocess, {spec.execution_provider})",
-                             method=warm_method(spec.warmup, spec.repeats, spec.processes,
-                                                provider=spec.execution_provider),
-                             precision=precision, execution_provider=spec.execution_provider,
-                             wall_s=time.perf_counter() - started,
-                             runner_identity=host_identity())
+            stats[kind].append(
+                LatencyStat(
+                    length=length,
+                    samples_ms=samples,
+                    peak_memory_bytes=case_peak,
+                    **summarize(samples),
+                )
+            )
+    return MeasurementReport(
+        prefill=stats["prefill"],
+        decode=stats["decode"],
+        peak_memory_bytes=peak,
+        runner=f"host onnxruntime (subprocess, {spec.execution_provider})",
+        method=warm_method(
+            spec.warmup, spec.repeats, spec.processes, provider=spec.execution_provider
+        ),
+        precision=precision,
+        execution_provider=spec.execution_provider,
+        wall_s=time.perf_counter() - started,
+        runner_identity=host_identity(),
+    )
 
 
 def host_identity() -> RunnerIdentity:

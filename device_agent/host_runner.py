@@ -31,8 +31,9 @@ def vm_hwm_bytes() -> int:
     return 0
 
 
-def feeds(manifest: dict[str, Any], kind: str, length: int,
-          rng: np.random.Generator) -> dict[str, np.ndarray]:
+def feeds(
+    manifest: dict[str, Any], kind: str, length: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     graph = manifest["graphs"][kind]
     out = {}
     for spec in graph["inputs"]:
@@ -48,11 +49,18 @@ def feeds(manifest: dict[str, Any], kind: str, length: int,
     return out
 
 
-PROVIDER_MISSING_RC = 3   # the requested execution provider is not in this onnxruntime
+PROVIDER_MISSING_RC = 3  # the requested execution provider is not in this onnxruntime
 
 
-def run(graph_dir: Path, kind: str, length: int, repeats: int, warmup: int,
-        threads: int, provider: str = "cpu") -> dict[str, Any]:
+def run(
+    graph_dir: Path,
+    kind: str,
+    length: int,
+    repeats: int,
+    warmup: int,
+    threads: int,
+    provider: str = "cpu",
+) -> dict[str, Any]:
     import onnxruntime as ort
 
     from core.precision import ORT_PROVIDER_NAMES
@@ -62,11 +70,17 @@ def run(graph_dir: Path, kind: str, length: int, repeats: int, warmup: int,
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(graph_dir / manifest["graphs"][kind]["file"]), options,
-                                   providers=providers(provider, threads))
+    session = ort.InferenceSession(
+        str(graph_dir / manifest["graphs"][kind]["file"]),
+        options,
+        providers=providers(provider, threads),
+    )
     if ORT_PROVIDER_NAMES[provider] not in session.get_providers():
-        print(f"onnxruntime {ort.__version__} did not use {ORT_PROVIDER_NAMES[provider]} "
-              f"(it has {ort.get_available_providers()})", file=sys.stderr)
+        print(
+            f"onnxruntime {ort.__version__} did not use {ORT_PROVIDER_NAMES[provider]} "
+            f"(it has {ort.get_available_providers()})",
+            file=sys.stderr,
+        )
         raise SystemExit(PROVIDER_MISSING_RC)
     inputs = feeds(manifest, kind, length, np.random.default_rng(0))
     for _ in range(warmup):
@@ -92,10 +106,10 @@ def providers(provider: str, threads: int) -> list:
 
 PROVIDER_HINTS = {
     "xnnpack": "install an onnxruntime built with --use_xnnpack (./build.sh --use_xnnpack "
-               "--build_wheel) in this agent's environment, or measure xnnpack on a phone",
+    "--build_wheel) in this agent's environment, or measure xnnpack on a phone",
     "nnapi": "NNAPI exists only on Android: measure nnapi tasks on a phone (--usb/--tcp)",
     "qnn": "install onnxruntime-qnn (a Snapdragon host with the QNN SDK) in this agent's "
-           "environment, or measure qnn on a phone",
+    "environment, or measure qnn on a phone",
 }
 
 
@@ -108,8 +122,10 @@ def provider_problem(provider: str) -> str | None:
     available = ort.get_available_providers()
     if ORT_PROVIDER_NAMES[provider] in available:
         return None
-    return (f"onnxruntime here ({ort.__version__}) has providers [{', '.join(available)}]; "
-            f"{provider} needs {ORT_PROVIDER_NAMES[provider]}: {PROVIDER_HINTS[provider]}")
+    return (
+        f"onnxruntime here ({ort.__version__}) has providers [{', '.join(available)}]; "
+        f"{provider} needs {ORT_PROVIDER_NAMES[provider]}: {PROVIDER_HINTS[provider]}"
+    )
 
 
 # The runner's allocator and interpreter, fixed so its peak resident set is the graph's alone
@@ -121,18 +137,45 @@ def provider_problem(provider: str) -> str | None:
 RUNNER_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "PYTHONHASHSEED": "0"}
 
 
-def measure(graph_dir: Path, kind: str, length: int, repeats: int = 10, warmup: int = 2,
-            threads: int = 1, timeout_s: float = 600, provider: str = "cpu") -> dict[str, Any]:
+def measure(
+    graph_dir: Path,
+    kind: str,
+    length: int,
+    repeats: int = 10,
+    warmup: int = 2,
+    threads: int = 1,
+    timeout_s: float = 600,
+    provider: str = "cpu",
+) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; raises RuntimeError with its stderr
     (ProviderMissing when the provider is not there)."""
-    cmd = [sys.executable, "-m", "device_agent.host_runner", str(graph_dir), kind, str(length),
-           "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads),
-           "--provider", provider]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                            cwd=Path(__file__).resolve().parent.parent,
-                            env={**os.environ, **RUNNER_ENV})
+    cmd = [
+        sys.executable,
+        "-m",
+        "device_agent.host_runner",
+        str(graph_dir),
+        kind,
+        str(length),
+        "--repeats",
+        str(repeats),
+        "--warmup",
+        str(warmup),
+        "--threads",
+        str(threads),
+        "--provider",
+        provider,
+    ]
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **RUNNER_ENV},
+    )
     if result.returncode == PROVIDER_MISSING_RC:
         from .failures import ProviderMissing
+
         raise ProviderMissing(provider_problem(provider) or result.stderr.strip()[-1000:])
     if result.returncode:
         raise RuntimeError(f"{kind}@{length} failed: {result.stderr.strip()[-1000:]}")
@@ -149,8 +192,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--provider", default="cpu", choices=["cpu", "xnnpack", "nnapi", "qnn"])
     args = parser.parse_args()
-    print(json.dumps(run(args.graph_dir, args.kind, args.length, args.repeats, args.warmup,
-                         args.threads, args.provider)))
+    print(
+        json.dumps(
+            run(
+                args.graph_dir,
+                args.kind,
+                args.length,
+                args.repeats,
+                args.warmup,
+                args.threads,
+                args.provider,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

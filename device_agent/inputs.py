@@ -18,8 +18,9 @@ from core.manifest import GraphManifest
 DTYPES = {"int64": np.int64, "float32": np.float32, "float16": np.float16}
 
 
-def graph_inputs(manifest: GraphManifest, kind: str, length: int,
-                 rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+def graph_inputs(
+    manifest: GraphManifest, kind: str, length: int, rng: np.random.Generator | None = None
+) -> dict[str, np.ndarray]:
     rng = rng or np.random.default_rng(0)
     feeds = {}
     for spec in manifest.graphs[kind].inputs:
@@ -28,8 +29,9 @@ def graph_inputs(manifest: GraphManifest, kind: str, length: int,
             shape = [seq if d == "seq" else d for d in spec.shape]
             feeds[spec.name] = rng.integers(0, manifest.vocab_size, shape, dtype=np.int64)
         elif spec.role == "position":
-            feeds[spec.name] = np.full([1 if d == "seq" else d for d in spec.shape], length,
-                                       dtype=np.int64)
+            feeds[spec.name] = np.full(
+                [1 if d == "seq" else d for d in spec.shape], length, dtype=np.int64
+            )
         else:
             past = min(length, spec.past_cap) if spec.past_cap else length
             shape = [past if d == "past" else (1 if d == "seq" else d) for d in spec.shape]

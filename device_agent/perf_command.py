@@ -24,9 +24,9 @@ from .defaults import ALIVE_EVERY_S
 
 RUN_MARKER = "@@tailor-run-end"
 ALIVE_MARKER = "@@tailor-alive"  # printed every ALIVE_EVERY_S while a runner works
-STDERR_MARKER = "@@tailor-stderr"   # what follows it is the tail of a failed run's stderr
+STDERR_MARKER = "@@tailor-stderr"  # what follows it is the tail of a failed run's stderr
 STDERR_FILE = "runner-stderr.txt"
-STDERR_TAIL_BYTES = 4000   # of a failed process's stderr (its verbose log ends there)
+STDERR_TAIL_BYTES = 4000  # of a failed process's stderr (its verbose log ends there)
 
 
 def split_runs(text: str) -> list[tuple[int, str]]:
@@ -57,8 +57,7 @@ def big_cores(max_freq_khz: list[int], online: set[int] | None = None) -> list[i
     """The CPUs of the faster clusters among the online ones: all but the slowest cluster
     (all of them if equal). An offline CPU reads 0 kHz (or is absent from `online`): it is
     no cluster, and counting it would make the slowest cluster look fast."""
-    usable = {i: f for i, f in enumerate(max_freq_khz)
-              if f > 0 and (online is None or i in online)}
+    usable = {i: f for i, f in enumerate(max_freq_khz) if f > 0 and (online is None or i in online)}
     if not usable:
         return []
     slowest = min(usable.values())
@@ -66,8 +65,14 @@ def big_cores(max_freq_khz: list[int], online: set[int] | None = None) -> list[i
     return big or sorted(usable)
 
 
-def runner_args(model: str, threads: int, repeats: int = 1, statistics: bool = True,
-                per_run: bool = True, provider: str = "cpu") -> list[str]:
+def runner_args(
+    model: str,
+    threads: int,
+    repeats: int = 1,
+    statistics: bool = True,
+    per_run: bool = True,
+    provider: str = "cpu",
+) -> list[str]:
     args = ["-e", provider, "-m", "times", "-r", str(repeats), "-x", str(threads), "-y", "1"]
     if statistics:
         args.append("-s")
@@ -76,8 +81,16 @@ def runner_args(model: str, threads: int, repeats: int = 1, statistics: bool = T
     return [*args, model]
 
 
-def loop_command(runner: str, workdir: str, model: str, processes: int, runs: int,
-                 threads: int, cores: list[int] | None, provider: str = "cpu") -> str:
+def loop_command(
+    runner: str,
+    workdir: str,
+    model: str,
+    processes: int,
+    runs: int,
+    threads: int,
+    cores: list[int] | None,
+    provider: str = "cpu",
+) -> str:
     """One shell command that starts the runner `processes` times in `workdir`, each doing
     `runs` runs, each process followed by a marker line with its exit status (one adb round
     trip per (graph, L)); the marker always starts a line of its own, whatever the runner
@@ -88,10 +101,12 @@ def loop_command(runner: str, workdir: str, model: str, processes: int, runs: in
     call = pin + shlex.join([runner, *runner_args(model, threads, runs, provider=provider)])
     # A runner built with --build_shared_lib finds libonnxruntime.so in its own folder.
     libs = shlex.quote(str(PurePosixPath(runner).parent))
-    return (f"cd {shlex.quote(workdir)} && export LD_LIBRARY_PATH={libs}:$LD_LIBRARY_PATH && "
-            f"for i in $(seq {processes}); do "
-            f"( while :; do sleep {ALIVE_EVERY_S}; echo {ALIVE_MARKER}; done ) & alive=$!; "
-            f"{call} 2>{STDERR_FILE}; rc=$?; kill $alive 2>/dev/null; wait $alive 2>/dev/null; "
-            f"if [ $rc -ne 0 ]; then echo; echo {STDERR_MARKER}; "
-            f"tail -c {STDERR_TAIL_BYTES} {STDERR_FILE}; fi; "
-            f"echo; echo \"{RUN_MARKER} rc=$rc\"; done")
+    return (
+        f"cd {shlex.quote(workdir)} && export LD_LIBRARY_PATH={libs}:$LD_LIBRARY_PATH && "
+        f"for i in $(seq {processes}); do "
+        f"( while :; do sleep {ALIVE_EVERY_S}; echo {ALIVE_MARKER}; done ) & alive=$!; "
+        f"{call} 2>{STDERR_FILE}; rc=$?; kill $alive 2>/dev/null; wait $alive 2>/dev/null; "
+        f"if [ $rc -ne 0 ]; then echo; echo {STDERR_MARKER}; "
+        f"tail -c {STDERR_TAIL_BYTES} {STDERR_FILE}; fi; "
+        f'echo; echo "{RUN_MARKER} rc=$rc"; done'
+    )

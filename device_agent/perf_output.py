@@ -31,11 +31,14 @@ _DUMP_RUNS = re.compile(r"^Runs:(\d+)\s*$", re.MULTILINE)  # DumpToFile, perform
 # performance_runner.h, up to 1.23: "iteration:" << n << "," << "time_cost:" << seconds
 _PER_RUN_OLD = re.compile(rf"^iteration:(\d+),time_cost:{_NUMBER}\s*$", re.MULTILINE)
 # performance_runner.h, 1.24 and main: iteration:N,time_cost_submission:S,time_cost_total:T
-_PER_RUN_NEW = re.compile(rf"^iteration:(\d+),time_cost_submission:{_NUMBER},"
-                          rf"time_cost_total:{_NUMBER}\s*$", re.MULTILINE)
+_PER_RUN_NEW = re.compile(
+    rf"^iteration:(\d+),time_cost_submission:{_NUMBER},"
+    rf"time_cost_total:{_NUMBER}\s*$",
+    re.MULTILINE,
+)
 _ANY_ITERATION = re.compile(r"^iteration:\S*", re.MULTILINE)
 
-PER_RUN_TIME_COST = "time_cost"               # iteration:N,time_cost:S (up to 1.23)
+PER_RUN_TIME_COST = "time_cost"  # iteration:N,time_cost:S (up to 1.23)
 PER_RUN_SUBMISSION_TOTAL = "submission_total"  # iteration:N,time_cost_submission:S,... (1.24+)
 
 
@@ -47,8 +50,8 @@ class PerfResult:
     session_creation_s: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)  # "Min", "P50", ... in ms
     runs_ms: list[float] = field(default_factory=list)  # per timed run, with -v
-    per_run_format: str | None = None   # PER_RUN_TIME_COST or PER_RUN_SUBMISSION_TOTAL
-    dump_runs: int | None = None        # DumpToFile's `Runs:N`
+    per_run_format: str | None = None  # PER_RUN_TIME_COST or PER_RUN_SUBMISSION_TOTAL
+    dump_runs: int | None = None  # DumpToFile's `Runs:N`
 
 
 class PerfOutputError(RuntimeError):
@@ -70,10 +73,12 @@ def per_run_times(text: str) -> tuple[list[float], str | None]:
         return [ms for _, ms in sorted(old)], PER_RUN_TIME_COST
     unknown = _ANY_ITERATION.search(text)
     if unknown:
-        raise UnknownPerRunFormat(f"per-run line in a format this agent does not know: "
-                                  f"{unknown.group(0)[:200]!r} (supported: "
-                                  "iteration:N,time_cost:S and iteration:N,"
-                                  "time_cost_submission:S,time_cost_total:T)")
+        raise UnknownPerRunFormat(
+            f"per-run line in a format this agent does not know: "
+            f"{unknown.group(0)[:200]!r} (supported: "
+            "iteration:N,time_cost:S and iteration:N,"
+            "time_cost_submission:S,time_cost_total:T)"
+        )
     return [], None
 
 
@@ -93,8 +98,10 @@ def parse_output(text: str) -> PerfResult:
         peak_memory_bytes=max(peaks) if peaks else None,
         session_creation_s=float(session.group(1)) if session else None,
         latency_ms={m.group(1): float(m.group(2)) * 1000 for m in _LATENCY.finditer(text)},
-        runs_ms=runs, per_run_format=per_run_format,
-        dump_runs=int(dump_runs.group(1)) if dump_runs else None)
+        runs_ms=runs,
+        per_run_format=per_run_format,
+        dump_runs=int(dump_runs.group(1)) if dump_runs else None,
+    )
 
 
 def timed_samples(result: PerfResult, warmup: int, repeats: int) -> list[float]:
@@ -103,13 +110,16 @@ def timed_samples(result: PerfResult, warmup: int, repeats: int) -> list[float]:
     average would hide the warm-up in the numbers."""
     expected = warmup + repeats
     if not result.runs_ms:
-        raise PerfOutputError("the runner printed no per-run lines under -v (expected "
-                              f"{expected} `iteration:N,...` lines), only its average of "
-                              f"{result.average_ms:g} ms, which includes the warm-up runs")
+        raise PerfOutputError(
+            "the runner printed no per-run lines under -v (expected "
+            f"{expected} `iteration:N,...` lines), only its average of "
+            f"{result.average_ms:g} ms, which includes the warm-up runs"
+        )
     if len(result.runs_ms) != expected:
-        raise PerfOutputError(f"expected {expected} per-run times, got "
-                              f"{len(result.runs_ms)}")
+        raise PerfOutputError(f"expected {expected} per-run times, got {len(result.runs_ms)}")
     if result.dump_runs is not None and result.dump_runs != expected:
-        raise PerfOutputError(f"the runner's summary says Runs:{result.dump_runs}, but it "
-                              f"was asked for {expected} runs")
+        raise PerfOutputError(
+            f"the runner's summary says Runs:{result.dump_runs}, but it "
+            f"was asked for {expected} runs"
+        )
     return result.runs_ms[warmup:]

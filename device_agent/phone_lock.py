@@ -44,9 +44,11 @@ class PhoneLock:
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise PhoneBusy(f"another agent already measures phone {self.phone_id} "
-                            f"({holder}); stop it first, or use another phone "
-                            f"(lock: {self.path})") from None
+            raise PhoneBusy(
+                f"another agent already measures phone {self.phone_id} "
+                f"({holder}); stop it first, or use another phone "
+                f"(lock: {self.path})"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
         self.fd = fd
@@ -54,5 +56,5 @@ class PhoneLock:
 
     def release(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)   # closing drops the lock
+            os.close(self.fd)  # closing drops the lock
             self.fd = None

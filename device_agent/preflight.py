@@ -15,14 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import NamedTuple
 
+from core.protocol import DeviceReadiness
+
 from .defaults import MIN_FREE_MB
 from .failures import DeviceError
 from .runner_errors import RUNNER_NOT_RUNNABLE
-from .runner_probe import (RunnerProbe, help_command, parse_help, parse_version,
-                           split_status, version_command)
-from core.protocol import DeviceReadiness
+from .runner_probe import (
+    RunnerProbe,
+    help_command,
+    parse_help,
+    parse_version,
+    split_status,
+    version_command,
+)
 
-SUPPORTED_ABIS = ("arm64-v8a", "x86_64")   # what the README's runner build targets
+SUPPORTED_ABIS = ("arm64-v8a", "x86_64")  # what the README's runner build targets
 
 
 class Problem(NamedTuple):
@@ -42,15 +49,17 @@ class PreflightFailed(DeviceError):
 
 
 def readiness_of(problems: list[Problem], probe: RunnerProbe | None) -> DeviceReadiness:
-    return DeviceReadiness(ready=not problems,
-                           reason="; ".join(p.what for p in problems)[:2000],
-                           fix="; ".join(p.fix for p in problems)[:2000],
-                           runner=probe.identity() if probe and not problems else None)
+    return DeviceReadiness(
+        ready=not problems,
+        reason="; ".join(p.what for p in problems)[:2000],
+        fix="; ".join(p.fix for p in problems)[:2000],
+        runner=probe.identity() if probe and not problems else None,
+    )
 
 
 @dataclass
 class Preflight:
-    phone: object                      # adb_device.Phone
+    phone: object  # adb_device.Phone
     runner: str
     work_root: str
     min_free_mb: float = MIN_FREE_MB
@@ -60,16 +69,24 @@ class Preflight:
         found = []
         abi = self.phone.shell("getprop ro.product.cpu.abi").strip()
         if abi and abi not in SUPPORTED_ABIS:
-            found.append(Problem(f"the phone's ABI is {abi}; the runner is built for "
-                                 f"{' or '.join(SUPPORTED_ABIS)}",
-                                 f"build onnxruntime_perf_test with --android_abi {abi}"))
+            found.append(
+                Problem(
+                    f"the phone's ABI is {abi}; the runner is built for "
+                    f"{' or '.join(SUPPORTED_ABIS)}",
+                    f"build onnxruntime_perf_test with --android_abi {abi}",
+                )
+            )
         found += self.runner_problems(abi or SUPPORTED_ABIS[0])
         free_mb = self.free_mb()
         if free_mb is not None and free_mb < self.min_free_mb:
-            found.append(Problem(f"only {free_mb:.0f} MB free in {self.work_root} (need "
-                                 f"{self.min_free_mb:.0f} MB)",
-                                 f"free storage on the phone, or delete old graphs with "
-                                 f"`adb shell rm -r {self.work_root}`"))
+            found.append(
+                Problem(
+                    f"only {free_mb:.0f} MB free in {self.work_root} (need "
+                    f"{self.min_free_mb:.0f} MB)",
+                    f"free storage on the phone, or delete old graphs with "
+                    f"`adb shell rm -r {self.work_root}`",
+                )
+            )
         return found
 
     def runner_problems(self, abi: str) -> list[Problem]:
@@ -78,32 +95,42 @@ class Preflight:
         self.probe = None
         runner = shlex.quote(self.runner)
         if self.phone.shell(f"[ -e {runner} ] && echo yes || echo no").strip() != "yes":
-            return [Problem(f"{self.runner} is not on the phone",
-                            f"push the runner with `adb push onnxruntime_perf_test "
-                            f"{PurePosixPath(self.runner).parent}/` or start the agent with "
-                            f"--runner PATH (device_agent/README.md says how to build it)")]
+            return [
+                Problem(
+                    f"{self.runner} is not on the phone",
+                    f"push the runner with `adb push onnxruntime_perf_test "
+                    f"{PurePosixPath(self.runner).parent}/` or start the agent with "
+                    f"--runner PATH (device_agent/README.md says how to build it)",
+                )
+            ]
         body, status = split_status(self.phone.shell(help_command(self.runner)))
         probe = parse_help(body) if status not in RUNNER_NOT_RUNNABLE else None
         if probe is None:
             tail = " ".join(body.split())[-300:]
-            return [Problem(f"{self.runner} does not answer `--help` as onnxruntime_perf_test "
-                            f"1.19 or newer does (exit {status}: {tail or 'no output'})",
-                            f"`adb shell chmod 755 {self.runner}`, push libonnxruntime.so "
-                            f"beside it, check it was built for {abi}, and check it with "
-                            f"`adb shell {self.runner} --help` (device_agent/README.md)")]
+            return [
+                Problem(
+                    f"{self.runner} does not answer `--help` as onnxruntime_perf_test "
+                    f"1.19 or newer does (exit {status}: {tail or 'no output'})",
+                    f"`adb shell chmod 755 {self.runner}`, push libonnxruntime.so "
+                    f"beside it, check it was built for {abi}, and check it with "
+                    f"`adb shell {self.runner} --help` (device_agent/README.md)",
+                )
+            ]
         sums = self.phone.sha256([self.runner])
         version = parse_version(self.phone.shell(version_command(self.runner)))
         self.probe = RunnerProbe(probe.parser, probe.providers, sums.get(self.runner), version)
         return []
 
     def free_mb(self) -> float | None:
-        out = self.phone.shell(f"mkdir -p {shlex.quote(self.work_root)} && "
-                               f"df -k {shlex.quote(self.work_root)} 2>/dev/null")
+        out = self.phone.shell(
+            f"mkdir -p {shlex.quote(self.work_root)} && "
+            f"df -k {shlex.quote(self.work_root)} 2>/dev/null"
+        )
         for line in reversed(out.strip().splitlines()):
             parts = line.split()
             if len(parts) >= 4 and parts[3].isdigit():
                 return int(parts[3]) / 1024
-        return None   # no df on this phone: nothing to say
+        return None  # no df on this phone: nothing to say
 
     def check(self) -> DeviceReadiness:
         """The readiness when the phone passes; PreflightFailed listing what to fix."""

@@ -28,10 +28,17 @@ def host_properties(model: str = "host") -> DeviceProperties:
         ram = parse_meminfo(Path("/proc/meminfo").read_text())
     except OSError:
         ram = 0
-    return DeviceProperties(backend="host", model=model, manufacturer=platform.system(),
-                            soc=platform.processor() or platform.machine(),
-                            abi=platform.machine(), cpu_count=os.cpu_count() or 1,
-                            cpu_max_freq_khz=freqs, ram_bytes=ram, serial=platform.node())
+    return DeviceProperties(
+        backend="host",
+        model=model,
+        manufacturer=platform.system(),
+        soc=platform.processor() or platform.machine(),
+        abi=platform.machine(),
+        cpu_count=os.cpu_count() or 1,
+        cpu_max_freq_khz=freqs,
+        ram_bytes=ram,
+        serial=platform.node(),
+    )
 
 
 # --------------------------------------------------------------------------- phones
@@ -75,8 +82,10 @@ def parse_cpu_list(text: str) -> set[int] | None:
 
 
 PHONE_ONLINE = "cat /sys/devices/system/cpu/online 2>/dev/null"
-PHONE_CPUFREQ = ("for c in /sys/devices/system/cpu/cpu[0-9]*; do "
-                 "echo \"${c##*/} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)\"; done")
+PHONE_CPUFREQ = (
+    "for c in /sys/devices/system/cpu/cpu[0-9]*; do "
+    'echo "${c##*/} $(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)"; done'
+)
 
 
 def phone_properties(phone, thermal_zones: list[str] | None = None) -> DeviceProperties:
@@ -87,13 +96,19 @@ def phone_properties(phone, thermal_zones: list[str] | None = None) -> DevicePro
     cpus = count_processors(phone.shell("cat /proc/cpuinfo")) or len(freqs) or 1
     sdk = props.get("ro.build.version.sdk", "")
     return DeviceProperties(
-        backend="adb", model=props.get("ro.product.model", "") or "unknown",
+        backend="adb",
+        model=props.get("ro.product.model", "") or "unknown",
         manufacturer=props.get("ro.product.manufacturer", ""),
-        soc=props.get("ro.soc.model") or props.get("ro.board.platform")
+        soc=props.get("ro.soc.model")
+        or props.get("ro.board.platform")
         or props.get("ro.hardware", ""),
         board=props.get("ro.product.board", ""),
         android_release=props.get("ro.build.version.release", ""),
-        sdk=int(sdk) if sdk.isdigit() else None, abi=props.get("ro.product.cpu.abi", ""),
-        cpu_count=cpus, cpu_max_freq_khz=freqs,
+        sdk=int(sdk) if sdk.isdigit() else None,
+        abi=props.get("ro.product.cpu.abi", ""),
+        cpu_count=cpus,
+        cpu_max_freq_khz=freqs,
         ram_bytes=parse_meminfo(phone.shell("cat /proc/meminfo")),
-        serial=props.get("ro.serialno", ""), thermal_zones=thermal_zones or [])
+        serial=props.get("ro.serialno", ""),
+        thermal_zones=thermal_zones or [],
+    )

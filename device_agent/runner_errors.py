@@ -21,22 +21,31 @@ from __future__ import annotations
 import re
 
 from .failures import DeviceError, ProviderMissing
-from .perf_output import PerfOutputError
 from .perf_command import STDERR_MARKER
+from .perf_output import PerfOutputError
 from .runner_probe import ABSEIL, GETOPT, GETOPT_USAGE, RunnerProbe
 
-RUNNER_NOT_RUNNABLE = (126, 127)   # the shell's "cannot execute" / "not found" statuses
-SEE_HELP = "See 'onnxruntime_perf_test --help'."   # main.cc, 1.23+
+RUNNER_NOT_RUNNABLE = (126, 127)  # the shell's "cannot execute" / "not found" statuses
+SEE_HELP = "See 'onnxruntime_perf_test --help'."  # main.cc, 1.23+
 _NOT_IN_BUILD = re.compile(r"\b(\w+) is not supported in this build", re.IGNORECASE)
-_NOT_IN_TOOL = re.compile(r"This (?:backend is not included in perf test runner|execution "
-                          r"provider is not included in this tool)")
-_UNKNOWN_FLAG = re.compile(r"ERROR: Unknown command line flag '([^']+)'")     # Abseil
-_GETOPT_UNKNOWN = re.compile(r"(?:unknown|invalid) option -- '?(.)'?")         # bionic, glibc
-BUILD_FLAGS = {"xnnpack": "--use_xnnpack", "nnapi": "--use_nnapi",
-               "qnn": "--use_qnn --qnn_home $QNN_SDK_ROOT (and push the QNN libraries beside it)"}
-SUPPORTED = "onnxruntime_perf_test 1.19 or newer (device_agent/README.md, \"Which releases\")"
-SIGNALS = {9: "SIGKILL: on a phone usually the low-memory killer", 6: "SIGABRT", 11: "SIGSEGV",
-           15: "SIGTERM"}
+_NOT_IN_TOOL = re.compile(
+    r"This (?:backend is not included in perf test runner|execution "
+    r"provider is not included in this tool)"
+)
+_UNKNOWN_FLAG = re.compile(r"ERROR: Unknown command line flag '([^']+)'")  # Abseil
+_GETOPT_UNKNOWN = re.compile(r"(?:unknown|invalid) option -- '?(.)'?")  # bionic, glibc
+BUILD_FLAGS = {
+    "xnnpack": "--use_xnnpack",
+    "nnapi": "--use_nnapi",
+    "qnn": "--use_qnn --qnn_home $QNN_SDK_ROOT (and push the QNN libraries beside it)",
+}
+SUPPORTED = 'onnxruntime_perf_test 1.19 or newer (device_agent/README.md, "Which releases")'
+SIGNALS = {
+    9: "SIGKILL: on a phone usually the low-memory killer",
+    6: "SIGABRT",
+    11: "SIGSEGV",
+    15: "SIGTERM",
+}
 
 
 class CommandLineRejected(DeviceError):
@@ -57,10 +66,12 @@ def provider_missing(text: str, provider: str) -> str | None:
 
 
 def provider_missing_message(runner: str, provider: str, said: str) -> str:
-    return (f"the onnxruntime_perf_test on the phone ({runner}) was built without the "
-            f"{provider} execution provider; build it with {BUILD_FLAGS.get(provider, '')} or "
-            f"push one that has it (see device_agent/README.md, \"Execution providers\"); the "
-            f"runner said: {said}")
+    return (
+        f"the onnxruntime_perf_test on the phone ({runner}) was built without the "
+        f"{provider} execution provider; build it with {BUILD_FLAGS.get(provider, '')} or "
+        f'push one that has it (see device_agent/README.md, "Execution providers"); the '
+        f"runner said: {said}"
+    )
 
 
 def rejected(text: str) -> str | None:
@@ -70,27 +81,38 @@ def rejected(text: str) -> str | None:
         return flag.group(0)
     if GETOPT_USAGE.search(text):
         option = _GETOPT_UNKNOWN.search(text)
-        return (f"its usage text, after `{option.group(0)}`" if option
-                else "its usage text (getopt parser: an option or value it does not take)")
+        return (
+            f"its usage text, after `{option.group(0)}`"
+            if option
+            else "its usage text (getopt parser: an option or value it does not take)"
+        )
     if SEE_HELP in text:
         return SEE_HELP
     return None
 
 
-def rejection_error(runner: str, provider: str, said: str, probe: RunnerProbe | None,
-                    command: str) -> DeviceError:
+def rejection_error(
+    runner: str, provider: str, said: str, probe: RunnerProbe | None, command: str
+) -> DeviceError:
     parser = {GETOPT: "a getopt build, 1.19-1.22", ABSEIL: "an Abseil build, 1.23+"}.get(
-        probe.parser if probe else "", "parser unknown")
-    if provider != "cpu" and probe is not None and probe.providers \
-            and provider not in probe.providers:
+        probe.parser if probe else "", "parser unknown"
+    )
+    if (
+        provider != "cpu"
+        and probe is not None
+        and probe.providers
+        and provider not in probe.providers
+    ):
         return ProviderMissing(
             f"the onnxruntime_perf_test on the phone ({runner}, {parser}) does not know "
             f"-e {provider}: its --help lists {', '.join(probe.providers)}; push a runner "
             f"whose release lists {provider}, built with {BUILD_FLAGS.get(provider, '')} "
-            f"(see device_agent/README.md, \"Execution providers\"); the runner said: {said}")
+            f'(see device_agent/README.md, "Execution providers"); the runner said: {said}'
+        )
     return CommandLineRejected(
         f"the onnxruntime_perf_test on the phone ({runner}, {parser}) rejected the agent's "
-        f"command line `{command}`: it printed {said}; the agent needs {SUPPORTED}")
+        f"command line `{command}`: it printed {said}; the agent needs {SUPPORTED}"
+    )
 
 
 def exit_text(rc: int) -> str:
@@ -99,8 +121,15 @@ def exit_text(rc: int) -> str:
     return f"exited {rc}"
 
 
-def diagnose(rc: int, text: str, runner: str, provider: str, probe: RunnerProbe | None,
-             command: str, folder: str) -> Exception | None:
+def diagnose(
+    rc: int,
+    text: str,
+    runner: str,
+    provider: str,
+    probe: RunnerProbe | None,
+    command: str,
+    folder: str,
+) -> Exception | None:
     """The error for one runner process that exited `rc` after printing `text` (stdout,
     then the tail of its stderr), or None when it succeeded."""
     if rc == 0:

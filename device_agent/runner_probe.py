@@ -23,13 +23,14 @@ import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .perf_output import PER_RUN_SUBMISSION_TOTAL, PER_RUN_TIME_COST
 from core.protocol import RunnerIdentity
+
+from .perf_output import PER_RUN_SUBMISSION_TOTAL, PER_RUN_TIME_COST
 
 GETOPT, ABSEIL = "getopt", "abseil"
 HELP_MARK = "model_path"
 RC_MARK = "@@rc="
-HELP_TAIL_CHARS = 64_000   # what the agent keeps of the help text (Abseil's is ~20 kB)
+HELP_TAIL_CHARS = 64_000  # what the agent keeps of the help text (Abseil's is ~20 kB)
 # command_args_parser.cc up to 1.22, ShowUsage: "\t-e [cpu|cuda|...]: Specifies the provider"
 GETOPT_USAGE = re.compile(r"^perf_test \[options\.\.\.\] model_path", re.MULTILINE)
 _GETOPT_PROVIDERS = re.compile(r"-e \[([a-z0-9_|]+)\]")
@@ -40,16 +41,19 @@ _VERSION = re.compile(r"libonnxruntime\.so\.(\d+\.\d+\.\d+)")
 
 @dataclass(frozen=True)
 class RunnerProbe:
-    parser: str                     # GETOPT or ABSEIL
-    providers: tuple[str, ...]      # the `-e` values its parser knows (empty: not listed)
+    parser: str  # GETOPT or ABSEIL
+    providers: tuple[str, ...]  # the `-e` values its parser knows (empty: not listed)
     sha256: str | None = None
     onnxruntime_version: str | None = None
 
     def identity(self, per_run_format: str | None = None) -> RunnerIdentity:
-        return RunnerIdentity(sha256=self.sha256, parser=self.parser,
-                              per_run_format=per_run_format or "",
-                              release_line=release_line(self.parser, per_run_format),
-                              onnxruntime_version=self.onnxruntime_version)
+        return RunnerIdentity(
+            sha256=self.sha256,
+            parser=self.parser,
+            per_run_format=per_run_format or "",
+            release_line=release_line(self.parser, per_run_format),
+            onnxruntime_version=self.onnxruntime_version,
+        )
 
 
 def release_line(parser: str, per_run_format: str | None) -> str:
@@ -67,8 +71,10 @@ def help_command(runner: str) -> str:
     """`runner --help`, both streams, with its exit status on a line of its own (the help
     may end without a newline)."""
     libs = shlex.quote(str(PurePosixPath(runner).parent))
-    return (f"LD_LIBRARY_PATH={libs} {shlex.quote(runner)} --help 2>&1; rc=$?; echo; "
-            f"echo \"{RC_MARK}$rc\"")
+    return (
+        f"LD_LIBRARY_PATH={libs} {shlex.quote(runner)} --help 2>&1; rc=$?; echo; "
+        f'echo "{RC_MARK}$rc"'
+    )
 
 
 def split_status(out: str) -> tuple[str, int]:
@@ -84,7 +90,7 @@ def parse_help(text: str) -> RunnerProbe | None:
     if GETOPT_USAGE.search(text):
         listed = _GETOPT_PROVIDERS.search(text)
         return RunnerProbe(GETOPT, tuple(listed.group(1).split("|")) if listed else ())
-    listed = _ABSEIL_PROVIDERS.search(" ".join(text.split()))   # Abseil wraps at 80 columns
+    listed = _ABSEIL_PROVIDERS.search(" ".join(text.split()))  # Abseil wraps at 80 columns
     names = re.findall(r"'([a-z0-9_]+)'", listed.group(1)) if listed else []
     return RunnerProbe(ABSEIL, tuple(names))
 

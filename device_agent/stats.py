@@ -9,8 +9,12 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
     if not samples_ms:
         raise ValueError("no samples")
     values = np.asarray(samples_ms, dtype=float)
-    return {"median_ms": float(np.median(values)), "p10_ms": float(np.percentile(values, 10)),
-            "p90_ms": float(np.percentile(values, 90)), "n": int(values.size)}
+    return {
+        "median_ms": float(np.median(values)),
+        "p10_ms": float(np.percentile(values, 10)),
+        "p90_ms": float(np.percentile(values, 90)),
+        "n": int(values.size),
+    }
 
 
 def coefficient_of_variation(samples: list[float]) -> float:
@@ -18,11 +22,14 @@ def coefficient_of_variation(samples: list[float]) -> float:
     return float(values.std(ddof=1) / values.mean()) if values.size > 1 else 0.0
 
 
-def warm_method(warmup: int, repeats: int, processes: int, note: str = "",
-                provider: str | None = None) -> str:
+def warm_method(
+    warmup: int, repeats: int, processes: int, note: str = "", provider: str | None = None
+) -> str:
     """MeasurementReport.method for the warm steady-state measurement."""
-    text = (f"warm: {warmup} warm-up + {repeats} timed runs in each of {processes} "
-            f"process{'es' if processes != 1 else ''}")
+    text = (
+        f"warm: {warmup} warm-up + {repeats} timed runs in each of {processes} "
+        f"process{'es' if processes != 1 else ''}"
+    )
     if provider:
         text += f", {provider} execution provider"
     return f"{text} ({note})" if note else text

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from core.protocol import MeasurementSpec, ThermalReading
 
 log = logging.getLogger("tailor.agent.thermal")
-POLL_S = 5.0          # between readings while waiting
-LOG_EVERY_S = 30.0    # one progress line per this much waiting
+POLL_S = 5.0  # between readings while waiting
+LOG_EVERY_S = 30.0  # one progress line per this much waiting
 
 # One shell line that prints "TYPE TEMP" per zone (works in Android's toybox sh and bash).
-READ_ZONES = ("for z in /sys/class/thermal/thermal_zone*; do "
-              "echo \"$(cat $z/type 2>/dev/null) $(cat $z/temp 2>/dev/null)\"; done")
+READ_ZONES = (
+    "for z in /sys/class/thermal/thermal_zone*; do "
+    'echo "$(cat $z/type 2>/dev/null) $(cat $z/temp 2>/dev/null)"; done'
+)
 
 
 def parse_zones(text: str) -> list[ThermalReading]:
@@ -78,8 +80,11 @@ class CoolingPolicy:
         return sorted({r.zone for r in watched(readings, list(self.zones))})
 
     def resolve(self, spec: MeasurementSpec) -> tuple[float, list[str], float]:
-        limit = spec.cooldown_celsius if self.limit_celsius is None \
+        limit = (
+            spec.cooldown_celsius
+            if self.limit_celsius is None
             else min(spec.cooldown_celsius, self.limit_celsius)
+        )
         zones = list(self.zones) or list(spec.thermal_zones)
         timeout = spec.cooldown_timeout_s if self.timeout_s is None else self.timeout_s
         return limit, zones, timeout
@@ -87,10 +92,10 @@ class CoolingPolicy:
 
 @dataclass
 class Cooldown:
-    readings: list[ThermalReading]   # every zone, at the end of the wait
+    readings: list[ThermalReading]  # every zone, at the end of the wait
     limit_celsius: float
     waited_s: float
-    still_hot: bool                  # a watched zone is above the limit after the wait
+    still_hot: bool  # a watched zone is above the limit after the wait
 
     def hot_zone(self, zones: list[str]) -> ThermalReading | None:
         return max(watched(self.readings, zones), key=lambda r: r.celsius, default=None)
@@ -102,11 +107,16 @@ def describe(reading: ThermalReading | None, limit: float) -> str:
     return f"phone at {reading.celsius:.1f} °C (zone {reading.zone}) above {limit:.1f} °C"
 
 
-def wait_for_cooldown(read: Callable[[], list[ThermalReading]], limit_celsius: float,
-                      zones: list[str] | None = None, max_wait_s: float = 600.0,
-                      poll_s: float = POLL_S, log_every_s: float = LOG_EVERY_S,
-                      sleep: Callable[[float], None] = time.sleep,
-                      clock: Callable[[], float] = time.monotonic) -> Cooldown:
+def wait_for_cooldown(
+    read: Callable[[], list[ThermalReading]],
+    limit_celsius: float,
+    zones: list[str] | None = None,
+    max_wait_s: float = 600.0,
+    poll_s: float = POLL_S,
+    log_every_s: float = LOG_EVERY_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Cooldown:
     """Poll until every watched zone is at or below the limit (or `max_wait_s` passed),
     logging the hottest zone when the wait starts and every `log_every_s`."""
     zones = zones or []
@@ -118,16 +128,28 @@ def wait_for_cooldown(read: Callable[[], list[ThermalReading]], limit_celsius: f
         waited = clock() - started
         if hot is None or hot.celsius <= limit_celsius:
             if last_log is not None:
-                log.info("cooled down to %.1f °C (zone %s) after %.0f s", hot.celsius
-                         if hot else float("nan"), hot.zone if hot else "-", waited)
+                log.info(
+                    "cooled down to %.1f °C (zone %s) after %.0f s",
+                    hot.celsius if hot else float("nan"),
+                    hot.zone if hot else "-",
+                    waited,
+                )
             return Cooldown(readings, limit_celsius, waited, still_hot=False)
         if waited >= max_wait_s:
-            log.warning("%s after waiting %.0f s of %.0f s", describe(hot, limit_celsius),
-                        waited, max_wait_s)
+            log.warning(
+                "%s after waiting %.0f s of %.0f s",
+                describe(hot, limit_celsius),
+                waited,
+                max_wait_s,
+            )
             return Cooldown(readings, limit_celsius, waited, still_hot=True)
         if last_log is None or clock() - last_log >= log_every_s:
-            log.info("%s: cooling down, waited %.0f s of %.0f s",
-                     describe(hot, limit_celsius), waited, max_wait_s)
+            log.info(
+                "%s: cooling down, waited %.0f s of %.0f s",
+                describe(hot, limit_celsius),
+                waited,
+                max_wait_s,
+            )
             last_log = clock()
         sleep(min(poll_s, max(0.0, max_wait_s - waited)))
         readings = read()

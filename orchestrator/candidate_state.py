@@ -9,8 +9,8 @@ when there is nothing to do: a quality result already in the evaluation cache sk
 TRAINING; a job without `perplexity[:PREC]` skips QUANTIZED_QUALITY (so does one whose
 quantized scores are cached); a job without hardware metrics or `model_bytes` ends after
 the quality stages; exports already stored skip EXPORTING; a job with `model_bytes` but no
-hardware metrics ends after EXPORTING. Any stage may fail, and a failed candidate keeps its reason and the
-metrics it had (static costs at least) and gets the worst fitness.
+hardware metrics ends after EXPORTING. Any stage may fail, and a failed candidate keeps its
+reason and the metrics it had (static costs at least) and gets the worst fitness.
 """
 
 from __future__ import annotations
@@ -33,12 +33,22 @@ class Stage(str, Enum):
 
 
 TRANSITIONS: dict[Stage, frozenset[Stage]] = {
-    Stage.QUEUED: frozenset({Stage.TRAINING, Stage.QUANTIZED_QUALITY, Stage.EXPORTING,
-                             Stage.PROFILING, Stage.DONE, Stage.FAILED}),
-    Stage.TRAINING: frozenset({Stage.QUANTIZED_QUALITY, Stage.EXPORTING, Stage.PROFILING,
-                               Stage.DONE, Stage.FAILED}),
-    Stage.QUANTIZED_QUALITY: frozenset({Stage.EXPORTING, Stage.PROFILING, Stage.DONE,
-                                        Stage.FAILED}),
+    Stage.QUEUED: frozenset(
+        {
+            Stage.TRAINING,
+            Stage.QUANTIZED_QUALITY,
+            Stage.EXPORTING,
+            Stage.PROFILING,
+            Stage.DONE,
+            Stage.FAILED,
+        }
+    ),
+    Stage.TRAINING: frozenset(
+        {Stage.QUANTIZED_QUALITY, Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}
+    ),
+    Stage.QUANTIZED_QUALITY: frozenset(
+        {Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}
+    ),
     Stage.EXPORTING: frozenset({Stage.PROFILING, Stage.DONE, Stage.FAILED}),
     Stage.PROFILING: frozenset({Stage.DONE, Stage.FAILED}),
     Stage.DONE: frozenset(),
@@ -68,8 +78,10 @@ class CandidateProgress:
 
     def advance(self, stage: Stage) -> None:
         if stage not in TRANSITIONS[self.stage]:
-            raise IllegalTransition(f"candidate {self.genome_hash}: {self.stage.value} -> "
-                                    f"{stage.value} is not a legal move")
+            raise IllegalTransition(
+                f"candidate {self.genome_hash}: {self.stage.value} -> "
+                f"{stage.value} is not a legal move"
+            )
         self.stage = stage
 
     def fail(self, reason: str) -> None:

@@ -16,14 +16,26 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
-from core.metrics import (Constraint, MetricNeeds, export_metrics, fleet_metrics,
-                          quantized_metrics, static_metrics, trained_metrics)
 from core.genome import Genome
+from core.metrics import (
+    Constraint,
+    MetricNeeds,
+    export_metrics,
+    fleet_metrics,
+    quantized_metrics,
+    static_metrics,
+    trained_metrics,
+)
 from core.scale_check import ScaleSpec, scale_report
+from core.stage_results import (
+    ExportOutput,
+    QualityResult,
+    QuantizedQuality,
+    QuantizedScore,
+    Trained,
+)
 from core.states import JobStatus
-from core.stage_results import ExportOutput, QualityResult, QuantizedQuality, QuantizedScore, Trained
 from orchestrator.search.evolution import Child
 from orchestrator.search.loop import Individual, SearchLoop
 from orchestrator.search.motifs import enrichment
@@ -49,28 +61,44 @@ def default_evaluator() -> Evaluator:
 
 
 class JobRunner:
-    def __init__(self, sessions: SessionFactory, artifact_dir: Path, job_id: int, owner: str,
-                 evaluator: Evaluator | None = None, poll_s: float = 0.5,
-                 clock: Clock = time.monotonic):
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        artifact_dir: Path,
+        job_id: int,
+        owner: str,
+        evaluator: Evaluator | None = None,
+        poll_s: float = 0.5,
+        clock: Clock = time.monotonic,
+    ):
         self.records = JobRecords(sessions, artifact_dir, job_id, owner)
         self.job_id = job_id
         self.spec = spec = self.records.spec
         self.evaluator = evaluator or default_evaluator()
         self.poll_s, self.clock = poll_s, clock
         self.constraints = [Constraint(c.metric, c.op, c.value) for c in spec.constraints]
-        self.metric_names = list(dict.fromkeys(
-            spec.objectives + [c.metric for c in spec.constraints]))
-        self.loop = SearchLoop(spec.search_space, spec.evolution, spec.objectives,
-                               self.constraints, prior=self.records.prior_observations)
+        self.metric_names = list(
+            dict.fromkeys(spec.objectives + [c.metric for c in spec.constraints])
+        )
+        self.loop = SearchLoop(
+            spec.search_space,
+            spec.evolution,
+            spec.objectives,
+            self.constraints,
+            prior=self.records.prior_observations,
+        )
         self.needs = needs = MetricNeeds.of(self.metric_names)
         variant = spec.export.variant
         self.export_tags = list(dict.fromkeys(variant(p).tag for p in needs.exported))
-        self.quantized_tags = list(dict.fromkeys(variant(p).tag
-                                                 for p in needs.quantized_quality))
+        self.quantized_tags = list(dict.fromkeys(variant(p).tag for p in needs.quantized_quality))
         self.profiling = ProfilingQueue(
-            self.records, spec.profiling, clock,
-            pairs=[(device_class, variant(precision).tag)
-                   for device_class, precision in needs.profiled])
+            self.records,
+            spec.profiling,
+            clock,
+            pairs=[
+                (device_class, variant(precision).tag) for device_class, precision in needs.profiled
+            ],
+        )
         self.profiles = bool(needs.profiled)
         self.train_config = spec.training.model_dump(mode="json")
         self.row_ids: dict[str, int] = {}  # genome hash -> candidate row id
@@ -82,22 +110,27 @@ class JobRunner:
         p.metrics.update(static_metrics(p.candidate.genome.to_json(), self.metric_names))
         cached = self.records.cached_quality(p.genome_hash)
         if cached is None:
-            self.evaluator.submit_quality(p.genome_hash, p.candidate.genome.to_json(),
-                                          self.train_config, self.spec.training.timeout_s)
+            self.evaluator.submit_quality(
+                p.genome_hash,
+                p.candidate.genome.to_json(),
+                self.train_config,
+                self.spec.training.timeout_s,
+            )
             p.advance(Stage.TRAINING)
             return
         self._trained(p, cached, weights=None)
 
-    def _trained(self, p: CandidateProgress, result: QualityResult,
-                 weights: bytes | None) -> None:
+    def _trained(self, p: CandidateProgress, result: QualityResult, weights: bytes | None) -> None:
         """Quality is known: apply it, then score the quantized graphs, export (or finish)."""
         if not result.ok:
             p.fail(f"training failed: {result.reason}")
             return
         p.metrics.update(trained_metrics(result))  # every quality metric, named or not
-        missing = [t for t in self.quantized_tags
-                   if not self._apply_quantized(p, self.records.cached_quantized_quality(
-                       p.genome_hash, t))]
+        missing = [
+            t
+            for t in self.quantized_tags
+            if not self._apply_quantized(p, self.records.cached_quantized_quality(p.genome_hash, t))
+        ]
         if not missing:
             self._export(p)
             return
@@ -106,8 +139,13 @@ class JobRunner:
             p.fail("quantized perplexity needs the trained weights, and none are stored")
             return
         self.evaluator.submit_quantized_quality(
-            p.genome_hash, result.eval_genome or p.candidate.genome.to_json(),
-            self.train_config, weights, missing, self.spec.training.timeout_s)
+            p.genome_hash,
+            result.eval_genome or p.candidate.genome.to_json(),
+            self.train_config,
+            weights,
+            missing,
+            self.spec.training.timeout_s,
+        )
         p.advance(Stage.QUANTIZED_QUALITY)
 
     def _apply_quantized(self, p: CandidateProgress, score: QuantizedScore | None) -> bool:
@@ -125,17 +163,22 @@ class JobRunner:
         if not missing:
             self._exported(p)
             return
-        weights = (self.records.trained_weights(p.genome_hash)
-                   if self._exports_trained_weights() else None)
-        self.evaluator.submit_export(p.genome_hash, p.candidate.genome.to_json(), weights,
-                                     self.spec.profiling.timeout_s, tags=missing)
+        weights = (
+            self.records.trained_weights(p.genome_hash) if self._exports_trained_weights() else None
+        )
+        self.evaluator.submit_export(
+            p.genome_hash,
+            p.candidate.genome.to_json(),
+            weights,
+            self.spec.profiling.timeout_s,
+            tags=missing,
+        )
         p.advance(Stage.EXPORTING)
 
     def _exported(self, p: CandidateProgress) -> None:
         """Every needed variant is stored: read model_bytes off its manifest, then profile."""
         for precision in self.needs.exported:
-            exported = self.records.exported(p.genome_hash,
-                                             self.spec.export.variant(precision).tag)
+            exported = self.records.exported(p.genome_hash, self.spec.export.variant(precision).tag)
             if exported is not None:
                 p.metrics.update(export_metrics(exported, precision))
         if not self.profiles:
@@ -166,8 +209,9 @@ class JobRunner:
                 p.fail(f"quantized perplexity failed: {reason}")
                 return
             for tag, score in scored.variants.items():
-                self._apply_quantized(p, self.records.store_quantized_quality(
-                    p.genome_hash, tag, score))
+                self._apply_quantized(
+                    p, self.records.store_quantized_quality(p.genome_hash, tag, score)
+                )
             self._export(p)
         else:
             if not finished.ok or not isinstance(finished.value, ExportOutput):
@@ -216,8 +260,11 @@ class JobRunner:
     def _run_generation(self, generation: int) -> None:
         stored = [c for c in self.loop.archive.values() if c.generation == generation]
         if not stored:
-            children = (scale_children(self.spec.scale) if self.spec.scale is not None
-                        else self.loop.children_for(generation))
+            children = (
+                scale_children(self.spec.scale)
+                if self.spec.scale is not None
+                else self.loop.children_for(generation)
+            )
             self.row_ids.update(self.records.add_candidates(generation, children))
             stored = self.loop.add(children, generation)
         todo = [c for c in stored if c.metrics is None]
@@ -225,16 +272,23 @@ class JobRunner:
         if todo:
             self._evaluate(todo)
         summary = self.loop.complete(generation, [c.hash for c in stored])
-        motifs = enrichment([self.loop.archive[h].genome for h in summary.pareto],
-                            [c.genome for c in self.loop.archive.values()], top=10)
-        stats = {"frame": self.loop.frame.__dict__ if self.loop.frame else None,
-                 "offspring": len(stored), "motifs": motifs}
+        motifs = enrichment(
+            [self.loop.archive[h].genome for h in summary.pareto],
+            [c.genome for c in self.loop.archive.values()],
+            top=10,
+        )
+        stats = {
+            "frame": self.loop.frame.__dict__ if self.loop.frame else None,
+            "offspring": len(stored),
+            "motifs": motifs,
+        }
         if self.spec.evolution.algorithm == "surrogate":
             stats["selection"] = self.loop.selection_info.get(generation)
             stats["predictor"] = self.loop.prediction_report(generation)
         if self.spec.scale is not None:
-            scaled = {c.hash: {"id": self.row_ids.get(c.hash), "metrics": c.metrics or {}}
-                      for c in stored}
+            scaled = {
+                c.hash: {"id": self.row_ids.get(c.hash), "metrics": c.metrics or {}} for c in stored
+            }
             stats["scale"] = scale_report(self.spec.scale, scaled, set(summary.pareto))
         self.records.write_generation(summary, self.row_ids, stats)
 
@@ -250,9 +304,12 @@ class JobRunner:
                 self._heartbeat(force=True)
             succeeded, reasons = self.records.failures()
             if not succeeded:  # an empty front is not a result: say why, on the job
-                self.records.finish(JobStatus.FAILED, "no candidate was evaluated successfully; "
-                                    f"{len(reasons)} distinct failure(s), first: "
-                                    + " | ".join(r[:300] for r in reasons[:3]))
+                self.records.finish(
+                    JobStatus.FAILED,
+                    "no candidate was evaluated successfully; "
+                    f"{len(reasons)} distinct failure(s), first: "
+                    + " | ".join(r[:300] for r in reasons[:3]),
+                )
                 return JobStatus.FAILED.value
             self.records.finish(JobStatus.COMPLETED)
             return JobStatus.COMPLETED.value
@@ -266,8 +323,9 @@ class JobRunner:
 
 def scale_children(scale: ScaleSpec) -> list[Child]:
     """A scale-up job's one generation: its members, resized already, in order."""
-    return [Child(Genome.coerce(m.genome), origin=f"scale:{m.source_candidate}")
-            for m in scale.members]
+    return [
+        Child(Genome.coerce(m.genome), origin=f"scale:{m.source_candidate}") for m in scale.members
+    ]
 
 
 def owner_id() -> str:

@@ -38,15 +38,28 @@ class Finished:
 
 
 class Evaluator(Protocol):
-    def submit_quality(self, genome_hash: str, genome: dict[str, Any], config: dict[str, Any],
-                       timeout_s: float) -> None: ...
+    def submit_quality(
+        self, genome_hash: str, genome: dict[str, Any], config: dict[str, Any], timeout_s: float
+    ) -> None: ...
 
-    def submit_export(self, genome_hash: str, genome: dict[str, Any], weights: bytes | None,
-                      timeout_s: float, tags: list[str] | None = None) -> None: ...
+    def submit_export(
+        self,
+        genome_hash: str,
+        genome: dict[str, Any],
+        weights: bytes | None,
+        timeout_s: float,
+        tags: list[str] | None = None,
+    ) -> None: ...
 
-    def submit_quantized_quality(self, genome_hash: str, eval_genome: dict[str, Any],
-                                 config: dict[str, Any], weights: bytes, tags: list[str],
-                                 timeout_s: float) -> None: ...
+    def submit_quantized_quality(
+        self,
+        genome_hash: str,
+        eval_genome: dict[str, Any],
+        config: dict[str, Any],
+        weights: bytes,
+        tags: list[str],
+        timeout_s: float,
+    ) -> None: ...
 
     def collect(self, wait_s: float) -> list[Finished]: ...
 

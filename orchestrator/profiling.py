@@ -5,8 +5,8 @@ device class, export variant) and device agents lease them over HTTP. This modul
 a profiling task carries (`ProfilingSpec.measurement()`; the variant's graphs), how long the
 search waits for it (`profiling.timeout_s`, from the moment the tasks were enqueued), and how
 a measurement report becomes metrics (`prefill_ms@L[DEVICE]`, `decode_ms@L[DEVICE:int8]`,
-`peak_mem_mb[DEVICE]`: every hardware metric of the registry, `core.metrics.measured_metrics`). Measurements that did arrive are kept even when another
-device class timed out or failed.
+`peak_mem_mb[DEVICE]`: every hardware metric of the registry, `core.metrics.measured_metrics`).
+Measurements that did arrive are kept even when another device class timed out or failed.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Callable
 
 from core.job_spec import ProfilingSpec
 from core.metrics import measured_metrics
-from core.states import TaskState
 from core.precision import Variant
+from core.states import TaskState
 
 from .records import JobRecords
 
@@ -33,8 +33,13 @@ class ProfilingOutcome:
 
 
 class ProfilingQueue:
-    def __init__(self, records: JobRecords, spec: ProfilingSpec, clock: Clock = time.monotonic,
-                 pairs: list[tuple[str, str]] | None = None):
+    def __init__(
+        self,
+        records: JobRecords,
+        spec: ProfilingSpec,
+        clock: Clock = time.monotonic,
+        pairs: list[tuple[str, str]] | None = None,
+    ):
         """`pairs`: (device class, variant tag) to measure per candidate; by default every
         profiled class at the plain float32 graphs."""
         self.records, self.spec, self.clock = records, spec, clock
@@ -45,8 +50,9 @@ class ProfilingQueue:
         """Enqueue the candidate's tasks (idempotent: a resumed job finds them queued)."""
         measurement = self.spec.measurement().model_dump(mode="json")
         for device_class, tag in self.pairs:
-            self.records.enqueue_profiling(candidate_id, device_class, measurement,
-                                           priority=self.spec.priority, variant=tag)
+            self.records.enqueue_profiling(
+                candidate_id, device_class, measurement, priority=self.spec.priority, variant=tag
+            )
         self.started.setdefault(candidate_id, self.clock())
 
     def poll(self, candidate_id: int) -> ProfilingOutcome:
@@ -59,17 +65,18 @@ class ProfilingQueue:
         for task in tasks:
             if task.report is not None:
                 precision = Variant.from_tag(task.variant).precision
-                outcome.metrics.update(measured_metrics(task.report, task.device_class,
-                                                        precision))
+                outcome.metrics.update(measured_metrics(task.report, task.device_class, precision))
         failed = [t for t in tasks if t.state is TaskState.FAILED]
         if open_tasks:
             classes = ", ".join(sorted(t.device_class for t in open_tasks))
-            outcome.failure = (f"profiling timed out after {self.spec.timeout_s:g}s "
-                               f"waiting for {classes}")
+            outcome.failure = (
+                f"profiling timed out after {self.spec.timeout_s:g}s waiting for {classes}"
+            )
             self.records.cancel_profiling(candidate_id, outcome.failure)
         elif failed:
-            where = failed[0].device_class + (f" ({failed[0].variant})"
-                                              if failed[0].variant else "")
+            where = failed[0].device_class + (
+                f" ({failed[0].variant})" if failed[0].variant else ""
+            )
             outcome.failure = f"profiling failed on {where}: {failed[0].last_error}"
         self.started.pop(candidate_id, None)
         return outcome

@@ -60,8 +60,9 @@ def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> Trained:
 
 
 @ray.remote(max_retries=TASK_RETRIES)
-def export_task(genome: dict[str, Any], weights: bytes | None = None,
-                tags: list[str] | None = None) -> ExportOutput:
+def export_task(
+    genome: dict[str, Any], weights: bytes | None = None, tags: list[str] | None = None
+) -> ExportOutput:
     """Export the variants named by `tags` (core.precision.Variant tags; '' = the plain
     float32 graphs), with trained weights when they fit the genome."""
     import io
@@ -75,22 +76,30 @@ def export_task(genome: dict[str, Any], weights: bytes | None = None,
     started, started_at = time.perf_counter(), time.time()
     model = compile_genome(genome, seed=0)
     if weights is not None:
-        model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu",
-                                         weights_only=True))
+        model.load_state_dict(
+            torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        )
     with tempfile.TemporaryDirectory() as tmp:
-        exported = export_variants(genome, tmp, [Variant.from_tag(t) for t in tags or [""]],
-                                   model=model)
+        exported = export_variants(
+            genome, tmp, [Variant.from_tag(t) for t in tags or [""]], model=model
+        )
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
     interval = [started_at, time.time()]
     return ExportOutput(
-        variants={tag: ExportedVariant(e.manifest.model_dump(mode="json"), e.max_abs_diff,
-                                       interval) for tag, e in exported.items()},
-        files=files, task_wall_s=time.perf_counter() - started, task_interval=interval)
+        variants={
+            tag: ExportedVariant(e.manifest.model_dump(mode="json"), e.max_abs_diff, interval)
+            for tag, e in exported.items()
+        },
+        files=files,
+        task_wall_s=time.perf_counter() - started,
+        task_interval=interval,
+    )
 
 
 @ray.remote(max_retries=TASK_RETRIES)
-def quantized_quality_task(eval_genome: dict[str, Any], config: dict[str, Any], weights: bytes,
-                           tags: list[str]) -> QuantizedQuality:
+def quantized_quality_task(
+    eval_genome: dict[str, Any], config: dict[str, Any], weights: bytes, tags: list[str]
+) -> QuantizedQuality:
     """The trained model's perplexity through its quantized ONNX graphs."""
     from workers.train.quantized_quality import evaluate_quantized_quality
 
@@ -118,8 +127,9 @@ class RayEvaluator:
     gpus: bool = False
     pending: dict[ray.ObjectRef, InFlight] = field(default_factory=dict)
 
-    def submit_quality(self, genome_hash: str, genome: dict[str, Any], config: dict[str, Any],
-                       timeout_s: float) -> None:
+    def submit_quality(
+        self, genome_hash: str, genome: dict[str, Any], config: dict[str, Any], timeout_s: float
+    ) -> None:
         """On a cluster with GPUs a training task asks for `training.gpus_per_task` of one
         (a fraction lets several small candidates share a GPU; Ray packs them)."""
         options = {}
@@ -130,17 +140,30 @@ class RayEvaluator:
         ref = quality_task.options(**options).remote(genome, config)
         self.pending[ref] = InFlight(genome_hash, Work.QUALITY, ref, time.monotonic(), timeout_s)
 
-    def submit_export(self, genome_hash: str, genome: dict[str, Any], weights: bytes | None,
-                      timeout_s: float, tags: list[str] | None = None) -> None:
+    def submit_export(
+        self,
+        genome_hash: str,
+        genome: dict[str, Any],
+        weights: bytes | None,
+        timeout_s: float,
+        tags: list[str] | None = None,
+    ) -> None:
         ref = export_task.remote(genome, weights, tags)
         self.pending[ref] = InFlight(genome_hash, Work.EXPORT, ref, time.monotonic(), timeout_s)
 
-    def submit_quantized_quality(self, genome_hash: str, eval_genome: dict[str, Any],
-                                 config: dict[str, Any], weights: bytes, tags: list[str],
-                                 timeout_s: float) -> None:
+    def submit_quantized_quality(
+        self,
+        genome_hash: str,
+        eval_genome: dict[str, Any],
+        config: dict[str, Any],
+        weights: bytes,
+        tags: list[str],
+        timeout_s: float,
+    ) -> None:
         ref = quantized_quality_task.remote(eval_genome, config, weights, tags)
-        self.pending[ref] = InFlight(genome_hash, Work.QUANTIZED_QUALITY, ref, time.monotonic(),
-                                     timeout_s)
+        self.pending[ref] = InFlight(
+            genome_hash, Work.QUANTIZED_QUALITY, ref, time.monotonic(), timeout_s
+        )
 
     def in_flight(self) -> int:
         return len(self.pending)
@@ -155,20 +178,31 @@ class RayEvaluator:
             job = self.pending.pop(ref)
             elapsed = time.monotonic() - job.started
             try:
-                done.append(Finished(job.genome_hash, job.work, True, ray.get(ref),
-                                     wall_s=elapsed))
+                done.append(Finished(job.genome_hash, job.work, True, ray.get(ref), wall_s=elapsed))
             except (ray.exceptions.RayError, RuntimeError, ValueError) as exc:
-                done.append(Finished(job.genome_hash, job.work, False,
-                                     error=f"{type(exc).__name__}: {str(exc)[:2000]}",
-                                     wall_s=elapsed))
+                done.append(
+                    Finished(
+                        job.genome_hash,
+                        job.work,
+                        False,
+                        error=f"{type(exc).__name__}: {str(exc)[:2000]}",
+                        wall_s=elapsed,
+                    )
+                )
         now = time.monotonic()
         for ref, job in list(self.pending.items()):
             if now - job.started > job.timeout_s:
                 ray.cancel(ref, force=True)
                 del self.pending[ref]
-                done.append(Finished(job.genome_hash, job.work, False,
-                                     error=f"timeout: no result after {job.timeout_s:.0f}s",
-                                     wall_s=now - job.started))
+                done.append(
+                    Finished(
+                        job.genome_hash,
+                        job.work,
+                        False,
+                        error=f"timeout: no result after {job.timeout_s:.0f}s",
+                        wall_s=now - job.started,
+                    )
+                )
         return done
 
     def cancel_all(self) -> None:

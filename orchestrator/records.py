@@ -16,9 +16,9 @@ from typing import Any
 from core import Genome
 from core.job_spec import JobSpec
 from core.metric_registry import MetricKind
-from core.states import EVALUATED_CANDIDATE, CandidateStatus, JobStatus
 from core.metrics import fleet_metrics, parse_metric, trained_metrics
 from core.stage_results import ExportedVariant, ExportOutput, QualityResult, QuantizedScore
+from core.states import EVALUATED_CANDIDATE, CandidateStatus, JobStatus
 from orchestrator.search.evolution import Child
 from orchestrator.search.loop import GenerationSummary, Individual, SearchLoop
 from orchestrator.search.selection import NormalisationFrame
@@ -39,6 +39,8 @@ QUANTIZED_QUALITY = "quantized_quality"  # evaluation kind: perplexity through a
 def export_key(tag: str) -> str:
     """The evaluation-cache key of one export variant (core.precision.Variant tag)."""
     return f"{EXPORT_KEY}:{tag}" if tag else EXPORT_KEY
+
+
 WEIGHTS = "weights.pt"
 
 
@@ -56,8 +58,9 @@ class JobRecords:
         self.job_id, self.owner = job_id, owner
         self.spec = JobSpec.model_validate(job_store.get_job(sessions, job_id).spec)
         self.train_key = self.spec.training.cache_key()
-        self.metric_names = list(dict.fromkeys(
-            self.spec.objectives + [c.metric for c in self.spec.constraints]))
+        self.metric_names = list(
+            dict.fromkeys(self.spec.objectives + [c.metric for c in self.spec.constraints])
+        )
 
     # ----------------------------------------------------------------- the search
 
@@ -67,16 +70,26 @@ class JobRecords:
         for row in result_store.job_candidates(self.sessions, self.job_id):
             genome = Genome.from_json(row.genome)
             loop.archive[row.genome_hash] = Individual(
-                genome, row.generation, row.parents or [], row.origin,
+                genome,
+                row.generation,
+                row.parents or [],
+                row.origin,
                 dict(row.metrics) if row.status in EVALUATED_CANDIDATE else None,
-                predictions=dict(row.predictions or {}))
+                predictions=dict(row.predictions or {}),
+            )
             row_ids[row.genome_hash] = row.id
         generations = result_store.generations_since(self.sessions, self.job_id, 0)
         by_id = {v: k for k, v in row_ids.items()}
         for g in generations:
-            loop.history.append(GenerationSummary(
-                g.index, [by_id[i] for i in g.population], [by_id[i] for i in g.pareto],
-                g.hypervolume, g.evaluations))
+            loop.history.append(
+                GenerationSummary(
+                    g.index,
+                    [by_id[i] for i in g.population],
+                    [by_id[i] for i in g.pareto],
+                    g.hypervolume,
+                    g.evaluations,
+                )
+            )
             if g.stats.get("frame"):
                 loop.frame = NormalisationFrame(**g.stats["frame"])
         if generations:
@@ -84,24 +97,45 @@ class JobRecords:
         return Restored(len(generations), row_ids)
 
     def add_candidates(self, generation: int, children: list[Child]) -> dict[str, int]:
-        rows = result_store.add_candidates(self.sessions, self.job_id, generation, [
-            {"genome": c.genome.to_json(), "genome_hash": c.genome.hash(),
-             "parents": c.parents, "origin": c.origin, "predictions": c.predictions}
-            for c in children])
+        rows = result_store.add_candidates(
+            self.sessions,
+            self.job_id,
+            generation,
+            [
+                {
+                    "genome": c.genome.to_json(),
+                    "genome_hash": c.genome.hash(),
+                    "parents": c.parents,
+                    "origin": c.origin,
+                    "predictions": c.predictions,
+                }
+                for c in children
+            ],
+        )
         return {r.genome_hash: r.id for r in rows}
 
-    def record_candidate(self, row_id: int, metrics: dict[str, Any],
-                         failure: str | None) -> None:
-        result_store.set_candidate_result(self.sessions, row_id,
-                                          (CandidateStatus.FAILED if failure else CandidateStatus.DONE).value,
-                                          metrics, failure)
+    def record_candidate(self, row_id: int, metrics: dict[str, Any], failure: str | None) -> None:
+        result_store.set_candidate_result(
+            self.sessions,
+            row_id,
+            (CandidateStatus.FAILED if failure else CandidateStatus.DONE).value,
+            metrics,
+            failure,
+        )
 
-    def write_generation(self, summary: GenerationSummary, row_ids: dict[str, int],
-                         stats: dict[str, Any]) -> None:
+    def write_generation(
+        self, summary: GenerationSummary, row_ids: dict[str, int], stats: dict[str, Any]
+    ) -> None:
         result_store.write_generation(
-            self.sessions, self.job_id, summary.index,
-            [row_ids[h] for h in summary.population], [row_ids[h] for h in summary.pareto],
-            summary.hypervolume, summary.evaluations, stats)
+            self.sessions,
+            self.job_id,
+            summary.index,
+            [row_ids[h] for h in summary.population],
+            [row_ids[h] for h in summary.pareto],
+            summary.hypervolume,
+            summary.evaluations,
+            stats,
+        )
 
     def prior_observations(self, generation: int) -> list[Observation]:
         """What other jobs observed that the surrogate may learn from when breeding
@@ -113,19 +147,26 @@ class JobRecords:
             return []
         observations: dict[str, Observation] = {}
         for genome, record in result_store.quality_observations(
-                self.sessions, self.train_key, cutoff, self.job_id):
+            self.sessions, self.train_key, cutoff, self.job_id
+        ):
             parsed = Genome.from_json(genome)
-            observations[parsed.hash()] = (
-                parsed, trained_metrics(QualityResult.from_json(record)))
-        hardware = [m for m in self.metric_names
-                    if parse_metric(m).kind in (MetricKind.HARDWARE, MetricKind.EXPORT)]
+            observations[parsed.hash()] = (parsed, trained_metrics(QualityResult.from_json(record)))
+        hardware = [
+            m
+            for m in self.metric_names
+            if parse_metric(m).kind in (MetricKind.HARDWARE, MetricKind.EXPORT)
+        ]
         # a fleet metric from other jobs' per-class measurements of the same classes
-        members = [str(parse_metric(m).on(c)) for m in hardware
-                   if parse_metric(m).aggregate for c in parse_metric(m).classes]
+        members = [
+            str(parse_metric(m).on(c))
+            for m in hardware
+            if parse_metric(m).aggregate
+            for c in parse_metric(m).classes
+        ]
         if hardware:
             for genome, metrics in result_store.measured_candidates(
-                    self.sessions, list(dict.fromkeys(hardware + members)), cutoff,
-                    self.job_id):
+                self.sessions, list(dict.fromkeys(hardware + members)), cutoff, self.job_id
+            ):
                 parsed = Genome.from_json(genome)
                 known = observations.setdefault(parsed.hash(), (parsed, {}))[1]
                 known.update({k: v for k, v in metrics.items() if k in hardware})
@@ -135,21 +176,29 @@ class JobRecords:
     # ----------------------------------------------------------------- evaluation cache
 
     def cached_quality(self, genome_hash: str) -> QualityResult | None:
-        record = result_store.get_evaluation(self.sessions, genome_hash, self.train_key,
-                                             "quality")
+        record = result_store.get_evaluation(self.sessions, genome_hash, self.train_key, "quality")
         return None if record is None else QualityResult.from_json(record)
 
-    def store_quality(self, genome_hash: str, result: QualityResult,
-                      weights: bytes | None) -> QualityResult:
+    def store_quality(
+        self, genome_hash: str, result: QualityResult, weights: bytes | None
+    ) -> QualityResult:
         """Keep the weights as an artifact and the result in the cache; returns the stored
         result (a concurrent writer's, if it won)."""
         if weights:
-            artifact_store.store_artifacts(self.sessions, self.artifact_dir, genome_hash,
-                                           {WEIGHTS: weights})
-        stored = QualityResult.from_json(result_store.put_evaluation(
-            self.sessions, genome_hash, self.train_key, "quality", result.to_json()))
-        job_store.add_event(self.sessions, self.job_id, "trained",
-                            f"{genome_hash} {stored.status} perplexity {stored.perplexity}")
+            artifact_store.store_artifacts(
+                self.sessions, self.artifact_dir, genome_hash, {WEIGHTS: weights}
+            )
+        stored = QualityResult.from_json(
+            result_store.put_evaluation(
+                self.sessions, genome_hash, self.train_key, "quality", result.to_json()
+            )
+        )
+        job_store.add_event(
+            self.sessions,
+            self.job_id,
+            "trained",
+            f"{genome_hash} {stored.status} perplexity {stored.perplexity}",
+        )
         return stored
 
     def trained_weights(self, genome_hash: str) -> bytes | None:
@@ -158,8 +207,7 @@ class JobRecords:
 
     def exported(self, genome_hash: str, tag: str = "") -> ExportedVariant | None:
         """The stored export record of one variant."""
-        record = result_store.get_evaluation(self.sessions, genome_hash, export_key(tag),
-                                             "export")
+        record = result_store.get_evaluation(self.sessions, genome_hash, export_key(tag), "export")
         return None if record is None else ExportedVariant.from_json(record)
 
     def has_export(self, genome_hash: str, tag: str = "") -> bool:
@@ -167,37 +215,61 @@ class JobRecords:
 
     def store_export(self, genome_hash: str, output: ExportOutput) -> None:
         """Files first, then one cache record per variant."""
-        artifact_store.store_artifacts(self.sessions, self.artifact_dir, genome_hash,
-                                       output.files)
+        artifact_store.store_artifacts(self.sessions, self.artifact_dir, genome_hash, output.files)
         for tag, variant in output.variants.items():
-            result_store.put_evaluation(self.sessions, genome_hash, export_key(tag), "export",
-                                        variant.to_json())
+            result_store.put_evaluation(
+                self.sessions, genome_hash, export_key(tag), "export", variant.to_json()
+            )
 
     def _quantized_key(self, tag: str) -> str:
         """Per training config and per export variant, as the exporter made it (EXPORT_KEY)."""
         return f"{self.train_key}:{export_key(tag)}"
 
     def cached_quantized_quality(self, genome_hash: str, tag: str) -> QuantizedScore | None:
-        record = result_store.get_evaluation(self.sessions, genome_hash,
-                                             self._quantized_key(tag), QUANTIZED_QUALITY)
+        record = result_store.get_evaluation(
+            self.sessions, genome_hash, self._quantized_key(tag), QUANTIZED_QUALITY
+        )
         return None if record is None else QuantizedScore.from_json(record)
 
-    def store_quantized_quality(self, genome_hash: str, tag: str,
-                                score: QuantizedScore) -> QuantizedScore:
-        stored = QuantizedScore.from_json(result_store.put_evaluation(
-            self.sessions, genome_hash, self._quantized_key(tag), QUANTIZED_QUALITY,
-            score.to_json()))
-        job_store.add_event(self.sessions, self.job_id, "quantized",
-                            f"{genome_hash} {tag} perplexity {stored.perplexity}")
+    def store_quantized_quality(
+        self, genome_hash: str, tag: str, score: QuantizedScore
+    ) -> QuantizedScore:
+        stored = QuantizedScore.from_json(
+            result_store.put_evaluation(
+                self.sessions,
+                genome_hash,
+                self._quantized_key(tag),
+                QUANTIZED_QUALITY,
+                score.to_json(),
+            )
+        )
+        job_store.add_event(
+            self.sessions,
+            self.job_id,
+            "quantized",
+            f"{genome_hash} {tag} perplexity {stored.perplexity}",
+        )
         return stored
 
     # ----------------------------------------------------------------- profiling tasks
 
-    def enqueue_profiling(self, candidate_id: int, device_class: str,
-                          measurement: dict[str, Any], priority: int = 0,
-                          variant: str = "") -> None:
-        task_store.enqueue_task(self.sessions, self.job_id, candidate_id, device_class,
-                                measurement, priority=priority, variant=variant)
+    def enqueue_profiling(
+        self,
+        candidate_id: int,
+        device_class: str,
+        measurement: dict[str, Any],
+        priority: int = 0,
+        variant: str = "",
+    ) -> None:
+        task_store.enqueue_task(
+            self.sessions,
+            self.job_id,
+            candidate_id,
+            device_class,
+            measurement,
+            priority=priority,
+            variant=variant,
+        )
 
     def cancel_profiling(self, candidate_id: int, reason: str) -> int:
         """Nobody waits for this candidate's open tasks any more (its profiling timed out)."""
@@ -210,14 +282,14 @@ class JobRecords:
 
     def heartbeat(self, generations_done: int, evaluations_done: int) -> bool:
         """Record progress; False when the job was cancelled or claimed elsewhere."""
-        return job_store.heartbeat_job(self.sessions, self.job_id, self.owner,
-                                       generations_done, evaluations_done)
+        return job_store.heartbeat_job(
+            self.sessions, self.job_id, self.owner, generations_done, evaluations_done
+        )
 
     def failures(self) -> tuple[int, list[str]]:
         """(candidates evaluated successfully, the distinct failure reasons of the others)."""
         rows = result_store.job_candidates(self.sessions, self.job_id)
-        reasons = list(dict.fromkeys(r.failure for r in rows
-                                     if r.status == CandidateStatus.FAILED))
+        reasons = list(dict.fromkeys(r.failure for r in rows if r.status == CandidateStatus.FAILED))
         return sum(r.status == CandidateStatus.DONE for r in rows), reasons
 
     def finish(self, status: JobStatus, error: str | None = None) -> None:

@@ -23,13 +23,15 @@ class BadName(ValueError):
 def check_name(name: str) -> str:
     """Artifact names are single file names: no separators, no '..', no hidden files."""
     if not NAME.match(name) or ".." in name:
-        raise BadName(f"artifact name {name!r} must be a plain file name "
-                      "(letters, digits, '.', '_', '-')")
+        raise BadName(
+            f"artifact name {name!r} must be a plain file name (letters, digits, '.', '_', '-')"
+        )
     return name
 
 
-def store_artifacts(sessions: SessionFactory, artifact_dir: Path, genome_hash: str,
-                    files: dict[str, bytes]) -> list[Artifact]:
+def store_artifacts(
+    sessions: SessionFactory, artifact_dir: Path, genome_hash: str, files: dict[str, bytes]
+) -> list[Artifact]:
     if not re.fullmatch(r"[0-9a-f]{8,64}", genome_hash):
         raise BadName(f"genome hash {genome_hash!r} is not hexadecimal")
     folder = Path(artifact_dir) / genome_hash
@@ -42,11 +44,17 @@ def store_artifacts(sessions: SessionFactory, artifact_dir: Path, genome_hash: s
         os.replace(tmp, path)
         digest = hashlib.sha256(data).hexdigest()
         with transaction(sessions) as s:
-            row = s.scalar(select(Artifact).where(Artifact.genome_hash == genome_hash,
-                                                  Artifact.name == name))
+            row = s.scalar(
+                select(Artifact).where(Artifact.genome_hash == genome_hash, Artifact.name == name)
+            )
             if row is None:
-                row = Artifact(genome_hash=genome_hash, name=name, sha256=digest,
-                               size_bytes=len(data), path=str(path))
+                row = Artifact(
+                    genome_hash=genome_hash,
+                    name=name,
+                    sha256=digest,
+                    size_bytes=len(data),
+                    path=str(path),
+                )
                 s.add(row)
             else:
                 row.sha256, row.size_bytes, row.path = digest, len(data), str(path)
@@ -56,8 +64,11 @@ def store_artifacts(sessions: SessionFactory, artifact_dir: Path, genome_hash: s
 
 def artifacts_of(sessions: SessionFactory, genome_hash: str) -> list[Artifact]:
     with transaction(sessions) as s:
-        return list(s.scalars(select(Artifact).where(Artifact.genome_hash == genome_hash)
-                              .order_by(Artifact.name)).all())
+        return list(
+            s.scalars(
+                select(Artifact).where(Artifact.genome_hash == genome_hash).order_by(Artifact.name)
+            ).all()
+        )
 
 
 def artifact_for(sessions: SessionFactory, candidate_id: int, name: str) -> Artifact:
@@ -66,8 +77,11 @@ def artifact_for(sessions: SessionFactory, candidate_id: int, name: str) -> Arti
         candidate = s.get(Candidate, candidate_id)
         if candidate is None:
             raise NotFound(f"candidate {candidate_id} not found")
-        row = s.scalar(select(Artifact).where(Artifact.genome_hash == candidate.genome_hash,
-                                              Artifact.name == name))
+        row = s.scalar(
+            select(Artifact).where(
+                Artifact.genome_hash == candidate.genome_hash, Artifact.name == name
+            )
+        )
         if row is None:
             raise NotFound(f"candidate {candidate_id} has no artifact {name!r}")
         return row

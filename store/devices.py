@@ -42,8 +42,10 @@ class DeviceDisabled(PermissionError):
     """Enrollment of a device whose row an admin disabled."""
 
     def __init__(self, device_id: int):
-        super().__init__(f"device {device_id} is disabled: an admin must enable device "
-                         f"{device_id} before it can enroll again")
+        super().__init__(
+            f"device {device_id} is disabled: an admin must enable device "
+            f"{device_id} before it can enroll again"
+        )
         self.device_id = device_id
 
 
@@ -57,8 +59,9 @@ def device_identity(name: str, properties: dict[str, Any]) -> str:
     return hashlib.sha256("\x1f".join(key).encode()).hexdigest()
 
 
-def enroll_device(sessions: SessionFactory, name: str,
-                  properties: dict[str, Any]) -> tuple[Device, str]:
+def enroll_device(
+    sessions: SessionFactory, name: str, properties: dict[str, Any]
+) -> tuple[Device, str]:
     """A new token for this device's row (created on its first enrollment); raises
     DeviceDisabled while the row is disabled."""
     identity = device_identity(name, properties)
@@ -66,8 +69,9 @@ def enroll_device(sessions: SessionFactory, name: str,
         token = secrets.token_urlsafe(32)
         try:
             with transaction(sessions) as s:
-                device = s.scalar(select(Device).where(Device.identity == identity)
-                                  .with_for_update())
+                device = s.scalar(
+                    select(Device).where(Device.identity == identity).with_for_update()
+                )
                 if device is None:
                     device = Device(identity=identity, state="active")
                     s.add(device)
@@ -92,9 +96,12 @@ def authenticate_device(sessions: SessionFactory, token: str) -> Device | None:
         return device
 
 
-def heartbeat_device(sessions: SessionFactory, device_id: int,
-                     properties: dict[str, Any] | None = None,
-                     readiness: dict[str, Any] | None = None) -> Device:
+def heartbeat_device(
+    sessions: SessionFactory,
+    device_id: int,
+    properties: dict[str, Any] | None = None,
+    readiness: dict[str, Any] | None = None,
+) -> Device:
     """Mark the device alive; with `properties`, refresh what the agent read from it (they
     must describe the same physical device: a Conflict otherwise, that device must enroll
     on its own); with `readiness`, store the agent's preflight verdict."""
@@ -103,10 +110,14 @@ def heartbeat_device(sessions: SessionFactory, device_id: int,
         if device is None:
             raise NotFound(f"device {device_id} not found")
         if properties is not None:
-            if device.identity is not None and \
-                    device_identity(device.name, properties) != device.identity:
-                raise Conflict(f"these properties describe another device than device "
-                               f"{device_id} (serial, board or model differ): enroll it")
+            if (
+                device.identity is not None
+                and device_identity(device.name, properties) != device.identity
+            ):
+                raise Conflict(
+                    f"these properties describe another device than device "
+                    f"{device_id} (serial, board or model differ): enroll it"
+                )
             device.model, device.properties = properties["model"], properties
         if readiness is not None:
             device.readiness = readiness
@@ -117,7 +128,9 @@ def heartbeat_device(sessions: SessionFactory, device_id: int,
 def is_online(device: Device, offline_after_s: float, now: datetime | None = None) -> bool:
     if device.last_heartbeat_at is None:
         return False
-    return (now or utcnow()) - as_utc(device.last_heartbeat_at) <= timedelta(seconds=offline_after_s)
+    return (now or utcnow()) - as_utc(device.last_heartbeat_at) <= timedelta(
+        seconds=offline_after_s
+    )
 
 
 @dataclass(frozen=True)
@@ -127,36 +140,47 @@ class Readiness:
     fix: str = ""
 
 
-def readiness(device: Device, offline_after_s: float, now: datetime | None = None
-              ) -> Readiness:
+def readiness(device: Device, offline_after_s: float, now: datetime | None = None) -> Readiness:
     """Can the device take a task now, and if not, why and what fixes it."""
     if device.state != "active":
-        return Readiness(False, f"the device is {device.state}",
-                         f"an admin enables it: POST {API}/devices/{device.id}/enable")
+        return Readiness(
+            False,
+            f"the device is {device.state}",
+            f"an admin enables it: POST {API}/devices/{device.id}/enable",
+        )
     if not is_online(device, offline_after_s, now):
-        return Readiness(False, f"no heartbeat for over {offline_after_s:.0f} s",
-                         "start its agent (`tailor agent`) and check it reaches the server")
+        return Readiness(
+            False,
+            f"no heartbeat for over {offline_after_s:.0f} s",
+            "start its agent (`tailor agent`) and check it reaches the server",
+        )
     paused = device.pause()
     if paused is not None:
-        return Readiness(False, f"paused until {paused[0].isoformat(timespec='seconds')} "
-                                f"after a device error: {paused[1] or 'no reason given'}",
-                         "fix what the error says; the agent checks the phone again and "
-                         "leases once the pause ends")
+        return Readiness(
+            False,
+            f"paused until {paused[0].isoformat(timespec='seconds')} "
+            f"after a device error: {paused[1] or 'no reason given'}",
+            "fix what the error says; the agent checks the phone again and "
+            "leases once the pause ends",
+        )
     verdict = device.readiness or {}
     if verdict.get("ready") is False:
-        return Readiness(False, verdict.get("reason") or "its agent reports it not ready",
-                         verdict.get("fix") or "see the agent's log")
+        return Readiness(
+            False,
+            verdict.get("reason") or "its agent reports it not ready",
+            verdict.get("fix") or "see the agent's log",
+        )
     return Readiness(True)
 
 
-def fleet_readiness(sessions: SessionFactory, offline_after_s: float
-                    ) -> dict[str, list[tuple[Device, Readiness]]]:
+def fleet_readiness(
+    sessions: SessionFactory, offline_after_s: float
+) -> dict[str, list[tuple[Device, Readiness]]]:
     """Every enrolled device with its readiness, by device class."""
     fleet: dict[str, list[tuple[Device, Readiness]]] = {}
     now = utcnow()
     for device in list_devices(sessions):
-        fleet.setdefault(device.model, []).append(
-            (device, readiness(device, offline_after_s, now)))
+        fleet.setdefault(device.model, []).append((device, readiness(device, offline_after_s, now)))
     return fleet
 
 

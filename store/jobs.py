@@ -25,11 +25,13 @@ def _job(s, job_id: int, for_update: bool = False) -> Job:
     return job
 
 
-def create_job(sessions: SessionFactory, name: str, spec: dict[str, Any],
-               idempotency_key: str | None = None) -> Job:
+def create_job(
+    sessions: SessionFactory, name: str, spec: dict[str, Any], idempotency_key: str | None = None
+) -> Job:
     """A queued job. With an `idempotency_key`, a second call with the same key returns the
     first call's job (of two racing calls one insert wins); the same key with another spec
     is a Conflict."""
+
     def existing(s) -> Job | None:
         return s.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
 
@@ -40,8 +42,9 @@ def create_job(sessions: SessionFactory, name: str, spec: dict[str, Any],
             return _same_request(found, spec)
     try:
         with transaction(sessions) as s:
-            job = Job(name=name, spec=spec, status=JobStatus.QUEUED.value,
-                      idempotency_key=idempotency_key)
+            job = Job(
+                name=name, spec=spec, status=JobStatus.QUEUED.value, idempotency_key=idempotency_key
+            )
             s.add(job)
             s.flush()
             s.add(Event(job_id=job.id, kind="submitted", message=f"job {job.id} queued"))
@@ -101,25 +104,35 @@ def claim_job(sessions: SessionFactory, owner: str, stale_after_s: float = 60.0)
     """Atomically take a queued job, or a running one whose orchestrator stopped
     heartbeating (it crashed): the conditional UPDATE lets only one claimant win."""
     stale = utcnow() - timedelta(seconds=stale_after_s)
-    claimable = or_(Job.status == JobStatus.QUEUED.value,
-                    (Job.status == JobStatus.RUNNING.value) & (Job.owner_heartbeat_at < stale))
+    claimable = or_(
+        Job.status == JobStatus.QUEUED.value,
+        (Job.status == JobStatus.RUNNING.value) & (Job.owner_heartbeat_at < stale),
+    )
     with transaction(sessions) as s:
         candidates = s.scalars(select(Job.id).where(claimable).order_by(Job.id).limit(5)).all()
     for job_id in candidates:
         with transaction(sessions) as s:
             now = utcnow()
             claimed = s.execute(
-                update(Job).where(Job.id == job_id).where(claimable)
-                .values(status=JobStatus.RUNNING.value, owner=owner, owner_heartbeat_at=now,
-                        started_at=func.coalesce(Job.started_at, now))).rowcount
+                update(Job)
+                .where(Job.id == job_id)
+                .where(claimable)
+                .values(
+                    status=JobStatus.RUNNING.value,
+                    owner=owner,
+                    owner_heartbeat_at=now,
+                    started_at=func.coalesce(Job.started_at, now),
+                )
+            ).rowcount
             if claimed == 1:
                 s.add(Event(job_id=job_id, kind="claimed", message=f"claimed by {owner}"))
                 return s.get(Job, job_id)
     return None
 
 
-def heartbeat_job(sessions: SessionFactory, job_id: int, owner: str, generations_done: int,
-                  evaluations_done: int) -> bool:
+def heartbeat_job(
+    sessions: SessionFactory, job_id: int, owner: str, generations_done: int, evaluations_done: int
+) -> bool:
     """Record progress; returns False when the job was cancelled or claimed by another."""
     with transaction(sessions) as s:
         job = s.get(Job, job_id)
@@ -130,8 +143,9 @@ def heartbeat_job(sessions: SessionFactory, job_id: int, owner: str, generations
         return not job.cancel_requested
 
 
-def finish_job(sessions: SessionFactory, job_id: int, status: JobStatus | str,
-               error: str | None = None) -> None:
+def finish_job(
+    sessions: SessionFactory, job_id: int, status: JobStatus | str, error: str | None = None
+) -> None:
     """The orchestrator running the job ends it (completed, failed or cancelled)."""
     status = JobStatus(status)
     with transaction(sessions) as s:

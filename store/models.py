@@ -5,8 +5,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -81,9 +91,10 @@ class Candidate(Base):
     __tablename__ = "candidates"
     # (job_id, generation, status): every dashboard poll counts the candidates born after a
     # job's newest generation and how many finished; this index answers it without a row read.
-    __table_args__ = (UniqueConstraint("job_id", "genome_hash"),
-                      Index("ix_candidates_job_generation_status", "job_id", "generation",
-                            "status"))
+    __table_args__ = (
+        UniqueConstraint("job_id", "genome_hash"),
+        Index("ix_candidates_job_generation_status", "job_id", "generation", "status"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     genome_hash: Mapped[str] = mapped_column(String(64), index=True)
@@ -149,13 +160,20 @@ class Device(Base):
         """(until, reason) while a device error keeps this device from leasing, else None."""
         until = as_utc(self.paused_until)
         return (until, self.paused_reason) if until is not None and until > utcnow() else None
+
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ProfilingTask(Base):
     __tablename__ = "profiling_tasks"
-    __table_args__ = (UniqueConstraint("candidate_id", "device_class", "variant",
-                                       name="uq_profiling_tasks_candidate_device_variant"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "candidate_id",
+            "device_class",
+            "variant",
+            name="uq_profiling_tasks_candidate_device_variant",
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
@@ -179,8 +197,9 @@ class ProfilingTask(Base):
 class Measurement(Base):
     __tablename__ = "measurements"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("profiling_tasks.id", ondelete="CASCADE"),
-                                         unique=True)
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("profiling_tasks.id", ondelete="CASCADE"), unique=True
+    )
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
     report: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -189,8 +208,9 @@ class Measurement(Base):
 class Event(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
-                                               index=True)
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
     time: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)

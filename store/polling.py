@@ -23,20 +23,33 @@ from . import NotFound, SessionFactory, transaction
 def _poll_version_query():
     """The statement `poll_version` runs, built once: bound parameters `job_id`, `since`."""
     job_id, since = bindparam("job_id"), bindparam("since")
-    newest_any = (select(func.max(Generation.index)).where(Generation.job_id == job_id)
-                  .scalar_subquery())
-    born = (select(func.count(Candidate.id).label("born"),
-                   func.count(case((Candidate.status != "pending", 1))).label("finished"))
-            .where(Candidate.job_id == job_id,
-                   Candidate.generation > func.coalesce(newest_any, -1)).subquery())
-    return (select(
-        Job.status,
-        select(func.count(Generation.id)).where(Generation.job_id == job_id,
-                                                Generation.index >= since).scalar_subquery(),
-        select(func.coalesce(func.max(Generation.index), -1))
-        .where(Generation.job_id == job_id, Generation.index >= since).scalar_subquery(),
-        born.c.born, born.c.finished)
-        .select_from(Job).join(born, true()).where(Job.id == job_id))
+    newest_any = (
+        select(func.max(Generation.index)).where(Generation.job_id == job_id).scalar_subquery()
+    )
+    born = (
+        select(
+            func.count(Candidate.id).label("born"),
+            func.count(case((Candidate.status != "pending", 1))).label("finished"),
+        )
+        .where(Candidate.job_id == job_id, Candidate.generation > func.coalesce(newest_any, -1))
+        .subquery()
+    )
+    return (
+        select(
+            Job.status,
+            select(func.count(Generation.id))
+            .where(Generation.job_id == job_id, Generation.index >= since)
+            .scalar_subquery(),
+            select(func.coalesce(func.max(Generation.index), -1))
+            .where(Generation.job_id == job_id, Generation.index >= since)
+            .scalar_subquery(),
+            born.c.born,
+            born.c.finished,
+        )
+        .select_from(Job)
+        .join(born, true())
+        .where(Job.id == job_id)
+    )
 
 
 _POLL_VERSION = _poll_version_query()
@@ -67,8 +80,11 @@ class _SqliteChanges:
                     if self._connection is not None:
                         self._connection.close()
                     self._connection = sqlite3.connect(
-                        f"file:{quote(self.path)}?mode=ro", uri=True, check_same_thread=False,
-                        timeout=0)  # busy: no marker, never a wait
+                        f"file:{quote(self.path)}?mode=ro",
+                        uri=True,
+                        check_same_thread=False,
+                        timeout=0,
+                    )  # busy: no marker, never a wait
                     self._identity = identity
                 (version,) = self._connection.execute("PRAGMA data_version").fetchone()
                 return (*identity, int(version))
@@ -89,16 +105,21 @@ def _changes_of(engine: Engine) -> _SqliteChanges | None:
         if engine not in _changes:
             url = engine.url
             path = url.database if url.get_backend_name() == "sqlite" else None
-            if not path or path == ":memory:" or path.startswith("file:") \
-                    or "memory" in str(url.query.get("mode", "")):
+            if (
+                not path
+                or path == ":memory:"
+                or path.startswith("file:")
+                or "memory" in str(url.query.get("mode", ""))
+            ):
                 _changes[engine] = None
             else:
                 _changes[engine] = _SqliteChanges(os.path.abspath(path))
         return _changes[engine]
 
 
-def poll_version(sessions: SessionFactory, job_id: int,
-                 since: int = 0) -> tuple[str, int, int, int, int]:
+def poll_version(
+    sessions: SessionFactory, job_id: int, since: int = 0
+) -> tuple[str, int, int, int, int]:
     """What polled views of a job depend on: (job status, generations with index >= since,
     the newest index or -1, candidates born after the newest generation, how many of those
     are finished). Written generations and their candidates are immutable, so an unchanged
@@ -117,8 +138,9 @@ def poll_version(sessions: SessionFactory, job_id: int,
     bind = sessions.kw.get("bind")
     if bind is None:  # a factory without an engine: go through a session
         with transaction(sessions) as s:
-            return _version_row(s.execute(_POLL_VERSION, {"job_id": job_id, "since": since})
-                                .one_or_none(), job_id)
+            return _version_row(
+                s.execute(_POLL_VERSION, {"job_id": job_id, "since": since}).one_or_none(), job_id
+            )
     changes = _changes_of(bind)
     marker = None if changes is None else changes.marker()  # taken before the read
     if marker is not None:
@@ -126,8 +148,10 @@ def poll_version(sessions: SessionFactory, job_id: int,
         if hit is not None:
             return hit
     with bind.connect() as connection:  # read only: closing it rolls back
-        version = _version_row(connection.execute(
-            _POLL_VERSION, {"job_id": job_id, "since": since}).one_or_none(), job_id)
+        version = _version_row(
+            connection.execute(_POLL_VERSION, {"job_id": job_id, "since": since}).one_or_none(),
+            job_id,
+        )
     if marker is not None:  # a commit after `marker` changes the marker: read again then
         with _memo_lock:
             memo = _memo.setdefault(bind, OrderedDict())
@@ -138,8 +162,9 @@ def poll_version(sessions: SessionFactory, job_id: int,
     return version
 
 
-def poll_version_if_unchanged(sessions: SessionFactory, job_id: int,
-                              since: int = 0) -> tuple[str, int, int, int, int] | None:
+def poll_version_if_unchanged(
+    sessions: SessionFactory, job_id: int, since: int = 0
+) -> tuple[str, int, int, int, int] | None:
     """`poll_version`'s memoised answer if nothing was committed since it was read, else
     None. Never waits: no query, a look at the file and a pragma on a connection without a
     busy timeout (busy means None), so it may be called on an event loop."""

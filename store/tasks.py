@@ -50,30 +50,62 @@ DEVICE_PAUSE_S = 120.0  # no leases for a device this long after it reports a de
 # Every state change below is a move of core.states.TASK_MOVES: checked with check_move where
 # a row is changed in Python, written as a conditional UPDATE on the state it moves from
 # where many rows move at once.
-QUEUED, LEASED, DONE, FAILED, CANCELLED = (s.value for s in (
-    TaskState.QUEUED, TaskState.LEASED, TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED))
+QUEUED, LEASED, DONE, FAILED, CANCELLED = (
+    s.value
+    for s in (
+        TaskState.QUEUED,
+        TaskState.LEASED,
+        TaskState.DONE,
+        TaskState.FAILED,
+        TaskState.CANCELLED,
+    )
+)
 OPEN_TASK_STATES = tuple(s.value for s in OPEN_TASK)
 LIVE_JOB_STATES = tuple(s.value for s in LIVE_JOB)  # the others end a job: they lease nothing
 
 
-def enqueue_task(sessions: SessionFactory, job_id: int, candidate_id: int, device_class: str,
-                 spec: dict[str, Any], max_attempts: int = 3,
-                 priority: int = 0, variant: str = "") -> ProfilingTask:
+def enqueue_task(
+    sessions: SessionFactory,
+    job_id: int,
+    candidate_id: int,
+    device_class: str,
+    spec: dict[str, Any],
+    max_attempts: int = 3,
+    priority: int = 0,
+    variant: str = "",
+) -> ProfilingTask:
     """Idempotent on (candidate, device class, export variant); a task cancelled with its
     job opens again (fresh attempts) when the resumed job asks for it."""
-    row = ProfilingTask(job_id=job_id, candidate_id=candidate_id, device_class=device_class,
-                        spec=spec, state=QUEUED, attempts=0, max_attempts=max_attempts,
-                        priority=priority, variant=variant)
-    task = insert_or_get(sessions, row, lambda s: s.scalar(
-        select(ProfilingTask).where(ProfilingTask.candidate_id == candidate_id,
-                                    ProfilingTask.device_class == device_class,
-                                    ProfilingTask.variant == variant)))
+    row = ProfilingTask(
+        job_id=job_id,
+        candidate_id=candidate_id,
+        device_class=device_class,
+        spec=spec,
+        state=QUEUED,
+        attempts=0,
+        max_attempts=max_attempts,
+        priority=priority,
+        variant=variant,
+    )
+    task = insert_or_get(
+        sessions,
+        row,
+        lambda s: s.scalar(
+            select(ProfilingTask).where(
+                ProfilingTask.candidate_id == candidate_id,
+                ProfilingTask.device_class == device_class,
+                ProfilingTask.variant == variant,
+            )
+        ),
+    )
     if task.state != CANCELLED:
         return task
     with transaction(sessions) as s:
-        s.execute(update(ProfilingTask)
-                  .where(ProfilingTask.id == task.id, ProfilingTask.state == CANCELLED)
-                  .values(state=QUEUED, attempts=0, last_error=None, priority=priority))
+        s.execute(
+            update(ProfilingTask)
+            .where(ProfilingTask.id == task.id, ProfilingTask.state == CANCELLED)
+            .values(state=QUEUED, attempts=0, last_error=None, priority=priority)
+        )
         return s.get(ProfilingTask, task.id)
 
 
@@ -81,19 +113,25 @@ def expire_leases(sessions: SessionFactory) -> int:
     """Return expired leases to the queue (or fail them when out of attempts)."""
     now = utcnow()
     with transaction(sessions) as s:
-        base = update(ProfilingTask).where(ProfilingTask.state == LEASED,
-                                           ProfilingTask.lease_expires_at < now)
-        failed = s.execute(base.where(ProfilingTask.attempts >= ProfilingTask.max_attempts)
-                           .values(state=FAILED, lease_owner=None,
-                                   last_error="lease expired on the last attempt")).rowcount
-        requeued = s.execute(base.where(ProfilingTask.attempts < ProfilingTask.max_attempts)
-                             .values(state=QUEUED, lease_owner=None,
-                                     last_error="lease expired")).rowcount
+        base = update(ProfilingTask).where(
+            ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
+        )
+        failed = s.execute(
+            base.where(ProfilingTask.attempts >= ProfilingTask.max_attempts).values(
+                state=FAILED, lease_owner=None, last_error="lease expired on the last attempt"
+            )
+        ).rowcount
+        requeued = s.execute(
+            base.where(ProfilingTask.attempts < ProfilingTask.max_attempts).values(
+                state=QUEUED, lease_owner=None, last_error="lease expired"
+            )
+        ).rowcount
         return failed + requeued
 
 
-def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
-               max_leases: int | None = None) -> ProfilingTask | None:
+def lease_task(
+    sessions: SessionFactory, device: Device, lease_seconds: float, max_leases: int | None = None
+) -> ProfilingTask | None:
     """The oldest queued task of the device's class, or None; Conflict when the device
     already holds `max_leases` tasks (the API passes `max_leases_per_device`; None: no cap,
     for callers that play many agents)."""
@@ -108,21 +146,29 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
             if postgres:  # one lease call per device at a time: the count below holds
                 s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
             mine = aliased(ProfilingTask)  # not correlated with the row being updated
-            held = (select(func.count(mine.id))
-                    .where(mine.state == LEASED, mine.lease_owner == device.id)
-                    .scalar_subquery())
+            held = (
+                select(func.count(mine.id))
+                .where(mine.state == LEASED, mine.lease_owner == device.id)
+                .scalar_subquery()
+            )
             if max_leases is not None and s.scalar(select(held)) >= max_leases:
-                raise Conflict(f"device {device.id} already holds {max_leases} lease(s), the "
-                               f"most allowed (max_leases_per_device={max_leases}): report, "
-                               "fail or release a task first")
-            query = (select(ProfilingTask.id)
-                     .join(Job, Job.id == ProfilingTask.job_id)
-                     .where(ProfilingTask.state == QUEUED,
-                            ProfilingTask.device_class == device.model,
-                            Job.status.in_(LIVE_JOB_STATES),
-                            Job.cancel_requested.is_(False))
-                     .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id,
-                               ProfilingTask.id).limit(1))
+                raise Conflict(
+                    f"device {device.id} already holds {max_leases} lease(s), the "
+                    f"most allowed (max_leases_per_device={max_leases}): report, "
+                    "fail or release a task first"
+                )
+            query = (
+                select(ProfilingTask.id)
+                .join(Job, Job.id == ProfilingTask.job_id)
+                .where(
+                    ProfilingTask.state == QUEUED,
+                    ProfilingTask.device_class == device.model,
+                    Job.status.in_(LIVE_JOB_STATES),
+                    Job.cancel_requested.is_(False),
+                )
+                .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id, ProfilingTask.id)
+                .limit(1)
+            )
             if postgres:  # lock the task row only: a plain FOR UPDATE also locks the joined
                 # job row, and every other agent's SKIP LOCKED then skips all of that job's tasks
                 query = query.with_for_update(skip_locked=True, of=ProfilingTask)
@@ -131,12 +177,20 @@ def lease_task(sessions: SessionFactory, device: Device, lease_seconds: float,
                 return None
             taken = s.execute(
                 update(ProfilingTask)
-                .where(ProfilingTask.id == task_id, ProfilingTask.state == QUEUED,
-                       *([] if max_leases is None else [held < max_leases]))
-                .values(state=LEASED, lease_owner=device.id,
-                        lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
-                        lease_seconds=lease_seconds, attempts=ProfilingTask.attempts + 1)
-                .execution_options(synchronize_session=False)).rowcount
+                .where(
+                    ProfilingTask.id == task_id,
+                    ProfilingTask.state == QUEUED,
+                    *([] if max_leases is None else [held < max_leases]),
+                )
+                .values(
+                    state=LEASED,
+                    lease_owner=device.id,
+                    lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
+                    lease_seconds=lease_seconds,
+                    attempts=ProfilingTask.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
             if taken == 1:
                 return s.get(ProfilingTask, task_id)
     return None
@@ -148,9 +202,11 @@ def renew_leases(sessions: SessionFactory, device: Device) -> int:
     lease is lost only when the agent stops heartbeating. Returns how many were renewed."""
     now = utcnow()
     with transaction(sessions) as s:
-        held = s.scalars(select(ProfilingTask).where(ProfilingTask.state == LEASED,
-                                                     ProfilingTask.lease_owner == device.id)
-                         .with_for_update()).all()
+        held = s.scalars(
+            select(ProfilingTask)
+            .where(ProfilingTask.state == LEASED, ProfilingTask.lease_owner == device.id)
+            .with_for_update()
+        ).all()
         renewed = 0
         for task in held:
             expires = as_utc(task.lease_expires_at)
@@ -167,11 +223,16 @@ def _held(s, task_id: int, device: Device) -> ProfilingTask:
     if task is None:
         raise NotFound(f"task {task_id} not found")
     if task.state == CANCELLED:
-        raise Conflict(f"task {task_id} was cancelled ({task.last_error or 'its job ended'}); "
-                       "its measurement is no longer wanted")
+        raise Conflict(
+            f"task {task_id} was cancelled ({task.last_error or 'its job ended'}); "
+            "its measurement is no longer wanted"
+        )
     expires = as_utc(task.lease_expires_at)
-    if task.state != LEASED or task.lease_owner != device.id or \
-            (expires is not None and expires < utcnow()):
+    if (
+        task.state != LEASED
+        or task.lease_owner != device.id
+        or (expires is not None and expires < utcnow())
+    ):
         raise Conflict(f"device {device.id} does not hold the lease of task {task_id}")
     return task
 
@@ -190,8 +251,10 @@ def _check_lengths(spec: dict[str, Any], report: dict[str, Any]) -> None:
         wanted = sorted(set(spec.get(asked, [])))
         got = [stat["length"] for stat in report.get(field, [])]
         if sorted(got) != wanted:
-            raise BadReport(field, f"the task asks for lengths {wanted} ({asked}), each "
-                            f"once; the report has {got}")
+            raise BadReport(
+                field,
+                f"the task asks for lengths {wanted} ({asked}), each once; the report has {got}",
+            )
 
 
 def _check_variant(task: ProfilingTask, report: dict[str, Any]) -> None:
@@ -201,16 +264,23 @@ def _check_variant(task: ProfilingTask, report: dict[str, Any]) -> None:
 
     precision = Variant.from_tag(task.variant).precision
     if report.get("precision", "float32") != precision:
-        raise BadReport("precision", f"task {task.id} measures the {precision} graphs; the "
-                        f"report says {report.get('precision', 'float32')}")
+        raise BadReport(
+            "precision",
+            f"task {task.id} measures the {precision} graphs; the "
+            f"report says {report.get('precision', 'float32')}",
+        )
     provider = task.spec.get("execution_provider", "cpu")
     if report.get("execution_provider", "cpu") != provider:
-        raise BadReport("execution_provider", f"task {task.id} asks for execution provider "
-                        f"{provider}; the report says {report.get('execution_provider', 'cpu')}")
+        raise BadReport(
+            "execution_provider",
+            f"task {task.id} asks for execution provider "
+            f"{provider}; the report says {report.get('execution_provider', 'cpu')}",
+        )
 
 
-def report_task(sessions: SessionFactory, task_id: int, device: Device,
-                report: dict[str, Any]) -> ProfilingTask:
+def report_task(
+    sessions: SessionFactory, task_id: int, device: Device, report: dict[str, Any]
+) -> ProfilingTask:
     """Store the measurement of a task this device holds. A repeat by the device that
     reported it is acknowledged (stored once); from any other device it is a Conflict."""
     with transaction(sessions) as s:
@@ -218,16 +288,21 @@ def report_task(sessions: SessionFactory, task_id: int, device: Device,
         task = s.get(ProfilingTask, task_id)
         if existing is not None and task is not None and task.state == DONE:
             if existing.device_id != device.id:
-                raise Conflict(f"task {task_id} was measured by device {existing.device_id}; "
-                               f"device {device.id} does not hold its lease")
+                raise Conflict(
+                    f"task {task_id} was measured by device {existing.device_id}; "
+                    f"device {device.id} does not hold its lease"
+                )
             return task  # a repeated report: stored once already
         task = _held(s, task_id, device)
         _check_lengths(task.spec, report)
         _check_variant(task, report)
         if task.spec.get("reject_hot") and report.get("above_thermal_limit"):
-            _requeue_uncounted(task, f"device {device.id} measured above its thermal limit "
-                               f"({report.get('thermal_limit_celsius')} °C) and the job "
-                               "rejects hot measurements (profiling.reject_hot)")
+            _requeue_uncounted(
+                task,
+                f"device {device.id} measured above its thermal limit "
+                f"({report.get('thermal_limit_celsius')} °C) and the job "
+                "rejects hot measurements (profiling.reject_hot)",
+            )
             return task
         s.add(Measurement(task_id=task_id, device_id=device.id, report=report))
         task.state = check_move(task.state, TaskState.DONE).value
@@ -235,8 +310,14 @@ def report_task(sessions: SessionFactory, task_id: int, device: Device,
         return task
 
 
-def fail_task(sessions: SessionFactory, task_id: int, device: Device, reason: str,
-              retryable: bool, kind: str = "candidate") -> ProfilingTask:
+def fail_task(
+    sessions: SessionFactory,
+    task_id: int,
+    device: Device,
+    reason: str,
+    retryable: bool,
+    kind: str = "candidate",
+) -> ProfilingTask:
     """`kind` "candidate": the attempt counts (the task fails when they are spent or it is
     not retryable). "device" or "disconnected": the task goes back to the queue uncounted
     for another device (or this one later); "device" also pauses this device."""
@@ -244,8 +325,10 @@ def fail_task(sessions: SessionFactory, task_id: int, device: Device, reason: st
         task = _held(s, task_id, device)
         if kind == "candidate":
             out_of_attempts = task.attempts >= task.max_attempts
-            task.state = check_move(task.state, TaskState.QUEUED if retryable and not out_of_attempts
-                                    else TaskState.FAILED).value
+            task.state = check_move(
+                task.state,
+                TaskState.QUEUED if retryable and not out_of_attempts else TaskState.FAILED,
+            ).value
             task.lease_owner, task.last_error = None, reason[:4000]
         else:
             label = "device error: " if kind == "device" else "phone disconnected: "
@@ -266,12 +349,17 @@ def cancel_statement(reason: str, job_id: int | None = None, candidate_id: int |
         query = query.where(ProfilingTask.job_id == job_id)
     if candidate_id is not None:
         query = query.where(ProfilingTask.candidate_id == candidate_id)
-    return (query.values(state=CANCELLED, lease_owner=None, last_error=reason[:4000])
-            .execution_options(synchronize_session=False))
+    return query.values(
+        state=CANCELLED, lease_owner=None, last_error=reason[:4000]
+    ).execution_options(synchronize_session=False)
 
 
-def cancel_tasks(sessions: SessionFactory, reason: str, job_id: int | None = None,
-                 candidate_id: int | None = None) -> int:
+def cancel_tasks(
+    sessions: SessionFactory,
+    reason: str,
+    job_id: int | None = None,
+    candidate_id: int | None = None,
+) -> int:
     """Cancel a job's or a candidate's open tasks: nobody waits for their measurements any
     more. Returns how many."""
     with transaction(sessions) as s:
@@ -304,24 +392,41 @@ class TaskOutcome:
 
 def task_outcomes(sessions: SessionFactory, candidate_id: int) -> list[TaskOutcome]:
     """Every task of one candidate, typed (the orchestrator reads these)."""
-    return [TaskOutcome(r["device_class"], r["variant"], TaskState(r["state"]), r["last_error"],
-                        MeasurementReport.model_validate(r["report"]) if r["report"] else None)
-            for r in task_results(sessions, [candidate_id])]
+    return [
+        TaskOutcome(
+            r["device_class"],
+            r["variant"],
+            TaskState(r["state"]),
+            r["last_error"],
+            MeasurementReport.model_validate(r["report"]) if r["report"] else None,
+        )
+        for r in task_results(sessions, [candidate_id])
+    ]
 
 
 def task_results(sessions: SessionFactory, candidate_ids: list[int]) -> list[dict[str, Any]]:
     """State and measurement of every task of these candidates (the API's candidate page)."""
     with transaction(sessions) as s:
-        rows = s.execute(select(ProfilingTask, Measurement)
-                         .outerjoin(Measurement, Measurement.task_id == ProfilingTask.id)
-                         .where(ProfilingTask.candidate_id.in_(candidate_ids))).all()
-        return [{"task_id": t.id, "candidate_id": t.candidate_id,
-                 "device_class": t.device_class, "variant": t.variant, "state": t.state,
-                 "attempts": t.attempts,
-                 "last_error": t.last_error, "report": m.report if m else None,
-                 "device_id": m.device_id if m else None,
-                 "measured_at": m.created_at if m else None}
-                for t, m in sorted(rows, key=lambda row: row[0].id)]
+        rows = s.execute(
+            select(ProfilingTask, Measurement)
+            .outerjoin(Measurement, Measurement.task_id == ProfilingTask.id)
+            .where(ProfilingTask.candidate_id.in_(candidate_ids))
+        ).all()
+        return [
+            {
+                "task_id": t.id,
+                "candidate_id": t.candidate_id,
+                "device_class": t.device_class,
+                "variant": t.variant,
+                "state": t.state,
+                "attempts": t.attempts,
+                "last_error": t.last_error,
+                "report": m.report if m else None,
+                "device_id": m.device_id if m else None,
+                "measured_at": m.created_at if m else None,
+            }
+            for t, m in sorted(rows, key=lambda row: row[0].id)
+        ]
 
 
 def task_candidate(sessions: SessionFactory, task: ProfilingTask) -> Candidate:
@@ -335,9 +440,11 @@ def runner_builds(sessions: SessionFactory, job_id: int) -> dict[str, list[dict 
     report, not the samples."""
     identity = Measurement.report["runner_identity"]
     with transaction(sessions) as s:
-        rows = s.execute(select(ProfilingTask.device_class, identity)
-                         .join(Measurement, Measurement.task_id == ProfilingTask.id)
-                         .where(ProfilingTask.job_id == job_id)).all()
+        rows = s.execute(
+            select(ProfilingTask.device_class, identity)
+            .join(Measurement, Measurement.task_id == ProfilingTask.id)
+            .where(ProfilingTask.job_id == job_id)
+        ).all()
     builds: dict[str, list[dict | None]] = {}
     for device_class, found in rows:
         known = builds.setdefault(device_class, [])

@@ -69,8 +69,9 @@ def exported(tmp_path_factory):
     from core import preset
     from workers.export.onnx_export import export_onnx
 
-    genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
-                    vocab=97).to_json()
+    genome = preset(
+        "hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=97
+    ).to_json()
     out = tmp_path_factory.mktemp("export")
     export_onnx(genome, out, verify=False)
     return genome, {p.name: p.read_bytes() for p in out.iterdir()}

@@ -25,15 +25,28 @@ class PostgresServer:
     bin_dir: Path
 
     def _run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(_as_postgres([str(self.bin_dir / args[0]), *args[1:]]),
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            _as_postgres([str(self.bin_dir / args[0]), *args[1:]]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
 
     def start(self) -> None:
-        result = self._run("pg_ctl", "-D", str(self.data_dir), "-l",
-                           str(self.data_dir / "log"), "-w", "-t", "60", "start")
+        result = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.data_dir / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if result.returncode:
             raise RuntimeError(result.stderr or result.stdout)
 
@@ -61,17 +74,34 @@ def start_postgres() -> tuple[PostgresServer | None, str]:
     if os.geteuid() == 0:
         shutil.chown(data_dir, "postgres", "postgres")
     port = _free_port()
-    init = subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data_dir),
-                                        "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
-                          capture_output=True, text=True, timeout=180)
+    init = subprocess.run(
+        _as_postgres(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if init.returncode:
         return None, f"initdb failed: {init.stderr[-500:]}"
     with open(data_dir / "postgresql.conf", "a") as conf:
-        conf.write(f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
-                   f"unix_socket_directories = '{data_dir}'\nfsync = off\n"
-                   "max_connections = 200\n")
-    server = PostgresServer(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
-                            data_dir, port, bin_dir)
+        conf.write(
+            f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{data_dir}'\nfsync = off\n"
+            "max_connections = 200\n"
+        )
+    server = PostgresServer(
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", data_dir, port, bin_dir
+    )
     try:
         server.start()
     except RuntimeError as exc:

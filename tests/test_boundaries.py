@@ -49,8 +49,10 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
                 base = package[: len(package) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
                 # `from . import x` may name submodules
-                found += [(node.lineno, f"{target}.{a.name}" if not node.module else target)
-                          for a in node.names]
+                found += [
+                    (node.lineno, f"{target}.{a.name}" if not node.module else target)
+                    for a in node.names
+                ]
             elif node.module:
                 found.append((node.lineno, node.module))
                 found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
@@ -127,8 +129,10 @@ def test_no_cycle_between_files_or_packages():
                 packages[source.split(".")[0]].add(target.split(".")[0])
     assert cycles(packages) == []
     # A package's __init__ re-exporting its own modules is not a cycle worth the name.
-    files = {s: {t for t in ts if not (FILES[t].name == "__init__.py" and s.startswith(t + "."))}
-             for s, ts in graph.items()}
+    files = {
+        s: {t for t in ts if not (FILES[t].name == "__init__.py" and s.startswith(t + "."))}
+        for s, ts in graph.items()
+    }
     assert cycles(files) == []
 
 
@@ -153,8 +157,9 @@ def test_no_two_classes_share_a_name():
 
 def loaded_after(statement: str) -> set[str]:
     code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     return {name.split(".")[0] for name in result.stdout.split()}
 
@@ -162,15 +167,25 @@ def loaded_after(statement: str) -> set[str]:
 SERVER_AND_CLUSTER = {"torch", "ray", "fastapi", "sqlalchemy"}
 
 
-@pytest.mark.parametrize("statement, forbidden", [
-    ("import core, core.job_spec, core.costs, core.protocol, core.manifest",
-     SERVER_AND_CLUSTER),
-    ("import device_agent.agent, device_agent.adb_backend, device_agent.host_backend",
-     SERVER_AND_CLUSTER),
-    ("import cli.main", SERVER_AND_CLUSTER),
-    ("import api.app", {"torch", "ray"}),
-    ("import store.tasks", {"torch", "ray", "fastapi"}),
-    ("import workers.export.onnx_export, workers.train.trainer", {"ray", "fastapi", "sqlalchemy"}),
-])
+@pytest.mark.parametrize(
+    "statement, forbidden",
+    [
+        (
+            "import core, core.job_spec, core.costs, core.protocol, core.manifest",
+            SERVER_AND_CLUSTER,
+        ),
+        (
+            "import device_agent.agent, device_agent.adb_backend, device_agent.host_backend",
+            SERVER_AND_CLUSTER,
+        ),
+        ("import cli.main", SERVER_AND_CLUSTER),
+        ("import api.app", {"torch", "ray"}),
+        ("import store.tasks", {"torch", "ray", "fastapi"}),
+        (
+            "import workers.export.onnx_export, workers.train.trainer",
+            {"ray", "fastapi", "sqlalchemy"},
+        ),
+    ],
+)
 def test_light_packages_stay_light(statement, forbidden):
     assert loaded_after(statement) & forbidden == set()

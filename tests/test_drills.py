@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from store.engine import make_engine, session_factory, upgrade
 from api.settings import Settings
 from store import devices, jobs, results, tasks
+from store.engine import make_engine, session_factory, upgrade
 
 
 def test_a_ray_worker_killed_mid_training_is_retried_and_the_job_completes(tmp_path):
@@ -27,18 +27,25 @@ def test_a_ray_worker_killed_mid_training_is_retried_and_the_job_completes(tmp_p
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     upgrade(engine)
     sessions = session_factory(engine)
-    spec = JobSpec.model_validate({
-        "name": "worker-drill", "objectives": ["perplexity", "params"],
-        "search_space": {"widths": [32], "depth_min": 2, "depth_max": 3, "vocab_size": 257},
-        "evolution": {"population": 2, "generations": 1, "elitism": 1},
-        "training": {"tokens": 150_000, "seq_len": 32, "tokenizer": {"kind": "byte"}}})
+    spec = JobSpec.model_validate(
+        {
+            "name": "worker-drill",
+            "objectives": ["perplexity", "params"],
+            "search_space": {"widths": [32], "depth_min": 2, "depth_max": 3, "vocab_size": 257},
+            "evolution": {"population": 2, "generations": 1, "elitism": 1},
+            "training": {"tokens": 150_000, "seq_len": 32, "tokenizer": {"kind": "byte"}},
+        }
+    )
     job = jobs.create_job(sessions, spec.name, spec.model_dump(mode="json"))
     jobs.claim_job(sessions, "drill")
     connect(num_cpus=2)
     outcome = {}
     try:
-        runner = threading.Thread(target=lambda: outcome.update(status=JobRunner(
-            sessions, tmp_path / "art", job.id, "drill").run()))
+        runner = threading.Thread(
+            target=lambda: outcome.update(
+                status=JobRunner(sessions, tmp_path / "art", job.id, "drill").run()
+            )
+        )
         runner.start()
         killed = None
         deadline = time.monotonic() + 120
@@ -102,8 +109,9 @@ def test_twenty_agents_lease_concurrently_on_postgres(postgres_url):
     upgrade(engine)
     sessions = session_factory(engine)
     job = jobs.create_job(sessions, "drill", {})
-    rows = results.add_candidates(sessions, job.id, 0, [
-        {"genome": {}, "genome_hash": f"{i:08x}"} for i in range(60)])
+    rows = results.add_candidates(
+        sessions, job.id, 0, [{"genome": {}, "genome_hash": f"{i:08x}"} for i in range(60)]
+    )
     for row in rows:
         tasks.enqueue_task(sessions, job.id, row.id, "host", {})
     agents = [devices.enroll_device(sessions, f"a{i}", {"model": "host"})[0] for i in range(20)]
@@ -134,17 +142,23 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
     import uvicorn
     from sqlalchemy import select
 
-    from store.models import Measurement
-    from store import transaction
-    from store.artifacts import store_artifacts
+    from core import preset
     from device_agent.agent import Agent, host_measure
     from device_agent.config import config_dir
     from device_agent.properties import host_properties
-    from core import preset
+    from store import transaction
+    from store.artifacts import store_artifacts
+    from store.models import Measurement
     from workers.export.onnx_export import export_onnx
 
-    app = create_app(Settings(data_dir=tmp_path, admin_key="k", enroll_token="e",
-                              database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    app = create_app(
+        Settings(
+            data_dir=tmp_path,
+            admin_key="k",
+            enroll_token="e",
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        )
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -154,24 +168,53 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
     sessions = app.state.sessions
-    genome = preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
-                    vocab=97).to_json()
+    genome = preset(
+        "hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=97
+    ).to_json()
     export_onnx(genome, tmp_path / "export", verify=False)
     job = jobs.create_job(sessions, "drill", {})
-    row = results.add_candidates(sessions, job.id, 0, [{"genome": genome,
-                                                        "genome_hash": "ab" * 8}])[0]
-    store_artifacts(sessions, app.state.artifact_dir, row.genome_hash,
-                    {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()})
-    task = tasks.enqueue_task(sessions, job.id, row.id, "host",
-                              {"prefill_lengths": [1024, 2048], "decode_contexts": [1024],
-                               "repeats": 100, "warmup": 2})  # seconds of work: killable
+    row = results.add_candidates(
+        sessions, job.id, 0, [{"genome": genome, "genome_hash": "ab" * 8}]
+    )[0]
+    store_artifacts(
+        sessions,
+        app.state.artifact_dir,
+        row.genome_hash,
+        {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()},
+    )
+    task = tasks.enqueue_task(
+        sessions,
+        job.id,
+        row.id,
+        "host",
+        {"prefill_lengths": [1024, 2048], "decode_contexts": [1024], "repeats": 100, "warmup": 2},
+    )  # seconds of work: killable
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     first = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "agent", "--server", url, "--enroll-token",
-         "e", "--host", "--lease-seconds", "3", "--poll-interval", "0.2", "--config-dir",
-         str(tmp_path / "a")], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "agent",
+            "--server",
+            url,
+            "--enroll-token",
+            "e",
+            "--host",
+            "--lease-seconds",
+            "3",
+            "--poll-interval",
+            "0.2",
+            "--config-dir",
+            str(tmp_path / "a"),
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     try:
         deadline = time.monotonic() + 60
         while tasks.task_results(sessions, [row.id])[0]["state"] != "leased":
@@ -182,8 +225,15 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
 
-    second = Agent(url, "e", "second", host_properties("host"), host_measure,
-                   config_dir(tmp_path / "b"), poll_s=0.3)
+    second = Agent(
+        url,
+        "e",
+        "second",
+        host_properties("host"),
+        host_measure,
+        config_dir(tmp_path / "b"),
+        poll_s=0.3,
+    )
     runner = threading.Thread(target=second.run, kwargs={"max_tasks": 1}, daemon=True)
     runner.start()
     runner.join(timeout=120)

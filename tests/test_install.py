@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -31,8 +30,12 @@ def agent_venv(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("agent-only")
     source = base / "src"
     # Only what git tracks (a clean checkout's files), not .venv or build leftovers.
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
     for name in filter(None, files):
         target = source / name.decode()
         if (ROOT / name.decode()).is_file():
@@ -42,23 +45,36 @@ def agent_venv(tmp_path_factory) -> Path:
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(source)],
-                             capture_output=True, text=True, timeout=900, env=environment)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=environment,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
     return env_dir
 
 
 def test_no_extras_installs_none_of_the_search_or_server_stack(agent_venv):
-    installed = subprocess.run([str(agent_venv / "bin" / "python"), "-m", "pip", "list",
-                                "--format=json"], capture_output=True, text=True, check=True)
+    installed = subprocess.run(
+        [str(agent_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     names = {p["name"].lower().replace("_", "-") for p in json.loads(installed.stdout)}
     assert "tailor" in names and {"onnxruntime", "adb-shell", "httpx", "pydantic"} <= names
     assert not names & {"torch", "ray", "fastapi", "sqlalchemy", "uvicorn", "pymoo"}
 
 
 def test_tailor_agent_help_runs_without_extras(agent_venv):
-    result = subprocess.run([str(agent_venv / "bin" / "tailor"), "agent", "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(agent_venv / "bin" / "tailor"), "agent", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "--host" in result.stdout and "--usb" in result.stdout and "--tcp" in result.stdout
 
@@ -66,15 +82,22 @@ def test_tailor_agent_help_runs_without_extras(agent_venv):
 def test_a_host_measurement_runs_without_extras(agent_venv, tmp_path):
     graphs = tmp_path / "graphs"
     write_graphs(graphs)
-    code = ("import sys; from pathlib import Path;"
-            "from core.protocol import MeasurementSpec;"
-            "from device_agent.host_backend import measure_task;"
-            "r = measure_task(Path(sys.argv[1]), MeasurementSpec(prefill_lengths=[16],"
-            " decode_contexts=[32], warmup=1, repeats=3));"
-            "assert not {'torch', 'ray', 'fastapi', 'sqlalchemy'} & set(sys.modules);"
-            "print(r.model_dump_json())")
-    result = subprocess.run([str(agent_venv / "bin" / "python"), "-c", code, str(graphs)],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    code = (
+        "import sys; from pathlib import Path;"
+        "from core.protocol import MeasurementSpec;"
+        "from device_agent.host_backend import measure_task;"
+        "r = measure_task(Path(sys.argv[1]), MeasurementSpec(prefill_lengths=[16],"
+        " decode_contexts=[32], warmup=1, repeats=3));"
+        "assert not {'torch', 'ray', 'fastapi', 'sqlalchemy'} & set(sys.modules);"
+        "print(r.model_dump_json())"
+    )
+    result = subprocess.run(
+        [str(agent_venv / "bin" / "python"), "-c", code, str(graphs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert [s["length"] for s in report["decode"]] == [32]
@@ -84,11 +107,13 @@ def test_a_host_measurement_runs_without_extras(agent_venv, tmp_path):
 
 def test_commands_that_need_an_extra_say_which_and_torch_free_ones_run(agent_venv, tmp_path):
     tailor = str(agent_venv / "bin" / "tailor")
-    served = subprocess.run([tailor, "serve", "--data-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    served = subprocess.run(
+        [tailor, "serve", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert served.returncode == 2
     assert "pip install 'tailor[server]'" in served.stderr and "Traceback" not in served.stderr
-    presets = subprocess.run([tailor, "arch", "presets"], capture_output=True, text=True,
-                             timeout=120)  # exact static costs are torch-free
+    presets = subprocess.run(
+        [tailor, "arch", "presets"], capture_output=True, text=True, timeout=120
+    )  # exact static costs are torch-free
     assert presets.returncode == 0, presets.stderr
     assert "lfm2" in presets.stdout and "transformer++" in presets.stdout

@@ -34,20 +34,25 @@ def installed() -> dict[str, str]:
     """What is installed in this environment's site-packages (not whatever else is on
     sys.path: importing setuptools puts its vendored distributions there)."""
     where = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
-    return {canonical(d.metadata["Name"]): d.version
-            for d in metadata.distributions(path=where)}
+    return {canonical(d.metadata["Name"]): d.version for d in metadata.distributions(path=where)}
 
 
 def test_the_lock_pins_every_requirement_once_with_hashes():
     text = LOCK.read_text()
-    entries = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}"
-                         r"(?: \\)?\n)+)", text, re.MULTILINE)
+    entries = re.findall(
+        r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}"
+        r"(?: \\)?\n)+)",
+        text,
+        re.MULTILINE,
+    )
     assert len(entries) == len(locked()) > 100
     assert locked()["torch"].endswith("+cpu")  # never the multi-GB CUDA build
 
 
-@pytest.mark.skipif(not INSTALLED_BY_MAKE.exists(),
-                    reason="not the environment `make install` made (no .tailor-installed)")
+@pytest.mark.skipif(
+    not INSTALLED_BY_MAKE.exists(),
+    reason="not the environment `make install` made (no .tailor-installed)",
+)
 def test_make_install_installed_exactly_the_lock():
     want, have = locked(), installed()
     extra = {n: v for n, v in have.items() if n not in want and n not in NOT_LOCKED}
@@ -56,5 +61,6 @@ def test_make_install_installed_exactly_the_lock():
     assert not (extra or missing or different), (
         f"the environment differs from {LOCK.name} (run `make clean install`): installed but "
         f"not locked {extra}; locked but not installed {missing}; (locked, installed) "
-        f"{different}")
+        f"{different}"
+    )
     assert "tailor" in have

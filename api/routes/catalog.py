@@ -18,11 +18,29 @@ router = APIRouter(tags=["catalog"])
 @router.get("/catalog", response_model=CatalogResponse)
 def operator_catalog() -> CatalogResponse:
     return CatalogResponse(
-        operators=[OperatorPublic(
-            name=spec.name, class_id=spec.class_id, kind=spec.kind, summary=spec.summary,
-            featurizer=spec.featurizer, colour=spec.colour, default_search=spec.default_search,
-            genes=[GenePublic(name=g.name, low=g.low, high=g.high, default=g.default, doc=g.doc,
-                              search_choices=list(g.search_choices),
-                              scales_with_width=g.scales_with_width) for g in spec.genes])
-            for spec in catalog.ordered()],
-        presets={name: p.summary for name, p in PRESETS.items()})
+        operators=[
+            OperatorPublic(
+                name=spec.name,
+                class_id=spec.class_id,
+                kind=spec.kind,
+                summary=spec.summary,
+                featurizer=spec.featurizer,
+                colour=spec.colour,
+                default_search=spec.default_search,
+                genes=[
+                    GenePublic(
+                        name=g.name,
+                        low=g.low,
+                        high=g.high,
+                        default=g.default,
+                        doc=g.doc,
+                        search_choices=list(g.search_choices),
+                        scales_with_width=g.scales_with_width,
+                    )
+                    for g in spec.genes
+                ],
+            )
+            for spec in catalog.ordered()
+        ],
+        presets={name: p.summary for name, p in PRESETS.items()},
+    )

@@ -13,12 +13,17 @@ from fastapi import APIRouter, HTTPException, Request
 
 from api.auth import AdminDep, DeviceDep, digest
 from api.guards import client_address
-from store.models import Device, utcnow
 from api.schemas.public import DevicePublic
+from core.protocol import (
+    API_PREFIX,
+    EnrollRequest,
+    EnrollResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+)
 from store import devices as store
 from store import tasks as task_store
-from core.protocol import (API_PREFIX, EnrollRequest, EnrollResponse, HeartbeatRequest,
-                           HeartbeatResponse)
+from store.models import Device, utcnow
 
 from .deps import DeviceId, SessionsDep, SettingsDep
 
@@ -28,20 +33,30 @@ router = APIRouter(prefix="/devices", tags=["devices"])
 def device_public(device: Device, offline_after_s: float) -> DevicePublic:
     paused_until, paused_reason = device.pause() or (None, None)
     verdict = store.readiness(device, offline_after_s)
-    return DevicePublic(id=device.id, name=device.name, model=device.model, state=device.state,
-                        online=store.is_online(device, offline_after_s),
-                        last_heartbeat_at=device.last_heartbeat_at,
-                        paused_until=paused_until, paused_reason=paused_reason,
-                        properties=device.properties, ready=verdict.ready,
-                        not_ready_reason=verdict.reason or None, fix=verdict.fix or None,
-                        runner=(device.readiness or {}).get("runner"))
+    return DevicePublic(
+        id=device.id,
+        name=device.name,
+        model=device.model,
+        state=device.state,
+        online=store.is_online(device, offline_after_s),
+        last_heartbeat_at=device.last_heartbeat_at,
+        paused_until=paused_until,
+        paused_reason=paused_reason,
+        properties=device.properties,
+        ready=verdict.ready,
+        not_ready_reason=verdict.reason or None,
+        fix=verdict.fix or None,
+        runner=(device.readiness or {}).get("runner"),
+    )
 
 
 @router.post("/enroll", response_model=EnrollResponse, status_code=201)
-def enroll(body: EnrollRequest, request: Request, sessions: SessionsDep,
-           settings: SettingsDep) -> EnrollResponse:
+def enroll(
+    body: EnrollRequest, request: Request, sessions: SessionsDep, settings: SettingsDep
+) -> EnrollResponse:
     request.app.state.enroll_limiter.check(
-        client_address(request, request.app.state.trusted_proxies))
+        client_address(request, request.app.state.trusted_proxies)
+    )
     expected = request.app.state.enroll_token_digest
     if expected is None:
         raise HTTPException(403, "enrollment is closed: the server has no enrollment token")
@@ -50,15 +65,18 @@ def enroll(body: EnrollRequest, request: Request, sessions: SessionsDep,
     try:
         device, token = store.enroll_device(sessions, body.name, body.properties.model_dump())
     except store.DeviceDisabled as exc:
-        raise HTTPException(403, f"{exc} (POST {API_PREFIX}/devices/{exc.device_id}/enable)"
-                            ) from None
-    return EnrollResponse(device_id=device.id, device_token=token,
-                          heartbeat_interval_s=settings.heartbeat_interval_s)
+        raise HTTPException(
+            403, f"{exc} (POST {API_PREFIX}/devices/{exc.device_id}/enable)"
+        ) from None
+    return EnrollResponse(
+        device_id=device.id, device_token=token, heartbeat_interval_s=settings.heartbeat_interval_s
+    )
 
 
 @router.post("/heartbeat", response_model=HeartbeatResponse)
-def heartbeat(device: DeviceDep, sessions: SessionsDep,
-              body: HeartbeatRequest | None = None) -> HeartbeatResponse:
+def heartbeat(
+    device: DeviceDep, sessions: SessionsDep, body: HeartbeatRequest | None = None
+) -> HeartbeatResponse:
     """The device is alive: mark it online and renew every lease it holds; properties sent
     with it (an agent's first heartbeat after a restart) replace the stored ones, and its
     readiness (the phone's preflight verdict) is what `GET /devices` shows."""
@@ -67,8 +85,13 @@ def heartbeat(device: DeviceDep, sessions: SessionsDep,
     device = store.heartbeat_device(sessions, device.id, properties, readiness)
     task_store.renew_leases(sessions, device)
     paused_until, paused_reason = device.pause() or (None, None)
-    return HeartbeatResponse(device_id=device.id, state=device.state, server_time=utcnow(),
-                             paused_until=paused_until, paused_reason=paused_reason)
+    return HeartbeatResponse(
+        device_id=device.id,
+        state=device.state,
+        server_time=utcnow(),
+        paused_until=paused_until,
+        paused_reason=paused_reason,
+    )
 
 
 @router.get("", response_model=list[DevicePublic])
@@ -77,25 +100,29 @@ def list_devices(sessions: SessionsDep, settings: SettingsDep) -> list[DevicePub
 
 
 def _set_state(device_id: int, state: str, sessions, settings) -> DevicePublic:
-    return device_public(store.set_device_state(sessions, device_id, state),
-                         settings.offline_after_s)
+    return device_public(
+        store.set_device_state(sessions, device_id, state), settings.offline_after_s
+    )
 
 
 @router.post("/{device_id}/drain", response_model=DevicePublic)
-def drain(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
-          _: AdminDep) -> DevicePublic:
+def drain(
+    device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep, _: AdminDep
+) -> DevicePublic:
     """Finish the current task, lease no new ones."""
     return _set_state(device_id, "draining", sessions, settings)
 
 
 @router.post("/{device_id}/disable", response_model=DevicePublic)
-def disable(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
-            _: AdminDep) -> DevicePublic:
+def disable(
+    device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep, _: AdminDep
+) -> DevicePublic:
     """Reject the device's token from now on."""
     return _set_state(device_id, "disabled", sessions, settings)
 
 
 @router.post("/{device_id}/enable", response_model=DevicePublic)
-def enable(device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep,
-           _: AdminDep) -> DevicePublic:
+def enable(
+    device_id: DeviceId, sessions: SessionsDep, settings: SettingsDep, _: AdminDep
+) -> DevicePublic:
     return _set_state(device_id, "active", sessions, settings)

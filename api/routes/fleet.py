@@ -19,9 +19,12 @@ router = APIRouter(prefix="/device-classes", tags=["devices"])
 
 
 @router.get("/{device_class}/latency-model", response_model=LatencyModelPublic)
-def latency_model(sessions: SessionsDep,
-                  device_class: str = Path(min_length=1, max_length=128)) -> LatencyModelPublic:
+def latency_model(
+    sessions: SessionsDep, device_class: str = Path(min_length=1, max_length=128)
+) -> LatencyModelPublic:
     measured, pairs = store.device_class_predictions(sessions, device_class)
     return LatencyModelPublic(
-        device_class=device_class, measured_candidates=measured,
-        metrics={m: PredictorAccuracy(**a) for m, a in prediction_accuracy(pairs).items()})
+        device_class=device_class,
+        measured_candidates=measured,
+        metrics={m: PredictorAccuracy(**a) for m, a in prediction_accuracy(pairs).items()},
+    )

@@ -9,15 +9,24 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.auth import DeviceDep
-from core.protocol import (ArtifactRef, FailureReport, GraphManifest, LeaseRequest,
-                           LeaseResponse, MeasurementReport, MeasurementSpec, TaskAck,
-                           TaskAssignment, artifact_url)
 from core.precision import Variant
+from core.protocol import (
+    ArtifactRef,
+    FailureReport,
+    GraphManifest,
+    LeaseRequest,
+    LeaseResponse,
+    MeasurementReport,
+    MeasurementSpec,
+    TaskAck,
+    TaskAssignment,
+    artifact_url,
+)
 from store import artifacts as artifact_store
 from store import tasks as store
 from store.models import ProfilingTask
 
-from .deps import TaskId, SessionsDep, SettingsDep
+from .deps import SessionsDep, SettingsDep, TaskId
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -35,36 +44,52 @@ def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
         graph_manifest = GraphManifest.model_validate_json(f.read())
     graph_files = {g.file for g in graph_manifest.graphs.values()}
     return TaskAssignment(
-        task_id=task.id, job_id=task.job_id, candidate_id=candidate.id,
-        genome_hash=candidate.genome_hash, attempt=task.attempts,
+        task_id=task.id,
+        job_id=task.job_id,
+        candidate_id=candidate.id,
+        genome_hash=candidate.genome_hash,
+        attempt=task.attempts,
         lease_expires_at=task.lease_expires_at,
-        spec=MeasurementSpec.model_validate(task.spec), manifest=graph_manifest,
-        artifacts=[ArtifactRef(name=f.name, sha256=f.sha256, size_bytes=f.size_bytes,
-                               url=artifact_url(candidate.id, f.name))
-                   for f in files if f.name in graph_files])
+        spec=MeasurementSpec.model_validate(task.spec),
+        manifest=graph_manifest,
+        artifacts=[
+            ArtifactRef(
+                name=f.name,
+                sha256=f.sha256,
+                size_bytes=f.size_bytes,
+                url=artifact_url(candidate.id, f.name),
+            )
+            for f in files
+            if f.name in graph_files
+        ],
+    )
 
 
 @router.post("/lease", response_model=LeaseResponse)
-def lease(device: DeviceDep, sessions: SessionsDep, settings: SettingsDep,
-          body: LeaseRequest | None = None) -> LeaseResponse:
+def lease(
+    device: DeviceDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    body: LeaseRequest | None = None,
+) -> LeaseResponse:
     asked = body.lease_seconds if body and body.lease_seconds else settings.lease_seconds
-    task = store.lease_task(sessions, device, min(asked, settings.max_lease_seconds),
-                            settings.max_leases_per_device)
+    task = store.lease_task(
+        sessions, device, min(asked, settings.max_lease_seconds), settings.max_leases_per_device
+    )
     return LeaseResponse(task=None if task is None else task_public(task, sessions))
 
 
 @router.post("/{task_id}/report", response_model=TaskAck)
-def report(task_id: TaskId, body: MeasurementReport, device: DeviceDep,
-           sessions: SessionsDep) -> TaskAck:
+def report(
+    task_id: TaskId, body: MeasurementReport, device: DeviceDep, sessions: SessionsDep
+) -> TaskAck:
     task = store.report_task(sessions, task_id, device, body.model_dump(mode="json"))
     return TaskAck(task_id=task.id, state=task.state)
 
 
 @router.post("/{task_id}/fail", response_model=TaskAck)
-def fail(task_id: TaskId, body: FailureReport, device: DeviceDep,
-         sessions: SessionsDep) -> TaskAck:
-    task = store.fail_task(sessions, task_id, device, body.reason, body.retryable,
-                           body.kind)
+def fail(task_id: TaskId, body: FailureReport, device: DeviceDep, sessions: SessionsDep) -> TaskAck:
+    task = store.fail_task(sessions, task_id, device, body.reason, body.retryable, body.kind)
     return TaskAck(task_id=task.id, state=task.state)
 
 
@@ -72,5 +97,3 @@ def fail(task_id: TaskId, body: FailureReport, device: DeviceDep,
 def release(task_id: TaskId, device: DeviceDep, sessions: SessionsDep) -> TaskAck:
     task = store.release_task(sessions, task_id, device)
     return TaskAck(task_id=task.id, state=task.state)
-
-

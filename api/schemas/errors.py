@@ -30,13 +30,16 @@ def _error(description: str, model: type[BaseModel] = ErrorBody) -> dict:
 
 
 ERROR_RESPONSES: dict[int | str, dict] = {
-    400: _error("malformed request (bad JSON, a name that is not allowed, a value the "
-                "database cannot hold)"),
+    400: _error(
+        "malformed request (bad JSON, a name that is not allowed, a value the database cannot hold)"
+    ),
     401: _error("no credentials: send Authorization: Bearer KEY"),
     403: _error("wrong credentials, or a disabled device"),
     404: _error("no such job, candidate, device, task or artifact"),
-    409: _error("conflicts with the current state (a lease this device does not hold, a "
-                "cancelled task, a lease cap reached)"),
+    409: _error(
+        "conflicts with the current state (a lease this device does not hold, a "
+        "cancelled task, a lease cap reached)"
+    ),
     413: _error("body larger than the server's max_body_bytes"),
     422: _error("a field is invalid: `detail` names it", ValidationErrorBody),
     429: _error("too many enrollment attempts from this address; see Retry-After"),

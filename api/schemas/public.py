@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, BaseModel
+from pydantic import BaseModel, Field
 
 
 class JobPublic(BaseModel):
@@ -85,8 +85,11 @@ class MeasurementPublic(BaseModel):
 
     task_id: int
     device_class: str
-    variant: str = Field(default="", description="the export variant measured "
-                         "(core.precision.Variant tag: '' = plain float32, 'int8', 'int4-b32')")
+    variant: str = Field(
+        default="",
+        description="the export variant measured "
+        "(core.precision.Variant tag: '' = plain float32, 'int8', 'int4-b32')",
+    )
     state: str
     attempts: int
     last_error: str | None

@@ -52,12 +52,14 @@ def _fresh(space: SearchSpace, rng: random.Random, seen: set[str]) -> Genome:
         genome = sample(space, rng)
         if genome.hash() not in seen:
             return genome
-    raise SpaceExhausted("the search space seems exhausted: no unseen genome after "
-                         f"{MAX_RETRIES * 5} samples")
+    raise SpaceExhausted(
+        f"the search space seems exhausted: no unseen genome after {MAX_RETRIES * 5} samples"
+    )
 
 
-def initial_population(space: SearchSpace, params: EvolutionSpec, rng: random.Random,
-                       seen: set[str]) -> list[Child]:
+def initial_population(
+    space: SearchSpace, params: EvolutionSpec, rng: random.Random, seen: set[str]
+) -> list[Child]:
     children: list[Child] = []
     if params.include_presets and params.algorithm != "random":
         for child in preset_seeds(space):
@@ -71,9 +73,16 @@ def initial_population(space: SearchSpace, params: EvolutionSpec, rng: random.Ra
     return children
 
 
-def breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: EvolutionSpec,
-          rng: random.Random, seen: set[str], count: int,
-          allow_fewer: bool = False) -> list[Child]:
+def breed(
+    parents: list[Genome],
+    ranking: Ranking,
+    space: SearchSpace,
+    params: EvolutionSpec,
+    rng: random.Random,
+    seen: set[str],
+    count: int,
+    allow_fewer: bool = False,
+) -> list[Child]:
     """`count` new, unseen children of `parents` (ranked by `ranking`). The first n children
     do not depend on `count`, so a larger pool starts with what a smaller one holds. With
     `allow_fewer`, a search space that runs out of unseen genomes ends the pool early."""
@@ -85,8 +94,15 @@ def breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: E
         raise
 
 
-def _breed(parents: list[Genome], ranking: Ranking, space: SearchSpace, params: EvolutionSpec,
-           rng: random.Random, seen: set[str], count: int) -> list[Child]:
+def _breed(
+    parents: list[Genome],
+    ranking: Ranking,
+    space: SearchSpace,
+    params: EvolutionSpec,
+    rng: random.Random,
+    seen: set[str],
+    count: int,
+) -> list[Child]:
     if params.algorithm == "random":
         out = []
         for _ in range(count):

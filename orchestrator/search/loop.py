@@ -29,12 +29,10 @@ import numpy as np
 from core import Genome, SearchSpace
 from core.job_spec import EvolutionSpec
 from core.metrics import Constraint, fitness
-
-from .evolution import Child, breed, initial_population
-from .selection import (NormalisationFrame, hypervolume, pareto_front, rank_population,
-                        survive)
 from core.prediction_accuracy import prediction_accuracy
 
+from .evolution import Child, breed, initial_population
+from .selection import NormalisationFrame, hypervolume, pareto_front, rank_population, survive
 from .surrogate import Observation, SurrogateSelector
 
 
@@ -65,9 +63,14 @@ class GenerationSummary:
 
 
 class SearchLoop:
-    def __init__(self, space: SearchSpace, params: EvolutionSpec, objectives: list[str],
-                 constraints: list[Constraint] | None = None,
-                 prior: Callable[[int], list[Observation]] | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        params: EvolutionSpec,
+        objectives: list[str],
+        constraints: list[Constraint] | None = None,
+        prior: Callable[[int], list[Observation]] | None = None,
+    ):
         self.space, self.params = space, params
         self.objectives, self.constraints = objectives, constraints or []
         self.prior = prior
@@ -75,9 +78,16 @@ class SearchLoop:
         self.population: list[str] = []
         self.history: list[GenerationSummary] = []
         self.frame: NormalisationFrame | None = None
-        self.selector = SurrogateSelector(
-            objectives, self.constraints, min_points=params.surrogate_min_points,
-            seed=params.seed) if params.algorithm == "surrogate" else None
+        self.selector = (
+            SurrogateSelector(
+                objectives,
+                self.constraints,
+                min_points=params.surrogate_min_points,
+                seed=params.seed,
+            )
+            if params.algorithm == "surrogate"
+            else None
+        )
         self.selection_info: dict[int, dict[str, Any]] = {}  # generation -> how it was picked
 
     # ----------------------------------------------------------------- breeding
@@ -93,12 +103,22 @@ class SearchLoop:
         ranking = rank_population(objectives, violation)
         count = self.params.offspring_per_generation
         if self.selector is None:
-            return breed([c.genome for c in parents], ranking, self.space, self.params, rng,
-                         seen, count)
-        pool = breed([c.genome for c in parents], ranking, self.space, self.params, rng, seen,
-                     count * self.params.pool_factor, allow_fewer=True)
-        selection = self.selector.select([c.genome for c in pool], count,
-                                         self.observations(generation), generation)
+            return breed(
+                [c.genome for c in parents], ranking, self.space, self.params, rng, seen, count
+            )
+        pool = breed(
+            [c.genome for c in parents],
+            ranking,
+            self.space,
+            self.params,
+            rng,
+            seen,
+            count * self.params.pool_factor,
+            allow_fewer=True,
+        )
+        selection = self.selector.select(
+            [c.genome for c in pool], count, self.observations(generation), generation
+        )
         if selection is None:  # too little data: plain NSGA-II's brood (the pool's first
             # offspring) without those that break a static constraint: fewer children rather
             # than a known violator (violators only when the pool holds nothing else)
@@ -117,15 +137,23 @@ class SearchLoop:
         the archive first, then other jobs' observations of genomes not in it."""
         own = [(c.genome, c.metrics) for c in self.archive.values() if c.metrics is not None]
         known = set(self.archive)
-        others = [(g, m) for g, m in (self.prior(generation) if self.prior else [])
-                  if g.hash() not in known]
+        others = [
+            (g, m)
+            for g, m in (self.prior(generation) if self.prior else [])
+            if g.hash() not in known
+        ]
         return own + others
 
     def add(self, children: list[Child], generation: int) -> list[Individual]:
         added = []
         for child in children:
-            candidate = Individual(child.genome, generation, child.parents, child.origin,
-                                   predictions=dict(child.predictions))
+            candidate = Individual(
+                child.genome,
+                generation,
+                child.parents,
+                child.origin,
+                predictions=dict(child.predictions),
+            )
             self.archive.setdefault(candidate.hash, candidate)
             added.append(self.archive[candidate.hash])
         return added
@@ -133,6 +161,7 @@ class SearchLoop:
     def prediction_report(self, generation: int) -> dict[str, Any]:
         """How well the predictions that picked offspring matched the measurements: for this
         generation's offspring and for the whole job so far."""
+
         def pairs(individuals: list[Individual]) -> dict[str, list[tuple[float, float]]]:
             out: dict[str, list[tuple[float, float]]] = {}
             for c in individuals:
@@ -143,9 +172,12 @@ class SearchLoop:
             return out
 
         everything = list(self.archive.values())
-        return {"generation": prediction_accuracy(pairs([c for c in everything
-                                                         if c.generation == generation])),
-                "job": prediction_accuracy(pairs(everything))}
+        return {
+            "generation": prediction_accuracy(
+                pairs([c for c in everything if c.generation == generation])
+            ),
+            "job": prediction_accuracy(pairs(everything)),
+        }
 
     # ----------------------------------------------------------------- fitness
 
@@ -155,8 +187,9 @@ class SearchLoop:
             vector, violation = fitness(c.metrics or {}, self.objectives, self.constraints)
             rows.append(vector)
             violations.append(violation)
-        return np.array(rows).reshape(len(candidates), len(self.objectives)), \
-            np.array(violations, dtype=float)
+        return np.array(rows).reshape(len(candidates), len(self.objectives)), np.array(
+            violations, dtype=float
+        )
 
     def complete(self, generation: int, offspring: list[str]) -> GenerationSummary:
         """All of `offspring` (hashes) are evaluated: pick survivors and summarise."""
@@ -186,18 +219,22 @@ class SearchLoop:
                 self.frame = None
         front = pareto_front(all_obj, all_vio)
         summary = GenerationSummary(
-            index=generation, population=list(self.population),
+            index=generation,
+            population=list(self.population),
             pareto=[evaluated[i].hash for i in front],
             hypervolume=hypervolume(all_obj, all_vio, self.frame) if self.frame else 0.0,
-            evaluations=len(evaluated))
+            evaluations=len(evaluated),
+        )
         self.history = [h for h in self.history if h.index != generation] + [summary]
         return summary
 
     # ----------------------------------------------------------------- in-memory run
 
-    def run(self, evaluate: Callable[[list[Individual]], None],
-            on_generation: Callable[[GenerationSummary], None] | None = None
-            ) -> list[GenerationSummary]:
+    def run(
+        self,
+        evaluate: Callable[[list[Individual]], None],
+        on_generation: Callable[[GenerationSummary], None] | None = None,
+    ) -> list[GenerationSummary]:
         """Run every generation in memory; `evaluate` fills each candidate's `metrics`."""
         for generation in range(self.params.generations):
             candidates = self.add(self.children_for(generation), generation)

@@ -17,7 +17,7 @@ def motifs_of(genome: Genome, sizes: tuple[int, ...] = (2, 3)) -> Counter[str]:
     found: Counter[str] = Counter()
     for n in sizes:
         for i in range(len(ops) - n + 1):
-            found[" > ".join(ops[i:i + n])] += 1
+            found[" > ".join(ops[i : i + n])] += 1
     for i, slot in enumerate(genome.backbone):
         if slot.share_weights is not None:
             found[f"{slot.op} shares weights (distance {i - slot.share_weights})"] += 1
@@ -45,8 +45,13 @@ def enrichment(pareto: list[Genome], population: list[Genome], top: int = 15) ->
     for motif, count in in_front.items():
         front_share = count / len(pareto)
         overall_share = overall[motif] / len(population)
-        rows.append({"motif": motif, "pareto_share": round(front_share, 4),
-                     "population_share": round(overall_share, 4),
-                     "enrichment": round(front_share / overall_share, 3)})
+        rows.append(
+            {
+                "motif": motif,
+                "pareto_share": round(front_share, 4),
+                "population_share": round(overall_share, 4),
+                "enrichment": round(front_share / overall_share, 3),
+            }
+        )
     rows.sort(key=lambda r: (-r["enrichment"], -r["pareto_share"], r["motif"]))
     return rows[:top]

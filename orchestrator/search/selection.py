@@ -48,8 +48,9 @@ def rank_population(objectives: np.ndarray, violation: np.ndarray) -> Ranking:
         for r, front in enumerate(fronts):
             members = feasible[front]
             rank[members] = r
-            crowding[members] = (calc_crowding_distance(objectives[members])
-                                 if len(members) > 2 else np.inf)
+            crowding[members] = (
+                calc_crowding_distance(objectives[members]) if len(members) > 2 else np.inf
+            )
         next_rank = len(fronts)
     else:
         next_rank = 0
@@ -59,8 +60,9 @@ def rank_population(objectives: np.ndarray, violation: np.ndarray) -> Ranking:
     return Ranking(rank, crowding, violation.astype(float))
 
 
-def survive(objectives: np.ndarray, violation: np.ndarray, n: int,
-            protected: list[int] = ()) -> list[int]:
+def survive(
+    objectives: np.ndarray, violation: np.ndarray, n: int, protected: list[int] = ()
+) -> list[int]:
     """Indices of the `n` survivors: `protected` ones first (elitism), then the best by
     constraint domination, rank and crowding."""
     ranking = rank_population(objectives, violation)
@@ -113,8 +115,7 @@ class NormalisationFrame:
 REFERENCE = 1.1  # reference point per normalised objective, just past the first nadir
 
 
-def hypervolume(objectives: np.ndarray, violation: np.ndarray,
-                frame: NormalisationFrame) -> float:
+def hypervolume(objectives: np.ndarray, violation: np.ndarray, frame: NormalisationFrame) -> float:
     """Hypervolume of the feasible set in the normalised frame, reference point 1.1."""
     front = pareto_front(objectives, violation)
     if not front:

@@ -65,8 +65,9 @@ class SurrogateSelector:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        lengths = sorted({parse_metric(m).length for m in self.objectives
-                          if parse_metric(m).length} | {128})
+        lengths = sorted(
+            {parse_metric(m).length for m in self.objectives if parse_metric(m).length} | {128}
+        )
         self.encoding = GenomeEncoding(contexts=tuple(lengths[:3]))
         names = self.objectives + [c.metric for c in self.constraints]
         self.modelled = list(dict.fromkeys(m for m in names if modelled(m)))
@@ -74,8 +75,9 @@ class SurrogateSelector:
 
     # ----------------------------------------------------------------- data
 
-    def training_sets(self, observations: list[Observation]) -> dict[str, tuple[list[int],
-                                                                                 np.ndarray]]:
+    def training_sets(
+        self, observations: list[Observation]
+    ) -> dict[str, tuple[list[int], np.ndarray]]:
         """Per modelled metric: which observations have a finite positive value, and the
         logs of those values."""
         sets: dict[str, tuple[list[int], np.ndarray]] = {}
@@ -92,15 +94,25 @@ class SurrogateSelector:
     def ready(self, observations: list[Observation]) -> bool:
         """Every modelled metric has `min_points` observations, and at least two genomes
         have all the modelled objectives (the front the improvement is measured against)."""
-        return all(len(rows) >= self.min_points
-                   for rows, _ in self.training_sets(observations).values()) \
+        return (
+            all(
+                len(rows) >= self.min_points
+                for rows, _ in self.training_sets(observations).values()
+            )
             and len(self.complete(observations)) >= 2
+        )
 
     def complete(self, observations: list[Observation]) -> list[int]:
         """Observations with every modelled objective measured."""
-        return [i for i, (_, metrics) in enumerate(observations)
-                if all(metrics.get(m) is not None and math.isfinite(metrics[m])
-                       and metrics[m] > 0 for m in self.objectives if modelled(m))]
+        return [
+            i
+            for i, (_, metrics) in enumerate(observations)
+            if all(
+                metrics.get(m) is not None and math.isfinite(metrics[m]) and metrics[m] > 0
+                for m in self.objectives
+                if modelled(m)
+            )
+        ]
 
     # ----------------------------------------------------------------- selection
 
@@ -109,12 +121,15 @@ class SurrogateSelector:
         so an offspring that breaks one is never worth an evaluation)."""
         static_constraints = [c for c in self.constraints if not modelled(c.metric)]
         names = [c.metric for c in static_constraints]
-        return [i for i, g in enumerate(pool)
-                if all(c.violation(static_metrics(g.to_json(), names)) == 0
-                       for c in static_constraints)]
+        return [
+            i
+            for i, g in enumerate(pool)
+            if all(c.violation(static_metrics(g.to_json(), names)) == 0 for c in static_constraints)
+        ]
 
-    def select(self, pool: list[Genome], k: int, observations: list[Observation],
-               generation: int) -> Selection | None:
+    def select(
+        self, pool: list[Genome], k: int, observations: list[Observation], generation: int
+    ) -> Selection | None:
         """Pick `k` of `pool` to evaluate, or None when the models lack data (or no pool
         member is statically feasible)."""
         if not self.modelled or not self.ready(observations):
@@ -135,55 +150,78 @@ class SurrogateSelector:
             torch.set_num_threads(threads)
         return Selection(chosen, predictions, info)
 
-    def _acquire(self, pool: list[Genome], allowed: list[int], k: int,
-                 observations: list[Observation], info: dict[str, Any]):
+    def _acquire(
+        self,
+        pool: list[Genome],
+        allowed: list[int],
+        k: int,
+        observations: list[Observation],
+        info: dict[str, Any],
+    ):
         """BoTorch's tutorial steps in order, one method each, so each reads on its own."""
         sets = self.training_sets(observations)
         observed_genomes = [g for g, _ in observations]
         frames, static_logs = self._log_frames(sets, observed_genomes, pool)
         X_all, n_features = self._inputs(observed_genomes + pool, frames, static_logs)
         model = self._fit_models(X_all, sets, frames)
-        acquisition = self._acquisition(model, self._objective(n_features),
-                                        self._constraints(frames),
-                                        X_all[self.complete(observations)])
-        X_pool = X_all[len(observed_genomes):]
+        acquisition = self._acquisition(
+            model,
+            self._objective(n_features),
+            self._constraints(frames),
+            X_all[self.complete(observations)],
+        )
+        X_pool = X_all[len(observed_genomes) :]
         shortlist = self._shortlist(acquisition, X_pool, allowed, k)
         chosen = _greedy_picks(acquisition, X_pool, shortlist, k)
         predictions = self._predictions(model, X_pool[chosen], frames)
-        info.update(shortlist=len(shortlist),
-                    points={m: len(sets[m][0]) for m in self.modelled})
+        info.update(shortlist=len(shortlist), points={m: len(sets[m][0]) for m in self.modelled})
         return chosen, predictions
 
     # ----------------------------------------------------------------- the acquisition steps
 
-    def _log_frames(self, sets: dict[str, tuple[list[int], np.ndarray]],
-                    observed_genomes: list[Genome], pool: list[Genome]
-                    ) -> tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]:
+    def _log_frames(
+        self,
+        sets: dict[str, tuple[list[int], np.ndarray]],
+        observed_genomes: list[Genome],
+        pool: list[Genome],
+    ) -> tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]:
         """Log ranges per objective, so each spans ~[0, 1] and no unit rules the hypervolume."""
         frames: dict[str, tuple[float, float]] = {}
         for metric, (_, logs) in sets.items():
             frames[metric] = (float(logs.min()), float(logs.max()))
         static_logs = {}
-        static_values = [static_metrics(g.to_json(), self.static)
-                         for g in observed_genomes + pool]  # each genome once
+        static_values = [
+            static_metrics(g.to_json(), self.static) for g in observed_genomes + pool
+        ]  # each genome once
         for metric in self.static:
             static_logs[metric] = _log(np.asarray([v[metric] for v in static_values]))
             frames[metric] = (float(static_logs[metric].min()), float(static_logs[metric].max()))
         return frames, static_logs
 
-    def _inputs(self, genomes: list[Genome], frames: dict[str, tuple[float, float]],
-                static_logs: dict[str, np.ndarray]):
+    def _inputs(
+        self,
+        genomes: list[Genome],
+        frames: dict[str, tuple[float, float]],
+        static_logs: dict[str, np.ndarray],
+    ):
         """The encoding plus the scaled static objectives, exact values the objective reads."""
         import torch
 
-        static_columns = np.stack([_scale(frames, m, static_logs[m]) for m in self.static],
-                                  axis=1) if self.static else np.zeros((len(genomes), 0))
+        static_columns = (
+            np.stack([_scale(frames, m, static_logs[m]) for m in self.static], axis=1)
+            if self.static
+            else np.zeros((len(genomes), 0))
+        )
         features = self.encoding.encode_all(genomes)
         X_all = np.concatenate([features, static_columns], axis=1)
         return torch.tensor(X_all, dtype=torch.float64), features.shape[1]
 
-    def _fit_models(self, X_all, sets: dict[str, tuple[list[int], np.ndarray]],
-                    frames: dict[str, tuple[float, float]]):
+    def _fit_models(
+        self,
+        X_all,
+        sets: dict[str, tuple[list[int], np.ndarray]],
+        frames: dict[str, tuple[float, float]],
+    ):
         """One GP per modelled metric on its own observations, negated: more is better."""
         import torch
         from botorch.fit import fit_gpytorch_mll
@@ -199,10 +237,16 @@ class SurrogateSelector:
             rows, logs = sets[metric]
             X = X_all[rows]
             Y = -torch.tensor(_scale(frames, metric, logs), dtype=torch.float64).unsqueeze(-1)
-            gp = SingleTaskGP(X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds),
-                              outcome_transform=Standardize(m=1))
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp),
-                             optimizer_kwargs={"options": {"maxiter": self.fit_iterations}})
+            gp = SingleTaskGP(
+                X,
+                Y,
+                input_transform=Normalize(d=X.shape[-1], bounds=bounds),
+                outcome_transform=Standardize(m=1),
+            )
+            fit_gpytorch_mll(
+                ExactMarginalLogLikelihood(gp.likelihood, gp),
+                optimizer_kwargs={"options": {"maxiter": self.fit_iterations}},
+            )
             models.append(gp)
         return ModelListGP(*models)
 
@@ -234,8 +278,9 @@ class SurrogateSelector:
     def _acquisition(self, model, objective, constraints: list, X_base):
         """Log noisy EHVI over the observed front: noise-aware, no vanishing values."""
         import torch
-        from botorch.acquisition.multi_objective.logei import \
-            qLogNoisyExpectedHypervolumeImprovement
+        from botorch.acquisition.multi_objective.logei import (
+            qLogNoisyExpectedHypervolumeImprovement,
+        )
         from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
         from botorch.sampling.normal import SobolQMCNormalSampler
         from botorch.utils.multi_objective.hypervolume import infer_reference_point
@@ -245,10 +290,16 @@ class SurrogateSelector:
             Y_base = objective(model.posterior(X_base).mean, X_base)
         ref = infer_reference_point(Y_base[is_non_dominated(Y_base)])
         return qLogNoisyExpectedHypervolumeImprovement(
-            model=model, ref_point=ref, X_baseline=X_base,
+            model=model,
+            ref_point=ref,
+            X_baseline=X_base,
             objective=GenericMCMultiOutputObjective(objective),
             sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=self.seed),
-            constraints=constraints or None, eta=1e-2, prune_baseline=True, cache_root=True)
+            constraints=constraints or None,
+            eta=1e-2,
+            prune_baseline=True,
+            cache_root=True,
+        )
 
     def _shortlist(self, acquisition, X_pool, allowed: list[int], k: int) -> list[int]:
         """Best single-pick values first: greedy picks cost more, so they see only these."""
@@ -259,8 +310,9 @@ class SurrogateSelector:
         order = sorted(range(len(allowed)), key=lambda i: (-float(single[i]), i))
         return [allowed[i] for i in order[: max(k, k * self.shortlist_factor)]]
 
-    def _predictions(self, model, X_chosen, frames: dict[str, tuple[float, float]]
-                     ) -> list[dict[str, dict[str, float]]]:
+    def _predictions(
+        self, model, X_chosen, frames: dict[str, tuple[float, float]]
+    ) -> list[dict[str, dict[str, float]]]:
         """Mean and log std per pick, stored to be checked against the measurements."""
         import torch
 
@@ -274,8 +326,10 @@ class SurrogateSelector:
                 low, high = frames[metric]
                 span = max(high - low, 1e-9)
                 log_mean = -means[row, j] * span + low  # undo the negation and the frame
-                entry[metric] = {"mean": float(math.exp(log_mean)),
-                                 "log_std": float(stds[row, j] * span)}
+                entry[metric] = {
+                    "mean": float(math.exp(log_mean)),
+                    "log_std": float(stds[row, j] * span),
+                }
             predictions.append(entry)
         return predictions
 

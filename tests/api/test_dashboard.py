@@ -21,20 +21,34 @@ from core import catalog
 from store import devices, jobs, results
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
 
-GENOME = {"global": {"width": 64, "vocab_size": 257, "tie_embeddings": True, "block_repeat": 1,
-                     "depth": 2},
-          "backbone": [{"op": "hyena_y", "share_featurizer": None, "share_weights": None},
-                       {"op": "swiglu", "share_featurizer": None, "share_weights": None}],
-          "operators": {}}
+GENOME = {
+    "global": {
+        "width": 64,
+        "vocab_size": 257,
+        "tie_embeddings": True,
+        "block_repeat": 1,
+        "depth": 2,
+    },
+    "backbone": [
+        {"op": "hyena_y", "share_featurizer": None, "share_weights": None},
+        {"op": "swiglu", "share_featurizer": None, "share_weights": None},
+    ],
+    "operators": {},
+}
 
 
 @pytest.fixture
 def served(tmp_path):
-    settings = Settings(data_dir=tmp_path, admin_key="k", enroll_token="e",
-                        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    settings = Settings(
+        data_dir=tmp_path,
+        admin_key="k",
+        enroll_token="e",
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+    )
     app = create_app(settings)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,23 +65,52 @@ def served(tmp_path):
 
 def seed(app):
     s = app.state.sessions
-    job = jobs.create_job(s, "seeded", {"objectives": ["perplexity", "params"],
-                                        "evolution": {"generations": 3}})
-    rows = results.add_candidates(s, job.id, 0, [
-        {"genome": GENOME, "genome_hash": f"{i:016x}", "origin": "random",
-         "predictions": {"perplexity": {"mean": 8.0 + i, "log_std": 0.1}}} for i in range(3)])
+    job = jobs.create_job(
+        s, "seeded", {"objectives": ["perplexity", "params"], "evolution": {"generations": 3}}
+    )
+    rows = results.add_candidates(
+        s,
+        job.id,
+        0,
+        [
+            {
+                "genome": GENOME,
+                "genome_hash": f"{i:016x}",
+                "origin": "random",
+                "predictions": {"perplexity": {"mean": 8.0 + i, "log_std": 0.1}},
+            }
+            for i in range(3)
+        ],
+    )
     for row, (ppl, params) in zip(rows, [(9.25, 1000), (7.75, 3000), (8.5, 5000)]):
         results.set_candidate_result(s, row.id, "done", {"perplexity": ppl, "params": params})
     ids = [r.id for r in rows]
     results.write_generation(s, job.id, 0, ids, ids[:2], 0.31, 3)
-    results.write_generation(s, job.id, 1, ids, ids[:2], 0.42, 3, {"predictor": {
-        "generation": {"perplexity": {"n": 3, "kendall_tau": 0.5, "mdape": 0.1}}}})
-    devices.enroll_device(s, "pixel", {"backend": "adb", "model": "Pixel 8", "cpu_count": 8,
-                                       "ram_bytes": 8 << 30})
-    broken, _ = devices.enroll_device(s, "broken", {"backend": "adb", "model": "Pixel 9",
-                                                    "cpu_count": 8, "ram_bytes": 8 << 30})
-    devices.heartbeat_device(s, broken.id, readiness={   # its preflight failed
-        "ready": False, "reason": "the runner does not answer --help", "fix": "push a runner"})
+    results.write_generation(
+        s,
+        job.id,
+        1,
+        ids,
+        ids[:2],
+        0.42,
+        3,
+        {"predictor": {"generation": {"perplexity": {"n": 3, "kendall_tau": 0.5, "mdape": 0.1}}}},
+    )
+    devices.enroll_device(
+        s, "pixel", {"backend": "adb", "model": "Pixel 8", "cpu_count": 8, "ram_bytes": 8 << 30}
+    )
+    broken, _ = devices.enroll_device(
+        s, "broken", {"backend": "adb", "model": "Pixel 9", "cpu_count": 8, "ram_bytes": 8 << 30}
+    )
+    devices.heartbeat_device(
+        s,
+        broken.id,
+        readiness={  # its preflight failed
+            "ready": False,
+            "reason": "the runner does not answer --help",
+            "fix": "push a runner",
+        },
+    )
     return job.id, ids
 
 
@@ -77,8 +120,11 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
     app, url = served
     job_id, ids = seed(app)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         page = browser.new_page()
         requested: list[str] = []
         page.on("request", lambda request: requested.append(request.url))
@@ -100,16 +146,31 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
         page.click(f"#candidates tr[data-id='{ids[0]}']")
         page.wait_for_selector("#layers .layer")
         assert "hyena_y" in page.inner_text("#layers")
-        red, green, blue = (int(catalog.REGISTRY["hyena_y"].colour[i:i + 2], 16) for i in (1, 3, 5))
-        assert page.evaluate("getComputedStyle(document.querySelector('#layers .layer'))"
-                             ".backgroundColor") == f"rgb({red}, {green}, {blue})"
+        red, green, blue = (
+            int(catalog.REGISTRY["hyena_y"].colour[i : i + 2], 16) for i in (1, 3, 5)
+        )
+        assert (
+            page.evaluate(
+                "getComputedStyle(document.querySelector('#layers .layer')).backgroundColor"
+            )
+            == f"rgb({red}, {green}, {blue})"
+        )
 
         # A new generation appears without a reload.
         s = app.state.sessions
-        new = results.add_candidates(s, job_id, 2, [{"genome": GENOME,
-                                                     "genome_hash": "f" * 16,
-                                                     "origin": "mutation",
-                                                     "parents": ["0" * 16]}])[0]
+        new = results.add_candidates(
+            s,
+            job_id,
+            2,
+            [
+                {
+                    "genome": GENOME,
+                    "genome_hash": "f" * 16,
+                    "origin": "mutation",
+                    "parents": ["0" * 16],
+                }
+            ],
+        )[0]
         results.set_candidate_result(s, new.id, "done", {"perplexity": 6.125, "params": 800})
         results.write_generation(s, job_id, 2, ids[:2] + [new.id], [new.id], 0.77, 4)
         # (polled from here: the page's Content-Security-Policy forbids wait_for_function's eval)
@@ -133,53 +194,99 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
         browser.close()
 
 
-def test_candidate_page_puts_precisions_side_by_side_and_a_scale_job_shows_both_rankings(
-        served):
+def test_candidate_page_puts_precisions_side_by_side_and_a_scale_job_shows_both_rankings(served):
     from playwright.sync_api import sync_playwright
 
     app, url = served
     s = app.state.sessions
-    quantized = jobs.create_job(s, "int8", {"objectives": ["perplexity[:int8]", "params"],
-                                            "evolution": {"generations": 1}})
-    row = results.add_candidates(s, quantized.id, 0, [{"genome": GENOME,
-                                                       "genome_hash": "a" * 16}])[0]
-    results.set_candidate_result(s, row.id, "done", {
-        "perplexity": 9.5, "perplexity[:int8]": 9.875, "perplexity[:int4]": 11.25,
-        "params": 1000, "decode_ms@64[Pixel 8]": 3.5, "decode_ms@64[Pixel 8:int8]": 1.75,
-        "decode_ms@64[max:Pixel 8,SM-S928B:int8]": 2.5})
+    quantized = jobs.create_job(
+        s, "int8", {"objectives": ["perplexity[:int8]", "params"], "evolution": {"generations": 1}}
+    )
+    row = results.add_candidates(s, quantized.id, 0, [{"genome": GENOME, "genome_hash": "a" * 16}])[
+        0
+    ]
+    results.set_candidate_result(
+        s,
+        row.id,
+        "done",
+        {
+            "perplexity": 9.5,
+            "perplexity[:int8]": 9.875,
+            "perplexity[:int4]": 11.25,
+            "params": 1000,
+            "decode_ms@64[Pixel 8]": 3.5,
+            "decode_ms@64[Pixel 8:int8]": 1.75,
+            "decode_ms@64[max:Pixel 8,SM-S928B:int8]": 2.5,
+        },
+    )
     results.write_generation(s, quantized.id, 0, [row.id], [row.id], 0.1, 1)
 
     source = jobs.create_job(s, "source", {"objectives": ["perplexity", "params"]})
     scale = {"source_job": source.id, "request": {"top": 2}, "members": []}
-    scaled = jobs.create_job(s, "scaled", {"objectives": ["perplexity", "params"],
-                                           "evolution": {"generations": 1}, "scale": scale})
-    rows = results.add_candidates(s, scaled.id, 0, [
-        {"genome": GENOME, "genome_hash": f"{i:016x}", "origin": f"scale:{i}"}
-        for i in (7, 8)])
+    scaled = jobs.create_job(
+        s,
+        "scaled",
+        {"objectives": ["perplexity", "params"], "evolution": {"generations": 1}, "scale": scale},
+    )
+    rows = results.add_candidates(
+        s,
+        scaled.id,
+        0,
+        [{"genome": GENOME, "genome_hash": f"{i:016x}", "origin": f"scale:{i}"} for i in (7, 8)],
+    )
     for r, ppl in zip(rows, (5.5, 4.25)):
         results.set_candidate_result(s, r.id, "done", {"perplexity": ppl, "params": 2000})
-    report = {"source_job": source.id, "compared": 2, "kendall_tau": -1.0, "kept_on_front": 1,
-              "search_front_members": 2, "members": [
-                  {"source_candidate": 7, "origin": "front", "candidate": rows[0].id,
-                   "search_perplexity": 8.0, "scaled_perplexity": 5.5, "params": 2000,
-                   "search_front": True, "scaled_front": False, "search_rank": 1,
-                   "scaled_rank": 2},
-                  {"source_candidate": 8, "origin": "preset:lfm2", "candidate": rows[1].id,
-                   "search_perplexity": 9.0, "scaled_perplexity": 4.25, "params": 2000,
-                   "search_front": True, "scaled_front": True, "search_rank": 2,
-                   "scaled_rank": 1}]}
-    results.write_generation(s, scaled.id, 0, [r.id for r in rows], [rows[1].id], 0.2, 2,
-                             {"scale": report})
+    report = {
+        "source_job": source.id,
+        "compared": 2,
+        "kendall_tau": -1.0,
+        "kept_on_front": 1,
+        "search_front_members": 2,
+        "members": [
+            {
+                "source_candidate": 7,
+                "origin": "front",
+                "candidate": rows[0].id,
+                "search_perplexity": 8.0,
+                "scaled_perplexity": 5.5,
+                "params": 2000,
+                "search_front": True,
+                "scaled_front": False,
+                "search_rank": 1,
+                "scaled_rank": 2,
+            },
+            {
+                "source_candidate": 8,
+                "origin": "preset:lfm2",
+                "candidate": rows[1].id,
+                "search_perplexity": 9.0,
+                "scaled_perplexity": 4.25,
+                "params": 2000,
+                "search_front": True,
+                "scaled_front": True,
+                "search_rank": 2,
+                "scaled_rank": 1,
+            },
+        ],
+    }
+    results.write_generation(
+        s, scaled.id, 0, [r.id for r in rows], [rows[1].id], 0.2, 2, {"scale": report}
+    )
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         page = browser.new_page()
         page.goto(f"{url}/#/jobs/{quantized.id}")
         page.wait_for_selector(f"#candidates tr[data-id='{row.id}']")
         page.click(f"#candidates tr[data-id='{row.id}']")
         page.wait_for_selector("table.precisions")
-        cells = page.evaluate("[...document.querySelectorAll('table.precisions tr')].map("
-                              "r => [...r.children].map(c => c.textContent))")
+        cells = page.evaluate(
+            "[...document.querySelectorAll('table.precisions tr')].map("
+            "r => [...r.children].map(c => c.textContent))"
+        )
         assert cells[0] == ["metric", "float32", "int8", "int4"]
         assert ["perplexity", "9.500", "9.875", "11.25"] in cells
         assert ["decode_ms@64[Pixel 8]", "3.500", "1.750", ""] in cells

@@ -31,14 +31,25 @@ from store.artifacts import store_artifacts
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
-PHONE = {"backend": "adb", "model": "SM-S928B", "serial": "R5CX10", "board": "pineapple",
-         "cpu_count": 8, "ram_bytes": 8 << 30}
+PHONE = {
+    "backend": "adb",
+    "model": "SM-S928B",
+    "serial": "R5CX10",
+    "board": "pineapple",
+    "cpu_count": 8,
+    "ram_bytes": 8 << 30,
+}
 SPEC = {"prefill_lengths": [16, 32], "decode_contexts": [16], "repeats": 2}
 
 
 def settings_for(database_url, tmp_path, **extra) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path, admin_key="admin-secret",
-                    enroll_token="enroll-secret", **extra)
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        admin_key="admin-secret",
+        enroll_token="enroll-secret",
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -62,43 +73,74 @@ def fake_graphs(genome_hash: str) -> dict[str, bytes]:
     files = {"prefill.onnx": b"prefill-bytes", "decode.onnx": b"decode-bytes"}
     ids = TensorSpec(name="input_ids", dtype="int64", shape=[1, "seq"], role="input_ids")
     logits = TensorSpec(name="logits", dtype="float32", shape=[1, "seq", 97], role="logits")
-    graphs = {kind: GraphSpec(file=f"{kind}.onnx", sha256=hashlib.sha256(files[f"{kind}.onnx"])
-                              .hexdigest(), size_bytes=len(files[f"{kind}.onnx"]),
-                              inputs=[ids], outputs=[logits]) for kind in ("prefill", "decode")}
-    manifest = GraphManifest(genome_hash=genome_hash, vocab_size=97, opset=18,
-                             dtype="float32", graphs=graphs, cache_pairs={}, params=1,
-                             cache_bytes_per_token=0, cache_bytes_fixed=0)
+    graphs = {
+        kind: GraphSpec(
+            file=f"{kind}.onnx",
+            sha256=hashlib.sha256(files[f"{kind}.onnx"]).hexdigest(),
+            size_bytes=len(files[f"{kind}.onnx"]),
+            inputs=[ids],
+            outputs=[logits],
+        )
+        for kind in ("prefill", "decode")
+    }
+    manifest = GraphManifest(
+        genome_hash=genome_hash,
+        vocab_size=97,
+        opset=18,
+        dtype="float32",
+        graphs=graphs,
+        cache_pairs={},
+        params=1,
+        cache_bytes_per_token=0,
+        cache_bytes_fixed=0,
+    )
     return {**files, "manifest.json": manifest.model_dump_json().encode()}
 
 
 def seed_tasks(client, count=1, spec=SPEC) -> tuple[list[int], list[int]]:
     """`count` candidates with graphs and one queued "host" task each: (candidates, tasks)."""
     sessions = client.app.state.sessions
-    job_id = client.post("/api/v1/jobs", headers=ADMIN, json={
-        "name": "j", "objectives": ["perplexity", "params"]}).json()["id"]
-    rows = result_store.add_candidates(sessions, job_id, 0, [
-        {"genome": {}, "genome_hash": f"{i:016x}"} for i in range(count)])
+    job_id = client.post(
+        "/api/v1/jobs", headers=ADMIN, json={"name": "j", "objectives": ["perplexity", "params"]}
+    ).json()["id"]
+    rows = result_store.add_candidates(
+        sessions, job_id, 0, [{"genome": {}, "genome_hash": f"{i:016x}"} for i in range(count)]
+    )
     task_ids = []
     for row in rows:
-        store_artifacts(sessions, client.app.state.artifact_dir, row.genome_hash,
-                        fake_graphs(row.genome_hash))
+        store_artifacts(
+            sessions, client.app.state.artifact_dir, row.genome_hash, fake_graphs(row.genome_hash)
+        )
         task_ids.append(task_store.enqueue_task(sessions, job_id, row.id, "host", spec).id)
     return [r.id for r in rows], task_ids
 
 
 def stat(length, **patch):
-    return {"length": length, "median_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.2, "n": 2,
-            "samples_ms": [1.0, 1.1], **patch}
+    return {
+        "length": length,
+        "median_ms": 1.0,
+        "p10_ms": 0.9,
+        "p90_ms": 1.2,
+        "n": 2,
+        "samples_ms": [1.0, 1.1],
+        **patch,
+    }
 
 
 def report(prefill=(16, 32), decode=(16,), **patch):
     """A report answering SPEC; lengths may be given as ints or as whole stats."""
+
     def stats(items):
         return [item if isinstance(item, dict) else stat(item) for item in items]
 
-    return {"prefill": stats(prefill), "decode": stats(decode),
-            "peak_memory_bytes": 1 << 20, "runner": "host onnxruntime", "wall_s": 1.0,
-            **patch}
+    return {
+        "prefill": stats(prefill),
+        "decode": stats(decode),
+        "peak_memory_bytes": 1 << 20,
+        "runner": "host onnxruntime",
+        "wall_s": 1.0,
+        **patch,
+    }
 
 
 # --------------------------------------------------------------- 1: bodies stop at the limit
@@ -111,8 +153,9 @@ def served(database_url, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="error", **SERVER_OPTIONS))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **SERVER_OPTIONS)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -131,9 +174,10 @@ def test_a_chunked_body_past_the_limit_is_413_before_it_is_read(served, path):
     baseline = peak = process.memory_info().rss
     sent, answer = 0, b""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-        conn.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     .encode())
+        conn.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
         try:
             while sent < total:
                 if select.select([conn], [], [], 0)[0]:
@@ -161,11 +205,17 @@ def test_a_chunked_body_past_the_limit_is_413_before_it_is_read(served, path):
 
 def test_declared_length_past_the_limit_and_deep_json_are_refused(client):
     limit = client.app.state.settings.max_body_bytes
-    huge = client.post("/api/v1/tasks/lease", content=b" " * (limit + 1),
-                       headers={"content-type": "application/json"})
+    huge = client.post(
+        "/api/v1/tasks/lease",
+        content=b" " * (limit + 1),
+        headers={"content-type": "application/json"},
+    )
     assert huge.status_code == 413 and "max_body_bytes" in huge.json()["detail"]
-    deep = client.post("/api/v1/jobs", content=b"[" * 100 + b"]" * 100, headers={
-        **ADMIN, "content-type": "application/json"})
+    deep = client.post(
+        "/api/v1/jobs",
+        content=b"[" * 100 + b"]" * 100,
+        headers={**ADMIN, "content-type": "application/json"},
+    )
     assert deep.status_code == 400 and "nested" in deep.json()["detail"]
     assert client.get("/api/v1/health").status_code == 200
 
@@ -187,7 +237,8 @@ def test_a_disabled_device_token_downloads_nothing(client):
 
 @pytest.mark.parametrize("properties, renamed", [(PHONE, "phone-renamed"), (PROPS, None)])
 def test_the_same_device_enrolls_into_its_row_and_stays_out_while_disabled(
-        client, properties, renamed):
+    client, properties, renamed
+):
     device_id, first = enroll(client, "phone", properties)
     again_id, second = enroll(client, renamed or "phone", properties)
     assert again_id == device_id  # same serial and board (phone) or name and model (host)
@@ -218,11 +269,18 @@ def test_migration_keeps_a_disabled_device_disabled(database_url, tmp_path):
         config.attributes["connection"] = connection
         command.upgrade(config, "0002")
         for i, state in enumerate(["disabled", "active"]):
-            connection.execute(text(
-                "INSERT INTO devices (name, model, properties, token_hash, state, created_at)"
-                " VALUES (:n, 'host', :p, :t, :s, CURRENT_TIMESTAMP)"),
-                {"n": "phone", "p": '{"backend": "host", "model": "host", "cpu_count": 2, '
-                 '"ram_bytes": 1}', "t": f"{i:064x}", "s": state})
+            connection.execute(
+                text(
+                    "INSERT INTO devices (name, model, properties, token_hash, state, created_at)"
+                    " VALUES (:n, 'host', :p, :t, :s, CURRENT_TIMESTAMP)"
+                ),
+                {
+                    "n": "phone",
+                    "p": '{"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1}',
+                    "t": f"{i:064x}",
+                    "s": state,
+                },
+            )
         command.upgrade(config, "head")
     engine.dispose()
     with TestClient(create_app(settings_for(database_url, tmp_path))) as c:
@@ -235,12 +293,18 @@ def test_migration_keeps_a_disabled_device_disabled(database_url, tmp_path):
 
 def test_forwarded_for_is_believed_only_from_a_configured_proxy(database_url, tmp_path):
     def attempts(**extra):
-        app = create_app(settings_for(database_url, tmp_path, enroll_attempts_per_minute=3,
-                                      **extra))
+        app = create_app(
+            settings_for(database_url, tmp_path, enroll_attempts_per_minute=3, **extra)
+        )
         with TestClient(app, client=("127.0.0.1", 40000)) as c:
-            return [c.post("/api/v1/devices/enroll", headers={"X-Forwarded-For": f"10.9.0.{i}"},
-                           json={"enroll_token": "guess", "name": "x", "properties": PROPS}
-                           ).status_code for i in range(5)]
+            return [
+                c.post(
+                    "/api/v1/devices/enroll",
+                    headers={"X-Forwarded-For": f"10.9.0.{i}"},
+                    json={"enroll_token": "guess", "name": "x", "properties": PROPS},
+                ).status_code
+                for i in range(5)
+            ]
 
     assert 429 in attempts()  # loopback is no proxy unless configured: its peer is counted
     assert 429 not in attempts(trusted_proxies=["127.0.0.1"])  # each forwarded client counted
@@ -252,11 +316,12 @@ def test_a_real_server_counts_the_peer_not_its_forwarded_for(served):
     app, port = served
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         for i in range(app.state.settings.enroll_attempts_per_minute + 1):
-            body = json.dumps({"enroll_token": "guess", "name": "x",
-                               "properties": PROPS}).encode()
-            conn.sendall(b"POST /api/v1/devices/enroll HTTP/1.1\r\nHost: x\r\n"
-                         b"X-Forwarded-For: 10.9.0.%d\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (i, len(body), body))
+            body = json.dumps({"enroll_token": "guess", "name": "x", "properties": PROPS}).encode()
+            conn.sendall(
+                b"POST /api/v1/devices/enroll HTTP/1.1\r\nHost: x\r\n"
+                b"X-Forwarded-For: 10.9.0.%d\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (i, len(body), body)
+            )
             head = b""
             while b"\r\n\r\n" not in head:
                 head += conn.recv(65536)
@@ -273,8 +338,15 @@ def test_tailor_serve_runs_uvicorn_with_the_apps_server_options(monkeypatch, tmp
 
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
-    cli.serve.serve(host="127.0.0.1", port=1, database_url=f"sqlite:///{tmp_path / 'db'}",
-                    admin_key="k", enroll_token=None, artifact_dir=None, data_dir=tmp_path)
+    cli.serve.serve(
+        host="127.0.0.1",
+        port=1,
+        database_url=f"sqlite:///{tmp_path / 'db'}",
+        admin_key="k",
+        enroll_token=None,
+        artifact_dir=None,
+        data_dir=tmp_path,
+    )
     assert seen["proxy_headers"] is False and SERVER_OPTIONS.items() <= seen.items()
 
 
@@ -292,12 +364,10 @@ def test_dashboard_security_headers_and_no_host_built_redirect(client):
     policy = page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
     assert "unsafe-eval" not in policy
-    for path in ("/static/app.js", "/static/plotly.min.js", "/static/style.css",
-                 "/api/v1/health"):
+    for path in ("/static/app.js", "/static/plotly.min.js", "/static/style.css", "/api/v1/health"):
         assert client.get(path).headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in client.get("/docs").headers["content-security-policy"]
-    moved = client.get("/api/v1/jobs/", headers={"Host": "evil.example"},
-                       follow_redirects=False)
+    moved = client.get("/api/v1/jobs/", headers={"Host": "evil.example"}, follow_redirects=False)
     assert "evil.example" not in moved.headers.get("location", "")
     assert moved.status_code == 404
 
@@ -305,25 +375,31 @@ def test_dashboard_security_headers_and_no_host_built_redirect(client):
 # ------------------------------------------------ 12, 13, 14: reports and leases
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"decode": [stat(16, median_ms=-5, p10_ms=-6)]}, "decode.0.median_ms"),
-    ({"decode": [stat(16, median_ms=-1e308, p10_ms=-1e308)]}, "decode.0.median_ms"),
-    ({"decode": [stat(16, p10_ms=2.0)]}, "decode.0"),
-    ({"decode": [stat(16, n=3)]}, "decode.0"),
-    ({"decode": [stat(16, n=3, samples_ms=[])]}, "decode.0.samples_ms"),
-    ({"decode": [stat(16, n=100_000, samples_ms=[1.0] * 100_000)]}, "decode.0"),
-    ({"decode": [stat(16), stat(16)]}, "decode"),
-    ({"decode": [stat(64)]}, "decode"),
-    ({"prefill": [stat(16)]}, "prefill"),
-    ({"wall_s": float("inf")}, "wall_s"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"decode": [stat(16, median_ms=-5, p10_ms=-6)]}, "decode.0.median_ms"),
+        ({"decode": [stat(16, median_ms=-1e308, p10_ms=-1e308)]}, "decode.0.median_ms"),
+        ({"decode": [stat(16, p10_ms=2.0)]}, "decode.0"),
+        ({"decode": [stat(16, n=3)]}, "decode.0"),
+        ({"decode": [stat(16, n=3, samples_ms=[])]}, "decode.0.samples_ms"),
+        ({"decode": [stat(16, n=100_000, samples_ms=[1.0] * 100_000)]}, "decode.0"),
+        ({"decode": [stat(16), stat(16)]}, "decode"),
+        ({"decode": [stat(64)]}, "decode"),
+        ({"prefill": [stat(16)]}, "prefill"),
+        ({"wall_s": float("inf")}, "wall_s"),
+    ],
+)
 def test_bad_reports_are_422_naming_the_field_and_keep_the_lease(client, bad, field):
     seed_tasks(client)
     _, auth = enroll(client)
     task = client.post("/api/v1/tasks/lease", headers=auth).json()["task"]
     body = json.dumps(report(**bad), allow_nan=True)  # NaN/Infinity as Python writes them
-    refused = client.post(f"/api/v1/tasks/{task['task_id']}/report", headers={
-        **auth, "content-type": "application/json"}, content=body)
+    refused = client.post(
+        f"/api/v1/tasks/{task['task_id']}/report",
+        headers={**auth, "content-type": "application/json"},
+        content=body,
+    )
     assert refused.status_code == 422, refused.text
     assert refused.json()["detail"].startswith(field), refused.json()["detail"]
     kept = client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=auth, json=report())
@@ -335,10 +411,14 @@ def test_a_task_finished_by_another_device_is_409_for_it(client):
     _, a = enroll(client, "a")
     _, b = enroll(client, "b")
     task = client.post("/api/v1/tasks/lease", headers=a).json()["task"]
-    assert client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=a,
-                       json=report()).status_code == 200
-    assert client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=a,
-                       json=report()).status_code == 200  # its own repeat: acknowledged
+    assert (
+        client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=a, json=report()).status_code
+        == 200
+    )
+    assert (
+        client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=a, json=report()).status_code
+        == 200
+    )  # its own repeat: acknowledged
     other = client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=b, json=report())
     assert other.status_code == 409
     [row] = task_store.task_results(client.app.state.sessions, candidates)
@@ -346,8 +426,7 @@ def test_a_task_finished_by_another_device_is_409_for_it(client):
 
 
 def test_leases_per_device_and_lease_length_are_capped(database_url, tmp_path):
-    settings = settings_for(database_url, tmp_path, max_leases_per_device=2,
-                            max_lease_seconds=600)
+    settings = settings_for(database_url, tmp_path, max_leases_per_device=2, max_lease_seconds=600)
     with TestClient(create_app(settings)) as c:
         seed_tasks(c, count=4)
         _, a = enroll(c, "a")
@@ -374,8 +453,7 @@ def test_default_is_one_lease_per_device_and_concurrent_leases_cannot_pass_it(cl
     seed_tasks(client, count=6)
     _, auth = enroll(client)
     with ThreadPoolExecutor(6) as pool:
-        codes = list(pool.map(lambda _: client.post("/api/v1/tasks/lease", headers=auth),
-                              range(6)))
+        codes = list(pool.map(lambda _: client.post("/api/v1/tasks/lease", headers=auth), range(6)))
     granted = [r for r in codes if r.status_code == 200 and r.json()["task"] is not None]
     assert len(granted) == 1
     assert {r.status_code for r in codes} <= {200, 409}
@@ -392,12 +470,20 @@ def test_openapi_declares_bearer_schemes_and_every_error_status(tmp_path):
     from api.app import create_app
     from api.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path, admin_key="a", enroll_token="e",
-                              database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    app = create_app(
+        Settings(
+            data_dir=tmp_path,
+            admin_key="a",
+            enroll_token="e",
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        )
+    )
     spec = app.openapi()
     schemes = spec["components"]["securitySchemes"]
     assert {k: (v["type"], v["scheme"]) for k, v in schemes.items()} == {
-        "AdminKey": ("http", "bearer"), "DeviceToken": ("http", "bearer")}
+        "AdminKey": ("http", "bearer"),
+        "DeviceToken": ("http", "bearer"),
+    }
     assert spec["paths"]["/api/v1/jobs"]["post"]["security"] == [{"AdminKey": []}]
     assert spec["paths"]["/api/v1/tasks/lease"]["post"]["security"] == [{"DeviceToken": []}]
     artifact = spec["paths"]["/api/v1/artifacts/{candidate_id}/{name}"]["get"]
@@ -405,10 +491,13 @@ def test_openapi_declares_bearer_schemes_and_every_error_status(tmp_path):
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             declared = set(operation["responses"])
-            assert {"401", "403", "404", "409", "413", "422", "429", "503"} <= declared, \
-                (method, path)
-    body = spec["paths"]["/api/v1/jobs"]["post"]["responses"]["422"]["content"][
-        "application/json"]["schema"]["$ref"]
+            assert {"401", "403", "404", "409", "413", "422", "429", "503"} <= declared, (
+                method,
+                path,
+            )
+    body = spec["paths"]["/api/v1/jobs"]["post"]["responses"]["422"]["content"]["application/json"][
+        "schema"
+    ]["$ref"]
     assert body.endswith("/ValidationErrorBody")
 
 
@@ -418,10 +507,17 @@ def test_timestamps_carry_their_zone_on_sqlite(tmp_path):
     from api.app import create_app
     from api.settings import Settings
 
-    settings = Settings(data_dir=tmp_path, admin_key="a", enroll_token="e",
-                        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    settings = Settings(
+        data_dir=tmp_path,
+        admin_key="a",
+        enroll_token="e",
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+    )
     with TestClient(create_app(settings)) as client:
-        created = client.post("/api/v1/jobs", headers={"Authorization": "Bearer a"}, json={
-            "name": "t", "objectives": ["params"]}).json()
+        created = client.post(
+            "/api/v1/jobs",
+            headers={"Authorization": "Bearer a"},
+            json={"name": "t", "objectives": ["params"]},
+        ).json()
         job = client.get(f"/api/v1/jobs/{created['id']}").json()
     assert job["created_at"].endswith(("Z", "+00:00")), job["created_at"]

@@ -19,8 +19,11 @@ from store import results as result_store
 from store.engine import make_engine, session_factory
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
-SPEC = {"name": "tiny", "objectives": ["perplexity", "params"],
-        "evolution": {"population": 4, "generations": 2}}
+SPEC = {
+    "name": "tiny",
+    "objectives": ["perplexity", "params"],
+    "evolution": {"population": 4, "generations": 2},
+}
 
 
 @pytest.fixture
@@ -167,14 +170,18 @@ def test_pollers_see_every_candidate_born_and_finished_and_every_generation(clie
     pareto = client.get(f"/api/v1/jobs/{job_id}/pareto")
     result_store.write_generation(other, job_id, 0, [a.id], [a.id], 0.5, 1)
     written = poll(0)
-    assert written.status_code == 200 and [g["index"] for g in written.json()["generations"]] \
-        == [0]
+    assert written.status_code == 200 and [g["index"] for g in written.json()["generations"]] == [0]
     assert [(c["id"], c["status"]) for c in written.json()["candidates"]] == [(a.id, "done")]
-    newer = client.get(f"/api/v1/jobs/{job_id}/pareto",
-                       headers={"If-None-Match": pareto.headers["etag"]})
+    newer = client.get(
+        f"/api/v1/jobs/{job_id}/pareto", headers={"If-None-Match": pareto.headers["etag"]}
+    )
     assert newer.status_code == 200 and newer.json()["generation"] == 0
-    assert client.get(f"/api/v1/jobs/{job_id}/pareto",
-                      headers={"If-None-Match": newer.headers["etag"]}).status_code == 304
+    assert (
+        client.get(
+            f"/api/v1/jobs/{job_id}/pareto", headers={"If-None-Match": newer.headers["etag"]}
+        ).status_code
+        == 304
+    )
     # The next generation's candidates, then the generation: incremental polls get both.
     [b] = result_store.add_candidates(other, job_id, 1, [{"genome": {}, "genome_hash": "b"}])
     # Born after the newest generation: shown (with a generation in the view) while evaluated.
@@ -204,8 +211,7 @@ def test_a_burst_of_unchanged_polls_costs_no_version_query(client, monkeypatch):
     etag = client.get(url).headers["etag"]
     queries = []
     real = polling.poll_version
-    monkeypatch.setattr(polling, "poll_version",
-                        lambda *a, **k: queries.append(1) or real(*a, **k))
+    monkeypatch.setattr(polling, "poll_version", lambda *a, **k: queries.append(1) or real(*a, **k))
     for _ in range(20):
         assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
     assert queries == []
@@ -220,8 +226,9 @@ def test_concurrent_first_loads_serialise_each_written_candidate_once(sessions, 
 
     job = job_store.create_job(sessions, "burst", SPEC)
     for g in range(4):
-        rows = result_store.add_candidates(sessions, job.id, g, [
-            {"genome": {}, "genome_hash": f"{g}-{i}"} for i in range(50)])
+        rows = result_store.add_candidates(
+            sessions, job.id, g, [{"genome": {}, "genome_hash": f"{g}-{i}"} for i in range(50)]
+        )
         for row in rows:
             result_store.set_candidate_result(sessions, row.id, "done", {"params": row.id})
         ids = [r.id for r in rows]

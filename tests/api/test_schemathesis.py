@@ -12,25 +12,32 @@ from api.app import create_app
 from api.settings import Settings
 
 _DATA = Path(tempfile.mkdtemp(prefix="tailor-schemathesis-"))
-APP = create_app(Settings(data_dir=_DATA, admin_key="admin", enroll_token="enroll",
-                          database_url=f"sqlite:///{_DATA / 'db.sqlite'}",
-                          enroll_attempts_per_minute=100_000))
+APP = create_app(
+    Settings(
+        data_dir=_DATA,
+        admin_key="admin",
+        enroll_token="enroll",
+        database_url=f"sqlite:///{_DATA / 'db.sqlite'}",
+        enroll_attempts_per_minute=100_000,
+    )
+)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_input_causes_a_server_error(case):
     response = case.call(headers={"Authorization": "Bearer admin"})
     assert response.status_code < 500, (case.method, case.path, response.text[:500])
 
 
-CONFORMANCE = [schemathesis.checks.not_a_server_error,
-               schemathesis.checks.status_code_conformance,
-               schemathesis.checks.content_type_conformance,
-               schemathesis.checks.response_schema_conformance,
-               schemathesis.checks.response_headers_conformance]
+CONFORMANCE = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.response_headers_conformance,
+]
 
 
 @schema.parametrize()

@@ -13,8 +13,9 @@ TAILOR = [sys.executable, "-m", "cli.main"]
 
 
 def tailor(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*TAILOR, *args], capture_output=True, text=True, input=stdin,
-                          timeout=300)
+    return subprocess.run(
+        [*TAILOR, *args], capture_output=True, text=True, input=stdin, timeout=300
+    )
 
 
 def test_presets_lists_every_preset():
@@ -25,9 +26,24 @@ def test_presets_lists_every_preset():
 
 
 def test_preset_with_llama_size_has_published_parameter_count(tmp_path):
-    result = tailor("arch", "preset", "transformer++", "--width", "2048", "--depth", "16",
-                    "--heads", "32", "--kv-heads", "8", "--ffn", "8192", "--vocab", "128256",
-                    "--tie")
+    result = tailor(
+        "arch",
+        "preset",
+        "transformer++",
+        "--width",
+        "2048",
+        "--depth",
+        "16",
+        "--heads",
+        "32",
+        "--kv-heads",
+        "8",
+        "--ffn",
+        "8192",
+        "--vocab",
+        "128256",
+        "--tie",
+    )
     assert result.returncode == 0, result.stderr
     path = tmp_path / "llama.json"
     path.write_text(result.stdout)
@@ -54,11 +70,14 @@ def test_check_accepts_a_valid_genome_and_names_the_bad_gene(tmp_path):
     assert "Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (("arch", "check", "/nonexistent/genome.json"), "cannot read"),
-    (("arch", "preset", "gpt5"), "unknown preset"),
-    (("arch", "preset", "transformer++", "--heads", "3"), "operators.attention.heads"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (("arch", "check", "/nonexistent/genome.json"), "cannot read"),
+        (("arch", "preset", "gpt5"), "unknown preset"),
+        (("arch", "preset", "transformer++", "--heads", "3"), "operators.attention.heads"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, fragment):
     result = tailor(*args)
     assert result.returncode == 2
@@ -74,12 +93,26 @@ def test_check_reports_invalid_json(tmp_path):
 
 
 def test_export_writes_graphs_and_reports_the_difference(tmp_path):
-    genome = tailor("arch", "preset", "hyena-edge", "--width", "32", "--heads", "2",
-                    "--kv-heads", "1", "--ffn", "64", "--vocab", "101", "--depth", "3").stdout
+    genome = tailor(
+        "arch",
+        "preset",
+        "hyena-edge",
+        "--width",
+        "32",
+        "--heads",
+        "2",
+        "--kv-heads",
+        "1",
+        "--ffn",
+        "64",
+        "--vocab",
+        "101",
+        "--depth",
+        "3",
+    ).stdout
     (tmp_path / "g.json").write_text(genome)
     out = tmp_path / "out"
-    result = tailor("arch", "export", str(tmp_path / "g.json"), "--out", str(out),
-                    "--context", "8")
+    result = tailor("arch", "export", str(tmp_path / "g.json"), "--out", str(out), "--context", "8")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["max_abs_diff"] <= 1e-4  # rounding only: tests/workers/test_export.py TOL

@@ -13,9 +13,28 @@ import sys
 def test_demo_runs_the_whole_system(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo", "--out", str(tmp_path), "--exit",
-         "--population", "3", "--generations", "2", "--tokens", "3000", "--workers", "2"],
-        capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--exit",
+            "--population",
+            "3",
+            "--generations",
+            "2",
+            "--tokens",
+            "3000",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Pareto front" in result.stdout and "completed" in result.stdout
     db = sqlite3.connect(tmp_path / "tailor.db")
@@ -33,10 +52,30 @@ def test_a_quantized_demo_profiles_and_scores_the_int8_graphs(tmp_path):
     the int8 graphs the workers made, and the trained model is scored through them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "demo", "--out", str(tmp_path), "--exit",
-         "--population", "2", "--generations", "1", "--tokens", "3000", "--workers", "2",
-         "--precision", "int8"],
-        capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--exit",
+            "--population",
+            "2",
+            "--generations",
+            "1",
+            "--tokens",
+            "3000",
+            "--workers",
+            "2",
+            "--precision",
+            "int8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     db = sqlite3.connect(tmp_path / "tailor.db")
     assert db.execute("SELECT status FROM jobs").fetchone()[0] == "completed"

@@ -8,11 +8,36 @@ from .test_arch_cli import tailor
 
 
 def test_train_prints_a_result_record(tmp_path):
-    genome = tailor("arch", "preset", "transformer++", "--width", "32", "--depth", "1",
-                    "--heads", "2", "--kv-heads", "1", "--ffn", "64", "--vocab", "257").stdout
+    genome = tailor(
+        "arch",
+        "preset",
+        "transformer++",
+        "--width",
+        "32",
+        "--depth",
+        "1",
+        "--heads",
+        "2",
+        "--kv-heads",
+        "1",
+        "--ffn",
+        "64",
+        "--vocab",
+        "257",
+    ).stdout
     (tmp_path / "g.json").write_text(genome)
-    result = tailor("train", str(tmp_path / "g.json"), "--tokens", "60000", "--tokenizer",
-                    "byte", "--seq-len", "64", "--out", str(tmp_path / "w"))
+    result = tailor(
+        "train",
+        str(tmp_path / "g.json"),
+        "--tokens",
+        "60000",
+        "--tokenizer",
+        "byte",
+        "--seq-len",
+        "64",
+        "--out",
+        str(tmp_path / "w"),
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["status"] == "ok"
@@ -24,19 +49,34 @@ def test_train_prints_a_result_record(tmp_path):
 def test_train_rejects_bad_options_in_one_line(tmp_path):
     genome = tailor("arch", "preset", "mobilellm").stdout
     (tmp_path / "g.json").write_text(genome)
-    for args, fragment in [(("--data", str(tmp_path / "none.txt")), "does not exist"),
-                           (("--tokenizer", "words"), "tokenizer.kind"),
-                           (("--tokenizer", "byte"), "vocab_size is 4096 but the byte"),
-                           (("--vocab", "8192"), "--vocab 8192 differs from the genome's"),
-                           (("--config", "{bad"), "--config is not valid JSON")]:
+    for args, fragment in [
+        (("--data", str(tmp_path / "none.txt")), "does not exist"),
+        (("--tokenizer", "words"), "tokenizer.kind"),
+        (("--tokenizer", "byte"), "vocab_size is 4096 but the byte"),
+        (("--vocab", "8192"), "--vocab 8192 differs from the genome's"),
+        (("--config", "{bad"), "--config is not valid JSON"),
+    ]:
         result = tailor("train", str(tmp_path / "g.json"), *args)
         assert result.returncode == 2, (args, result.stderr)
         assert fragment in result.stderr and "Traceback" not in result.stderr
 
 
 def test_mad_prints_per_task_and_mean_scores(tmp_path):
-    genome = tailor("arch", "preset", "hyena-edge", "--width", "32", "--depth", "1",
-                    "--heads", "2", "--kv-heads", "1", "--ffn", "64").stdout
+    genome = tailor(
+        "arch",
+        "preset",
+        "hyena-edge",
+        "--width",
+        "32",
+        "--depth",
+        "1",
+        "--heads",
+        "2",
+        "--kv-heads",
+        "1",
+        "--ffn",
+        "64",
+    ).stdout
     (tmp_path / "g.json").write_text(genome)
     result = tailor("mad", str(tmp_path / "g.json"), "--task", "memorization")
     assert result.returncode == 0, result.stderr

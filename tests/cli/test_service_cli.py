@@ -32,9 +32,13 @@ def server(tmp_path):
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(TAILOR_ADMIN_KEY="k3y", TAILOR_DATA_DIR=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -49,9 +53,14 @@ def server(tmp_path):
 
 def run_orchestrator(env: dict) -> None:
     """`tailor orchestrator --once`: runs every queued job, then exits."""
-    run = subprocess.run([sys.executable, "-m", "cli.main", "orchestrator", "--once",
-                          "--workers", "2"], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=Path(__file__).parents[2])
+    run = subprocess.run(
+        [sys.executable, "-m", "cli.main", "orchestrator", "--once", "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parents[2],
+    )
     assert run.returncode == 0, run.stderr[-2000:]
 
 
@@ -72,8 +81,9 @@ def test_submit_run_status_export(server, tmp_path):
         files = set(json.loads(exported.stdout)["files"])
         assert {"genome.json", "weights.pt", "decode.onnx", "manifest.json"} <= files
         # the scale-up check: best front members and the presets, larger, trained longer
-        scaled = tailor("scale", str(job_id), "--top", "2", "--width", "64", "--depth", "4",
-                        "--tokens", "4000")
+        scaled = tailor(
+            "scale", str(job_id), "--top", "2", "--width", "64", "--depth", "4", "--tokens", "4000"
+        )
         assert scaled.returncode == 0, scaled.stderr
         scale_id = json.loads(scaled.stdout)["id"]
         run_orchestrator(env)
@@ -84,17 +94,26 @@ def test_submit_run_status_export(server, tmp_path):
         assert len(members) >= 2 and report["compared"] == len(members)
         assert all(m["scaled_perplexity"] > 1 and m["params"] > 0 for m in members)
         assert report["kendall_tau"] is None or -1 <= report["kendall_tau"] <= 1
-        detail = httpx.get(f"{url}/api/v1/jobs/{scale_id}/candidates/{members[0]['candidate']}"
-                           ).json()
+        detail = httpx.get(
+            f"{url}/api/v1/jobs/{scale_id}/candidates/{members[0]['candidate']}"
+        ).json()
         assert detail["genome"]["global"]["width"] == 64
         assert len(detail["genome"]["backbone"]) == 4
         not_done = tailor("scale", str(scale_id + 1))
         assert not_done.returncode == 2 and "not found" in not_done.stderr
-        int8 = tailor("export", str(job_id), str(candidate), "--out", str(tmp_path / "q"),
-                      "--precision", "int8")
+        int8 = tailor(
+            "export",
+            str(job_id),
+            str(candidate),
+            "--out",
+            str(tmp_path / "q"),
+            "--precision",
+            "int8",
+        )
         assert int8.returncode == 0, int8.stderr
         assert {"prefill.int8.onnx", "decode.int8.onnx", "manifest.int8.json"} <= set(
-            json.loads(int8.stdout)["files"])
+            json.loads(int8.stdout)["files"]
+        )
 
         bad = tailor("submit", str(tmp_path / "spec.yaml"), "--admin-key", "wrong")
         assert bad.returncode == 2 and "HTTP 403" in bad.stderr

@@ -11,8 +11,7 @@ from core import catalog, costs, metrics, preset
 
 def test_block_repeat_reuses_weights_but_not_cache():
     once = preset("mobilellm", width=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=50)
-    twice = preset("mobilellm", width=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=50,
-                   repeat=2)
+    twice = preset("mobilellm", width=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=50, repeat=2)
     assert costs.params(once.to_json()) == costs.params(twice.to_json())
     assert costs.cache_bytes(twice.to_json(), 100) == 2 * costs.cache_bytes(once.to_json(), 100)
 
@@ -28,8 +27,9 @@ def test_attention_grows_with_context_and_ignores_gqa_in_scores():
 
 
 def test_flops_is_a_static_metric_with_a_length():
-    genome = preset("transformer++", width=32, layers=2, heads=4, kv_heads=2, ffn=48,
-                    vocab=61).to_json()
+    genome = preset(
+        "transformer++", width=32, layers=2, heads=4, kv_heads=2, ffn=48, vocab=61
+    ).to_json()
     m = metrics.parse_metric("flops@128")
     assert (m.name, m.length, m.kind) == ("flops", 128, "static")
     out = metrics.static_metrics(genome, ["flops@128", "params"])

@@ -37,13 +37,28 @@ def test_a_metric_is_registered_once_and_hardware_needs_a_device():
 
 
 TOYS = [
-    MetricDef("toy_slots", MetricKind.STATIC, "slots", "backbone slots of the genome",
-              lambda genome, metric: float(len(Genome.coerce(genome).backbone))),
-    MetricDef("toy_train_s", MetricKind.QUALITY, "s", "wall time of the training run",
-              lambda result, metric: result.wall_s),
-    MetricDef("toy_decode_runs", MetricKind.HARDWARE, "runs", "timed decode runs at the "
-              "shortest context", lambda report, metric: {None: float(report.decode[0].n)},
-              device=True),
+    MetricDef(
+        "toy_slots",
+        MetricKind.STATIC,
+        "slots",
+        "backbone slots of the genome",
+        lambda genome, metric: float(len(Genome.coerce(genome).backbone)),
+    ),
+    MetricDef(
+        "toy_train_s",
+        MetricKind.QUALITY,
+        "s",
+        "wall time of the training run",
+        lambda result, metric: result.wall_s,
+    ),
+    MetricDef(
+        "toy_decode_runs",
+        MetricKind.HARDWARE,
+        "runs",
+        "timed decode runs at the shortest context",
+        lambda report, metric: {None: float(report.decode[0].n)},
+        device=True,
+    ),
 ]
 
 
@@ -57,7 +72,8 @@ def toy_metrics():
 
 
 def test_toy_metrics_registered_in_a_test_run_through_a_job_in_the_embedded_system(
-        toy_metrics, tmp_path):
+    toy_metrics, tmp_path
+):
     from cli.embedded import start_embedded
     from cli.rest import TailorClient
     from orchestrator.driver import JobRunner
@@ -68,22 +84,32 @@ def test_toy_metrics_registered_in_a_test_run_through_a_job_in_the_embedded_syst
 
     embedded = start_embedded(tmp_path)
     client = TailorClient(embedded.url, admin_key=embedded.admin_key)
-    spec = {"name": "toys", "objectives": ["perplexity", "toy_slots", "toy_train_s",
-                                           "toy_decode_runs[host]"],
-            "search_space": {"widths": [32], "depth_min": 1, "depth_max": 2,
-                             "vocab_size": 257},
-            "evolution": {"population": 2, "generations": 1, "elitism": 1, "seed": 5},
-            "training": {"tokens": 2_000, "seq_len": 32, "tokenizer": {"kind": "byte"}},
-            "profiling": {"devices": ["host"], "prefill_lengths": [16],
-                          "decode_contexts": [16], "warmup": 1, "repeats": 3,
-                          "processes": 1, "timeout_s": 300}}
+    spec = {
+        "name": "toys",
+        "objectives": ["perplexity", "toy_slots", "toy_train_s", "toy_decode_runs[host]"],
+        "search_space": {"widths": [32], "depth_min": 1, "depth_max": 2, "vocab_size": 257},
+        "evolution": {"population": 2, "generations": 1, "elitism": 1, "seed": 5},
+        "training": {"tokens": 2_000, "seq_len": 32, "tokenizer": {"kind": "byte"}},
+        "profiling": {
+            "devices": ["host"],
+            "prefill_lengths": [16],
+            "decode_contexts": [16],
+            "warmup": 1,
+            "repeats": 3,
+            "processes": 1,
+            "timeout_s": 300,
+        },
+    }
     job_id = client.submit_job(spec)["id"]
     sessions = session_factory(make_engine(f"sqlite:///{tmp_path / 'tailor.db'}"))
     assert job_store.claim_job(sessions, "test").id == job_id
     connect(num_cpus=2)
     outcome: dict = {}
-    runner = threading.Thread(target=lambda: outcome.update(status=JobRunner(
-        sessions, tmp_path / "artifacts", job_id, "test").run()))
+    runner = threading.Thread(
+        target=lambda: outcome.update(
+            status=JobRunner(sessions, tmp_path / "artifacts", job_id, "test").run()
+        )
+    )
     runner.start()
     runner.join(timeout=600)
     embedded.stop()
@@ -94,8 +120,9 @@ def test_toy_metrics_registered_in_a_test_run_through_a_job_in_the_embedded_syst
         assert row.status == "done", row.failure
         metrics = row.metrics
         assert metrics["toy_slots"] == len(Genome.from_json(row.genome).backbone)
-        trained = result_store.get_evaluation(sessions, row.genome_hash,
-                                              row_config_key(spec), "quality")
+        trained = result_store.get_evaluation(
+            sessions, row.genome_hash, row_config_key(spec), "quality"
+        )
         assert metrics["toy_train_s"] == trained["wall_s"] > 0
         assert metrics["toy_decode_runs[host]"] == 3  # repeats x processes, from the report
         assert metrics["decode_ms@16[host]"] > 0  # every report metric, the built-in ones too

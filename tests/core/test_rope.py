@@ -15,8 +15,13 @@ def test_rope_round_trips_through_json_and_ints():
     assert Genome.from_json(genome.to_json()) == genome
     assert Genome.from_ints(genome.to_ints()) == genome
     assert genome.to_json()["global"]["rope"] == {
-        "base": 500_000, "scaling": "llama3", "factor": 32, "low_freq_factor": 1,
-        "high_freq_factor": 4, "original_context": 8192}
+        "base": 500_000,
+        "scaling": "llama3",
+        "factor": 32,
+        "low_freq_factor": 1,
+        "high_freq_factor": 4,
+        "original_context": 8192,
+    }
     assert preset("lfm2").rope == LFM2_ROPE and LFM2_ROPE.base == 1_000_000
 
 
@@ -44,15 +49,20 @@ def test_rope_counts_in_the_hash_only_where_attention_reads_it():
     assert conv_only.hash() == other.hash()  # no attention slot: the same model
 
 
-@pytest.mark.parametrize("rope,gene", [
-    ({"base": 1}, "global.rope.base"),
-    ({"scaling": "yarn"}, "global.rope.scaling"),
-    ({"scaling": "llama3", "factor": 0}, "global.rope.factor"),
-    ({"scaling": "llama3", "low_freq_factor": 4, "high_freq_factor": 4},
-     "global.rope.high_freq_factor"),
-    ({"base": 10_000, "theta": 3}, "global.rope.theta"),
-    ({"base": 2.5}, "global.rope.base"),
-])
+@pytest.mark.parametrize(
+    "rope,gene",
+    [
+        ({"base": 1}, "global.rope.base"),
+        ({"scaling": "yarn"}, "global.rope.scaling"),
+        ({"scaling": "llama3", "factor": 0}, "global.rope.factor"),
+        (
+            {"scaling": "llama3", "low_freq_factor": 4, "high_freq_factor": 4},
+            "global.rope.high_freq_factor",
+        ),
+        ({"base": 10_000, "theta": 3}, "global.rope.theta"),
+        ({"base": 2.5}, "global.rope.base"),
+    ],
+)
 def test_bad_rope_genes_are_named(rope, gene):
     data = preset("transformer++").to_json()
     data["global"]["rope"] = rope

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from core.states import (CANDIDATE_MOVES, JOB_MOVES, TASK_MOVES, CandidateStatus, IllegalMove,
-                         JobStatus, TaskState, check_move)
+from core.states import (
+    CANDIDATE_MOVES,
+    JOB_MOVES,
+    TASK_MOVES,
+    CandidateStatus,
+    IllegalMove,
+    JobStatus,
+    TaskState,
+    check_move,
+)
 
 
-@pytest.mark.parametrize("kind, moves", [(JobStatus, JOB_MOVES), (TaskState, TASK_MOVES),
-                                         (CandidateStatus, CANDIDATE_MOVES)])
+@pytest.mark.parametrize(
+    "kind, moves",
+    [(JobStatus, JOB_MOVES), (TaskState, TASK_MOVES), (CandidateStatus, CANDIDATE_MOVES)],
+)
 def test_every_state_has_its_moves_and_strings_are_its_values(kind, moves):
     assert set(moves) == set(kind)
     for state, targets in moves.items():

@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 
 A_CNXN, A_AUTH, A_OPEN, A_OKAY, A_CLSE, A_WRTE = (
-    int.from_bytes(c, "little") for c in (b"CNXN", b"AUTH", b"OPEN", b"OKAY", b"CLSE", b"WRTE"))
+    int.from_bytes(c, "little") for c in (b"CNXN", b"AUTH", b"OPEN", b"OKAY", b"CLSE", b"WRTE")
+)
 AUTH_TOKEN, AUTH_SIGNATURE, AUTH_RSAPUBLICKEY = 1, 2, 3
 VERSION, MAXDATA = 0x01000000, 256 * 1024
 SHA1_DIGEST_INFO = bytes.fromhex("3021300906052b0e03021a05000414")
@@ -46,10 +47,15 @@ HERE = Path(__file__).resolve().parent
 CPU_MAX_FREQ_KHZ = [1950000] * 4 + [2600000] * 3 + [3390000]  # 4 little, 3 big, 1 prime
 THERMAL_ZONES = [("cpu-1-0-0", 38500), ("battery", 31000), ("pm8550-pmic", 47000)]
 GETPROP = {
-    "ro.product.model": "SM-S928B", "ro.product.manufacturer": "samsung",
-    "ro.soc.model": "SM8650", "ro.board.platform": "pineapple", "ro.product.board": "pineapple",
-    "ro.build.version.release": "14", "ro.build.version.sdk": "34",
-    "ro.product.cpu.abi": "arm64-v8a", "ro.serialno": "R5CX00STANDIN",
+    "ro.product.model": "SM-S928B",
+    "ro.product.manufacturer": "samsung",
+    "ro.soc.model": "SM8650",
+    "ro.board.platform": "pineapple",
+    "ro.product.board": "pineapple",
+    "ro.build.version.release": "14",
+    "ro.build.version.sdk": "34",
+    "ro.product.cpu.abi": "arm64-v8a",
+    "ro.serialno": "R5CX00STANDIN",
 }
 
 
@@ -57,7 +63,7 @@ def parse_android_pubkey(blob: bytes) -> tuple[int, int]:
     """(n, e) from adb's public key format: base64(RSAPublicKey struct) + ' user@host'."""
     raw = base64.b64decode(blob.strip(b"\0").split()[0])
     words = struct.unpack_from("<I", raw, 0)[0]
-    n = int.from_bytes(raw[8:8 + 4 * words], "little")
+    n = int.from_bytes(raw[8 : 8 + 4 * words], "little")
     e = struct.unpack_from("<I", raw, 8 + 8 * words)[0]
     return n, e
 
@@ -87,26 +93,35 @@ def make_sandbox(root: Path, runner_line: str = "main") -> Path:
         (z / "type").write_text(kind + "\n")
         (z / "temp").write_text(f"{milli}\n")
     (root / "proc").mkdir(exist_ok=True)
-    (root / "proc/cpuinfo").write_text("".join(
-        f"processor\t: {i}\nBogoMIPS\t: 38.40\nFeatures\t: fp asimd\nCPU part\t: 0xd46\n\n"
-        for i in range(len(CPU_MAX_FREQ_KHZ))) + "Hardware\t: Qualcomm Technologies, Inc SM8650\n")
+    (root / "proc/cpuinfo").write_text(
+        "".join(
+            f"processor\t: {i}\nBogoMIPS\t: 38.40\nFeatures\t: fp asimd\nCPU part\t: 0xd46\n\n"
+            for i in range(len(CPU_MAX_FREQ_KHZ))
+        )
+        + "Hardware\t: Qualcomm Technologies, Inc SM8650\n"
+    )
     (root / "proc/meminfo").write_text("MemTotal:       11834964 kB\nMemFree:         712332 kB\n")
     bin_dir = root / "system/bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     props = "".join(f"echo '[{k}]: [{v}]'\n" for k, v in GETPROP.items())
     (bin_dir / "getprop").write_text(
-        "#!/bin/sh\nif [ -n \"$1\" ]; then\n"
+        '#!/bin/sh\nif [ -n "$1" ]; then\n'
         + "".join(f"  [ \"$1\" = '{k}' ] && echo '{v}'\n" for k, v in GETPROP.items())
-        + "  exit 0\nfi\n" + props)
+        + "  exit 0\nfi\n"
+        + props
+    )
     # toybox taskset with a hex mask; the host has fewer cores than the phone, so the stand-in
     # checks the mask and runs the command unpinned.
     (bin_dir / "taskset").write_text(
-        "#!/bin/sh\ncase \"$1\" in *[!0-9a-fA-F]*|'') echo \"taskset: bad mask $1\" >&2; exit 1;;"
-        " esac\nshift\nexec \"$@\"\n")
+        '#!/bin/sh\ncase "$1" in *[!0-9a-fA-F]*|\'\') echo "taskset: bad mask $1" >&2; exit 1;;'
+        ' esac\nshift\nexec "$@"\n'
+    )
     runner = root / "data/local/tmp/onnxruntime_perf_test"
-    runner.write_text(f"#!{sys.executable}\nimport runpy, sys\n"
-                      f"sys.argv[0] = {str(HERE / 'standin_perf_test.py')!r}\n"
-                      f"runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    runner.write_text(
+        f"#!{sys.executable}\nimport runpy, sys\n"
+        f"sys.argv[0] = {str(HERE / 'standin_perf_test.py')!r}\n"
+        f"runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
     (root / "runner_line").write_text(runner_line)
     (root / "sys/devices/system/cpu/online").write_text(f"0-{len(CPU_MAX_FREQ_KHZ) - 1}\n")
     for script in (bin_dir / "getprop", bin_dir / "taskset", runner):
@@ -124,8 +139,13 @@ class _Stream:
 
 
 class AdbStandin:
-    def __init__(self, sandbox: Path, authorized_keys: list[bytes] | None = None,
-                 allow_new_keys: bool = True, allow_delay_s: float = 0.2):
+    def __init__(
+        self,
+        sandbox: Path,
+        authorized_keys: list[bytes] | None = None,
+        allow_new_keys: bool = True,
+        allow_delay_s: float = 0.2,
+    ):
         self.sandbox = sandbox
         self.authorized = [parse_android_pubkey(k) for k in (authorized_keys or [])]
         self.allow_new_keys, self.allow_delay_s = allow_new_keys, allow_delay_s
@@ -134,7 +154,7 @@ class AdbStandin:
         self.connections: list[socket.socket] = []
         self.processes: list[subprocess.Popen] = []
         self.lock = threading.Lock()
-        self.commands: list[str] = []   # every shell command, for tests to inspect
+        self.commands: list[str] = []  # every shell command, for tests to inspect
         self.auth_prompts = 0
         self.pushed: list[str] = []
         self.frozen = threading.Event()
@@ -150,7 +170,8 @@ class AdbStandin:
 
     def set_zone(self, index: int, celsius: float) -> None:
         (self.sandbox / f"sys/class/thermal/thermal_zone{index}/temp").write_text(
-            f"{int(celsius * 1000)}\n")
+            f"{int(celsius * 1000)}\n"
+        )
 
     def set_runner_line(self, line: str) -> None:
         (self.sandbox / "runner_line").write_text(line)
@@ -163,9 +184,11 @@ class AdbStandin:
         """As the kernel shows an offline CPU: absent from `online`, 0 kHz in cpufreq."""
         online = [c for c in range(len(CPU_MAX_FREQ_KHZ)) if c != cpu]
         (self.sandbox / "sys/devices/system/cpu/online").write_text(
-            ",".join(map(str, online)) + "\n")
+            ",".join(map(str, online)) + "\n"
+        )
         (self.sandbox / f"sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq").write_text(
-            "0\n")
+            "0\n"
+        )
 
     def remove_runner(self) -> None:
         (self.sandbox / "data/local/tmp/onnxruntime_perf_test").unlink()
@@ -173,8 +196,10 @@ class AdbStandin:
     def set_free_storage(self, kb: int) -> None:
         """`df -k` reports this much available on every file system."""
         df = self.sandbox / "system/bin/df"
-        df.write_text("#!/bin/sh\necho 'Filesystem 1K-blocks Used Available Use% Mounted on'\n"
-                      f"echo '/dev/block/dm-5 117000000 116000000 {kb} 99% /data'\n")
+        df.write_text(
+            "#!/bin/sh\necho 'Filesystem 1K-blocks Used Available Use% Mounted on'\n"
+            f"echo '/dev/block/dm-5 117000000 116000000 {kb} 99% /data'\n"
+        )
         df.chmod(0o755)
 
     # ---------------------------------------------------------------- lifecycle
@@ -206,7 +231,7 @@ class AdbStandin:
             conns, self.connections = self.connections, []
             procs, self.processes = self.processes, []
         if listener is not None:
-            try:   # wakes the thread blocked in accept(); close() alone would not on Linux
+            try:  # wakes the thread blocked in accept(); close() alone would not on Linux
                 listener.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
@@ -248,7 +273,8 @@ class AdbStandin:
 
     def _read(self, conn) -> tuple[int, int, int, bytes]:
         command, arg0, arg1, length, checksum, magic = struct.unpack(
-            "<6I", self._recv_exact(conn, 24))
+            "<6I", self._recv_exact(conn, 24)
+        )
         if magic != command ^ 0xFFFFFFFF:
             raise ConnectionError(f"bad magic {magic:#x} for command {command:#x}")
         data = self._recv_exact(conn, length) if length else b""
@@ -257,15 +283,18 @@ class AdbStandin:
         return command, arg0, arg1, data
 
     def _send(self, conn, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
-        while self.frozen.is_set():   # a frozen phone answers nothing, and closes nothing
+        while self.frozen.is_set():  # a frozen phone answers nothing, and closes nothing
             time.sleep(0.05)
-        header = struct.pack("<6I", command, arg0, arg1, len(data), sum(data) & 0xFFFFFFFF,
-                             command ^ 0xFFFFFFFF)
+        header = struct.pack(
+            "<6I", command, arg0, arg1, len(data), sum(data) & 0xFFFFFFFF, command ^ 0xFFFFFFFF
+        )
         conn.sendall(header + data)
 
     def _banner(self) -> bytes:
-        return (f"device::ro.product.name=e3q;ro.product.model={GETPROP['ro.product.model']};"
-                "ro.product.device=e3q;features=cmd\0").encode()
+        return (
+            f"device::ro.product.name=e3q;ro.product.model={GETPROP['ro.product.model']};"
+            "ro.product.device=e3q;features=cmd\0"
+        ).encode()
 
     # ---------------------------------------------------------------- session
     def _serve(self, conn: socket.socket) -> None:
@@ -295,7 +324,7 @@ class AdbStandin:
             elif arg0 == AUTH_RSAPUBLICKEY:
                 self.auth_prompts += 1
                 if not self.allow_new_keys:
-                    while True:   # the dialog stays on screen; nobody taps Allow
+                    while True:  # the dialog stays on screen; nobody taps Allow
                         self._read(conn)
                 time.sleep(self.allow_delay_s)
                 self.authorized.append(parse_android_pubkey(data))
@@ -335,8 +364,9 @@ class AdbStandin:
     def _write(self, conn, stream: _Stream, data: bytes) -> None:
         """WRTE in chunks, each acknowledged by the host's OKAY (flow control)."""
         for start in range(0, len(data), self.maxdata):
-            self._send(conn, A_WRTE, stream.local_id, stream.remote_id,
-                       data[start:start + self.maxdata])
+            self._send(
+                conn, A_WRTE, stream.local_id, stream.remote_id, data[start : start + self.maxdata]
+            )
             while True:
                 command, _, _, _ = self._read(conn)
                 if command == A_OKAY:
@@ -351,11 +381,18 @@ class AdbStandin:
 
     def _shell(self, conn, stream: _Stream, command: str) -> None:
         self.commands.append(command)
-        env = {**os.environ, "PATH": f"{self.sandbox / 'system/bin'}:{os.environ['PATH']}",
-               "TAILOR_STANDIN_ROOT": str(self.sandbox)}
-        proc = subprocess.Popen(["sh", "-c", self.map_path(command)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, cwd=self.sandbox / "data/local/tmp",
-                                env=env)
+        env = {
+            **os.environ,
+            "PATH": f"{self.sandbox / 'system/bin'}:{os.environ['PATH']}",
+            "TAILOR_STANDIN_ROOT": str(self.sandbox),
+        }
+        proc = subprocess.Popen(
+            ["sh", "-c", self.map_path(command)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self.sandbox / "data/local/tmp",
+            env=env,
+        )
         with self.lock:
             self.processes.append(proc)
         try:
@@ -399,13 +436,12 @@ class AdbStandin:
                 continue
             if len(buf) < 8 + size:
                 break
-            payload, buf = buf[8:8 + size], buf[8 + size:]
+            payload, buf = buf[8 : 8 + size], buf[8 + size :]
             if ident == b"STAT":
                 path = self._device_path(payload.decode())
                 try:
                     st = path.stat()
-                    reply = struct.pack("<4s3I", b"STAT", st.st_mode, st.st_size,
-                                        int(st.st_mtime))
+                    reply = struct.pack("<4s3I", b"STAT", st.st_mode, st.st_size, int(st.st_mtime))
                 except OSError:
                     reply = struct.pack("<4s3I", b"STAT", 0, 0, 0)
                 self._write(conn, stream, reply)
@@ -424,8 +460,11 @@ class AdbStandin:
                     message = str(exc).encode()
                     self._write(conn, stream, struct.pack("<4sI", b"FAIL", len(message)) + message)
                     continue
-                out = b"".join(struct.pack("<4sI", b"DATA", len(content[i:i + 65536]))
-                               + content[i:i + 65536] for i in range(0, len(content), 65536))
+                out = b"".join(
+                    struct.pack("<4sI", b"DATA", len(content[i : i + 65536]))
+                    + content[i : i + 65536]
+                    for i in range(0, len(content), 65536)
+                )
                 self._write(conn, stream, out + struct.pack("<4sI", b"DONE", 0))
             else:
                 message = f"unsupported sync request {ident!r}".encode()

@@ -31,8 +31,12 @@ def runner_line(request, standin) -> str:
 
 @pytest.fixture
 def phone(standin, tmp_path):
-    handle = Phone(adb_key_path(tmp_path / "agent"), tcp=f"127.0.0.1:{standin.port}",
-                   auth_timeout_s=10, transport_timeout_s=10)
+    handle = Phone(
+        adb_key_path(tmp_path / "agent"),
+        tcp=f"127.0.0.1:{standin.port}",
+        auth_timeout_s=10,
+        transport_timeout_s=10,
+    )
     handle.connect()
     yield handle
     handle.close()

@@ -24,8 +24,12 @@ def serve(tmp_path: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = Settings(data_dir=tmp_path / "server", admin_key="admin-secret",
-                        enroll_token=ENROLL, database_url=f"sqlite:///{tmp_path / 'tailor.db'}")
+    settings = Settings(
+        data_dir=tmp_path / "server",
+        admin_key="admin-secret",
+        enroll_token=ENROLL,
+        database_url=f"sqlite:///{tmp_path / 'tailor.db'}",
+    )
     (tmp_path / "server").mkdir(exist_ok=True)
     app = create_app(settings)
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -40,8 +44,15 @@ def serve(tmp_path: Path):
         thread.join(10)
 
 
-def seed(url, app, genome: dict, genome_hash: str, files: dict[str, bytes], spec: dict,
-         device_class: str = "SM-S928B") -> int:
+def seed(
+    url,
+    app,
+    genome: dict,
+    genome_hash: str,
+    files: dict[str, bytes],
+    spec: dict,
+    device_class: str = "SM-S928B",
+) -> int:
     """A submitted job with one candidate, its graphs, and a task for `device_class`."""
     import httpx
 
@@ -50,12 +61,16 @@ def seed(url, app, genome: dict, genome_hash: str, files: dict[str, bytes], spec
     from store.artifacts import store_artifacts
 
     sessions = app.state.sessions
-    job = httpx.post(f"{url}/api/v1/jobs", headers=ADMIN,
-                     json={"name": "agent-test", "objectives": ["perplexity", "params"]},
-                     timeout=30)
+    job = httpx.post(
+        f"{url}/api/v1/jobs",
+        headers=ADMIN,
+        json={"name": "agent-test", "objectives": ["perplexity", "params"]},
+        timeout=30,
+    )
     assert job.status_code in (200, 201), job.text
-    [candidate] = result_store.add_candidates(sessions, job.json()["id"], 0, [
-        {"genome": genome, "genome_hash": genome_hash}])
+    [candidate] = result_store.add_candidates(
+        sessions, job.json()["id"], 0, [{"genome": genome, "genome_hash": genome_hash}]
+    )
     store_artifacts(sessions, app.state.artifact_dir, genome_hash, files)
     task_store.enqueue_task(sessions, job.json()["id"], candidate.id, device_class, spec)
     return candidate.id
@@ -64,8 +79,7 @@ def seed(url, app, genome: dict, genome_hash: str, files: dict[str, bytes], spec
 def tiny_genome() -> dict:
     from core import preset
 
-    return preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64,
-                  vocab=97).to_json()
+    return preset("hyena-edge", width=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=97).to_json()
 
 
 def wait_until(predicate, timeout_s=90.0, every_s=0.2):

@@ -82,11 +82,11 @@ def parse_getopt(argv: list[str], known: tuple[str, ...]) -> tuple[dict[str, str
             at = texts.GETOPT_OPTIONS.find(ch) if ch not in ":-" else -1
             if at < 0:
                 raise Refused(usage.stdout, texts.getopt_unknown(ch), 255)
-            if texts.GETOPT_OPTIONS[at + 1:at + 2] == ":":
-                value = arg[j + 1:] or (argv[i + 1] if i + 1 < len(argv) else None)
+            if texts.GETOPT_OPTIONS[at + 1 : at + 2] == ":":
+                value = arg[j + 1 :] or (argv[i + 1] if i + 1 < len(argv) else None)
                 if value is None:
                     raise Refused(usage.stdout, texts.getopt_missing_argument(ch), 255)
-                i += 0 if arg[j + 1:] else 1
+                i += 0 if arg[j + 1 :] else 1
                 options[ch] = value
                 break
             options[ch] = ""
@@ -113,8 +113,7 @@ def parse_abseil(argv: list[str], known: tuple[str, ...]) -> tuple[dict[str, str
             continue
         name, has_value, value = arg.lstrip("-").partition("=")
         if name in HELP_FLAGS:
-            raise Refused(texts.abseil_help(tuple(set(texts.ABSEIL_PROVIDERS) - set(known))),
-                          "", 1)
+            raise Refused(texts.abseil_help(tuple(set(texts.ABSEIL_PROVIDERS) - set(known))), "", 1)
         if name in ABSEIL_BOOL:
             options[name] = value if has_value else "true"
         elif name in ABSEIL_VALUE:
@@ -160,13 +159,14 @@ def timed_runs(line: str, session, feeds, runs: int, verbose: bool) -> list[floa
         if not verbose:
             continue
         text = texts.per_run_line(line, n, submitted, costs[-1])
-        if n == kill_at:   # killed while writing this line: no newline, no summary
-            sys.stdout.write(text[:text.index("time_cost") + len("time_co")])
+        if n == kill_at:  # killed while writing this line: no newline, no summary
+            sys.stdout.write(text[: text.index("time_cost") + len("time_co")])
             sys.stdout.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         print(text, flush=True)
-        sys.stderr.write(texts.log_line("V", "sequential_executor.cc:534 ExecuteThePlan",
-                                        "Number of streams: 1"))
+        sys.stderr.write(
+            texts.log_line("V", "sequential_executor.cc:534 ExecuteThePlan", "Number of streams: 1")
+        )
         with log.open("a") as f:
             f.write(text + "\n")
     return costs
@@ -174,17 +174,17 @@ def timed_runs(line: str, session, feeds, runs: int, verbose: bool) -> list[floa
 
 def run(line: str, options: dict[str, str], positional: list[str]) -> int:
     provider = options.get("e", "cpu")
-    if provider != "cpu" and provider not in (sandbox_setting("runner_providers")
-                                              or "cpu").split():
+    if provider != "cpu" and provider not in (sandbox_setting("runner_providers") or "cpu").split():
         sys.stderr.write(texts.not_in_build(provider))
         return 255
     if sandbox_setting("runner_delay_s"):
         time.sleep(float(sandbox_setting("runner_delay_s")))
     verbose, threads = "v" in options, int(options.get("x", "0"))
     if verbose:
-        sys.stderr.write(texts.verbose_session_log(
-            int(sandbox_setting("runner_verbose_lines") or 2000)))
-    if threads > 0:   # ort_test_session.cc
+        sys.stderr.write(
+            texts.verbose_session_log(int(sandbox_setting("runner_verbose_lines") or 2000))
+        )
+    if threads > 0:  # ort_test_session.cc
         print(f"Setting intra_op_num_threads to {threads}")
     created = time.perf_counter()
     try:
@@ -194,17 +194,19 @@ def run(line: str, options: dict[str, str], positional: list[str]) -> int:
         return 255
     creation_s = time.perf_counter() - created
     start = time.perf_counter()
-    session.run(None, feeds)                      # the warm-up, RunOneIteration<true>
+    session.run(None, feeds)  # the warm-up, RunOneIteration<true>
     first_ms = int((time.perf_counter() - start) * 1000)
     run_start = time.perf_counter()
     costs = timed_runs(line, session, feeds, int(options.get("r", "1000")), verbose)
     run_s = time.perf_counter() - run_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     sys.stdout.write(texts.summary(line, creation_s, first_ms, costs, run_s, peak))
-    if len(positional) > 1:   # DumpToFile with a result file: the runs go to it
+    if len(positional) > 1:  # DumpToFile with a result file: the runs go to it
         with open(positional[1], "a") as f:
-            f.writelines(f"{Path(positional[0]).parent.name},{c},{peak},97,{i}\n"
-                         for i, c in enumerate(costs))
+            f.writelines(
+                f"{Path(positional[0]).parent.name},{c},{peak},97,{i}\n"
+                for i, c in enumerate(costs)
+            )
     else:
         sys.stdout.write(texts.dump_block(costs, peak))
     if "s" in options or len(positional) == 1:

@@ -20,23 +20,77 @@ PROGRAM = "onnxruntime_perf_test"
 # command_args_parser.cc (getopt lines): the getopt option string of ParseArguments.
 GETOPT_OPTIONS = "k:b:m:e:r:t:p:x:y:c:d:o:u:i:f:F:S:T:AMPIDZvhsqz"
 # command_args_parser.cc (getopt lines): the `-e` values ParseArguments accepts.
-GETOPT_PROVIDERS = ("cpu", "cuda", "dnnl", "openvino", "tensorrt", "qnn", "snpe", "nnapi",
-                    "coreml", "dml", "acl", "armnn", "rocm", "migraphx", "xnnpack", "vitisai")
+GETOPT_PROVIDERS = (
+    "cpu",
+    "cuda",
+    "dnnl",
+    "openvino",
+    "tensorrt",
+    "qnn",
+    "snpe",
+    "nnapi",
+    "coreml",
+    "dml",
+    "acl",
+    "armnn",
+    "rocm",
+    "migraphx",
+    "xnnpack",
+    "vitisai",
+)
 # command_args_parser.cc (Abseil lines): the `-e` values ParseArguments accepts.
-ABSEIL_PROVIDERS = ("cpu", "cuda", "dnnl", "openvino", "tensorrt", "qnn", "snpe", "nnapi",
-                    "vsinpu", "coreml", "dml", "acl", "migraphx", "xnnpack", "vitisai",
-                    "webgpu", "nvtensorrtrtx")
+ABSEIL_PROVIDERS = (
+    "cpu",
+    "cuda",
+    "dnnl",
+    "openvino",
+    "tensorrt",
+    "qnn",
+    "snpe",
+    "nnapi",
+    "vsinpu",
+    "coreml",
+    "dml",
+    "acl",
+    "migraphx",
+    "xnnpack",
+    "vitisai",
+    "webgpu",
+    "nvtensorrtrtx",
+)
 # ort_test_session.cc: how ORT_THROW spells each provider a build lacks.
-NOT_IN_BUILD = {"xnnpack": "Xnnpack", "nnapi": "NNAPI", "qnn": "QNN", "cuda": "CUDA",
-                "dnnl": "DNNL", "tensorrt": "TensorRT"}
+NOT_IN_BUILD = {
+    "xnnpack": "Xnnpack",
+    "nnapi": "NNAPI",
+    "qnn": "QNN",
+    "cuda": "CUDA",
+    "dnnl": "DNNL",
+    "tensorrt": "TensorRT",
+}
 
 
-_GETOPT_E_LISTED = ("cpu", "cuda", "dnnl", "tensorrt", "openvino", "dml", "acl", "nnapi",
-                    "coreml", "snpe", "rocm", "migraphx", "xnnpack", "vitisai")
-_GETOPT_E_LINE = ("\t-e [cpu|cuda|dnnl|tensorrt|openvino|dml|acl|nnapi|coreml|snpe|rocm|migraphx|"
-                  "xnnpack|vitisai]: Specifies the provider 'cpu','cuda','dnnl','tensorrt', "
-                  "'openvino', 'dml', 'acl', 'nnapi', 'coreml', 'snpe', 'rocm', 'migraphx', "
-                  "'xnnpack' or 'vitisai'. Default:'cpu'.\n")
+_GETOPT_E_LISTED = (
+    "cpu",
+    "cuda",
+    "dnnl",
+    "tensorrt",
+    "openvino",
+    "dml",
+    "acl",
+    "nnapi",
+    "coreml",
+    "snpe",
+    "rocm",
+    "migraphx",
+    "xnnpack",
+    "vitisai",
+)
+_GETOPT_E_LINE = (
+    "\t-e [cpu|cuda|dnnl|tensorrt|openvino|dml|acl|nnapi|coreml|snpe|rocm|migraphx|"
+    "xnnpack|vitisai]: Specifies the provider 'cpu','cuda','dnnl','tensorrt', "
+    "'openvino', 'dml', 'acl', 'nnapi', 'coreml', 'snpe', 'rocm', 'migraphx', "
+    "'xnnpack' or 'vitisai'. Default:'cpu'.\n"
+)
 
 
 def _getopt_e_line(providers: tuple[str, ...]) -> str:
@@ -109,7 +163,8 @@ _GETOPT_USAGE_TAIL = (
     "onnxruntime intra-op thread pool.\n"
     "\t-Z [Force thread to stop spinning between runs]: disallow thread from spinning "
     "during runs to reduce cpu usage.\n"
-    "\t-h: help\n")
+    "\t-h: help\n"
+)
 
 
 def getopt_usage(providers: tuple[str, ...]) -> str:
@@ -144,25 +199,42 @@ def abseil_unknown(flag: str) -> str:
 # command_args_parser.cc (Abseil lines): (name, help, default as Abseil prints it) of the
 # ABSL_FLAGs the agent uses and `h`; Abseil's --help lists them sorted by name.
 ABSEIL_FLAGS = (
-    ("e", "Specifies the provider 'cpu','cuda','dnnl','tensorrt', 'nvtensorrtrtx', 'openvino', "
-          "'dml', 'acl', 'nnapi', 'coreml', 'qnn', 'snpe', 'migraphx', 'xnnpack', 'vitisai' or "
-          "'webgpu'.", '"cpu"'),
+    (
+        "e",
+        "Specifies the provider 'cpu','cuda','dnnl','tensorrt', 'nvtensorrtrtx', 'openvino', "
+        "'dml', 'acl', 'nnapi', 'coreml', 'qnn', 'snpe', 'migraphx', 'xnnpack', 'vitisai' or "
+        "'webgpu'.",
+        '"cpu"',
+    ),
     ("h", "Print program usage.", "false"),
     ("m", "Specifies the test mode. Value could be 'duration' or 'times'.", '"duration"'),
     ("r", "Specifies the repeated times if running in 'times' test mode.", "1000"),
-    ("s", "Shows statistics result, like P75, P90. If no result_file provided this defaults "
-          "to on.", "false"),
+    (
+        "s",
+        "Shows statistics result, like P75, P90. If no result_file provided this defaults to on.",
+        "false",
+    ),
     ("t", "Specifies the seconds to run for 'duration' mode.", "600"),
     ("v", "Shows verbose information.", "false"),
-    ("x", "Sets the number of threads used to parallelize the execution within nodes, A value "
-          "of 0 means ORT will pick a default. Must >=0.", "0"),
-    ("y", "Sets the number of threads used to parallelize the execution of the graph (across "
-          "nodes), A value of 0 means ORT will pick a default. Must >=0.", "0"),
+    (
+        "x",
+        "Sets the number of threads used to parallelize the execution within nodes, A value "
+        "of 0 means ORT will pick a default. Must >=0.",
+        "0",
+    ),
+    (
+        "y",
+        "Sets the number of threads used to parallelize the execution of the graph (across "
+        "nodes), A value of 0 means ORT will pick a default. Must >=0.",
+        "0",
+    ),
 )
 # command_args_parser.cc (Abseil lines), CustomUsageMessage.
-ABSEIL_USAGE = ("onnxruntime_perf_test [options...] model_path [result_file]\n\n"
-                "Note: Options may be specified with either a single dash(-option) or a double "
-                "dash(--option). Both forms are accepted and treated identically.\n\nOptions:")
+ABSEIL_USAGE = (
+    "onnxruntime_perf_test [options...] model_path [result_file]\n\n"
+    "Note: Options may be specified with either a single dash(-option) or a double "
+    "dash(--option). Both forms are accepted and treated identically.\n\nOptions:"
+)
 SOURCE_FILE = "/onnxruntime_src/onnxruntime/test/perftest/command_args_parser.cc"
 
 
@@ -203,12 +275,12 @@ class _Printer:
 
 def abseil_help(lacks: tuple[str, ...] = ()) -> str:
     """absl/flags/internal/usage.cc FlagsHelpImpl (human-readable), as `--help` prints it on
-    stdout (then absl exits 1): program name and usage message, the flags of the file
-    `contains_help_flags` accepts (command_args_parser.cc; the entries of the flags the agent
-uses, and `h`, here), and the closing hint."""
+        stdout (then absl exits 1): program name and usage message, the flags of the file
+        `contains_help_flags` accepts (command_args_parser.cc; the entries of the flags the agent
+    uses, and `h`, here), and the closing hint."""
     out = [f"{PROGRAM}: {ABSEIL_USAGE}\n\n", f"  Flags from {SOURCE_FILE}:\n"]
-    for name, help_text, default in ABSEIL_FLAGS:   # FlagHelpHumanReadable
-        for provider in lacks:   # a build whose parser predates it (a test setting)
+    for name, help_text, default in ABSEIL_FLAGS:  # FlagHelpHumanReadable
+        for provider in lacks:  # a build whose parser predates it (a test setting)
             help_text = help_text.replace(f"'{provider}', ", "").replace(f"'{provider}',", "")
         printer = _Printer(4, 2, out)
         printer.write(f"--{name}")
@@ -216,9 +288,12 @@ uses, and `h`, here), and the closing hint."""
         printer.write(f"default: {default};")
         printer.end_line()
     out.append("\n")
-    _Printer(0, 0, out).write("Try --helpfull to get a list of all flags or --help=substring "
-                              "shows help for flags which include specified substring in "
-                              "either in the name, or description or path.\n", wrap=True)
+    _Printer(0, 0, out).write(
+        "Try --helpfull to get a list of all flags or --help=substring "
+        "shows help for flags which include specified substring in "
+        "either in the name, or description or path.\n",
+        wrap=True,
+    )
     return "".join(out)
 
 
@@ -226,10 +301,12 @@ def not_in_build(provider: str) -> str:
     """ort_test_session.cc: ORT_THROW("Xnnpack is not supported in this build\\n"), printed
     by main.cc's catch (`std::cerr << ex.what()` / `fprintf(stderr, "%s\\n", ...)`) with
     ORT_THROW's location prefix."""
-    return ("/onnxruntime_src/onnxruntime/test/perftest/ort_test_session.cc:812 onnxruntime::"
-            "perftest::OnnxRuntimeTestSession::OnnxRuntimeTestSession(Ort::Env&, std::"
-            "random_device&, const onnxruntime::perftest::PerformanceTestConfig&, const "
-            f"TestModelInfo&) {NOT_IN_BUILD[provider]} is not supported in this build\n\n")
+    return (
+        "/onnxruntime_src/onnxruntime/test/perftest/ort_test_session.cc:812 onnxruntime::"
+        "perftest::OnnxRuntimeTestSession::OnnxRuntimeTestSession(Ort::Env&, std::"
+        "random_device&, const onnxruntime::perftest::PerformanceTestConfig&, const "
+        f"TestModelInfo&) {NOT_IN_BUILD[provider]} is not supported in this build\n\n"
+    )
 
 
 def per_run_line(line: str, n: int, submission_s: float, total_s: float) -> str:
@@ -241,22 +318,26 @@ def per_run_line(line: str, n: int, submission_s: float, total_s: float) -> str:
     return f"iteration:{n},time_cost:{total_s:g}"
 
 
-def summary(line: str, creation_s: float, first_ms: int, costs: list[float], run_s: float,
-            peak: int) -> str:
+def summary(
+    line: str, creation_s: float, first_ms: int, costs: list[float], run_s: float, peak: int
+) -> str:
     """performance_runner.cc PerformanceRunner::Run, after the timed runs (1.24+ names the
     average `Average inference time cost total`, as a capture from a phone shows)."""
     total = sum(costs)
-    average = "Average inference time cost total" if line == "main" \
-        else "Average inference time cost"
-    return (f"Session creation time cost: {creation_s:g} s\n"
-            f"First inference time cost: {first_ms} ms\n"
-            f"Total inference time cost: {total:g} s\n"
-            f"Total inference requests: {len(costs)}\n"
-            f"{average}: {total / len(costs) * 1000:g} ms\n"
-            f"Total inference run time: {run_s:g} s\n"
-            f"Number of inferences per second: {len(costs) / run_s:g} \n"
-            f"Avg CPU usage: 97 %\n"
-            f"Peak working set size: {peak} bytes\n")
+    average = (
+        "Average inference time cost total" if line == "main" else "Average inference time cost"
+    )
+    return (
+        f"Session creation time cost: {creation_s:g} s\n"
+        f"First inference time cost: {first_ms} ms\n"
+        f"Total inference time cost: {total:g} s\n"
+        f"Total inference requests: {len(costs)}\n"
+        f"{average}: {total / len(costs) * 1000:g} ms\n"
+        f"Total inference run time: {run_s:g} s\n"
+        f"Number of inferences per second: {len(costs) / run_s:g} \n"
+        f"Avg CPU usage: 97 %\n"
+        f"Peak working set size: {peak} bytes\n"
+    )
 
 
 def dump_block(costs: list[float], peak: int) -> str:
@@ -271,8 +352,9 @@ def statistics(costs: list[float]) -> str:
     `-s` or without a result file: `Min Latency: S s` ... `P999 Latency: S s`."""
     ordered = sorted(costs)
     picks = [("Min", 0), ("Max", len(ordered) - 1)] + [
-        (name, int(len(ordered) * q)) for name, q in
-        (("P50", .5), ("P90", .9), ("P95", .95), ("P99", .99), ("P999", .999))]
+        (name, int(len(ordered) * q))
+        for name, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99), ("P999", 0.999))
+    ]
     return "".join(f"{name} Latency: {ordered[i]:g} s\n" for name, i in picks)
 
 
@@ -287,13 +369,24 @@ def log_line(severity: str, location: str, message: str) -> str:
 def verbose_session_log(nodes: int) -> str:
     """Under -v (ORT_LOGGING_LEVEL_VERBOSE) a session logs per node as it partitions, plans
     and allocates the graph; `nodes` lines of it stand for a real model's thousands."""
-    lines = [log_line("I", "inference_session.cc:583 TraceSessionOptions",
-                      "Session Options {  execution_mode:0 execution_order:DEFAULT "
-                      "enable_profiling:0 optimized_model_filepath: }")]
+    lines = [
+        log_line(
+            "I",
+            "inference_session.cc:583 TraceSessionOptions",
+            "Session Options {  execution_mode:0 execution_order:DEFAULT "
+            "enable_profiling:0 optimized_model_filepath: }",
+        )
+    ]
     for i in range(nodes):
-        lines.append(log_line("V", "session_state.cc:1152 VerifyEachNodeIsAssignedToAnEp",
-                              f" Node(s) placed on [CPUExecutionProvider]. Node name: "
-                              f"/layers.{i // 8}/node_{i} Op type: MatMul"))
-    lines.append(log_line("V", "inference_session.cc:2109 Initialize",
-                          "Session successfully initialized."))
+        lines.append(
+            log_line(
+                "V",
+                "session_state.cc:1152 VerifyEachNodeIsAssignedToAnEp",
+                f" Node(s) placed on [CPUExecutionProvider]. Node name: "
+                f"/layers.{i // 8}/node_{i} Op type: MatMul",
+            )
+        )
+    lines.append(
+        log_line("V", "inference_session.cc:2109 Initialize", "Session successfully initialized.")
+    )
     return "".join(lines)

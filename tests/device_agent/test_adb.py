@@ -12,7 +12,7 @@ import time
 import pytest
 
 from device_agent.adb_backend import Reconnector
-from device_agent.adb_device import Phone, PairingTimeout, PhoneCommandError, PhoneDisconnected
+from device_agent.adb_device import PairingTimeout, Phone, PhoneCommandError, PhoneDisconnected
 from device_agent.config import adb_key_path
 from device_agent.properties import phone_properties
 
@@ -25,7 +25,7 @@ def test_first_pairing_asks_once_then_the_saved_key_signs(standin, tmp_path):
     assert (key.stat().st_mode & 0o777) == 0o600
     first.close()
     again = Phone(key, tcp=f"127.0.0.1:{standin.port}", auth_timeout_s=10)
-    again.connect()   # the phone remembers the key: a signature, no dialog
+    again.connect()  # the phone remembers the key: a signature, no dialog
     assert standin.auth_prompts == 1
     assert again.shell("echo hello") == "hello\n"
     again.close()
@@ -33,8 +33,9 @@ def test_first_pairing_asks_once_then_the_saved_key_signs(standin, tmp_path):
 
 def test_unknown_key_times_out_when_nobody_taps_allow(standin, tmp_path):
     standin.allow_new_keys = False
-    phone = Phone(adb_key_path(tmp_path / "other"), tcp=f"127.0.0.1:{standin.port}",
-                  auth_timeout_s=1.0)
+    phone = Phone(
+        adb_key_path(tmp_path / "other"), tcp=f"127.0.0.1:{standin.port}", auth_timeout_s=1.0
+    )
     started = time.monotonic()
     with pytest.raises(PairingTimeout, match="nobody tapped Allow on the phone within 1 s"):
         phone.connect()
@@ -46,15 +47,16 @@ def test_pairing_logs_the_fingerprint_the_phone_shows_and_progress(standin, tmp_
     same so the user can compare, then a progress line while it waits for the tap."""
     standin.allow_delay_s = 1.2
     key = adb_key_path(tmp_path / "agent")
-    phone = Phone(key, tcp=f"127.0.0.1:{standin.port}", auth_timeout_s=10,
-                  pairing_log_every_s=0.4)
+    phone = Phone(key, tcp=f"127.0.0.1:{standin.port}", auth_timeout_s=10, pairing_log_every_s=0.4)
     with caplog.at_level(logging.INFO, "tailor.agent"):
         phone.connect()
     blob = base64.b64decode(key.with_suffix(".pub").read_text().split()[0])
     digest = hashlib.md5(blob).hexdigest().upper()
-    fingerprint = ":".join(digest[i:i + 2] for i in range(0, 32, 2))
-    assert (f"does not know this computer's key yet: tap Allow on the phone (RSA "
-            f"fingerprint {fingerprint}); waiting up to 10 s") in caplog.text
+    fingerprint = ":".join(digest[i : i + 2] for i in range(0, 32, 2))
+    assert (
+        f"does not know this computer's key yet: tap Allow on the phone (RSA "
+        f"fingerprint {fingerprint}); waiting up to 10 s"
+    ) in caplog.text
     assert "still waiting for Allow on the phone" in caplog.text
     assert "(key allowed)" in caplog.text and phone.shell("echo ok").strip() == "ok"
     phone.close()
@@ -63,8 +65,12 @@ def test_pairing_logs_the_fingerprint_the_phone_shows_and_progress(standin, tmp_
 def test_a_phone_that_stops_answering_is_a_disconnect_within_the_adb_timeout(standin, tmp_path):
     """A phone gone from the Wi-Fi keeps the socket open and says nothing: every ADB call
     ends after `transport_timeout_s` of silence, even one allowed to run for minutes."""
-    phone = Phone(adb_key_path(tmp_path / "agent"), tcp=f"127.0.0.1:{standin.port}",
-                  auth_timeout_s=10, transport_timeout_s=1.0)
+    phone = Phone(
+        adb_key_path(tmp_path / "agent"),
+        tcp=f"127.0.0.1:{standin.port}",
+        auth_timeout_s=10,
+        transport_timeout_s=1.0,
+    )
     phone.connect()
     threading.Timer(0.5, standin.freeze).start()
     started = time.monotonic()
@@ -73,7 +79,7 @@ def test_a_phone_that_stops_answering_is_a_disconnect_within_the_adb_timeout(sta
     assert time.monotonic() - started < 6 and not phone.connected
     started = time.monotonic()
     with pytest.raises(PhoneDisconnected, match="cannot connect"):
-        phone.connect()   # still frozen: the handshake is bounded too
+        phone.connect()  # still frozen: the handshake is bounded too
     assert time.monotonic() - started < 6
     standin.thaw()
     phone.connect()
@@ -93,15 +99,17 @@ def test_shell_properties_and_checked_commands(phone):
 
 def test_push_verifies_checksums_and_skips_files_already_there(phone, standin, tmp_path):
     local = tmp_path / "graph.onnx"
-    local.write_bytes(bytes(range(256)) * 3000)   # > one ADB packet
+    local.write_bytes(bytes(range(256)) * 3000)  # > one ADB packet
     small = tmp_path / "input_0.pb"
     small.write_bytes(b"tiny")
-    files = {local: "/data/local/tmp/tailor/x/graph.onnx",
-             small: "/data/local/tmp/tailor/x/case/input_0.pb"}
+    files = {
+        local: "/data/local/tmp/tailor/x/graph.onnx",
+        small: "/data/local/tmp/tailor/x/case/input_0.pb",
+    }
     assert sorted(phone.push_verified(files)) == sorted(files.values())
     on_phone = standin.sandbox / "data/local/tmp/tailor/x/graph.onnx"
     assert on_phone.read_bytes() == local.read_bytes()
-    assert phone.push_verified(files) == []                       # unchanged: skipped
+    assert phone.push_verified(files) == []  # unchanged: skipped
     on_phone.write_bytes(b"corrupted")
     assert phone.push_verified(files) == ["/data/local/tmp/tailor/x/graph.onnx"]
     assert phone.device.stat("/data/local/tmp/tailor/x/graph.onnx")[1] == local.stat().st_size
@@ -115,7 +123,7 @@ def test_unplugged_mid_command_raises_and_reconnects_when_back(phone, standin):
         phone.shell("sleep 5; echo done", timeout_s=30)
     assert time.monotonic() - started < 4 and not phone.connected
     ready = Reconnector(phone, max_backoff_s=0.2)
-    assert ready() is False                                         # still unplugged
+    assert ready() is False  # still unplugged
     standin.replug()
     deadline = time.monotonic() + 5
     while not ready() and time.monotonic() < deadline:

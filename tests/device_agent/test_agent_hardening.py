@@ -19,8 +19,14 @@ from device_agent.agent import Agent, EnrollmentRefused
 from device_agent.config import load_token, save_token
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
-PROPS = DeviceProperties(backend="adb", model="SM-S928B", serial="R5CX10", board="pineapple",
-                         cpu_count=8, ram_bytes=8 << 30)
+PROPS = DeviceProperties(
+    backend="adb",
+    model="SM-S928B",
+    serial="R5CX10",
+    board="pineapple",
+    cpu_count=8,
+    ram_bytes=8 << 30,
+)
 
 
 def never_measure(*_):
@@ -28,12 +34,24 @@ def never_measure(*_):
 
 
 def test_a_disabled_device_stops_its_agent_instead_of_enrolling_again(tmp_path):
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", data_dir=tmp_path,
-                        admin_key="admin-secret", enroll_token="enroll-secret")
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        data_dir=tmp_path,
+        admin_key="admin-secret",
+        enroll_token="enroll-secret",
+    )
     with TestClient(create_app(settings)) as server:
+
         def agent() -> Agent:
-            a = Agent("http://testserver", "enroll-secret", "pixel", PROPS, never_measure,
-                      tmp_path / "agent", poll_s=0.01)
+            a = Agent(
+                "http://testserver",
+                "enroll-secret",
+                "pixel",
+                PROPS,
+                never_measure,
+                tmp_path / "agent",
+                poll_s=0.01,
+            )
             a.client.http = server  # the agent's HTTP client, served in process
             return a
 
@@ -70,19 +88,31 @@ def test_a_restart_with_changed_properties_updates_them_on_the_server(tmp_path):
     """the server's view of a phone follows an Android update or a new
     board reading after a restart: the first heartbeat carries the properties, so no enrollment
     token is needed and the device keeps its token."""
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", data_dir=tmp_path,
-                        admin_key="admin-secret", enroll_token="enroll-secret")
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        data_dir=tmp_path,
+        admin_key="admin-secret",
+        enroll_token="enroll-secret",
+    )
     with TestClient(create_app(settings)) as server:
+
         def agent(properties) -> Agent:
-            a = Agent("http://testserver", "enroll-secret", "pixel", properties, never_measure,
-                      tmp_path / "agent", poll_s=0.01)
+            a = Agent(
+                "http://testserver",
+                "enroll-secret",
+                "pixel",
+                properties,
+                never_measure,
+                tmp_path / "agent",
+                poll_s=0.01,
+            )
             a.client.http = server
             return a
 
         first = agent(PROPS)
         first.ensure_enrolled()
         again = agent(PROPS)
-        again.ensure_enrolled()          # unchanged: the saved token, no new enrollment
+        again.ensure_enrolled()  # unchanged: the saved token, no new enrollment
         assert again.client.token == first.client.token
         updated = PROPS.model_copy(update={"android_release": "15", "sdk": 35})
         restarted = agent(updated)

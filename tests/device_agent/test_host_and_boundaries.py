@@ -5,22 +5,26 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from core.protocol import GraphManifest, MeasurementSpec
 from device_agent.host_backend import measure_task
 from device_agent.inputs import graph_inputs
-from core.protocol import GraphManifest, MeasurementSpec
 
 
 def test_host_backend_measures_warm_runs_in_several_processes(graph_dir):
-    spec = MeasurementSpec(prefill_lengths=[16], decode_contexts=[16, 64], warmup=1, repeats=4,
-                           processes=2)
+    spec = MeasurementSpec(
+        prefill_lengths=[16], decode_contexts=[16, 64], warmup=1, repeats=4, processes=2
+    )
     report = measure_task(graph_dir, spec)
     assert [s.length for s in report.decode] == [16, 64]
-    assert report.method == ("warm: 1 warm-up + 4 timed runs in each of 2 processes, "
-                             "cpu execution provider")
+    assert report.method == (
+        "warm: 1 warm-up + 4 timed runs in each of 2 processes, cpu execution provider"
+    )
     for stat in report.prefill + report.decode:
         assert stat.n == 8 and stat.p10_ms <= stat.median_ms <= stat.p90_ms
         assert stat.peak_memory_bytes > 10 << 20
-    assert report.peak_memory_bytes == max(s.peak_memory_bytes for s in report.prefill + report.decode)
+    assert report.peak_memory_bytes == max(
+        s.peak_memory_bytes for s in report.prefill + report.decode
+    )
 
 
 def test_windowed_caches_are_capped_and_fixed_states_keep_their_shape(graph_dir):
@@ -35,13 +39,16 @@ def test_windowed_caches_are_capped_and_fixed_states_keep_their_shape(graph_dir)
 
 
 def test_device_agent_imports_no_torch_ray_or_server_packages():
-    code = ("import sys, device_agent.agent, cli.agent, device_agent.adb_backend, "
-            "device_agent.adb_device, device_agent.host_backend, device_agent.host_runner, "
-            "device_agent.properties, device_agent.inputs, device_agent.perf_command, "
-            "device_agent.preflight, device_agent.phone_lock, device_agent.failures; "
-            "cli.agent.agent; print(' '.join(sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    code = (
+        "import sys, device_agent.agent, cli.agent, device_agent.adb_backend, "
+        "device_agent.adb_device, device_agent.host_backend, device_agent.host_runner, "
+        "device_agent.properties, device_agent.inputs, device_agent.perf_command, "
+        "device_agent.preflight, device_agent.phone_lock, device_agent.failures; "
+        "cli.agent.agent; print(' '.join(sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     top = {name.split(".")[0] for name in result.stdout.split()}
     assert not top & {"torch", "ray", "workers", "orchestrator", "api"}, top

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from device_agent import perf_command, perf_output
-from device_agent.properties import (count_processors, parse_cpu_freqs, parse_cpu_list,
-                                     parse_getprop)
+from device_agent.properties import count_processors, parse_cpu_freqs, parse_cpu_list, parse_getprop
 from device_agent.runner_probe import ABSEIL, GETOPT, parse_help, release_line
 from device_agent.stats import summarize
 from device_agent.thermal import CoolingPolicy, parse_zones, watched
@@ -72,11 +71,14 @@ P999 Latency is 0.0196405sec
 """
 
 
-@pytest.mark.parametrize("text, average, requests, peak, p50", [
-    (CURRENT, 62.2935, 100, 114634752, 60.3562),
-    (NEWEST, 98.961997, 5, 271122432, 99.5086),
-    (OLDER, 13.6745, 100, None, 13.4907),
-])
+@pytest.mark.parametrize(
+    "text, average, requests, peak, p50",
+    [
+        (CURRENT, 62.2935, 100, 114634752, 60.3562),
+        (NEWEST, 98.961997, 5, 271122432, 99.5086),
+        (OLDER, 13.6745, 100, None, 13.4907),
+    ],
+)
 def test_runner_output_formats(text, average, requests, peak, p50):
     result = perf_output.parse_output(text)
     assert result.average_ms == pytest.approx(average)
@@ -97,10 +99,13 @@ def test_runs_are_split_by_marker_and_pinned_to_big_cores():
     assert perf_command.big_cores([1800000] * 4 + [2400000] * 3 + [3300000]) == [4, 5, 6, 7]
     assert perf_command.big_cores([2000000] * 4) == [0, 1, 2, 3]
     assert perf_command.cpu_mask([4, 5, 6, 7]) == "f0" and perf_command.cpu_mask([7]) == "80"
-    command = perf_command.loop_command("/data/local/tmp/onnxruntime_perf_test", "/w/x",
-                                     "model.onnx", 3, 12, 2, [6, 7])
-    assert ("taskset c0 /data/local/tmp/onnxruntime_perf_test -e cpu -m times -r 12 -x 2 "
-            "-y 1 -s -v model.onnx 2>") in command       # no result file: DumpToFile prints
+    command = perf_command.loop_command(
+        "/data/local/tmp/onnxruntime_perf_test", "/w/x", "model.onnx", 3, 12, 2, [6, 7]
+    )
+    assert (
+        "taskset c0 /data/local/tmp/onnxruntime_perf_test -e cpu -m times -r 12 -x 2 "
+        "-y 1 -s -v model.onnx 2>"
+    ) in command  # no result file: DumpToFile prints
     assert "$(seq 3)" in command and "tail -c 4000 runner-stderr.txt" in command
     assert f'echo; echo "{perf_command.RUN_MARKER} rc=$rc"' in command
 
@@ -117,9 +122,11 @@ def test_an_offline_cpu_does_not_make_the_little_cores_look_big():
 def test_the_marker_is_found_after_a_line_without_its_newline():
     """1.23+'s argument error and a runner killed mid-line end without a newline; the
     marker glued to them still ends that process's output."""
-    text = (f"iteration:1,time_cost:0.01\niteration:2,time_c{perf_command.ALIVE_MARKER}\n"
-            f"{standin_texts.SEE_HELP}{perf_command.RUN_MARKER} rc=255\n"
-            f"{perf_command.RUN_MARKER} rc=0\n")
+    text = (
+        f"iteration:1,time_cost:0.01\niteration:2,time_c{perf_command.ALIVE_MARKER}\n"
+        f"{standin_texts.SEE_HELP}{perf_command.RUN_MARKER} rc=255\n"
+        f"{perf_command.RUN_MARKER} rc=0\n"
+    )
     [(first_rc, first), (second_rc, second)] = perf_command.split_runs(text)
     assert (first_rc, second_rc, second) == (255, 0, "")
     assert first.endswith(standin_texts.SEE_HELP) and perf_command.ALIVE_MARKER not in first
@@ -131,16 +138,19 @@ def test_per_run_times_of_each_release_line_are_read_and_the_warmup_dropped(line
     1.23, `iteration:N,time_cost_submission:S,time_cost_total:T` since 1.24); keep-alive
     lines are not part of any run's output; the summary average is never a sample."""
     costs = [0.01 * i for i in range(1, 6)]
-    runs = "".join(standin_texts.per_run_line(line, i, c / 2, c) + "\n"
-                   for i, c in enumerate(costs, 1))
+    runs = "".join(
+        standin_texts.per_run_line(line, i, c / 2, c) + "\n" for i, c in enumerate(costs, 1)
+    )
     summary = standin_texts.summary(line, 0.2, 196, costs, 0.5, 271122432)
-    text = (f"{perf_command.ALIVE_MARKER}\n{runs}{summary}"
-            f"{standin_texts.dump_block(costs, 271122432)}{standin_texts.statistics(costs)}"
-            f"{perf_command.ALIVE_MARKER}\n{perf_command.RUN_MARKER} rc=0\n")
+    text = (
+        f"{perf_command.ALIVE_MARKER}\n{runs}{summary}"
+        f"{standin_texts.dump_block(costs, 271122432)}{standin_texts.statistics(costs)}"
+        f"{perf_command.ALIVE_MARKER}\n{perf_command.RUN_MARKER} rc=0\n"
+    )
     [(rc, output)] = perf_command.split_runs(text)
     assert rc == 0 and perf_command.ALIVE_MARKER not in output
     result = perf_output.parse_output(output)
-    assert result.runs_ms == pytest.approx([10, 20, 30, 40, 50])   # totals, not submissions
+    assert result.runs_ms == pytest.approx([10, 20, 30, 40, 50])  # totals, not submissions
     assert result.per_run_format == ("submission_total" if line == "main" else "time_cost")
     assert result.dump_runs == 5 and result.peak_memory_bytes == 271122432
     assert result.average_ms == pytest.approx(30) and result.latency_ms["P50"] == 30
@@ -164,7 +174,7 @@ def test_help_texts_of_each_parser_name_the_line_and_its_providers():
     assert abseil.parser == ABSEIL
     assert {"cpu", "xnnpack", "nnapi", "qnn", "webgpu"} <= set(abseil.providers)
     assert "xnnpack" not in parse_help(standin_texts.abseil_help(("xnnpack",))).providers
-    assert parse_help(standin_texts.SEE_HELP) is None          # what `-h` gets on 1.23+
+    assert parse_help(standin_texts.SEE_HELP) is None  # what `-h` gets on 1.23+
     assert parse_help("taskset: bad mask --help") is None
     assert release_line(GETOPT, "time_cost") == "1.19-1.22"
     assert release_line(ABSEIL, "time_cost") == "1.23"
@@ -177,24 +187,37 @@ def test_cpu_and_soc_zones_are_watched_by_default_others_only_by_name():
     assert [r.zone for r in watched(zones, ["pmic"])] == ["pm8550-pmic"]
     assert CoolingPolicy().zones_on(zones) == ["cpu-1-0-0", "soc_max"]
     assert CoolingPolicy(zones=("battery",)).zones_on(zones) == ["battery"]
-    others = parse_zones("battery 31000\nskin-therm 33000\n")   # no CPU zone: all of them
+    others = parse_zones("battery 31000\nskin-therm 33000\n")  # no CPU zone: all of them
     assert [r.zone for r in watched(others, [])] == ["battery", "skin-therm"]
 
 
 def test_getprop_cpufreq_cpuinfo_thermal():
-    props = parse_getprop("[ro.product.model]: [Pixel 8]\n[ro.build.version.sdk]: [34]\n"
-                          "[persist.empty]: []\n")
-    assert props == {"ro.product.model": "Pixel 8", "ro.build.version.sdk": "34",
-                     "persist.empty": ""}
-    assert parse_cpu_freqs("cpu0 1700000\ncpu1 1700000\ncpu2 \ncpu3 2910000\n") == \
-        [1700000, 1700000, 0, 2910000]
+    props = parse_getprop(
+        "[ro.product.model]: [Pixel 8]\n[ro.build.version.sdk]: [34]\n[persist.empty]: []\n"
+    )
+    assert props == {
+        "ro.product.model": "Pixel 8",
+        "ro.build.version.sdk": "34",
+        "persist.empty": "",
+    }
+    assert parse_cpu_freqs("cpu0 1700000\ncpu1 1700000\ncpu2 \ncpu3 2910000\n") == [
+        1700000,
+        1700000,
+        0,
+        2910000,
+    ]
     assert count_processors("processor\t: 0\nBogoMIPS : 1\n\nprocessor\t: 1\n") == 2
-    zones = parse_zones("cpu-0-0-0 41200\nbattery 29\nsdm-therm -273000\nbogus\n"
-                        "skin-therm 1000000\n")
+    zones = parse_zones(
+        "cpu-0-0-0 41200\nbattery 29\nsdm-therm -273000\nbogus\nskin-therm 1000000\n"
+    )
     assert [(z.zone, z.celsius) for z in zones] == [("cpu-0-0-0", 41.2), ("battery", 29.0)]
 
 
 def test_summary_statistics():
     stat = summarize([5.0, 1.0, 3.0, 2.0, 4.0])
-    assert stat == {"median_ms": 3.0, "p10_ms": pytest.approx(1.4), "p90_ms": pytest.approx(4.6),
-                    "n": 5}
+    assert stat == {
+        "median_ms": 3.0,
+        "p10_ms": pytest.approx(1.4),
+        "p90_ms": pytest.approx(4.6),
+        "n": 5,
+    }

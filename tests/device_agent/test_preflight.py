@@ -45,23 +45,27 @@ def test_each_problem_says_how_to_fix_it(phone, standin):
     with pytest.raises(PreflightFailed) as failed:
         check.check()
     message = str(failed.value)
-    assert f"{DEFAULT_RUNNER} is not on the phone: push the runner with `adb push " \
-           "onnxruntime_perf_test /data/local/tmp/` or start the agent with --runner PATH" \
-        in message
+    assert (
+        f"{DEFAULT_RUNNER} is not on the phone: push the runner with `adb push "
+        "onnxruntime_perf_test /data/local/tmp/` or start the agent with --runner PATH" in message
+    )
     assert f"only 50 MB free in {WORK_ROOT} (need 200 MB)" in message
     assert failure_kind(failed.value) == "device"
     readiness = readiness_of(failed.value.problems, None)
     assert not readiness.ready and readiness.reason == (
-        f"{DEFAULT_RUNNER} is not on the phone; only 50 MB free in {WORK_ROOT} (need 200 MB)")
+        f"{DEFAULT_RUNNER} is not on the phone; only 50 MB free in {WORK_ROOT} (need 200 MB)"
+    )
     assert readiness.fix.startswith("push the runner with `adb push onnxruntime_perf_test")
 
 
 def test_a_runner_that_does_not_start_or_a_foreign_abi_is_refused(phone, standin):
     runner = standin.sandbox / "data/local/tmp/onnxruntime_perf_test"
-    runner.chmod(0o644)   # pushed without chmod: the shell cannot execute it (exit 126)
+    runner.chmod(0o644)  # pushed without chmod: the shell cannot execute it (exit 126)
     [problem] = Preflight(phone, DEFAULT_RUNNER, WORK_ROOT).problems()
-    assert str(problem).startswith(f"{DEFAULT_RUNNER} does not answer `--help` as "
-                                   "onnxruntime_perf_test 1.19 or newer does (exit 126")
+    assert str(problem).startswith(
+        f"{DEFAULT_RUNNER} does not answer `--help` as "
+        "onnxruntime_perf_test 1.19 or newer does (exit 126"
+    )
     assert "chmod 755" in problem.fix and f"adb shell {DEFAULT_RUNNER} --help" in problem.fix
     runner.chmod(0o755)
     getprop = standin.sandbox / "system/bin/getprop"
@@ -71,25 +75,29 @@ def test_a_runner_that_does_not_start_or_a_foreign_abi_is_refused(phone, standin
 
 
 def test_no_lease_until_the_preflight_passes_then_rechecks_after_a_device_fault(
-        phone, standin, caplog):
+    phone, standin, caplog
+):
     standin.remove_runner()
-    ready = Reconnector(phone, max_backoff_s=0.2,
-                        preflight=Preflight(phone, DEFAULT_RUNNER, WORK_ROOT))
+    ready = Reconnector(
+        phone, max_backoff_s=0.2, preflight=Preflight(phone, DEFAULT_RUNNER, WORK_ROOT)
+    )
     with caplog.at_level(logging.INFO, "tailor.agent"):
         assert ready() is False
         assert not ready.readiness.ready and "is not on the phone" in ready.readiness.reason
-        assert ready() is False                     # backing off: not even checked again
+        assert ready() is False  # backing off: not even checked again
         assert "phone not ready to measure:" in caplog.text and "next try in 1 s" in caplog.text
         (standin.sandbox / "data/local/tmp/onnxruntime_perf_test").write_text(
-            (standin.sandbox / "system/bin/taskset").read_text())   # placeholder, no usage
+            (standin.sandbox / "system/bin/taskset").read_text()
+        )  # placeholder, no usage
         time.sleep(1.1)
-        assert ready() is False                     # present but does not run
+        assert ready() is False  # present but does not run
         from .adb_standin import make_sandbox
-        make_sandbox(standin.sandbox)               # pushed properly
+
+        make_sandbox(standin.sandbox)  # pushed properly
         time.sleep(0.3)
         assert ready() is True
         assert "preflight passed" in caplog.text and ready.readiness.ready
         assert ready.readiness.runner.parser == "abseil"
     ready.device_failed()
     standin.remove_runner()
-    assert ready() is False                         # checked again before the next lease
+    assert ready() is False  # checked again before the next lease

@@ -16,26 +16,32 @@ import time
 
 import pytest
 
+from core import preset
 from core.job_spec import JobSpec
 from core.precision import Variant
-from core.stage_results import (ExportedVariant, ExportOutput, QualityResult, QuantizedQuality,
-                                 QuantizedScore, Trained)
+from core.stage_results import (
+    ExportedVariant,
+    ExportOutput,
+    QualityResult,
+    QuantizedQuality,
+    QuantizedScore,
+    Trained,
+)
 from orchestrator.candidate_state import CandidateProgress, IllegalTransition, Stage
 from orchestrator.driver import JobRunner
 from orchestrator.evaluator import Finished, Work
 from orchestrator.search.loop import Individual
 from store import devices, jobs, results, tasks
 from store.engine import make_engine, session_factory, upgrade
-from core import preset
 
 DEVICE = "phone"
 
 
 def spec(**overrides) -> dict:
     base = {
-        "name": "fake", "objectives": ["perplexity", "params"],
-        "search_space": {"widths": [32, 48], "depth_min": 2, "depth_max": 4,
-                         "vocab_size": 257},
+        "name": "fake",
+        "objectives": ["perplexity", "params"],
+        "search_space": {"widths": [32, 48], "depth_min": 2, "depth_max": 4, "vocab_size": 257},
         "evolution": {"population": 4, "generations": 3, "seed": 3},
         "training": {"tokenizer": {"kind": "byte"}},
     }
@@ -44,9 +50,15 @@ def spec(**overrides) -> dict:
     return JobSpec.model_validate(base).model_dump(mode="json")
 
 
-HARDWARE = {"objectives": ["perplexity", f"decode_ms@64[{DEVICE}]", "params"],
-            "profiling": {"devices": [DEVICE], "prefill_lengths": [64],
-                          "decode_contexts": [64], "timeout_s": 30}}
+HARDWARE = {
+    "objectives": ["perplexity", f"decode_ms@64[{DEVICE}]", "params"],
+    "profiling": {
+        "devices": [DEVICE],
+        "prefill_lengths": [64],
+        "decode_contexts": [64],
+        "timeout_s": 30,
+    },
+}
 
 
 def fake_perplexity(genome_hash: str) -> float:
@@ -64,8 +76,12 @@ def fake_quantized_factor(tag: str) -> float:
 class FakeEvaluator:
     """Same methods as RayEvaluator; results come back on the next collect."""
 
-    def __init__(self, fail_quality=lambda h: False, fail_export=lambda h: False,
-                 crash_after: int | None = None):
+    def __init__(
+        self,
+        fail_quality=lambda h: False,
+        fail_export=lambda h: False,
+        crash_after: int | None = None,
+    ):
         self.fail_quality, self.fail_export = fail_quality, fail_export
         self.crash_after = crash_after  # the process "dies" after delivering this many results
         self.queue: list[Finished] = []
@@ -82,8 +98,11 @@ class FakeEvaluator:
             self.queue.append(Finished(genome_hash, Work.QUALITY, False, error="worker died"))
             return
         record = QualityResult(status="ok", perplexity=fake_perplexity(genome_hash))
-        self.queue.append(Finished(genome_hash, Work.QUALITY, True,
-                                   Trained(record, b"weights:" + genome_hash.encode())))
+        self.queue.append(
+            Finished(
+                genome_hash, Work.QUALITY, True, Trained(record, b"weights:" + genome_hash.encode())
+            )
+        )
 
     def submit_export(self, genome_hash, genome, weights, timeout_s, tags=None):
         self.exported.append(genome_hash)
@@ -94,24 +113,38 @@ class FakeEvaluator:
         files, variants = {}, {}
         for tag in tags or [""]:
             variant = Variant.from_tag(tag)
-            manifest = {"genome_hash": genome_hash, "weights_seen": weights is not None,
-                        "precision": variant.precision, "variant": tag,
-                        "model_bytes": fake_model_bytes(genome_hash, variant.precision)}
+            manifest = {
+                "genome_hash": genome_hash,
+                "weights_seen": weights is not None,
+                "precision": variant.precision,
+                "variant": tag,
+                "model_bytes": fake_model_bytes(genome_hash, variant.precision),
+            }
             prefill, decode, manifest_file = variant.files
-            files.update({prefill: b"p" + tag.encode(), decode: b"d" + tag.encode(),
-                          manifest_file: json.dumps(manifest).encode()})
+            files.update(
+                {
+                    prefill: b"p" + tag.encode(),
+                    decode: b"d" + tag.encode(),
+                    manifest_file: json.dumps(manifest).encode(),
+                }
+            )
             variants[tag] = ExportedVariant(manifest, 0.0)
-        self.queue.append(Finished(genome_hash, Work.EXPORT, True,
-                                   ExportOutput(variants, files)))
+        self.queue.append(Finished(genome_hash, Work.EXPORT, True, ExportOutput(variants, files)))
 
-    def submit_quantized_quality(self, genome_hash, eval_genome, config, weights, tags,
-                                 timeout_s):
+    def submit_quantized_quality(self, genome_hash, eval_genome, config, weights, tags, timeout_s):
         self.quantized.append((genome_hash, list(tags), weights))
-        variants = {t: QuantizedScore(Variant.from_tag(t).precision,
-                                      fake_perplexity(genome_hash) * fake_quantized_factor(t))
-                    for t in tags}
-        self.queue.append(Finished(genome_hash, Work.QUANTIZED_QUALITY, True,
-                                   QuantizedQuality("ok", variants=variants)))
+        variants = {
+            t: QuantizedScore(
+                Variant.from_tag(t).precision,
+                fake_perplexity(genome_hash) * fake_quantized_factor(t),
+            )
+            for t in tags
+        }
+        self.queue.append(
+            Finished(
+                genome_hash, Work.QUANTIZED_QUALITY, True, QuantizedQuality("ok", variants=variants)
+            )
+        )
 
     def collect(self, wait_s):
         """One result per call, so a crash can fall between two of them."""
@@ -134,13 +167,22 @@ class FakeEvaluator:
 class FakePhone(threading.Thread):
     """Plays a device agent on the real task queue: reports (or fails) every task."""
 
-    def __init__(self, sessions, fail_reason: str | None = None, model: str = DEVICE,
-                 speed: float = 1.0):
+    def __init__(
+        self, sessions, fail_reason: str | None = None, model: str = DEVICE, speed: float = 1.0
+    ):
         super().__init__(daemon=True)
         self.sessions, self.fail_reason, self.speed = sessions, fail_reason, speed
-        self.device, _ = devices.enroll_device(sessions, f"fake-{model}", {
-            "backend": "adb", "model": model, "cpu_count": 8, "ram_bytes": 1 << 33,
-            "serial": f"serial-{model}"})
+        self.device, _ = devices.enroll_device(
+            sessions,
+            f"fake-{model}",
+            {
+                "backend": "adb",
+                "model": model,
+                "cpu_count": 8,
+                "ram_bytes": 1 << 33,
+                "serial": f"serial-{model}",
+            },
+        )
         self.stop = threading.Event()
         self.reports: dict[int, float] = {}  # candidate id -> reported decode median
         self.by_variant: dict[tuple[int, str], float] = {}  # (candidate, variant) -> median
@@ -152,17 +194,37 @@ class FakePhone(threading.Thread):
                 time.sleep(0.01)
                 continue
             if self.fail_reason:
-                tasks.fail_task(self.sessions, task.id, self.device, self.fail_reason,
-                                retryable=False)
+                tasks.fail_task(
+                    self.sessions, task.id, self.device, self.fail_reason, retryable=False
+                )
                 continue
             precision = Variant.from_tag(task.variant).precision
-            median = self.speed * (1.0 + task.candidate_id / 100) * \
-                {"float32": 1.0, "int8": 0.5, "int4": 0.25}[precision]
-            stat = {"length": 64, "median_ms": median, "p10_ms": median, "p90_ms": median,
-                    "n": 1, "samples_ms": [median]}
-            tasks.report_task(self.sessions, task.id, self.device, {
-                "prefill": [stat], "decode": [stat], "peak_memory_bytes": 3 << 20,
-                "runner": "fake", "wall_s": 0.0, "precision": precision})
+            median = (
+                self.speed
+                * (1.0 + task.candidate_id / 100)
+                * {"float32": 1.0, "int8": 0.5, "int4": 0.25}[precision]
+            )
+            stat = {
+                "length": 64,
+                "median_ms": median,
+                "p10_ms": median,
+                "p90_ms": median,
+                "n": 1,
+                "samples_ms": [median],
+            }
+            tasks.report_task(
+                self.sessions,
+                task.id,
+                self.device,
+                {
+                    "prefill": [stat],
+                    "decode": [stat],
+                    "peak_memory_bytes": 3 << 20,
+                    "runner": "fake",
+                    "wall_s": 0.0,
+                    "precision": precision,
+                },
+            )
             self.by_variant[(task.candidate_id, task.variant)] = median
             if not task.variant:
                 self.reports[task.candidate_id] = median
@@ -183,8 +245,9 @@ def submit(db, job_spec: dict) -> int:
 
 
 def runner(db, tmp_path, job_id, evaluator, **kwargs) -> JobRunner:
-    return JobRunner(db, tmp_path / "artifacts", job_id, "me", evaluator=evaluator,
-                     poll_s=0.0, **kwargs)
+    return JobRunner(
+        db, tmp_path / "artifacts", job_id, "me", evaluator=evaluator, poll_s=0.0, **kwargs
+    )
 
 
 def test_success_without_hardware_trains_each_genome_once(db, tmp_path):
@@ -223,10 +286,13 @@ def test_success_with_a_phone_maps_each_report_to_metrics(db, tmp_path):
         assert c.metrics[f"peak_mem_mb[{DEVICE}]"] == 3.0
     # the export received the trained weights, and they were kept as an artifact
     first = candidates[0].genome_hash
-    assert (tmp_path / "artifacts" / first / "weights.pt").read_bytes() == b"weights:" + \
-        first.encode()
-    assert json.loads((tmp_path / "artifacts" / first / "manifest.json").read_text())[
-        "weights_seen"] is True
+    assert (
+        tmp_path / "artifacts" / first / "weights.pt"
+    ).read_bytes() == b"weights:" + first.encode()
+    assert (
+        json.loads((tmp_path / "artifacts" / first / "manifest.json").read_text())["weights_seen"]
+        is True
+    )
 
 
 def test_a_quality_failure_fails_only_that_candidate(db, tmp_path):
@@ -256,18 +322,25 @@ def test_an_export_failure_fails_the_candidate_before_profiling(db, tmp_path):
     evaluator = FakeEvaluator(fail_export=lambda h: True)
     assert runner(db, tmp_path, job_id, evaluator).run() == "failed"  # every candidate failed
     candidates = results.job_candidates(db, job_id)
-    assert all(c.status == "failed" and "export failed: exporter crashed" in c.failure
-               for c in candidates)
+    assert all(
+        c.status == "failed" and "export failed: exporter crashed" in c.failure for c in candidates
+    )
     assert all("perplexity" in c.metrics for c in candidates)  # training did succeed
     assert not tasks.task_results(db, [c.id for c in candidates])  # nothing was enqueued
 
 
 def test_profiling_timeout_fails_the_candidate_and_names_the_device(db, tmp_path):
-    job_id = submit(db, spec(**{**HARDWARE, "profiling": {**HARDWARE["profiling"],
-                                                          "timeout_s": 0.2}},
-                             evolution={"generations": 1}))
+    job_id = submit(
+        db,
+        spec(
+            **{**HARDWARE, "profiling": {**HARDWARE["profiling"], "timeout_s": 0.2}},
+            evolution={"generations": 1},
+        ),
+    )
     started = time.monotonic()
-    assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "failed"  # no phone: every candidate failed
+    assert (
+        runner(db, tmp_path, job_id, FakeEvaluator()).run() == "failed"
+    )  # no phone: every candidate failed
     assert time.monotonic() - started < 30
     candidates = results.job_candidates(db, job_id)
     assert len(candidates) == 4
@@ -332,9 +405,13 @@ def test_resume_after_a_crash_trains_nothing_twice_and_ends_where_a_clean_run_en
     assert len(resumed.trained) == 1 + 2
     hashes = sorted(c.genome_hash for c in results.job_candidates(db, job_id))
     assert hashes == sorted(c.genome_hash for c in results.job_candidates(db, clean_id))
-    fronts = [sorted(results.candidate_detail(db, j, i)[0].genome_hash
-                     for i in results.generations_since(db, j, 0)[-1].pareto)
-              for j in (job_id, clean_id)]
+    fronts = [
+        sorted(
+            results.candidate_detail(db, j, i)[0].genome_hash
+            for i in results.generations_since(db, j, 0)[-1].pareto
+        )
+        for j in (job_id, clean_id)
+    ]
     assert fronts[0] == fronts[1]
 
 
@@ -352,25 +429,38 @@ def test_the_state_machine_refuses_illegal_moves():
 
 
 def test_the_driver_and_its_parts_load_neither_ray_nor_torch():
-    code = ("import sys, orchestrator.driver, orchestrator.profiling, orchestrator.records; "
-            "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    code = (
+        "import sys, orchestrator.driver, orchestrator.profiling, orchestrator.records; "
+        "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
-
 def test_a_surrogate_job_stores_what_it_predicted_and_how_well(db, tmp_path):
-    job_id = submit(db, spec(evolution={"algorithm": "surrogate", "population": 6,
-                                        "generations": 3, "pool_factor": 4,
-                                        "surrogate_min_points": 5}))
+    job_id = submit(
+        db,
+        spec(
+            evolution={
+                "algorithm": "surrogate",
+                "population": 6,
+                "generations": 3,
+                "pool_factor": 4,
+                "surrogate_min_points": 5,
+            }
+        ),
+    )
     assert runner(db, tmp_path, job_id, FakeEvaluator()).run() == "completed"
     candidates = results.job_candidates(db, job_id)
     bred = [c for c in candidates if c.generation > 0]
     assert bred and all(set(c.predictions) == {"perplexity"} for c in bred)
     assert all(not c.predictions for c in candidates if c.generation == 0)
     for c in bred:
-        assert c.predictions["perplexity"]["mean"] > 0 and c.predictions["perplexity"]["log_std"] >= 0
+        assert (
+            c.predictions["perplexity"]["mean"] > 0 and c.predictions["perplexity"]["log_std"] >= 0
+        )
     stats = results.generations_since(db, job_id, 0)[-1].stats
     assert stats["selection"]["fallback"] is False and stats["selection"]["pool"] == 4 * 4
     job_accuracy = stats["predictor"]["job"]["perplexity"]
@@ -383,17 +473,24 @@ from pathlib import Path
 from orchestrator.records import JobRecords
 from orchestrator.search.loop import SearchLoop
 from store.engine import make_engine, session_factory
-records = JobRecords(session_factory(make_engine(sys.argv[1])), Path(sys.argv[2]), int(sys.argv[3]), "me")
+sessions = session_factory(make_engine(sys.argv[1]))
+records = JobRecords(sessions, Path(sys.argv[2]), int(sys.argv[3]), "me")
 spec = records.spec
-loop = SearchLoop(spec.search_space, spec.evolution, spec.objectives, prior=records.prior_observations)
+loop = SearchLoop(spec.search_space, spec.evolution, spec.objectives,
+                  prior=records.prior_observations)
 restored = records.restore(loop)
 print(" ".join(sorted(c.genome.hash() for c in loop.children_for(restored.next_generation))))
 """
 
 
 def test_a_surrogate_job_resumed_after_a_crash_breeds_the_same_offspring(db, tmp_path):
-    evolution = {"algorithm": "surrogate", "population": 6, "generations": 3, "pool_factor": 4,
-                 "surrogate_min_points": 5}
+    evolution = {
+        "algorithm": "surrogate",
+        "population": 6,
+        "generations": 3,
+        "pool_factor": 4,
+        "surrogate_min_points": 5,
+    }
     job_id = submit(db, spec(evolution=evolution))
     crashing = FakeEvaluator(crash_after=6 + 4)  # generations 0 and 1, then it dies in 2
     with pytest.raises(KeyboardInterrupt):
@@ -407,12 +504,23 @@ def test_a_surrogate_job_resumed_after_a_crash_breeds_the_same_offspring(db, tmp
     from store.models import Candidate as CandidateRow
 
     with transaction(db) as s:
-        s.execute(delete(CandidateRow).where(CandidateRow.job_id == job_id,
-                                             CandidateRow.generation == 2))
+        s.execute(
+            delete(CandidateRow).where(CandidateRow.job_id == job_id, CandidateRow.generation == 2)
+        )
     url = str(db.kw["bind"].url)
-    again = subprocess.run([sys.executable, "-c", BREED_IN_A_FRESH_PROCESS, url,
-                            str(tmp_path / "artifacts"), str(job_id)],
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BREED_IN_A_FRESH_PROCESS,
+            url,
+            str(tmp_path / "artifacts"),
+            str(job_id),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.split() == bred
 
@@ -428,15 +536,26 @@ def test_a_job_whose_every_candidate_failed_ends_failed_with_the_reason(db, tmp_
     assert len(results.generations_since(db, job_id, 0)) == 2  # the generations are kept
 
 
-QUANTIZED = {"objectives": ["perplexity[:int8]", "decode_ms@64[phone:int4]",
-                            "decode_ms@64[max:phone,tablet:int8]", "model_bytes[:int4]"],
-             "constraints": [{"metric": "perplexity", "op": "<=", "value": 1000}],
-             "profiling": {"devices": [DEVICE, "tablet"], "prefill_lengths": [64],
-                           "decode_contexts": [64], "timeout_s": 30}}
+QUANTIZED = {
+    "objectives": [
+        "perplexity[:int8]",
+        "decode_ms@64[phone:int4]",
+        "decode_ms@64[max:phone,tablet:int8]",
+        "model_bytes[:int4]",
+    ],
+    "constraints": [{"metric": "perplexity", "op": "<=", "value": 1000}],
+    "profiling": {
+        "devices": [DEVICE, "tablet"],
+        "prefill_lengths": [64],
+        "decode_contexts": [64],
+        "timeout_s": 30,
+    },
+}
 
 
 def test_precision_variants_are_exported_once_measured_per_variant_and_fleets_combined(
-        db, tmp_path):
+    db, tmp_path
+):
     job_id = submit(db, spec(**QUANTIZED))
     phone, tablet = FakePhone(db), FakePhone(db, model="tablet", speed=3.0)
     phone.start(), tablet.start()
@@ -451,12 +570,16 @@ def test_precision_variants_are_exported_once_measured_per_variant_and_fleets_co
     assert all(sorted(tags) == ["int4-b32", "int8"] for tags in evaluator.export_tags)
     # quantized perplexity was scored once per candidate, with its trained weights
     assert sorted(h for h, _, _ in evaluator.quantized) == sorted(evaluator.trained)
-    assert all(tags == ["int8"] and w == b"weights:" + h.encode()
-               for h, tags, w in evaluator.quantized)
+    assert all(
+        tags == ["int8"] and w == b"weights:" + h.encode() for h, tags, w in evaluator.quantized
+    )
     rows = tasks.task_results(db, [c.id for c in candidates])
     # phone: int4 and int8 tasks; tablet: int8 only; never the float graphs
     assert sorted({(r["device_class"], r["variant"]) for r in rows}) == [
-        ("phone", "int4-b32"), ("phone", "int8"), ("tablet", "int8")]
+        ("phone", "int4-b32"),
+        ("phone", "int8"),
+        ("tablet", "int8"),
+    ]
     assert len(rows) == 3 * len(candidates)
     for c in candidates:
         assert c.status == "done", c.failure
@@ -473,10 +596,19 @@ def test_precision_variants_are_exported_once_measured_per_variant_and_fleets_co
 
 
 def test_a_fleet_metric_is_missing_until_every_class_reported(db, tmp_path):
-    job_id = submit(db, spec(objectives=["perplexity", "decode_ms@64[mean:phone,tablet]"],
-                             profiling={"devices": [DEVICE, "tablet"], "prefill_lengths": [64],
-                                        "decode_contexts": [64], "timeout_s": 0.5},
-                             evolution={"population": 2, "generations": 1, "elitism": 0}))
+    job_id = submit(
+        db,
+        spec(
+            objectives=["perplexity", "decode_ms@64[mean:phone,tablet]"],
+            profiling={
+                "devices": [DEVICE, "tablet"],
+                "prefill_lengths": [64],
+                "decode_contexts": [64],
+                "timeout_s": 0.5,
+            },
+            evolution={"population": 2, "generations": 1, "elitism": 0},
+        ),
+    )
     phone = FakePhone(db)  # no tablet is enrolled: its tasks time out
     phone.start()
     try:

@@ -45,8 +45,7 @@ def free_port() -> int:
 
 
 def ray_cli(*args: str, env: dict) -> None:
-    result = subprocess.run([str(RAY), *args], env=env, capture_output=True, text=True,
-                            timeout=180)
+    result = subprocess.run([str(RAY), *args], env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, f"ray {args[0]} failed: {result.stderr[-2000:]}"
 
 
@@ -62,8 +61,15 @@ def two_node_cluster():
     port = free_port()
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     try:
-        ray_cli("start", "--head", f"--port={port}", "--include-dashboard=false",
-                f"--temp-dir={home / 'r'}", *common, env=env)
+        ray_cli(
+            "start",
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            f"--temp-dir={home / 'r'}",
+            *common,
+            env=env,
+        )
         ray_cli("start", f"--address=127.0.0.1:{port}", *common, env=env)
         yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
     finally:
@@ -72,9 +78,14 @@ def two_node_cluster():
 
 
 def test_evaluations_spread_over_two_nodes(two_node_cluster):
-    out = subprocess.run([sys.executable, "-c", DRIVER], env=two_node_cluster,
-                         capture_output=True, text=True, timeout=400,
-                         cwd=Path(__file__).parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", DRIVER],
+        env=two_node_cluster,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=Path(__file__).parents[2],
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["cpus"] == 2.0

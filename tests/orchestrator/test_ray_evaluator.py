@@ -7,11 +7,10 @@ import time
 import pytest
 import ray
 
-from orchestrator.ray_evaluator import RayEvaluator, connect
 from core import preset
+from orchestrator.ray_evaluator import RayEvaluator, connect
 
-TINY = preset("transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64,
-              vocab=257).to_json()
+TINY = preset("transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64, vocab=257).to_json()
 CONFIG = {"tokens": 6_000, "seq_len": 32, "tokenizer": {"kind": "byte"}}
 
 
@@ -40,17 +39,23 @@ def test_quality_and_export_run_as_ray_tasks(local_ray):
     record = quality.value.result
     assert record.ok and record.perplexity > 1 and record.node
     assert quality.value.weights  # bytes, not a path on the worker's disk
-    evaluator.submit_export("e", TINY, quality.value.weights, timeout_s=300,
-                            tags=["", "int8"])
+    evaluator.submit_export("e", TINY, quality.value.weights, timeout_s=300, tags=["", "int8"])
     export = drain(evaluator)["e"]
     assert export.ok, export.error
     # onnxruntime vs torch, rounding only (the bound of tests/workers/test_export.py TOL)
     assert export.value.variants[""].max_abs_diff <= 1e-4
     assert export.value.variants["int8"].manifest["precision"] == "int8"
-    assert {"prefill.onnx", "decode.onnx", "manifest.json", "prefill.int8.onnx",
-            "decode.int8.onnx", "manifest.int8.json"} <= set(export.value.files)
-    evaluator.submit_quantized_quality("qq", TINY, CONFIG, quality.value.weights, ["int8"],
-                                       timeout_s=300)
+    assert {
+        "prefill.onnx",
+        "decode.onnx",
+        "manifest.json",
+        "prefill.int8.onnx",
+        "decode.int8.onnx",
+        "manifest.int8.json",
+    } <= set(export.value.files)
+    evaluator.submit_quantized_quality(
+        "qq", TINY, CONFIG, quality.value.weights, ["int8"], timeout_s=300
+    )
     scored = drain(evaluator)["qq"]
     assert scored.ok and scored.value.ok, scored.value
     int8 = scored.value.variants["int8"]

@@ -15,29 +15,50 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from store.engine import make_engine, session_factory, upgrade
-from store.models import Evaluation, Event
 from core.job_spec import JobSpec
 from store import jobs, results, transaction
+from store.engine import make_engine, session_factory, upgrade
+from store.models import Evaluation, Event
 
-SPEC = {"name": "resume", "objectives": ["perplexity", "params"],
-        "search_space": {"widths": [32, 48], "depth_min": 2, "depth_max": 4,
-                         "vocab_size": 257},
-        "evolution": {"population": 4, "generations": 3, "seed": 1},
-        "training": {"tokens": 60_000, "seq_len": 32, "tokenizer": {"kind": "byte"}}}
+SPEC = {
+    "name": "resume",
+    "objectives": ["perplexity", "params"],
+    "search_space": {"widths": [32, 48], "depth_min": 2, "depth_max": 4, "vocab_size": 257},
+    "evolution": {"population": 4, "generations": 3, "seed": 1},
+    "training": {"tokens": 60_000, "seq_len": 32, "tokenizer": {"kind": "byte"}},
+}
 
 
 def start(url: str, data_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "orchestrator", "--database-url", url,
-         "--data-dir", str(data_dir), "--workers", "2", "--once", "--stale-after", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True, cwd=Path(__file__).parents[2])
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "orchestrator",
+            "--database-url",
+            url,
+            "--data-dir",
+            str(data_dir),
+            "--workers",
+            "2",
+            "--once",
+            "--stale-after",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        cwd=Path(__file__).parents[2],
+    )
 
 
-ALGORITHMS = {"nsga2": {}, "surrogate": {"algorithm": "surrogate", "surrogate_min_points": 4,
-                                          "pool_factor": 5}}
+ALGORITHMS = {
+    "nsga2": {},
+    "surrogate": {"algorithm": "surrogate", "surrogate_min_points": 4, "pool_factor": 5},
+}
 
 
 def replay_picks(spec: JobSpec, candidates) -> None:
@@ -50,8 +71,9 @@ def replay_picks(spec: JobSpec, candidates) -> None:
     for generation in range(spec.evolution.generations):
         children = loop.children_for(generation)
         picked = [child.genome.hash() for child in children]
-        assert set(picked) == {c.genome_hash for c in candidates
-                               if c.generation == generation}, generation
+        assert set(picked) == {c.genome_hash for c in candidates if c.generation == generation}, (
+            generation
+        )
         for individual in loop.add(children, generation):
             individual.metrics = stored[individual.hash]
         loop.complete(generation, picked)
@@ -63,23 +85,25 @@ def test_kill_9_mid_generation_then_resume(tmp_path, algorithm):
     engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)
-    spec = JobSpec.model_validate({**SPEC, "evolution": {**SPEC["evolution"],
-                                                         **ALGORITHMS[algorithm]}})
+    spec = JobSpec.model_validate(
+        {**SPEC, "evolution": {**SPEC["evolution"], **ALGORITHMS[algorithm]}}
+    )
     job = jobs.create_job(sessions, "resume", spec.model_dump(mode="json"))
 
     first = start(url, tmp_path)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # wait until generation 1 is under way
         done = [c for c in results.job_candidates(sessions, job.id) if c.status == "done"]
-        if any(c.generation == 1 for c in results.job_candidates(sessions, job.id)) \
-                and len(done) >= 5:
+        if (
+            any(c.generation == 1 for c in results.job_candidates(sessions, job.id))
+            and len(done) >= 5
+        ):
             break
         assert first.poll() is None, first.stderr.read().decode()[-2000:]
         time.sleep(0.3)
     os.killpg(first.pid, signal.SIGKILL)  # the orchestrator and its local Ray, mid-generation
     first.wait()
-    before = {c.genome_hash for c in results.job_candidates(sessions, job.id)
-              if c.status == "done"}
+    before = {c.genome_hash for c in results.job_candidates(sessions, job.id) if c.status == "done"}
     assert jobs.get_job(sessions, job.id).status == "running"  # nobody finished it
 
     time.sleep(2.5)  # its heartbeat goes stale
@@ -101,10 +125,10 @@ def test_kill_9_mid_generation_then_resume(tmp_path, algorithm):
     assert [g.index for g in generations] == [0, 1, 2]
     assert generations[-1].stats["motifs"]  # motif analysis of the front, per generation
     with transaction(sessions) as s:
-        cache = s.scalars(select(Evaluation.genome_hash)
-                          .where(Evaluation.kind == "quality")).all()
-        trained = s.scalars(select(Event.message).where(Event.job_id == job.id,
-                                                        Event.kind == "trained")).all()
+        cache = s.scalars(select(Evaluation.genome_hash).where(Evaluation.kind == "quality")).all()
+        trained = s.scalars(
+            select(Event.message).where(Event.job_id == job.id, Event.kind == "trained")
+        ).all()
     assert sorted(cache) == sorted(hashes)  # one stored evaluation per candidate
     trained_hashes = [m.split()[0] for m in trained]
     assert sorted(trained_hashes) == sorted(hashes)  # nothing finished before was redone

@@ -15,8 +15,14 @@ from core import Genome, SearchSpace, Slot, preset
 from core.job_spec import EvolutionSpec
 from orchestrator.search.evolution import breed, initial_population
 from orchestrator.search.motifs import enrichment, motifs_of
-from orchestrator.search.selection import (NormalisationFrame, hypervolume, pareto_front,
-                                           rank_population, survive, tournament)
+from orchestrator.search.selection import (
+    NormalisationFrame,
+    hypervolume,
+    pareto_front,
+    rank_population,
+    survive,
+    tournament,
+)
 
 
 def dominates(a: np.ndarray, b: np.ndarray) -> bool:
@@ -24,13 +30,19 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @settings(max_examples=200, deadline=None)
-@given(objectives=arrays(np.float64, st.tuples(st.integers(2, 12), st.integers(2, 3)),
-                         elements=st.floats(0, 10, allow_nan=False).map(lambda x: round(x, 1))),
-       data=st.data())
+@given(
+    objectives=arrays(
+        np.float64,
+        st.tuples(st.integers(2, 12), st.integers(2, 3)),
+        elements=st.floats(0, 10, allow_nan=False).map(lambda x: round(x, 1)),
+    ),
+    data=st.data(),
+)
 def test_ranking_respects_constraint_domination(objectives, data):
     n = len(objectives)
-    violation = np.array(data.draw(st.lists(st.sampled_from([0.0, 0.0, 0.5, 2.0, np.inf]),
-                                            min_size=n, max_size=n)))
+    violation = np.array(
+        data.draw(st.lists(st.sampled_from([0.0, 0.0, 0.5, 2.0, np.inf]), min_size=n, max_size=n))
+    )
     ranking = rank_population(objectives, violation)
     for i in range(n):
         for j in range(n):
@@ -43,8 +55,9 @@ def test_ranking_respects_constraint_domination(objectives, data):
     front = pareto_front(objectives, violation)
     assert all(ranking.rank[i] == 0 for i in front)
     for i in front:
-        assert not any(violation[j] == 0 and dominates(objectives[j], objectives[i])
-                       for j in range(n))
+        assert not any(
+            violation[j] == 0 and dominates(objectives[j], objectives[i]) for j in range(n)
+        )
 
 
 def test_survival_keeps_elites_and_the_best():
@@ -68,7 +81,7 @@ def test_hypervolume_grows_with_a_dominating_point():
     before = hypervolume(objectives, violation, frame)
     better = np.vstack([objectives, [[1.5, 1.5]]])
     after = hypervolume(better, np.zeros(4), frame)
-    assert 0 < before < after <= 1.1 ** 2
+    assert 0 < before < after <= 1.1**2
     # Infeasible points never count.
     assert hypervolume(better, np.array([0, 0, 0, 1.0]), frame) == pytest.approx(before)
 
@@ -105,8 +118,16 @@ def test_breeding_yields_unseen_children_inside_the_space(algorithm):
 
 
 def test_motifs_count_ngrams_and_sharing():
-    genome = Genome(width=64, vocab_size=100, backbone=[
-        Slot("hyena_y"), Slot("swiglu"), Slot("attention"), Slot("swiglu", share_weights=1)])
+    genome = Genome(
+        width=64,
+        vocab_size=100,
+        backbone=[
+            Slot("hyena_y"),
+            Slot("swiglu"),
+            Slot("attention"),
+            Slot("swiglu", share_weights=1),
+        ],
+    )
     found = motifs_of(genome)
     assert found["hyena_y > swiglu"] == 1 and found["swiglu > attention"] == 1
     assert found["swiglu shares weights (distance 2)"] == 1

@@ -8,8 +8,8 @@ import pytest
 
 from core import SearchSpace
 from core.job_spec import EvolutionSpec
-from orchestrator.search.loop import SearchLoop
 from core.metrics import Constraint, fitness, parse_metric, static_metrics
+from orchestrator.search.loop import SearchLoop
 
 SPACE = SearchSpace(widths=[32, 48, 64, 96, 128], depth_min=2, depth_max=12, vocab_size=512)
 OBJECTIVES = ["params", "cache_bytes@1024"]
@@ -21,9 +21,12 @@ def static_evaluate(candidates):
 
 
 def run(algorithm: str, seed: int = 0, generations: int = 6, constraints=None) -> SearchLoop:
-    loop = SearchLoop(SPACE, EvolutionSpec(algorithm=algorithm, population=10,
-                                             generations=generations, seed=seed),
-                      OBJECTIVES, constraints)
+    loop = SearchLoop(
+        SPACE,
+        EvolutionSpec(algorithm=algorithm, population=10, generations=generations, seed=seed),
+        OBJECTIVES,
+        constraints,
+    )
     loop.run(static_evaluate)
     return loop
 
@@ -54,8 +57,7 @@ def test_breeding_is_reproducible_for_resume():
 def test_constraints_keep_the_population_feasible_when_possible():
     bound = Constraint("params", "<=", 300_000)
     loop = run("nsga2", constraints=[bound], generations=5)
-    feasible = [h for h in loop.population
-                if loop.archive[h].metrics["params"] <= 300_000]
+    feasible = [h for h in loop.population if loop.archive[h].metrics["params"] <= 300_000]
     assert len(feasible) == len(loop.population)
     for h in loop.history[-1].pareto:
         assert loop.archive[h].metrics["params"] <= 300_000
@@ -67,23 +69,31 @@ def test_elites_survive():
     assert best_params in loop.population
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("params", ("params", None, None)),
-    ("cache_bytes@1024", ("cache_bytes", 1024, None)),
-    ("decode_ms@512[SM-S928B]", ("decode_ms", 512, "SM-S928B")),
-    ("peak_mem_mb[host]", ("peak_mem_mb", None, "host")),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("params", ("params", None, None)),
+        ("cache_bytes@1024", ("cache_bytes", 1024, None)),
+        ("decode_ms@512[SM-S928B]", ("decode_ms", 512, "SM-S928B")),
+        ("peak_mem_mb[host]", ("peak_mem_mb", None, "host")),
+    ],
+)
 def test_metric_grammar(text, expected):
     metric = parse_metric(text)
     assert (metric.name, metric.length, metric.device) == expected
     assert str(metric) == text
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("latency", "unknown metric"), ("cache_bytes", "needs a positive length"),
-    ("decode_ms@128", "needs a device class"), ("params@5", "takes no length"),
-    ("perplexity[host]", "takes no device"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("latency", "unknown metric"),
+        ("cache_bytes", "needs a positive length"),
+        ("decode_ms@128", "needs a device class"),
+        ("params@5", "takes no length"),
+        ("perplexity[host]", "takes no device"),
+    ],
+)
 def test_metric_grammar_errors(text, fragment):
     with pytest.raises(ValueError, match=fragment.replace("[", r"\[")):
         parse_metric(text)

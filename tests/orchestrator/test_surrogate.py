@@ -22,8 +22,11 @@ OBJECTIVES = ["perplexity", "decode_ms@128[host]", "params"]
 def truth(genome) -> dict[str, float]:
     """A made-up but learnable world: bigger models are better and slower."""
     params = static_metrics(genome.to_json(), ["params"])["params"]
-    return {"perplexity": 40.0 / math.log(params), "params": params,
-            "decode_ms@128[host]": 0.05 * genome.depth + 2e-6 * params}
+    return {
+        "perplexity": 40.0 / math.log(params),
+        "params": params,
+        "decode_ms@128[host]": 0.05 * genome.depth + 2e-6 * params,
+    }
 
 
 def genomes(n: int, seed: int, exclude: set[str] = frozenset()):
@@ -69,8 +72,10 @@ def test_predictions_track_what_it_learned_and_picks_are_repeatable(world):
     again = SurrogateSelector(OBJECTIVES, min_points=8, seed=3).select(pool, 5, observations, 2)
     assert first.picked == again.picked and first.predictions == again.predictions
     for metric in ("perplexity", "decode_ms@128[host]"):
-        errors = sorted(abs(p[metric]["mean"] - truth(pool[i])[metric]) / truth(pool[i])[metric]
-                        for i, p in zip(first.picked, first.predictions))
+        errors = sorted(
+            abs(p[metric]["mean"] - truth(pool[i])[metric]) / truth(pool[i])[metric]
+            for i, p in zip(first.picked, first.predictions)
+        )
         assert errors[len(errors) // 2] < 0.15, (metric, errors)  # median relative error
         assert all(p[metric]["log_std"] >= 0 for p in first.predictions)
 
@@ -83,13 +88,15 @@ def test_the_loop_falls_back_to_plain_nsga2_until_the_models_have_data():
     spec = {"population": 6, "generations": 3, "seed": 5, "pool_factor": 3}
     plain = SearchLoop(SPACE, EvolutionSpec(**spec), OBJECTIVES)
     plain.run(evaluate)
-    late = SearchLoop(SPACE, EvolutionSpec(**spec, algorithm="surrogate",
-                                           surrogate_min_points=100), OBJECTIVES)
+    late = SearchLoop(
+        SPACE, EvolutionSpec(**spec, algorithm="surrogate", surrogate_min_points=100), OBJECTIVES
+    )
     late.run(evaluate)
     assert all(info["fallback"] for info in late.selection_info.values())
     assert sorted(plain.archive) == sorted(late.archive)  # the same brood, generation by generation
-    early = SearchLoop(SPACE, EvolutionSpec(**spec, algorithm="surrogate",
-                                            surrogate_min_points=6), OBJECTIVES)
+    early = SearchLoop(
+        SPACE, EvolutionSpec(**spec, algorithm="surrogate", surrogate_min_points=6), OBJECTIVES
+    )
     early.run(evaluate)
     assert not any(info["fallback"] for info in early.selection_info.values())
     assert all(c.predictions for c in early.archive.values() if c.generation > 0)
@@ -101,8 +108,14 @@ def test_even_before_the_models_have_data_static_violators_are_not_evaluated():
             c.metrics = truth(c.genome)
 
     limit = 150_000  # about a quarter of this space's genomes are larger
-    spec = EvolutionSpec(population=6, generations=3, seed=7, pool_factor=10,
-                         algorithm="surrogate", surrogate_min_points=100)
+    spec = EvolutionSpec(
+        population=6,
+        generations=3,
+        seed=7,
+        pool_factor=10,
+        algorithm="surrogate",
+        surrogate_min_points=100,
+    )
     loop = SearchLoop(SPACE, spec, OBJECTIVES, [Constraint("params", "<=", limit)])
     loop.run(evaluate)
     bred = [c for c in loop.archive.values() if c.generation > 0]

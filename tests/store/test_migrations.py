@@ -22,19 +22,33 @@ def test_0007_keeps_old_tasks_as_float_and_allows_one_task_per_variant(database_
     engine = make_engine(database_url)
     migrate(engine, "0006")
     with engine.begin() as c:  # a job, a candidate and a task as 0006 stored them
-        c.execute(text("INSERT INTO jobs (name, spec, status, generations_done, "
-                       "evaluations_done, cancel_requested, created_at) VALUES "
-                       "('old', '{}', 'running', 0, 0, false, CURRENT_TIMESTAMP)"))
+        c.execute(
+            text(
+                "INSERT INTO jobs (name, spec, status, generations_done, "
+                "evaluations_done, cancel_requested, created_at) VALUES "
+                "('old', '{}', 'running', 0, 0, false, CURRENT_TIMESTAMP)"
+            )
+        )
         job_id = c.execute(text("SELECT id FROM jobs")).scalar()
-        c.execute(text("INSERT INTO candidates (job_id, genome_hash, genome, generation, "
-                       "parents, origin, status, metrics, predictions, created_at, updated_at) "
-                       "VALUES (:j, 'abababababababab', '{}', 0, '[]', 'random', 'pending', "
-                       "'{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"j": job_id})
+        c.execute(
+            text(
+                "INSERT INTO candidates (job_id, genome_hash, genome, generation, "
+                "parents, origin, status, metrics, predictions, created_at, updated_at) "
+                "VALUES (:j, 'abababababababab', '{}', 0, '[]', 'random', 'pending', "
+                "'{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
+            {"j": job_id},
+        )
         candidate = c.execute(text("SELECT id FROM candidates")).scalar()
-        c.execute(text("INSERT INTO profiling_tasks (job_id, candidate_id, device_class, spec, "
-                       "state, attempts, max_attempts, priority, created_at, updated_at) VALUES "
-                       "(:j, :c, 'phone', '{}', 'queued', 0, 3, 0, CURRENT_TIMESTAMP, "
-                       "CURRENT_TIMESTAMP)"), {"j": job_id, "c": candidate})
+        c.execute(
+            text(
+                "INSERT INTO profiling_tasks (job_id, candidate_id, device_class, spec, "
+                "state, attempts, max_attempts, priority, created_at, updated_at) VALUES "
+                "(:j, :c, 'phone', '{}', 'queued', 0, 3, 0, CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            ),
+            {"j": job_id, "c": candidate},
+        )
     sessions = session_factory(engine)
     migrate(engine, "head")
     first = tasks.enqueue_task(sessions, job_id, candidate, "phone", {})  # the old row
@@ -69,8 +83,11 @@ def test_0008_indexes_the_poll_count_and_drops_it_on_the_way_down(database_url):
     migrate(engine, "head")
     assert "ix_candidates_job_generation_status" in names()
     if engine.dialect.name == "sqlite":
-        statement = str(_POLL_VERSION.params(job_id=1, since=0).compile(
-            dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        statement = str(
+            _POLL_VERSION.params(job_id=1, since=0).compile(
+                dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+            )
+        )
         with engine.connect() as c:
             plan = " ".join(r[-1] for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + statement))
         assert "COVERING INDEX ix_candidates_job_generation_status" in plan, plan
@@ -79,8 +96,7 @@ def test_0008_indexes_the_poll_count_and_drops_it_on_the_way_down(database_url):
     engine.dispose()
 
 
-def test_0009_adds_device_readiness_keeping_old_devices_and_drops_it_on_the_way_down(
-        database_url):
+def test_0009_adds_device_readiness_keeping_old_devices_and_drops_it_on_the_way_down(database_url):
     """A device enrolled before 0009 has no verdict (NULL): it stays ready as before; a
     verdict stored after the upgrade is read back as the agent sent it."""
     from sqlalchemy import inspect
@@ -94,9 +110,13 @@ def test_0009_adds_device_readiness_keeping_old_devices_and_drops_it_on_the_way_
     migrate(engine, "0008")
     assert "readiness" not in columns()
     with engine.begin() as c:
-        c.execute(text("INSERT INTO devices (name, model, properties, token_hash, state, "
-                       "last_heartbeat_at, created_at) VALUES ('old', 'Pixel 8', '{}', "
-                       "'h', 'active', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        c.execute(
+            text(
+                "INSERT INTO devices (name, model, properties, token_hash, state, "
+                "last_heartbeat_at, created_at) VALUES ('old', 'Pixel 8', '{}', "
+                "'h', 'active', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
     migrate(engine, "head")
     sessions = session_factory(engine)
     [device] = devices.list_devices(sessions)

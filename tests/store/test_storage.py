@@ -16,8 +16,18 @@ PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 3
 
 def test_migrations_create_every_table(sessions):
     names = set(inspect(sessions.kw["bind"]).get_table_names())
-    assert {"jobs", "generations", "candidates", "evaluations", "artifacts", "devices",
-            "profiling_tasks", "measurements", "events", "alembic_version"} <= names
+    assert {
+        "jobs",
+        "generations",
+        "candidates",
+        "evaluations",
+        "artifacts",
+        "devices",
+        "profiling_tasks",
+        "measurements",
+        "events",
+        "alembic_version",
+    } <= names
 
 
 def test_the_migrations_build_exactly_the_schema_the_models_describe(sessions):
@@ -64,8 +74,12 @@ def test_candidates_and_evaluations_are_stored_once(sessions):
     assert [c.id for c in first] == [c.id for c in again]
     assert len(results.job_candidates(sessions, job.id)) == 3
     with ThreadPoolExecutor(6) as pool:
-        stored = list(pool.map(lambda i: results.put_evaluation(
-            sessions, "abc", "cfg", "quality", {"writer": i}), range(6)))
+        stored = list(
+            pool.map(
+                lambda i: results.put_evaluation(sessions, "abc", "cfg", "quality", {"writer": i}),
+                range(6),
+            )
+        )
     assert len({s["writer"] for s in stored}) == 1
     assert results.get_evaluation(sessions, "abc", "cfg", "quality") == stored[0]
     assert results.get_evaluation(sessions, "abc", "other", "quality") is None
@@ -100,8 +114,9 @@ def test_device_tokens_are_hashed_and_authenticate(sessions):
 
 def test_leases_are_exclusive_under_concurrency(sessions):
     job = jobs.create_job(sessions, "j", {})
-    cands = results.add_candidates(sessions, job.id, 0, [
-        {"genome": {}, "genome_hash": f"{i:08x}"} for i in range(10)])
+    cands = results.add_candidates(
+        sessions, job.id, 0, [{"genome": {}, "genome_hash": f"{i:08x}"} for i in range(10)]
+    )
     for c in cands:
         tasks.enqueue_task(sessions, job.id, c.id, "host", {})
     agents = [_device(sessions)[0] for _ in range(6)]
@@ -158,10 +173,12 @@ def test_failures_retry_until_attempts_run_out_and_release_does_not_count(sessio
 
 def _job_with_tasks(sessions, name, n, priority=0, model="host"):
     job = jobs.create_job(sessions, name, {})
-    cands = results.add_candidates(sessions, job.id, 0, [
-        {"genome": {}, "genome_hash": f"{name}{i}"} for i in range(n)])
-    return job, [tasks.enqueue_task(sessions, job.id, c.id, model, {}, priority=priority)
-                 for c in cands]
+    cands = results.add_candidates(
+        sessions, job.id, 0, [{"genome": {}, "genome_hash": f"{name}{i}"} for i in range(n)]
+    )
+    return job, [
+        tasks.enqueue_task(sessions, job.id, c.id, model, {}, priority=priority) for c in cands
+    ]
 
 
 def test_ended_jobs_take_their_tasks_and_leases_follow_priority_then_age(sessions):
@@ -179,8 +196,12 @@ def test_ended_jobs_take_their_tasks_and_leases_follow_priority_then_age(session
     jobs.request_cancel(sessions, cancelled.id)  # queued job: cancelled at once
     leased = [tasks.lease_task(sessions, d, 60) for _ in range(3)]
     assert [t.id if t else None for t in leased] == [old_tasks[0].id, old_tasks[1].id, None]
-    states = {r["task_id"]: r["state"] for r in tasks.task_results(
-        sessions, [t.candidate_id for t in cancelled_tasks + urgent_tasks])}
+    states = {
+        r["task_id"]: r["state"]
+        for r in tasks.task_results(
+            sessions, [t.candidate_id for t in cancelled_tasks + urgent_tasks]
+        )
+    }
     assert set(states.values()) == {"cancelled"}
     # A running job asked to cancel leases nothing more, before its orchestrator notices.
     running, running_tasks = _job_with_tasks(sessions, "running", 1)
@@ -190,8 +211,7 @@ def test_ended_jobs_take_their_tasks_and_leases_follow_priority_then_age(session
     assert tasks.lease_task(sessions, d, 60) is None
     # Resuming a cancelled job opens its tasks again when the orchestrator re-enqueues them.
     jobs.resume_job(sessions, cancelled.id)
-    again = tasks.enqueue_task(sessions, cancelled.id, cancelled_tasks[0].candidate_id, "host",
-                               {})
+    again = tasks.enqueue_task(sessions, cancelled.id, cancelled_tasks[0].candidate_id, "host", {})
     assert again.id == cancelled_tasks[0].id and again.state == "queued" and again.attempts == 0
     assert tasks.cancel_tasks(sessions, "timed out", candidate_id=again.candidate_id) == 1
 
@@ -224,8 +244,9 @@ def test_a_job_can_refuse_measurements_of_a_hot_phone(sessions):
     back = tasks.report_task(sessions, t.id, d, hot)
     assert back.state == "queued" and back.attempts == 0 and "reject_hot" in back.last_error
     t = tasks.lease_task(sessions, d, 60)
-    assert tasks.report_task(sessions, t.id, d, {**hot, "above_thermal_limit": False}).state \
-        == "done"
+    assert (
+        tasks.report_task(sessions, t.id, d, {**hot, "above_thermal_limit": False}).state == "done"
+    )
 
 
 def test_a_device_is_ready_only_active_online_unpaused_and_fit(sessions):
@@ -234,14 +255,20 @@ def test_a_device_is_ready_only_active_online_unpaused_and_fit(sessions):
 
     from store.models import utcnow
 
-    device, _ = dev.enroll_device(sessions, "phone", {"backend": "adb", "model": "Pixel 8",
-                                                      "serial": "S1", "board": "b"})
+    device, _ = dev.enroll_device(
+        sessions, "phone", {"backend": "adb", "model": "Pixel 8", "serial": "S1", "board": "b"}
+    )
     assert dev.readiness(device, 60) == dev.Readiness(True)
     assert not dev.readiness(device, 60, now=utcnow() + timedelta(seconds=61)).ready
-    assert "no heartbeat for over 60 s" in dev.readiness(
-        device, 60, now=utcnow() + timedelta(seconds=61)).reason
-    device = dev.heartbeat_device(sessions, device.id, readiness={
-        "ready": False, "reason": "only 50 MB free", "fix": "free storage"})
+    assert (
+        "no heartbeat for over 60 s"
+        in dev.readiness(device, 60, now=utcnow() + timedelta(seconds=61)).reason
+    )
+    device = dev.heartbeat_device(
+        sessions,
+        device.id,
+        readiness={"ready": False, "reason": "only 50 MB free", "fix": "free storage"},
+    )
     assert dev.readiness(device, 60) == dev.Readiness(False, "only 50 MB free", "free storage")
     device = dev.heartbeat_device(sessions, device.id, readiness={"ready": True})
     assert dev.readiness(device, 60).ready

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from core import Genome, Slot
-from core import catalog
+from core import Genome, Slot, catalog
 
 SMALL_WIDTH = 32
 SMALL_VOCAB = 61
@@ -29,7 +28,12 @@ def operator_genome(op: str, sharing: bool = True, repeat: int = 1, **genes: int
     backbone = [Slot(op), Slot(channel)]
     if sharing:
         backbone += [Slot(op, share_featurizer=0), Slot(op, share_weights=0)]
-    genome = Genome(width=SMALL_WIDTH, vocab_size=SMALL_VOCAB, backbone=backbone,
-                    block_repeat=repeat, operators=operators)
+    genome = Genome(
+        width=SMALL_WIDTH,
+        vocab_size=SMALL_VOCAB,
+        backbone=backbone,
+        block_repeat=repeat,
+        operators=operators,
+    )
     genome.validate()
     return genome

@@ -9,22 +9,30 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import PRESETS, SearchSpace, preset, sample
-from core import catalog
-from core import costs
+from core import PRESETS, SearchSpace, catalog, costs, preset, sample
 from workers.model.compiler import TailorLM, compile_genome, state_bytes
 
 from .helpers import SMALL_GENES, operator_genome
 from .test_operators import TOL, run_stepwise
 
-SPACE = SearchSpace(classes=sorted(catalog.REGISTRY), widths=[16, 32], depth_min=2,
-                    depth_max=7, vocab_size=53, block_repeat=[1, 2], share_probability=0.4,
-                    operator_genes={op: {k: [v] for k, v in genes.items()}
-                                    for op, genes in SMALL_GENES.items()
-                                    if op not in ("attention", "gla")}
-                    | {"attention": {"heads": [2, 4], "kv_heads": [1, 2], "window": [0, 4],
-                                     "qk_norm": [0, 1]},
-                       "gla": {"heads": [2], "key_dim": [4, 8]}})
+SPACE = SearchSpace(
+    classes=sorted(catalog.REGISTRY),
+    widths=[16, 32],
+    depth_min=2,
+    depth_max=7,
+    vocab_size=53,
+    block_repeat=[1, 2],
+    share_probability=0.4,
+    operator_genes={
+        op: {k: [v] for k, v in genes.items()}
+        for op, genes in SMALL_GENES.items()
+        if op not in ("attention", "gla")
+    }
+    | {
+        "attention": {"heads": [2, 4], "kv_heads": [1, 2], "window": [0, 4], "qk_norm": [0, 1]},
+        "gla": {"heads": [2], "key_dim": [4, 8]},
+    },
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -60,25 +68,35 @@ def test_weight_sharing_shares_tensors_and_featurizer_sharing_only_the_featurize
 
 def test_tied_embeddings_share_the_output_projection():
     tied = preset("transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64, vocab=50)
-    untied = preset("transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64, vocab=50,
-                    tie=False)
-    assert compile_genome(untied.to_json()).num_params() - compile_genome(
-        tied.to_json()).num_params() == 50 * 32
+    untied = preset(
+        "transformer++", width=32, layers=1, heads=2, kv_heads=1, ffn=64, vocab=50, tie=False
+    )
+    assert (
+        compile_genome(untied.to_json()).num_params() - compile_genome(tied.to_json()).num_params()
+        == 50 * 32
+    )
 
 
-
-@pytest.mark.parametrize("name,overrides,expected", [
-    ("transformer++", dict(width=2048, layers=16, heads=32, kv_heads=8, ffn=8192, vocab=128256,
-                           tie=True), 1_235_814_400),  # Llama-3.2-1B
-    ("lfm2", dict(width=1024, heads=16, kv_heads=8, ffn=4608, vocab=65536, tie=True),
-     354_483_968),  # LFM2-350M
-])
+@pytest.mark.parametrize(
+    "name,overrides,expected",
+    [
+        (
+            "transformer++",
+            dict(width=2048, layers=16, heads=32, kv_heads=8, ffn=8192, vocab=128256, tie=True),
+            1_235_814_400,
+        ),  # Llama-3.2-1B
+        (
+            "lfm2",
+            dict(width=1024, heads=16, kv_heads=8, ffn=4608, vocab=65536, tie=True),
+            354_483_968,
+        ),  # LFM2-350M
+    ],
+)
 def test_published_parameter_counts(name, overrides, expected):
     genome = preset(name, **overrides).to_json()
     assert costs.params(genome) == expected
     with torch.device("meta"):  # the real module, without allocating its weights
         assert TailorLM(genome).num_params() == expected
-
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

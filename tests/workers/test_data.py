@@ -48,11 +48,14 @@ def test_user_formats_load_the_same_documents(tmp_path):
     assert load_corpus(str(tmp_path / "saved")).documents == docs
 
 
-@pytest.mark.parametrize("content,name,fragment", [
-    ('{"text": "a"}\nnot json\n', "x.jsonl", "line 2: not JSON"),
-    ('{"body": "a"}\n', "x.jsonl", "no string field 'text'"),
-    ("hello", "x.csv", "unsupported corpus format"),
-])
+@pytest.mark.parametrize(
+    "content,name,fragment",
+    [
+        ('{"text": "a"}\nnot json\n', "x.jsonl", "line 2: not JSON"),
+        ('{"body": "a"}\n', "x.jsonl", "no string field 'text'"),
+        ("hello", "x.csv", "unsupported corpus format"),
+    ],
+)
 def test_bad_corpora_fail_with_a_clear_message(tmp_path, content, name, fragment):
     path = tmp_path / name
     path.write_text(content)

@@ -10,11 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from core import PRESETS, Genome, catalog, costs, preset
 from core.manifest import GraphManifest
-from core import PRESETS, Genome, preset
 from workers.export.onnx_export import OPSET, export_onnx
-from core import catalog
-from core import costs
 
 from .helpers import operator_genome
 
@@ -55,16 +53,18 @@ def test_presets_export_at_small_size(name, tmp_path):
 
 
 def test_manifest_describes_graphs_exactly(tmp_path):
-    genome = preset("hyena-edge", width=32, heads=2, kv_heads=1, ffn=64, vocab=97,
-                    layers=3).to_json()
+    genome = preset(
+        "hyena-edge", width=32, heads=2, kv_heads=1, ffn=64, vocab=97, layers=3
+    ).to_json()
     export_onnx(genome, tmp_path)
     manifest = GraphManifest.model_validate_json((tmp_path / "manifest.json").read_text())
     assert json.loads((tmp_path / "genome.json").read_text()) == genome
     assert manifest.params == costs.params(genome)
     assert manifest.genome_hash == Genome.from_json(genome).hash()
     for kind, spec in manifest.graphs.items():
-        session = ort.InferenceSession(str(tmp_path / spec.file),
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(tmp_path / spec.file), providers=["CPUExecutionProvider"]
+        )
         assert [i.name for i in session.get_inputs()] == [t.name for t in spec.inputs]
         assert [o.name for o in session.get_outputs()] == [t.name for t in spec.outputs]
     # Feed the decode graph from the manifest alone, at a context of 40 tokens.
@@ -82,8 +82,9 @@ def test_manifest_describes_graphs_exactly(tmp_path):
     outputs = dict(zip([o.name for o in decode.outputs], session.run(None, feed)))
     assert outputs["logits"].shape == (1, 1, 97)
     per_token_bytes = manifest.cache_bytes_per_token
-    held = sum(outputs[manifest.cache_pairs[t.name]].nbytes for t in decode.inputs
-               if t.role == "cache")
+    held = sum(
+        outputs[manifest.cache_pairs[t.name]].nbytes for t in decode.inputs if t.role == "cache"
+    )
     assert held == per_token_bytes * 41 + manifest.cache_bytes_fixed
     assert held == costs.cache_bytes(genome, 41, "float32")
 
@@ -97,8 +98,9 @@ def test_graphs_name_no_host_path_and_still_match_torch(tmp_path):
     from workers.export.graph_finish import STACK_TRACE_KEY
     from workers.export.graph_stats import file_sha256
 
-    genome = preset("hyena-edge", width=32, heads=2, kv_heads=1, ffn=64, vocab=97,
-                    layers=2).to_json()
+    genome = preset(
+        "hyena-edge", width=32, heads=2, kv_heads=1, ffn=64, vocab=97, layers=2
+    ).to_json()
     result = export_onnx(genome, tmp_path)
     assert result.max_abs_diff <= TOL
     repo = str(Path(__file__).resolve().parents[2])
@@ -111,14 +113,18 @@ def test_graphs_name_no_host_path_and_still_match_torch(tmp_path):
 
 
 def test_auto_traces_when_exact_and_falls_back_to_dynamo_quietly(tmp_path, capfd):
-    """"auto" keeps the fast traced export when it matches torch (here a model whose decode
+    """ "auto" keeps the fast traced export when it matches torch (here a model whose decode
     graph does not read `position`: the input is put back), and exports with dynamo when
     the tracer cannot express an operator (a long convolution whose kernel is as long as the
     sequence), printing nothing either way."""
     traced = export_onnx(operator_genome("gla", repeat=2).to_json(), tmp_path / "gla")
     assert traced.exporter == "torchscript" and traced.max_abs_diff <= TOL
-    names = [i.name for i in ort.InferenceSession(
-        str(tmp_path / "gla" / "decode.onnx"), providers=["CPUExecutionProvider"]).get_inputs()]
+    names = [
+        i.name
+        for i in ort.InferenceSession(
+            str(tmp_path / "gla" / "decode.onnx"), providers=["CPUExecutionProvider"]
+        ).get_inputs()
+    ]
     assert names[:2] == ["input_ids", "position"]
     fallback = export_onnx(operator_genome("hyena_modal", repeat=1).to_json(), tmp_path / "m")
     assert fallback.exporter == "dynamo" and fallback.max_abs_diff <= TOL
@@ -129,8 +135,9 @@ def test_auto_traces_when_exact_and_falls_back_to_dynamo_quietly(tmp_path, capfd
 
 
 def test_forced_exporters_agree_on_the_graph_interface(tmp_path):
-    genome = preset("transformer++", width=32, heads=2, kv_heads=1, ffn=64, vocab=97,
-                    layers=2).to_json()
+    genome = preset(
+        "transformer++", width=32, heads=2, kv_heads=1, ffn=64, vocab=97, layers=2
+    ).to_json()
     specs = {}
     for exporter in ("torchscript", "dynamo"):
         result = export_onnx(genome, tmp_path / exporter, exporter=exporter)
@@ -139,8 +146,9 @@ def test_forced_exporters_agree_on_the_graph_interface(tmp_path):
     assert specs["torchscript"] == specs["dynamo"]
 
 
-def assert_states_computed_before_the_logits(folder, manifest: GraphManifest,
-                                            known_late: tuple[str, ...] = ()) -> None:
+def assert_states_computed_before_the_logits(
+    folder, manifest: GraphManifest, known_late: tuple[str, ...] = ()
+) -> None:
     """ONNX Runtime runs a state-only branch (a conv's last steps) where it sits in the file's
     leaf order; traced in place it ran after the logits, keeping every layer's full-length
     conv input alive through the peak. After export, each state output is computed before
@@ -150,17 +158,24 @@ def assert_states_computed_before_the_logits(folder, manifest: GraphManifest,
     options.enable_profiling = True
     options.profile_file_prefix = str(folder / "profile")
     options.optimized_model_filepath = str(folder / "optimized.onnx")
-    session = ort.InferenceSession(str(folder / graph.file), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(folder / graph.file), options, providers=["CPUExecutionProvider"]
+    )
     session.run(None, {"input_ids": np.zeros((1, 64), dtype=np.int64)})
     events = json.loads(open(session.end_profiling()).read())
-    ran = [e["name"][: -len("_kernel_time")] for e in events
-           if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    ran = [
+        e["name"][: -len("_kernel_time")]
+        for e in events
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+    ]
     optimized = onnx.load(str(folder / "optimized.onnx"), load_external_data=False)
     producer = {out: n.name for n in optimized.graph.node for out in n.output}
     position = {name: i for i, name in enumerate(ran)}
     logits_at = position[producer["logits"]]
     states = [o.name for o in graph.outputs if o.role != "logits"]
-    late = [s for s in states if s in producer and position[producer[s]] > logits_at
-            and not s.endswith(known_late)]
+    late = [
+        s
+        for s in states
+        if s in producer and position[producer[s]] > logits_at and not s.endswith(known_late)
+    ]
     assert not late, f"computed after the logits: {late}"

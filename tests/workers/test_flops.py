@@ -22,7 +22,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from core import Genome, Slot, catalog, costs, metrics, preset
+from core import Genome, Slot, catalog, costs, preset
 from workers.liv.base import CausalDepthwiseConv
 from workers.model.compiler import compile_genome
 
@@ -35,14 +35,19 @@ CONTEXTS = (0, 1, 9)  # 0: the first token, decoded from `init_states`
 
 # The CPU attention kernel, counted like the registered SDPA kernels (the same formula;
 # the registry holds it shape-wrapped, and FlopCounterMode wraps a custom formula again).
-CPU_SDPA = {aten._scaled_dot_product_flash_attention_for_cpu:
-            flop_registry[aten._scaled_dot_product_flash_attention].__wrapped__}
+CPU_SDPA = {
+    aten._scaled_dot_product_flash_attention_for_cpu: flop_registry[
+        aten._scaled_dot_product_flash_attention
+    ].__wrapped__
+}
 
 # Extra gene settings beyond the helpers' small genes and the catalog defaults.
 EXTRA_GENES = {
-    "attention": [{"heads": 4, "kv_heads": 1, "window": 0, "qk_norm": 0},  # MQA
-                  {"heads": 2, "kv_heads": 2, "window": 0, "qk_norm": 1},  # MHA
-                  {"heads": 4, "kv_heads": 2, "window": 4, "qk_norm": 0}],  # windowed
+    "attention": [
+        {"heads": 4, "kv_heads": 1, "window": 0, "qk_norm": 0},  # MQA
+        {"heads": 2, "kv_heads": 2, "window": 0, "qk_norm": 1},  # MHA
+        {"heads": 4, "kv_heads": 2, "window": 4, "qk_norm": 0},
+    ],  # windowed
     "hyena": [{"filter_length": 16, "short_length": 2}],
     "hyena_x": [{"short_length": 8}],
     "hyena_y": [{"filter_length": 3}],
@@ -55,8 +60,10 @@ EXTRA_GENES = {
 
 def gene_settings(op: str) -> list[dict[str, int]]:
     """At least two settings per operator, whatever is registered."""
-    settings = [catalog.REGISTRY[op].defaults(), {**catalog.REGISTRY[op].defaults(),
-                                                   **SMALL_GENES.get(op, {})}]
+    settings = [
+        catalog.REGISTRY[op].defaults(),
+        {**catalog.REGISTRY[op].defaults(), **SMALL_GENES.get(op, {})},
+    ]
     settings += EXTRA_GENES.get(op, [])
     unique = []
     for s in settings:
@@ -80,8 +87,9 @@ class HandWrittenContractions(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func is aten.mul.Tensor and all(isinstance(a, torch.Tensor) and a.dim() > 0
-                                           for a in args[:2]):
+        if func is aten.mul.Tensor and all(
+            isinstance(a, torch.Tensor) and a.dim() > 0 for a in args[:2]
+        ):
             self.products.append(out)
         elif func is aten.sum.dim_IntList and any(args[0] is p for p in self.products):
             self.macs += args[0].numel()
@@ -92,12 +100,13 @@ class HandWrittenContractions(TorchDispatchMode):
 def measured_macs(model, context: int, seed: int = 0) -> tuple[int, dict[str, int]]:
     """FLOPs / 2 of one `model.step` with `context` tokens already held, batch 1."""
     vocab = model.plan.vocab_size
-    ids = torch.randint(0, vocab, (1, context + 1),
-                        generator=torch.Generator().manual_seed(seed))
+    ids = torch.randint(0, vocab, (1, context + 1), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         states = model.prefill(ids[:, :context])[1] if context else model.init_states(1)
-        with FlopCounterMode(display=False, custom_mapping=CPU_SDPA) as counter, \
-                HandWrittenContractions() as hand:
+        with (
+            FlopCounterMode(display=False, custom_mapping=CPU_SDPA) as counter,
+            HandWrittenContractions() as hand,
+        ):
             model.step(ids[:, context:], torch.tensor([context]), states)
     flops = counter.get_total_flops()
     assert flops % 2 == 0
@@ -106,8 +115,14 @@ def measured_macs(model, context: int, seed: int = 0) -> tuple[int, dict[str, in
     return flops // 2 + hand.macs, by_op
 
 
-def operator_genome(op: str, genes: dict[str, int], width: int, repeat: int = 1,
-                    sharing: bool = True, tie: bool = True) -> Genome:
+def operator_genome(
+    op: str,
+    genes: dict[str, int],
+    width: int,
+    repeat: int = 1,
+    sharing: bool = True,
+    tie: bool = True,
+) -> Genome:
     """[op, channel mixer, op sharing slot 0's featurizer, op sharing all of slot 0]."""
     operators = {name: dict(g) for name, g in SMALL_GENES.items()}
     operators[op] = dict(genes)
@@ -115,8 +130,14 @@ def operator_genome(op: str, genes: dict[str, int], width: int, repeat: int = 1,
     backbone = [Slot(op), Slot(channel)]
     if sharing:
         backbone += [Slot(op, share_featurizer=0), Slot(op, share_weights=0)]
-    genome = Genome(width=width, vocab_size=SMALL_VOCAB, backbone=backbone,
-                    tie_embeddings=tie, block_repeat=repeat, operators=operators)
+    genome = Genome(
+        width=width,
+        vocab_size=SMALL_VOCAB,
+        backbone=backbone,
+        tie_embeddings=tie,
+        block_repeat=repeat,
+        operators=operators,
+    )
     genome.validate()
     return genome
 
@@ -131,8 +152,7 @@ def check(genome: Genome, context: int) -> None:
 # --------------------------------------------------------------------------- operators
 
 
-@pytest.mark.parametrize("op,setting,genes", CASES,
-                         ids=[f"{op}-{i}" for op, i, _ in CASES])
+@pytest.mark.parametrize("op,setting,genes", CASES, ids=[f"{op}-{i}" for op, i, _ in CASES])
 @pytest.mark.parametrize("width", WIDTHS)
 def test_macs_match_flop_counter_for_every_operator(op, setting, genes, width):
     for context in CONTEXTS:
@@ -146,8 +166,9 @@ def test_block_repeat_and_untied_head_count_every_execution(op):
     check(genome, 5)
     single = operator_genome(op, genes, 32, repeat=1, tie=False)
     head = 32 * SMALL_VOCAB
-    assert (costs.macs_per_token(genome.to_json(), 5) - head
-            == 3 * (costs.macs_per_token(single.to_json(), 5) - head))
+    assert costs.macs_per_token(genome.to_json(), 5) - head == 3 * (
+        costs.macs_per_token(single.to_json(), 5) - head
+    )
 
 
 @pytest.mark.parametrize("op", OPERATORS)
@@ -165,7 +186,6 @@ def test_windowed_attention_beyond_the_window(context):
     spec = catalog.REGISTRY["attention"]
     if context + 1 >= 4:  # the window caps the positions attended to
         assert spec.macs(genes, 32, context) == spec.macs(genes, 32, 100)
-
 
 
 # --------------------------------------------------------------------------- presets
@@ -187,7 +207,6 @@ def test_presets(name, context):
 
 
 # --------------------------------------------------------------------------- the metric
-
 
 
 # --------------------------------------------------------------------------- the two additions
@@ -212,8 +231,9 @@ def test_hand_written_conv_step_counts_like_conv1d():
 def test_cpu_attention_kernel_counts_like_the_math_path():
     """The formula given to the CPU kernel equals FlopCounterMode's count of the math path
     (two bmm), which it registers."""
-    genome = operator_genome("attention", {"heads": 4, "kv_heads": 2, "window": 0,
-                                           "qk_norm": 0}, 32, sharing=False)
+    genome = operator_genome(
+        "attention", {"heads": 4, "kv_heads": 2, "window": 0, "qk_norm": 0}, 32, sharing=False
+    )
     model = compile_genome(genome.to_json(), seed=0).eval()
     with sdpa_kernel(SDPBackend.MATH):
         ids = torch.randint(0, SMALL_VOCAB, (1, 8))

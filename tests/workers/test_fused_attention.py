@@ -37,11 +37,13 @@ def _score_matmuls(path: Path) -> int:
     graph = onnx.load(str(path)).graph
     constant = {i.name for i in graph.initializer}
     for n in graph.node:
-        if n.op_type == "Constant" or (n.op_type in ("Identity", "Transpose")
-                                       and all(i in constant for i in n.input)):
+        if n.op_type == "Constant" or (
+            n.op_type in ("Identity", "Transpose") and all(i in constant for i in n.input)
+        ):
             constant.update(n.output)
-    return sum(n.op_type == "MatMul" and not any(i in constant for i in n.input)
-               for n in graph.node)
+    return sum(
+        n.op_type == "MatMul" and not any(i in constant for i in n.input) for n in graph.node
+    )
 
 
 def _gqa_slots(path: Path, kind: str) -> list[int]:
@@ -107,30 +109,35 @@ def _plain_vs_fused(genome, tmp_path: Path, prompt: int = 19, steps: int = 3) ->
 
     def sessions(tag):
         files = Variant.from_tag(tag).files
-        return [ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"])
-                for f in files[:2]]
+        return [
+            ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"])
+            for f in files[:2]
+        ]
 
     export_onnx(genome, tmp_path, exporter="torchscript")
     (pp, pd), (fp, fd) = sessions(""), sessions("float32-fused")
     ids = np.random.default_rng(0).integers(0, genome.vocab_size, (1, prompt + steps))
     worst = 0.0
-    plain, fused = pp.run(None, {"input_ids": ids[:, :prompt]}), \
-        fp.run(None, {"input_ids": ids[:, :prompt]})
+    plain, fused = (
+        pp.run(None, {"input_ids": ids[:, :prompt]}),
+        fp.run(None, {"input_ids": ids[:, :prompt]}),
+    )
     for t in range(prompt, prompt + steps):
-        worst = max([worst] + [float(np.abs(a - b).max()) if a.size else 0.0
-                               for a, b in zip(plain, fused)])
+        worst = max(
+            [worst] + [float(np.abs(a - b).max()) if a.size else 0.0 for a, b in zip(plain, fused)]
+        )
         names = [i.name for i in pd.get_inputs()]
-        feed = {"input_ids": ids[:, t:t + 1], "position": np.array([t])}
+        feed = {"input_ids": ids[:, t : t + 1], "position": np.array([t])}
         plain = pd.run(None, {**feed, **dict(zip(names[2:], plain[1:]))})
         fused = fd.run(None, {**feed, **dict(zip(names[2:], fused[1:]))})
-    return max([worst] + [float(np.abs(a - b).max()) if a.size else 0.0
-                          for a, b in zip(plain, fused)])
+    return max(
+        [worst] + [float(np.abs(a - b).max()) if a.size else 0.0 for a, b in zip(plain, fused)]
+    )
 
 
 @pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2), (4, 1)], ids=["mha", "gqa", "mqa"])
 def test_fused_matches_torch_and_plain(heads, kv_heads, tmp_path):
-    genome = operator_genome("attention", sharing=False, heads=heads, kv_heads=kv_heads,
-                             qk_norm=0)
+    genome = operator_genome("attention", sharing=False, heads=heads, kv_heads=kv_heads, qk_norm=0)
     _, manifest = _check_fused(genome, tmp_path)
     assert manifest["fused_attention_layers"] == [0]
     assert _plain_vs_fused(genome, tmp_path) <= TRACE_TOLERANCE
@@ -146,8 +153,12 @@ def test_sliding_window_fuses_and_matches_on_both_sides(window, tmp_path):
     model = compile_genome(genome, seed=0)
     # prompts shorter than, equal to and past the window, decode steps across it
     for prompt in sorted({2, window, window + 3}):
-        assert verify_export(model, tmp_path, prompt=prompt, decode_steps=window + 2,
-                             variant="float32-fused") <= TRACE_TOLERANCE
+        assert (
+            verify_export(
+                model, tmp_path, prompt=prompt, decode_steps=window + 2, variant="float32-fused"
+            )
+            <= TRACE_TOLERANCE
+        )
     assert _plain_vs_fused(genome, tmp_path, prompt=window + 5) <= TRACE_TOLERANCE
 
 
@@ -182,13 +193,17 @@ def test_eager_hooked_model_computes_the_plain_attention():
     assert all("export_hook" not in b.op.__dict__ for b in model.blocks)
 
 
-ATTENTION_PRESETS = [name for name, p in presets.PRESETS.items()
-                     if "attention" in {s.op for s in p.build(presets.Size(layers=3)).backbone}]
+ATTENTION_PRESETS = [
+    name
+    for name, p in presets.PRESETS.items()
+    if "attention" in {s.op for s in p.build(presets.Size(layers=3)).backbone}
+]
 
 
 def test_every_preset_with_attention_is_covered():
-    assert {"transformer++", "lfm2", "hyena-edge", "striped-hyena", "mobilellm"} <= \
-        set(ATTENTION_PRESETS)
+    assert {"transformer++", "lfm2", "hyena-edge", "striped-hyena", "mobilellm"} <= set(
+        ATTENTION_PRESETS
+    )
 
 
 @pytest.mark.parametrize("name", ATTENTION_PRESETS)
@@ -224,8 +239,11 @@ def test_one_layer_falls_back_while_the_others_fuse(tmp_path, monkeypatch):
     model = compile_genome(genome, seed=0)
     refused = model.blocks[model.slot_module[2]].op
     original = fused_attention.unsupported_reason
-    monkeypatch.setattr(fused_attention, "unsupported_reason",
-                        lambda op: "refused by the test" if op is refused else original(op))
+    monkeypatch.setattr(
+        fused_attention,
+        "unsupported_reason",
+        lambda op: "refused by the test" if op is refused else original(op),
+    )
     result, manifest = _check_fused(genome, tmp_path, model=model)
     assert manifest["fused_attention_layers"] == [0]
     assert result.fused_fallbacks == {2: "refused by the test"}
@@ -236,7 +254,11 @@ def test_plain_export_keeps_its_files_and_records_model_bytes(tmp_path):
     genome = operator_genome("attention", sharing=False)
     result = export_onnx(genome, tmp_path, exporter="torchscript")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "decode.onnx", "genome.json", "manifest.json", "prefill.onnx"]
+        "decode.onnx",
+        "genome.json",
+        "manifest.json",
+        "prefill.onnx",
+    ]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["attention"] == "plain" and manifest["variant"] == ""
     assert manifest["fused_attention_layers"] == []

@@ -19,8 +19,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERIC_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-                   "ONEDNN_MAX_CPU_ISA": "SSE41"}
+GENERIC_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+}
 BOUNDED_TESTS = [
     "tests/workers/test_operators.py::test_step_by_step_decoding_reproduces_parallel_forward",
     "tests/workers/test_export.py::test_every_operator_exports_and_matches_torch",
@@ -31,12 +34,21 @@ BOUNDED_TESTS = [
 
 def test_the_bounded_tests_pass_on_generic_kernels():
     env = {**os.environ, **GENERIC_KERNELS}
-    probe = subprocess.run([sys.executable, "-c", "import torch; "
-                            "print(torch.backends.cpu.get_cpu_capability())"],
-                           env=env, capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert probe.stdout.strip() == "DEFAULT", probe.stdout + probe.stderr
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          *BOUNDED_TESTS], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *BOUNDED_TESTS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from core import costs, preset
-from core.training import TrainConfig
 from workers.train import trainer
 from workers.train.trainer import evaluate_quality, mfu, peak_flops
 
@@ -19,8 +18,15 @@ BYTE = {"kind": "byte"}
 
 
 def test_micro_batches_give_the_loss_of_one_batch(tmp_path):
-    config = {"tokens": 6_000, "seq_len": 32, "batch_size": 8, "tokenizer": BYTE,
-              "eval_tokens": 4_000, "log_every": 1, "token_cache": str(tmp_path)}
+    config = {
+        "tokens": 6_000,
+        "seq_len": 32,
+        "batch_size": 8,
+        "tokenizer": BYTE,
+        "eval_tokens": 4_000,
+        "log_every": 1,
+        "token_cache": str(tmp_path),
+    }
     whole = evaluate_quality(TINY, config)
     split = evaluate_quality(TINY, {**config, "micro_batch_size": 2})
     assert whole.status == split.status == "ok", (whole.reason, split.reason)
@@ -34,7 +40,6 @@ def test_micro_batches_give_the_loss_of_one_batch(tmp_path):
     assert split.perplexity == pytest.approx(whole.perplexity, rel=1e-4)
 
 
-
 def test_compile_flag_reaches_torch_compile(monkeypatch, tmp_path):
     compiled = []
 
@@ -43,8 +48,14 @@ def test_compile_flag_reaches_torch_compile(monkeypatch, tmp_path):
         return model
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    config = {"tokens": 1_000, "seq_len": 32, "batch_size": 4, "tokenizer": BYTE,
-              "eval_tokens": 1_000, "token_cache": str(tmp_path)}
+    config = {
+        "tokens": 1_000,
+        "seq_len": 32,
+        "batch_size": 4,
+        "tokenizer": BYTE,
+        "eval_tokens": 1_000,
+        "token_cache": str(tmp_path),
+    }
     assert evaluate_quality(TINY, config).status == "ok" and compiled == []
     result = evaluate_quality(TINY, {**config, "compile": True})
     assert result.status == "ok", result.reason
@@ -53,8 +64,14 @@ def test_compile_flag_reaches_torch_compile(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_compiled_training_on_cpu_matches_eager(tmp_path):
-    config = {"tokens": 2_000, "seq_len": 32, "batch_size": 4, "tokenizer": BYTE,
-              "eval_tokens": 2_000, "token_cache": str(tmp_path)}
+    config = {
+        "tokens": 2_000,
+        "seq_len": 32,
+        "batch_size": 4,
+        "tokenizer": BYTE,
+        "eval_tokens": 2_000,
+        "token_cache": str(tmp_path),
+    }
     eager = evaluate_quality(TINY, config)
     compiled = evaluate_quality(TINY, {**config, "compile": True})
     assert compiled.status == "ok", compiled.reason
@@ -64,14 +81,29 @@ def test_compiled_training_on_cpu_matches_eager(tmp_path):
 
 
 def test_mfu_is_none_on_cpu_and_uses_the_peak_table_on_gpus(monkeypatch, tmp_path):
-    result = evaluate_quality(TINY, {"tokens": 1_000, "seq_len": 32, "batch_size": 4,
-                                     "tokenizer": BYTE, "eval_tokens": 1_000,
-                                     "device": "cpu", "token_cache": str(tmp_path)})
+    result = evaluate_quality(
+        TINY,
+        {
+            "tokens": 1_000,
+            "seq_len": 32,
+            "batch_size": 4,
+            "tokenizer": BYTE,
+            "eval_tokens": 1_000,
+            "device": "cpu",
+            "token_cache": str(tmp_path),
+        },
+    )
     assert result.status == "ok" and result.mfu is None and result.peak_flops is None
     assert peak_flops("cpu", 1e15) is None
-    names = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA A100-SXM4-40GB": 312e12,
-             "NVIDIA L4": 121e12, "NVIDIA L40S": 362e12, "NVIDIA A10G": 70e12,
-             "NVIDIA H200": 989e12, "Some Future GPU": None}
+    names = {
+        "NVIDIA H100 80GB HBM3": 989e12,
+        "NVIDIA A100-SXM4-40GB": 312e12,
+        "NVIDIA L4": 121e12,
+        "NVIDIA L40S": 362e12,
+        "NVIDIA A10G": 70e12,
+        "NVIDIA H200": 989e12,
+        "Some Future GPU": None,
+    }
     for name, peak in names.items():
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, n=name: n)
         assert peak_flops("cuda") == peak, name
@@ -91,9 +123,18 @@ def test_fused_adamw_only_on_cuda(monkeypatch, tmp_path):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch.optim, "AdamW", spy)
-    result = evaluate_quality(TINY, {"tokens": 1_000, "seq_len": 32, "batch_size": 4,
-                                     "tokenizer": BYTE, "eval_tokens": 1_000,
-                                     "device": "cpu", "token_cache": str(tmp_path)})
+    result = evaluate_quality(
+        TINY,
+        {
+            "tokens": 1_000,
+            "seq_len": 32,
+            "batch_size": 4,
+            "tokenizer": BYTE,
+            "eval_tokens": 1_000,
+            "device": "cpu",
+            "token_cache": str(tmp_path),
+        },
+    )
     assert result.status == "ok" and seen == [None]
 
 
@@ -120,8 +161,11 @@ def test_fractional_gpu_requests_reach_ray_and_share_one_gpu(fake_gpu_cluster, m
         started = time.time()
         time.sleep(1.5)
         context = ray.get_runtime_context()
-        return {"interval": [started, time.time()], "gpu_ids": ray.get_gpu_ids(),
-                "assigned": context.get_assigned_resources()}
+        return {
+            "interval": [started, time.time()],
+            "gpu_ids": ray.get_gpu_ids(),
+            "assigned": context.get_assigned_resources(),
+        }
 
     monkeypatch.setattr(ray_evaluator, "quality_task", probe)
     assert cluster_has_gpus()
@@ -152,9 +196,16 @@ def test_a_real_training_task_runs_under_a_quarter_gpu(fake_gpu_cluster, tmp_pat
     from orchestrator.ray_evaluator import RayEvaluator
 
     evaluator = RayEvaluator(gpus=True)
-    config = {"tokens": 1_000, "seq_len": 32, "batch_size": 4, "tokenizer": BYTE,
-              "eval_tokens": 1_000, "gpus_per_task": 0.25, "device": "cpu",
-              "token_cache": str(tmp_path)}
+    config = {
+        "tokens": 1_000,
+        "seq_len": 32,
+        "batch_size": 4,
+        "tokenizer": BYTE,
+        "eval_tokens": 1_000,
+        "gpus_per_task": 0.25,
+        "device": "cpu",
+        "token_cache": str(tmp_path),
+    }
     evaluator.submit_quality("q", TINY, config, timeout_s=120)
     finished = []
     deadline = time.monotonic() + 120
@@ -167,8 +218,10 @@ def test_a_real_training_task_runs_under_a_quarter_gpu(fake_gpu_cluster, tmp_pat
 # -- on a real GPU --------------------------------------------------------------------------
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-TEN_M = {name: preset(name, width=320, layers=8, heads=8, kv_heads=2, ffn=960,
-                      vocab=4096).to_json() for name in ("transformer++", "hyena-edge")}
+TEN_M = {
+    name: preset(name, width=320, layers=8, heads=8, kv_heads=2, ffn=960, vocab=4096).to_json()
+    for name in ("transformer++", "hyena-edge")
+}
 
 
 @cuda
@@ -177,16 +230,27 @@ TEN_M = {name: preset(name, width=320, layers=8, heads=8, kv_heads=2, ffn=960,
 def test_ten_million_parameter_models_train_in_bf16_on_cuda(name, compile_model):
     genome = TEN_M[name]
     assert 9e6 < costs.params(genome) < 13e6
-    result = evaluate_quality(genome, {"tokens": 2_000_000, "seq_len": 256, "batch_size": 32,
-                                       "micro_batch_size": 16, "lr": 3e-3, "device": "cuda",
-                                       "compile": compile_model,
-                                       "tokenizer": {"vocab_size": 4096}})
+    result = evaluate_quality(
+        genome,
+        {
+            "tokens": 2_000_000,
+            "seq_len": 256,
+            "batch_size": 32,
+            "micro_batch_size": 16,
+            "lr": 3e-3,
+            "device": "cuda",
+            "compile": compile_model,
+            "tokenizer": {"vocab_size": 4096},
+        },
+    )
     assert result.status == "ok", result.reason
     assert result.device == "cuda" and math.isfinite(result.perplexity)
     assert result.perplexity < result.unigram_perplexity
     assert result.tokens_per_s > 50_000
     if trainer.peak_flops("cuda") is not None:
         assert 0 < result.mfu < 1
-    print(f"{name} compile={compile_model}: {result.tokens_per_s:,.0f} tokens/s, "
-          f"MFU {result.mfu}, perplexity {result.perplexity:.1f}, "
-          f"data {result.data_load_s:.3f}s")
+    print(
+        f"{name} compile={compile_model}: {result.tokens_per_s:,.0f} tokens/s, "
+        f"MFU {result.mfu}, perplexity {result.perplexity:.1f}, "
+        f"data {result.data_load_s:.3f}s"
+    )

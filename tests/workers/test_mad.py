@@ -25,16 +25,16 @@ def test_generators_are_seeded_and_in_vocabulary(name):
     assert scored.size > 0 and scored.min() >= 0 and scored.max() < VOCAB
 
 
-@pytest.mark.parametrize("name", ["in_context_recall", "noisy_in_context_recall",
-                                  "fuzzy_in_context_recall"])
+@pytest.mark.parametrize(
+    "name", ["in_context_recall", "noisy_in_context_recall", "fuzzy_in_context_recall"]
+)
 def test_recall_targets_are_recoverable_from_context(name):
     """An oracle that copies what followed the previous occurrence of the current key span
     scores 100%: every scored target really is in the context."""
     x, y = TASKS[name].generate(np.random.default_rng(0), 50)
     for row_x, row_y in zip(x, y):
         for t in np.nonzero(row_y != IGNORE)[0]:
-            found = any(row_x[s] == row_x[t] and row_x[s + 1] == row_y[t]
-                        for s in range(t))
+            found = any(row_x[s] == row_x[t] and row_x[s + 1] == row_y[t] for s in range(t))
             assert found
 
 
@@ -47,10 +47,13 @@ def test_selective_copying_targets_are_the_data_tokens_in_order():
 
 
 def test_token_mixing_beats_a_model_that_cannot_mix_tokens():
-    attention = preset("transformer++", width=48, layers=2, heads=4, kv_heads=2,
-                       ffn=96).to_json()
-    no_mixing = Genome(width=48, vocab_size=4096, backbone=[Slot("swiglu"), Slot("mlp")],
-                       operators={"swiglu": {"ffn": 96}, "mlp": {"ffn": 96}}).to_json()
+    attention = preset("transformer++", width=48, layers=2, heads=4, kv_heads=2, ffn=96).to_json()
+    no_mixing = Genome(
+        width=48,
+        vocab_size=4096,
+        backbone=[Slot("swiglu"), Slot("mlp")],
+        operators={"swiglu": {"ffn": 96}, "mlp": {"ffn": 96}},
+    ).to_json()
     task = ["selective_copying"]
     mixer = evaluate_mad(attention, tasks=task)
     blind = evaluate_mad(no_mixing, tasks=task)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core import catalog
-from core import costs
+from core import catalog, costs
 from workers.model.compiler import compile_genome, state_bytes
 
 from .helpers import operator_genome
@@ -31,7 +30,7 @@ def run_stepwise(model, ids, prefix: int = 0):
         else:
             states, outs = model.init_states(ids.shape[0]), []
         for t in range(prefix, ids.shape[1]):
-            logits, states = model.step(ids[:, t:t + 1], torch.tensor([t]), states)
+            logits, states = model.step(ids[:, t : t + 1], torch.tensor([t]), states)
             outs.append(logits)
     return torch.cat(outs, dim=1), states
 
@@ -41,8 +40,9 @@ def run_stepwise(model, ids, prefix: int = 0):
 def test_step_by_step_decoding_reproduces_parallel_forward(op, repeat):
     genome = operator_genome(op, repeat=repeat).to_json()
     model = compile_genome(genome, seed=1).eval()
-    ids = torch.randint(0, genome["global"]["vocab_size"], (2, 19),
-                        generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, genome["global"]["vocab_size"], (2, 19), generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         parallel = model(ids)
     stepwise, _ = run_stepwise(model, ids)
@@ -82,8 +82,11 @@ def test_cache_bytes_equal_real_decode_state(op, context):
     model = compile_genome(genome).eval()
     ids = torch.randint(0, genome["global"]["vocab_size"], (1, context))
     with torch.no_grad():
-        _, states = model.prefill(ids) if context > 1 else model.step(
-            ids, torch.tensor([0]), model.init_states(1))
+        _, states = (
+            model.prefill(ids)
+            if context > 1
+            else model.step(ids, torch.tensor([0]), model.init_states(1))
+        )
     for dtype, size in costs.DTYPE_BYTES.items():
         assert costs.cache_bytes(genome, context, dtype) == state_bytes(states, size)
     assert costs.cache_bytes(genome, context, "float32") == state_bytes(states)

@@ -41,8 +41,9 @@ def check_both(genome: dict, folder) -> dict:
         check = manifest.check
         # int8: 3x its own deviation from float; int4: 1e-4 of the logits' scale (the bounds'
         # derivations are beside them in core/precision.py)
-        assert check.allowed == agreement_bound(variant.precision, check.logits_scale,
-                                                check.vs_float_max_abs_diff)
+        assert check.allowed == agreement_bound(
+            variant.precision, check.logits_scale, check.vs_float_max_abs_diff
+        )
         assert check.decode_vs_prefill_max_diff <= check.allowed
         if variant.precision == "int4":
             assert check.allowed == AGREEMENT_TOLERANCE["int4"] * max(1, check.logits_scale)
@@ -58,7 +59,8 @@ def test_every_preset_quantizes_and_decodes_like_it_prefills(name, tmp_path):
     base = exported[""].manifest
     for variant in (INT8, INT4):
         manifest = GraphManifest.model_validate_json(
-            (tmp_path / variant.file("manifest")).read_text())
+            (tmp_path / variant.file("manifest")).read_text()
+        )
         assert manifest == exported[variant.tag].manifest
         # the same contract as the float graphs: names, shapes, roles, cache pairs
         for kind in ("prefill", "decode"):
@@ -70,7 +72,8 @@ def test_every_preset_quantizes_and_decodes_like_it_prefills(name, tmp_path):
         # execution order takes first, so a state only the file's order put early (the modal
         # conv's) runs after it again; the conv states are on the main path and never do.
         assert_states_computed_before_the_logits(
-            tmp_path, manifest, ("hyena_modal_modal",) if variant.precision == "int8" else ())
+            tmp_path, manifest, ("hyena_modal_modal",) if variant.precision == "int8" else ()
+        )
 
 
 def float_weight_products(path) -> list[str]:
@@ -78,7 +81,9 @@ def float_weight_products(path) -> list[str]:
     the tracer routes a shared weight)."""
     graph = onnx.load(path).graph
     weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
-    weights |= {n.output[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
+    weights |= {
+        n.output[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights
+    }
     return [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in weights]
 
 
@@ -92,8 +97,9 @@ def test_every_operator_quantizes_every_weight_product_shared_ones_too(op, tmp_p
 
 
 def test_weights_shrink_where_matmul_weights_dominate(tmp_path):
-    genome = preset("transformer++", width=256, layers=4, heads=4, kv_heads=2, ffn=768,
-                    vocab=512, tie=False).to_json()
+    genome = preset(
+        "transformer++", width=256, layers=4, heads=4, kv_heads=2, ffn=768, vocab=512, tie=False
+    ).to_json()
     exported = export_variants(genome, tmp_path, [INT8, INT4])
     float_bytes = exported[""].manifest.model_bytes
     assert float_bytes == pytest.approx(4 * costs.params(genome), rel=0.01)  # float32 weights
@@ -115,11 +121,17 @@ def test_only_the_weight_products_are_quantized_and_the_rest_stays_float(tmp_pat
         assert "ConvInteger" not in ops
         # the cache stays float32
         dtypes = {i.name: i.type.tensor_type.elem_type for i in (*graph.input, *graph.output)}
-        assert all(t == onnx.TensorProto.FLOAT for n, t in dtypes.items()
-                   if n.startswith(("past_", "present_")))
+        assert all(
+            t == onnx.TensorProto.FLOAT
+            for n, t in dtypes.items()
+            if n.startswith(("past_", "present_"))
+        )
     manifest = json.loads((tmp_path / INT4.file("manifest")).read_text())
     assert manifest["quantization"]["method"] == "matmul_nbits"
-    assert manifest["quantization"]["block_size"] == 32 and manifest["quantization"]["quantized_nodes"] > 0
+    assert (
+        manifest["quantization"]["block_size"] == 32
+        and manifest["quantization"]["quantized_nodes"] > 0
+    )
 
 
 def test_block_size_and_files_are_recorded(tmp_path):
@@ -128,8 +140,13 @@ def test_block_size_and_files_are_recorded(tmp_path):
     exported = export_variants(genome, tmp_path, [variant])
     manifest = exported["int4-b64-asym"].manifest
     assert (manifest.quantization.block_size, manifest.quantization.symmetric) == (64, False)
-    blocks = {a.i for n in onnx.load(tmp_path / variant.file("decode")).graph.node
-              if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "block_size"}
+    blocks = {
+        a.i
+        for n in onnx.load(tmp_path / variant.file("decode")).graph.node
+        if n.op_type == "MatMulNBits"
+        for a in n.attribute
+        if a.name == "block_size"
+    }
     assert blocks == {64}
     import hashlib
 
@@ -150,8 +167,7 @@ def test_a_variant_whose_decode_graph_loses_its_cache_is_refused(variant, tmp_pa
     model = onnx.load(tmp_path / "decode.onnx")
     cache = next(i.name for i in model.graph.input if i.name.startswith("past_"))
     model.graph.node.insert(0, helper.make_node("Mul", [cache, "zero"], ["forgotten"]))
-    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((), np.float32),
-                                                                "zero"))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((), np.float32), "zero"))
     for node in model.graph.node[1:]:
         node.input[:] = ["forgotten" if i == cache else i for i in node.input]
     onnx.save(model, tmp_path / "decode.onnx")
@@ -166,4 +182,5 @@ def test_onnx_perplexity_equals_the_trainers_on_the_same_tokens(tmp_path):
     tokens = np.random.default_rng(1).integers(0, genome["global"]["vocab_size"], 3 * 16 + 5)
     loss = evaluate_loss(model, tokens, 16, 4, torch.device("cpu"), autocast=False)
     assert onnx_perplexity(tmp_path / "prefill.onnx", tokens, 16) == pytest.approx(
-        math.exp(loss), rel=1e-4)
+        math.exp(loss), rel=1e-4
+    )

@@ -12,14 +12,26 @@ import torch
 from core import PRESETS, preset
 from core.precision import Variant
 from core.training import TrainConfig
-from workers.export.decode_checks import (decode_perplexity, first_divergence,
-                                          greedy_continuation, load_pair, window_perplexity)
+from workers.export.decode_checks import (
+    decode_perplexity,
+    first_divergence,
+    greedy_continuation,
+    load_pair,
+    window_perplexity,
+)
 from workers.export.variants import export_variants
 from workers.model.compiler import compile_genome
 from workers.train.trainer import evaluate_quality, prepare_tokens
 
-CONFIG = TrainConfig.model_validate({"tokens": 40_000, "seq_len": 64, "batch_size": 8,
-                                     "eval_tokens": 2_048, "tokenizer": {"kind": "byte"}})
+CONFIG = TrainConfig.model_validate(
+    {
+        "tokens": 40_000,
+        "seq_len": 64,
+        "batch_size": 8,
+        "eval_tokens": 2_048,
+        "tokenizer": {"kind": "byte"},
+    }
+)
 INT8, INT4 = Variant("int8"), Variant("int4")
 
 
@@ -38,6 +50,7 @@ def trained(tmp_path_factory):
             folder = tmp_path_factory.mktemp(name.replace("+", "p"))
             done[name] = folder, trained_export(name, folder)
         return done[name]
+
     return get
 
 
@@ -54,8 +67,7 @@ def trained_export(name: str, folder) -> dict:
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_a_trained_model_scores_the_same_through_decode_as_through_prefill(name, trained,
-                                                                          held_out):
+def test_a_trained_model_scores_the_same_through_decode_as_through_prefill(name, trained, held_out):
     folder, _ = trained(name)
     window = held_out[:257]
     for variant in (INT8, INT4):
@@ -81,7 +93,7 @@ def test_greedy_text_leaves_floats_only_where_float_nearly_tied(name, trained, h
     folder, exported = trained(name)
     float_pair = load_pair(folder, Variant())
     for start in range(0, 1_600, 400):
-        prompt = held_out[start:start + 32]
+        prompt = held_out[start : start + 32]
         reference = greedy_continuation(float_pair, prompt, 32)
         for variant in (INT8, INT4):
             other = greedy_continuation(load_pair(folder, variant), prompt, 32)
@@ -89,4 +101,10 @@ def test_greedy_text_leaves_floats_only_where_float_nearly_tied(name, trained, h
             if first is not None:
                 deviation = exported[variant.tag].manifest.check.vs_float_max_abs_diff
                 assert reference.margins[first] < 2 * deviation, (
-                    name, variant.tag, start, first, reference.margins[first], deviation)
+                    name,
+                    variant.tag,
+                    start,
+                    first,
+                    reference.margins[first],
+                    deviation,
+                )

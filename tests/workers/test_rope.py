@@ -42,8 +42,7 @@ def test_llama3_scaling_keeps_high_divides_low_and_interpolates_between():
 
 def test_the_compiled_model_and_its_decode_step_use_the_genome_rope():
     """Same weights, different RoPE: different functions; prefill and step agree for each."""
-    genome = preset("transformer++", width=64, layers=2, heads=2, kv_heads=1, ffn=128,
-                    vocab=97)
+    genome = preset("transformer++", width=64, layers=2, heads=2, kv_heads=1, ffn=128, vocab=97)
     other = genome.copy()
     other.rope = Rope()
     a, b = compile_genome(genome, seed=0).eval(), compile_genome(other, seed=0).eval()

@@ -47,8 +47,9 @@ def test_prepared_tokens_equal_encoding_the_split_in_memory(tmp_path):
     described = prepared.split.describe()
     assert described.pop("corpus_bytes_sha256")
     assert described == split.describe()
-    assert np.array_equal(prepared.train_counts,
-                          np.bincount(tokenizer.encode_documents(split.train), minlength=512))
+    assert np.array_equal(
+        prepared.train_counts, np.bincount(tokenizer.encode_documents(split.train), minlength=512)
+    )
 
 
 def test_parquet_and_saved_dataset_corpora_train_end_to_end(tmp_path):
@@ -56,13 +57,23 @@ def test_parquet_and_saved_dataset_corpora_train_end_to_end(tmp_path):
     import pyarrow.parquet as pq
     from datasets import Dataset
 
-    pq.write_table(pa.table({"text": KJV_DOCS, "n": list(range(len(KJV_DOCS)))}),
-                   tmp_path / "c.parquet", row_group_size=50)
-    Dataset.from_dict({"text": KJV_DOCS}).save_to_disk(str(tmp_path / "saved"),
-                                                      max_shard_size="200KB")
+    pq.write_table(
+        pa.table({"text": KJV_DOCS, "n": list(range(len(KJV_DOCS)))}),
+        tmp_path / "c.parquet",
+        row_group_size=50,
+    )
+    Dataset.from_dict({"text": KJV_DOCS}).save_to_disk(
+        str(tmp_path / "saved"), max_shard_size="200KB"
+    )
     assert len(list((tmp_path / "saved").glob("*.arrow"))) > 1  # several Arrow files
-    config = {"tokens": 4_000, "seq_len": 32, "batch_size": 4, "eval_tokens": 2_000,
-              "tokenizer": {"vocab_size": 512}, "token_cache": str(tmp_path / "cache")}
+    config = {
+        "tokens": 4_000,
+        "seq_len": 32,
+        "batch_size": 4,
+        "eval_tokens": 2_000,
+        "tokenizer": {"vocab_size": 512},
+        "token_cache": str(tmp_path / "cache"),
+    }
     results = {}
     for name in ("c.parquet", "saved"):
         result = evaluate_quality(TINY, {**config, "data": str(tmp_path / name)})
@@ -78,8 +89,13 @@ def test_parquet_and_saved_dataset_corpora_train_end_to_end(tmp_path):
 def test_the_cache_is_built_once_for_two_jobs(tmp_path):
     """Two jobs that differ only in training settings share the corpus's entry; a second
     run's data loading is opening memory maps (well under a second)."""
-    base = {"seq_len": 32, "batch_size": 4, "eval_tokens": 2_000,
-            "tokenizer": {"kind": "byte"}, "token_cache": str(tmp_path / "cache")}
+    base = {
+        "seq_len": 32,
+        "batch_size": 4,
+        "eval_tokens": 2_000,
+        "tokenizer": {"kind": "byte"},
+        "token_cache": str(tmp_path / "cache"),
+    }
     first = evaluate_quality(TINY, {**base, "tokens": 2_000, "seed": 1})
     second = evaluate_quality(TINY, {**base, "tokens": 3_000, "lr": 3e-3})
     assert first.status == second.status == "ok", (first.reason, second.reason)
@@ -103,9 +119,16 @@ def test_two_workers_at_once_build_one_cache(tmp_path):
     corpus.write_text("\n\n".join(KJV_DOCS * 3))
     cache = tmp_path / "cache"
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    workers = [subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, str(corpus), str(cache)],
-                                stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUILD_SCRIPT, str(corpus), str(cache)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
     outputs = [json.loads(w.communicate(timeout=120)[0]) for w in workers]
     assert all(w.returncode == 0 for w in workers)
     assert sorted(o["built"] for o in outputs) == [False, True]
@@ -119,8 +142,7 @@ def test_a_rebuilt_cache_is_byte_identical(tmp_path):
     sample smaller than the training split and shards small enough to need several."""
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(json.dumps({"text": d}) for d in KJV_DOCS))
-    settings = dict(vocab_size=400, sample_documents=100, sample_bytes=400_000,
-                    shard_tokens=50_000)
+    settings = dict(vocab_size=400, sample_documents=100, sample_bytes=400_000, shard_tokens=50_000)
     a = prepare(str(corpus), cache_dir=tmp_path / "node-a", **settings)
     b = prepare(str(corpus), cache_dir=tmp_path / "node-b", **settings)
     assert a.built and b.built and a.key == b.key
@@ -128,15 +150,19 @@ def test_a_rebuilt_cache_is_byte_identical(tmp_path):
     assert not a.tokenizer.identity["sample_is_whole_split"]
     assert a.meta["tokenizer_sample"]["documents"] <= 100
     assert isinstance(a.train, TokenStream) and len(a.meta["shards"]["train"]) > 2
-    whole = np.concatenate([np.fromfile(a.path / s["file"], dtype=a.train.dtype)
-                            for s in a.meta["shards"]["train"]])
+    whole = np.concatenate(
+        [np.fromfile(a.path / s["file"], dtype=a.train.dtype) for s in a.meta["shards"]["train"]]
+    )
     assert len(whole) == len(a.train) == a.meta["train_tokens"]
     idx = np.array([[0, 1], [49_999, 50_000], [len(whole) - 2, len(whole) - 1]])
     assert np.array_equal(a.train[idx], whole[idx])  # windows across shard bounds
     assert np.array_equal(a.train[49_990:50_010], whole[49_990:50_010])
     # Another sample cap is another tokenizer, hence another entry.
-    c = prepare(str(corpus), cache_dir=tmp_path / "node-a",
-                **{**settings, "sample_documents": 10**6, "sample_bytes": 10**7})
+    c = prepare(
+        str(corpus),
+        cache_dir=tmp_path / "node-a",
+        **{**settings, "sample_documents": 10**6, "sample_bytes": 10**7},
+    )
     assert c.key != a.key and c.tokenizer.identity["sample_is_whole_split"]
 
 
@@ -150,13 +176,13 @@ def test_the_tokenizer_sample_does_not_depend_on_file_order(tmp_path):
     assert a.key != b.key  # other bytes
     assert a.meta["tokenizer_sample"] == b.meta["tokenizer_sample"]
     assert a.meta["split"]["corpus_sha256"] != b.meta["split"]["corpus_sha256"]
-    vocab = [json.loads((p.path / "tokenizer.json").read_text())["model"]["vocab"]
-             for p in (a, b)]
+    vocab = [json.loads((p.path / "tokenizer.json").read_text())["model"]["vocab"] for p in (a, b)]
     assert vocab[0] == vocab[1]
 
 
-def test_an_edited_corpus_is_a_new_entry_and_an_untouched_one_is_not_rehashed(tmp_path,
-                                                                             monkeypatch):
+def test_an_edited_corpus_is_a_new_entry_and_an_untouched_one_is_not_rehashed(
+    tmp_path, monkeypatch
+):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n\n".join(KJV_DOCS[:50]))
     first = prepare(str(corpus), kind="byte", cache_dir=tmp_path / "cache")
@@ -173,8 +199,7 @@ def test_an_edited_corpus_is_a_new_entry_and_an_untouched_one_is_not_rehashed(tm
 def test_prepare_tokens_keeps_its_four_values(tmp_path):
     from core.training import TrainConfig
 
-    config = TrainConfig(tokenizer={"kind": "byte"}, eval_tokens=1000,
-                         token_cache=str(tmp_path))
+    config = TrainConfig(tokenizer={"kind": "byte"}, eval_tokens=1000, token_cache=str(tmp_path))
     split, tokenizer, train, val = prepare_tokens(config)
     assert split.describe()["corpus"] == "kjv" and tokenizer.vocab_size == 257
     assert isinstance(train, np.memmap)
@@ -222,10 +247,14 @@ def _generate_text(path: Path, target_bytes: int, seed: int = 0) -> int:
 
 
 def _prepare_measured(corpus: Path, cache: Path, kind: str, sample_bytes: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(corpus), str(cache), kind,
-                          str(sample_bytes)], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
-                              "OMP_NUM_THREADS": "1"}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(corpus), str(cache), kind, str(sample_bytes)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 
-from core import preset
-from core import costs
-from workers.model.compiler import compile_genome
+from core import costs, preset
 from core.training import TrainConfig
+from workers.model.compiler import compile_genome
 from workers.train.trainer import evaluate_quality, lr_at
 
 TINY = preset("transformer++", width=64, layers=2, heads=4, kv_heads=2, ffn=192).to_json()
@@ -42,15 +41,17 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not():
 
 
 def test_divergence_is_a_failed_result_not_an_exception():
-    result = evaluate_quality(TINY, {"tokens": 40_000, "lr": 10.0, "warmup_fraction": 0.0,
-                                     "tokenizer": {"kind": "byte"}})
+    result = evaluate_quality(
+        TINY, {"tokens": 40_000, "lr": 10.0, "warmup_fraction": 0.0, "tokenizer": {"kind": "byte"}}
+    )
     assert result.status == "failed"
     assert "diverged" in result.reason
 
 
 def test_timeout_is_a_failed_result():
-    result = evaluate_quality(TINY, {"tokens": 10_000_000, "timeout_s": 0.5,
-                                     "tokenizer": {"kind": "byte"}})
+    result = evaluate_quality(
+        TINY, {"tokens": 10_000_000, "timeout_s": 0.5, "tokenizer": {"kind": "byte"}}
+    )
     assert result.status == "failed" and result.reason.startswith("timeout")
 
 
@@ -61,8 +62,9 @@ def test_malformed_genome_is_a_failed_result():
 
 def test_eval_width_trains_a_smaller_model_and_saves_loadable_weights(tmp_path):
     genome = preset("hyena-edge", width=128, layers=3, heads=4, kv_heads=2, ffn=256).to_json()
-    result = evaluate_quality(genome, {"tokens": 8_000, "eval_width": 64,
-                                       "tokenizer": {"kind": "byte"}}, out_dir=tmp_path)
+    result = evaluate_quality(
+        genome, {"tokens": 8_000, "eval_width": 64, "tokenizer": {"kind": "byte"}}, out_dir=tmp_path
+    )
     assert result.status == "ok", result.reason
     assert result.eval_genome["global"]["width"] == 64
     assert result.eval_genome["operators"]["swiglu"]["ffn"] == 128
@@ -73,8 +75,9 @@ def test_eval_width_trains_a_smaller_model_and_saves_loadable_weights(tmp_path):
 
 
 def test_invalid_eval_width_names_the_problem():
-    result = evaluate_quality(TINY, {"tokens": 1000, "eval_width": 36,
-                                     "tokenizer": {"kind": "byte"}})
+    result = evaluate_quality(
+        TINY, {"tokens": 1000, "eval_width": 36, "tokenizer": {"kind": "byte"}}
+    )
     assert result.status == "failed" and "eval_width 36" in result.reason
 
 
@@ -86,12 +89,15 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert values[-1] == pytest.approx(0.1, abs=0.01)
 
 
-
 @pytest.mark.slow
 def test_mad_flag_adds_the_proxy_scores():
-    result = evaluate_quality(TINY, {"tokens": 4_000, "tokenizer": {"kind": "byte"},
-                                     "mad": True})
+    result = evaluate_quality(TINY, {"tokens": 4_000, "tokenizer": {"kind": "byte"}, "mad": True})
     assert result.status == "ok"
-    assert set(result.mad["accuracies"]) == {"in_context_recall", "fuzzy_in_context_recall",
-                                             "noisy_in_context_recall", "selective_copying",
-                                             "compression", "memorization"}
+    assert set(result.mad["accuracies"]) == {
+        "in_context_recall",
+        "fuzzy_in_context_recall",
+        "noisy_in_context_recall",
+        "selective_copying",
+        "compression",
+        "memorization",
+    }

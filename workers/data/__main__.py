@@ -27,32 +27,48 @@ def _config_from_job(path: str) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workers.data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.data", description=__doc__.split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     prep = commands.add_parser("prepare", help="build (or find) the token cache entry")
     prep.add_argument("--job", help="a job spec (YAML or JSON): use its training block")
-    prep.add_argument("--data", help="corpus path (.txt, .jsonl, .parquet, a saved dataset "
-                      "directory); default: the built-in KJV")
+    prep.add_argument(
+        "--data",
+        help="corpus path (.txt, .jsonl, .parquet, a saved dataset "
+        "directory); default: the built-in KJV",
+    )
     prep.add_argument("--text-field", default=None)
     prep.add_argument("--tokenizer", choices=["bpe", "byte"], default=None)
     prep.add_argument("--vocab-size", type=int, default=None)
     prep.add_argument("--val-fraction", type=float, default=None)
-    prep.add_argument("--sample-bytes", type=int, default=None,
-                      help="text the BPE trains on, at most")
-    prep.add_argument("--cache", default=None, help="token cache folder (default: "
-                      "$TAILOR_TOKEN_CACHE, else ~/.cache/tailor/tokens)")
+    prep.add_argument(
+        "--sample-bytes", type=int, default=None, help="text the BPE trains on, at most"
+    )
+    prep.add_argument(
+        "--cache",
+        default=None,
+        help="token cache folder (default: $TAILOR_TOKEN_CACHE, else ~/.cache/tailor/tokens)",
+    )
     prep.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
     config = _config_from_job(args.job) if args.job else TrainConfig()
     update: dict = {}
-    for name, key in (("data", "data"), ("text_field", "text_field"),
-                      ("val_fraction", "val_fraction"), ("cache", "token_cache")):
+    for name, key in (
+        ("data", "data"),
+        ("text_field", "text_field"),
+        ("val_fraction", "val_fraction"),
+        ("cache", "token_cache"),
+    ):
         if getattr(args, name) is not None:
             update[key] = getattr(args, name)
     tokenizer = config.tokenizer.model_dump()
-    for name, key in (("tokenizer", "kind"), ("vocab_size", "vocab_size"),
-                      ("sample_bytes", "sample_bytes")):
+    for name, key in (
+        ("tokenizer", "kind"),
+        ("vocab_size", "vocab_size"),
+        ("sample_bytes", "sample_bytes"),
+    ):
         if getattr(args, name) is not None:
             tokenizer[key] = getattr(args, name)
     config = TrainConfig.model_validate({**config.model_dump(), **update, "tokenizer": tokenizer})
@@ -60,9 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     from workers.data.token_cache import prepare_for  # no torch: a data box needs none
 
     prepared = prepare_for(config, progress=not args.quiet)
-    print(json.dumps({**prepared.report(), "split": prepared.split.describe(),
-                      "tokenizer": {k: v for k, v in prepared.tokenizer.identity.items()
-                                    if k != "path"}}, indent=2))
+    print(
+        json.dumps(
+            {
+                **prepared.report(),
+                "split": prepared.split.describe(),
+                "tokenizer": {k: v for k, v in prepared.tokenizer.identity.items() if k != "path"},
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -27,17 +27,29 @@ from typing import Any, Iterator
 import numpy as np
 
 from .cache_key import CACHE_FORMAT, cache_key
-from .corpus import (SPLIT_METHOD, CorpusError, CorpusSource, document_digest, is_held_out,
-                     iter_documents)
+from .corpus import (
+    SPLIT_METHOD,
+    CorpusError,
+    CorpusSource,
+    document_digest,
+    is_held_out,
+    iter_documents,
+)
 from .token_shards import SHARD_TOKENS, ShardWriter, token_dtype
 from .tokenizer import Tokenizer, byte_tokenizer, load_bpe, train_bpe
 
 ENCODE_BATCH_BYTES = 1 << 18  # text encoded per tokenizer call
 
 
-def build(folder: Path, source: CorpusSource, corpus_sha: str, val_fraction: float,
-          settings: dict[str, Any], progress: bool | None = None,
-          shard_tokens: int = SHARD_TOKENS) -> None:
+def build(
+    folder: Path,
+    source: CorpusSource,
+    corpus_sha: str,
+    val_fraction: float,
+    settings: dict[str, Any],
+    progress: bool | None = None,
+    shard_tokens: int = SHARD_TOKENS,
+) -> None:
     """Write a complete entry into `folder` (which must not exist)."""
     folder.mkdir(parents=True)
     bars = _Bars(progress, source.name)
@@ -47,19 +59,34 @@ def build(folder: Path, source: CorpusSource, corpus_sha: str, val_fraction: flo
     dtype = token_dtype(tokenizer.vocab_size)
     shards, counts = _encode(source, scan, tokenizer, dtype, folder, shard_tokens, bars)
     np.save(folder / "train_counts.npy", counts)
-    split = {"corpus": source.name, "corpus_sha256": scan.corpus_sha256,
-             "corpus_bytes_sha256": corpus_sha, "method": SPLIT_METHOD,
-             "val_fraction": val_fraction, "train_documents": scan.documents - scan.val_documents,
-             "val_documents": scan.val_documents, "train_characters": scan.characters["train"],
-             "val_characters": scan.characters["val"]}
-    meta = {"format": CACHE_FORMAT, "key": cache_key(corpus_sha, source, val_fraction, settings),
-            "source": {"name": source.name, **source.reader_identity()},
-            "split": split, "tokenizer": {**settings, "vocab_size": tokenizer.vocab_size,
-                                          "requested_vocab_size": settings.get("vocab_size")},
-            "tokenizer_sample": sample_info, "dtype": dtype.str,
-            "train_tokens": sum(s["tokens"] for s in shards["train"]),
-            "val_tokens": sum(s["tokens"] for s in shards["val"]), "shards": shards,
-            "shard_tokens": shard_tokens}
+    split = {
+        "corpus": source.name,
+        "corpus_sha256": scan.corpus_sha256,
+        "corpus_bytes_sha256": corpus_sha,
+        "method": SPLIT_METHOD,
+        "val_fraction": val_fraction,
+        "train_documents": scan.documents - scan.val_documents,
+        "val_documents": scan.val_documents,
+        "train_characters": scan.characters["train"],
+        "val_characters": scan.characters["val"],
+    }
+    meta = {
+        "format": CACHE_FORMAT,
+        "key": cache_key(corpus_sha, source, val_fraction, settings),
+        "source": {"name": source.name, **source.reader_identity()},
+        "split": split,
+        "tokenizer": {
+            **settings,
+            "vocab_size": tokenizer.vocab_size,
+            "requested_vocab_size": settings.get("vocab_size"),
+        },
+        "tokenizer_sample": sample_info,
+        "dtype": dtype.str,
+        "train_tokens": sum(s["tokens"] for s in shards["train"]),
+        "val_tokens": sum(s["tokens"] for s in shards["val"]),
+        "shards": shards,
+        "shard_tokens": shard_tokens,
+    }
     # meta.json last: an entry with it is complete (and the rename makes it visible at once).
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
@@ -76,12 +103,14 @@ class _SplitScan:
     last_held_out: bool = False  # tiny corpora: the last document is the validation split
 
     def held_out(self, index: int, h: bytes) -> bool:
-        return index == self.documents - 1 if self.last_held_out \
-            else is_held_out(h, self.val_fraction)
+        return (
+            index == self.documents - 1 if self.last_held_out else is_held_out(h, self.val_fraction)
+        )
 
 
-def _split_and_sample(source: CorpusSource, val_fraction: float, settings: dict[str, Any],
-                      bars: _Bars) -> tuple[_SplitScan, _BottomK]:
+def _split_and_sample(
+    source: CorpusSource, val_fraction: float, settings: dict[str, Any], bars: _Bars
+) -> tuple[_SplitScan, _BottomK]:
     """Step 1: split, count and sample in one streaming pass, memory within caps."""
     sample = _BottomK(settings.get("sample_documents", 0), settings.get("sample_bytes", 0))
     digest = hashlib.sha256()
@@ -113,13 +142,15 @@ def _split_and_sample(source: CorpusSource, val_fraction: float, settings: dict[
             for index, doc in enumerate(iter_documents(source)):
                 if index < n_docs - 1:
                     sample.offer(document_digest(doc), index, doc)
-    scan = _SplitScan(val_fraction, digest.hexdigest(), n_docs, 1 if fallback else n_val,
-                      chars, fallback)
+    scan = _SplitScan(
+        val_fraction, digest.hexdigest(), n_docs, 1 if fallback else n_val, chars, fallback
+    )
     return scan, sample
 
 
-def _train_tokenizer(sample: _BottomK, settings: dict[str, Any], folder: Path,
-                     bars: _Bars) -> tuple[Tokenizer, dict[str, Any]]:
+def _train_tokenizer(
+    sample: _BottomK, settings: dict[str, Any], folder: Path, bars: _Bars
+) -> tuple[Tokenizer, dict[str, Any]]:
     """Step 2: the tokenizer from the sample, and the sample's line in meta.json."""
     sample_docs = sample.documents()
     if settings["kind"] == "byte":
@@ -128,14 +159,23 @@ def _train_tokenizer(sample: _BottomK, settings: dict[str, Any], folder: Path,
         bars.note(f"training the BPE tokenizer on {len(sample_docs):,} documents")
         train_bpe(sample_docs, settings["vocab_size"], folder / "tokenizer.json")
         tokenizer = load_bpe(folder / "tokenizer.json", settings["vocab_size"], "")
-    sample_info = {"documents": len(sample_docs), "bytes": sample.bytes,
-                   "whole_split": not sample.dropped}
+    sample_info = {
+        "documents": len(sample_docs),
+        "bytes": sample.bytes,
+        "whole_split": not sample.dropped,
+    }
     return tokenizer, sample_info
 
 
-def _encode(source: CorpusSource, scan: _SplitScan, tokenizer: Tokenizer, dtype: np.dtype,
-            folder: Path, shard_tokens: int, bars: _Bars
-            ) -> tuple[dict[str, list[dict[str, Any]]], np.ndarray]:
+def _encode(
+    source: CorpusSource,
+    scan: _SplitScan,
+    tokenizer: Tokenizer,
+    dtype: np.dtype,
+    folder: Path,
+    shard_tokens: int,
+    bars: _Bars,
+) -> tuple[dict[str, list[dict[str, Any]]], np.ndarray]:
     """Step 3: encode in batches into shards: memory holds one batch, whatever the corpus."""
     writers = {name: ShardWriter(folder, name, dtype, shard_tokens) for name in ("train", "val")}
     counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
@@ -146,7 +186,7 @@ def _encode(source: CorpusSource, scan: _SplitScan, tokenizer: Tokenizer, dtype:
         if pending[name]:
             ids = tokenizer.encode_documents(pending[name], dtype=dtype)
             if name == "train":
-                counts[:] += np.bincount(ids, minlength=tokenizer.vocab_size)[:len(counts)]
+                counts[:] += np.bincount(ids, minlength=tokenizer.vocab_size)[: len(counts)]
             writers[name].write(ids)
             pending[name], pending_bytes[name] = [], 0
 
@@ -219,8 +259,14 @@ class _Bars:
             return
         from tqdm import tqdm
 
-        with tqdm(total=total, desc=f"{self.name}: {stage}", unit=" docs", unit_scale=True,
-                  mininterval=0.5, file=sys.stderr) as bar:
+        with tqdm(
+            total=total,
+            desc=f"{self.name}: {stage}",
+            unit=" docs",
+            unit_scale=True,
+            mininterval=0.5,
+            file=sys.stderr,
+        ) as bar:
             yield bar
 
     def note(self, text: str) -> None:

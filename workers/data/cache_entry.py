@@ -47,10 +47,17 @@ class PreparedTokens:
     fingerprint_s: float = 0.0
 
     def report(self) -> dict[str, Any]:
-        return {"key": self.key, "path": str(self.path), "built": self.built,
-                "build_s": self.build_s, "prepare_s": round(self.prepare_s, 4),
-                "dtype": self.meta["dtype"], "shards": len(self.meta["shards"]["train"]),
-                "train_tokens": self.meta["train_tokens"], "val_tokens": self.meta["val_tokens"]}
+        return {
+            "key": self.key,
+            "path": str(self.path),
+            "built": self.built,
+            "build_s": self.build_s,
+            "prepare_s": round(self.prepare_s, 4),
+            "dtype": self.meta["dtype"],
+            "shards": len(self.meta["shards"]["train"]),
+            "train_tokens": self.meta["train_tokens"],
+            "val_tokens": self.meta["val_tokens"],
+        }
 
 
 def open_entry(path: Path) -> PreparedTokens:
@@ -70,12 +77,22 @@ def open_entry(path: Path) -> PreparedTokens:
     if tok_meta["kind"] == "byte":
         tokenizer = byte_tokenizer()
     else:
-        tokenizer = load_bpe(path / "tokenizer.json", tok_meta["vocab_size"],
-                             meta["split"]["corpus_sha256"],
-                             sample_documents=tok_meta["sample_documents"],
-                             sample_bytes=tok_meta["sample_bytes"],
-                             sample_is_whole_split=meta["tokenizer_sample"]["whole_split"])
+        tokenizer = load_bpe(
+            path / "tokenizer.json",
+            tok_meta["vocab_size"],
+            meta["split"]["corpus_sha256"],
+            sample_documents=tok_meta["sample_documents"],
+            sample_bytes=tok_meta["sample_bytes"],
+            sample_is_whole_split=meta["tokenizer_sample"]["whole_split"],
+        )
     counts = np.load(path / "train_counts.npy", mmap_mode="r")
-    return PreparedTokens(path=path, key=meta["key"], meta=meta, split=SplitInfo(meta["split"]),
-                          tokenizer=tokenizer, train=streams["train"], val=streams["val"],
-                          train_counts=counts)
+    return PreparedTokens(
+        path=path,
+        key=meta["key"],
+        meta=meta,
+        split=SplitInfo(meta["split"]),
+        tokenizer=tokenizer,
+        train=streams["train"],
+        val=streams["val"],
+        train_counts=counts,
+    )

@@ -78,8 +78,13 @@ class Corpus:
             train, val = self.documents[:-1], self.documents[-1:]
         if not train:
             raise CorpusError(f"corpus {self.name!r} needs at least two documents to split")
-        return Split(train=train, val=val, val_fraction=val_fraction,
-                     corpus=self.name, corpus_sha256=self.sha256)
+        return Split(
+            train=train,
+            val=val,
+            val_fraction=val_fraction,
+            corpus=self.name,
+            corpus_sha256=self.sha256,
+        )
 
 
 @dataclass
@@ -91,11 +96,16 @@ class Split:
     corpus_sha256: str
 
     def describe(self) -> dict:
-        return {"corpus": self.corpus, "corpus_sha256": self.corpus_sha256,
-                "method": SPLIT_METHOD, "val_fraction": self.val_fraction,
-                "train_documents": len(self.train), "val_documents": len(self.val),
-                "train_characters": sum(map(len, self.train)),
-                "val_characters": sum(map(len, self.val))}
+        return {
+            "corpus": self.corpus,
+            "corpus_sha256": self.corpus_sha256,
+            "method": SPLIT_METHOD,
+            "val_fraction": self.val_fraction,
+            "train_documents": len(self.train),
+            "val_documents": len(self.val),
+            "train_characters": sum(map(len, self.train)),
+            "val_characters": sum(map(len, self.val)),
+        }
 
 
 def kjv_path() -> Path:
@@ -138,21 +148,36 @@ def resolve_source(source: str | None = None, text_field: str = "text") -> Corpu
     if path.is_dir():
         return CorpusSource(path.name, "arrow", path, text_field, _saved_dataset_files(path))
     suffix = path.suffix.lower()
-    kind = ("text" if suffix in TEXT_SUFFIXES else "jsonl" if suffix in JSONL_SUFFIXES
-            else "parquet" if suffix == ".parquet" else None)
+    kind = (
+        "text"
+        if suffix in TEXT_SUFFIXES
+        else "jsonl"
+        if suffix in JSONL_SUFFIXES
+        else "parquet"
+        if suffix == ".parquet"
+        else None
+    )
     if kind is None:
-        raise CorpusError(f"{source}: unsupported corpus format {suffix!r}; use .txt, .jsonl, "
-                          ".parquet or a saved `datasets` directory")
+        raise CorpusError(
+            f"{source}: unsupported corpus format {suffix!r}; use .txt, .jsonl, "
+            ".parquet or a saved `datasets` directory"
+        )
     return CorpusSource(path.name, kind, path, text_field, (path,))
 
 
-def iter_documents(source: CorpusSource | str | None = None,
-                   text_field: str = "text") -> Iterator[str]:
+def iter_documents(
+    source: CorpusSource | str | None = None, text_field: str = "text"
+) -> Iterator[str]:
     """The corpus's documents in file order, one at a time."""
     if not isinstance(source, CorpusSource):
         source = resolve_source(source, text_field)
-    readers = {"kjv": _iter_kjv, "text": _iter_text, "jsonl": _iter_jsonl,
-               "parquet": _iter_parquet, "arrow": _iter_saved_dataset}
+    readers = {
+        "kjv": _iter_kjv,
+        "text": _iter_text,
+        "jsonl": _iter_jsonl,
+        "parquet": _iter_parquet,
+        "arrow": _iter_saved_dataset,
+    }
     return readers[source.kind](source)
 
 
@@ -205,11 +230,9 @@ def _iter_jsonl(source: CorpusSource) -> Iterator[str]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise CorpusError(f"{source.path} line {number}: not JSON ({exc.msg})") \
-                    from None
+                raise CorpusError(f"{source.path} line {number}: not JSON ({exc.msg})") from None
             if not isinstance(row, dict) or not isinstance(row.get(field_name), str):
-                raise CorpusError(f"{source.path} line {number}: no string field "
-                                  f"{field_name!r}")
+                raise CorpusError(f"{source.path} line {number}: no string field {field_name!r}")
             yield row[field_name]
 
 
@@ -218,8 +241,9 @@ def _pyarrow():
         import pyarrow
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise CorpusError("parquet and saved-dataset corpora need pyarrow "
-                          "(pip install 'tailor[data]')") from None
+        raise CorpusError(
+            "parquet and saved-dataset corpora need pyarrow (pip install 'tailor[data]')"
+        ) from None
     return pyarrow
 
 
@@ -231,8 +255,9 @@ def _iter_parquet(source: CorpusSource) -> Iterator[str]:
         raise CorpusError(f"{source.path.name}: not a parquet file ({exc})") from None
     names = parquet.schema_arrow.names
     if source.text_field not in names:
-        raise CorpusError(f"{source.path.name}: no column {source.text_field!r}; columns: "
-                          f"{', '.join(names)}")
+        raise CorpusError(
+            f"{source.path.name}: no column {source.text_field!r}; columns: {', '.join(names)}"
+        )
     for batch in parquet.iter_batches(batch_size=1024, columns=[source.text_field]):
         for text in batch.column(0).to_pylist():
             if text:
@@ -251,12 +276,13 @@ def _saved_dataset_files(path: Path) -> tuple[Path, ...]:
     try:
         files = [path / entry["filename"] for entry in json.loads(state.read_text())["_data_files"]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise CorpusError(f"{path} is not a saved `datasets` dataset: state.json ({exc})") \
-            from None
+        raise CorpusError(f"{path} is not a saved `datasets` dataset: state.json ({exc})") from None
     missing = [f.name for f in files if not f.exists()]
     if missing or not files:
-        raise CorpusError(f"{path} is not a saved `datasets` dataset: missing "
-                          f"{', '.join(missing) or 'data files'}")
+        raise CorpusError(
+            f"{path} is not a saved `datasets` dataset: missing "
+            f"{', '.join(missing) or 'data files'}"
+        )
     return tuple(files)
 
 
@@ -269,8 +295,9 @@ def _iter_saved_dataset(source: CorpusSource) -> Iterator[str]:
             reader = pyarrow.ipc.open_stream(mapped)
             names = reader.schema.names
             if source.text_field not in names:
-                raise CorpusError(f"{source.path}: no column {source.text_field!r}; columns: "
-                                  f"{', '.join(names)}")
+                raise CorpusError(
+                    f"{source.path}: no column {source.text_field!r}; columns: {', '.join(names)}"
+                )
             column = names.index(source.text_field)
             for batch in reader:
                 for start in range(0, batch.num_rows, 1024):

@@ -47,10 +47,18 @@ def token_cache_dir(setting: str | Path | None = None) -> Path:
     return Path(env) if env else default_cache_dir() / "tokens"
 
 
-def prepare(data: str | None = None, text_field: str = "text", val_fraction: float = 0.05,
-            kind: str = "bpe", vocab_size: int = 4096, sample_documents: int = 200_000,
-            sample_bytes: int = 64_000_000, cache_dir: str | Path | None = None,
-            progress: bool | None = None, shard_tokens: int = SHARD_TOKENS) -> PreparedTokens:
+def prepare(
+    data: str | None = None,
+    text_field: str = "text",
+    val_fraction: float = 0.05,
+    kind: str = "bpe",
+    vocab_size: int = 4096,
+    sample_documents: int = 200_000,
+    sample_bytes: int = 64_000_000,
+    cache_dir: str | Path | None = None,
+    progress: bool | None = None,
+    shard_tokens: int = SHARD_TOKENS,
+) -> PreparedTokens:
     """Open the cache entry for this corpus and settings, building it first if missing.
     `progress`: True shows bars, False hides them, None shows them on a terminal."""
     started = time.perf_counter()
@@ -63,8 +71,12 @@ def prepare(data: str | None = None, text_field: str = "text", val_fraction: flo
     fingerprint_s = time.perf_counter() - started
     key = cache_key(corpus_sha, source, val_fraction, settings)
     final = root / f"{_safe(source.name)}-{key}"
-    build_s = publish_once(final, lambda folder: build(
-        folder, source, corpus_sha, val_fraction, settings, progress, shard_tokens))
+    build_s = publish_once(
+        final,
+        lambda folder: build(
+            folder, source, corpus_sha, val_fraction, settings, progress, shard_tokens
+        ),
+    )
     prepared = open_entry(final)
     prepared.built, prepared.build_s = build_s is not None, build_s
     prepared.fingerprint_s = fingerprint_s
@@ -74,10 +86,17 @@ def prepare(data: str | None = None, text_field: str = "text", val_fraction: flo
 
 def prepare_for(config, progress: bool | None = None) -> PreparedTokens:
     """`prepare` with the settings of a `core.training.TrainConfig` (a job's training block)."""
-    return prepare(config.data, config.text_field, config.val_fraction,
-                   config.tokenizer.kind, config.tokenizer.vocab_size,
-                   config.tokenizer.sample_documents, config.tokenizer.sample_bytes,
-                   cache_dir=config.token_cache, progress=progress)
+    return prepare(
+        config.data,
+        config.text_field,
+        config.val_fraction,
+        config.tokenizer.kind,
+        config.tokenizer.vocab_size,
+        config.tokenizer.sample_documents,
+        config.tokenizer.sample_bytes,
+        cache_dir=config.token_cache,
+        progress=progress,
+    )
 
 
 def _safe(name: str) -> str:

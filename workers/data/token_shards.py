@@ -54,7 +54,7 @@ class ShardWriter:
             self.file.write(data)
             self.digest.update(data)
             self.count += len(take)
-            ids = ids[len(take):]
+            ids = ids[len(take) :]
             if self.count >= self.limit:
                 self._finish()
 
@@ -95,9 +95,12 @@ class TokenStream:
             for i, shard in enumerate(self.shards):
                 lo, hi = max(start, self.bounds[i]), min(stop, self.bounds[i + 1])
                 if lo < hi:
-                    parts.append(shard[lo - self.bounds[i]:hi - self.bounds[i]])
-            return (np.concatenate(parts) if len(parts) != 1 else parts[0]) if parts \
+                    parts.append(shard[lo - self.bounds[i] : hi - self.bounds[i]])
+            return (
+                (np.concatenate(parts) if len(parts) != 1 else parts[0])
+                if parts
                 else np.zeros(0, self.dtype)
+            )
         index = np.asarray(index)
         if index.ndim == 0:
             i = int(index) + (len(self) if index < 0 else 0)

@@ -9,7 +9,6 @@ end-of-document token in both kinds.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +58,9 @@ class Tokenizer:
         return self._bpe.decode(ids)  # type: ignore[union-attr]
 
 
-def build_tokenizer(split: Split, kind: str = "bpe", vocab_size: int = 4096,
-                    cache_dir: str | Path | None = None) -> Tokenizer:
+def build_tokenizer(
+    split: Split, kind: str = "bpe", vocab_size: int = 4096, cache_dir: str | Path | None = None
+) -> Tokenizer:
     if kind == "byte":
         return byte_tokenizer()
     check_bpe_settings(kind, vocab_size)
@@ -94,15 +94,19 @@ def train_bpe(documents: Iterable[str], vocab_size: int, path: str | Path) -> No
     bpe = HFTokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(documents, trainer=trainer)
     bpe.save(str(path))
 
 
-def load_bpe(path: str | Path, requested_vocab_size: int, corpus_sha256: str,
-             **identity) -> Tokenizer:
+def load_bpe(
+    path: str | Path, requested_vocab_size: int, corpus_sha256: str, **identity
+) -> Tokenizer:
     from tokenizers import Tokenizer as HFTokenizer
 
     path = Path(path)
@@ -111,8 +115,17 @@ def load_bpe(path: str | Path, requested_vocab_size: int, corpus_sha256: str,
     actual = bpe.get_vocab_size()
     if bpe.token_to_id(EOS) != 0:
         raise RuntimeError(f"cached tokenizer {path} does not have {EOS} at id 0")
-    return Tokenizer("bpe", actual, {"kind": "bpe", "vocab_size": actual,
-                                     "requested_vocab_size": requested_vocab_size,
-                                     "corpus_sha256": corpus_sha256,
-                                     "file_sha256": file_sha, **identity,
-                                     "path": str(path)}, bpe)
+    return Tokenizer(
+        "bpe",
+        actual,
+        {
+            "kind": "bpe",
+            "vocab_size": actual,
+            "requested_vocab_size": requested_vocab_size,
+            "corpus_sha256": corpus_sha256,
+            "file_sha256": file_sha,
+            **identity,
+            "path": str(path),
+        },
+        bpe,
+    )

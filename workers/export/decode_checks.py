@@ -36,8 +36,10 @@ class GraphPair:
 
     def step(self, token: int, position: int, states: list[np.ndarray]):
         """One decode step: (logits of shape (vocab,), the next states)."""
-        feed = {"input_ids": np.array([[token]], dtype=np.int64),
-                "position": np.array([position], dtype=np.int64)}
+        feed = {
+            "input_ids": np.array([[token]], dtype=np.int64),
+            "position": np.array([position], dtype=np.int64),
+        }
         feed.update(zip(self.cache_inputs, states))
         out = self.decode.run(None, feed)
         return out[0][0, -1], out[1:]
@@ -56,9 +58,13 @@ def load_pair(folder: str | Path, manifest: GraphManifest | Variant) -> GraphPai
     folder = Path(folder)
     if isinstance(manifest, Variant):
         manifest = GraphManifest.model_validate_json(
-            (folder / manifest.file("manifest")).read_text())
-    return GraphPair(manifest, session(folder / manifest.graphs["prefill"].file),
-                     session(folder / manifest.graphs["decode"].file))
+            (folder / manifest.file("manifest")).read_text()
+        )
+    return GraphPair(
+        manifest,
+        session(folder / manifest.graphs["prefill"].file),
+        session(folder / manifest.graphs["decode"].file),
+    )
 
 
 def decode_after_prefill(pair: GraphPair, ids: np.ndarray, prompt: int) -> np.ndarray:
@@ -118,5 +124,4 @@ def greedy_continuation(pair: GraphPair, prompt: np.ndarray, length: int) -> Con
 
 def first_divergence(reference: Continuation, other: Continuation) -> int | None:
     """Index of the first token where two continuations differ (None if they never do)."""
-    return next((i for i, (a, b) in enumerate(zip(reference.tokens, other.tokens)) if a != b),
-                None)
+    return next((i for i, (a, b) in enumerate(zip(reference.tokens, other.tokens)) if a != b), None)

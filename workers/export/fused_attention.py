@@ -51,8 +51,9 @@ OP_TYPE = "GroupQueryAttention"
 PROBE_TOLERANCE = 1e-5  # float32 rounding is ~1e-7 on the probe's unit-scale inputs
 
 
-def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int, window: int
-               ) -> torch.Tensor:
+def _reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int, window: int
+) -> torch.Tensor:
     """Causal (optionally windowed) attention of q (B, H, S, hd) at positions past..past+S-1
     over k, v (B, G, past+S, hd): Tailor's semantics, as Attention.prefill/step compute them."""
     heads, kv_heads = q.shape[1], k.shape[1]
@@ -78,8 +79,18 @@ class GroupQueryAttentionOp(torch.autograd.Function):
     com.microsoft GroupQueryAttention node."""
 
     @staticmethod
-    def forward(ctx, query, key, value, past_key, past_value, num_heads: int,
-                kv_num_heads: int, hd: int, window: int):
+    def forward(
+        ctx,
+        query,
+        key,
+        value,
+        past_key,
+        past_value,
+        num_heads: int,
+        kv_num_heads: int,
+        hd: int,
+        window: int,
+    ):
         b, s, _ = query.shape
         q = query.view(b, s, num_heads, hd).transpose(1, 2)
         k = torch.cat([past_key, key.view(b, s, kv_num_heads, hd).transpose(1, 2)], dim=2)
@@ -88,25 +99,49 @@ class GroupQueryAttentionOp(torch.autograd.Function):
         return y.transpose(1, 2).reshape(b, s, num_heads * hd), k, v
 
     @staticmethod
-    def symbolic(g, query, key, value, past_key, past_value, num_heads: int,
-                 kv_num_heads: int, hd: int, window: int):
+    def symbolic(
+        g,
+        query,
+        key,
+        value,
+        past_key,
+        past_value,
+        num_heads: int,
+        kv_num_heads: int,
+        hd: int,
+        window: int,
+    ):
         def gather(shape, axis: int):
             return g.op("Gather", shape, g.op("Constant", value_t=torch.tensor(axis)), axis_i=0)
 
         new = gather(g.op("Shape", key), 1)
         past = gather(g.op("Shape", past_key), 2)
         total = g.op("Cast", g.op("Add", past, new), to_i=6)  # int32 scalar
-        seqlens_k = g.op("Reshape",
-                         g.op("Sub", total, g.op("Constant",
-                                                 value_t=torch.tensor(1, dtype=torch.int32))),
-                         g.op("Constant", value_t=torch.tensor([1])))
-        attrs = dict(num_heads_i=num_heads, kv_num_heads_i=kv_num_heads, do_rotary_i=0,
-                     rotary_interleaved_i=0)
+        seqlens_k = g.op(
+            "Reshape",
+            g.op("Sub", total, g.op("Constant", value_t=torch.tensor(1, dtype=torch.int32))),
+            g.op("Constant", value_t=torch.tensor([1])),
+        )
+        attrs = dict(
+            num_heads_i=num_heads,
+            kv_num_heads_i=kv_num_heads,
+            do_rotary_i=0,
+            rotary_interleaved_i=0,
+        )
         if window:
             attrs["local_window_size_i"] = _window_attribute(window)
         output, present_key, present_value = g.op(
-            f"{DOMAIN}::{OP_TYPE}", query, key, value, past_key, past_value, seqlens_k, total,
-            outputs=3, **attrs)
+            f"{DOMAIN}::{OP_TYPE}",
+            query,
+            key,
+            value,
+            past_key,
+            past_value,
+            seqlens_k,
+            total,
+            outputs=3,
+            **attrs,
+        )
         output.setType(query.type().with_sizes([1, None, num_heads * hd]))
         for present in (present_key, present_value):
             present.setType(past_key.type().with_sizes([1, kv_num_heads, None, hd]))
@@ -117,8 +152,10 @@ def _window_attribute(window: int) -> int:
     """`local_window_size` that makes the operator attend to the last `window` tokens."""
     offset = _window_offset()
     if offset is None:
-        raise RuntimeError("this onnxruntime's GroupQueryAttention has no local_window_size "
-                           "matching Tailor's window")
+        raise RuntimeError(
+            "this onnxruntime's GroupQueryAttention has no local_window_size "
+            "matching Tailor's window"
+        )
     return window + offset
 
 
@@ -133,7 +170,6 @@ def _window_offset() -> int | None:
 
 
 def _session(heads: int, kv_heads: int, head_dim: int, local_window: int):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -141,35 +177,46 @@ def _session(heads: int, kv_heads: int, head_dim: int, local_window: int):
         return helper.make_tensor_value_info(name, dtype, shape)
 
     node = helper.make_node(
-        OP_TYPE, ["q", "k", "v", "past_k", "past_v", "seqlens_k", "total"],
-        ["out", "present_k", "present_v"], domain=DOMAIN, num_heads=heads,
-        kv_num_heads=kv_heads, do_rotary=0, local_window_size=local_window)
+        OP_TYPE,
+        ["q", "k", "v", "past_k", "past_v", "seqlens_k", "total"],
+        ["out", "present_k", "present_v"],
+        domain=DOMAIN,
+        num_heads=heads,
+        kv_num_heads=kv_heads,
+        do_rotary=0,
+        local_window_size=local_window,
+    )
     graph = helper.make_graph(
-        [node], "probe",
-        [info("q", TensorProto.FLOAT, [1, "s", heads * head_dim]),
-         info("k", TensorProto.FLOAT, [1, "s", kv_heads * head_dim]),
-         info("v", TensorProto.FLOAT, [1, "s", kv_heads * head_dim]),
-         info("past_k", TensorProto.FLOAT, [1, kv_heads, "p", head_dim]),
-         info("past_v", TensorProto.FLOAT, [1, kv_heads, "p", head_dim]),
-         info("seqlens_k", TensorProto.INT32, [1]), info("total", TensorProto.INT32, [])],
-        [info(n, TensorProto.FLOAT, None) for n in ("out", "present_k", "present_v")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
-                                                    helper.make_opsetid(DOMAIN, 1)])
+        [node],
+        "probe",
+        [
+            info("q", TensorProto.FLOAT, [1, "s", heads * head_dim]),
+            info("k", TensorProto.FLOAT, [1, "s", kv_heads * head_dim]),
+            info("v", TensorProto.FLOAT, [1, "s", kv_heads * head_dim]),
+            info("past_k", TensorProto.FLOAT, [1, kv_heads, "p", head_dim]),
+            info("past_v", TensorProto.FLOAT, [1, kv_heads, "p", head_dim]),
+            info("seqlens_k", TensorProto.INT32, [1]),
+            info("total", TensorProto.INT32, []),
+        ],
+        [info(n, TensorProto.FLOAT, None) for n in ("out", "present_k", "present_v")],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)]
+    )
     options = ort.SessionOptions()
     options.log_severity_level = 4
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(heads: int, kv_heads: int, head_dim: int, window: int, offset: int = 0
-           ) -> str | None:
+def _probe(heads: int, kv_heads: int, head_dim: int, window: int, offset: int = 0) -> str | None:
     """Run the operator on random inputs at prompt lengths on both sides of the window and
     decode steps after them (cache cut to the window, as Tailor keeps it); None when it
     matches Tailor's attention within PROBE_TOLERANCE, else why not."""
     try:
-        session = _session(heads, kv_heads, head_dim,
-                           window + offset if window else -1)
+        session = _session(heads, kv_heads, head_dim, window + offset if window else -1)
     except Exception as exc:  # noqa: BLE001 - an onnxruntime without the operator
         return f"onnxruntime cannot load {OP_TYPE}: {exc}"
     gen = torch.Generator().manual_seed(0)
@@ -181,7 +228,7 @@ def _probe(heads: int, kv_heads: int, head_dim: int, window: int, offset: int = 
         return x.transpose(1, 2).reshape(1, x.shape[2], -1).numpy()
 
     worst = 0.0
-    for prompt in ((3, window + 4) if window else (3, 13)):
+    for prompt in (3, window + 4) if window else (3, 13):
         cache_k = cache_v = torch.zeros(1, kv_heads, 0, head_dim)  # as Tailor keeps it
         for s in (prompt, 1, 1):
             q, k, v = (randn(1, n, s, head_dim) for n in (heads, kv_heads, kv_heads))
@@ -189,17 +236,29 @@ def _probe(heads: int, kv_heads: int, head_dim: int, window: int, offset: int = 
             expected = _reference(q, keys, values, cache_k.shape[2], window)
             total = keys.shape[2]
             try:
-                out, present_k, present_v = session.run(None, {
-                    "q": flat(q), "k": flat(k), "v": flat(v), "past_k": cache_k.numpy(),
-                    "past_v": cache_v.numpy(), "seqlens_k": np.array([total - 1], np.int32),
-                    "total": np.array(total, np.int32)})
+                out, present_k, present_v = session.run(
+                    None,
+                    {
+                        "q": flat(q),
+                        "k": flat(k),
+                        "v": flat(v),
+                        "past_k": cache_k.numpy(),
+                        "past_v": cache_v.numpy(),
+                        "seqlens_k": np.array([total - 1], np.int32),
+                        "total": np.array(total, np.int32),
+                    },
+                )
             except Exception as exc:  # noqa: BLE001
                 return f"onnxruntime refuses it: {str(exc).split('Status Message:')[-1].strip()}"
-            worst = max(worst, float(np.abs(out - flat(expected)).max()),
-                        float(np.abs(present_k - keys.numpy()).max()),
-                        float(np.abs(present_v - values.numpy()).max()))
-            cache_k, cache_v = (keys[:, :, -window:], values[:, :, -window:]) if window \
-                else (keys, values)
+            worst = max(
+                worst,
+                float(np.abs(out - flat(expected)).max()),
+                float(np.abs(present_k - keys.numpy()).max()),
+                float(np.abs(present_v - values.numpy()).max()),
+            )
+            cache_k, cache_v = (
+                (keys[:, :, -window:], values[:, :, -window:]) if window else (keys, values)
+            )
     if not worst <= PROBE_TOLERANCE:
         return f"the operator differs from Tailor's attention by {worst:.1e}"
     return None
@@ -273,16 +332,16 @@ class _Hook:
         return q.reshape(b, t, op.width), k.reshape(b, t, op.kv_heads * op.head_dim), v
 
     def _attend(self, op: Attention, q, k, v, past_k, past_v):
-        y, k, v = GroupQueryAttentionOp.apply(q, k, v, past_k, past_v, op.heads, op.kv_heads,
-                                              op.head_dim, op.window)
+        y, k, v = GroupQueryAttentionOp.apply(
+            q, k, v, past_k, past_v, op.heads, op.kv_heads, op.head_dim, op.window
+        )
         if op.window:
-            k, v = k[:, :, -op.window:], v[:, :, -op.window:]
+            k, v = k[:, :, -op.window :], v[:, :, -op.window :]
         return op.o_proj(y), (k, v)
 
     def prefill(self, op: Attention, x: torch.Tensor):
         q, k, v = self._project(op, x, torch.arange(x.shape[1], device=x.device))
-        empty = torch.zeros(x.shape[0], op.kv_heads, 0, op.head_dim, device=x.device,
-                            dtype=x.dtype)
+        empty = torch.zeros(x.shape[0], op.kv_heads, 0, op.head_dim, device=x.device, dtype=x.dtype)
         return self._attend(op, q, k, v, empty, empty)
 
     def step(self, op: Attention, x_t: torch.Tensor, state, position: torch.Tensor):

@@ -15,8 +15,14 @@ STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 def _host_paths() -> tuple[str, ...]:
     """Absolute folders whose names must not leave this host inside a graph."""
-    folders = {str(Path(__file__).resolve().parents[2]), sys.prefix, sys.base_prefix,
-               sys.exec_prefix, str(Path.home()), tempfile.gettempdir()}
+    folders = {
+        str(Path(__file__).resolve().parents[2]),
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        str(Path.home()),
+        tempfile.gettempdir(),
+    }
     return tuple(sorted(f for f in folders if f and f != os.sep))
 
 
@@ -52,8 +58,11 @@ def strip_host_metadata(model) -> int:
             item.doc_string = ""
             removed += 1
         if hasattr(item, "metadata_props"):
-            keep = [(m.key, m.value) for m in item.metadata_props
-                    if m.key != STACK_TRACE_KEY and not _names_host(m.value, paths)]
+            keep = [
+                (m.key, m.value)
+                for m in item.metadata_props
+                if m.key != STACK_TRACE_KEY and not _names_host(m.value, paths)
+            ]
             removed += len(item.metadata_props) - len(keep)
             if len(keep) != len(item.metadata_props):
                 del item.metadata_props[:]

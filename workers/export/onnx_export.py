@@ -114,8 +114,13 @@ def _silenced_fds():
 def _quiet_export(*args, **kwargs):
     """Both exporters print progress and warnings; keep the CLI output clean."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with open(os.devnull, "w") as devnull, redirect_stdout(devnull), redirect_stderr(devnull), \
-            warnings.catch_warnings(), _silenced_fds():
+    with (
+        open(os.devnull, "w") as devnull,
+        redirect_stdout(devnull),
+        redirect_stderr(devnull),
+        warnings.catch_warnings(),
+        _silenced_fds(),
+    ):
         warnings.simplefilter("ignore")
         return torch.onnx.export(*args, **kwargs)
 
@@ -123,12 +128,20 @@ def _quiet_export(*args, **kwargs):
 def _io_names(layout) -> tuple[list[str], list[str]]:
     """(prefill and decode outputs, decode inputs), in the order the manifest lists them."""
     names = [t.name for t in layout]
-    return (["logits"] + [f"present_{n}" for n in names],
-            ["input_ids", "position"] + [f"past_{n}" for n in names])
+    return (
+        ["logits"] + [f"present_{n}" for n in names],
+        ["input_ids", "position"] + [f"past_{n}" for n in names],
+    )
 
 
-def _export_graphs(model: TailorLM, out: Path, exporter: str, example_context: int,
-                   variant: Variant = Variant(), plain_ops: bool = False) -> None:
+def _export_graphs(
+    model: TailorLM,
+    out: Path,
+    exporter: str,
+    example_context: int,
+    variant: Variant = Variant(),
+    plain_ops: bool = False,
+) -> None:
     """Write the variant's prefill and decode graphs (prefill.onnx and decode.onnx for the
     plain one) with one exporter, host metadata stripped. A fused variant must be traced
     inside `fused_attention.fused_attention(model)`."""
@@ -147,31 +160,56 @@ def _export_graphs(model: TailorLM, out: Path, exporter: str, example_context: i
     if dynamo:
         seq = torch.export.Dim("seq", min=2, max=1 << 16)
         prefill_shapes: dict[str, Any] = {"dynamic_shapes": ({1: seq},)}
-        past_dims = [{past_axes[f"past_{t.name}"]: torch.export.Dim(f"past{i}", min=2,
-                                                                     max=1 << 20)}
-                     if f"past_{t.name}" in past_axes else None for i, t in enumerate(layout)]
+        past_dims = [
+            {past_axes[f"past_{t.name}"]: torch.export.Dim(f"past{i}", min=2, max=1 << 20)}
+            if f"past_{t.name}" in past_axes
+            else None
+            for i, t in enumerate(layout)
+        ]
         decode_shapes: dict[str, Any] = {
-            "dynamic_shapes": (None, None, tuple(past_dims)) if past_dims else None}
+            "dynamic_shapes": (None, None, tuple(past_dims)) if past_dims else None
+        }
     else:
-        prefill_shapes = {"dynamic_axes": {"input_ids": {1: "seq"},
-                                           **{f"present_{n[5:]}": {a: "seq"}
-                                              for n, a in past_axes.items()}}}
-        decode_shapes = {"dynamic_axes": {
-            **{n: {a: "past"} for n, a in past_axes.items()},
-            **{f"present_{n[5:]}": {a: "past_next"} for n, a in past_axes.items()}}}
+        prefill_shapes = {
+            "dynamic_axes": {
+                "input_ids": {1: "seq"},
+                **{f"present_{n[5:]}": {a: "seq"} for n, a in past_axes.items()},
+            }
+        }
+        decode_shapes = {
+            "dynamic_axes": {
+                **{n: {a: "past"} for n, a in past_axes.items()},
+                **{f"present_{n[5:]}": {a: "past_next"} for n, a in past_axes.items()},
+            }
+        }
     if variant.attention == "fused" and not plain_ops:
         if dynamo:
             raise ValueError("fused attention exports with the tracer only")
         from workers.export.fused_attention import CUSTOM_OPSETS
+
         prefill_shapes["custom_opsets"] = decode_shapes["custom_opsets"] = CUSTOM_OPSETS
-    _quiet_export(PrefillGraph(model), (prefill_ids,), str(out / prefill_file),
-                  input_names=["input_ids"], output_names=prefill_out, opset_version=OPSET,
-                  dynamo=dynamo, **({"external_data": False} if dynamo else {}),
-                  **prefill_shapes)
-    _quiet_export(DecodeGraph(model), (decode_ids, position, *past), str(out / decode_file),
-                  input_names=decode_in, output_names=prefill_out, opset_version=OPSET,
-                  dynamo=dynamo, **({"external_data": False} if dynamo else {}),
-                  **decode_shapes)
+    _quiet_export(
+        PrefillGraph(model),
+        (prefill_ids,),
+        str(out / prefill_file),
+        input_names=["input_ids"],
+        output_names=prefill_out,
+        opset_version=OPSET,
+        dynamo=dynamo,
+        **({"external_data": False} if dynamo else {}),
+        **prefill_shapes,
+    )
+    _quiet_export(
+        DecodeGraph(model),
+        (decode_ids, position, *past),
+        str(out / decode_file),
+        input_names=decode_in,
+        output_names=prefill_out,
+        opset_version=OPSET,
+        dynamo=dynamo,
+        **({"external_data": False} if dynamo else {}),
+        **decode_shapes,
+    )
     if not dynamo:
         _restore_unused_position(out / decode_file)
     for name in (prefill_file, decode_file):
@@ -202,9 +240,15 @@ def _graph_inputs(path: Path) -> list[str]:
     return [i.name for i in graph.input if i.name not in initializers]
 
 
-def export_onnx(genome: Genome | dict[str, Any], out_dir: str | Path, model: TailorLM | None = None,
-                example_context: int = 16, verify: bool = True,
-                exporter: str = "auto", attention: str = "plain") -> ExportResult:
+def export_onnx(
+    genome: Genome | dict[str, Any],
+    out_dir: str | Path,
+    model: TailorLM | None = None,
+    example_context: int = 16,
+    verify: bool = True,
+    exporter: str = "auto",
+    attention: str = "plain",
+) -> ExportResult:
     """Write the graphs and manifest (prefill.onnx, decode.onnx, manifest.json for plain
     attention; core.precision.Variant(attention="fused").files for fused) and genome.json
     into `out_dir`.
@@ -238,15 +282,19 @@ def _check_options(exporter: str, attention: str) -> None:
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
     if attention not in ATTENTION_EXPORTS:
-        raise ValueError(f"attention must be one of {', '.join(ATTENTION_EXPORTS)}, "
-                         f"not {attention!r}")
+        raise ValueError(
+            f"attention must be one of {', '.join(ATTENTION_EXPORTS)}, not {attention!r}"
+        )
     if attention == "fused" and exporter == "dynamo":
-        raise ValueError("attention='fused' exports with the tracer (exporter 'auto' or "
-                         "'torchscript'); torch.export would need onnxscript custom ops")
+        raise ValueError(
+            "attention='fused' exports with the tracer (exporter 'auto' or "
+            "'torchscript'); torch.export would need onnxscript custom ops"
+        )
 
 
-def _export_plain(model: TailorLM, out: Path, example_context: int, verify: bool,
-                  exporter: str) -> tuple[str, float]:
+def _export_plain(
+    model: TailorLM, out: Path, example_context: int, verify: bool, exporter: str
+) -> tuple[str, float]:
     """Trace first (fast); "auto" falls back to dynamo if tracing fails or is wrong."""
     if exporter != "dynamo":
         try:
@@ -258,8 +306,9 @@ def _export_plain(model: TailorLM, out: Path, example_context: int, verify: bool
     return "dynamo", worst_difference(model, out) if verify else float("nan")
 
 
-def _trace_plain(model: TailorLM, out: Path, example_context: int, verify: bool,
-                 exporter: str) -> float:
+def _trace_plain(
+    model: TailorLM, out: Path, example_context: int, verify: bool, exporter: str
+) -> float:
     """Trace; "auto" refuses graphs off by more than TRACE_TOLERANCE (a baked shape)."""
     _export_graphs(model, out, "torchscript", example_context)
     _check_traced_inputs(model, out, Variant(), "the tracer dropped an unused graph input")
@@ -271,8 +320,9 @@ def _trace_plain(model: TailorLM, out: Path, example_context: int, verify: bool,
     return diff
 
 
-def _export_fused(model: TailorLM, out: Path, example_context: int, variant: Variant
-                  ) -> tuple[str, float, list[int], dict[int, str]]:
+def _export_fused(
+    model: TailorLM, out: Path, example_context: int, variant: Variant
+) -> tuple[str, float, list[int], dict[int, str]]:
     """Trace through GroupQueryAttention where exact; any failure falls back."""
     from workers.export.fused_attention import fused_attention
 
@@ -285,24 +335,30 @@ def _export_fused(model: TailorLM, out: Path, example_context: int, variant: Var
         _check_traced_inputs(model, out, variant, "the tracer dropped a graph input")
         diff = worst_difference(model, out, variant.tag)
         if not diff <= TRACE_TOLERANCE:
-            raise RuntimeError(f"onnxruntime differs from torch by {diff:.2e} "
-                               f"(> {TRACE_TOLERANCE:g})")
+            raise RuntimeError(
+                f"onnxruntime differs from torch by {diff:.2e} (> {TRACE_TOLERANCE:g})"
+            )
         return "torchscript", diff, fused_layers, fallbacks
     except Exception as exc:
-        return _fused_fallback(model, out, example_context, variant, exc,
-                               list(fallbacks) + fused_layers)
+        return _fused_fallback(
+            model, out, example_context, variant, exc, list(fallbacks) + fused_layers
+        )
 
 
-def _fused_fallback(model: TailorLM, out: Path, example_context: int, variant: Variant,
-                    exc: Exception, layers: list[int]
-                    ) -> tuple[str, float, list[int], dict[int, str]]:
+def _fused_fallback(
+    model: TailorLM,
+    out: Path,
+    example_context: int,
+    variant: Variant,
+    exc: Exception,
+    layers: list[int],
+) -> tuple[str, float, list[int], dict[int, str]]:
     """Plain ops with dynamo under the fused names: a fused job still gets graphs."""
     # The tracer cannot export this model (e.g. a long convolution whose kernel is as long
     # as the sequence) or got it wrong: every attention layer falls back to plain ops; the
     # manifest lists no fused layer.
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    fallbacks = {i: f"the tracer cannot export this model: {first}" for i in layers} \
-        or {-1: first}
+    fallbacks = {i: f"the tracer cannot export this model: {first}" for i in layers} or {-1: first}
     _export_graphs(model, out, "dynamo", example_context, variant, plain_ops=True)
     return "dynamo", worst_difference(model, out, variant.tag), [], fallbacks
 
@@ -311,45 +367,69 @@ def _check_traced_inputs(model: TailorLM, out: Path, variant: Variant, message: 
     """The tracer drops inputs nothing reads; the manifest promises them."""
     prefill_file, decode_file, _ = variant.files
     _, expected_decode_inputs = _io_names(model.state_layout())
-    if (_graph_inputs(out / prefill_file) != ["input_ids"]
-            or _graph_inputs(out / decode_file) != expected_decode_inputs):
+    if (
+        _graph_inputs(out / prefill_file) != ["input_ids"]
+        or _graph_inputs(out / decode_file) != expected_decode_inputs
+    ):
         raise RuntimeError(message)
 
 
-def _write_manifest(genome: Genome, model: TailorLM, out: Path, variant: Variant, used: str,
-                    fused_layers: list[int]) -> GraphManifest:
+def _write_manifest(
+    genome: Genome, model: TailorLM, out: Path, variant: Variant, used: str, fused_layers: list[int]
+) -> GraphManifest:
     """The manifest lets a phone-side runner feed the graphs without Python."""
     prefill_file, decode_file, manifest_file = variant.files
     layout = model.state_layout()
     vocab = model.plan.vocab_size
 
     def cache_specs(prefix: str) -> list[TensorSpec]:
-        return [TensorSpec(name=f"{prefix}_{t.name}", dtype="float32", shape=list(t.shape),
-                           role="cache", past_cap=t.past_cap) for t in layout]
+        return [
+            TensorSpec(
+                name=f"{prefix}_{t.name}",
+                dtype="float32",
+                shape=list(t.shape),
+                role="cache",
+                past_cap=t.past_cap,
+            )
+            for t in layout
+        ]
 
     def graph_spec(file: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> GraphSpec:
         path = out / file
-        return GraphSpec(file=file, sha256=file_sha256(path), size_bytes=path.stat().st_size,
-                         inputs=inputs, outputs=outputs)
+        return GraphSpec(
+            file=file,
+            sha256=file_sha256(path),
+            size_bytes=path.stat().st_size,
+            inputs=inputs,
+            outputs=outputs,
+        )
 
     ids = TensorSpec(name="input_ids", dtype="int64", shape=[1, "seq"], role="input_ids")
     position_spec = TensorSpec(name="position", dtype="int64", shape=[1], role="position")
     logits = TensorSpec(name="logits", dtype="float32", shape=[1, "seq", vocab], role="logits")
     per_token, fixed = costs.cache_split(genome)
     manifest = GraphManifest(
-        genome_hash=genome.hash(), vocab_size=vocab, opset=OPSET, dtype="float32",
+        genome_hash=genome.hash(),
+        vocab_size=vocab,
+        opset=OPSET,
+        dtype="float32",
         exporter=used,
         graphs={
             "prefill": graph_spec(prefill_file, [ids], [logits, *cache_specs("present")]),
             "decode": graph_spec(
                 decode_file,
                 [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],
-                [logits.model_copy(update={"shape": [1, 1, vocab]}), *cache_specs("present")]),
+                [logits.model_copy(update={"shape": [1, 1, vocab]}), *cache_specs("present")],
+            ),
         },
         cache_pairs={f"past_{t.name}": f"present_{t.name}" for t in layout},
         params=costs.params(genome),
-        cache_bytes_per_token=per_token * 4, cache_bytes_fixed=fixed * 4,
-        variant=variant.tag, attention=variant.attention, fused_attention_layers=fused_layers,
-        model_bytes=initializer_bytes(out / decode_file))
+        cache_bytes_per_token=per_token * 4,
+        cache_bytes_fixed=fixed * 4,
+        variant=variant.tag,
+        attention=variant.attention,
+        fused_attention_layers=fused_layers,
+        model_bytes=initializer_bytes(out / decode_file),
+    )
     (out / manifest_file).write_text(manifest.model_dump_json(indent=2))
     return manifest

@@ -36,8 +36,14 @@ from core.precision import AGREEMENT_TOLERANCE, INT8_DEVIATION_FACTOR, Variant, 
 from workers.export.decode_checks import GraphPair, decode_after_prefill, load_pair
 from workers.export.graph_stats import file_sha256, initializer_bytes
 
-QUANTIZED_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
-                 "MatMulNBits", "QGemm", "DynamicQuantizeLinear"}
+QUANTIZED_OPS = {
+    "MatMulInteger",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "MatMulNBits",
+    "QGemm",
+    "DynamicQuantizeLinear",
+}
 
 
 class QuantizationError(ValueError):
@@ -53,7 +59,8 @@ def _weight_matmuls(model) -> tuple[list[str], list[str]]:
     for node in model.graph.node:
         if node.op_type in ("MatMul", "Gemm"):
             (weights if len(node.input) > 1 and node.input[1] in constants else others).append(
-                node.name)
+                node.name
+            )
     return weights, others
 
 
@@ -64,14 +71,20 @@ def _prepare(model) -> None:
     Identity nodes nothing reads any more. Also name every node (the quantizers address
     nodes by name)."""
     constants = {i.name for i in model.graph.initializer}
-    alias = {n.output[0]: n.input[0] for n in model.graph.node
-             if n.op_type == "Identity" and n.input[0] in constants}
+    alias = {
+        n.output[0]: n.input[0]
+        for n in model.graph.node
+        if n.op_type == "Identity" and n.input[0] in constants
+    }
     for node in model.graph.node:
         if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in alias:
             node.input[1] = alias[node.input[1]]
     read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    keep = [n for n in model.graph.node if not (n.op_type == "Identity" and n.output[0] in alias
-                                                and n.output[0] not in read)]
+    keep = [
+        n
+        for n in model.graph.node
+        if not (n.op_type == "Identity" and n.output[0] in alias and n.output[0] not in read)
+    ]
     del model.graph.node[:]
     model.graph.node.extend(keep)
     for i, node in enumerate(model.graph.node):
@@ -121,24 +134,37 @@ def _quantize_graph(src: Path, dst: Path, variant: Variant) -> int:
         named = Path(tmp) / "named.onnx"
         onnx.save(model, str(named))
         if variant.precision == "int8":
-            quantize_dynamic(str(named), str(dst), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=others,
-                             per_channel=False, reduce_range=True,
-                             use_external_data_format=False,
-                             extra_options={"MatMulConstBOnly": True})
+            quantize_dynamic(
+                str(named),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                nodes_to_exclude=others,
+                per_channel=False,
+                reduce_range=True,
+                use_external_data_format=False,
+                extra_options={"MatMulConstBOnly": True},
+            )
         else:
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-            quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=variant.block_size,
-                                             is_symmetric=variant.symmetric,
-                                             nodes_to_exclude=others,
-                                             op_types_to_quantize=("MatMul",))
+            quantizer = MatMulNBitsQuantizer(
+                model,
+                bits=4,
+                block_size=variant.block_size,
+                is_symmetric=variant.symmetric,
+                nodes_to_exclude=others,
+                op_types_to_quantize=("MatMul",),
+            )
             quantizer.process()
             _dedupe_initializers(quantizer.model.model)
             quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
     out = onnx.load(str(dst), load_external_data=False)
-    return sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits",
-                             "MatMulIntegerToFloat") for n in out.graph.node) or len(weights)
+    return sum(
+        n.op_type
+        in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits", "MatMulIntegerToFloat")
+        for n in out.graph.node
+    ) or len(weights)
 
 
 def _lengths(manifest: GraphManifest) -> tuple[int, ...]:
@@ -147,8 +173,9 @@ def _lengths(manifest: GraphManifest) -> tuple[int, ...]:
     return (11, max(23, window + 7))
 
 
-def check_variant(folder: Path, manifest: GraphManifest, base: GraphManifest | None,
-                  steps: int = 5, seed: int = 0) -> VariantCheck:
+def check_variant(
+    folder: Path, manifest: GraphManifest, base: GraphManifest | None, steps: int = 5, seed: int = 0
+) -> VariantCheck:
     """Decode-after-prefill vs prefill of the whole sequence (this variant against itself),
     and this variant's logits against the float graphs' (`base`) on the same tokens; the
     bound it is held to is `core.precision.agreement_bound`."""
@@ -160,28 +187,37 @@ def check_variant(folder: Path, manifest: GraphManifest, base: GraphManifest | N
         ids = rng.integers(0, manifest.vocab_size, (1, prompt + steps), dtype=np.int64)
         stepped = decode_after_prefill(pair, ids, prompt)
         whole = pair.prefill.run(None, {"input_ids": ids})[0]
-        worst = max(worst, float(np.abs(stepped - whole[:, prompt - 1:]).max()))
+        worst = max(worst, float(np.abs(stepped - whole[:, prompt - 1 :]).max()))
         scale = max(scale, float(np.abs(whole).max()))
         if reference is not None:
             floats = reference.prefill.run(None, {"input_ids": ids})[0]
             deviations.append(np.abs(whole - floats).ravel())
-            decode_dev = max(decode_dev, float(np.abs(stepped - floats[:, prompt - 1:]).max()))
+            decode_dev = max(decode_dev, float(np.abs(stepped - floats[:, prompt - 1 :]).max()))
             agree += int((whole.argmax(-1) == floats.argmax(-1)).sum())
             count += whole.shape[1]
-    tolerance = (INT8_DEVIATION_FACTOR if manifest.precision == "int8"
-                 else AGREEMENT_TOLERANCE[manifest.precision])
+    tolerance = (
+        INT8_DEVIATION_FACTOR
+        if manifest.precision == "int8"
+        else AGREEMENT_TOLERANCE[manifest.precision]
+    )
     if not deviations:
-        return VariantCheck(decode_vs_prefill_max_diff=worst, tolerance=tolerance,
-                            logits_scale=scale,
-                            allowed=agreement_bound(manifest.precision, scale, None))
+        return VariantCheck(
+            decode_vs_prefill_max_diff=worst,
+            tolerance=tolerance,
+            logits_scale=scale,
+            allowed=agreement_bound(manifest.precision, scale, None),
+        )
     dev = np.concatenate(deviations)
-    return VariantCheck(decode_vs_prefill_max_diff=worst, tolerance=tolerance,
-                        logits_scale=scale,
-                        allowed=agreement_bound(manifest.precision, scale, float(dev.max())),
-                        vs_float_max_abs_diff=float(dev.max()),
-                        vs_float_mean_abs_diff=float(dev.mean()),
-                        decode_vs_float_max_abs_diff=decode_dev,
-                        vs_float_top1_agreement=agree / count)
+    return VariantCheck(
+        decode_vs_prefill_max_diff=worst,
+        tolerance=tolerance,
+        logits_scale=scale,
+        allowed=agreement_bound(manifest.precision, scale, float(dev.max())),
+        vs_float_max_abs_diff=float(dev.max()),
+        vs_float_mean_abs_diff=float(dev.mean()),
+        decode_vs_float_max_abs_diff=decode_dev,
+        vs_float_top1_agreement=agree / count,
+    )
 
 
 def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
@@ -192,8 +228,9 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
     from workers.export.graph_finish import finish_graph
 
     if variant.precision == "float32":
-        raise ValueError("quantize_export makes int8 or int4 variants; float32 graphs come "
-                         "from export_onnx")
+        raise ValueError(
+            "quantize_export makes int8 or int4 variants; float32 graphs come from export_onnx"
+        )
     folder = Path(export_dir)
     base = GraphManifest.model_validate_json((folder / variant.base.file("manifest")).read_text())
     quantized = 0
@@ -201,36 +238,55 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
     for kind in ("prefill", "decode"):
         dst = folder / variant.file(kind)
         try:
-            quantized = max(quantized, _quantize_graph(folder / base.graphs[kind].file, dst,
-                                                       variant))
+            quantized = max(
+                quantized, _quantize_graph(folder / base.graphs[kind].file, dst, variant)
+            )
         except Exception as exc:  # the quantizer's own errors, named
-            raise QuantizationError(f"{variant.tag}: onnxruntime.quantization failed on the "
-                                    f"{kind} graph: {type(exc).__name__}: {exc}") from exc
+            raise QuantizationError(
+                f"{variant.tag}: onnxruntime.quantization failed on the "
+                f"{kind} graph: {type(exc).__name__}: {exc}"
+            ) from exc
         finish_graph(dst)
         spec = base.graphs[kind]
-        graphs[kind] = GraphSpec(file=dst.name, sha256=file_sha256(dst),
-                                 size_bytes=dst.stat().st_size, inputs=spec.inputs,
-                                 outputs=spec.outputs)
+        graphs[kind] = GraphSpec(
+            file=dst.name,
+            sha256=file_sha256(dst),
+            size_bytes=dst.stat().st_size,
+            inputs=spec.inputs,
+            outputs=spec.outputs,
+        )
     info = QuantizationInfo(
         method="dynamic" if variant.precision == "int8" else "matmul_nbits",
         weight_bits=8 if variant.precision == "int8" else 4,
         block_size=variant.block_size if variant.precision == "int4" else None,
         symmetric=variant.symmetric if variant.precision == "int4" else True,
         reduce_range=variant.precision == "int8",
-        quantized_nodes=quantized, tool=f"onnxruntime.quantization {ort.__version__}")
-    manifest = base.model_copy(update={
-        "graphs": graphs, "precision": variant.precision, "variant": variant.tag,
-        "quantization": info, "model_bytes": initializer_bytes(folder / graphs["decode"].file)})
+        quantized_nodes=quantized,
+        tool=f"onnxruntime.quantization {ort.__version__}",
+    )
+    manifest = base.model_copy(
+        update={
+            "graphs": graphs,
+            "precision": variant.precision,
+            "variant": variant.tag,
+            "quantization": info,
+            "model_bytes": initializer_bytes(folder / graphs["decode"].file),
+        }
+    )
     check = check_variant(folder, manifest, base)
     if not check.decode_vs_prefill_max_diff <= check.allowed:
-        rule = (f"{check.tolerance:g} x the int8 prefill graph's deviation from float, "
-                f"{check.vs_float_max_abs_diff:.3g}" if variant.precision == "int8" else
-                f"{check.tolerance:g} of the logits' scale {check.logits_scale:.3g}")
+        rule = (
+            f"{check.tolerance:g} x the int8 prefill graph's deviation from float, "
+            f"{check.vs_float_max_abs_diff:.3g}"
+            if variant.precision == "int8"
+            else f"{check.tolerance:g} of the logits' scale {check.logits_scale:.3g}"
+        )
         raise QuantizationError(
             f"{variant.tag}: decode after prefill differs from prefill of the whole sequence by "
             f"{check.decode_vs_prefill_max_diff:.3g} (allowed {check.allowed:.3g}: {rule}); "
             f"decode after prefill deviates from float by up to "
-            f"{check.decode_vs_float_max_abs_diff:.3g}")
+            f"{check.decode_vs_float_max_abs_diff:.3g}"
+        )
     manifest = manifest.model_copy(update={"check": check})
     (folder / variant.file("manifest")).write_text(manifest.model_dump_json(indent=2))
     return manifest
@@ -244,16 +300,14 @@ def onnx_perplexity(prefill_path: str | Path, tokens: np.ndarray, seq_len: int) 
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(prefill_path), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(prefill_path), options, providers=["CPUExecutionProvider"])
     windows = (len(tokens) - 1) // seq_len
     if windows < 1:
         raise ValueError(f"held-out split has {len(tokens)} tokens, fewer than seq_len+1")
     total, count = 0.0, 0
     for w in range(windows):
-        window = np.asarray(tokens[w * seq_len: w * seq_len + seq_len + 1], dtype=np.int64)
-        logits = session.run(["logits"], {"input_ids": window[None, :-1]})[0][0].astype(
-            np.float64)
+        window = np.asarray(tokens[w * seq_len : w * seq_len + seq_len + 1], dtype=np.int64)
+        logits = session.run(["logits"], {"input_ids": window[None, :-1]})[0][0].astype(np.float64)
         top = logits.max(axis=-1, keepdims=True)
         log_z = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
         total += float((log_z - logits[np.arange(seq_len), window[1:]]).sum())

@@ -52,8 +52,10 @@ def schedule_state_outputs_early(graph, main_outputs: Iterable[str] = ("logits",
     rest = [i for i in range(len(nodes)) if i not in main and i not in group]
     order = [i for i in range(len(nodes)) if i in main] + rest
     order += sorted(group, key=lambda i: (-group[i], i))
-    _check_topological([nodes[i] for i in order], {i.name for i in graph.input}
-                       | {i.name for i in graph.initializer})
+    _check_topological(
+        [nodes[i] for i in order],
+        {i.name for i in graph.input} | {i.name for i in graph.initializer},
+    )
     del graph.node[:]
     graph.node.extend(nodes[i] for i in order)
 

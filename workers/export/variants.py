@@ -24,8 +24,13 @@ class VariantExport:
     exporter: str
 
 
-def export_variants(genome: Genome | dict[str, Any], out_dir: str | Path, variants: list[Variant],
-                    model=None, example_context: int = 16) -> dict[str, VariantExport]:
+def export_variants(
+    genome: Genome | dict[str, Any],
+    out_dir: str | Path,
+    variants: list[Variant],
+    model=None,
+    example_context: int = 16,
+) -> dict[str, VariantExport]:
     """Write every variant's graphs and manifest into `out_dir`; keyed by variant tag."""
     from workers.export.onnx_export import export_onnx
 
@@ -35,13 +40,15 @@ def export_variants(genome: Genome | dict[str, Any], out_dir: str | Path, varian
         base = variant.base
         if base.tag not in done:
             options = {"attention": base.attention} if base.attention != "plain" else {}
-            result = export_onnx(genome, out, model=model, example_context=example_context,
-                                 **options)
+            result = export_onnx(
+                genome, out, model=model, example_context=example_context, **options
+            )
             done[base.tag] = VariantExport(result.manifest, result.max_abs_diff, result.exporter)
         if variant.tag not in done:
             from workers.export.quantize import quantize_export
 
             manifest = quantize_export(out, variant)
-            done[variant.tag] = VariantExport(manifest, manifest.check.decode_vs_prefill_max_diff,
-                                              manifest.exporter)
+            done[variant.tag] = VariantExport(
+                manifest, manifest.check.decode_vs_prefill_max_diff, manifest.exporter
+            )
     return {tag: done[tag] for tag in done}

@@ -23,25 +23,30 @@ from .base import LIV, KVProjections, RMSNorm, State, StateTensor, linear
 
 def inverse_frequencies(head_dim: int, rope: Rope = Rope()) -> torch.Tensor:
     """(head_dim/2,) float32: base^(-2i/head_dim), rescaled per Llama 3 when asked."""
-    inv_freq = 1.0 / (float(rope.base) ** (torch.arange(0, head_dim, 2, dtype=torch.int64)
-                                           .float() / head_dim))
+    inv_freq = 1.0 / (
+        float(rope.base) ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)
+    )
     if rope.scaling == "llama3":
         low_wavelen = rope.original_context / rope.low_freq_factor
         high_wavelen = rope.original_context / rope.high_freq_factor
         wavelen = 2 * math.pi / inv_freq
         scaled = torch.where(wavelen > low_wavelen, inv_freq / rope.factor, inv_freq)
-        smooth = ((rope.original_context / wavelen - rope.low_freq_factor)
-                  / (rope.high_freq_factor - rope.low_freq_factor))
+        smooth = (rope.original_context / wavelen - rope.low_freq_factor) / (
+            rope.high_freq_factor - rope.low_freq_factor
+        )
         smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled
         medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
         inv_freq = torch.where(medium, smoothed, scaled)
     return inv_freq
 
 
-def rope_tables(positions: torch.Tensor, inv_freq: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    positions: torch.Tensor, inv_freq: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin of shape (T, head_dim/2) for integer positions (T,)."""
-    angles = positions.to(torch.float32)[:, None] * inv_freq.to(positions.device, torch.float32)[None, :]
+    angles = (
+        positions.to(torch.float32)[:, None] * inv_freq.to(positions.device, torch.float32)[None, :]
+    )
     return angles.cos(), angles.sin()
 
 
@@ -58,14 +63,18 @@ class Attention(LIV):
     # the ONNX graphs (prefill/step then delegate to it); None everywhere else.
     export_hook = None
 
-    def __init__(self, width: int, genes: dict[str, int], featurizer: nn.Module | None = None,
-                 rope: Rope = Rope()):
+    def __init__(
+        self,
+        width: int,
+        genes: dict[str, int],
+        featurizer: nn.Module | None = None,
+        rope: Rope = Rope(),
+    ):
         self.heads, self.kv_heads = genes["heads"], genes["kv_heads"]
         self.head_dim = width // self.heads
         super().__init__(width, genes, featurizer)
         self.rope = rope
-        self.register_buffer("inv_freq", inverse_frequencies(self.head_dim, rope),
-                             persistent=False)
+        self.register_buffer("inv_freq", inverse_frequencies(self.head_dim, rope), persistent=False)
         self.window = genes["window"]
         self.q_proj = linear(width, width)
         self.o_proj = linear(width, width)
@@ -112,7 +121,7 @@ class Attention(LIV):
             j = positions[None, :]
             mask = (j <= i) & (i - j < self.window)  # (T, T), True = attend
             y = F.scaled_dot_product_attention(q, ke, ve, attn_mask=mask)
-            k, v = k[:, :, -self.window:], v[:, :, -self.window:]
+            k, v = k[:, :, -self.window :], v[:, :, -self.window :]
         else:
             y = F.scaled_dot_product_attention(q, ke, ve, is_causal=True)
         return self._merge(y), (k, v)
@@ -121,15 +130,16 @@ class Attention(LIV):
         empty = torch.zeros(batch, self.kv_heads, 0, self.head_dim, device=device, dtype=dtype)
         return empty, empty.clone()
 
-    def step(self, x_t: torch.Tensor, state: State,
-             position: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step(
+        self, x_t: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
         if self.export_hook is not None:
             return self.export_hook.step(self, x_t, state, position)
         q, k_new, v_new = self._project(x_t, position.reshape(1))
         k = torch.cat([state[0], k_new], dim=2)
         v = torch.cat([state[1], v_new], dim=2)
         if self.window:
-            k, v = k[:, :, -self.window:], v[:, :, -self.window:]
+            k, v = k[:, :, -self.window :], v[:, :, -self.window :]
         y = F.scaled_dot_product_attention(q, self._expand_kv(k), self._expand_kv(v))
         return self._merge(y), (k, v)
 

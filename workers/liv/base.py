@@ -49,8 +49,9 @@ class LIV(nn.Module):
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
         raise NotImplementedError
 
-    def step(self, x_t: torch.Tensor, state: State,
-             position: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step(
+        self, x_t: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 
     def state_layout(self) -> list[StateTensor]:
@@ -81,7 +82,7 @@ class CausalDepthwiseConv(nn.Module):
         super().__init__()
         self.channels, self.length = channels, length
         self.weight = nn.Parameter(torch.empty(channels, 1, length))
-        nn.init.normal_(self.weight, std=length ** -0.5)
+        nn.init.normal_(self.weight, std=length**-0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, L) -> (B, C, L)
         return F.conv1d(F.pad(x, (self.length - 1, 0)), self.weight, groups=self.channels)
@@ -96,8 +97,7 @@ class CausalDepthwiseConv(nn.Module):
         (one more copy of the input, freed at once)."""
         padded = F.pad(x, (self.length - 1, 0))
         head, tail = torch.split(padded, [x.shape[-1], self.length - 1], dim=-1)
-        return F.conv1d(torch.cat([head, tail], dim=-1), self.weight,
-                        groups=self.channels), tail
+        return F.conv1d(torch.cat([head, tail], dim=-1), self.weight, groups=self.channels), tail
 
     def step(self, x_t: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = torch.cat([buf, x_t], dim=-1)  # (B, C, length)
@@ -123,8 +123,9 @@ class Residual(nn.Module):
         y, state = self.op.prefill(self.norm(x))
         return x + y, state
 
-    def step(self, x_t: torch.Tensor, state: State,
-             position: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step(
+        self, x_t: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
         y, state = self.op.step(self.norm(x_t), state, position)
         return x_t + y, state
 
@@ -140,7 +141,7 @@ class KVProjections(nn.Module):
 
 def linear(d_in: int, d_out: int, bias: bool = False) -> nn.Linear:
     layer = nn.Linear(d_in, d_out, bias=bias)
-    nn.init.normal_(layer.weight, std=d_in ** -0.5)
+    nn.init.normal_(layer.weight, std=d_in**-0.5)
     if bias:
         nn.init.zeros_(layer.bias)
     return layer

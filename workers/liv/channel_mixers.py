@@ -19,8 +19,9 @@ class ChannelMixer(LIV):
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
         return ()
 
-    def step(self, x_t: torch.Tensor, state: State,
-             position: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step(
+        self, x_t: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
         return self.mix(x_t), ()
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:

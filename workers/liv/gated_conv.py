@@ -35,8 +35,7 @@ class GatedConv(LIV):
 
     def __init__(self, width: int, genes: dict[str, int], featurizer: nn.Module | None = None):
         super().__init__(width, genes, featurizer)
-        self.inner = (CausalDepthwiseConv(width, genes["filter_length"])
-                      if self.inner_conv else None)
+        self.inner = CausalDepthwiseConv(width, genes["filter_length"]) if self.inner_conv else None
         self.out_proj = linear(width, width)
 
     def make_featurizer(self) -> nn.Module:
@@ -69,8 +68,9 @@ class GatedConv(LIV):
             state.append(self.inner.init_state(batch, device, dtype))
         return tuple(state)
 
-    def step(self, x_t: torch.Tensor, state: State,
-             position: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step(
+        self, x_t: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
         z = self.featurizer.in_proj(x_t).transpose(1, 2)  # (B, 3D, 1)
         new_state: list[torch.Tensor] = []
         pos = 0

@@ -40,7 +40,7 @@ class GatedLinearAttention(LIV):
         k = self.featurizer.k_proj(x).view(b, t, self.heads, self.key_dim).transpose(1, 2)
         v = self.featurizer.v_proj(x).view(b, t, self.heads, self.value_dim).transpose(1, 2)
         log_a = F.logsigmoid(self.decay_proj(x).float()).transpose(1, 2) / DECAY_NORMALISER
-        return q.float() * self.key_dim ** -0.5, k.float(), v.float(), log_a  # (B, H, T, .)
+        return q.float() * self.key_dim**-0.5, k.float(), v.float(), log_a  # (B, H, T, .)
 
     def _output(self, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         b, _, t, _ = o.shape  # (B, H, T, dv)
@@ -64,11 +64,15 @@ class GatedLinearAttention(LIV):
         return self._output(o, x), (state,)
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
-        return (torch.zeros(batch, self.heads, self.key_dim, self.value_dim, device=device,
-                            dtype=torch.float32),)
+        return (
+            torch.zeros(
+                batch, self.heads, self.key_dim, self.value_dim, device=device, dtype=torch.float32
+            ),
+        )
 
-    def step(self, x_t: torch.Tensor, state: State,
-             position: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step(
+        self, x_t: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
         q, k, v, log_a = self._project(x_t)  # (B, H, 1, .)
         s = torch.exp(log_a)[..., None] * state[0] + k.transpose(-1, -2) @ v  # (B,H,dk,dv)
         return self._output(q @ s, x_t), (s,)

@@ -60,11 +60,14 @@ class HyenaModal(LIV):
         return out, (short_state, modal_state)
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
-        return (self.featurizer.short_conv.init_state(batch, device, dtype),
-                torch.zeros(batch, self.width, self.modes, device=device, dtype=torch.float32))
+        return (
+            self.featurizer.short_conv.init_state(batch, device, dtype),
+            torch.zeros(batch, self.width, self.modes, device=device, dtype=torch.float32),
+        )
 
-    def step(self, x_t: torch.Tensor, state: State,
-             position: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step(
+        self, x_t: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
         z, short_state = self.featurizer.short_conv.step(self._in_proj(x_t), state[0])
         q, k, v = z.chunk(3, dim=1)  # (B, D, 1)
         u = (k * v).float()
@@ -75,5 +78,7 @@ class HyenaModal(LIV):
 
     def state_layout(self) -> list[StateTensor]:
         sc = self.featurizer.short_conv
-        return [StateTensor("short_conv", (1, sc.channels, sc.length - 1)),
-                StateTensor("modal", (1, self.width, self.modes))]
+        return [
+            StateTensor("short_conv", (1, sc.channels, sc.length - 1)),
+            StateTensor("modal", (1, self.width, self.modes)),
+        ]

@@ -47,8 +47,9 @@ class CompressionHead(nn.Module):
     def __init__(self, width: int, length: int):
         super().__init__()
         self.positions = nn.Embedding(length, width)
-        self.mlp = nn.Sequential(nn.Linear(2 * width, 2 * width), nn.GELU(),
-                                 nn.Linear(2 * width, VOCAB))
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * width, 2 * width), nn.GELU(), nn.Linear(2 * width, VOCAB)
+        )
 
     def forward(self, compressed: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, L, V)
         pos = self.positions.weight[None].expand(compressed.shape[0], -1, -1)
@@ -67,22 +68,23 @@ def run_task(genome: Genome, task: Task, seed: int, lr: float = 3e-3) -> float:
     x_test, y_test = task.generate(rng, N_TEST)
     torch.manual_seed(seed)
     model = compile_genome(genome, seed=seed)
-    head = CompressionHead(genome.width, y_train.shape[1]) if task.compression \
-        else None
+    head = CompressionHead(genome.width, y_train.shape[1]) if task.compression else None
     params = list(model.parameters()) + (list(head.parameters()) if head else [])
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     steps = task.epochs * (N_TRAIN // BATCH)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
-                                                    pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     model.train()
     for epoch in range(task.epochs):
         order = torch.from_numpy(rng.permutation(N_TRAIN))
         for start in range(0, N_TRAIN - BATCH + 1, BATCH):
-            idx = order[start:start + BATCH]
+            idx = order[start : start + BATCH]
             logits = _logits(model, head, xt[idx])
-            loss = F.cross_entropy(logits.reshape(-1, VOCAB), yt[idx].reshape(-1),
-                                   ignore_index=IGNORE)
+            loss = F.cross_entropy(
+                logits.reshape(-1, VOCAB), yt[idx].reshape(-1), ignore_index=IGNORE
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -95,9 +97,14 @@ def run_task(genome: Genome, task: Task, seed: int, lr: float = 3e-3) -> float:
     return float((predictions[scored] == y_test[scored]).mean())
 
 
-def evaluate_mad(genome: Genome | dict[str, Any], seed: int = 0, eval_width: int | None = None,
-                 tasks: list[str] | None = None, threads: int = 1,
-                 progress: Callable[[str, float], None] | None = None) -> MadResult:
+def evaluate_mad(
+    genome: Genome | dict[str, Any],
+    seed: int = 0,
+    eval_width: int | None = None,
+    tasks: list[str] | None = None,
+    threads: int = 1,
+    progress: Callable[[str, float], None] | None = None,
+) -> MadResult:
     """Score a genome on the MAD tasks; a task that fails scores 0 with its reason kept."""
     torch.set_num_threads(threads)
     started = time.perf_counter()

@@ -56,27 +56,28 @@ def fuzzy_in_context_recall(rng: np.random.Generator, n: int, pairs: int = 8):
     y = np.full_like(x, IGNORE)
     for i in range(n):
         n_keys = 6
-        key_spans = [tuple(KEY0 + rng.integers(0, N_SYMBOLS, rng.integers(1, 3)))
-                     for _ in range(n_keys)]
-        value_spans = [tuple(VALUE0 + rng.integers(0, N_SYMBOLS, rng.integers(1, 3)))
-                       for _ in range(n_keys)]
+        key_spans = [
+            tuple(KEY0 + rng.integers(0, N_SYMBOLS, rng.integers(1, 3))) for _ in range(n_keys)
+        ]
+        value_spans = [
+            tuple(VALUE0 + rng.integers(0, N_SYMBOLS, rng.integers(1, 3))) for _ in range(n_keys)
+        ]
         pos, seen = 0, set()
         while True:
             k = int(rng.integers(0, n_keys))
             span = key_spans[k] + value_spans[k]
             if pos + len(span) > length:
                 break
-            x[i, pos:pos + len(span)] = span
+            x[i, pos : pos + len(span)] = span
             if k in seen:
                 start = pos + len(key_spans[k]) - 1  # predict value tokens from the token before
-                y[i, start:start + len(value_spans[k])] = value_spans[k]
+                y[i, start : start + len(value_spans[k])] = value_spans[k]
             seen.add(k)
             pos += len(span)
     return x, y
 
 
-def noisy_in_context_recall(rng: np.random.Generator, n: int, pairs: int = 12,
-                            noise: float = 0.3):
+def noisy_in_context_recall(rng: np.random.Generator, n: int, pairs: int = 12, noise: float = 0.3):
     """In-context recall with noise tokens inserted between pairs (about `noise` of all
     tokens); only values of repeated keys are scored."""
     length = 2 * pairs + int(2 * pairs * noise / (1 - noise)) + 1
@@ -110,7 +111,7 @@ def selective_copying(rng: np.random.Generator, n: int, length: int = 48, tokens
         data = KEY0 + rng.integers(0, N_SYMBOLS, tokens)
         x[i, where] = data
         x[i, length:] = COPY
-        y[i, length - 1:length + tokens - 1] = data  # position t predicts token t+1
+        y[i, length - 1 : length + tokens - 1] = data  # position t predicts token t+1
     return x, y
 
 
@@ -143,11 +144,14 @@ class Task:
     compression: bool = False
 
 
-TASKS: dict[str, Task] = {t.name: t for t in [
-    Task("in_context_recall", in_context_recall, epochs=10),
-    Task("fuzzy_in_context_recall", fuzzy_in_context_recall, epochs=10),
-    Task("noisy_in_context_recall", noisy_in_context_recall, epochs=10),
-    Task("selective_copying", selective_copying, epochs=10),
-    Task("compression", compression, epochs=10, compression=True),
-    Task("memorization", memorization, epochs=10),
-]}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task("in_context_recall", in_context_recall, epochs=10),
+        Task("fuzzy_in_context_recall", fuzzy_in_context_recall, epochs=10),
+        Task("noisy_in_context_recall", noisy_in_context_recall, epochs=10),
+        Task("selective_copying", selective_copying, epochs=10),
+        Task("compression", compression, epochs=10, compression=True),
+        Task("memorization", memorization, epochs=10),
+    ]
+}

@@ -1,1 +1,2 @@
-"""Genome -> `torch.nn.Module` (the compiler); the exact static costs it must match are in `core.costs`."""
+"""Genome -> `torch.nn.Module` (the compiler); the exact static costs it must match are in
+`core.costs`."""

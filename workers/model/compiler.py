@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import arch
+from core import arch, catalog
 from core.arch import ArchPlan
-from core import catalog
 from core.genome import Genome
 from workers.liv import load_operator
 from workers.liv.base import LIV, Residual, RMSNorm, State, StateTensor
@@ -34,7 +33,7 @@ class TailorLM(nn.Module):
         self.genome = Genome.coerce(genome)
         plan = self.plan = arch.plan(self.genome)
         self.embed = nn.Embedding(plan.vocab_size, plan.width)
-        nn.init.normal_(self.embed.weight, std=plan.width ** -0.5)
+        nn.init.normal_(self.embed.weight, std=plan.width**-0.5)
         modules: list[Residual] = []
         self.slot_module: list[int] = []  # slot index -> index into self.blocks
         for slot in plan.slots:
@@ -50,10 +49,11 @@ class TailorLM(nn.Module):
             modules.append(Residual(op))
         self.blocks = nn.ModuleList(modules)
         self.norm = RMSNorm(plan.width)
-        self.lm_head = None if plan.tie_embeddings else nn.Linear(plan.width, plan.vocab_size,
-                                                                  bias=False)
+        self.lm_head = (
+            None if plan.tie_embeddings else nn.Linear(plan.width, plan.vocab_size, bias=False)
+        )
         if self.lm_head is not None:
-            nn.init.normal_(self.lm_head.weight, std=plan.width ** -0.5)
+            nn.init.normal_(self.lm_head.weight, std=plan.width**-0.5)
 
     # ----------------------------------------------------------------- structure
 
@@ -71,8 +71,7 @@ class TailorLM(nn.Module):
         for e, (slot_index, block) in enumerate(zip(self.plan.executions, self.executions())):
             op = self.plan.slots[slot_index].op
             for t in block.op.state_layout():
-                layout.append(StateTensor(f"e{e}_s{slot_index}_{op}_{t.name}", t.shape,
-                                          t.past_cap))
+                layout.append(StateTensor(f"e{e}_s{slot_index}_{op}_{t.name}", t.shape, t.past_cap))
         return layout
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -107,15 +106,16 @@ class TailorLM(nn.Module):
             states.extend(block.op.init_state(batch, device=device))
         return states
 
-    def step(self, input_ids: torch.Tensor, position: torch.Tensor,
-             states: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def step(
+        self, input_ids: torch.Tensor, position: torch.Tensor, states: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """input_ids (B, 1), position (1,) int64 = index of this token; states flat list."""
         h = self.embed(input_ids)
         new_states: list[torch.Tensor] = []
         pos = 0
         for block in self.executions():
             n = len(block.op.state_layout())
-            h, state = block.step(h, tuple(states[pos:pos + n]), position)
+            h, state = block.step(h, tuple(states[pos : pos + n]), position)
             new_states.extend(state)
             pos += n
         return self._logits(h), new_states

@@ -26,15 +26,20 @@ from core.stage_results import QuantizedQuality, QuantizedScore
 from core.training import TrainConfig
 
 
-def evaluate_quantized_quality(eval_genome: dict[str, Any], config: TrainConfig | dict[str, Any],
-                               weights: bytes, tags: list[str]) -> QuantizedQuality:
+def evaluate_quantized_quality(
+    eval_genome: dict[str, Any],
+    config: TrainConfig | dict[str, Any],
+    weights: bytes,
+    tags: list[str],
+) -> QuantizedQuality:
     """A score per variant tag; never raises for a bad candidate (a failed result says why)."""
     started = time.perf_counter()
     config = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
     out = QuantizedQuality(status="failed")
     try:
-        out.variants = _score(Genome.coerce(eval_genome), config, weights,
-                              [Variant.from_tag(t) for t in tags])
+        out.variants = _score(
+            Genome.coerce(eval_genome), config, weights, [Variant.from_tag(t) for t in tags]
+        )
         out.status = "ok"
     except Exception as exc:  # a worker boundary: a bad candidate is a failed record
         out.reason = f"{type(exc).__name__}: {str(exc)[:2000]}"
@@ -42,8 +47,9 @@ def evaluate_quantized_quality(eval_genome: dict[str, Any], config: TrainConfig 
     return out
 
 
-def _score(genome: Genome, config: TrainConfig, weights: bytes,
-           variants: list[Variant]) -> dict[str, QuantizedScore]:
+def _score(
+    genome: Genome, config: TrainConfig, weights: bytes, variants: list[Variant]
+) -> dict[str, QuantizedScore]:
     from workers.export.onnx_export import export_onnx
     from workers.export.quantize import onnx_perplexity, quantize_export
     from workers.model.compiler import compile_genome
@@ -63,18 +69,24 @@ def _score(genome: Genome, config: TrainConfig, weights: bytes,
             if base.tag not in float_ppl:
                 options = {"attention": base.attention} if base.attention != "plain" else {}
                 export_onnx(genome, folder, model=model, verify=False, **options)
-                float_ppl[base.tag] = onnx_perplexity(folder / base.file("prefill"),
-                                                      val_tokens, config.seq_len)
-            manifest = (quantize_export(folder, variant) if variant.precision != "float32"
-                        else None)
-            ppl = (onnx_perplexity(folder / variant.file("prefill"), val_tokens, config.seq_len)
-                   if manifest is not None else float_ppl[base.tag])
+                float_ppl[base.tag] = onnx_perplexity(
+                    folder / base.file("prefill"), val_tokens, config.seq_len
+                )
+            manifest = quantize_export(folder, variant) if variant.precision != "float32" else None
+            ppl = (
+                onnx_perplexity(folder / variant.file("prefill"), val_tokens, config.seq_len)
+                if manifest is not None
+                else float_ppl[base.tag]
+            )
             if not math.isfinite(ppl):
                 raise ValueError(f"{variant.tag or 'float32'} perplexity is {ppl}")
             scored[variant.tag] = QuantizedScore(
-                precision=variant.precision, perplexity=ppl, val_loss=math.log(ppl),
+                precision=variant.precision,
+                perplexity=ppl,
+                val_loss=math.log(ppl),
                 float_onnx_perplexity=float_ppl[base.tag],
                 tokens_scored=int(len(val_tokens) - 1),
                 check=manifest.check.model_dump() if manifest and manifest.check else None,
-                model_bytes=manifest.model_bytes if manifest else None)
+                model_bytes=manifest.model_bytes if manifest else None,
+            )
     return scored

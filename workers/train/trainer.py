@@ -58,8 +58,10 @@ def param_groups(model: TailorLM, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for param in model.parameters():  # unique parameters: shared tensors appear once
         (decay if param.dim() == 2 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
@@ -77,8 +79,14 @@ def _peak_rss_bytes() -> int:
 
 
 @torch.no_grad()
-def evaluate_loss(model: TailorLM | Callable, tokens: np.ndarray, seq_len: int, batch_size: int,
-                  device: torch.device, autocast: bool) -> float:
+def evaluate_loss(
+    model: TailorLM | Callable,
+    tokens: np.ndarray,
+    seq_len: int,
+    batch_size: int,
+    device: torch.device,
+    autocast: bool,
+) -> float:
     """Mean next-token cross-entropy over non-overlapping windows of `tokens`."""
     model.eval()
     n_windows = (len(tokens) - 1) // seq_len
@@ -87,12 +95,13 @@ def evaluate_loss(model: TailorLM | Callable, tokens: np.ndarray, seq_len: int, 
     total_loss, total_count = 0.0, 0
     for start in range(0, n_windows, batch_size):
         idx = np.arange(start, min(n_windows, start + batch_size)) * seq_len
-        window = np.stack([tokens[i:i + seq_len + 1] for i in idx]).astype(np.int64)
+        window = np.stack([tokens[i : i + seq_len + 1] for i in idx]).astype(np.int64)
         batch = torch.from_numpy(window).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                               batch[:, 1:].reshape(-1), reduction="sum")
+        loss = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"
+        )
         total_loss += loss.item()
         total_count += batch[:, 1:].numel()
     model.train()
@@ -109,11 +118,27 @@ def _unigram_perplexity(train_counts: np.ndarray, val: np.ndarray) -> float:
 # Dense bf16 tensor-core peaks (FLOP/s) by device name, most specific names first; a GPU not
 # listed takes `training.peak_flops` or $TAILOR_PEAK_FLOPS, else reports no MFU.
 PEAK_BF16_FLOPS: list[tuple[str, float]] = [
-    ("GH200", 989e12), ("H200", 989e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12),
-    ("H100", 989e12), ("H800", 989e12), ("B200", 2250e12), ("B100", 1750e12),
-    ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
-    ("A10G", 70e12), ("A10", 125e12), ("A6000", 155e12), ("RTX 6000 Ada", 364e12),
-    ("RTX 4090", 165e12), ("RTX 3090", 71e12), ("V100", 125e12), ("T4", 65e12),
+    ("GH200", 989e12),
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H800", 989e12),
+    ("B200", 2250e12),
+    ("B100", 1750e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("L4", 121e12),
+    ("A10G", 70e12),
+    ("A10", 125e12),
+    ("A6000", 155e12),
+    ("RTX 6000 Ada", 364e12),
+    ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12),
+    ("V100", 125e12),
+    ("T4", 65e12),
 ]
 
 
@@ -155,14 +180,16 @@ def prepare_tokens(config: TrainConfig, prepared: PreparedTokens | None = None):
     return prepared.split, prepared.tokenizer, prepared.train, np.asarray(val, dtype=np.int64)
 
 
-def evaluate_quality(genome: Genome | dict[str, Any], config: TrainConfig | dict[str, Any],
-                     out_dir: str | Path | None = None,
-                     progress: ProgressFn | None = None) -> QualityResult:
+def evaluate_quality(
+    genome: Genome | dict[str, Any],
+    config: TrainConfig | dict[str, Any],
+    out_dir: str | Path | None = None,
+    progress: ProgressFn | None = None,
+) -> QualityResult:
     """Train `genome` for the config's token budget; never raises for a bad candidate."""
     config = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
     started = time.perf_counter()
-    result = QualityResult(status="failed", threads=config.threads,
-                           config_key=config.cache_key())
+    result = QualityResult(status="failed", threads=config.threads, config_key=config.cache_key())
     try:
         _train(genome, config, result, out_dir, progress, started)
     except GenomeError as exc:
@@ -177,8 +204,14 @@ def evaluate_quality(genome: Genome | dict[str, Any], config: TrainConfig | dict
     return result
 
 
-def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: QualityResult,
-           out_dir: str | Path | None, progress: ProgressFn | None, started: float) -> None:
+def _train(
+    genome: Genome | dict[str, Any],
+    config: TrainConfig,
+    result: QualityResult,
+    out_dir: str | Path | None,
+    progress: ProgressFn | None,
+    started: float,
+) -> None:
     genome = Genome.coerce(genome)  # rejects a malformed genome before any work
     result.genome_hash = genome.hash()
     torch.set_num_threads(config.threads)
@@ -196,14 +229,18 @@ def _train(genome: Genome | dict[str, Any], config: TrainConfig, result: Quality
     result.status = "ok"
 
 
-def _load_data(config: TrainConfig, genome: Genome,
-               result: QualityResult) -> tuple[np.ndarray, np.ndarray]:
+def _load_data(
+    config: TrainConfig, genome: Genome, result: QualityResult
+) -> tuple[np.ndarray, np.ndarray]:
     """(train tokens, held-out tokens) from the token cache, described in the result."""
     data_started = time.perf_counter()
     prepared = prepare_corpus(config)
     split, tokenizer, train_tokens, val_tokens = prepare_tokens(config, prepared)
-    result.split = {**split.describe(), "train_tokens": int(len(train_tokens)),
-                    "val_tokens_scored": int(len(val_tokens) - 1)}
+    result.split = {
+        **split.describe(),
+        "train_tokens": int(len(train_tokens)),
+        "val_tokens_scored": int(len(val_tokens) - 1),
+    }
     result.tokenizer = {k: v for k, v in tokenizer.identity.items() if k != "path"}
     result.unigram_perplexity = _unigram_perplexity(prepared.train_counts, val_tokens)
     result.data_load_s = time.perf_counter() - data_started
@@ -213,8 +250,10 @@ def _load_data(config: TrainConfig, genome: Genome,
     # the same model. A BPE trained on a small corpus may end with fewer tokens than asked
     # for: its ids then fit, and the unused embedding rows stay in the count.
     if tokenizer.vocab_size > genome.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the genome's "
-                         f"vocab_size is {genome.vocab_size}")
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens but the genome's "
+            f"vocab_size is {genome.vocab_size}"
+        )
     if len(train_tokens) <= config.seq_len + 1:
         raise ValueError(f"training split has {len(train_tokens)} tokens, fewer than seq_len")
     return train_tokens, val_tokens
@@ -227,25 +266,38 @@ def _batch_loss(forward, batch: torch.Tensor, micro: int, device: torch.device) 
     for part in batch.split(micro) if n_micro > 1 else (batch,):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = forward(part[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                               part[:, 1:].reshape(-1))
+        loss = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), part[:, 1:].reshape(-1)
+        )
         # Equal micro-batches: the batch's mean loss is the mean of theirs.
         (loss / n_micro if n_micro > 1 else loss).backward()
         value += loss.item() / n_micro if n_micro > 1 else loss.item()
     return value
 
 
-def _optimise(model: TailorLM, forward, train_tokens: np.ndarray, config: TrainConfig,
-              device: torch.device, result: QualityResult, progress: ProgressFn | None,
-              started: float) -> None:
+def _optimise(
+    model: TailorLM,
+    forward,
+    train_tokens: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    result: QualityResult,
+    progress: ProgressFn | None,
+    started: float,
+) -> None:
     """AdamW over the token budget; the loss curve and throughput go into the result."""
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
-                                  betas=(0.9, 0.95), eps=1e-8,
-                                  **({"fused": True} if device.type == "cuda" else {}))
+    optimizer = torch.optim.AdamW(
+        param_groups(model, config.weight_decay),
+        lr=config.lr,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+        **({"fused": True} if device.type == "cuda" else {}),
+    )
     tokens_per_step = config.batch_size * config.seq_len
     total_steps = max(1, math.ceil(config.tokens / tokens_per_step))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                  lambda s: lr_at(s, total_steps, config))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_at(s, total_steps, config)
+    )
     rng = np.random.default_rng(config.seed)
     offsets = np.arange(config.seq_len + 1)
     first_loss = None
@@ -277,31 +329,43 @@ def _optimise(model: TailorLM, forward, train_tokens: np.ndarray, config: TrainC
     result.mfu = mfu(result.params_trained, result.tokens_per_s, result.peak_flops)
 
 
-def _check_loss(value: float, first_loss: float | None, step: int, total_steps: int,
-                config: TrainConfig) -> float:
+def _check_loss(
+    value: float, first_loss: float | None, step: int, total_steps: int, config: TrainConfig
+) -> float:
     """Diverged on a non-finite loss, or one far above the first; returns the first loss."""
     if not math.isfinite(value):
         raise Diverged(f"diverged: non-finite loss {value} at step {step}")
     first_loss = first_loss if first_loss is not None else value
     if step > total_steps // 10 and value > config.divergence_factor * first_loss:
-        raise Diverged(f"diverged: loss {value:.3f} at step {step} exceeds "
-                       f"{config.divergence_factor} x the first loss {first_loss:.3f}")
+        raise Diverged(
+            f"diverged: loss {value:.3f} at step {step} exceeds "
+            f"{config.divergence_factor} x the first loss {first_loss:.3f}"
+        )
     return first_loss
 
 
-def _score(model: TailorLM, forward, genome: Genome, val_tokens: np.ndarray,
-           config: TrainConfig, device: torch.device, result: QualityResult,
-           out_dir: str | Path | None) -> None:
+def _score(
+    model: TailorLM,
+    forward,
+    genome: Genome,
+    val_tokens: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    result: QualityResult,
+    out_dir: str | Path | None,
+) -> None:
     """Validation perplexity, peak memory, the weights (to `out_dir`) and MAD scores."""
     micro = config.micro_batch_size or config.batch_size
-    val_loss = evaluate_loss(forward, val_tokens, config.seq_len, micro, device,
-                             device.type == "cuda")
+    val_loss = evaluate_loss(
+        forward, val_tokens, config.seq_len, micro, device, device.type == "cuda"
+    )
     if not math.isfinite(val_loss):
         raise Diverged(f"diverged: validation loss {val_loss}")
     result.val_loss = val_loss
     result.perplexity = math.exp(val_loss)
-    result.peak_memory_bytes = (torch.cuda.max_memory_allocated() if device.type == "cuda"
-                                else _peak_rss_bytes())
+    result.peak_memory_bytes = (
+        torch.cuda.max_memory_allocated() if device.type == "cuda" else _peak_rss_bytes()
+    )
     if out_dir is not None:
         path = Path(out_dir) / f"{result.genome_hash}-{result.config_key}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,5 +374,6 @@ def _score(model: TailorLM, forward, genome: Genome, val_tokens: np.ndarray,
     if config.mad:
         from workers.mad.runner import evaluate_mad
 
-        result.mad = evaluate_mad(genome, seed=config.seed, eval_width=config.eval_width,
-                                  threads=config.threads).to_json()
+        result.mad = evaluate_mad(
+            genome, seed=config.seed, eval_width=config.eval_width, threads=config.threads
+        ).to_json()
