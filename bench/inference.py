@@ -26,27 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core import costs, preset
-from core.precision import Variant
+from bench.inference_export import ARCHS, VARIANTS, export_all, matched_pair
+from bench.inference_report import markdown, plot
+from core import costs
 from device_agent.host_runner import measure
-from workers.export.variants import export_variants
 
 RESULTS = Path(__file__).parent / "results"
 LENGTHS = [128, 256, 512, 1024, 2048, 4096]
-
-
-def matched_pair(width: int, layers: int, heads: int, kv_heads: int, ffn: int, vocab: int):
-    """transformer++ at the given size, and hyena-edge with its SwiGLU width chosen so the
-    parameter counts match as closely as multiples of 8 allow."""
-    base = dict(width=width, layers=layers, heads=heads, kv_heads=kv_heads, vocab=vocab)
-    transformer = preset("transformer++", ffn=ffn, **base).to_json()
-    target = costs.params(transformer)
-    best = min(
-        range(8, 4 * ffn, 8),
-        key=lambda f: abs(costs.params(preset("hyena-edge", ffn=f, **base).to_json()) - target),
-    )
-    hybrid = preset("hyena-edge", ffn=best, **base).to_json()
-    return transformer, hybrid
 
 
 def memory_bandwidth_bytes_per_s(size_mb: int = 256, repeats: int = 5) -> float:
@@ -72,72 +58,6 @@ def run_graph(graph_dir: Path, kind: str, length: int, repeats: int, threads: in
         threads=threads,
     )
     return {**result, "median_ms": statistics.median(result["samples_ms"])}
-
-
-def variant_folder(export_dir: Path, variant: Variant) -> Path:
-    """A folder laid out as an agent's task folder: the variant's graphs (linked) and its
-    manifest as manifest.json."""
-    folder = export_dir / f"run-{variant.tag or 'float32'}"
-    folder.mkdir(exist_ok=True)
-    manifest = json.loads((export_dir / variant.file("manifest")).read_text())
-    for graph in manifest["graphs"].values():
-        (folder / graph["file"]).symlink_to(export_dir / graph["file"])
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
-
-
-VARIANTS = {
-    "float32": Variant(),
-    "int8": Variant("int8"),
-    "int4": Variant("int4"),
-    "float32-fused": Variant(attention="fused"),
-    "int4-fused": Variant("int4", "fused"),
-}  # the last: what onnxruntime-genai ships
-ARCHS = ("transformer++", "hyena-edge")
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lengths = result["lengths"]
-    variants = result["variants"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    styles = dict(zip(variants, ["-", "--", ":", "-.", (0, (5, 1))]))
-    for ax, (metric, label) in zip(
-        axes,
-        [
-            ("prefill_ms", "prefill latency (ms)"),
-            ("decode_ms", "decode latency per token (ms)"),
-            ("peak_prefill_mb", "prefill peak memory (MiB)"),
-        ],
-    ):
-        for arch, colour in zip(ARCHS, ("C0", "C1")):
-            for variant in variants:
-                ax.plot(
-                    lengths,
-                    [result["rows"][str(L)][arch][variant][metric] for L in lengths],
-                    marker="o",
-                    markersize=3,
-                    linestyle=styles[variant],
-                    color=colour,
-                    label=f"{arch} {variant}",
-                )
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("L (tokens)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6)
-    fig.suptitle(
-        f"hyena-edge vs transformer++ ({result['params']['transformer++']:,} vs "
-        f"{result['params']['hyena-edge']:,} params), onnxruntime CPU, "
-        f"{result['threads']} thread(s), per precision and attention export"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def quality_cost(genomes: dict[str, dict], tokens: int, threads: int) -> dict[str, dict]:
@@ -185,49 +105,6 @@ def quality_cost(genomes: dict[str, dict], tokens: int, threads: int) -> dict[st
     return out
 
 
-def markdown(result: dict) -> str:
-    """The README tables, from a result."""
-    lines = []
-    variants = result["variants"]
-    lines.append(
-        "| L | variant | prefill ms (T / H) | decode ms (T / H) | peak MiB prefill "
-        "(T / H) | decode/bound (T / H) |"
-    )
-    lines.append("|---|---|---|---|---|---|")
-    for L in result["lengths"]:
-        for variant in variants:
-            t, h = (result["rows"][str(L)][a][variant] for a in ARCHS)
-            lines.append(
-                f"| {L} | {variant} | {t['prefill_ms']:.3g} / {h['prefill_ms']:.3g} | "
-                f"{t['decode_ms']:.3g} / {h['decode_ms']:.3g} | "
-                f"{t['peak_prefill_mb']:.0f} / {h['peak_prefill_mb']:.0f} | "
-                f"{t['decode_over_bound']:.1f} / {h['decode_over_bound']:.1f} |"
-            )
-    lines.append("")
-    lines.append("| model | " + " | ".join(f"{v} MB" for v in variants) + " |")
-    lines.append("|---|" + "---|" * len(variants))
-    for arch in ARCHS:
-        lines.append(
-            f"| {arch} | "
-            + " | ".join(f"{result['model_bytes'][arch][v] / 1e6:.1f}" for v in variants)
-            + " |"
-        )
-    if result.get("perplexity"):
-        lines.append("")
-        lines.append(
-            "| model | tokens trained | " + " | ".join(f"perplexity {v}" for v in variants) + " |"
-        )
-        lines.append("|---|---|" + "---|" * len(variants))
-        for arch in ARCHS:
-            q = result["perplexity"][arch]
-            lines.append(
-                f"| {arch} | {q['tokens_trained']:,} | "
-                + " | ".join(f"{q[v]:.2f}" if v in q else "" for v in variants)
-                + " |"
-            )
-    return "\n".join(lines)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The flags; the defaults are the README's matched 10M-parameter pair."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -249,23 +126,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="training budget for the perplexity cost (0: skip it)",
     )
     return parser.parse_args(argv)
-
-
-def export_all(genomes: dict[str, dict], variants: list[str], tmp: Path) -> tuple[dict, ...]:
-    """Every model at every variant, each in a folder laid out as an agent's task folder; the
-    file sizes and fused layers are read from the manifests, as an agent would read them."""
-    dirs: dict = {}
-    model_bytes: dict[str, dict] = {name: {} for name in genomes}
-    fused_layers: dict[str, dict] = {name: {} for name in genomes}
-    for name, genome in genomes.items():
-        dirs[name] = tmp / name
-        exported = export_variants(genome, dirs[name], [VARIANTS[v] for v in variants])
-        for v in variants:
-            manifest = exported[VARIANTS[v].tag].manifest
-            model_bytes[name][v] = manifest.model_bytes
-            fused_layers[name][v] = manifest.fused_attention_layers
-            dirs[(name, v)] = variant_folder(dirs[name], VARIANTS[v])
-    return dirs, model_bytes, fused_layers
 
 
 def measure_at_length(

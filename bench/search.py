@@ -41,15 +41,21 @@ from typing import Any
 
 import numpy as np
 
+from bench.search_evaluations import HOST, Evaluations
+from bench.search_frames import (
+    archives,
+    curve,
+    front_dominates_lfm2,
+    shared_frames,
+    star_rows,
+    summarise,
+)
 from core import SearchSpace, preset
 from core.job_spec import EvolutionSpec
-from core.metrics import static_metrics
 from orchestrator.ray_evaluator import RayEvaluator, connect
 from orchestrator.search.loop import Individual, SearchLoop
-from orchestrator.search.selection import NormalisationFrame, hypervolume, pareto_front
 
 RESULTS = Path(__file__).parent / "results"
-HOST = "decode_ms@128[host]"
 OBJECTIVE_SETS = {
     "static": ["perplexity", "params", "cache_bytes@1024"],
     "hardware": ["perplexity", HOST, "params"],
@@ -66,65 +72,6 @@ SPACE = SearchSpace(
 )
 PRESET_SIZE = {name: dict(width=48, layers=2, heads=4, kv_heads=2, ffn=96) for name in BASELINES}
 PRESET_SIZE["mobilellm"] = dict(width=32, layers=4, heads=4, kv_heads=2, ffn=64)  # deep and thin
-
-
-class Evaluations:
-    """Every genome's perplexity and host decode latency, computed once for all runs."""
-
-    def __init__(self, evaluator: RayEvaluator, config: dict[str, Any]):
-        self.evaluator, self.config = evaluator, config
-        self.perplexity: dict[str, float | None] = {}
-        self.decode_ms: dict[str, float | None] = {}
-
-    def _drain(self) -> list:
-        done = []
-        while self.evaluator.in_flight():
-            done += self.evaluator.collect(1.0)
-        return done
-
-    def evaluate(self, individuals: list[Individual], objectives: list[str]) -> None:
-        todo = {c.hash: c for c in individuals if c.hash not in self.perplexity}
-        for h, c in todo.items():
-            self.evaluator.submit_quality(h, c.genome.to_json(), self.config, timeout_s=900)
-        for finished in self._drain():
-            result = finished.value.result if finished.ok else None
-            self.perplexity[finished.genome_hash] = (
-                result.perplexity if result is not None and result.ok else None
-            )
-        if HOST in objectives:
-            self._measure([c for c in individuals if c.hash not in self.decode_ms])
-        for c in individuals:
-            metrics = static_metrics(c.genome.to_json(), objectives)
-            if self.perplexity.get(c.hash) is not None:
-                metrics["perplexity"] = self.perplexity[c.hash]
-            if HOST in objectives and self.decode_ms.get(c.hash) is not None:
-                metrics[HOST] = self.decode_ms[c.hash]
-            c.metrics = metrics
-
-    def _measure(self, individuals: list[Individual]) -> None:
-        import tempfile
-
-        from core.protocol import MeasurementSpec
-        from device_agent.host_backend import measure_task
-
-        for c in individuals:
-            self.evaluator.submit_export(c.hash, c.genome.to_json(), None, timeout_s=900)
-        exported = {f.genome_hash: f for f in self._drain()}
-        spec = MeasurementSpec(prefill_lengths=[16], decode_contexts=[128], warmup=2, repeats=10)
-        for c in individuals:  # one at a time, the Ray workers idle: timings are not shared
-            finished = exported[c.hash]
-            if not finished.ok:
-                self.decode_ms[c.hash] = None
-                continue
-            with tempfile.TemporaryDirectory() as folder:
-                for name, data in finished.value.files.items():
-                    (Path(folder) / name).write_bytes(data)
-                report = measure_task(Path(folder), spec)
-            self.decode_ms[c.hash] = report.decode[0].median_ms
-
-
-def dominates(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.all(a <= b) and np.any(a < b))
 
 
 def run_search(
@@ -175,51 +122,6 @@ def run_search(
     }
 
 
-def summarise(curves: dict[str, list[list[float]]], counts: list[int]) -> dict[str, Any]:
-    """Mean and spread over seeds, ratio to random's final mean, evaluations to reach it."""
-    mean = {a: np.mean(c, axis=0).tolist() for a, c in curves.items()}
-    target = mean["random"][-1] if "random" in mean else None
-    return {
-        "hypervolume": curves,
-        "hypervolume_mean": mean,
-        "hypervolume_std": {a: np.std(c, axis=0).tolist() for a, c in curves.items()},
-        "final_ratio_to_random": {a: m[-1] / target for a, m in mean.items()} if target else {},
-        "evaluations_to_reach_random_final": {
-            a: next((n for n, v in zip(counts, m) if target is not None and v >= target), None)
-            for a, m in mean.items()
-        },
-    }
-
-
-def curve(run: dict[str, Any], reference: SearchLoop, frame: NormalisationFrame) -> list[float]:
-    loop = run["loop"]
-    ordered = sorted(loop.archive.values(), key=lambda c: c.generation)
-    obj, vio = reference.matrix(ordered)
-    return [hypervolume(obj[: h.evaluations], vio[: h.evaluations], frame) for h in loop.history]
-
-
-def star_rows(run: dict[str, Any], baselines: dict[str, dict], objectives: list[str]) -> dict:
-    front = [run["loop"].archive[h] for h in run["loop"].history[-1].pareto]
-    row: dict[str, Any] = {
-        "algorithm": run["algorithm"],
-        "seed": run["seed"],
-        "presets": run["presets"],
-        "pareto_size": len(front),
-    }
-    cost = next(m for m in objectives if m not in ("perplexity", "params"))
-    for name, base in baselines.items():
-        if "perplexity" not in base or cost not in base:
-            continue
-        for label, metric in (("ppl_params", "params"), (f"ppl_{cost}", cost)):
-            b = np.array([base["perplexity"], base[metric]])
-            row[f"{name}:{label}"] = sum(
-                dominates(np.array([c.metrics["perplexity"], c.metrics[metric]]), b)
-                for c in front
-                if "perplexity" in c.metrics and metric in c.metrics
-            )
-    return row
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The flags; the defaults are the README's three seeds at equal budgets."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -260,53 +162,6 @@ def run_all_searches(
             if algorithm != "random"
         ]
     return runs
-
-
-def shared_frames(reference: SearchLoop, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The "front" and "all" frames from everything the runs of a set evaluated, so every
-    run's hypervolume is read in the same frame."""
-    everything = [c for run in runs for c in run["loop"].archive.values()]
-    obj, vio = reference.matrix(everything)
-    best = pareto_front(obj, vio)
-    return {
-        "front": NormalisationFrame.from_objectives(obj[best], vio[best]),
-        "all": NormalisationFrame.from_objectives(obj, vio),
-    }
-
-
-def front_dominates_lfm2(
-    runs: list[dict[str, Any]], lfm2: dict[str, float], objectives: list[str]
-) -> dict[str, bool] | None:
-    """Per preset-seeded run, whether its final front beats `lfm2` on perplexity and host
-    decode latency at once (None when the set does not measure latency)."""
-    if HOST not in objectives:
-        return None
-    pair = ("perplexity", HOST)
-    return {
-        f"{r['algorithm']}:{r['seed']}": any(
-            dominates(np.array([c.metrics[m] for m in pair]), np.array([lfm2[m] for m in pair]))
-            for c in (r["loop"].archive[h] for h in r["loop"].history[-1].pareto)
-            if all(m in c.metrics for m in pair)
-        )
-        for r in runs
-        if r["presets"]
-    }
-
-
-def archives(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each run's evaluated candidates, so other frames can be computed from the JSON later."""
-    return [
-        {
-            "algorithm": r["algorithm"],
-            "seed": r["seed"],
-            "presets": r["presets"],
-            "archive": [
-                {"generation": c.generation, "origin": c.origin, "metrics": c.metrics}
-                for c in sorted(r["loop"].archive.values(), key=lambda c: c.generation)
-            ],
-        }
-        for r in runs
-    ]
 
 
 def search_set(name: str, args: argparse.Namespace, evaluations: Evaluations) -> dict[str, Any]:

@@ -46,11 +46,9 @@ def union_seconds(intervals: list[tuple[float, float]], start: float, end: float
     return covered
 
 
-def run_job(workers: int, args) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix=f"tailor-system{workers}-"))
-    system = start_embedded(folder)
-    sessions = system.app.state.sessions
-    spec = JobSpec.model_validate(
+def job_spec(workers: int, args) -> JobSpec:
+    """The job both runs share: the same seed, so the same candidates, named by worker count."""
+    return JobSpec.model_validate(
         {
             "name": f"system-{workers}",
             "objectives": ["perplexity", "decode_ms@128[host]", "params"],
@@ -77,14 +75,11 @@ def run_job(workers: int, args) -> dict:
             },
         }
     )
-    job = job_store.create_job(sessions, spec.name, spec.model_dump(mode="json"))
-    connect(num_cpus=workers)
-    job_store.claim_job(sessions, "bench")
-    started = time.time()
-    status = JobRunner(sessions, folder / "artifacts", job.id, "bench").run()
-    ended = time.time()
-    system.stop()
-    ray.shutdown()
+
+
+def work_intervals(sessions) -> tuple[list[tuple[float, float]], int]:
+    """The (start, end) of every training, export and measurement the store recorded, and the
+    number of measurements (one per finished evaluation)."""
     intervals: list[tuple[float, float]] = []
     with transaction(sessions) as s:
         for result in s.scalars(select(Evaluation.result)).all():
@@ -98,6 +93,25 @@ def run_job(workers: int, args) -> dict:
             )
             intervals.append((end - report["wall_s"], end))
         evaluations = len(s.scalars(select(Measurement.id)).all())
+    return intervals, evaluations
+
+
+def run_job(workers: int, args) -> dict:
+    """The job on a fresh embedded system and Ray with `workers` CPUs: its throughput and the
+    share of its wall time no task was running."""
+    folder = Path(tempfile.mkdtemp(prefix=f"tailor-system{workers}-"))
+    system = start_embedded(folder)
+    sessions = system.app.state.sessions
+    spec = job_spec(workers, args)
+    job = job_store.create_job(sessions, spec.name, spec.model_dump(mode="json"))
+    connect(num_cpus=workers)
+    job_store.claim_job(sessions, "bench")
+    started = time.time()
+    status = JobRunner(sessions, folder / "artifacts", job.id, "bench").run()
+    ended = time.time()
+    system.stop()
+    ray.shutdown()
+    intervals, evaluations = work_intervals(sessions)
     wall = ended - started
     busy = union_seconds(intervals, started, ended)
     return {

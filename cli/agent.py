@@ -158,54 +158,31 @@ def agent(
     Measure a phone (--usb SERIAL or --tcp HOST:PORT) or this machine (--host): give
     exactly one; --host, --usb and --tcp exclude each other.
     """
-    from device_agent.agent import Agent, EnrollmentRefused, host_measure
+    from device_agent.agent import Agent, EnrollmentRefused
     from device_agent.client import ServerError
     from device_agent.config import config_dir as resolve_config
 
-    chosen = [
-        flag
-        for flag, given in (
-            ("--host", host),
-            ("--usb", usb is not None),
-            ("--tcp", tcp is not None),
-        )
-        if given
-    ]
-    if len(chosen) != 1:
-        _user_error(
-            "choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT"
-            + (f" (got {' and '.join(chosen)}: they exclude each other)" if chosen else "")
-        )
+    _exactly_one_device(host=host, usb=usb, tcp=tcp)
     pinned = _cpus(cores)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per poll
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    _quiet_logging()
     folder = resolve_config(config_dir)
-    ready = None
     if host:
-        from device_agent.properties import host_properties
-
-        properties, measure = host_properties(model), host_measure
-        name = name or socket.gethostname()
+        name, properties, measure, ready = _host_device(name, model)
     else:
-        from device_agent import thermal
-        from device_agent.adb_backend import AdbBackend, Reconnector
-        from device_agent.preflight import Preflight
-
-        zones = tuple(z.strip() for z in (thermal_zones or "").split(",") if z.strip())
-        phone, properties = _open_phone(folder, tcp, usb, auth_timeout, adb_timeout)
-        backend = AdbBackend(
-            phone,
+        name, properties, measure, ready = _phone_device(
+            name,
+            folder,
+            tcp=tcp,
+            usb=usb,
             runner=runner,
             cores=pinned,
-            cooling=thermal.CoolingPolicy(
-                limit_celsius=cooldown_celsius, zones=zones, timeout_s=cooldown_timeout
-            ),
+            auth_timeout=auth_timeout,
+            adb_timeout=adb_timeout,
+            cooldown_celsius=cooldown_celsius,
+            thermal_zones=thermal_zones,
+            cooldown_timeout=cooldown_timeout,
+            min_free_mb=min_free_mb,
         )
-        properties = properties.model_copy(update={"thermal_zones": backend.watched_zones()})
-        ready = Reconnector(phone, preflight=Preflight(phone, runner, WORK_ROOT, min_free_mb))
-        measure = backend.measure
-        name = name or properties.serial or (tcp or usb)
     if threads is not None:
         measure = _with_threads(measure, threads)
     worker = Agent(
@@ -226,6 +203,77 @@ def agent(
         _user_error(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _exactly_one_device(host: bool, usb: str | None, tcp: str | None) -> None:
+    """Exit 2 with one line unless exactly one of --host, --usb and --tcp is given."""
+    chosen = [
+        flag
+        for flag, given in (
+            ("--host", host),
+            ("--usb", usb is not None),
+            ("--tcp", tcp is not None),
+        )
+        if given
+    ]
+    if len(chosen) != 1:
+        _user_error(
+            "choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT"
+            + (f" (got {' and '.join(chosen)}: they exclude each other)" if chosen else "")
+        )
+
+
+def _quiet_logging() -> None:
+    """The agent's own lines at INFO, without a line per HTTP poll."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per poll
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _host_device(name: str | None, model: str):
+    """This machine as the device: (name, properties, measure, ready), with nothing to wait
+    for before a lease."""
+    from device_agent.agent import host_measure
+    from device_agent.properties import host_properties
+
+    return name or socket.gethostname(), host_properties(model), host_measure, None
+
+
+def _phone_device(
+    name: str | None,
+    folder: Path,
+    *,
+    tcp: str | None,
+    usb: str | None,
+    runner: str,
+    cores: list[int] | None,
+    auth_timeout: float,
+    adb_timeout: float,
+    cooldown_celsius: float | None,
+    thermal_zones: str | None,
+    cooldown_timeout: float | None,
+    min_free_mb: float,
+):
+    """A phone over ADB as the device: (name, properties, measure, ready), `ready` being the
+    reconnector that checks the phone before each lease."""
+    from device_agent import thermal
+    from device_agent.adb_backend import AdbBackend, Reconnector
+    from device_agent.preflight import Preflight
+
+    zones = tuple(z.strip() for z in (thermal_zones or "").split(",") if z.strip())
+    phone, properties = _open_phone(folder, tcp, usb, auth_timeout, adb_timeout)
+    backend = AdbBackend(
+        phone,
+        runner=runner,
+        cores=cores,
+        cooling=thermal.CoolingPolicy(
+            limit_celsius=cooldown_celsius, zones=zones, timeout_s=cooldown_timeout
+        ),
+    )
+    properties = properties.model_copy(update={"thermal_zones": backend.watched_zones()})
+    ready = Reconnector(phone, preflight=Preflight(phone, runner, WORK_ROOT, min_free_mb))
+    name = name or properties.serial or (tcp or usb)
+    return name, properties, backend.measure, ready
 
 
 def _open_phone(

@@ -231,49 +231,9 @@ class Genome:
         _reject_unknown("genome", data, {"format", "global", "operators", "backbone"})
         if data.get("format", FORMAT) != FORMAT:
             raise GenomeError("format", f"must be {FORMAT!r}, got {data.get('format')!r}")
-        glob = data.get("global")
-        if not isinstance(glob, dict):
-            raise GenomeError("global", "must be an object with " + ", ".join(GLOBAL_KEYS))
-        _reject_unknown("global", glob, set(GLOBAL_KEYS))
-        for key in ("width", "vocab_size"):
-            if key not in glob:
-                raise GenomeError(f"global.{key}", "is required")
-        tie = glob.get("tie_embeddings", True)
-        if not isinstance(tie, bool):
-            raise GenomeError("global.tie_embeddings", f"must be true or false, got {tie!r}")
-        for key in ("width", "vocab_size", "block_repeat", "depth"):
-            if key in glob:
-                _check_int(f"global.{key}", glob[key], *GLOBAL_RANGES[key])
-
-        operators = data.get("operators", {})
-        if not isinstance(operators, dict):
-            raise GenomeError("operators", "must be an object keyed by operator class")
-        parsed_ops: dict[str, dict[str, int]] = {}
-        for name, genes in operators.items():
-            if name not in catalog.REGISTRY:
-                raise GenomeError(
-                    f"operators.{name}", f"unknown operator class; allowed: {_class_names()}"
-                )
-            if not isinstance(genes, dict):
-                raise GenomeError(f"operators.{name}", "must be an object of integer genes")
-            spec = catalog.REGISTRY[name]
-            _reject_unknown(f"operators.{name}", genes, {g.name for g in spec.genes})
-            parsed_ops[name] = dict(genes)
-
-        backbone = data.get("backbone")
-        if not isinstance(backbone, list) or not backbone:
-            raise GenomeError("backbone", "must be a non-empty list of slots")
-        slots = []
-        for i, raw in enumerate(backbone):
-            path = f"backbone[{i}]"
-            if not isinstance(raw, dict):
-                raise GenomeError(
-                    path, "must be an object with op, share_featurizer, share_weights"
-                )
-            _reject_unknown(path, raw, set(SLOT_KEYS))
-            if "op" not in raw:
-                raise GenomeError(f"{path}.op", f"is required; allowed: {_class_names()}")
-            slots.append(Slot(raw["op"], raw.get("share_featurizer"), raw.get("share_weights")))
+        glob = _parse_global(data.get("global"))
+        parsed_ops = _parse_operators(data.get("operators", {}))
+        slots = _parse_backbone(data.get("backbone"))
         if "depth" in glob and glob["depth"] != len(slots):
             raise GenomeError(
                 "global.depth",
@@ -284,7 +244,7 @@ class Genome:
             width=glob["width"],
             vocab_size=glob["vocab_size"],
             backbone=slots,
-            tie_embeddings=tie,
+            tie_embeddings=glob.get("tie_embeddings", True),
             block_repeat=glob.get("block_repeat", 1),
             operators=parsed_ops,
             rope=rope,
@@ -470,3 +430,54 @@ def _check_int(path: str, value: Any, low: int, high: int) -> None:
         raise GenomeError(path, f"must be an integer in [{low}, {high}], got {value!r}")
     if not low <= value <= high:
         raise GenomeError(path, f"must be in [{low}, {high}], got {value}")
+
+
+def _parse_global(glob: Any) -> dict[str, Any]:
+    """The global genes checked one by one, so an error names the gene at fault."""
+    if not isinstance(glob, dict):
+        raise GenomeError("global", "must be an object with " + ", ".join(GLOBAL_KEYS))
+    _reject_unknown("global", glob, set(GLOBAL_KEYS))
+    for key in ("width", "vocab_size"):
+        if key not in glob:
+            raise GenomeError(f"global.{key}", "is required")
+    tie = glob.get("tie_embeddings", True)
+    if not isinstance(tie, bool):
+        raise GenomeError("global.tie_embeddings", f"must be true or false, got {tie!r}")
+    for key in ("width", "vocab_size", "block_repeat", "depth"):
+        if key in glob:
+            _check_int(f"global.{key}", glob[key], *GLOBAL_RANGES[key])
+    return glob
+
+
+def _parse_operators(operators: Any) -> dict[str, dict[str, int]]:
+    """Operator genes by class, only registered classes and genes (defaults fill the rest)."""
+    if not isinstance(operators, dict):
+        raise GenomeError("operators", "must be an object keyed by operator class")
+    parsed_ops: dict[str, dict[str, int]] = {}
+    for name, genes in operators.items():
+        if name not in catalog.REGISTRY:
+            raise GenomeError(
+                f"operators.{name}", f"unknown operator class; allowed: {_class_names()}"
+            )
+        if not isinstance(genes, dict):
+            raise GenomeError(f"operators.{name}", "must be an object of integer genes")
+        spec = catalog.REGISTRY[name]
+        _reject_unknown(f"operators.{name}", genes, {g.name for g in spec.genes})
+        parsed_ops[name] = dict(genes)
+    return parsed_ops
+
+
+def _parse_backbone(backbone: Any) -> list[Slot]:
+    """The slots in order, each error naming its index; `Genome.validate` checks the rest."""
+    if not isinstance(backbone, list) or not backbone:
+        raise GenomeError("backbone", "must be a non-empty list of slots")
+    slots = []
+    for i, raw in enumerate(backbone):
+        path = f"backbone[{i}]"
+        if not isinstance(raw, dict):
+            raise GenomeError(path, "must be an object with op, share_featurizer, share_weights")
+        _reject_unknown(path, raw, set(SLOT_KEYS))
+        if "op" not in raw:
+            raise GenomeError(f"{path}.op", f"is required; allowed: {_class_names()}")
+        slots.append(Slot(raw["op"], raw.get("share_featurizer"), raw.get("share_weights")))
+    return slots

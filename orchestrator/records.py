@@ -28,6 +28,7 @@ from store import artifacts as artifact_store
 from store import jobs as job_store
 from store import results as result_store
 from store import tasks as task_store
+from store.task_results import TaskOutcome, task_outcomes
 
 # Evaluation-cache key of the float ONNX export (v2: traced when exact; v3: state outputs
 # scheduled right after their layers, which lowers prefill peak memory; v4: int8 weights on
@@ -275,8 +276,8 @@ class JobRecords:
         """Nobody waits for this candidate's open tasks any more (its profiling timed out)."""
         return task_store.cancel_tasks(self.sessions, reason, candidate_id=candidate_id)
 
-    def profiling_results(self, candidate_id: int) -> list[task_store.TaskOutcome]:
-        return task_store.task_outcomes(self.sessions, candidate_id)
+    def profiling_results(self, candidate_id: int) -> list[TaskOutcome]:
+        return task_outcomes(self.sessions, candidate_id)
 
     # ----------------------------------------------------------------- the job itself
 

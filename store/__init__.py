@@ -14,7 +14,8 @@ entry) and resolved by returning the row that won.
 - artifacts: store_artifacts, artifact_for
 - devices:   enroll_device, authenticate_device, heartbeat_device, list_devices,
              set_device_state
-- tasks:     enqueue_task, lease_task, report_task, fail_task, release_task, task_results
+- tasks:     enqueue_task, lease_task, report_task, fail_task, release_task, cancel_tasks
+- task_results: task_results, task_outcomes, task_candidate, runner_builds (reads only)
 """
 
 from __future__ import annotations

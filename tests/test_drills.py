@@ -15,6 +15,7 @@ from api.app import create_app
 from api.settings import Settings
 from store import devices, jobs, results, tasks
 from store.engine import make_engine, session_factory, upgrade
+from store.task_results import task_results
 
 
 def test_a_ray_worker_killed_mid_training_is_retried_and_the_job_completes(tmp_path):
@@ -217,7 +218,7 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
     )
     try:
         deadline = time.monotonic() + 60
-        while tasks.task_results(sessions, [row.id])[0]["state"] != "leased":
+        while task_results(sessions, [row.id])[0]["state"] != "leased":
             assert time.monotonic() < deadline, "the first agent never leased the task"
             time.sleep(0.1)
         time.sleep(0.2)  # mid-measurement
@@ -238,7 +239,7 @@ def test_an_agent_killed_mid_task_loses_its_lease_and_another_agent_finishes(tmp
     runner.start()
     runner.join(timeout=120)
     server.should_exit = True
-    [state] = tasks.task_results(sessions, [row.id])
+    [state] = task_results(sessions, [row.id])
     assert state["state"] == "done" and state["attempts"] == 2
     with transaction(sessions) as s:
         assert len(s.scalars(select(Measurement).where(Measurement.task_id == task.id)).all()) == 1

@@ -23,7 +23,7 @@ from store import artifacts as artifact_store
 from store import jobs as job_store
 from store import polling
 from store import results as store
-from store import tasks as task_store
+from store.task_results import runner_builds, task_results
 
 from .deps import MAX_ID, CandidateId, JobId, SessionsDep
 
@@ -106,7 +106,7 @@ def candidate(job_id: JobId, candidate_id: CandidateId, sessions: SessionsDep) -
     build that took it (and a warning where the job mixes runner builds on a class)."""
     row, parents, children = store.candidate_detail(sessions, job_id, candidate_id)
     files = artifact_store.artifacts_of(sessions, row.genome_hash)
-    tasks = task_store.task_results(sessions, [row.id])
+    tasks = task_results(sessions, [row.id])
     return CandidateDetail(
         **summary(row).model_dump(),
         genome=row.genome,
@@ -128,7 +128,7 @@ def candidate(job_id: JobId, candidate_id: CandidateId, sessions: SessionsDep) -
             )
             for t in tasks
         ],
-        runner_warnings=runner_warnings(tasks, task_store.runner_builds(sessions, job_id)),
+        runner_warnings=runner_warnings(tasks, runner_builds(sessions, job_id)),
     )
 
 

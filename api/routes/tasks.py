@@ -25,6 +25,7 @@ from core.protocol import (
 from store import artifacts as artifact_store
 from store import tasks as store
 from store.models import ProfilingTask
+from store.task_results import task_candidate
 
 from .deps import SessionsDep, SettingsDep, TaskId
 
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
     """The task with the manifest of the export variant it measures, and exactly that
     variant's graph files as its artifacts."""
-    candidate = store.task_candidate(sessions, task)
+    candidate = task_candidate(sessions, task)
     files = artifact_store.artifacts_of(sessions, candidate.genome_hash)
     manifest_name = Variant.from_tag(task.variant).file("manifest")
     manifest = next((f for f in files if f.name == manifest_name), None)

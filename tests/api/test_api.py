@@ -15,6 +15,7 @@ from core.manifest import GraphManifest
 from store import results as result_store
 from store import tasks as task_store
 from store.artifacts import store_artifacts
+from store.task_results import task_results
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 SPEC = {
@@ -272,7 +273,7 @@ def test_agents_lease_report_fail_release_over_http(client, exported):
         ).json()["state"]
         == "done"
     )
-    [row] = task_store.task_results(sessions, [child_id])
+    [row] = task_results(sessions, [child_id])
     assert row["report"]["runner"] == "host onnxruntime"
     bad = client.post(
         f"/api/v1/tasks/{task['task_id']}/report", headers=host, json={**report, "extra": 1}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from store import tasks as task_store
 from store.artifacts import store_artifacts
+from store.task_results import runner_builds
 
 from .test_api import ADMIN, SPEC, enroll, seed_results
 
@@ -133,4 +134,4 @@ def test_one_runner_build_or_none_recorded_gives_no_warning(client, exported):
     client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=phone, json=report(None))
     page = client.get(f"/api/v1/jobs/{job_id}/candidates/{child_id}").json()
     assert page["runner_warnings"] == [] and page["measurements"][0]["runner_identity"] is None
-    assert task_store.runner_builds(sessions, job_id) == {"host": [None]}
+    assert runner_builds(sessions, job_id) == {"host": [None]}

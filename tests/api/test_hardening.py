@@ -28,6 +28,7 @@ from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from store import results as result_store
 from store import tasks as task_store
 from store.artifacts import store_artifacts
+from store.task_results import task_results
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
@@ -421,7 +422,7 @@ def test_a_task_finished_by_another_device_is_409_for_it(client):
     )  # its own repeat: acknowledged
     other = client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=b, json=report())
     assert other.status_code == 409
-    [row] = task_store.task_results(client.app.state.sessions, candidates)
+    [row] = task_results(client.app.state.sessions, candidates)
     assert row["report"]["runner"] == "host onnxruntime"
 
 

@@ -73,9 +73,9 @@ def make_agent(server, standin, tmp_path, adb_timeout_s=10.0):
 
 
 def task_row(app, candidate_id):
-    from store import tasks as task_store
+    from store.task_results import task_results
 
-    [row] = task_store.task_results(app.state.sessions, [candidate_id])
+    [row] = task_results(app.state.sessions, [candidate_id])
     return row
 
 

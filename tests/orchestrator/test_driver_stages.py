@@ -33,6 +33,7 @@ from orchestrator.evaluator import Finished, Work
 from orchestrator.search.loop import Individual
 from store import devices, jobs, results, tasks
 from store.engine import make_engine, session_factory, upgrade
+from store.task_results import task_results
 
 DEVICE = "phone"
 
@@ -326,7 +327,7 @@ def test_an_export_failure_fails_the_candidate_before_profiling(db, tmp_path):
         c.status == "failed" and "export failed: exporter crashed" in c.failure for c in candidates
     )
     assert all("perplexity" in c.metrics for c in candidates)  # training did succeed
-    assert not tasks.task_results(db, [c.id for c in candidates])  # nothing was enqueued
+    assert not task_results(db, [c.id for c in candidates])  # nothing was enqueued
 
 
 def test_profiling_timeout_fails_the_candidate_and_names_the_device(db, tmp_path):
@@ -348,7 +349,7 @@ def test_profiling_timeout_fails_the_candidate_and_names_the_device(db, tmp_path
         assert c.status == "failed"
         assert c.failure == f"profiling timed out after 0.2s waiting for {DEVICE}"
     # Nobody waits for those tasks any more: a phone enrolling now gets none of them.
-    rows = tasks.task_results(db, [c.id for c in candidates])
+    rows = task_results(db, [c.id for c in candidates])
     assert len(rows) == 4 and {r["state"] for r in rows} == {"cancelled"}
 
 
@@ -573,7 +574,7 @@ def test_precision_variants_are_exported_once_measured_per_variant_and_fleets_co
     assert all(
         tags == ["int8"] and w == b"weights:" + h.encode() for h, tags, w in evaluator.quantized
     )
-    rows = tasks.task_results(db, [c.id for c in candidates])
+    rows = task_results(db, [c.id for c in candidates])
     # phone: int4 and int8 tasks; tablet: int8 only; never the float graphs
     assert sorted({(r["device_class"], r["variant"]) for r in rows}) == [
         ("phone", "int4-b32"),

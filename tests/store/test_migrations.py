@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from store import tasks
 from store.engine import MIGRATIONS, make_engine, session_factory
+from store.task_results import task_results
 
 
 def migrate(engine, revision: str, down: bool = False) -> None:
@@ -56,7 +57,7 @@ def test_0007_keeps_old_tasks_as_float_and_allows_one_task_per_variant(database_
     again = tasks.enqueue_task(sessions, job_id, candidate, "phone", {})
     int8 = tasks.enqueue_task(sessions, job_id, candidate, "phone", {}, variant="int8")
     assert again.id == first.id and int8.id != first.id and int8.variant == "int8"
-    assert {r["variant"] for r in tasks.task_results(sessions, [candidate])} == {"", "int8"}
+    assert {r["variant"] for r in task_results(sessions, [candidate])} == {"", "int8"}
     # and back: the downgrade keeps the float task (the int8 one would break the old
     # unique constraint, so it is removed first, as an operator rolling back would)
     with engine.begin() as c:

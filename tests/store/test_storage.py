@@ -10,6 +10,7 @@ from sqlalchemy import inspect
 
 from store import Conflict, NotFound, jobs, results, tasks
 from store import devices as dev
+from store.task_results import task_results
 
 PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
 
@@ -151,7 +152,7 @@ def test_lease_expiry_requeues_then_fails_and_reports_are_stored_once(sessions):
         tasks.report_task(sessions, task.id, a, {"x": 1})  # a lost its lease
     tasks.report_task(sessions, task.id, b, {"x": 2})
     tasks.report_task(sessions, task.id, b, {"x": 3})  # a repeat does not store twice
-    [row] = tasks.task_results(sessions, [cand.id])
+    [row] = task_results(sessions, [cand.id])
     assert row["state"] == "done" and row["report"] == {"x": 2}
 
 
@@ -198,9 +199,7 @@ def test_ended_jobs_take_their_tasks_and_leases_follow_priority_then_age(session
     assert [t.id if t else None for t in leased] == [old_tasks[0].id, old_tasks[1].id, None]
     states = {
         r["task_id"]: r["state"]
-        for r in tasks.task_results(
-            sessions, [t.candidate_id for t in cancelled_tasks + urgent_tasks]
-        )
+        for r in task_results(sessions, [t.candidate_id for t in cancelled_tasks + urgent_tasks])
     }
     assert set(states.values()) == {"cancelled"}
     # A running job asked to cancel leases nothing more, before its orchestrator notices.

@@ -25,54 +25,25 @@ graphs'. Every manifest records `model_bytes`, the decode graph's initializer by
 The exporter annotates nodes with Python stack traces (absolute paths of this host's source
 tree and environment); every enrolled device downloads the graphs, so they are stripped and
 state outputs are scheduled after their layers (workers/export/graph_finish.py) before the
-files are hashed.
+files are hashed. The graphs themselves are written by workers/export/graph_writer.py; this
+module picks the exporter, checks what it wrote and writes the manifest.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import sys
-import warnings
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
-from torch import nn
 
 from core import costs
 from core.genome import Genome
 from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from core.precision import Variant
-from workers.export.graph_finish import finish_graph
 from workers.export.graph_stats import file_sha256, initializer_bytes
+from workers.export.graph_writer import OPSET, export_graphs, graph_inputs, io_names
 from workers.export.verify import worst_difference
 from workers.model.compiler import TailorLM, compile_genome
-
-OPSET = 18
-
-
-class PrefillGraph(nn.Module):
-    def __init__(self, model: TailorLM):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor):
-        logits, states = self.model.prefill(input_ids)
-        return (logits, *states)
-
-
-class DecodeGraph(nn.Module):
-    def __init__(self, model: TailorLM):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, position: torch.Tensor, *states: torch.Tensor):
-        logits, new_states = self.model.step(input_ids, position, list(states))
-        return (logits, *new_states)
 
 
 @dataclass
@@ -93,151 +64,6 @@ ATTENTION_EXPORTS = ("plain", "fused")
 # kernels, rounding only (measured <= 1.3e-5 over the registry on logits of scale ~4, with
 # AVX-512 or generic PyTorch kernels); a wrong trace is off by O(1).
 TRACE_TOLERANCE = 1e-4
-
-
-@contextmanager
-def _silenced_fds():
-    """Point file descriptors 1 and 2 at /dev/null: the tracer's C++ side prints the whole
-    IR graph when a model cannot be traced (then "auto" falls back to dynamo)."""
-    sys.stdout.flush(), sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1), os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
-
-
-def _quiet_export(*args, **kwargs):
-    """Both exporters print progress and warnings; keep the CLI output clean."""
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with (
-        open(os.devnull, "w") as devnull,
-        redirect_stdout(devnull),
-        redirect_stderr(devnull),
-        warnings.catch_warnings(),
-        _silenced_fds(),
-    ):
-        warnings.simplefilter("ignore")
-        return torch.onnx.export(*args, **kwargs)
-
-
-def _io_names(layout) -> tuple[list[str], list[str]]:
-    """(prefill and decode outputs, decode inputs), in the order the manifest lists them."""
-    names = [t.name for t in layout]
-    return (
-        ["logits"] + [f"present_{n}" for n in names],
-        ["input_ids", "position"] + [f"past_{n}" for n in names],
-    )
-
-
-def _export_graphs(
-    model: TailorLM,
-    out: Path,
-    exporter: str,
-    example_context: int,
-    variant: Variant = Variant(),
-    plain_ops: bool = False,
-) -> None:
-    """Write the variant's prefill and decode graphs (prefill.onnx and decode.onnx for the
-    plain one) with one exporter, host metadata stripped. A fused variant must be traced
-    inside `fused_attention.fused_attention(model)`."""
-    prefill_file, decode_file, _ = variant.files
-    layout = model.state_layout()
-    vocab = model.plan.vocab_size
-    dynamo = exporter == "dynamo"
-    prefill_out, decode_in = _io_names(layout)
-    gen = torch.Generator().manual_seed(0)
-    prefill_ids = torch.randint(0, vocab, (1, max(example_context, 4)), generator=gen)
-    with torch.no_grad():
-        _, past = model.prefill(prefill_ids)
-    position = torch.tensor([prefill_ids.shape[1]], dtype=torch.int64)
-    decode_ids = torch.randint(0, vocab, (1, 1), generator=gen)
-    past_axes = {f"past_{t.name}": t.shape.index("past") for t in layout if "past" in t.shape}
-    if dynamo:
-        seq = torch.export.Dim("seq", min=2, max=1 << 16)
-        prefill_shapes: dict[str, Any] = {"dynamic_shapes": ({1: seq},)}
-        past_dims = [
-            {past_axes[f"past_{t.name}"]: torch.export.Dim(f"past{i}", min=2, max=1 << 20)}
-            if f"past_{t.name}" in past_axes
-            else None
-            for i, t in enumerate(layout)
-        ]
-        decode_shapes: dict[str, Any] = {
-            "dynamic_shapes": (None, None, tuple(past_dims)) if past_dims else None
-        }
-    else:
-        prefill_shapes = {
-            "dynamic_axes": {
-                "input_ids": {1: "seq"},
-                **{f"present_{n[5:]}": {a: "seq"} for n, a in past_axes.items()},
-            }
-        }
-        decode_shapes = {
-            "dynamic_axes": {
-                **{n: {a: "past"} for n, a in past_axes.items()},
-                **{f"present_{n[5:]}": {a: "past_next"} for n, a in past_axes.items()},
-            }
-        }
-    if variant.attention == "fused" and not plain_ops:
-        if dynamo:
-            raise ValueError("fused attention exports with the tracer only")
-        from workers.export.fused_attention import CUSTOM_OPSETS
-
-        prefill_shapes["custom_opsets"] = decode_shapes["custom_opsets"] = CUSTOM_OPSETS
-    _quiet_export(
-        PrefillGraph(model),
-        (prefill_ids,),
-        str(out / prefill_file),
-        input_names=["input_ids"],
-        output_names=prefill_out,
-        opset_version=OPSET,
-        dynamo=dynamo,
-        **({"external_data": False} if dynamo else {}),
-        **prefill_shapes,
-    )
-    _quiet_export(
-        DecodeGraph(model),
-        (decode_ids, position, *past),
-        str(out / decode_file),
-        input_names=decode_in,
-        output_names=prefill_out,
-        opset_version=OPSET,
-        dynamo=dynamo,
-        **({"external_data": False} if dynamo else {}),
-        **decode_shapes,
-    )
-    if not dynamo:
-        _restore_unused_position(out / decode_file)
-    for name in (prefill_file, decode_file):
-        finish_graph(out / name)
-
-
-def _restore_unused_position(path: Path) -> None:
-    """The tracer drops graph inputs nothing reads; a model without position-dependent
-    layers (no RoPE) does not read `position`, but the manifest promises it. Put it back,
-    unused, second as in the manifest (ONNX allows inputs that feed nothing)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    if any(i.name == "position" for i in model.graph.input):
-        return
-    position = onnx.helper.make_tensor_value_info("position", onnx.TensorProto.INT64, [1])
-    inputs = list(model.graph.input)
-    del model.graph.input[:]
-    model.graph.input.extend(inputs[:1] + [position] + inputs[1:])
-    onnx.save(model, str(path))
-
-
-def _graph_inputs(path: Path) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-    return [i.name for i in graph.input if i.name not in initializers]
 
 
 def export_onnx(
@@ -302,7 +128,7 @@ def _export_plain(
         except Exception:
             if exporter == "torchscript":
                 raise
-    _export_graphs(model, out, "dynamo", example_context)
+    export_graphs(model, out, "dynamo", example_context)
     return "dynamo", worst_difference(model, out) if verify else float("nan")
 
 
@@ -310,7 +136,7 @@ def _trace_plain(
     model: TailorLM, out: Path, example_context: int, verify: bool, exporter: str
 ) -> float:
     """Trace; "auto" refuses graphs off by more than TRACE_TOLERANCE (a baked shape)."""
-    _export_graphs(model, out, "torchscript", example_context)
+    export_graphs(model, out, "torchscript", example_context)
     _check_traced_inputs(model, out, Variant(), "the tracer dropped an unused graph input")
     if not (verify or exporter == "auto"):
         return float("nan")
@@ -331,7 +157,7 @@ def _export_fused(
     try:
         with fused_attention(model) as layers:
             fused_layers, fallbacks = layers.fused, layers.fallbacks
-            _export_graphs(model, out, "torchscript", example_context, variant)
+            export_graphs(model, out, "torchscript", example_context, variant)
         _check_traced_inputs(model, out, variant, "the tracer dropped a graph input")
         diff = worst_difference(model, out, variant.tag)
         if not diff <= TRACE_TOLERANCE:
@@ -359,17 +185,17 @@ def _fused_fallback(
     # manifest lists no fused layer.
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     fallbacks = {i: f"the tracer cannot export this model: {first}" for i in layers} or {-1: first}
-    _export_graphs(model, out, "dynamo", example_context, variant, plain_ops=True)
+    export_graphs(model, out, "dynamo", example_context, variant, plain_ops=True)
     return "dynamo", worst_difference(model, out, variant.tag), [], fallbacks
 
 
 def _check_traced_inputs(model: TailorLM, out: Path, variant: Variant, message: str) -> None:
     """The tracer drops inputs nothing reads; the manifest promises them."""
     prefill_file, decode_file, _ = variant.files
-    _, expected_decode_inputs = _io_names(model.state_layout())
+    _, expected_decode_inputs = io_names(model.state_layout())
     if (
-        _graph_inputs(out / prefill_file) != ["input_ids"]
-        or _graph_inputs(out / decode_file) != expected_decode_inputs
+        graph_inputs(out / prefill_file) != ["input_ids"]
+        or graph_inputs(out / decode_file) != expected_decode_inputs
     ):
         raise RuntimeError(message)
 

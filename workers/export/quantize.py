@@ -223,16 +223,36 @@ def check_variant(
 def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
     """Write `variant`'s graphs and manifest beside the float32 graphs of `variant.base`
     in `export_dir`; QuantizationError when its check fails."""
-    import onnxruntime as ort
-
-    from workers.export.graph_finish import finish_graph
-
     if variant.precision == "float32":
         raise ValueError(
             "quantize_export makes int8 or int4 variants; float32 graphs come from export_onnx"
         )
     folder = Path(export_dir)
     base = GraphManifest.model_validate_json((folder / variant.base.file("manifest")).read_text())
+    graphs, quantized = _quantize_graphs(folder, base, variant)
+    manifest = base.model_copy(
+        update={
+            "graphs": graphs,
+            "precision": variant.precision,
+            "variant": variant.tag,
+            "quantization": _quantization_info(variant, quantized),
+            "model_bytes": initializer_bytes(folder / graphs["decode"].file),
+        }
+    )
+    check = check_variant(folder, manifest, base)
+    _require_agreement(check, variant)
+    manifest = manifest.model_copy(update={"check": check})
+    (folder / variant.file("manifest")).write_text(manifest.model_dump_json(indent=2))
+    return manifest
+
+
+def _quantize_graphs(
+    folder: Path, base: GraphManifest, variant: Variant
+) -> tuple[dict[str, GraphSpec], int]:
+    """(the variant's prefill and decode graph specs, the most weight matmuls quantized in
+    either): inputs and outputs stay the float graphs', only the files change."""
+    from workers.export.graph_finish import finish_graph
+
     quantized = 0
     graphs = {}
     for kind in ("prefill", "decode"):
@@ -255,7 +275,14 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
             inputs=spec.inputs,
             outputs=spec.outputs,
         )
-    info = QuantizationInfo(
+    return graphs, quantized
+
+
+def _quantization_info(variant: Variant, quantized: int) -> QuantizationInfo:
+    """How the weights were quantized, recorded so a measurement names the exact recipe."""
+    import onnxruntime as ort
+
+    return QuantizationInfo(
         method="dynamic" if variant.precision == "int8" else "matmul_nbits",
         weight_bits=8 if variant.precision == "int8" else 4,
         block_size=variant.block_size if variant.precision == "int4" else None,
@@ -264,32 +291,25 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
         quantized_nodes=quantized,
         tool=f"onnxruntime.quantization {ort.__version__}",
     )
-    manifest = base.model_copy(
-        update={
-            "graphs": graphs,
-            "precision": variant.precision,
-            "variant": variant.tag,
-            "quantization": info,
-            "model_bytes": initializer_bytes(folder / graphs["decode"].file),
-        }
+
+
+def _require_agreement(check: VariantCheck, variant: Variant) -> None:
+    """Refuse a variant whose decode after prefill drifts from prefill past its bound: a
+    phone would measure a graph that does not compute the model."""
+    if check.decode_vs_prefill_max_diff <= check.allowed:
+        return
+    rule = (
+        f"{check.tolerance:g} x the int8 prefill graph's deviation from float, "
+        f"{check.vs_float_max_abs_diff:.3g}"
+        if variant.precision == "int8"
+        else f"{check.tolerance:g} of the logits' scale {check.logits_scale:.3g}"
     )
-    check = check_variant(folder, manifest, base)
-    if not check.decode_vs_prefill_max_diff <= check.allowed:
-        rule = (
-            f"{check.tolerance:g} x the int8 prefill graph's deviation from float, "
-            f"{check.vs_float_max_abs_diff:.3g}"
-            if variant.precision == "int8"
-            else f"{check.tolerance:g} of the logits' scale {check.logits_scale:.3g}"
-        )
-        raise QuantizationError(
-            f"{variant.tag}: decode after prefill differs from prefill of the whole sequence by "
-            f"{check.decode_vs_prefill_max_diff:.3g} (allowed {check.allowed:.3g}: {rule}); "
-            f"decode after prefill deviates from float by up to "
-            f"{check.decode_vs_float_max_abs_diff:.3g}"
-        )
-    manifest = manifest.model_copy(update={"check": check})
-    (folder / variant.file("manifest")).write_text(manifest.model_dump_json(indent=2))
-    return manifest
+    raise QuantizationError(
+        f"{variant.tag}: decode after prefill differs from prefill of the whole sequence by "
+        f"{check.decode_vs_prefill_max_diff:.3g} (allowed {check.allowed:.3g}: {rule}); "
+        f"decode after prefill deviates from float by up to "
+        f"{check.decode_vs_float_max_abs_diff:.3g}"
+    )
 
 
 def onnx_perplexity(prefill_path: str | Path, tokens: np.ndarray, seq_len: int) -> float:

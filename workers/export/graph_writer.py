@@ -1,0 +1,206 @@
+"""The two graphs written with torch.onnx.export: the prefill and decode-step wrappers, their
+example inputs and dynamic axes for either exporter, and the output silenced.
+
+`workers/export/onnx_export.py` decides which exporter writes them and checks the result;
+this module only writes them (and finishes them, `workers/export/graph_finish.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.precision import Variant
+from workers.export.graph_finish import finish_graph
+from workers.model.compiler import TailorLM
+
+OPSET = 18
+
+
+class PrefillGraph(nn.Module):
+    def __init__(self, model: TailorLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor):
+        logits, states = self.model.prefill(input_ids)
+        return (logits, *states)
+
+
+class DecodeGraph(nn.Module):
+    def __init__(self, model: TailorLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, position: torch.Tensor, *states: torch.Tensor):
+        logits, new_states = self.model.step(input_ids, position, list(states))
+        return (logits, *new_states)
+
+
+@contextmanager
+def _silenced_fds():
+    """Point file descriptors 1 and 2 at /dev/null: the tracer's C++ side prints the whole
+    IR graph when a model cannot be traced (then "auto" falls back to dynamo)."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1), os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def _quiet_export(*args, **kwargs):
+    """Both exporters print progress and warnings; keep the CLI output clean."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with (
+        open(os.devnull, "w") as devnull,
+        redirect_stdout(devnull),
+        redirect_stderr(devnull),
+        warnings.catch_warnings(),
+        _silenced_fds(),
+    ):
+        warnings.simplefilter("ignore")
+        return torch.onnx.export(*args, **kwargs)
+
+
+def io_names(layout) -> tuple[list[str], list[str]]:
+    """(prefill and decode outputs, decode inputs), in the order the manifest lists them."""
+    names = [t.name for t in layout]
+    return (
+        ["logits"] + [f"present_{n}" for n in names],
+        ["input_ids", "position"] + [f"past_{n}" for n in names],
+    )
+
+
+def _example_inputs(
+    model: TailorLM, example_context: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """(prompt, decode token, its position, the cache after the prompt): what both
+    exporters run the model on, from a fixed seed so every export traces the same inputs."""
+    vocab = model.plan.vocab_size
+    gen = torch.Generator().manual_seed(0)
+    prefill_ids = torch.randint(0, vocab, (1, max(example_context, 4)), generator=gen)
+    with torch.no_grad():
+        _, past = model.prefill(prefill_ids)
+    position = torch.tensor([prefill_ids.shape[1]], dtype=torch.int64)
+    decode_ids = torch.randint(0, vocab, (1, 1), generator=gen)
+    return prefill_ids, decode_ids, position, past
+
+
+def _dynamic_shapes(layout, dynamo: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The prefill and decode export arguments that keep the prompt and the attention
+    caches' past axes dynamic, each exporter in its own terms."""
+    past_axes = {f"past_{t.name}": t.shape.index("past") for t in layout if "past" in t.shape}
+    if dynamo:
+        seq = torch.export.Dim("seq", min=2, max=1 << 16)
+        past_dims = [
+            {past_axes[f"past_{t.name}"]: torch.export.Dim(f"past{i}", min=2, max=1 << 20)}
+            if f"past_{t.name}" in past_axes
+            else None
+            for i, t in enumerate(layout)
+        ]
+        return (
+            {"dynamic_shapes": ({1: seq},)},
+            {"dynamic_shapes": (None, None, tuple(past_dims)) if past_dims else None},
+        )
+    prefill_shapes = {
+        "dynamic_axes": {
+            "input_ids": {1: "seq"},
+            **{f"present_{n[5:]}": {a: "seq"} for n, a in past_axes.items()},
+        }
+    }
+    decode_shapes = {
+        "dynamic_axes": {
+            **{n: {a: "past"} for n, a in past_axes.items()},
+            **{f"present_{n[5:]}": {a: "past_next"} for n, a in past_axes.items()},
+        }
+    }
+    return prefill_shapes, decode_shapes
+
+
+def export_graphs(
+    model: TailorLM,
+    out: Path,
+    exporter: str,
+    example_context: int,
+    variant: Variant = Variant(),
+    plain_ops: bool = False,
+) -> None:
+    """Write the variant's prefill and decode graphs (prefill.onnx and decode.onnx for the
+    plain one) with one exporter, host metadata stripped. A fused variant must be traced
+    inside `fused_attention.fused_attention(model)`."""
+    prefill_file, decode_file, _ = variant.files
+    layout = model.state_layout()
+    dynamo = exporter == "dynamo"
+    prefill_out, decode_in = io_names(layout)
+    prefill_ids, decode_ids, position, past = _example_inputs(model, example_context)
+    prefill_shapes, decode_shapes = _dynamic_shapes(layout, dynamo)
+    if variant.attention == "fused" and not plain_ops:
+        if dynamo:
+            raise ValueError("fused attention exports with the tracer only")
+        from workers.export.fused_attention import CUSTOM_OPSETS
+
+        prefill_shapes["custom_opsets"] = decode_shapes["custom_opsets"] = CUSTOM_OPSETS
+    _quiet_export(
+        PrefillGraph(model),
+        (prefill_ids,),
+        str(out / prefill_file),
+        input_names=["input_ids"],
+        output_names=prefill_out,
+        opset_version=OPSET,
+        dynamo=dynamo,
+        **({"external_data": False} if dynamo else {}),
+        **prefill_shapes,
+    )
+    _quiet_export(
+        DecodeGraph(model),
+        (decode_ids, position, *past),
+        str(out / decode_file),
+        input_names=decode_in,
+        output_names=prefill_out,
+        opset_version=OPSET,
+        dynamo=dynamo,
+        **({"external_data": False} if dynamo else {}),
+        **decode_shapes,
+    )
+    if not dynamo:
+        _restore_unused_position(out / decode_file)
+    for name in (prefill_file, decode_file):
+        finish_graph(out / name)
+
+
+def _restore_unused_position(path: Path) -> None:
+    """The tracer drops graph inputs nothing reads; a model without position-dependent
+    layers (no RoPE) does not read `position`, but the manifest promises it. Put it back,
+    unused, second as in the manifest (ONNX allows inputs that feed nothing)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if any(i.name == "position" for i in model.graph.input):
+        return
+    position = onnx.helper.make_tensor_value_info("position", onnx.TensorProto.INT64, [1])
+    inputs = list(model.graph.input)
+    del model.graph.input[:]
+    model.graph.input.extend(inputs[:1] + [position] + inputs[1:])
+    onnx.save(model, str(path))
+
+
+def graph_inputs(path: Path) -> list[str]:
+    """The inputs a graph file takes (its initializers aside), to check the tracer's."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers]
