@@ -80,7 +80,8 @@ def test_a_trained_model_scores_the_same_through_decode_as_through_prefill(name,
             assert stepped == pytest.approx(whole, rel=0.01), (name, stepped, whole)
         else:
             # int4 is weight-only: the same float arithmetic in both phases, on different
-            # kernels (GEMV vs GEMM), so float32 rounding only (measured <= 2.3e-6 relative, bench.quant_agreement).
+            # kernels (GEMV vs GEMM), so float32 rounding only (measured <= 2.3e-6
+            # relative, python -m bench.quant_agreement).
             assert stepped == pytest.approx(whole, rel=1e-4), (name, stepped, whole)
 
 
