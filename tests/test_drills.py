@@ -51,11 +51,17 @@ def test_a_ray_worker_killed_mid_training_is_retried_and_the_job_completes(tmp_p
         killed = None
         deadline = time.monotonic() + 120
         while killed is None and time.monotonic() < deadline:
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                if "ray::quality_task" in " ".join(proc.info["cmdline"] or []):
+            # only this test's own Ray workers (descendants of this process): another pytest
+            # worker's cluster runs quality tasks too
+            for proc in psutil.Process().children(recursive=True):
+                try:
+                    cmdline = " ".join(proc.cmdline())
+                except psutil.Error:
+                    continue
+                if "ray::quality_task" in cmdline:
                     time.sleep(1.0)  # let it get into the training loop
                     proc.kill()
-                    killed = proc.info["pid"]
+                    killed = proc.pid
                     break
             time.sleep(0.2)
         assert killed, "no training task started"

@@ -74,6 +74,8 @@ def toy_metrics():
 def test_toy_metrics_registered_in_a_test_run_through_a_job_in_the_embedded_system(
     toy_metrics, tmp_path
 ):
+    import ray
+
     from cli.embedded import start_embedded
     from cli.rest import TailorClient
     from orchestrator.driver import JobRunner
@@ -110,9 +112,12 @@ def test_toy_metrics_registered_in_a_test_run_through_a_job_in_the_embedded_syst
             status=JobRunner(sessions, tmp_path / "artifacts", job_id, "test").run()
         )
     )
-    runner.start()
-    runner.join(timeout=600)
-    embedded.stop()
+    try:
+        runner.start()
+        runner.join(timeout=600)
+    finally:
+        embedded.stop()
+        ray.shutdown()  # no cluster left behind for the next test in this process
     assert outcome.get("status") == "completed", outcome
     rows = result_store.job_candidates(sessions, job_id)
     assert len(rows) == 2
