@@ -14,8 +14,6 @@ from store.models import Event, Job, utcnow
 from . import Conflict, NotFound, SessionFactory, transaction
 from .tasks import cancel_statement
 
-TERMINAL = TERMINAL_JOB  # the statuses a job ends in (its open tasks are cancelled)
-
 
 def _job(s, job_id: int, for_update: bool = False) -> Job:
     """The job row, or NotFound naming it."""
@@ -152,7 +150,7 @@ def finish_job(
         job = _job(s, job_id)
         job.status = check_move(job.status, status).value
         job.error, job.finished_at = error, utcnow()
-        if status in TERMINAL:
+        if status in TERMINAL_JOB:  # its open tasks end with it
             _cancel_open_tasks(s, job_id, f"job {status.value}")
         s.add(Event(job_id=job_id, kind=status.value, message=error or f"job {status.value}"))
 

@@ -48,16 +48,7 @@ DEVICE_PAUSE_S = 120.0  # no leases for a device this long after it reports a de
 # Every state change below is a move of core.states.TASK_MOVES: checked with check_move where
 # a row is changed in Python, written as a conditional UPDATE on the state it moves from
 # where many rows move at once.
-QUEUED, LEASED, DONE, FAILED, CANCELLED = (
-    s.value
-    for s in (
-        TaskState.QUEUED,
-        TaskState.LEASED,
-        TaskState.DONE,
-        TaskState.FAILED,
-        TaskState.CANCELLED,
-    )
-)
+QUEUED, LEASED, DONE, FAILED, CANCELLED = (s.value for s in TaskState)
 OPEN_TASK_STATES = tuple(s.value for s in OPEN_TASK)
 LIVE_JOB_STATES = tuple(s.value for s in LIVE_JOB)  # the others end a job: they lease nothing
 

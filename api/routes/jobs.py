@@ -11,7 +11,7 @@ from api.auth import AdminDep
 from api.schemas.public import JobCreated, JobList, JobPublic, ScaleResult
 from core.job_spec import JobSpec
 from core.scale_check import ScaleRequest, ScaleSpec, pick_members
-from core.states import JobStatus
+from core.states import TERMINAL_JOB, JobStatus
 from store import Conflict, NotFound
 from store import devices as device_store
 from store import jobs as store
@@ -60,7 +60,7 @@ def job_public(job: Job, fleet: Fleet | None = None) -> JobPublic:
         status=job.status,
         spec=job.spec,
         warnings=job_warnings(job.spec, fleet)
-        if fleet is not None and job.status not in store.TERMINAL
+        if fleet is not None and job.status not in TERMINAL_JOB
         else [],
         generations_done=job.generations_done,
         generations_total=job.spec.get("evolution", {}).get("generations", 0),

@@ -23,6 +23,22 @@ SPEC = {
     "objectives": ["perplexity", "params"],
     "evolution": {"population": 4, "generations": 2},
 }
+
+
+def measurement_report(runner: str = "onnxruntime_perf_test", **fields) -> dict:
+    """A valid MeasurementReport body for lengths 16 (three timed runs), plus `fields`."""
+    stat = {
+        "length": 16,
+        "median_ms": 1.0,
+        "p10_ms": 0.9,
+        "p90_ms": 1.2,
+        "n": 3,
+        "samples_ms": [1.0, 0.9, 1.2],
+    }
+    body = {"prefill": [stat], "decode": [stat], "peak_memory_bytes": 1 << 20, "wall_s": 1.0}
+    return {**body, "runner": runner, **fields}
+
+
 PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
 
 
@@ -425,25 +441,13 @@ def test_device_errors_pause_the_device_and_measurements_show_on_the_candidate(c
     healthy_id, healthy = enroll(client, model="host", name="second phone")
     task = client.post("/api/v1/tasks/lease", headers=healthy).json()["task"]
     assert task["attempt"] == 1  # the device error did not spend an attempt
-    stat = {
-        "length": 16,
-        "median_ms": 1.0,
-        "p10_ms": 0.9,
-        "p90_ms": 1.2,
-        "n": 3,
-        "samples_ms": [1.0, 0.9, 1.2],
-    }
-    report = {
-        "prefill": [stat],
-        "decode": [stat],
-        "peak_memory_bytes": 1 << 20,
-        "runner": "host onnxruntime",
-        "wall_s": 1.0,
-        "method": "warm: 2 warm-up + 3 timed runs in each of 1 process",
-        "thermal_before": [{"zone": "cpu", "celsius": 41.0}],
-        "thermal_limit_celsius": 45.0,
-        "above_thermal_limit": False,
-    }
+    report = measurement_report(
+        runner="host onnxruntime",
+        method="warm: 2 warm-up + 3 timed runs in each of 1 process",
+        thermal_before=[{"zone": "cpu", "celsius": 41.0}],
+        thermal_limit_celsius=45.0,
+        above_thermal_limit=False,
+    )
     client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=healthy, json=report)
     detail = client.get(f"/api/v1/jobs/{job_id}/candidates/{child_id}").json()
     [measured] = detail["measurements"]

@@ -9,7 +9,7 @@ from store import tasks as task_store
 from store.artifacts import store_artifacts
 from store.task_results import runner_builds
 
-from .test_api import ADMIN, SPEC, enroll, seed_results
+from .test_api import ADMIN, SPEC, enroll, measurement_report, seed_results
 
 NOT_READY = {
     "ready": False,
@@ -74,22 +74,7 @@ def test_a_bad_readiness_is_refused_naming_the_field(client):
 
 
 def report(runner: dict | None) -> dict:
-    stat = {
-        "length": 16,
-        "median_ms": 1.0,
-        "p10_ms": 0.9,
-        "p90_ms": 1.2,
-        "n": 3,
-        "samples_ms": [1.0, 0.9, 1.2],
-    }
-    body = {
-        "prefill": [stat],
-        "decode": [stat],
-        "peak_memory_bytes": 1 << 20,
-        "runner": "onnxruntime_perf_test",
-        "wall_s": 1.0,
-    }
-    return {**body, "runner_identity": runner} if runner else body
+    return measurement_report(**({"runner_identity": runner} if runner else {}))
 
 
 def test_each_measurement_says_its_runner_and_two_builds_in_a_job_are_flagged(client, exported):

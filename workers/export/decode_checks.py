@@ -78,12 +78,17 @@ def decode_after_prefill(pair: GraphPair, ids: np.ndarray, prompt: int) -> np.nd
     return np.stack(logits)[None]
 
 
-def _perplexity(logits: np.ndarray, targets: np.ndarray) -> float:
-    """exp(mean cross-entropy) of (n, vocab) logits against n targets, in float64."""
+def token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each of n targets under (n, vocab) logits, in float64."""
     logits = logits.astype(np.float64)
     top = logits.max(axis=-1, keepdims=True)
     log_z = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
-    return math.exp(float((log_z - logits[np.arange(len(targets)), targets]).mean()))
+    return log_z - logits[np.arange(len(targets)), targets]
+
+
+def _perplexity(logits: np.ndarray, targets: np.ndarray) -> float:
+    """exp(mean cross-entropy) of (n, vocab) logits against n targets."""
+    return math.exp(float(token_nll(logits, targets).mean()))
 
 
 def decode_perplexity(pair: GraphPair, tokens: np.ndarray) -> float:

@@ -33,7 +33,13 @@ import numpy as np
 
 from core.manifest import GraphManifest, GraphSpec, QuantizationInfo, VariantCheck
 from core.precision import AGREEMENT_TOLERANCE, INT8_DEVIATION_FACTOR, Variant, agreement_bound
-from workers.export.decode_checks import GraphPair, decode_after_prefill, load_pair
+from workers.export.decode_checks import (
+    GraphPair,
+    decode_after_prefill,
+    load_pair,
+    session,
+    token_nll,
+)
 from workers.export.graph_stats import file_sha256, initializer_bytes
 
 QUANTIZED_OPS = {
@@ -316,20 +322,14 @@ def onnx_perplexity(prefill_path: str | Path, tokens: np.ndarray, seq_len: int) 
     """exp(mean next-token cross-entropy) of `tokens` through an ONNX prefill graph, over
     non-overlapping windows of `seq_len` tokens, as the trainer's `evaluate_loss` scores a
     torch model (the graph takes batch 1, so window by window)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(prefill_path), options, providers=["CPUExecutionProvider"])
+    prefill = session(prefill_path)
     windows = (len(tokens) - 1) // seq_len
     if windows < 1:
         raise ValueError(f"held-out split has {len(tokens)} tokens, fewer than seq_len+1")
     total, count = 0.0, 0
     for w in range(windows):
         window = np.asarray(tokens[w * seq_len : w * seq_len + seq_len + 1], dtype=np.int64)
-        logits = session.run(["logits"], {"input_ids": window[None, :-1]})[0][0].astype(np.float64)
-        top = logits.max(axis=-1, keepdims=True)
-        log_z = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
-        total += float((log_z - logits[np.arange(seq_len), window[1:]]).sum())
+        logits = prefill.run(["logits"], {"input_ids": window[None, :-1]})[0][0]
+        total += float(token_nll(logits, window[1:]).sum())
         count += seq_len
     return float(np.exp(total / count))
