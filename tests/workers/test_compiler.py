@@ -35,6 +35,14 @@ SPACE = SearchSpace(
 )
 
 
+# Parallel vs step-by-step on random genomes: up to 14 stacked layers mixing gated linear
+# attention's parallel exp(c_i - c_j) form with gated convolutions grow float32 rounding well
+# past the single-operator TOL. Worst measured over 2,100 sampled genomes: 1.4e-4 with AVX-512
+# kernels, 2.0e-4 with PyTorch's generic ones, on logits of scale ~3.5 (1e-4 failed in CI on one
+# hypothesis draw). 1e-3 leaves 5x room; a broken cache path is off by O(1).
+RANDOM_GENOME_TOL = 1e-3
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32 - 1))
 def test_random_genomes_have_exact_costs_and_decode_exactly(seed):
@@ -45,7 +53,7 @@ def test_random_genomes_have_exact_costs_and_decode_exactly(seed):
     with torch.no_grad():
         parallel = model(ids)
     stepwise, states = run_stepwise(model, ids, prefix=4)
-    assert (parallel - stepwise).abs().max().item() <= TOL
+    assert (parallel - stepwise).abs().max().item() <= RANDOM_GENOME_TOL
     assert costs.cache_bytes(genome, 11, "float32") == state_bytes(states)
 
 
