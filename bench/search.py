@@ -1,4 +1,5 @@
-"""Random search vs NSGA-II vs surrogate-assisted NSGA-II at equal evaluation budgets.
+"""Random search vs NSGA-II vs pre-screening vs surrogate-assisted NSGA-II (and the surrogate
+on multi-fidelity rungs), in evaluations and in compute, read in a frame fixed before the run.
 
 Tiny models, real training on the built-in corpus (byte tokenizer, a fixed token budget) as
 Ray tasks, on two objective sets:
@@ -6,29 +7,20 @@ Ray tasks, on two objective sets:
 - hardware: (perplexity, decode_ms@128[host], params), decode latency measured by the host
             agent's own backend (`device_agent.host_backend`) on each candidate's ONNX export,
             one measurement at a time while the workers are idle.
-Each (set, algorithm, seed) is an independent search (population 16, 9 generations: the
-initial 16 and 8 x 14 offspring = 128 evaluations), started without the presets so the
-three algorithms get the same start; hypervolume against evaluations is computed in two
-frames shared by every run of a set: "front" (ideal and nadir of the best front known, the
-non-dominated set of everything evaluated in that set: the frame the targets are read in,
-since it measures how much of the best front a run found) and "all" (ideal and nadir of
-everything evaluated, where any front near the corner is close to the maximum 1.1^k).
-Evaluations are cached by genome across runs (the same genome is never trained or measured
-twice). With
-`--presets`, NSGA-II and the surrogate also run with the presets in the initial population,
-as users run them, for STAR's table and the check against `lfm2`. The presets, sized like
-the searched models and trained with the same budget, are the baselines.
+Each (set, algorithm, seed) is an independent search started without the presets, so every
+algorithm gets the same start per seed. `surrogate+mf` is `surrogate` with
+`training.fidelities` (successive halving over the token budget, orchestrator/search/
+fidelity.py; promotions on the objectives known after training, as the driver does).
+Evaluations are cached by genome and budget across runs (never trained or measured twice);
+each archive entry carries the `compute_s` its evaluation cost (training CPU-seconds of every
+rung it trained, plus export CPU-seconds and measurement seconds where the set measures).
 
-Each run's evaluated candidates (generation, metrics) are stored too, so other frames can
-be computed from the JSON later. Running a subset of the sets keeps the other sets already in
-the output file.
+The figures, the frame and the targets are bench/search_figures.py's docstring, fixed before
+the first run: regret ratio to random's, evaluations and compute to reach random's final mean
+hypervolume, per-seed paired differences, sample spread (ddof = 1).
 
-Reported: hypervolume per evaluation count (mean and spread over seeds), evaluations each
-algorithm needs to reach random search's final mean hypervolume, the surrogate's predictor
-accuracy per generation (Kendall tau, median absolute percentage error), and STAR's table.
-
-    python -m bench.search [--sets static hardware] [--seeds 0 1 2] [--population 16]
-                           [--generations 9] [--tokens 30000] [--presets]
+    python -m bench.search [--sets static hardware] [--seeds 0 1 2 3 4] [--population 8]
+                           [--generations 6] [--tokens 30000] [--fidelities 3000 10000 30000]
 """
 
 from __future__ import annotations
@@ -42,17 +34,11 @@ from typing import Any
 import numpy as np
 
 from bench.search_evaluations import HOST, Evaluations
-from bench.search_frames import (
-    archives,
-    curve,
-    front_dominates_lfm2,
-    shared_frames,
-    star_rows,
-    summarise,
-)
-from core import SearchSpace, preset
+from bench.search_figures import figures
+from core import SearchSpace
 from core.job_spec import EvolutionSpec
 from orchestrator.ray_evaluator import RayEvaluator, connect
+from orchestrator.search.fidelity import Rungs, promotions
 from orchestrator.search.loop import Individual, SearchLoop
 
 RESULTS = Path(__file__).parent / "results"
@@ -60,8 +46,8 @@ OBJECTIVE_SETS = {
     "static": ["perplexity", "params", "cache_bytes@1024"],
     "hardware": ["perplexity", HOST, "params"],
 }
-ALGORITHMS = ["random", "nsga2", "surrogate"]
-BASELINES = ["transformer++", "lfm2", "hyena-edge", "striped-hyena", "mobilellm"]
+MULTI_FIDELITY = "+mf"  # suffix: the algorithm on successive-halving rungs
+ALGORITHMS = ["random", "nsga2", "prescreen", "surrogate", "surrogate+mf"]
 VOCAB = 257  # byte tokenizer
 SPACE = SearchSpace(
     classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
@@ -70,165 +56,146 @@ SPACE = SearchSpace(
     depth_max=8,
     vocab_size=VOCAB,
 )
-PRESET_SIZE = {name: dict(width=48, layers=2, heads=4, kv_heads=2, ffn=96) for name in BASELINES}
-PRESET_SIZE["mobilellm"] = dict(width=32, layers=4, heads=4, kv_heads=2, ffn=64)  # deep and thin
+
+
+def evaluate_generation(
+    loop: SearchLoop,
+    individuals: list[Individual],
+    objectives: list[str],
+    budgets: list[int],
+    evaluations: Evaluations,
+) -> None:
+    """Train every candidate on the first budget, promote the best third per rung (the
+    driver's rule: orchestrator/rung_decisions.py), measure hardware, then tell the loop."""
+    rungs = Rungs(tuple(budgets))
+    reached = {c.hash: 0 for c in individuals}
+    at = list(individuals)
+    for rung, tokens in enumerate(budgets):
+        evaluations.train(at, tokens)
+        if rung == rungs.top:
+            break
+        results = {}
+        for c in at:
+            if evaluations.perplexity.get((c.hash, tokens)) is not None:
+                metrics, _ = evaluations.metrics(c, objectives, [tokens])
+                results[c.hash] = metrics
+        known = [m for m in objectives if all(m in r for r in results.values())]
+        promoted = set(promotions(results, known, [], rungs.keep(len(results))))
+        at = [c for c in at if c.hash in promoted]
+        for c in at:
+            reached[c.hash] = rung + 1
+    if HOST in objectives:
+        evaluations.measure(individuals)
+    for c in individuals:
+        trained = budgets[: reached[c.hash] + 1]
+        metrics, compute = evaluations.metrics(c, objectives, trained)
+        loop.tell(c.hash, metrics, trained[-1])
+        c.compute_s = compute  # type: ignore[attr-defined]
 
 
 def run_search(
-    name: str,
-    objectives: list[str],
-    algorithm: str,
-    seed: int,
-    args,
-    evaluations: Evaluations,
-    presets: bool,
+    objectives: list[str], algorithm: str, seed: int, args, evaluations: Evaluations
 ) -> dict[str, Any]:
+    base = algorithm.removesuffix(MULTI_FIDELITY)
+    budgets = args.fidelities if algorithm.endswith(MULTI_FIDELITY) else [args.tokens]
     spec = EvolutionSpec(
-        algorithm=algorithm,
+        algorithm=base,
         population=args.population,
         generations=args.generations,
         seed=seed,
-        include_presets=presets,
+        include_presets=False,
     )
     loop = SearchLoop(SPACE, spec, objectives)
     started = time.perf_counter()
-    predictor = []  # the surrogate's accuracy, generation by generation
+    predictor = []
     for generation in range(spec.generations):
-        individuals = loop.add(loop.children_for(generation), generation)
+        individuals = loop.add(loop.ask(generation), generation)
         todo = [c for c in individuals if c.metrics is None]
         if todo:
-            evaluations.evaluate(todo, objectives)
+            evaluate_generation(loop, todo, objectives, budgets, evaluations)
         loop.complete(generation, [c.hash for c in individuals])
-        if algorithm == "surrogate":
+        if loop.algorithm.learns:
+            info = loop.selection_info.get(generation, {})
             predictor.append(
                 {
                     "generation": generation,
-                    "fallback": loop.selection_info.get(generation, {}).get("fallback", True),
+                    "fallback": info.get("fallback", True),
                     **loop.prediction_report(generation),
                 }
             )
     print(
-        f"{name:8s} {algorithm:9s} seed {seed}{' +presets' if presets else ''}: "
-        f"{loop.history[-1].evaluations} evaluations, {len(loop.history[-1].pareto)} on the "
-        f"front ({time.perf_counter() - started:.0f}s)",
+        f"{','.join(objectives):45s} {algorithm:13s} seed {seed}: "
+        f"{loop.history[-1].evaluations} evaluations ({time.perf_counter() - started:.0f}s)",
         flush=True,
     )
-    return {
-        "loop": loop,
-        "predictor": predictor,
-        "seed": seed,
-        "algorithm": algorithm,
-        "presets": presets,
-    }
+    archive = [
+        {
+            "generation": c.generation,
+            "origin": c.origin,
+            "hash": c.hash,
+            "metrics": c.metrics,
+            "fidelity": c.fidelity,
+            "compute_s": getattr(c, "compute_s", None),
+        }
+        for c in sorted(loop.archive.values(), key=lambda c: c.generation)
+    ]
+    return {"algorithm": algorithm, "seed": seed, "archive": archive, "predictor": predictor}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The flags; the defaults are the README's three seeds at equal budgets."""
+    """The flags; the defaults are the README's run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--sets", nargs="+", default=list(OBJECTIVE_SETS), choices=list(OBJECTIVE_SETS)
     )
     parser.add_argument("--algorithms", nargs="+", default=ALGORITHMS, choices=ALGORITHMS)
-    parser.add_argument("--population", type=int, default=16)
-    parser.add_argument("--generations", type=int, default=9)
+    parser.add_argument("--population", type=int, default=8)
+    parser.add_argument("--generations", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=30_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--presets",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run NSGA-II and the surrogate with presets in generation 0",
-    )
+    parser.add_argument("--fidelities", type=int, nargs="+", default=[3_000, 10_000, 30_000])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs")
     parser.add_argument("--out", type=Path, default=RESULTS / "search.json")
-    return parser.parse_args(argv)
-
-
-def run_all_searches(
-    name: str, objectives: list[str], args: argparse.Namespace, evaluations: Evaluations
-) -> list[dict[str, Any]]:
-    """Every (algorithm, seed) from the same start, then, with --presets, the presets seeded
-    (random search has no initial population to seed)."""
-    runs = [
-        run_search(name, objectives, algorithm, seed, args, evaluations, False)
-        for seed in args.seeds
-        for algorithm in args.algorithms
-    ]
-    if args.presets:
-        runs += [
-            run_search(name, objectives, algorithm, seed, args, evaluations, True)
-            for seed in args.seeds
-            for algorithm in args.algorithms
-            if algorithm != "random"
-        ]
-    return runs
+    args = parser.parse_args(argv)
+    if args.fidelities[-1] != args.tokens or "random" not in args.algorithms:
+        parser.error("--fidelities must end at --tokens, and random (the baseline) must run")
+    return args
 
 
 def search_set(name: str, args: argparse.Namespace, evaluations: Evaluations) -> dict[str, Any]:
-    """One objective set: its searches, the baselines, and the report entry for it."""
+    """One objective set: every (algorithm, seed) run and its figures."""
     objectives = OBJECTIVE_SETS[name]
-    runs = run_all_searches(name, objectives, args, evaluations)
-    baselines = [
-        Individual(preset(p, vocab=VOCAB, **PRESET_SIZE[p]), -1, origin=p) for p in BASELINES
+    runs = [
+        run_search(objectives, algorithm, seed, args, evaluations)
+        for seed in args.seeds
+        for algorithm in args.algorithms
     ]
-    evaluations.evaluate(baselines, objectives)
-    reference = SearchLoop(SPACE, EvolutionSpec(), objectives)
-    frames = shared_frames(reference, runs)
-    plain = [r for r in runs if not r["presets"]]
-    counts = [h.evaluations for h in plain[0]["loop"].history]
-    by_frame = {
-        f: summarise(
-            {
-                a: [curve(r, reference, frame) for r in plain if r["algorithm"] == a]
-                for a in args.algorithms
-            },
-            counts,
-        )
-        for f, frame in frames.items()
-    }
-    base_metrics = {b.origin: b.metrics for b in baselines}
-    dominated_lfm2 = front_dominates_lfm2(runs, base_metrics["lfm2"], objectives)
-    entry = {
-        "objectives": objectives,
-        "evaluations": counts,
-        "frames": {f: {"ideal": fr.ideal, "nadir": fr.nadir} for f, fr in frames.items()},
-        **by_frame["front"],
-        "all_frame": by_frame["all"],
-        "predictor": [
-            {"seed": r["seed"], "presets": r["presets"], "by_generation": r["predictor"]}
-            for r in runs
-            if r["algorithm"] == "surrogate"
-        ],
-        "baselines": base_metrics,
-        "front_dominates_lfm2_on_perplexity_and_host_decode": dominated_lfm2,
-        "star_table": [star_rows(r, base_metrics, objectives) for r in runs],
-        "runs": archives(runs),
-    }
-    for f, summary in by_frame.items():
+    read = figures(runs, objectives)
+    for algorithm, f in read["algorithms"].items():
         print(
-            f"{name} ({f} frame): final hypervolume mean "
-            + ", ".join(f"{a} {m[-1]:.4f}" for a, m in summary["hypervolume_mean"].items())
-            + f"; ratio to random {summary['final_ratio_to_random']}; evaluations to reach"
-            f" random's final: {summary['evaluations_to_reach_random_final']}",
+            f"{name} {algorithm:13s} regret ratio {f['regret_ratio_to_random']}, "
+            f"evaluations to random's final {f['evaluations_to_reach_random_final']['mean']}, "
+            f"compute ratio {f['compute_ratio_to_random_total']['mean']} "
+            f"({f['seeds_reaching']} seeds reach)",
             flush=True,
         )
-    return entry
+    print(f"{name} targets: {read['targets']}", flush=True)
+    return {"objectives": objectives, **read, "runs": runs}
 
 
 def keep_previous_sets(report: dict[str, Any], args: argparse.Namespace, started: float) -> None:
     """Fold in the sets of the existing output file this invocation did not run, so sets can
-    be run one at a time."""
+    be run one at a time (each set keeps the arguments it ran with)."""
     previous = json.loads(args.out.read_text())
     kept = {k: v for k, v in previous.get("sets", {}).items() if k not in report["sets"]}
-    walls = previous.get("wall_s") if isinstance(previous.get("wall_s"), dict) else {}
     report["sets"] = {**kept, **report["sets"]}
     report["wall_s"] = {
-        **{k: v for k, v in walls.items() if k in kept},
-        ",".join(args.sets): time.perf_counter() - started,
+        **{k: v for k, v in (previous.get("wall_s") or {}).items() if k in kept},
+        **report["wall_s"],
     }
-    report["args_by_sets"] = {
-        **previous.get("args_by_sets", {}),
-        ",".join(args.sets): report["args"],
+    report["args_by_set"] = {
+        **{k: v for k, v in (previous.get("args_by_set") or {}).items() if k in kept},
+        **report["args_by_set"],
     }
 
 
@@ -244,14 +211,13 @@ def main(argv: list[str] | None = None) -> dict:
     }
     evaluations = Evaluations(RayEvaluator(), config)
     started = time.perf_counter()
-    report: dict[str, Any] = {
-        "benchmark": "search",
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "sets": {},
-    }
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    report: dict[str, Any] = {"benchmark": "search", "sets": {}, "wall_s": {}, "args_by_set": {}}
     for name in args.sets:
+        set_started = time.perf_counter()
         report["sets"][name] = search_set(name, args, evaluations)
-    report["wall_s"] = {",".join(args.sets): time.perf_counter() - started}
+        report["wall_s"][name] = time.perf_counter() - set_started
+        report["args_by_set"][name] = arguments
     if args.out.exists():  # keep the sets this invocation did not run
         keep_previous_sets(report, args, started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -262,30 +228,33 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def plot(report: dict, path: Path) -> None:
+    """Hypervolume (fixed frame) against evaluations and against compute, mean over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sets = list(report["sets"])
-    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4), squeeze=False)
-    for ax, name in zip(axes[0], sets):
+    fig, axes = plt.subplots(2, len(sets), figsize=(6 * len(sets), 8), squeeze=False)
+    for column, name in enumerate(sets):
         data = report["sets"][name]
-        for i, (algorithm, mean) in enumerate(data["hypervolume_mean"].items()):
-            std = np.asarray(data["hypervolume_std"][algorithm])
-            ax.plot(data["evaluations"], mean, marker="o", color=f"C{i}", label=algorithm)
-            ax.fill_between(
-                data["evaluations"],
-                np.asarray(mean) - std,
-                np.asarray(mean) + std,
-                color=f"C{i}",
-                alpha=0.2,
-            )
-        ax.set_xlabel("evaluations")
-        ax.set_ylabel("hypervolume (shared frame)")
-        ax.set_title(f"{name}: {', '.join(data['objectives'])}", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        for i, algorithm in enumerate(data["algorithms"]):
+            curves = [c for k, c in data["curves"].items() if k.rsplit(":", 1)[0] == algorithm]
+            for row, x in enumerate(("evaluations", "compute_s")):
+                ax = axes[row][column]
+                xs = np.mean([c[x] for c in curves], axis=0)
+                hv = np.asarray([c["hypervolume"] for c in curves])
+                ax.plot(xs, hv.mean(0), marker="o", color=f"C{i}", label=algorithm)
+                if len(curves) > 1:
+                    spread = hv.std(0, ddof=1)
+                    ax.fill_between(
+                        xs, hv.mean(0) - spread, hv.mean(0) + spread, color=f"C{i}", alpha=0.15
+                    )
+                ax.set_xlabel("evaluations" if x == "evaluations" else "compute, CPU-seconds")
+                ax.set_ylabel("hypervolume (fixed frame)")
+                ax.set_title(f"{name}: {', '.join(data['objectives'])}", fontsize=9)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

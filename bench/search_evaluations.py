@@ -1,8 +1,11 @@
-"""The evaluations every search run of `bench.search` shares: each genome trained (on Ray) and,
-where a set asks for it, its decode latency measured on this host, once for all runs."""
+"""The evaluations every search run of `bench.search` shares: each genome trained (on Ray) at
+each token budget asked for and, where a set asks for it, its decode latency measured on this
+host, once for all runs, with the compute each took (DESIGN.md's `compute_s`: CPU-seconds of
+the Ray task that trained it, and of the export and the measurement)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +17,14 @@ HOST = "decode_ms@128[host]"
 
 
 class Evaluations:
-    """Every genome's perplexity and host decode latency, computed once for all runs."""
+    """Every (genome, budget)'s perplexity and every genome's host decode latency, computed
+    once for all runs; `compute[(hash, stage)]` what each cost."""
 
     def __init__(self, evaluator: RayEvaluator, config: dict[str, Any]):
         self.evaluator, self.config = evaluator, config
-        self.perplexity: dict[str, float | None] = {}
+        self.perplexity: dict[tuple[str, int], float | None] = {}
         self.decode_ms: dict[str, float | None] = {}
+        self.compute: dict[tuple[str, Any], float] = {}  # (hash, tokens or "measure") -> s
 
     def _drain(self) -> list:
         done = []
@@ -27,42 +32,59 @@ class Evaluations:
             done += self.evaluator.collect(1.0)
         return done
 
-    def evaluate(self, individuals: list[Individual], objectives: list[str]) -> None:
-        todo = {c.hash: c for c in individuals if c.hash not in self.perplexity}
+    def train(self, individuals: list[Individual], tokens: int) -> None:
+        """Perplexity of each at `tokens` (cached), on the Ray workers in parallel."""
+        todo = {c.hash: c for c in individuals if (c.hash, tokens) not in self.perplexity}
+        config = {**self.config, "tokens": tokens}
         for h, c in todo.items():
-            self.evaluator.submit_quality(h, c.genome.to_json(), self.config, timeout_s=900)
+            self.evaluator.submit_quality(h, c.genome.to_json(), config, timeout_s=900)
         for finished in self._drain():
             result = finished.value.result if finished.ok else None
-            self.perplexity[finished.genome_hash] = (
-                result.perplexity if result is not None and result.ok else None
+            ok = result is not None and result.ok
+            self.perplexity[(finished.genome_hash, tokens)] = result.perplexity if ok else None
+            self.compute[(finished.genome_hash, tokens)] = (
+                result.compute_s if result is not None and result.compute_s else finished.wall_s
             )
-        if HOST in objectives:
-            self._measure([c for c in individuals if c.hash not in self.decode_ms])
-        for c in individuals:
-            metrics = static_metrics(c.genome.to_json(), objectives)
-            if self.perplexity.get(c.hash) is not None:
-                metrics["perplexity"] = self.perplexity[c.hash]
-            if HOST in objectives and self.decode_ms.get(c.hash) is not None:
-                metrics[HOST] = self.decode_ms[c.hash]
-            c.metrics = metrics
 
-    def _measure(self, individuals: list[Individual]) -> None:
+    def metrics(
+        self, c: Individual, objectives: list[str], budgets: list[int]
+    ) -> tuple[dict[str, Any], float]:
+        """Its metrics (quality from the highest of `budgets` trained) and their compute."""
+        metrics = static_metrics(c.genome.to_json(), objectives)
+        compute = sum(self.compute.get((c.hash, b), 0.0) for b in budgets)
+        if self.perplexity.get((c.hash, budgets[-1])) is not None:
+            metrics["perplexity"] = self.perplexity[(c.hash, budgets[-1])]
+        if HOST in objectives:
+            compute += self.compute.get((c.hash, "measure"), 0.0)
+            if self.decode_ms.get(c.hash) is not None:
+                metrics[HOST] = self.decode_ms[c.hash]
+        return metrics, compute
+
+    def measure(self, individuals: list[Individual]) -> None:
+        """Host decode latency of each (cached): exported on Ray, measured here one at a time
+        while the workers are idle, so timings are not shared."""
         import tempfile
 
         from core.protocol import MeasurementSpec
         from device_agent.host_backend import measure_task
 
-        for c in individuals:
+        todo = [c for c in individuals if c.hash not in self.decode_ms]
+        for c in todo:
             self.evaluator.submit_export(c.hash, c.genome.to_json(), None, timeout_s=900)
         exported = {f.genome_hash: f for f in self._drain()}
         spec = MeasurementSpec(prefill_lengths=[16], decode_contexts=[128], warmup=2, repeats=10)
-        for c in individuals:  # one at a time, the Ray workers idle: timings are not shared
+        for c in todo:
             finished = exported[c.hash]
             if not finished.ok:
                 self.decode_ms[c.hash] = None
                 continue
+            started = time.perf_counter()
             with tempfile.TemporaryDirectory() as folder:
                 for name, data in finished.value.files.items():
                     (Path(folder) / name).write_bytes(data)
                 report = measure_task(Path(folder), spec)
             self.decode_ms[c.hash] = report.decode[0].median_ms
+            # export CPU-seconds + the measurement's wall time (its processes ran alone)
+            self.compute[(c.hash, "measure")] = (finished.value.compute_s or 0.0) + (
+                time.perf_counter() - started
+            )

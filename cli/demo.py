@@ -124,7 +124,8 @@ def _job_spec(population: int, generations: int, tokens: int, precision: str) ->
 
 def _run_job(app, job_id: int, workers: int, outcome: dict[str, str]) -> threading.Thread:
     """Claim and run the job in a daemon thread, so the main thread can show progress."""
-    from orchestrator.driver import JobRunner, owner_id
+    from orchestrator.driver import JobRunner
+    from orchestrator.job_support import owner_id
     from orchestrator.ray_evaluator import connect
     from store import jobs as job_store
 

@@ -25,7 +25,8 @@ def orchestrator(
 ):
     """Run queued jobs: connects to RAY_ADDRESS, else starts a local Ray."""
     from core.states import JobStatus
-    from orchestrator.driver import JobRunner, owner_id
+    from orchestrator.driver import JobRunner
+    from orchestrator.job_support import owner_id
     from orchestrator.ray_evaluator import connect
     from store import jobs as job_store
     from store.engine import make_engine, session_factory, upgrade

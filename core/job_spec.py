@@ -18,6 +18,7 @@ from .metrics import canonical, parse_metric
 from .precision import ExportSpec
 from .protocol import MeasurementSpec
 from .scale_check import ScaleSpec
+from .search_algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .space import SearchSpace
 from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, SEED_MAX, StrictModel
 from .training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE, TrainConfig
@@ -39,11 +40,9 @@ class ConstraintSpec(StrictModel):
 class EvolutionSpec(StrictModel):
     """Defaults follow STAR: population 16, 18 generations, 10% mutation, elitism 2."""
 
-    algorithm: Literal["nsga2", "random", "surrogate"] = Field(
-        default="nsga2",
-        description="random: the same budget of uniform samples; surrogate: "
-        "NSGA-II whose offspring are picked from a larger bred pool by predicted hypervolume "
-        "improvement (orchestrator/search/surrogate.py)",
+    algorithm: Literal[tuple(ALGORITHMS)] = Field(  # type: ignore[valid-type]
+        default=DEFAULT_ALGORITHM,
+        description="; ".join(f"{name}: {what}" for name, what in ALGORITHMS.items()),
     )
     population: int = Field(default=16, ge=2, le=1024)
     generations: int = Field(default=18, ge=1, le=1000)
@@ -54,7 +53,10 @@ class EvolutionSpec(StrictModel):
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
     include_presets: bool = True
     pool_factor: int = Field(
-        default=20, ge=1, le=200, description="surrogate: offspring bred per offspring evaluated"
+        default=20,
+        ge=1,
+        le=200,
+        description="surrogate and prescreen: offspring bred per offspring evaluated",
     )
     surrogate_min_points: int = Field(
         default=10,

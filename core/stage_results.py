@@ -52,6 +52,7 @@ class QualityResult:
     peak_flops: float | None = None
     node: str | None = None  # the Ray node that trained it
     task_interval: list[float] | None = None  # [start, end], epoch seconds
+    compute_s: float | None = None  # CPU-seconds of the task, or GPU-seconds on a GPU
 
     @property
     def ok(self) -> bool:
@@ -109,6 +110,7 @@ class QuantizedQuality:
     variants: dict[str, QuantizedScore] = field(default_factory=dict)
     wall_s: float = 0.0
     task_interval: list[float] | None = None
+    compute_s: float | None = None  # CPU-seconds of the task
 
     @property
     def ok(self) -> bool:
@@ -146,6 +148,17 @@ class ExportOutput:
     files: dict[str, bytes]
     task_wall_s: float | None = None
     task_interval: list[float] | None = None
+    compute_s: float | None = None  # CPU-seconds of the task
+
+
+def task_compute_s(cpu_started: float, wall_s: float, device: str = "cpu", gpus: float = 1.0):
+    """A task's compute: CPU-seconds of its process (every thread: `time.process_time`) on a
+    CPU, GPU-seconds (wall time x GPUs held) on a GPU — DESIGN.md's `compute_s`."""
+    import time
+
+    if device.startswith("cuda"):
+        return wall_s * gpus
+    return time.process_time() - cpu_started
 
 
 StageResult = Trained | QuantizedQuality | ExportOutput

@@ -106,6 +106,34 @@ class TrainConfig(StrictModel):
         description="the device's peak FLOP/s for MFU; None = looked up from the GPU's name",
     )
 
+    fidelities: list[int] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=8,
+        description="multi-fidelity training: token budgets of the successive-halving rungs, "
+        "rising, the last equal to `tokens`; every candidate trains on the first, the best "
+        "1/reduction_factor of a generation move up a rung (orchestrator/search/fidelity.py)",
+    )
+    reduction_factor: int = Field(
+        default=3, ge=2, le=64, description="successive halving's eta: 1 of this many moves up"
+    )
+
+    @model_validator(mode="after")
+    def _rungs_rise_to_the_budget(self) -> "TrainConfig":
+        rungs = self.fidelities
+        if rungs is not None:
+            if any(b <= a for a, b in zip(rungs, rungs[1:])) or rungs[0] < 1:
+                raise ValueError(f"fidelities {rungs} must be positive and strictly rising")
+            if rungs[-1] != self.tokens:
+                raise ValueError(
+                    f"the last of fidelities ({rungs[-1]}) must equal tokens ({self.tokens})"
+                )
+        return self
+
+    def at_fidelity(self, tokens: int) -> "TrainConfig":
+        """This config trained on `tokens` (one rung): its own cache key, no rungs."""
+        return self.model_copy(update={"tokens": tokens, "fidelities": None})
+
     @model_validator(mode="after")
     def _micro_batches_divide_the_batch(self) -> "TrainConfig":
         if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
@@ -126,6 +154,8 @@ class TrainConfig(StrictModel):
 
 
 RESULT_NEUTRAL = {
+    "fidelities",  # how a search spends training, not what one run computes
+    "reduction_factor",
     "threads",
     "device",
     "timeout_s",

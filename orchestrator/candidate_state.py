@@ -4,6 +4,11 @@
        │           │                │                   │             │
        └───────────┴────────────────┴───────────────────┴─────────────┴──────► FAILED
 
+With multi-fidelity training (`training.fidelities`), TRAINING ends in RUNG_DONE at every
+rung below the top one; the generation's rung decision (orchestrator/rung_decisions.py)
+sends a promoted candidate back to TRAINING on the next rung's budget and lets the others go
+on from RUNG_DONE with their best rung's result, as if TRAINING had just ended.
+
 Stages run in this order, one piece of work at a time per candidate. A stage is skipped
 when there is nothing to do: a quality result already in the evaluation cache skips
 TRAINING; a job without `perplexity[:PREC]` skips QUANTIZED_QUALITY (so does one whose
@@ -19,12 +24,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from core.stage_results import QualityResult
 from orchestrator.search.loop import Individual
+
+from .compute_ledger import ComputeLedger
 
 
 class Stage(str, Enum):
     QUEUED = "queued"
     TRAINING = "training"
+    RUNG_DONE = "rung_done"  # a lower rung trained; waiting for the generation's decision
     QUANTIZED_QUALITY = "quantized_quality"
     EXPORTING = "exporting"
     PROFILING = "profiling"
@@ -36,6 +45,7 @@ TRANSITIONS: dict[Stage, frozenset[Stage]] = {
     Stage.QUEUED: frozenset(
         {
             Stage.TRAINING,
+            Stage.RUNG_DONE,
             Stage.QUANTIZED_QUALITY,
             Stage.EXPORTING,
             Stage.PROFILING,
@@ -44,7 +54,25 @@ TRANSITIONS: dict[Stage, frozenset[Stage]] = {
         }
     ),
     Stage.TRAINING: frozenset(
-        {Stage.QUANTIZED_QUALITY, Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}
+        {
+            Stage.RUNG_DONE,
+            Stage.QUANTIZED_QUALITY,
+            Stage.EXPORTING,
+            Stage.PROFILING,
+            Stage.DONE,
+            Stage.FAILED,
+        }
+    ),
+    Stage.RUNG_DONE: frozenset(
+        {
+            Stage.TRAINING,
+            Stage.RUNG_DONE,  # promoted, and the next rung's result is in the cache
+            Stage.QUANTIZED_QUALITY,
+            Stage.EXPORTING,
+            Stage.PROFILING,
+            Stage.DONE,
+            Stage.FAILED,
+        }
     ),
     Stage.QUANTIZED_QUALITY: frozenset(
         {Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}
@@ -67,6 +95,10 @@ class CandidateProgress:
     stage: Stage = Stage.QUEUED
     metrics: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
+    compute: ComputeLedger = field(default_factory=ComputeLedger)
+    rung: int = 0  # the multi-fidelity rung training is on (or last finished)
+    rungs: list[dict[str, Any]] = field(default_factory=list)  # one entry per rung trained
+    held: tuple[QualityResult, bytes | None] | None = None  # best rung's result at RUNG_DONE
 
     @property
     def genome_hash(self) -> str:

@@ -17,7 +17,6 @@ import logging
 import time
 from pathlib import Path
 
-from core.genome import Genome
 from core.metrics import (
     Constraint,
     MetricNeeds,
@@ -27,7 +26,7 @@ from core.metrics import (
     static_metrics,
     trained_metrics,
 )
-from core.scale_check import ScaleSpec, scale_report
+from core.scale_check import scale_report
 from core.stage_results import (
     ExportOutput,
     QualityResult,
@@ -36,15 +35,18 @@ from core.stage_results import (
     Trained,
 )
 from core.states import JobStatus
-from orchestrator.search.evolution import Child
+from orchestrator.search.fidelity import Rungs
 from orchestrator.search.loop import Individual, SearchLoop
 from orchestrator.search.motifs import enrichment
 from store import SessionFactory
 
 from .candidate_state import CandidateProgress, Stage
 from .evaluator import Evaluator, Finished, Work
+from .generation_costs import compute_stats, rung_stats
+from .job_support import scale_children
 from .profiling import Clock, ProfilingQueue
 from .records import JobRecords
+from .rung_decisions import decide, due_rung
 
 log = logging.getLogger("tailor.orchestrator")
 HEARTBEAT_S = 5.0
@@ -100,48 +102,104 @@ class JobRunner:
             ],
         )
         self.profiles = bool(needs.profiled)
-        self.train_config = spec.training.model_dump(mode="json")
+        self.rungs = Rungs.of(spec.training)
         self.row_ids: dict[str, int] = {}  # genome hash -> candidate row id
+        self.ledgers: dict[str, dict] = {}  # genome hash -> its compute ledger (JSON)
+        self.rung_log: dict[str, list[dict]] = {}  # genome hash -> the rungs it trained
         self.last_heartbeat = -HEARTBEAT_S
 
     # ----------------------------------------------------------------- one candidate
 
     def _start(self, p: CandidateProgress) -> None:
         p.metrics.update(static_metrics(p.candidate.genome.to_json(), self.metric_names))
-        cached = self.records.cached_quality(p.genome_hash)
+        self._train_rung(p, 0)
+
+    def _rung_tokens(self, rung: int) -> int | None:
+        """A lower rung's token budget; None for the top rung (the job's own budget)."""
+        return None if rung == self.rungs.top else self.rungs.budgets[rung]
+
+    def _train_rung(self, p: CandidateProgress, rung: int) -> None:
+        """Train on rung `rung`'s budget (the job's budget without fidelities), or take it
+        from the evaluation cache."""
+        p.rung, tokens = rung, self._rung_tokens(rung)
+        cached = self.records.cached_quality(p.genome_hash, tokens)
         if cached is None:
+            config = self.spec.training.at_fidelity(self.rungs.budgets[rung])
             self.evaluator.submit_quality(
                 p.genome_hash,
                 p.candidate.genome.to_json(),
-                self.train_config,
+                config.model_dump(mode="json"),
                 self.spec.training.timeout_s,
             )
             p.advance(Stage.TRAINING)
             return
-        self._trained(p, cached, weights=None)
+        weights = self.records.trained_weights(p.genome_hash, tokens) if tokens else None
+        self._rung_trained(p, cached, weights, reused=True)
+
+    def _rung_trained(
+        self, p: CandidateProgress, result: QualityResult, weights: bytes | None, reused: bool
+    ) -> None:
+        """One rung's result: at the top rung the candidate goes on; below it, it waits at
+        RUNG_DONE for the generation's decision (orchestrator/rung_decisions.py)."""
+        p.compute.add("training", result.compute_s, reused)
+        tokens = self.rungs.budgets[p.rung]
+        p.rungs.append(
+            {"tokens": tokens, "perplexity": result.perplexity, "compute_s": result.compute_s}
+        )
+        p.candidate.fidelity = tokens
+        if p.rung == self.rungs.top or not result.ok:
+            self._trained(p, result, weights)
+            return
+        p.metrics.update(trained_metrics(result))
+        p.held = (result, weights)
+        p.advance(Stage.RUNG_DONE)
+
+    def _decide_rungs(self, progress: dict[str, CandidateProgress]) -> None:
+        """Take every rung decision that is due: promote the best, release the rest."""
+        while (rung := due_rung(progress.values())) is not None:
+            promoted, released = decide(
+                progress.values(), rung, self.rungs, self.spec.objectives, self.constraints
+            )
+            for p in promoted:
+                p.rungs[-1]["promoted"] = True
+                self._train_rung(p, rung + 1)
+            for p in released:
+                p.rungs[-1]["promoted"] = False
+                result, weights = p.held
+                self._trained(p, result, weights)
+
+    def _weights(self, p: CandidateProgress) -> bytes | None:
+        """The trained weights of the rung the candidate's quality was read at."""
+        if p.held is not None and p.held[1] is not None:
+            return p.held[1]
+        return self.records.trained_weights(p.genome_hash, self._rung_tokens(p.rung))
 
     def _trained(self, p: CandidateProgress, result: QualityResult, weights: bytes | None) -> None:
         """Quality is known: apply it, then score the quantized graphs, export (or finish)."""
         if not result.ok:
             p.fail(f"training failed: {result.reason}")
             return
+        p.held = (result, weights)
         p.metrics.update(trained_metrics(result))  # every quality metric, named or not
         missing = [
             t
             for t in self.quantized_tags
-            if not self._apply_quantized(p, self.records.cached_quantized_quality(p.genome_hash, t))
+            if not self._apply_quantized(
+                p,
+                self.records.cached_quantized_quality(p.genome_hash, t, self._rung_tokens(p.rung)),
+            )
         ]
         if not missing:
             self._export(p)
             return
-        weights = weights or self.records.trained_weights(p.genome_hash)
+        weights = weights or self._weights(p)
         if weights is None:
             p.fail("quantized perplexity needs the trained weights, and none are stored")
             return
         self.evaluator.submit_quantized_quality(
             p.genome_hash,
             result.eval_genome or p.candidate.genome.to_json(),
-            self.train_config,
+            self.spec.training.at_fidelity(self.rungs.budgets[p.rung]).model_dump(mode="json"),
             weights,
             missing,
             self.spec.training.timeout_s,
@@ -163,9 +221,7 @@ class JobRunner:
         if not missing:
             self._exported(p)
             return
-        weights = (
-            self.records.trained_weights(p.genome_hash) if self._exports_trained_weights() else None
-        )
+        weights = self._weights(p) if self._exports_trained_weights() else None
         self.evaluator.submit_export(
             p.genome_hash,
             p.candidate.genome.to_json(),
@@ -200,23 +256,30 @@ class JobRunner:
                 p.fail(f"training task failed: {finished.error}")
                 return
             trained = finished.value
-            result = self.records.store_quality(p.genome_hash, trained.result, trained.weights)
-            self._trained(p, result, trained.weights)
+            result = self.records.store_quality(
+                p.genome_hash, trained.result, trained.weights, self._rung_tokens(p.rung)
+            )
+            self._rung_trained(p, result, trained.weights, reused=False)
         elif finished.work is Work.QUANTIZED_QUALITY:
             scored = finished.value
             if not finished.ok or not isinstance(scored, QuantizedQuality) or not scored.ok:
                 reason = finished.error or (scored.reason if scored is not None else None)
                 p.fail(f"quantized perplexity failed: {reason}")
                 return
+            p.compute.add("quantization", scored.compute_s)
             for tag, score in scored.variants.items():
                 self._apply_quantized(
-                    p, self.records.store_quantized_quality(p.genome_hash, tag, score)
+                    p,
+                    self.records.store_quantized_quality(
+                        p.genome_hash, tag, score, self._rung_tokens(p.rung)
+                    ),
                 )
             self._export(p)
         else:
             if not finished.ok or not isinstance(finished.value, ExportOutput):
                 p.fail(f"export failed: {finished.error}")
                 return
+            p.compute.add("export", finished.value.compute_s)
             self.records.store_export(p.genome_hash, finished.value)
             self._exported(p)
 
@@ -225,6 +288,7 @@ class JobRunner:
         if not outcome.finished:
             return
         p.metrics.update(outcome.metrics)
+        p.compute.add("device", outcome.device_s)
         p.metrics.update(fleet_metrics(p.metrics, self.metric_names))
         if outcome.failure:
             p.fail(outcome.failure)
@@ -238,12 +302,18 @@ class JobRunner:
         while progress:
             for finished in self.evaluator.collect(self.poll_s):
                 self._on_finished(finished, progress)
+            self._decide_rungs(progress)
             for genome_hash, p in list(progress.items()):
                 if p.stage is Stage.PROFILING:
                     self._poll_profiling(p)
                 if p.finished:
-                    self.records.record_candidate(p.row_id, p.metrics, p.failure)
+                    self.records.record_candidate(
+                        p.row_id, p.metrics, p.failure, p.compute.to_json(), p.rungs or None
+                    )
                     p.candidate.metrics = p.metrics
+                    self.ledgers[genome_hash] = p.compute.to_json()
+                    if p.rungs:
+                        self.rung_log[genome_hash] = p.rungs
                     del progress[genome_hash]
             self._heartbeat()
 
@@ -282,8 +352,13 @@ class JobRunner:
             "offspring": len(stored),
             "motifs": motifs,
         }
-        if self.spec.evolution.algorithm == "surrogate":
-            stats["selection"] = self.loop.selection_info.get(generation)
+        hashes = [c.hash for c in stored]
+        stats["compute"] = compute_stats(self.ledgers, hashes)
+        if (rungs := rung_stats(self.rungs, self.rung_log, hashes)) is not None:
+            stats["rungs"] = rungs
+        if generation in self.loop.selection_info:
+            stats["selection"] = self.loop.selection_info[generation]
+        if self.loop.algorithm.learns:
             stats["predictor"] = self.loop.prediction_report(generation)
         if self.spec.scale is not None:
             scaled = {
@@ -298,6 +373,7 @@ class JobRunner:
         try:
             restored = self.records.restore(self.loop)
             self.row_ids = restored.row_ids
+            self.ledgers, self.rung_log = restored.compute, restored.rungs
             for generation in range(restored.next_generation, self.spec.evolution.generations):
                 self._heartbeat(force=True)
                 self._run_generation(generation)
@@ -319,17 +395,3 @@ class JobRunner:
                 self.records.finish(JobStatus.CANCELLED)
                 return JobStatus.CANCELLED.value
             return "lost"
-
-
-def scale_children(scale: ScaleSpec) -> list[Child]:
-    """A scale-up job's one generation: its members, resized already, in order."""
-    return [
-        Child(Genome.coerce(m.genome), origin=f"scale:{m.source_candidate}") for m in scale.members
-    ]
-
-
-def owner_id() -> str:
-    import os
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}"

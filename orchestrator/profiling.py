@@ -30,6 +30,7 @@ class ProfilingOutcome:
     finished: bool  # False while a task is still queued or leased and time is left
     metrics: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
+    device_s: float = 0.0  # phone seconds the reports took (MeasurementReport.wall_s)
 
 
 class ProfilingQueue:
@@ -66,6 +67,7 @@ class ProfilingQueue:
             if task.report is not None:
                 precision = Variant.from_tag(task.variant).precision
                 outcome.metrics.update(measured_metrics(task.report, task.device_class, precision))
+                outcome.device_s += task.report.wall_s
         failed = [t for t in tasks if t.state is TaskState.FAILED]
         if open_tasks:
             classes = ", ".join(sorted(t.device_class for t in open_tasks))

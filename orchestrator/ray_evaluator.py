@@ -18,7 +18,13 @@ from typing import Any
 
 import ray
 
-from core.stage_results import ExportedVariant, ExportOutput, QuantizedQuality, Trained
+from core.stage_results import (
+    ExportedVariant,
+    ExportOutput,
+    QuantizedQuality,
+    Trained,
+    task_compute_s,
+)
 
 from .evaluator import Finished, Work
 
@@ -47,7 +53,7 @@ def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> Trained:
     """Train and score; the result with the weights' bytes (not a path on this node)."""
     from workers.train.trainer import evaluate_quality
 
-    started, started_at = time.perf_counter(), time.time()
+    started, started_at, cpu = time.perf_counter(), time.time(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         result = evaluate_quality(genome, config, out_dir=tmp)
         weights = None
@@ -56,7 +62,9 @@ def quality_task(genome: dict[str, Any], config: dict[str, Any]) -> Trained:
             result.weights_path = None  # the driver stores the bytes and sets the path
     result.node = ray.get_runtime_context().get_node_id()
     result.task_interval = [started_at, time.time()]  # epoch seconds, for accounting
-    return Trained(result, weights, task_wall_s=time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    result.compute_s = task_compute_s(cpu, wall, result.device, config.get("gpus_per_task", 1))
+    return Trained(result, weights, task_wall_s=wall)
 
 
 @ray.remote(max_retries=TASK_RETRIES)
@@ -73,7 +81,7 @@ def export_task(
     from workers.export.variants import export_variants
     from workers.model.compiler import compile_genome
 
-    started, started_at = time.perf_counter(), time.time()
+    started, started_at, cpu = time.perf_counter(), time.time(), time.process_time()
     model = compile_genome(genome, seed=0)
     if weights is not None:
         model.load_state_dict(
@@ -93,6 +101,7 @@ def export_task(
         files=files,
         task_wall_s=time.perf_counter() - started,
         task_interval=interval,
+        compute_s=task_compute_s(cpu, 0.0),
     )
 
 
@@ -103,9 +112,10 @@ def quantized_quality_task(
     """The trained model's perplexity through its quantized ONNX graphs."""
     from workers.train.quantized_quality import evaluate_quantized_quality
 
-    started_at = time.time()
+    started_at, cpu = time.time(), time.process_time()
     result = evaluate_quantized_quality(eval_genome, config, weights, tags)
     result.task_interval = [started_at, time.time()]
+    result.compute_s = task_compute_s(cpu, 0.0)
     return result
 
 

@@ -9,7 +9,7 @@ later job with the same training config finds them and nothing is trained twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from store.task_results import TaskOutcome, task_outcomes
 # Evaluation-cache key of the float ONNX export (v2: traced when exact; v3: state outputs
 # scheduled right after their layers, which lowers prefill peak memory; v4: int8 weights on
 # 7 bits, so no x86 kernel saturates).
-EXPORT_KEY = "onnx-opset18-v4"
+EXPORT_KEY = "onnx-opset18-v5"  # v5: one shared weights file, last-token prefill, int4 level 4
 QUANTIZED_QUALITY = "quantized_quality"  # evaluation kind: perplexity through a quantized graph
 
 
@@ -45,12 +45,19 @@ def export_key(tag: str) -> str:
 WEIGHTS = "weights.pt"
 
 
+def weights_name(tokens: int | None = None) -> str:
+    """The trained weights' artifact: the job's budget, or one rung's (`weights-N.pt`)."""
+    return WEIGHTS if tokens is None else f"weights-{tokens}.pt"
+
+
 @dataclass
 class Restored:
     """What `restore` rebuilt: the next generation to run and every candidate's row id."""
 
     next_generation: int
     row_ids: dict[str, int]  # genome hash -> candidate row id
+    compute: dict[str, dict[str, Any]] = field(default_factory=dict)  # hash -> its ledger
+    rungs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # hash -> its rungs
 
 
 class JobRecords:
@@ -68,7 +75,12 @@ class JobRecords:
     def restore(self, loop: SearchLoop) -> Restored:
         """Load candidates and generations into `loop`."""
         row_ids: dict[str, int] = {}
+        restored = Restored(0, row_ids)
         for row in result_store.job_candidates(self.sessions, self.job_id):
+            if row.compute:
+                restored.compute[row.genome_hash] = row.compute
+            if row.rungs:
+                restored.rungs[row.genome_hash] = row.rungs
             genome = Genome.from_json(row.genome)
             loop.archive[row.genome_hash] = Individual(
                 genome,
@@ -77,6 +89,7 @@ class JobRecords:
                 row.origin,
                 dict(row.metrics) if row.status in EVALUATED_CANDIDATE else None,
                 predictions=dict(row.predictions or {}),
+                fidelity=row.rungs[-1]["tokens"] if row.rungs else None,
             )
             row_ids[row.genome_hash] = row.id
         generations = result_store.generations_since(self.sessions, self.job_id, 0)
@@ -95,7 +108,8 @@ class JobRecords:
                 loop.frame = NormalisationFrame(**g.stats["frame"])
         if generations:
             loop.population = list(loop.history[-1].population)
-        return Restored(len(generations), row_ids)
+        restored.next_generation = len(generations)
+        return restored
 
     def add_candidates(self, generation: int, children: list[Child]) -> dict[str, int]:
         rows = result_store.add_candidates(
@@ -115,13 +129,22 @@ class JobRecords:
         )
         return {r.genome_hash: r.id for r in rows}
 
-    def record_candidate(self, row_id: int, metrics: dict[str, Any], failure: str | None) -> None:
+    def record_candidate(
+        self,
+        row_id: int,
+        metrics: dict[str, Any],
+        failure: str | None,
+        compute: dict[str, Any] | None = None,
+        rungs: list[dict[str, Any]] | None = None,
+    ) -> None:
         result_store.set_candidate_result(
             self.sessions,
             row_id,
             (CandidateStatus.FAILED if failure else CandidateStatus.DONE).value,
             metrics,
             failure,
+            compute,
+            rungs,
         )
 
     def write_generation(
@@ -176,22 +199,33 @@ class JobRecords:
 
     # ----------------------------------------------------------------- evaluation cache
 
-    def cached_quality(self, genome_hash: str) -> QualityResult | None:
-        record = result_store.get_evaluation(self.sessions, genome_hash, self.train_key, "quality")
+    def cached_quality(self, genome_hash: str, tokens: int | None = None) -> QualityResult | None:
+        """The cached result at the job's budget, or at a rung's `tokens`."""
+        key = self._train_key(tokens)
+        record = result_store.get_evaluation(self.sessions, genome_hash, key, "quality")
         return None if record is None else QualityResult.from_json(record)
 
+    def _train_key(self, tokens: int | None) -> str:
+        if tokens is None or tokens == self.spec.training.tokens:
+            return self.train_key
+        return self.spec.training.at_fidelity(tokens).cache_key()
+
     def store_quality(
-        self, genome_hash: str, result: QualityResult, weights: bytes | None
+        self,
+        genome_hash: str,
+        result: QualityResult,
+        weights: bytes | None,
+        tokens: int | None = None,
     ) -> QualityResult:
-        """Keep the weights as an artifact and the result in the cache; returns the stored
-        result (a concurrent writer's, if it won)."""
+        """Keep the weights as an artifact and the result in the cache (at a rung's `tokens`
+        when given); returns the stored result (a concurrent writer's, if it won)."""
         if weights:
             artifact_store.store_artifacts(
-                self.sessions, self.artifact_dir, genome_hash, {WEIGHTS: weights}
+                self.sessions, self.artifact_dir, genome_hash, {weights_name(tokens): weights}
             )
         stored = QualityResult.from_json(
             result_store.put_evaluation(
-                self.sessions, genome_hash, self.train_key, "quality", result.to_json()
+                self.sessions, genome_hash, self._train_key(tokens), "quality", result.to_json()
             )
         )
         job_store.add_event(
@@ -202,8 +236,8 @@ class JobRecords:
         )
         return stored
 
-    def trained_weights(self, genome_hash: str) -> bytes | None:
-        path = self.artifact_dir / genome_hash / WEIGHTS
+    def trained_weights(self, genome_hash: str, tokens: int | None = None) -> bytes | None:
+        path = self.artifact_dir / genome_hash / weights_name(tokens)
         return path.read_bytes() if path.exists() else None
 
     def exported(self, genome_hash: str, tag: str = "") -> ExportedVariant | None:
@@ -222,24 +256,27 @@ class JobRecords:
                 self.sessions, genome_hash, export_key(tag), "export", variant.to_json()
             )
 
-    def _quantized_key(self, tag: str) -> str:
-        """Per training config and per export variant, as the exporter made it (EXPORT_KEY)."""
-        return f"{self.train_key}:{export_key(tag)}"
+    def _quantized_key(self, tag: str, tokens: int | None = None) -> str:
+        """Per training config (a rung's, at `tokens`) and per export variant, as the
+        exporter made it (EXPORT_KEY)."""
+        return f"{self._train_key(tokens)}:{export_key(tag)}"
 
-    def cached_quantized_quality(self, genome_hash: str, tag: str) -> QuantizedScore | None:
+    def cached_quantized_quality(
+        self, genome_hash: str, tag: str, tokens: int | None = None
+    ) -> QuantizedScore | None:
         record = result_store.get_evaluation(
-            self.sessions, genome_hash, self._quantized_key(tag), QUANTIZED_QUALITY
+            self.sessions, genome_hash, self._quantized_key(tag, tokens), QUANTIZED_QUALITY
         )
         return None if record is None else QuantizedScore.from_json(record)
 
     def store_quantized_quality(
-        self, genome_hash: str, tag: str, score: QuantizedScore
+        self, genome_hash: str, tag: str, score: QuantizedScore, tokens: int | None = None
     ) -> QuantizedScore:
         stored = QuantizedScore.from_json(
             result_store.put_evaluation(
                 self.sessions,
                 genome_hash,
-                self._quantized_key(tag),
+                self._quantized_key(tag, tokens),
                 QUANTIZED_QUALITY,
                 score.to_json(),
             )

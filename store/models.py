@@ -108,6 +108,11 @@ class Candidate(Base):
     # What the search's surrogate predicted before the candidate was evaluated:
     # {metric: {"mean": m, "std": s}}; empty when it was not chosen by a prediction.
     predictions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Compute the evaluation used (orchestrator/compute_ledger.py): CPU- or GPU-seconds per
+    # stage, phone seconds apart, what this job spent and what it reused from the cache.
+    compute: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Multi-fidelity rungs reached: [{"tokens", "perplexity", "compute_s", "promoted"}].
+    rungs: Mapped[list[Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

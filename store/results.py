@@ -79,6 +79,8 @@ def set_candidate_result(
     status: str,
     metrics: dict[str, Any] | None = None,
     failure: str | None = None,
+    compute: dict[str, Any] | None = None,
+    rungs: list[dict[str, Any]] | None = None,
 ) -> Candidate:
     with transaction(sessions) as s:
         row = s.get(Candidate, candidate_id)
@@ -88,6 +90,10 @@ def set_candidate_result(
         if metrics is not None:
             row.metrics = {**(row.metrics or {}), **metrics}
         row.failure = failure
+        if compute is not None:
+            row.compute = compute
+        if rungs is not None:
+            row.rungs = rungs
         return row
 
 

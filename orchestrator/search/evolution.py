@@ -57,11 +57,24 @@ def _fresh(space: SearchSpace, rng: random.Random, seen: set[str]) -> Genome:
     )
 
 
-def initial_population(
-    space: SearchSpace, params: EvolutionSpec, rng: random.Random, seen: set[str]
+def fresh_children(
+    space: SearchSpace, rng: random.Random, seen: set[str], count: int
 ) -> list[Child]:
+    """`count` unseen uniform samples (random search's offspring)."""
+    out = []
+    for _ in range(count):
+        genome = _fresh(space, rng, seen)
+        seen.add(genome.hash())
+        out.append(Child(genome))
+    return out
+
+
+def initial_population(
+    space: SearchSpace, params: EvolutionSpec, rng: random.Random, seen: set[str], presets: bool
+) -> list[Child]:
+    """The presets (when `presets`) then uniform samples, `params.population` in all."""
     children: list[Child] = []
-    if params.include_presets and params.algorithm != "random":
+    if presets:
         for child in preset_seeds(space):
             if len(children) < params.population and child.genome.hash() not in seen:
                 seen.add(child.genome.hash())
@@ -103,13 +116,6 @@ def _breed(
     seen: set[str],
     count: int,
 ) -> list[Child]:
-    if params.algorithm == "random":
-        out = []
-        for _ in range(count):
-            genome = _fresh(space, rng, seen)
-            seen.add(genome.hash())
-            out.append(Child(genome))
-        return out
     children: list[Child] = []
     try:
         while len(children) < count:

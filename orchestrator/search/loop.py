@@ -6,13 +6,16 @@ population. When a generation's candidates are all evaluated, survival picks the
 population, and the generation is summarised: Pareto front over everything evaluated so
 far, hypervolume in the job's fixed frame, evaluation count.
 
-With `algorithm: surrogate`, breeding makes a pool of `pool_factor` times as many offspring
-and a surrogate (orchestrator/search/surrogate.py) picks the ones to evaluate from every
-observation there is: the archive, plus `prior(generation)` — what other jobs measured
-(the driver reads it from the database, up to a cut-off fixed per generation).
+Which offspring a generation evaluates is the algorithm's choice (the registry in
+orchestrator/search/algorithms/: random, nsga2, prescreen, surrogate); every algorithm gets
+the ranked parents and every observation there is: the archive, plus `prior(generation)` —
+what other jobs measured (the driver reads it from the database, up to a cut-off fixed per
+generation). The loop is the ask/tell searcher of orchestrator/search/searcher.py: `ask`
+breeds a generation, `tell` records a candidate's metrics at the fidelity (training tokens)
+it reached, `complete` closes the generation.
 
 Breeding for generation g draws from `random.Random(f"{seed}:{g}")` and depends only on the
-population, the set of genomes already seen and (for the surrogate) the observations, so a
+population, the set of genomes already seen and the observations, so a
 driver that crashed after breeding but before storing the offspring breeds exactly the same
 ones again when it resumes. The persistent driver (orchestrator.driver) and the benchmarks
 both run this class.
@@ -31,9 +34,10 @@ from core.job_spec import EvolutionSpec
 from core.metrics import Constraint, fitness
 from core.prediction_accuracy import prediction_accuracy
 
-from .evolution import Child, breed, initial_population
+from .algorithms.base import make
+from .evolution import Child, initial_population
 from .selection import NormalisationFrame, hypervolume, pareto_front, rank_population, survive
-from .surrogate import Observation, SurrogateSelector
+from .surrogate import Observation
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Individual:
     origin: str = "random"
     metrics: dict[str, Any] | None = None  # None until evaluated
     predictions: dict[str, dict[str, float]] = field(default_factory=dict)  # see Child
+    fidelity: int | None = None  # training tokens its quality was read at (None: the job's)
 
     @property
     def hash(self) -> str:
@@ -78,16 +83,7 @@ class SearchLoop:
         self.population: list[str] = []
         self.history: list[GenerationSummary] = []
         self.frame: NormalisationFrame | None = None
-        self.selector = (
-            SurrogateSelector(
-                objectives,
-                self.constraints,
-                min_points=params.surrogate_min_points,
-                seed=params.seed,
-            )
-            if params.algorithm == "surrogate"
-            else None
-        )
+        self.algorithm = make(params.algorithm, objectives, self.constraints, params)
         self.selection_info: dict[int, dict[str, Any]] = {}  # generation -> how it was picked
 
     # ----------------------------------------------------------------- breeding
@@ -97,40 +93,32 @@ class SearchLoop:
         rng = random.Random(f"{self.params.seed}:{generation}")
         seen = set(self.archive)
         if generation == 0:
-            return initial_population(self.space, self.params, rng, seen)
+            presets = self.params.include_presets and not self.algorithm.uniform
+            return initial_population(self.space, self.params, rng, seen, presets)
         parents = [self.archive[h] for h in self.population]
         objectives, violation = self.matrix(parents)
-        ranking = rank_population(objectives, violation)
-        count = self.params.offspring_per_generation
-        if self.selector is None:
-            return breed(
-                [c.genome for c in parents], ranking, self.space, self.params, rng, seen, count
-            )
-        pool = breed(
+        brood = self.algorithm.offspring(
             [c.genome for c in parents],
-            ranking,
+            rank_population(objectives, violation),
             self.space,
-            self.params,
             rng,
             seen,
-            count * self.params.pool_factor,
-            allow_fewer=True,
+            self.params.offspring_per_generation,
+            self.observations(generation) if self.algorithm.learns else [],
+            generation,
         )
-        selection = self.selector.select(
-            [c.genome for c in pool], count, self.observations(generation), generation
-        )
-        if selection is None:  # too little data: plain NSGA-II's brood (the pool's first
-            # offspring) without those that break a static constraint: fewer children rather
-            # than a known violator (violators only when the pool holds nothing else)
-            feasible = set(self.selector.statically_feasible([c.genome for c in pool]))
-            ordered = [c for i, c in enumerate(pool) if i in feasible] or pool
-            self.selection_info[generation] = {"pool": len(pool), "fallback": True}
-            return ordered[:count]
-        self.selection_info[generation] = {**selection.info, "fallback": False}
-        picked = [pool[i] for i in selection.picked]
-        for child, predicted in zip(picked, selection.predictions):
-            child.predictions = predicted
-        return picked
+        self.selection_info[generation] = brood.info
+        return brood.children
+
+    ask = children_for  # the searcher contract's name (orchestrator/search/searcher.py)
+
+    def tell(
+        self, genome_hash: str, metrics: dict[str, Any] | None, fidelity: int | None = None
+    ) -> None:
+        """A candidate's metrics (None: failed), its quality read at `fidelity` tokens."""
+        candidate = self.archive[genome_hash]
+        candidate.metrics = None if metrics is None else dict(metrics)
+        candidate.fidelity = fidelity
 
     def observations(self, generation: int) -> list[Observation]:
         """Everything measured that the surrogate may learn from when breeding `generation`:
@@ -193,7 +181,7 @@ class SearchLoop:
 
     def complete(self, generation: int, offspring: list[str]) -> GenerationSummary:
         """All of `offspring` (hashes) are evaluated: pick survivors and summarise."""
-        if generation == 0 or self.params.algorithm == "random":
+        if generation == 0 or self.algorithm.keeps_everything:
             pool = list(dict.fromkeys(self.population + offspring))
             elites: list[int] = []
         else:
@@ -203,7 +191,7 @@ class SearchLoop:
             pool = list(dict.fromkeys(self.population + offspring))
             elites = order[: self.params.elitism]
         objectives, violation = self.matrix([self.archive[h] for h in pool])
-        if self.params.algorithm == "random":
+        if self.algorithm.keeps_everything:
             keep = list(range(len(pool)))  # random search has no selection: keep everything
         else:
             keep = survive(objectives, violation, self.params.population, protected=elites)

@@ -35,6 +35,8 @@ from core import Genome
 from core.encoding import GenomeEncoding
 from core.metrics import Constraint, parse_metric, static_metrics
 
+from .static_screen import static_scale, statically_feasible
+
 Observation = tuple[Genome, dict[str, Any]]  # a genome and the metrics measured for it
 
 
@@ -117,15 +119,8 @@ class SurrogateSelector:
     # ----------------------------------------------------------------- selection
 
     def statically_feasible(self, pool: list[Genome]) -> list[int]:
-        """Pool members that meet every constraint on an exact static metric (free to know,
-        so an offspring that breaks one is never worth an evaluation)."""
-        static_constraints = [c for c in self.constraints if not modelled(c.metric)]
-        names = [c.metric for c in static_constraints]
-        return [
-            i
-            for i, g in enumerate(pool)
-            if all(c.violation(static_metrics(g.to_json(), names)) == 0 for c in static_constraints)
-        ]
+        """Pool members that meet every constraint on an exact static metric."""
+        return statically_feasible(pool, self.constraints)
 
     def select(
         self, pool: list[Genome], k: int, observations: list[Observation], generation: int
@@ -193,8 +188,8 @@ class SurrogateSelector:
         static_values = [
             static_metrics(g.to_json(), self.static) for g in observed_genomes + pool
         ]  # each genome once
-        for metric in self.static:
-            static_logs[metric] = _log(np.asarray([v[metric] for v in static_values]))
+        for metric in self.static:  # zero-safe (static_screen.static_scale): no 1e-12 floor
+            static_logs[metric] = static_scale(np.asarray([v[metric] for v in static_values]))
             frames[metric] = (float(static_logs[metric].min()), float(static_logs[metric].max()))
         return frames, static_logs
 

@@ -30,9 +30,9 @@ from core.stage_results import (
 from orchestrator.candidate_state import CandidateProgress, IllegalTransition, Stage
 from orchestrator.driver import JobRunner
 from orchestrator.evaluator import Finished, Work
+from orchestrator.search.algorithms import registered
 from orchestrator.search.loop import Individual
 from store import devices, jobs, results, tasks
-from store.engine import make_engine, session_factory, upgrade
 from store.task_results import task_results
 
 DEVICE = "phone"
@@ -229,14 +229,6 @@ class FakePhone(threading.Thread):
             self.by_variant[(task.candidate_id, task.variant)] = median
             if not task.variant:
                 self.reports[task.candidate_id] = median
-
-
-@pytest.fixture
-def db(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    upgrade(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def submit(db, job_spec: dict) -> int:
@@ -484,9 +476,12 @@ print(" ".join(sorted(c.genome.hash() for c in loop.children_for(restored.next_g
 """
 
 
-def test_a_surrogate_job_resumed_after_a_crash_breeds_the_same_offspring(db, tmp_path):
+@pytest.mark.parametrize("algorithm", sorted(registered()))
+def test_a_job_resumed_after_a_crash_breeds_the_same_offspring(db, tmp_path, algorithm):
+    """The searcher contract's restore, for every registered algorithm: a fresh process that
+    restores the job from the database asks for the same next generation."""
     evolution = {
-        "algorithm": "surrogate",
+        "algorithm": algorithm,
         "population": 6,
         "generations": 3,
         "pool_factor": 4,

@@ -13,7 +13,9 @@ from hypothesis.extra.numpy import arrays
 
 from core import Genome, SearchSpace, Slot, preset
 from core.job_spec import EvolutionSpec
-from orchestrator.search.evolution import breed, initial_population
+from orchestrator.search.algorithms import registered
+from orchestrator.search.algorithms.base import make
+from orchestrator.search.evolution import initial_population
 from orchestrator.search.motifs import enrichment, motifs_of
 from orchestrator.search.selection import (
     NormalisationFrame,
@@ -91,7 +93,9 @@ SPACE = SearchSpace(widths=[32, 64], depth_min=2, depth_max=8, vocab_size=512)
 
 def test_initial_population_has_presets_and_unique_valid_genomes():
     seen: set[str] = set()
-    children = initial_population(SPACE, EvolutionSpec(population=10), random.Random(0), seen)
+    children = initial_population(
+        SPACE, EvolutionSpec(population=10), random.Random(0), seen, presets=True
+    )
     hashes = [c.genome.hash() for c in children]
     assert len(children) == 10 and len(set(hashes)) == 10 and set(hashes) == seen
     assert sum(c.origin.startswith("preset:") for c in children) == 5
@@ -99,21 +103,25 @@ def test_initial_population_has_presets_and_unique_valid_genomes():
         assert SPACE.contains(child.genome) == []
 
 
-@pytest.mark.parametrize("algorithm", ["nsga2", "random"])
-def test_breeding_yields_unseen_children_inside_the_space(algorithm):
+@pytest.mark.parametrize("algorithm", sorted(registered()))
+def test_every_algorithm_breeds_unseen_children_inside_the_space(algorithm):
+    """Every registered algorithm (new ones too): offspring are new, valid, and never more
+    than asked for; variation's children name parents from the population."""
     rng = random.Random(1)
-    params = EvolutionSpec(algorithm=algorithm, population=8)
+    params = EvolutionSpec(algorithm=algorithm, population=8, pool_factor=3)
+    objectives = ["perplexity", "params", "cache_bytes@256"]
     seen: set[str] = set()
-    parents = [c.genome for c in initial_population(SPACE, params, rng, seen)]
+    parents = [c.genome for c in initial_population(SPACE, params, rng, seen, presets=True)]
     ranking = rank_population(np.random.default_rng(0).random((8, 2)), np.zeros(8))
     before = set(seen)
-    children = breed(parents, ranking, SPACE, params, rng, seen, 30)
-    assert len(children) == 30
-    hashes = {c.genome.hash() for c in children}
-    assert len(hashes) == 30 and not hashes & before
-    for child in children:
+    brood = make(algorithm, objectives, [], params).offspring(
+        parents, ranking, SPACE, rng, seen, 6, [], generation=1
+    )
+    hashes = {c.genome.hash() for c in brood.children}
+    assert len(brood.children) == 6 and len(hashes) == 6 and not hashes & before
+    for child in brood.children:
         assert SPACE.contains(child.genome) == []
-        if algorithm == "nsga2" and child.origin != "random":
+        if child.origin != "random":
             assert set(child.parents) <= {p.hash() for p in parents}
 
 

@@ -86,7 +86,7 @@ def test_the_loop_falls_back_to_plain_nsga2_until_the_models_have_data():
             c.metrics = truth(c.genome)
 
     spec = {"population": 6, "generations": 3, "seed": 5, "pool_factor": 3}
-    plain = SearchLoop(SPACE, EvolutionSpec(**spec), OBJECTIVES)
+    plain = SearchLoop(SPACE, EvolutionSpec(**spec, algorithm="nsga2"), OBJECTIVES)
     plain.run(evaluate)
     late = SearchLoop(
         SPACE, EvolutionSpec(**spec, algorithm="surrogate", surrogate_min_points=100), OBJECTIVES

@@ -1,0 +1,136 @@
+"""Multi-fidelity training and cost accounting in the driver (fake evaluator, real database).
+
+The fake trainer's perplexity falls with the token budget (`at_budget`) and its compute is
+proportional to the budget, so the test can say, independently of the scheduler's code,
+which candidates a rung must promote (single objective: the lowest perplexities) and what
+every ledger must sum to.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from core.stage_results import QualityResult, Trained
+from orchestrator.compute_ledger import ComputeLedger, summed
+from orchestrator.evaluator import Finished, Work
+from orchestrator.search.fidelity import Rungs, promotions
+from store import results
+
+from .test_driver_stages import FakeEvaluator, fake_perplexity, runner, spec, submit
+
+BUDGETS = [100, 300, 900]
+
+
+def at_budget(genome_hash: str, tokens: int) -> float:
+    """Lower with more tokens; the order between genomes may change between rungs."""
+    wobble = int(genome_hash[4:8], 16) / 65535.0  # a per-genome term that fades with tokens
+    return fake_perplexity(genome_hash) + 3000 * wobble / tokens
+
+
+class RungEvaluator(FakeEvaluator):
+    """Trains at the budget the config asks for; compute = tokens / 100 CPU-seconds."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.budgets: list[tuple[str, int]] = []
+
+    def submit_quality(self, genome_hash, genome, config, timeout_s):
+        tokens = config["tokens"]
+        assert config.get("fidelities") is None  # a rung trains one budget
+        self.budgets.append((genome_hash, tokens))
+        record = QualityResult(
+            status="ok", perplexity=at_budget(genome_hash, tokens), compute_s=tokens / 100
+        )
+        weights = f"weights:{genome_hash}@{tokens}".encode()
+        self.queue.append(Finished(genome_hash, Work.QUALITY, True, Trained(record, weights)))
+
+
+def mf_spec(**evolution):
+    return spec(
+        objectives=["perplexity", "params"],
+        evolution={"algorithm": "nsga2", "population": 9, "generations": 2, **evolution},
+        training={"tokens": 900, "fidelities": BUDGETS, "reduction_factor": 3},
+    )
+
+
+def test_successive_halving_promotes_the_best_third_per_rung(db, tmp_path):
+    job_id = submit(db, mf_spec())
+    evaluator = RungEvaluator()
+    assert runner(db, tmp_path, job_id, evaluator).run() == "completed"
+    rows = results.job_candidates(db, job_id)
+    for generation, born in ((0, 9), (1, 7)):  # 9, then population - elitism
+        mine = [r for r in rows if r.generation == generation]
+        assert len(mine) == born
+        reached = [sum(len(r.rungs) > i for r in mine) for i in range(3)]
+        assert reached == [born, math.ceil(born / 3), math.ceil(math.ceil(born / 3) / 3)]
+        for rung, tokens in enumerate(BUDGETS[:-1]):
+            at = {r.genome_hash: r for r in mine if len(r.rungs) > rung}
+            expected = promotions(
+                {
+                    h: {**r.metrics, "perplexity": r.rungs[rung]["perplexity"]}
+                    for h, r in at.items()
+                },
+                ["perplexity", "params"],
+                [],
+                Rungs(tuple(BUDGETS)).keep(len(at)),
+            )
+            promoted = [h for h, r in at.items() if r.rungs[rung]["promoted"]]
+            assert sorted(promoted) == sorted(expected)
+            assert all(r.rungs[rung]["tokens"] == tokens for r in at.values())
+    for r in rows:  # quality is the highest rung's, compute is every rung's
+        top = r.rungs[-1]
+        assert r.metrics["perplexity"] == pytest.approx(at_budget(r.genome_hash, top["tokens"]))
+        assert r.compute["training_s"] == pytest.approx(sum(e["tokens"] / 100 for e in r.rungs))
+    assert len(evaluator.budgets) == len(set(evaluator.budgets))  # no rung trained twice
+
+
+def test_rungs_and_compute_are_in_each_generations_stats(db, tmp_path):
+    job_id = submit(db, mf_spec())
+    runner(db, tmp_path, job_id, RungEvaluator()).run()
+    rows = results.job_candidates(db, job_id)
+    generations = results.generations_since(db, job_id, 0)
+    for g in generations:
+        born = [r for r in rows if r.generation == g.index]
+        assert g.stats["compute"]["generation"] == summed([r.compute for r in born])
+        assert g.stats["rungs"]["budgets"] == BUDGETS
+        assert g.stats["rungs"]["reached"][0] == len(born)
+        assert [a["tokens"] for a in g.stats["rungs"]["agreement"]] == [[100, 300], [300, 900]]
+    assert generations[-1].stats["compute"]["job"] == summed([r.compute for r in rows])
+    assert generations[-1].stats["compute"]["job"]["compute_s"] == pytest.approx(
+        sum(r.compute["compute_s"] for r in rows)
+    )
+
+
+def test_a_second_job_reuses_cached_rungs_and_says_so(db, tmp_path):
+    first = submit(db, mf_spec())
+    runner(db, tmp_path, first, RungEvaluator()).run()
+    second = submit(db, {**mf_spec(), "name": "again"})
+    evaluator = RungEvaluator()
+    assert runner(db, tmp_path, second, evaluator).run() == "completed"
+    assert evaluator.budgets == []  # the same genomes at the same budgets: all cached
+    rows = results.job_candidates(db, second)
+    assert all(r.compute["compute_s"] == 0 for r in rows)
+    assert all(r.compute["reused_s"] == sum(e["tokens"] / 100 for e in r.rungs) for r in rows)
+
+
+def test_the_ledger_sums_stages_and_keeps_phone_time_apart():
+    ledger = ComputeLedger()
+    ledger.add("training", 10.0)
+    ledger.add("training", 5.0, reused=True)
+    ledger.add("quantization", 2.0)
+    ledger.add("export", 1.5)
+    ledger.add("device", 7.0)
+    ledger.add("export", None)  # a stage that reported nothing costs nothing
+    assert ledger.to_json() == {
+        "training_s": 10.0,
+        "quantization_s": 2.0,
+        "export_s": 1.5,
+        "device_s": 7.0,
+        "reused_s": 5.0,
+        "compute_s": 13.5,
+    }
+    assert summed([ledger.to_json(), None, ledger.to_json()])["compute_s"] == 27.0
+    with pytest.raises(ValueError, match="unknown compute stage"):
+        ledger.add("lunch", 1.0)
