@@ -31,6 +31,8 @@ def summary(c: Candidate) -> CandidateSummary:
         metrics=c.metrics or {},
         failure=c.failure,
         predictions=c.predictions or {},
+        compute=c.compute,
+        rungs=c.rungs,
     )
 
 

@@ -234,7 +234,7 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = list(report["sets"])
+    sets = [name for name, data in report["sets"].items() if "curves" in data]
     fig, axes = plt.subplots(2, len(sets), figsize=(6 * len(sets), 8), squeeze=False)
     for column, name in enumerate(sets):
         data = report["sets"][name]

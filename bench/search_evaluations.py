@@ -1,7 +1,7 @@
 """The evaluations every search run of `bench.search` shares: each genome trained (on Ray) at
 each token budget asked for and, where a set asks for it, its decode latency measured on this
-host, once for all runs, with the compute each took (DESIGN.md's `compute_s`: CPU-seconds of
-the Ray task that trained it, and of the export and the measurement)."""
+host, once for all runs, with the compute each took (`compute_s` of docs/architecture.md:
+CPU-seconds of the Ray task that trained it, and of the export and the measurement)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The search benchmark's figures, in the frame fixed before any run was read (DESIGN.md,
-"Benchmark protocol (search)"), computed from the stored archives alone so anyone can
+"""The search benchmark's figures, in the frame fixed before any run was read (bench/README.md,
+"Search"), computed from the stored archives alone so anyone can
 recompute them from `bench/results/search.json`.
 
 Frame, per objective set: ideal = the per-objective best value of every evaluation of every

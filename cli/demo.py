@@ -55,6 +55,11 @@ def demo(
         help="float32, or int8/int4: profile and score "
         "the quantized graphs (perplexity[:P], decode_ms@128[host:P])",
     ),
+    fidelities: str = typer.Option(
+        "",
+        help="multi-fidelity training: comma-separated rung budgets ending at --tokens, "
+        "e.g. 4000,13000,40000 (successive halving, one in three moves up)",
+    ),
     exit_after: bool = typer.Option(False, "--exit", help="exit when the job is done"),
 ):
     """Run the whole system on this machine and search a small architecture space."""
@@ -77,6 +82,8 @@ def demo(
     console.print("host profiling agent enrolled (device class 'host')")
 
     spec = _job_spec(population, generations, tokens, precision)
+    if fidelities:
+        spec["training"]["fidelities"] = _budgets(fidelities)
     api = TailorClient(url, admin_key)
     job_id = api.submit_job(spec)["id"]
     console.print(escape(f"submitted job {job_id}: objectives {', '.join(spec['objectives'])}"))
@@ -99,6 +106,16 @@ def demo(
             time.sleep(3600)
     except KeyboardInterrupt:
         system.stop()
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        from cli.support import fail
+
+        fail(f"--fidelities {text!r} must be comma-separated whole numbers of tokens")
+        raise
 
 
 def _job_spec(population: int, generations: int, tokens: int, precision: str) -> dict:

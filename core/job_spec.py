@@ -95,6 +95,13 @@ class ProfilingSpec(MeasurementSpec):
         le=1000,
         description="phones measure higher-priority jobs' tasks first, then older jobs' first",
     )
+    ahead_of_training: bool = Field(
+        default=False,
+        description="export and profile each candidate before training it (latency and "
+        "memory do not depend on the weights, so the graphs carry untrained ones); a "
+        "candidate that breaks a constraint on a measured metric is never trained, and "
+        "multi-fidelity promotions compare the measured metrics too",
+    )
 
     @field_validator("devices")
     @classmethod

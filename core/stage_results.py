@@ -153,7 +153,7 @@ class ExportOutput:
 
 def task_compute_s(cpu_started: float, wall_s: float, device: str = "cpu", gpus: float = 1.0):
     """A task's compute: CPU-seconds of its process (every thread: `time.process_time`) on a
-    CPU, GPU-seconds (wall time x GPUs held) on a GPU — DESIGN.md's `compute_s`."""
+    CPU, GPU-seconds (wall time x GPUs held) on a GPU: `compute_s` of docs/architecture.md."""
     import time
 
     if device.startswith("cuda"):

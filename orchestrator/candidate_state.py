@@ -9,6 +9,10 @@ rung below the top one; the generation's rung decision (orchestrator/rung_decisi
 sends a promoted candidate back to TRAINING on the next rung's budget and lets the others go
 on from RUNG_DONE with their best rung's result, as if TRAINING had just ended.
 
+With `profiling.ahead_of_training`, a candidate is exported (untrained weights) and profiled
+first and goes from PROFILING to TRAINING; after training it is DONE (or FAILED without
+training, when a measured metric already breaks a constraint).
+
 Stages run in this order, one piece of work at a time per candidate. A stage is skipped
 when there is nothing to do: a quality result already in the evaluation cache skips
 TRAINING; a job without `perplexity[:PREC]` skips QUANTIZED_QUALITY (so does one whose
@@ -78,7 +82,10 @@ TRANSITIONS: dict[Stage, frozenset[Stage]] = {
         {Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}
     ),
     Stage.EXPORTING: frozenset({Stage.PROFILING, Stage.DONE, Stage.FAILED}),
-    Stage.PROFILING: frozenset({Stage.DONE, Stage.FAILED}),
+    # measured ahead of training (profiling.ahead_of_training): training follows
+    Stage.PROFILING: frozenset(
+        {Stage.TRAINING, Stage.RUNG_DONE, Stage.QUANTIZED_QUALITY, Stage.DONE, Stage.FAILED}
+    ),
     Stage.DONE: frozenset(),
     Stage.FAILED: frozenset(),
 }
@@ -99,6 +106,7 @@ class CandidateProgress:
     rung: int = 0  # the multi-fidelity rung training is on (or last finished)
     rungs: list[dict[str, Any]] = field(default_factory=list)  # one entry per rung trained
     held: tuple[QualityResult, bytes | None] | None = None  # best rung's result at RUNG_DONE
+    profiled: bool = False  # measured already (ahead of training)
 
     @property
     def genome_hash(self) -> str:

@@ -1,4 +1,4 @@
-"""What one evaluation cost, stage by stage (DESIGN.md's `compute_s`).
+"""What one evaluation cost, stage by stage (`compute_s`, docs/architecture.md).
 
 Each stage's task measures its own compute (`core.stage_results.task_compute_s`: CPU-seconds
 of the task's process, GPU-seconds on a GPU); profiling adds the phone's seconds

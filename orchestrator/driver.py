@@ -46,7 +46,7 @@ from .generation_costs import compute_stats, rung_stats
 from .job_support import scale_children
 from .profiling import Clock, ProfilingQueue
 from .records import JobRecords
-from .rung_decisions import decide, due_rung
+from .rung_training import RungTraining
 
 log = logging.getLogger("tailor.orchestrator")
 HEARTBEAT_S = 5.0
@@ -62,7 +62,7 @@ def default_evaluator() -> Evaluator:
     return RayEvaluator(gpus=cluster_has_gpus())
 
 
-class JobRunner:
+class JobRunner(RungTraining):
     def __init__(
         self,
         sessions: SessionFactory,
@@ -102,6 +102,7 @@ class JobRunner:
             ],
         )
         self.profiles = bool(needs.profiled)
+        self.ahead = self.profiles and spec.profiling.ahead_of_training
         self.rungs = Rungs.of(spec.training)
         self.row_ids: dict[str, int] = {}  # genome hash -> candidate row id
         self.ledgers: dict[str, dict] = {}  # genome hash -> its compute ledger (JSON)
@@ -112,67 +113,23 @@ class JobRunner:
 
     def _start(self, p: CandidateProgress) -> None:
         p.metrics.update(static_metrics(p.candidate.genome.to_json(), self.metric_names))
+        if self.ahead:  # the phones measure first (profiling.ahead_of_training)
+            self._export(p)
+            return
         self._train_rung(p, 0)
 
-    def _rung_tokens(self, rung: int) -> int | None:
-        """A lower rung's token budget; None for the top rung (the job's own budget)."""
-        return None if rung == self.rungs.top else self.rungs.budgets[rung]
-
-    def _train_rung(self, p: CandidateProgress, rung: int) -> None:
-        """Train on rung `rung`'s budget (the job's budget without fidelities), or take it
-        from the evaluation cache."""
-        p.rung, tokens = rung, self._rung_tokens(rung)
-        cached = self.records.cached_quality(p.genome_hash, tokens)
-        if cached is None:
-            config = self.spec.training.at_fidelity(self.rungs.budgets[rung])
-            self.evaluator.submit_quality(
-                p.genome_hash,
-                p.candidate.genome.to_json(),
-                config.model_dump(mode="json"),
-                self.spec.training.timeout_s,
-            )
-            p.advance(Stage.TRAINING)
-            return
-        weights = self.records.trained_weights(p.genome_hash, tokens) if tokens else None
-        self._rung_trained(p, cached, weights, reused=True)
-
-    def _rung_trained(
-        self, p: CandidateProgress, result: QualityResult, weights: bytes | None, reused: bool
-    ) -> None:
-        """One rung's result: at the top rung the candidate goes on; below it, it waits at
-        RUNG_DONE for the generation's decision (orchestrator/rung_decisions.py)."""
-        p.compute.add("training", result.compute_s, reused)
-        tokens = self.rungs.budgets[p.rung]
-        p.rungs.append(
-            {"tokens": tokens, "perplexity": result.perplexity, "compute_s": result.compute_s}
-        )
-        p.candidate.fidelity = tokens
-        if p.rung == self.rungs.top or not result.ok:
-            self._trained(p, result, weights)
-            return
-        p.metrics.update(trained_metrics(result))
-        p.held = (result, weights)
-        p.advance(Stage.RUNG_DONE)
-
-    def _decide_rungs(self, progress: dict[str, CandidateProgress]) -> None:
-        """Take every rung decision that is due: promote the best, release the rest."""
-        while (rung := due_rung(progress.values())) is not None:
-            promoted, released = decide(
-                progress.values(), rung, self.rungs, self.spec.objectives, self.constraints
-            )
-            for p in promoted:
-                p.rungs[-1]["promoted"] = True
-                self._train_rung(p, rung + 1)
-            for p in released:
-                p.rungs[-1]["promoted"] = False
-                result, weights = p.held
-                self._trained(p, result, weights)
-
-    def _weights(self, p: CandidateProgress) -> bytes | None:
-        """The trained weights of the rung the candidate's quality was read at."""
-        if p.held is not None and p.held[1] is not None:
-            return p.held[1]
-        return self.records.trained_weights(p.genome_hash, self._rung_tokens(p.rung))
+    def _measured_ahead(self, p: CandidateProgress) -> None:
+        """Measured before training: a candidate that already breaks a constraint on what was
+        measured is never trained (it cannot be feasible); the others train."""
+        p.profiled = True
+        for c in self.constraints:
+            if p.metrics.get(c.metric) is not None and c.violation(p.metrics) > 0:
+                p.fail(
+                    f"not trained: {c.metric} = {p.metrics[c.metric]:g} breaks "
+                    f"{c.metric} {c.op} {c.value:g}, measured before training"
+                )
+                return
+        self._train_rung(p, 0)
 
     def _trained(self, p: CandidateProgress, result: QualityResult, weights: bytes | None) -> None:
         """Quality is known: apply it, then score the quantized graphs, export (or finish)."""
@@ -214,14 +171,15 @@ class JobRunner:
 
     def _export(self, p: CandidateProgress) -> None:
         """Export every variant the job needs that is not stored yet (or go on)."""
-        if not self.export_tags:
+        if not self.export_tags or p.profiled:  # measured ahead of training: nothing left
             p.advance(Stage.DONE)
             return
         missing = [t for t in self.export_tags if not self.records.has_export(p.genome_hash, t)]
         if not missing:
             self._exported(p)
             return
-        weights = self._weights(p) if self._exports_trained_weights() else None
+        trained = self._exports_trained_weights() and not self.ahead
+        weights = self._weights(p) if trained else None
         self.evaluator.submit_export(
             p.genome_hash,
             p.candidate.genome.to_json(),
@@ -292,6 +250,8 @@ class JobRunner:
         p.metrics.update(fleet_metrics(p.metrics, self.metric_names))
         if outcome.failure:
             p.fail(outcome.failure)
+        elif self.ahead and not p.profiled:
+            self._measured_ahead(p)
         else:
             p.advance(Stage.DONE)
 

@@ -56,6 +56,10 @@ class CandidateSummary(BaseModel):
     failure: str | None = None
     # what the search's surrogate predicted before evaluating it: metric -> {mean, log_std}
     predictions: dict[str, Any] = {}
+    # CPU-/GPU-seconds per stage, phone seconds apart (orchestrator/compute_ledger.py)
+    compute: dict[str, Any] | None = None
+    # multi-fidelity rungs trained: [{tokens, perplexity, compute_s, promoted}]
+    rungs: list[dict[str, Any]] | None = None
 
 
 class GenerationsResponse(BaseModel):

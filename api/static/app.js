@@ -97,6 +97,8 @@ async function jobPage(id) {
   view().innerHTML = `<h2>Job ${id}: ${esc(job.name)}</h2>
     <p>status <span class="status" id="status"></span> · generation <span id="progress"></span> · <span id="evaluations"></span> evaluations</p>
     <p class="warning" id="warnings"></p>
+    <p id="compute"></p>
+    <div id="rungs" hidden></div>
     <div class="row"><div><div id="pareto" class="plot"></div>
       x <select id="x">${options(state.x)}</select> y <select id="y">${options(state.y)}</select></div>
       <div id="hv" class="plot"></div></div>
@@ -126,7 +128,7 @@ async function refresh(state) {
     state.generations.push(...data.generations);
     state.since = data.generations[data.generations.length - 1].index + 1;
   }
-  drawPareto(state); drawHypervolume(state); drawTable(state); drawPredictions(state);
+  drawPareto(state); drawHypervolume(state); drawTable(state); drawPredictions(state); drawCompute(state);
   if (job.spec.scale && data.generations.length) await drawScale(state);
 }
 
@@ -194,6 +196,30 @@ function drawPareto(state) {
   document.getElementById("pareto").on?.("plotly_click", ev => showCandidate(state, points[ev.points[0].pointIndex].id));
 }
 
+// Compute spent (orchestrator/compute_ledger.py) and, with training.fidelities, the rungs:
+// candidates per rung and the rank agreement (Kendall tau) between consecutive rungs.
+function drawCompute(state) {
+  const last = state.generations[state.generations.length - 1];
+  if (!last?.stats?.compute) return;
+  const job = last.stats.compute.job;
+  document.getElementById("compute").textContent = `compute ${fmt(job.compute_s)} CPU/GPU-s ` +
+    `(training ${fmt(job.training_s)}, quantization ${fmt(job.quantization_s)}, export ${fmt(job.export_s)}) · ` +
+    `phone ${fmt(job.device_s)} s · reused from the cache ${fmt(job.reused_s)} s`;
+  const withRungs = state.generations.filter(g => g.stats?.rungs);
+  const box = document.getElementById("rungs");
+  if (!withRungs.length) return;
+  box.hidden = false;
+  const budgets = withRungs[0].stats.rungs.budgets;
+  const tau = a => a.kendall_tau == null ? "–" : fmt(a.kendall_tau);
+  box.innerHTML = `<h3>Rungs (training tokens)</h3><table id="rung-table"><tr><th>generation</th>` +
+    budgets.map(b => `<th>${fmt(b)}</th>`).join("") + `<th>compute, s</th>` +
+    withRungs[0].stats.rungs.agreement.map(a => `<th>τ ${fmt(a.tokens[0])}→${fmt(a.tokens[1])}</th>`).join("") + `</tr>` +
+    withRungs.map(g => `<tr><td>${g.index}</td>${g.stats.rungs.reached.map(n => `<td>${n}</td>`).join("")}` +
+      `<td>${fmt(g.stats.compute.generation.compute_s)}</td>${g.stats.rungs.agreement.map(a => `<td>${tau(a)}</td>`).join("")}</tr>`).join("") +
+    `<tr><td class="left">job</td>${budgets.map(() => "<td></td>").join("")}<td>${fmt(last.stats.compute.job.compute_s)}</td>` +
+    `${last.stats.rungs.job_agreement.map(a => `<td>${tau(a)}</td>`).join("")}</tr></table>`;
+}
+
 function drawHypervolume(state) {
   Plotly.react("hv", [{x: state.generations.map(g => g.index), y: state.generations.map(g => g.hypervolume),
     mode: "lines+markers", type: "scatter", name: "hypervolume"}],
@@ -234,6 +260,8 @@ async function showCandidate(state, id) {
     <div class="layers" id="layers">${layers}</div>
     <table>${Object.entries(c.metrics).map(([k, v]) => `<tr><td class="left">${esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("")}</table>
     ${precisionTable(c.metrics)}
+    ${c.compute ? `<p class="compute">compute ${fmt(c.compute.compute_s)} s (training ${fmt(c.compute.training_s)}, quantization ${fmt(c.compute.quantization_s)}, export ${fmt(c.compute.export_s)}) · phone ${fmt(c.compute.device_s)} s · reused ${fmt(c.compute.reused_s)} s</p>` : ""}
+    ${(c.rungs || []).length ? `<table class="rungs">${c.rungs.map(r => `<tr><td>${fmt(r.tokens)} tokens</td><td>perplexity ${fmt(r.perplexity)}</td><td>${fmt(r.compute_s)} s</td><td>${r.promoted === true ? "promoted" : r.promoted === false ? "stopped here" : ""}</td></tr>`).join("")}</table>` : ""}
     <p>parents: ${c.parents.map(link).join(" ") || "none"} · children: ${c.children.map(link).join(" ") || "none"}</p>
     <p>${c.artifacts.map(a => esc(a.name)).join(", ")}</p>
     ${(c.runner_warnings || []).map(w => `<p class="warning">${esc(w)}</p>`).join("")}

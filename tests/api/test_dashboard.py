@@ -300,3 +300,70 @@ def test_candidate_page_puts_precisions_side_by_side_and_a_scale_job_shows_both_
         lines = page.inner_text("#scale-table").splitlines()
         assert "preset:lfm2" in lines[-1] and "4.250" in lines[-1]
         browser.close()
+
+
+def test_a_multi_fidelity_job_shows_its_rungs_compute_and_each_candidates_rungs(served):
+    """The rungs panel reads the generations' stats as the driver writes them
+    (orchestrator/generation_costs.py); the candidate page lists the rungs it trained."""
+    from playwright.sync_api import sync_playwright
+
+    from orchestrator.compute_ledger import ComputeLedger, summed
+    from orchestrator.generation_costs import compute_stats, rung_stats
+    from orchestrator.search.fidelity import Rungs
+
+    app, url = served
+    s = app.state.sessions
+    job = jobs.create_job(
+        s, "rungs", {"objectives": ["perplexity", "params"], "evolution": {"generations": 1}}
+    )
+    rows = results.add_candidates(
+        s, job.id, 0, [{"genome": GENOME, "genome_hash": f"{i:016x}"} for i in range(3)]
+    )
+    rungs = {  # candidate 0 went up both rungs, 1 stopped at the second, 2 at the first
+        rows[0].genome_hash: [(1000, 40.5, True), (3000, 20.25, True), (9000, 12.5, None)],
+        rows[1].genome_hash: [(1000, 42.0, True), (3000, 21.5, False)],
+        rows[2].genome_hash: [(1000, 60.0, False)],
+    }
+    ledgers, logs = {}, {}
+    for row in rows:
+        entries = [
+            {"tokens": t, "perplexity": p, "compute_s": t / 1000, "promoted": promoted}
+            for t, p, promoted in rungs[row.genome_hash]
+        ]
+        ledger = ComputeLedger()
+        for e in entries:
+            ledger.add("training", e["compute_s"])
+        ledger.add("device", 2.0)
+        ledgers[row.genome_hash], logs[row.genome_hash] = ledger.to_json(), entries
+        results.set_candidate_result(
+            s, row.id, "done", {"perplexity": entries[-1]["perplexity"], "params": 1000},
+            compute=ledger.to_json(), rungs=entries,
+        )  # fmt: skip
+    hashes = [r.genome_hash for r in rows]
+    stats = {
+        "compute": compute_stats(ledgers, hashes),
+        "rungs": rung_stats(Rungs((1000, 3000, 9000)), logs, hashes),
+    }
+    ids = [r.id for r in rows]
+    results.write_generation(s, job.id, 0, ids, ids[:1], 0.5, 3, stats)
+    assert stats["compute"]["job"] == summed(list(ledgers.values()))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page()
+        page.goto(f"{url}/#/jobs/{job.id}")
+        page.wait_for_selector("#rung-table td")
+        table = page.inner_text("#rung-table")
+        assert "1,000" in table and "9,000" in table  # the budgets as columns
+        first_row = page.inner_text("#rung-table tr >> nth=1").split()
+        assert first_row[:4] == ["0", "3", "2", "1"]  # generation 0 reached 3, 2, 1
+        line = page.inner_text("#compute")
+        assert "compute 18 CPU/GPU-s" in line and "phone 6 s" in line  # 13 + 4 + 1; 3 x 2
+        page.click(f"#candidates tr[data-id='{rows[1].id}']")
+        page.wait_for_selector("table.rungs")
+        detail = page.inner_text("table.rungs")
+        assert "3,000 tokens" in detail and "stopped here" in detail
+        browser.close()

@@ -8,6 +8,7 @@ every ledger must sum to.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -18,7 +19,16 @@ from orchestrator.evaluator import Finished, Work
 from orchestrator.search.fidelity import Rungs, promotions
 from store import results
 
-from .test_driver_stages import FakeEvaluator, fake_perplexity, runner, spec, submit
+from .test_driver_stages import (
+    DEVICE,
+    HARDWARE,
+    FakeEvaluator,
+    FakePhone,
+    fake_perplexity,
+    runner,
+    spec,
+    submit,
+)
 
 BUDGETS = [100, 300, 900]
 
@@ -134,3 +144,42 @@ def test_the_ledger_sums_stages_and_keeps_phone_time_apart():
     assert summed([ledger.to_json(), None, ledger.to_json()])["compute_s"] == 27.0
     with pytest.raises(ValueError, match="unknown compute stage"):
         ledger.add("lunch", 1.0)
+
+
+def test_phones_measure_ahead_of_training_and_constraint_breakers_are_never_trained(db, tmp_path):
+    """profiling.ahead_of_training: untrained graphs are measured first; a candidate whose
+    measured decode latency breaks the constraint is never trained; the others train on the
+    rungs, promoted on quality, params and the measured latency."""
+    decode = f"decode_ms@64[{DEVICE}]"
+    job_id = submit(
+        db,
+        spec(
+            objectives=["perplexity", decode, "params"],
+            constraints=[{"metric": decode, "op": "<=", "value": 1.05}],
+            profiling={**HARDWARE["profiling"], "ahead_of_training": True},
+            evolution={"algorithm": "nsga2", "population": 9, "generations": 2},
+            training={"tokens": 900, "fidelities": BUDGETS},
+        ),
+    )
+    phone = FakePhone(db)  # decode median = 1 + candidate id / 100
+    phone.start()
+    evaluator = RungEvaluator()
+    try:
+        assert runner(db, tmp_path, job_id, evaluator).run() == "completed"
+    finally:
+        phone.stop.set()
+    rows = results.job_candidates(db, job_id)
+    fast = {r.genome_hash for r in rows if phone.reports[r.id] <= 1.05}
+    assert 0 < len(fast) < len(rows)
+    assert {h for h, _ in evaluator.budgets} == fast  # only those were trained
+    for r in rows:
+        manifest = json.loads(
+            (tmp_path / "artifacts" / r.genome_hash / "manifest.json").read_text()
+        )
+        assert manifest["weights_seen"] is False  # exported before any training
+        assert r.metrics[decode] == phone.reports[r.id]
+        if r.genome_hash in fast:
+            assert r.status == "done" and r.rungs[0]["tokens"] == BUDGETS[0]
+        else:
+            assert r.status == "failed" and r.failure.startswith(f"not trained: {decode}")
+            assert not r.rungs and r.compute["training_s"] == 0

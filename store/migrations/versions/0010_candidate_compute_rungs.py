@@ -16,12 +16,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('candidates', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('compute', sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column('rungs', sa.JSON(), nullable=True))
+    op.add_column('candidates', sa.Column('compute', sa.JSON(), nullable=True))
+    op.add_column('candidates', sa.Column('rungs', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('candidates', schema=None) as batch_op:
-        batch_op.drop_column('rungs')
-        batch_op.drop_column('compute')
+    # Plain DROP COLUMN (SQLite >= 3.35 and PostgreSQL): a batch migration would copy and
+    # drop the candidates table, and with foreign keys on, dropping it cascades to every
+    # profiling task of those candidates.
+    op.drop_column('candidates', 'rungs')
+    op.drop_column('candidates', 'compute')

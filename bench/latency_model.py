@@ -1,0 +1,304 @@
+"""How well the LIV latency model predicts phone-scale genomes, and how it transfers.
+
+Samples phone-scale genomes (widths 256-768, 8-24 slots, vocabulary 16384: about 10-150M
+parameters), exports each once (float32 graphs, then the int8/int4 variants the devices
+need, `workers.export.variants`) and measures them with the host agent's own backend
+(`device_agent.host_backend.measure_task`, warm runs in fresh processes) on two "device
+classes" that really differ on this machine: by default the host at int8 and at int4 (or,
+e.g., `--devices host-1t host-2t`: float32 on one thread against two). Then:
+
+- from scratch, on the first device: `orchestrator.search.latency_model.LatencyModel`
+  fitted on the first `--measurements` genomes, scored on the remaining `--test` ones for
+  `prefill_ms@L`, `decode_ms@L` and `peak_mem_mb`;
+- transfer, on the second device: fitted with the first device's measurements plus the
+  second's first k (k in `--transfer-sizes`, and 0: zero-shot), against the second device
+  alone from the same k, scored on the same held-out genomes;
+- the spread of each metric across candidates against the repeat-to-repeat CV (issue #23
+  asks for >= 10x on decode latency).
+
+Targets (issue #23), on genomes not measured when predicted:
+- after 64 measurements, prefill and decode latency: Kendall tau >= 0.9, median absolute
+  percentage error <= 10 %, >= 90 % of predictions within +-10 %;
+- peak memory: every prediction within +-5 % (within_5 = 1.0);
+- transfer: tau >= 0.8 on the new device class from <= 10 of its measurements, and better
+  than from scratch at 5 and 10.
+
+Every measurement is kept in `--cache` (by genome hash and device), so a rerun or a larger
+run measures only what is new. The full run (64 + 32 genomes, two devices) exports ~100
+phone-scale models; budget a few hours on 2 cores. Smoke run (a minute or two):
+
+    python -m bench.latency_model --measurements 8 --test 4 --widths 64 --depth-min 2 \\
+        --depth-max 4 --vocab 1024 --transfer-sizes 2 4 --out /tmp/latency_model.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from core import Genome, SearchSpace
+from core.metrics import measured_metrics
+from core.precision import PRECISIONS, Variant
+from core.protocol import MeasurementSpec
+from core.variation import sample
+from orchestrator.search.latency_model import LatencyModel
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measurements", type=int, default=64, help="fit on this many")
+    parser.add_argument("--test", type=int, default=32, help="held-out genomes scored")
+    parser.add_argument("--devices", nargs=2, default=["host-int8", "host-int4"])
+    parser.add_argument("--transfer-sizes", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--widths", type=int, nargs="+", default=[256, 384, 512, 768])
+    parser.add_argument("--depth-min", type=int, default=8)
+    parser.add_argument("--depth-max", type=int, default=24)
+    parser.add_argument("--vocab", type=int, default=16384)
+    parser.add_argument("--prefill", type=int, default=128, help="prefill length L")
+    parser.add_argument("--decode", type=int, default=128, help="decode context L")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=RESULTS / "latency_model_measurements.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latency_model.json")
+    return parser.parse_args(argv)
+
+
+def device(name: str) -> tuple[str, str, int]:
+    """`host-int8` -> (class "host", int8, 1 thread); `host-2t` -> ("host-2t", float32, 2):
+    the class names what changes the hardware, the precision stays the metric's own."""
+    parts = name.split("-")
+    precision, threads = "float32", 1
+    for part in parts[1:]:
+        if part in PRECISIONS:
+            precision = part
+        elif part.endswith("t") and part[:-1].isdigit():
+            threads = int(part[:-1])
+        else:
+            raise ValueError(
+                f"device {name!r}: parts after the class are a precision "
+                f"({', '.join(PRECISIONS)}) or a thread count like 2t"
+            )
+    device_class = parts[0] + (f"-{threads}t" if threads != 1 else "")
+    return device_class, precision, threads
+
+
+def genomes(args: argparse.Namespace) -> list[Genome]:
+    """Distinct random genomes of the phone-scale space, the same ones for the same seed."""
+    space = SearchSpace(
+        widths=args.widths,
+        depth_min=args.depth_min,
+        depth_max=args.depth_max,
+        vocab_size=args.vocab,
+    )
+    rng, found = random.Random(args.seed), {}
+    needed = 2 * (args.measurements + args.test)  # spares for exports that fail
+    for _ in range(100 * needed):
+        if len(found) == needed:
+            break
+        g = sample(space, rng)
+        found.setdefault(g.hash(), g)
+    return list(found.values())
+
+
+def spec(args: argparse.Namespace, threads: int) -> MeasurementSpec:
+    return MeasurementSpec(
+        prefill_lengths=[args.prefill],
+        decode_contexts=[args.decode],
+        warmup=args.warmup,
+        repeats=args.repeats,
+        threads=threads,
+    )
+
+
+def task_folder(export_dir: Path, variant: Variant) -> Path:
+    """A folder laid out as an agent's task folder: every exported file linked (graphs and
+    the external weight files they reference), the variant's manifest as manifest.json."""
+    folder = export_dir / f"run-{variant.tag or 'float32'}"
+    folder.mkdir()
+    for path in export_dir.iterdir():
+        if path.is_file() and not path.name.startswith("manifest"):
+            (folder / path.name).symlink_to(path)
+    (folder / "manifest.json").write_text((export_dir / variant.file("manifest")).read_text())
+    return folder
+
+
+def measure_genome(
+    genome: Genome, devices: list[str], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Export once (every precision the devices need), measure on each device in turn;
+    per device: the metrics as `measured_metrics` names them, and each case's sample CV."""
+    from device_agent.host_backend import measure_task
+    from workers.export.variants import export_variants
+
+    wanted = {name: device(name) for name in devices}
+    variants = {p: Variant(p) for _, p, _ in wanted.values()}
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        export_variants(genome.to_json(), folder, list(variants.values()))
+        for name, (device_class, precision, threads) in wanted.items():
+            graphs = task_folder(Path(folder), variants[precision])
+            report = measure_task(graphs, spec(args, threads), precision=precision)
+            cvs = {
+                f"{kind}@{stat.length}": statistics.pstdev(stat.samples_ms)
+                / max(statistics.fmean(stat.samples_ms), 1e-9)
+                for kind, stats in (("prefill", report.prefill), ("decode", report.decode))
+                for stat in stats
+            }
+            metrics = measured_metrics(report, device_class, precision)
+            out[name] = {"metrics": metrics, "cv": cvs}
+    return out
+
+
+def measure_all(
+    gs: list[Genome], devices: list[str], args: argparse.Namespace
+) -> tuple[list[Genome], dict[str, dict[str, dict[str, Any]]]]:
+    """The first `measurements + test` genomes whose export and measurement worked, and per
+    genome hash and device what was measured; the cache is read first and written after
+    each genome. A failed export (e.g. a quantized variant that fails its decode-vs-prefill
+    check) is recorded and the genome replaced by the next one."""
+    cache = json.loads(args.cache.read_text()) if args.cache.exists() else {}
+    needed, kept = args.measurements + args.test, []
+    for g in gs:
+        if len(kept) == needed:
+            break
+        h = g.hash()
+        missing = [d for d in devices if d not in cache.get(h, {})]
+        if missing and "error" not in cache.get(h, {}):
+            started = time.perf_counter()
+            try:
+                cache.setdefault(h, {}).update(measure_genome(g, missing, args))
+            except Exception as error:  # the candidate's failure, as the search records one
+                cache[h] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+            print(
+                f"[{len(kept) + 1}/{needed}] width {g.width} depth {g.depth}: "
+                f"{time.perf_counter() - started:.0f} s {cache[h].get('error', '')}",
+                flush=True,
+            )
+            args.cache.parent.mkdir(parents=True, exist_ok=True)
+            args.cache.write_text(json.dumps(cache))
+        if "error" not in cache[h]:
+            kept.append(g)
+    if len(kept) < needed:
+        raise SystemExit(f"only {len(kept)} of {needed} genomes exported and measured")
+    failed = sum("error" in cache.get(g.hash(), {}) for g in gs)
+    return kept, {g.hash(): cache[g.hash()] for g in kept} | {"failed": failed}
+
+
+def observations(gs: list[Genome], measured: dict, name: str) -> list:
+    return [(g, measured[g.hash()][name]["metrics"]) for g in gs]
+
+
+def metric_names(args: argparse.Namespace, name: str) -> list[str]:
+    device_class, precision, _ = device(name)
+    suffix = f"[{device_class}{'' if precision == 'float32' else ':' + precision}]"
+    return [
+        f"prefill_ms@{args.prefill}{suffix}",
+        f"decode_ms@{args.decode}{suffix}",
+        f"peak_mem_mb{suffix}",
+    ]
+
+
+def scored(model: LatencyModel, test: list[Genome], measured: dict, name: str, metric: str):
+    """Held-out accuracy of one metric, with the share within +-5 % (peak memory's bound)."""
+    truth = [measured[g.hash()][name]["metrics"][metric] for g in test]
+    result = model.held_out_accuracy(test, truth, metric)
+    predicted = model.predict(test, metric).mean
+    result["within_5"] = sum(abs(p - m) <= 0.05 * m for p, m in zip(predicted, truth)) / len(truth)
+    result["how"] = model.predict(test[:1], metric).how
+    return result
+
+
+def from_scratch(args, gs, measured, source: str) -> dict[str, Any]:
+    fit, test = gs[: args.measurements], gs[args.measurements :]
+    model = _model(args, len(fit)).fit({device(source)[0]: observations(fit, measured, source)})
+    return {m: scored(model, test, measured, source, m) for m in metric_names(args, source)}
+
+
+def _model(args: argparse.Namespace, n_source: int) -> LatencyModel:
+    return LatencyModel(peak_lengths=(args.prefill, args.decode), min_source=min(8, n_source))
+
+
+def transfer(args, gs, measured, source: str, target: str) -> dict[str, Any]:
+    """Per k: the target device's accuracy with transfer and alone (alone needs k >= 2)."""
+    fit, test = gs[: args.measurements], gs[args.measurements :]
+    rows: dict[str, Any] = {}
+    for k in [0, *args.transfer_sizes]:
+        own = observations(fit[:k], measured, target)
+        merged = {device(source)[0]: observations(fit, measured, source)}
+        merged[device(target)[0]] = merged.get(device(target)[0], []) + own  # may share a class
+        moved = _model(args, len(fit)).fit(merged)
+        alone = _model(args, len(fit)).fit({device(target)[0]: own}) if k >= 2 else None
+        rows[str(k)] = {
+            m: {
+                "transfer": scored(moved, test, measured, target, m),
+                "scratch": scored(alone, test, measured, target, m) if alone else None,
+            }
+            for m in metric_names(args, target)
+        }
+    return rows
+
+
+def spread_vs_noise(gs, measured, name: str) -> dict[str, dict[str, float]]:
+    """Per latency case: max/min of the medians across genomes, and the median repeat CV."""
+    out = {}
+    for case in measured[gs[0].hash()][name]["cv"]:
+        kind, length = case.split("@")
+        metric = next(
+            m
+            for m in measured[gs[0].hash()][name]["metrics"]
+            if m.startswith(f"{kind}_ms@{length}[")
+        )
+        values = [measured[g.hash()][name]["metrics"][metric] for g in gs]
+        cv = statistics.median(measured[g.hash()][name]["cv"][case] for g in gs)
+        out[metric] = {
+            "spread_max_over_min": max(values) / min(values),
+            "median_cv": cv,
+            "spread_over_cv": (max(values) / min(values) - 1) / max(cv, 1e-9),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    source, target = args.devices
+    gs = genomes(args)
+    started = time.perf_counter()
+    gs, measured = measure_all(gs, [source, target], args)
+    result = {
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "genomes": len(gs),
+        "failed_exports": measured.pop("failed"),
+        "measure_s": time.perf_counter() - started,
+        "spread": {d: spread_vs_noise(gs, measured, d) for d in (source, target)},
+        "from_scratch": from_scratch(args, gs, measured, source),
+        "transfer": transfer(args, gs, measured, source, target),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float))
+    print_summary(result)
+    return result
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    for metric, r in result["from_scratch"].items():
+        print(
+            f"{metric}: tau {r['kendall_tau']}, MdAPE {r['mdape']}, within 10 % "
+            f"{r['within_10']}, within 5 % {r['within_5']} ({r['how']})"
+        )
+    for k, rows in result["transfer"].items():
+        for metric, pair in rows.items():
+            alone = pair["scratch"]["kendall_tau"] if pair["scratch"] else None
+            print(f"transfer k={k} {metric}: tau {pair['transfer']['kendall_tau']} (alone {alone})")
+
+
+if __name__ == "__main__":
+    main()
