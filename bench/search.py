@@ -156,6 +156,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs")
     parser.add_argument("--out", type=Path, default=RESULTS / "search.json")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("runs/bench-search-evaluations.json"),
+        help="every evaluation so far, so a run killed midway resumes (keyed by config)",
+    )
     args = parser.parse_args(argv)
     if args.fidelities[-1] != args.tokens or "random" not in args.algorithms:
         parser.error("--fidelities must end at --tokens, and random (the baseline) must run")
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tokenizer": {"kind": "byte"},
         "eval_tokens": 8_192,
     }
-    evaluations = Evaluations(RayEvaluator(), config)
+    evaluations = Evaluations(RayEvaluator(), config, cache=args.cache)
     started = time.perf_counter()
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report: dict[str, Any] = {"benchmark": "search", "sets": {}, "wall_s": {}, "args_by_set": {}}

@@ -5,6 +5,7 @@ CPU-seconds of the Ray task that trained it, and of the export and the measureme
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,36 @@ class Evaluations:
     """Every (genome, budget)'s perplexity and every genome's host decode latency, computed
     once for all runs; `compute[(hash, stage)]` what each cost."""
 
-    def __init__(self, evaluator: RayEvaluator, config: dict[str, Any]):
-        self.evaluator, self.config = evaluator, config
+    def __init__(self, evaluator: RayEvaluator, config: dict[str, Any], cache: Path | None = None):
+        self.evaluator, self.config, self.cache = evaluator, config, cache
         self.perplexity: dict[tuple[str, int], float | None] = {}
         self.decode_ms: dict[str, float | None] = {}
         self.compute: dict[tuple[str, Any], float] = {}  # (hash, tokens or "measure") -> s
+        if cache is not None and cache.exists():
+            self._load(json.loads(cache.read_text()))
+
+    def _load(self, saved: dict[str, Any]) -> None:
+        """A run killed midway (a Ray node lost) resumes from what it had evaluated; the
+        cache is keyed by the training config, so another config starts afresh."""
+        if saved.get("config") != self.config:
+            return
+        self.perplexity = {(h, int(t)): v for h, t, v in saved["perplexity"]}
+        self.decode_ms = dict(saved["decode_ms"])
+        self.compute = {(h, int(k) if k != "measure" else k): v for h, k, v in saved["compute"]}
+
+    def _save(self) -> None:
+        if self.cache is None:
+            return
+        saved = {
+            "config": self.config,
+            "perplexity": [[h, t, v] for (h, t), v in self.perplexity.items()],
+            "decode_ms": self.decode_ms,
+            "compute": [[h, k, v] for (h, k), v in self.compute.items()],
+        }
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.cache.with_suffix(".tmp")
+        temporary.write_text(json.dumps(saved))
+        temporary.replace(self.cache)
 
     def _drain(self) -> list:
         done = []
@@ -45,6 +71,8 @@ class Evaluations:
             self.compute[(finished.genome_hash, tokens)] = (
                 result.compute_s if result is not None and result.compute_s else finished.wall_s
             )
+        if todo:
+            self._save()
 
     def metrics(
         self, c: Individual, objectives: list[str], budgets: list[int]
@@ -88,3 +116,5 @@ class Evaluations:
             self.compute[(c.hash, "measure")] = (finished.value.compute_s or 0.0) + (
                 time.perf_counter() - started
             )
+        if todo:
+            self._save()

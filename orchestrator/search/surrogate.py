@@ -8,6 +8,11 @@ evaluation with the same training config and every measurement of that device cl
 other jobs (the fleet's latency model). Static objectives (params, cache_bytes@L, flops@L)
 are exact and enter the acquisition as known values, not predictions.
 
+With `latency_prior`, a latency, prefill or peak-memory objective on one device class gets
+the LIV latency model (orchestrator/search/latency_model.py, via latency_prior.py) as its
+GP's prior mean, so the GP learns what the per-layer cost model misses (off by default: see
+the attribute).
+
 Each generation NSGA-II's variation breeds a pool of `pool_factor` times the offspring it
 evaluates; offspring that break a constraint on a static metric are dropped (never
 evaluated), and the rest are ranked by log noisy expected hypervolume improvement
@@ -35,6 +40,7 @@ from core import Genome
 from core.encoding import GenomeEncoding
 from core.metrics import Constraint, parse_metric, static_metrics
 
+from .latency_prior import latency_priors, prior_column_mean
 from .static_screen import static_scale, statically_feasible
 
 Observation = tuple[Genome, dict[str, Any]]  # a genome and the metrics measured for it
@@ -65,6 +71,9 @@ class SurrogateSelector:
     shortlist_factor: int = 3  # greedy picks run over the best k x this by single-pick value
     fit_iterations: int = 200
     seed: int = 0
+    # hardware GPs' mean from the LIV latency model: off until the phone-scale benchmark
+    # shows it helps (on synthetic per-layer latencies the encoding's GP alone matched it)
+    latency_prior: bool = False
 
     def __post_init__(self) -> None:
         lengths = sorted(
@@ -74,6 +83,7 @@ class SurrogateSelector:
         names = self.objectives + [c.metric for c in self.constraints]
         self.modelled = list(dict.fromkeys(m for m in names if modelled(m)))
         self.static = [m for m in self.objectives if not modelled(m)]
+        self.prior_columns: dict[str, int] = {}  # metric -> its latency-prior input column
 
     # ----------------------------------------------------------------- data
 
@@ -157,7 +167,12 @@ class SurrogateSelector:
         sets = self.training_sets(observations)
         observed_genomes = [g for g, _ in observations]
         frames, static_logs = self._log_frames(sets, observed_genomes, pool)
-        X_all, n_features = self._inputs(observed_genomes + pool, frames, static_logs)
+        priors = (
+            latency_priors(self.modelled, observations, observed_genomes + pool)
+            if self.latency_prior
+            else {}
+        )
+        X_all, n_features = self._inputs(observed_genomes + pool, frames, static_logs, priors)
         model = self._fit_models(X_all, sets, frames)
         acquisition = self._acquisition(
             model,
@@ -198,17 +213,20 @@ class SurrogateSelector:
         genomes: list[Genome],
         frames: dict[str, tuple[float, float]],
         static_logs: dict[str, np.ndarray],
+        priors: dict[str, np.ndarray],
     ):
-        """The encoding plus the scaled static objectives, exact values the objective reads."""
+        """The encoding, the scaled static objectives (exact values the objective reads),
+        then the latency model's scaled log predictions (the hardware GPs' prior means)."""
         import torch
 
-        static_columns = (
-            np.stack([_scale(frames, m, static_logs[m]) for m in self.static], axis=1)
-            if self.static
-            else np.zeros((len(genomes), 0))
-        )
+        columns = [_scale(frames, m, static_logs[m]) for m in self.static]
         features = self.encoding.encode_all(genomes)
-        X_all = np.concatenate([features, static_columns], axis=1)
+        self.prior_columns = {}
+        for metric, logs in priors.items():
+            self.prior_columns[metric] = features.shape[1] + len(columns)
+            columns.append(_scale(frames, metric, logs))
+        extra = np.stack(columns, axis=1) if columns else np.zeros((len(genomes), 0))
+        X_all = np.concatenate([features, extra], axis=1)
         return torch.tensor(X_all, dtype=torch.float64), features.shape[1]
 
     def _fit_models(
@@ -232,9 +250,11 @@ class SurrogateSelector:
             rows, logs = sets[metric]
             X = X_all[rows]
             Y = -torch.tensor(_scale(frames, metric, logs), dtype=torch.float64).unsqueeze(-1)
+            column = self.prior_columns.get(metric)
             gp = SingleTaskGP(
                 X,
                 Y,
+                mean_module=None if column is None else prior_column_mean(column),
                 input_transform=Normalize(d=X.shape[-1], bounds=bounds),
                 outcome_transform=Standardize(m=1),
             )
@@ -255,7 +275,8 @@ class SurrogateSelector:
         def objective(Z, X=None):
             parts = [Z[..., objective_outputs]]
             if n_static:
-                parts.append((-X[..., n_features:]).expand(*Z.shape[:-1], n_static))
+                static = -X[..., n_features : n_features + n_static]
+                parts.append(static.expand(*Z.shape[:-1], n_static))
             return torch.cat(parts, dim=-1)
 
         return objective
