@@ -18,6 +18,7 @@ within one heartbeat.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import signal
 import tempfile
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -39,6 +41,7 @@ from core.protocol import (
 
 from .client import AgentClient, ServerError
 from .config import load_token, save_token
+from .delivery import Undelivered, deliver
 from .failures import failure_report
 from .stats import warm_method
 
@@ -50,6 +53,10 @@ KIND_TEXT = {
     "disconnected": "phone disconnected",
 }
 DEVICE_BACKOFF_S = (10.0, 300.0)  # pause after a device failure: first, longest
+# Waits while the server is unreachable: first, longest. The longest stays well under the
+# 30 s in which a lab's agents must be back after a server restart; each wait is jittered
+# (50-100 %) so a whole lab does not knock on a restarted server in the same instant.
+SERVER_BACKOFF_S = (1.0, 10.0)
 
 
 class EnrollmentRefused(ServerError):
@@ -221,8 +228,12 @@ class Agent:
         return fit and time.monotonic() >= self.paused_until
 
     def run_one(self) -> bool:
-        """Lease and measure one task; False when there was none."""
-        self._beat()
+        """Lease and measure one task; False when there was none. A poll heartbeats first
+        only when the last beat is older than half the interval: the heartbeat thread keeps
+        the device alive anyway, and a lab of agents beating on every poll doubled what the
+        server answered (the server refuses leases to a draining or paused device itself)."""
+        if time.monotonic() - self._last_beat >= self._beat_every / 2:
+            self._beat()
         leasable = self.leasable()
         if self.readiness() != self._sent_readiness:
             self._beat()  # the preflight's verdict changed: the server hears it now
@@ -258,9 +269,10 @@ class Agent:
         except Exception as exc:  # report every measurement failure with its reason
             self._failed(task.task_id, exc)
         else:
-            self.client.report(task.task_id, report)
-            log.info("task %s done: %s", task.task_id, summary_text(report))
-            self.completed += 1
+            send = partial(self.client.report, task.task_id, report)
+            if self._deliver(send, task.task_id, "report"):
+                log.info("task %s done: %s", task.task_id, summary_text(report))
+                self.completed += 1
             self._pause_s = self.device_backoff_s[0]
         finally:
             self._beat_every = self.heartbeat_s
@@ -287,10 +299,27 @@ class Agent:
             self._pause_s = min(self._pause_s * 2, self.device_backoff_s[1])
             if self.on_device_failure is not None:
                 self.on_device_failure()
-        self.client.fail(task_id, failure)
+        self._deliver(partial(self.client.fail, task_id, failure), task_id, "failure")
+
+    def _deliver(self, send, task_id: int, what: str) -> bool:
+        """Send a task's outcome until the server answers (delivery.py); False when the
+        agent was stopped first (the next start hands the task back, see the heartbeat) or
+        the server refused it with 409 (the lease lapsed and went to another device, or the
+        job ended: the work was in vain, and the log says so)."""
+        try:
+            deliver(send, f"task {task_id}'s {what}", self.stop)
+        except Undelivered as exc:
+            log.warning("%s", exc)
+            return False
+        except ServerError as exc:
+            if exc.status != 409:
+                raise
+            log.warning("task %s's %s refused by the server: %s", task_id, what, str(exc)[:500])
+            return False
+        return True
 
     def run(self, max_tasks: int | None = None) -> None:
-        backoff = 1.0
+        backoff = SERVER_BACKOFF_S[0]
         self._start_pulse()
         try:
             while not self.stop.is_set():
@@ -298,7 +327,7 @@ class Agent:
                     if self.client.token is None:
                         self.ensure_enrolled()
                     worked = self.run_one()
-                    backoff = 1.0
+                    backoff = SERVER_BACKOFF_S[0]
                     if max_tasks is not None and self.completed >= max_tasks:
                         return
                     if not worked:
@@ -311,9 +340,11 @@ class Agent:
                         if isinstance(exc, httpx.TransportError)
                         else "server refused"
                     )
-                    log.warning("%s (%s); retrying in %.0fs", what, exc, backoff)
-                    self.stop.wait(backoff)
-                    backoff = min(backoff * 2, 60)
+                    self._last_beat = 0.0  # back: heartbeat first, the leases need renewing
+                    wait = backoff * random.uniform(0.5, 1.0)
+                    log.warning("%s (%s); retrying in %.0fs", what, exc, wait)
+                    self.stop.wait(wait)
+                    backoff = min(backoff * 2, SERVER_BACKOFF_S[1])
         finally:
             if max_tasks is not None:
                 self.stop.set()

@@ -96,7 +96,9 @@ def loop_command(
     trip per (graph, L)); the marker always starts a line of its own, whatever the runner
     printed last. While a runner works the shell prints a keep-alive line every
     ALIVE_EVERY_S, so a phone that stops answering is told from a slow graph within the
-    ADB read timeout."""
+    ADB read timeout. The keep-alive's `sleep` writes nowhere: killing the loop leaves it
+    running out its seconds, and holding the shell's output it kept every (graph, L) open up
+    to ALIVE_EVERY_S longer (a fleet run showed 2 s of idle phone per case)."""
     pin = f"taskset {cpu_mask(cores)} " if cores else ""
     call = pin + shlex.join([runner, *runner_args(model, threads, runs, provider=provider)])
     # A runner built with --build_shared_lib finds libonnxruntime.so in its own folder.
@@ -104,7 +106,8 @@ def loop_command(
     return (
         f"cd {shlex.quote(workdir)} && export LD_LIBRARY_PATH={libs}:$LD_LIBRARY_PATH && "
         f"for i in $(seq {processes}); do "
-        f"( while :; do sleep {ALIVE_EVERY_S}; echo {ALIVE_MARKER}; done ) & alive=$!; "
+        f"( while :; do sleep {ALIVE_EVERY_S} >/dev/null 2>&1; echo {ALIVE_MARKER}; done ) & "
+        "alive=$!; "
         f"{call} 2>{STDERR_FILE}; rc=$?; kill $alive 2>/dev/null; wait $alive 2>/dev/null; "
         f"if [ $rc -ne 0 ]; then echo; echo {STDERR_MARKER}; "
         f"tail -c {STDERR_TAIL_BYTES} {STDERR_FILE}; fi; "

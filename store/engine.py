@@ -38,8 +38,15 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
+    # 20 + 30 connections: more than the API's 40 request threads (anyio's default thread
+    # limiter runs FastAPI's sync routes), so a lab of agents never waits for a connection
+    # behind the pool (30 s, SQLAlchemy's pool_timeout) while PostgreSQL has them to give.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args={"connect_timeout": 5}
+        url,
+        pool_pre_ping=True,
+        pool_size=20,
+        max_overflow=30,
+        connect_args={"connect_timeout": 5},
     )
 
 

@@ -99,9 +99,16 @@ def enqueue_task(
 
 
 def expire_leases(sessions: SessionFactory) -> int:
-    """Return expired leases to the queue (or fail them when out of attempts)."""
+    """Return expired leases to the queue (or fail them when out of attempts). Looks before
+    it writes: every lease call runs this, and on SQLite an UPDATE, even of no row, takes the
+    database's one write lock, so a lab of agents polling queued behind each other."""
     now = utcnow()
     with transaction(sessions) as s:
+        expired = select(ProfilingTask.id).where(
+            ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
+        )
+        if s.scalar(expired.limit(1)) is None:
+            return 0
         base = update(ProfilingTask).where(
             ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
         )
@@ -205,6 +212,22 @@ def renew_leases(sessions: SessionFactory, device: Device) -> int:
             task.lease_expires_at = now + timedelta(seconds=length)
             renewed += 1
         return renewed
+
+
+def release_device_leases(sessions: SessionFactory, device_id: int, reason: str) -> int:
+    """Every lease the device holds back to the queue, uncounted: its agent just started
+    (power cut, crash, `kill -9`) and holds no task, but the old process's leases would
+    otherwise be renewed by the new one's heartbeats forever and never measured. Returns
+    how many."""
+    with transaction(sessions) as s:
+        held = s.scalars(
+            select(ProfilingTask)
+            .where(ProfilingTask.state == LEASED, ProfilingTask.lease_owner == device_id)
+            .with_for_update()
+        ).all()
+        for task in held:
+            _requeue_uncounted(task, reason)
+        return len(held)
 
 
 def _held(s, task_id: int, device: Device) -> ProfilingTask:

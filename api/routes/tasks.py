@@ -34,7 +34,7 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
     """The task with the manifest of the export variant it measures, and exactly that
-    variant's graph files as its artifacts."""
+    variant's graph files (and the weights file they share, if any) as its artifacts."""
     candidate = task_candidate(sessions, task)
     files = artifact_store.artifacts_of(sessions, candidate.genome_hash)
     manifest_name = Variant.from_tag(task.variant).file("manifest")
@@ -44,6 +44,9 @@ def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
     with open(manifest.path) as f:
         graph_manifest = GraphManifest.model_validate_json(f.read())
     graph_files = {g.file for g in graph_manifest.graphs.values()}
+    weights = getattr(graph_manifest, "weights", None)  # the external data the graphs share
+    if weights is not None:
+        graph_files.add(weights.file)
     return TaskAssignment(
         task_id=task.id,
         job_id=task.job_id,

@@ -79,9 +79,13 @@ def signature_valid(token: bytes, signature: bytes, key: tuple[int, int]) -> boo
     return em == expected
 
 
-def make_sandbox(root: Path, runner_line: str = "main") -> Path:
+def make_sandbox(
+    root: Path, runner_line: str = "main", props: dict[str, str] | None = None
+) -> Path:
     """The phone's file system: /data/local/tmp with the stand-in runner of `runner_line`
-    (standin_texts.LINES), /sys, /proc, bin."""
+    (standin_texts.LINES), /sys, /proc, bin. `props` replaces getprop values (another
+    model, serial: one phone of a fleet)."""
+    getprop = {**GETPROP, **(props or {})}
     (root / "data/local/tmp").mkdir(parents=True, exist_ok=True)
     for cpu, khz in enumerate(CPU_MAX_FREQ_KHZ):
         freq = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
@@ -103,10 +107,10 @@ def make_sandbox(root: Path, runner_line: str = "main") -> Path:
     (root / "proc/meminfo").write_text("MemTotal:       11834964 kB\nMemFree:         712332 kB\n")
     bin_dir = root / "system/bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    props = "".join(f"echo '[{k}]: [{v}]'\n" for k, v in GETPROP.items())
+    props = "".join(f"echo '[{k}]: [{v}]'\n" for k, v in getprop.items())
     (bin_dir / "getprop").write_text(
         '#!/bin/sh\nif [ -n "$1" ]; then\n'
-        + "".join(f"  [ \"$1\" = '{k}' ] && echo '{v}'\n" for k, v in GETPROP.items())
+        + "".join(f"  [ \"$1\" = '{k}' ] && echo '{v}'\n" for k, v in getprop.items())
         + "  exit 0\nfi\n"
         + props
     )
@@ -123,6 +127,7 @@ def make_sandbox(root: Path, runner_line: str = "main") -> Path:
         f"runpy.run_path(sys.argv[0], run_name='__main__')\n"
     )
     (root / "runner_line").write_text(runner_line)
+    (root / "product_model").write_text(getprop["ro.product.model"])
     (root / "sys/devices/system/cpu/online").write_text(f"0-{len(CPU_MAX_FREQ_KHZ) - 1}\n")
     for script in (bin_dir / "getprop", bin_dir / "taskset", runner):
         script.chmod(0o755)
@@ -290,9 +295,13 @@ class AdbStandin:
         )
         conn.sendall(header + data)
 
+    def _model(self) -> str:
+        path = self.sandbox / "product_model"  # make_sandbox(props=...): one phone of a fleet
+        return path.read_text() if path.exists() else GETPROP["ro.product.model"]
+
     def _banner(self) -> bytes:
         return (
-            f"device::ro.product.name=e3q;ro.product.model={GETPROP['ro.product.model']};"
+            f"device::ro.product.name=e3q;ro.product.model={self._model()};"
             "ro.product.device=e3q;features=cmd\0"
         ).encode()
 

@@ -17,8 +17,12 @@ Sandbox settings (files in the sandbox root): `runner_providers` ("cpu xnnpack":
 providers the build has; another is ort_test_session.cc's "X is not supported in this
 build", exit 255), `runner_parser_lacks` (providers this build's parser does not know),
 `runner_delay_s` (a slow runner), `runner_kill_at` (killed by SIGKILL in the middle of the
-per-run line of that iteration, as the low-memory killer does). Every per-run line printed
-is also appended to `runner_printed.log` for tests to compare with what the agent stored.
+per-run line of that iteration, as the low-memory killer does), `runner_sleep_ms` (sleep
+mode, for fleets of stand-in phones: every inference is a sleep of this many milliseconds,
+the device class's latency, instead of onnxruntime, so fifty phones fit on two cores; what
+is printed is the same, line for line, and a missing model or test data still fails as
+onnxruntime's loader does). Every per-run line printed is also appended to
+`runner_printed.log` for tests to compare with what the agent stored.
 """
 
 from __future__ import annotations
@@ -147,6 +151,28 @@ def load(model: Path, threads: int):
     return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"]), feeds
 
 
+class SleepSession:
+    """Sleep mode: one inference is a sleep of `runner_sleep_ms` (the device class's
+    latency); nothing of onnxruntime is loaded, so a runner process costs a few ms of CPU."""
+
+    def __init__(self, model: Path, sleep_ms: float):
+        if not model.is_file():  # onnxruntime's loader: the text main.cc prints
+            raise FileNotFoundError(f"Load model from {model} failed:File doesn't exist")
+        if not any((model.parent / "test_data_set_0").glob("input_*.pb")):
+            raise FileNotFoundError(f"{model.parent / 'test_data_set_0'}: no input_*.pb")
+        self.sleep_s = sleep_ms / 1000
+
+    def run(self, _outputs, _feeds) -> None:
+        time.sleep(self.sleep_s)
+
+
+def load_session(model: Path, threads: int):
+    sleep_ms = sandbox_setting("runner_sleep_ms")
+    if sleep_ms:
+        return SleepSession(model, float(sleep_ms)), {}
+    return load(model, threads)
+
+
 def timed_runs(line: str, session, feeds, runs: int, verbose: bool) -> list[float]:
     """RunRepeatedTimes: each run timed, printed under -v (performance_runner.h)."""
     costs, kill_at = [], int(sandbox_setting("runner_kill_at") or 0)
@@ -188,7 +214,7 @@ def run(line: str, options: dict[str, str], positional: list[str]) -> int:
         print(f"Setting intra_op_num_threads to {threads}")
     created = time.perf_counter()
     try:
-        session, feeds = load(Path(positional[0]), threads)
+        session, feeds = load_session(Path(positional[0]), threads)
     except Exception as exc:  # main.cc prints the exception and returns -1
         sys.stderr.write(f"{exc}\n")
         return 255

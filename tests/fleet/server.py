@@ -1,0 +1,123 @@
+"""The real API server as a child process (`python -m cli.main serve`), so a fleet run can
+kill it with SIGKILL mid-run and start it again on the same port and database, and read
+its CPU time and resident memory from /proc.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from core.protocol import API_PREFIX
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY, ENROLL_TOKEN = "fleet-admin", "fleet-enroll"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`settings`: TAILOR_* overrides (lease length, heartbeat interval, enrollment rate)."""
+
+    def __init__(self, workdir: Path, database_url: str, settings: dict[str, str]):
+        self.workdir, self.database_url, self.settings = workdir, database_url, settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.cpu_s_before = 0.0  # CPU seconds of the incarnations killed so far
+        self.peak_rss_bytes = 0
+        self.restarts: list[float] = []  # wall time each restart was up again
+        self._sampler: threading.Thread | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TAILOR_", "RAY_"))},
+            "TAILOR_DATABASE_URL": self.database_url,
+            "TAILOR_ADMIN_KEY": ADMIN_KEY,
+            "TAILOR_ENROLL_TOKEN": ENROLL_TOKEN,
+            "TAILOR_DATA_DIR": str(self.workdir / "server"),
+            **self.settings,
+        }
+        log = open(self.workdir / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited ({self.proc.returncode}): see server.log")
+            try:
+                if httpx.get(self.url + API_PREFIX + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise TimeoutError(f"no API at {self.url} after {timeout_s:.0f} s")
+        if self._sampler is None:
+            self._sampler = threading.Thread(target=self._sample_loop, daemon=True)
+            self._sampler.start()
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown handler runs, open transactions die with the process."""
+        self.cpu_s_before += self.cpu_s_now()
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.start()
+        self.restarts.append(time.time())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.cpu_s_before += self.cpu_s_now()
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cpu_s_now(self) -> float:
+        """User + system CPU seconds of the running incarnation."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, AttributeError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def cpu_s(self) -> float:
+        return self.cpu_s_before + self.cpu_s_now()
+
+    def rss_bytes(self) -> int:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, AttributeError):
+            pass
+        return 0
+
+    def _sample_loop(self) -> None:
+        while self.proc is not None:
+            self.peak_rss_bytes = max(self.peak_rss_bytes, self.rss_bytes())
+            time.sleep(0.5)
