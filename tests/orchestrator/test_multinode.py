@@ -73,8 +73,26 @@ def two_node_cluster():
         ray_cli("start", f"--address=127.0.0.1:{port}", *common, env=env)
         yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=180)
+        stop_cluster(home)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def stop_cluster(home: Path) -> None:
+    """Kill this cluster's processes only: those whose command line names its private
+    folder (raylet, GCS, workers). `ray stop --force` would kill every Ray process on the
+    machine: another pytest worker's, a running `tailor demo`'s, a benchmark's."""
+    import signal
+
+    mine = str(home)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if mine in cmdline:
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue  # gone already, or not ours to read
 
 
 def test_evaluations_spread_over_two_nodes(two_node_cluster):
