@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from core import costs, preset
+from core.manifest import GraphManifest
 from core.precision import Variant
 from workers.export.variants import export_variants
 
@@ -40,8 +41,8 @@ def variant_folder(export_dir: Path, variant: Variant) -> Path:
     folder = export_dir / f"run-{variant.tag or 'float32'}"
     folder.mkdir(exist_ok=True)
     manifest = json.loads((export_dir / variant.file("manifest")).read_text())
-    for graph in manifest["graphs"].values():
-        (folder / graph["file"]).symlink_to(export_dir / graph["file"])
+    for name in GraphManifest.model_validate(manifest).files:  # graphs and their weights
+        (folder / name).symlink_to(export_dir / name)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 

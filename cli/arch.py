@@ -146,8 +146,9 @@ def arch_export(
     attention: str = typer.Option("plain", help="plain, or fused (GroupQueryAttention)"),
     int4_block_size: int = typer.Option(32, help="int4: weights per quantization block"),
 ):
-    """Write the graphs and manifest of every asked precision (prefill.onnx, decode.onnx,
-    manifest.json for float32; prefill.int8.onnx, ... for the others) and genome.json; print
+    """Write the graphs, their one weights file and the manifest of every asked precision
+    (prefill.onnx, prefill_last.onnx, decode.onnx, weights.data, manifest.json for float32;
+    prefill.int8.onnx, ..., weights.int8.data for the others) and genome.json; print
     each variant's check: onnxruntime vs torch for float32, decode vs prefill and the
     deviation from float for quantized ones."""
     genome = load_genome(genome_path)

@@ -41,6 +41,15 @@ class GraphSpec(StrictModel):
     outputs: list[TensorSpec]
 
 
+class WeightsFile(StrictModel):
+    """The external-data file every graph of a variant reads its weights from: one copy of
+    each weight, at the same offset in every graph (onnx external data), beside the graphs."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+
+
 class QuantizationInfo(StrictModel):
     """How a quantized variant was made (onnxruntime.quantization), for the record."""
 
@@ -54,6 +63,18 @@ class QuantizationInfo(StrictModel):
         "kernel saturates (absent in older manifests: 8 bits)",
     )
     quantized_nodes: int = Field(ge=0, description="MatMul/Gemm nodes whose weights were quantized")
+    accuracy_level: int | None = Field(
+        default=None,
+        description="int4: MatMulNBits' accuracy_level (4: int8 compute, "
+        "as phone builds run it; absent in older manifests: float compute)",
+    )
+    embedding: Literal["float", "own_table", "lm_head_weights"] | None = Field(
+        default=None,
+        description="how the embedding table is stored: float; quantized as its own table "
+        "(GatherBlockQuantized for int4, int8 Gather + DequantizeLinear for int8); or read "
+        "from the tied LM head's quantized weights (one copy for both); absent in older "
+        "manifests: float",
+    )
     tool: str = Field(description="e.g. 'onnxruntime.quantization 1.32.0'")
 
 
@@ -63,11 +84,18 @@ class VariantCheck(StrictModel):
     `decode_vs_prefill_max_diff`: logits of decode-after-prefill vs prefill of the whole
     sequence, max abs, at most `allowed` (core.precision.agreement_bound: `tolerance` x
     max(1, `logits_scale`) for float32 and int4; for int8 INT8_DEVIATION_FACTOR x
-    `vs_float_max_abs_diff`, the int8 prefill graph's own deviation from float). The float
-    deviation fields compare this variant's logits with the float32 graphs' on the same tokens
-    (absent for the float32 variant itself)."""
+    `vs_float_max_abs_diff`, the int8 prefill graph's own deviation from float; for int4 with
+    int8 compute the larger of its floor and INT8_DEVIATION_FACTOR x
+    `vs_float_compute_max_abs_diff`). The float deviation fields compare this variant's
+    logits with the float32 graphs' on the same tokens (absent for the float32 variant
+    itself)."""
 
     decode_vs_prefill_max_diff: float
+    last_token_vs_prefill_max_diff: float | None = Field(
+        default=None,
+        description="the last-token prefill graph's logits against the full prefill "
+        "graph's last row, held to the same bound (absent in older manifests)",
+    )
     tolerance: float
     logits_scale: float = 1.0
     allowed: float | None = Field(
@@ -76,6 +104,11 @@ class VariantCheck(StrictModel):
         "difference was held to (absent in older manifests)",
     )
     vs_float_max_abs_diff: float | None = None
+    vs_float_compute_max_abs_diff: float | None = Field(
+        default=None,
+        description="int4 at accuracy level 4: the prefill graph's deviation from the same "
+        "graph computing in float (accuracy level 0), what int8 compute alone changes",
+    )
     vs_float_mean_abs_diff: float | None = None
     decode_vs_float_max_abs_diff: float | None = Field(
         default=None, description="decode after prefill against the float graphs"
@@ -88,8 +121,19 @@ class VariantCheck(StrictModel):
     )
 
 
+GraphKind = Literal["prefill", "prefill_last", "decode"]
+
+
 class GraphManifest(StrictModel):
     """Written as manifest.json beside prefill.onnx and decode.onnx.
+
+    `prefill_last` (absent in older manifests) takes the same input as `prefill` and returns
+    the same cache, but only the last position's logits ([1, 1, V]): a phone generating text
+    needs no others, and at long prompts the L x V logits would set prefill's peak memory.
+    `profiled_prefill` names the graph profiling times for prefill; the full-logit graph
+    stays for perplexity and the decode-vs-prefill checks. `weights` names the one
+    external-data file all of them read their weights from (absent: weights inside each
+    graph).
 
     The decode graph's cache outputs are the next step's cache inputs, in the same order
     (`cache_pairs` maps input name -> output name). `position` is the absolute index of the
@@ -102,7 +146,9 @@ class GraphManifest(StrictModel):
     opset: int
     exporter: Literal["torchscript", "dynamo"] = "dynamo"  # torch.onnx's tracer or torch.export
     dtype: Literal["float32", "float16"]
-    graphs: dict[Literal["prefill", "decode"], GraphSpec]
+    graphs: dict[GraphKind, GraphSpec]
+    profiled_prefill: Literal["prefill", "prefill_last"] = "prefill"
+    weights: WeightsFile | None = None
     cache_pairs: dict[str, str]
     params: int
     cache_bytes_per_token: int
@@ -122,7 +168,31 @@ class GraphManifest(StrictModel):
     model_bytes: int | None = Field(
         default=None,
         ge=0,
-        description="bytes of the decode graph's initializers (weights and constants)",
+        description="bytes of every file a phone stores to run the variant (`phone_files`: "
+        "the graphs it runs and their one weights file, each counted once; older "
+        "manifests: the decode graph's initializer bytes)",
     )
     quantization: QuantizationInfo | None = None
     check: VariantCheck | None = None
+
+    @property
+    def files(self) -> list[str]:
+        """Every file of this variant: each graph and the weights file they share, each
+        once (what an agent is handed)."""
+        return self._with_weights([g.file for g in self.graphs.values()])
+
+    @property
+    def phone_files(self) -> list[str]:
+        """What a phone stores to run this variant: the graphs it runs (the profiled prefill
+        graph and decode; the full-logit prefill graph serves perplexity on the host) and
+        their weights file, each once (what the ADB backend pushes; `model_bytes`)."""
+        return self._with_weights([self.profiled(k).file for k in ("prefill", "decode")])
+
+    def _with_weights(self, names: list[str]) -> list[str]:
+        if self.weights is not None:
+            names.append(self.weights.file)
+        return list(dict.fromkeys(names))
+
+    def profiled(self, kind: Literal["prefill", "decode"]) -> GraphSpec:
+        """The graph profiling times for `kind` (prefill: `profiled_prefill`)."""
+        return self.graphs[self.profiled_prefill if kind == "prefill" else kind]

@@ -4,8 +4,10 @@ exported, and the file names each variant's graphs and manifest are stored under
 Phones run small language models quantized, so a candidate can be profiled (and scored) at
 `float32`, `int8` (ONNX Runtime's dynamic quantization of the MatMul/Gemm weights;
 activations quantized at run time; weights on 7 bits, see `workers/export/quantize.py`) or
-`int4` (weight-only block quantization to `MatMulNBits`). Depthwise and long convolutions,
-norms and the decode cache stay float in every variant. Attention is exported either as
+`int4` (block quantization of the weights to `MatMulNBits`, run with int8 compute as phone
+builds run it: `accuracy_level=4`). In both, the embedding table (and an untied LM head) is
+quantized too, with onnxruntime's own operators. Depthwise and long convolutions, norms and
+the decode cache stay float in every variant. Attention is exported either as
 plain ONNX ops ("plain": the L x L score matrix is materialised) or through ONNX Runtime's
 fused `GroupQueryAttention` contrib operator ("fused"), as onnxruntime-genai's model builder
 exports it.
@@ -46,14 +48,16 @@ ORT_PROVIDER_NAMES = {
 # of the logits, onnxruntime against itself) before a variant is refused. A broken cache path
 # is off by about the logits' scale itself.
 #
-# float32 and int4 (weight-only: MatMulNBits dequantizes the same weights in both phases) run
-# the same float arithmetic in both phases, in another order on other kernels (a one-row GEMV
-# against an L-row GEMM; MLAS picks the kernel by shape and by the CPU's ISA: SSE, AVX2,
-# AVX-512, AMX). They agree to float32 rounding (~6e-8 relative per operation) grown by depth
-# and gating: int4 measured 1.9e-6..1.5e-5 absolute on the presets, random and trained, with
-# logits' scales 4-19 (python -m bench.quant_agreement). The bound is a fraction of the
-# logits' scale (their largest magnitude, at least 1): int4's leaves >= 25x room; float32's
-# is the floor of the int8 bound.
+# float32 and int4 (MatMulNBits dequantizes the same weights in both phases; at accuracy
+# level 4 it quantizes each activation row per block, so a token's row is quantized alike in
+# a one-row decode step and in prefill) run the same arithmetic in both phases, in another
+# order on other kernels (a one-row GEMV against an L-row GEMM; MLAS picks the kernel by
+# shape and by the CPU's ISA: SSE, AVX2, AVX-512, AMX). They agree to float32 rounding
+# (~6e-8 relative per operation) grown by depth and gating: int4 measured 1.9e-6..1.5e-5
+# absolute on the presets, random and trained, with logits' scales 4-19 (python -m
+# bench.quant_agreement, accuracy level 0). The bound is a fraction of the logits' scale
+# (their largest magnitude, at least 1): int4's leaves >= 25x room; float32's is the floor
+# of the int8 bound.
 AGREEMENT_TOLERANCE: dict[str, float] = {"float32": 1e-5, "int4": 1e-4}
 
 # Dynamic int8 quantizes activations per tensor with a scale computed at run time: from one
@@ -70,13 +74,29 @@ AGREEMENT_TOLERANCE: dict[str, float] = {"float32": 1e-5, "int4": 1e-4}
 INT8_DEVIATION_FACTOR = 3.0
 
 
+# int4 at accuracy level 4 (int8 compute) quantizes each activation row per block at run time:
+# the same rows in both phases, but a value that float rounding moves across a rounding
+# boundary moves by a whole int8 step, so the phases agree to float rounding only until one
+# such flip. Then the int8 argument holds with int8 compute's own error: the bound is
+# INT8_DEVIATION_FACTOR x the prefill graph's deviation from the same graph at accuracy level
+# 0 (float compute on the same 4-bit weights), never below the float floor. Measured on the
+# presets (random weights): decode-vs-prefill / that deviation <= 0.05 (lfm2; the others
+# never flipped, 2e-5).
+
+
 def agreement_bound(
-    precision: str, logits_scale: float, vs_float_max_abs_diff: float | None
+    precision: str,
+    logits_scale: float,
+    vs_float_max_abs_diff: float | None,
+    compute_deviation: float | None = None,
 ) -> float:
     """The largest decode-vs-prefill difference a variant may show (see the constants above);
-    int8 needs its prefill graph's deviation from the float graphs on the same tokens."""
+    int8 needs its prefill graph's deviation from the float graphs on the same tokens, int4
+    with int8 compute (`compute_deviation`) its deviation from float compute."""
     exact = AGREEMENT_TOLERANCE["float32" if precision == "int8" else precision]
     floor = exact * max(1.0, logits_scale)
+    if precision == "int4" and compute_deviation is not None:
+        return max(floor, INT8_DEVIATION_FACTOR * compute_deviation)
     if precision != "int8":
         return floor
     if vs_float_max_abs_diff is None:
@@ -151,8 +171,14 @@ class Variant:
         """The float32 graphs this variant is quantized from (same attention export)."""
         return Variant(attention=self.attention)
 
-    def file(self, kind: Literal["prefill", "decode", "manifest"]) -> str:
-        ext = "json" if kind == "manifest" else "onnx"
+    def file(
+        self, kind: Literal["prefill", "prefill_last", "decode", "manifest", "weights"]
+    ) -> str:
+        """The variant's file of one kind: a graph (`prefill_last`: the prefill graph that
+        returns only the last position's logits, what phones run and profiling times), the
+        manifest, or `weights`, the one external-data file every graph of the variant reads
+        its weights from (onnxruntime resolves it beside the graph)."""
+        ext = {"manifest": "json", "weights": "data"}.get(kind, "onnx")
         return f"{kind}.{self.tag}.{ext}" if self.tag else f"{kind}.{ext}"
 
     @property

@@ -1,11 +1,13 @@
 """The ADB backend: measures a profiling task on a phone with onnxruntime_perf_test.
 
-Per task: push the variant's graphs (the manifest's file names: prefill.onnx, or
-prefill.int8.onnx ...) to `/data/local/tmp/tailor/<genome hash>/` (skipped when already
+Per task: push the graphs profiling runs (the manifest's `profiled` ones: prefill_last.onnx
+and decode.onnx, or prefill_last.int8.onnx ...) and the one weights file they share
+(weights.data, ...) to `/data/local/tmp/tailor/<genome hash>/` (each skipped when already
 there, sha256 checked), and the inputs, stored once by content under `inputs/`; per
 (graph file, L) a folder `prefill.int8_L128/` holding a link to the graph and
-`test_data_set_0/` with valid inputs copied on the phone (see inputs.py), so variants of
-one candidate share the folder without clobbering each other; wait for the watched
+`test_data_set_0/` with valid inputs copied on the phone (see inputs.py), and a link to
+the weights file (onnxruntime resolves external data beside the model's path), so variants
+of one candidate share the folder without clobbering each other; wait for the watched
 thermal zones to cool down (thermal.py; with spec.reject_hot a phone still hot after the
 timeout fails the task as a device fault); then per (graph, L) `spec.processes` runner
 processes pinned to the big cores, each `warmup + repeats` runs (perf_command.py). Reported:
@@ -89,17 +91,19 @@ class AdbBackend:
         name) per case."""
         spec, manifest = task.spec, task.manifest
         remote = f"{WORK_ROOT}/{task.genome_hash}"
-        for graph in manifest.graphs.values():
-            if PurePosixPath(graph.file).name != graph.file or graph.file.startswith("."):
-                raise ValueError(f"graph file name {graph.file!r} is not a plain file name")
-        files = {graph_dir / g.file: f"{remote}/{g.file}" for g in manifest.graphs.values()}
+        for name in manifest.files:
+            if PurePosixPath(name).name != name or name.startswith("."):
+                raise ValueError(f"graph file name {name!r} is not a plain file name")
+        # what profiling runs, and the one weights file its graphs share (pushed once)
+        weights = manifest.weights.file if manifest.weights is not None else None
+        files = {graph_dir / f: f"{remote}/{f}" for f in manifest.phone_files}
         setup, cases = [], []
         with tempfile.TemporaryDirectory(prefix="tailor-inputs-") as tmp:
             for kind, lengths in (
                 ("prefill", spec.prefill_lengths),
                 ("decode", spec.decode_contexts),
             ):
-                graph_file = manifest.graphs[kind].file
+                graph_file = manifest.profiled(kind).file
                 stem = graph_file[: -len(".onnx")] if graph_file.endswith(".onnx") else graph_file
                 for length in lengths:
                     case = f"{stem}_L{length}"
@@ -116,6 +120,11 @@ class AdbBackend:
                         f"ln -sf ../{shlex.quote(graph_file)} "
                         f"{shlex.quote(f'{remote}/{case}/model.onnx')}"
                     )
+                    if weights:  # onnxruntime reads external data beside the model's path
+                        copies.append(
+                            f"ln -sf ../{shlex.quote(weights)} "
+                            f"{shlex.quote(f'{remote}/{case}/{weights}')}"
+                        )
                     setup.append(" && ".join(copies))
                     cases.append((kind, length, f"{remote}/{case}"))
             self.phone.push_verified(files)

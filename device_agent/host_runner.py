@@ -7,7 +7,10 @@ that graph alone, as onnxruntime_perf_test's does on a phone:
     python -m device_agent.host_runner GRAPH_DIR prefill|decode LENGTH [--repeats N ...]
 
 prints one JSON line: samples_ms, peak_memory_bytes. Inputs come from the manifest alone:
-token ids inside the vocabulary, caches holding L tokens (capped at a window).
+token ids inside the vocabulary, caches holding L tokens (capped at a window). Prefill times
+the graph the manifest names for profiling (`profiled_prefill`: the last-token graph a phone
+runs, in newer exports); onnxruntime reads the weights file the graphs share from beside
+them.
 """
 
 from __future__ import annotations
@@ -31,10 +34,17 @@ def vm_hwm_bytes() -> int:
     return 0
 
 
+def profiled_graph(manifest: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The graph profiling times for `kind` (core.manifest.GraphManifest.profiled, read from
+    the JSON without pydantic: older manifests name no `profiled_prefill`)."""
+    name = manifest.get("profiled_prefill", "prefill") if kind == "prefill" else kind
+    return manifest["graphs"][name]
+
+
 def feeds(
     manifest: dict[str, Any], kind: str, length: int, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    graph = manifest["graphs"][kind]
+    graph = profiled_graph(manifest, kind)
     out = {}
     for spec in graph["inputs"]:
         if spec["role"] == "input_ids":
@@ -71,7 +81,7 @@ def run(
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(
-        str(graph_dir / manifest["graphs"][kind]["file"]),
+        str(graph_dir / profiled_graph(manifest, kind)["file"]),
         options,
         providers=providers(provider, threads),
     )

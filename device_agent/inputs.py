@@ -23,7 +23,7 @@ def graph_inputs(
 ) -> dict[str, np.ndarray]:
     rng = rng or np.random.default_rng(0)
     feeds = {}
-    for spec in manifest.graphs[kind].inputs:
+    for spec in manifest.profiled(kind).inputs:
         if spec.role == "input_ids":
             seq = length if kind == "prefill" else 1
             shape = [seq if d == "seq" else d for d in spec.shape]

@@ -32,8 +32,9 @@ from store.task_results import TaskOutcome, task_outcomes
 
 # Evaluation-cache key of the float ONNX export (v2: traced when exact; v3: state outputs
 # scheduled right after their layers, which lowers prefill peak memory; v4: int8 weights on
-# 7 bits, so no x86 kernel saturates).
-EXPORT_KEY = "onnx-opset18-v5"  # v5: one shared weights file, last-token prefill, int4 level 4
+# 7 bits, so no x86 kernel saturates; v5: one weights file both graphs read, the embedding
+# quantized, a last-token prefill graph, int4 at accuracy level 4).
+EXPORT_KEY = "onnx-opset18-v5"
 QUANTIZED_QUALITY = "quantized_quality"  # evaluation kind: perplexity through a quantized graph
 
 

@@ -43,10 +43,7 @@ def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
         raise RuntimeError(f"task {task.id}: candidate {candidate.id} has no {manifest_name}")
     with open(manifest.path) as f:
         graph_manifest = GraphManifest.model_validate_json(f.read())
-    graph_files = {g.file for g in graph_manifest.graphs.values()}
-    weights = getattr(graph_manifest, "weights", None)  # the external data the graphs share
-    if weights is not None:
-        graph_files.add(weights.file)
+    graph_files = set(graph_manifest.files)  # every graph and the weights file they share
     return TaskAssignment(
         task_id=task.id,
         job_id=task.job_id,

@@ -247,8 +247,12 @@ def test_agents_lease_report_fail_release_over_http(client, exported):
     _, host = enroll(client)
     assert client.post("/api/v1/tasks/lease", headers=phone).json() == {"task": None}
     task = client.post("/api/v1/tasks/lease", headers=host).json()["task"]
-    GraphManifest.model_validate(task["manifest"])
-    assert {a["name"] for a in task["artifacts"]} == {"prefill.onnx", "decode.onnx"}
+    manifest = GraphManifest.model_validate(task["manifest"])
+    # every graph of the variant and the one weights file they share, nothing else
+    assert {a["name"] for a in task["artifacts"]} == set(manifest.files)
+    assert set(manifest.files) == {"prefill.onnx", "prefill_last.onnx", "decode.onnx"} | (
+        {manifest.weights.file} if manifest.weights else set()
+    )
     assert client.get(task["artifacts"][0]["url"], headers=host).status_code == 200
     released = client.post(f"/api/v1/tasks/{task['task_id']}/release", headers=host).json()
     assert released["state"] == "queued"

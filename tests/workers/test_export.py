@@ -81,6 +81,11 @@ def test_manifest_describes_graphs_exactly(tmp_path):
             feed[t.name] = np.zeros(shape, dtype=np.float32)
     outputs = dict(zip([o.name for o in decode.outputs], session.run(None, feed)))
     assert outputs["logits"].shape == (1, 1, 97)
+    # profiling times the last-token prefill graph: the same input and cache, one row of
+    # logits (the full-logit graph stays for perplexity)
+    assert manifest.profiled_prefill == "prefill_last"
+    assert manifest.profiled("prefill").outputs[0].shape == [1, 1, 97]
+    assert manifest.graphs["prefill_last"].outputs[1:] == manifest.graphs["prefill"].outputs[1:]
     per_token_bytes = manifest.cache_bytes_per_token
     held = sum(
         outputs[manifest.cache_pairs[t.name]].nbytes for t in decode.inputs if t.role == "cache"

@@ -14,9 +14,9 @@ import torch
 
 from core import catalog, presets
 from core.genome import LLAMA3_ROPE
+from core.manifest import GraphManifest
 from core.precision import Variant
 from workers.export import fused_attention
-from workers.export.graph_stats import initializer_bytes
 from workers.export.onnx_export import TRACE_TOLERANCE, export_onnx
 from workers.export.verify import verify_export
 from workers.model.compiler import compile_genome
@@ -87,7 +87,8 @@ def _check_fused(genome, tmp_path: Path, model=None):
     assert manifest["graphs"]["prefill"]["file"] == prefill_file
     assert manifest["graphs"]["decode"]["file"] == decode_file
     assert manifest["fused_attention_layers"] == result.fused_attention_layers
-    assert manifest["model_bytes"] == initializer_bytes(tmp_path / decode_file)
+    phone_files = GraphManifest.model_validate(manifest).phone_files
+    assert manifest["model_bytes"] == sum((tmp_path / f).stat().st_size for f in phone_files)
     attention_slots = [i for i, s in enumerate(model.plan.slots) if s.op == "attention"]
     fused = manifest["fused_attention_layers"]
     assert sorted(fused + list(result.fused_fallbacks)) == attention_slots
@@ -258,11 +259,15 @@ def test_plain_export_keeps_its_files_and_records_model_bytes(tmp_path):
         "genome.json",
         "manifest.json",
         "prefill.onnx",
+        "prefill_last.onnx",
+        "weights.data",
     ]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["attention"] == "plain" and manifest["variant"] == ""
     assert manifest["fused_attention_layers"] == []
-    assert manifest["model_bytes"] == initializer_bytes(tmp_path / "decode.onnx") > 0
+    phone_files = GraphManifest.model_validate(manifest).phone_files
+    stored = sum((tmp_path / f).stat().st_size for f in phone_files)
+    assert manifest["model_bytes"] == stored > 0
     assert result.manifest.model_bytes == manifest["model_bytes"]
     assert not any(n.op_type == "GroupQueryAttention" for n in _nodes(tmp_path / "prefill.onnx"))
     # the fused variant beside it leaves the plain files alone and has the same interface

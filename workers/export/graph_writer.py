@@ -1,5 +1,5 @@
-"""The two graphs written with torch.onnx.export: the prefill and decode-step wrappers, their
-example inputs and dynamic axes for either exporter, and the output silenced.
+"""The graphs written with torch.onnx.export: the prefill, last-token prefill and decode-step
+wrappers, their example inputs and dynamic axes for either exporter, and the output silenced.
 
 `workers/export/onnx_export.py` decides which exporter writes them and checks the result;
 this module only writes them (and finishes them, `workers/export/graph_finish.py`).
@@ -33,6 +33,24 @@ class PrefillGraph(nn.Module):
     def forward(self, input_ids: torch.Tensor):
         logits, states = self.model.prefill(input_ids)
         return (logits, *states)
+
+
+class PrefillLastGraph(nn.Module):
+    """Prefill returning only the last position's logits (and the whole cache), what a phone
+    generating text runs: the LM head reads one row, not L. TailorLM.prefill's loop with
+    the head applied to the last hidden state (`workers/model` has no such mode)."""
+
+    def __init__(self, model: TailorLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor):
+        h = self.model.embed(input_ids)  # (B, L, D)
+        states: list[torch.Tensor] = []
+        for block in self.model.executions():
+            h, state = block.prefill(h)
+            states.extend(state)
+        return (self.model._logits(h[:, -1:]), *states)  # (B, 1, V), the cache
 
 
 class DecodeGraph(nn.Module):
@@ -138,10 +156,11 @@ def export_graphs(
     variant: Variant = Variant(),
     plain_ops: bool = False,
 ) -> None:
-    """Write the variant's prefill and decode graphs (prefill.onnx and decode.onnx for the
-    plain one) with one exporter, host metadata stripped. A fused variant must be traced
-    inside `fused_attention.fused_attention(model)`."""
+    """Write the variant's prefill, last-token prefill and decode graphs (prefill.onnx,
+    prefill_last.onnx and decode.onnx for the plain one) with one exporter, host metadata
+    stripped. A fused variant must be traced inside `fused_attention.fused_attention(model)`."""
     prefill_file, decode_file, _ = variant.files
+    last_file = variant.file("prefill_last")
     layout = model.state_layout()
     dynamo = exporter == "dynamo"
     prefill_out, decode_in = io_names(layout)
@@ -153,17 +172,18 @@ def export_graphs(
         from workers.export.fused_attention import CUSTOM_OPSETS
 
         prefill_shapes["custom_opsets"] = decode_shapes["custom_opsets"] = CUSTOM_OPSETS
-    _quiet_export(
-        PrefillGraph(model),
-        (prefill_ids,),
-        str(out / prefill_file),
-        input_names=["input_ids"],
-        output_names=prefill_out,
-        opset_version=OPSET,
-        dynamo=dynamo,
-        **({"external_data": False} if dynamo else {}),
-        **prefill_shapes,
-    )
+    for wrapper, file in ((PrefillGraph, prefill_file), (PrefillLastGraph, last_file)):
+        _quiet_export(
+            wrapper(model),
+            (prefill_ids,),
+            str(out / file),
+            input_names=["input_ids"],
+            output_names=prefill_out,
+            opset_version=OPSET,
+            dynamo=dynamo,
+            **({"external_data": False} if dynamo else {}),
+            **prefill_shapes,
+        )
     _quiet_export(
         DecodeGraph(model),
         (decode_ids, position, *past),
@@ -177,7 +197,7 @@ def export_graphs(
     )
     if not dynamo:
         _restore_unused_position(out / decode_file)
-    for name in (prefill_file, decode_file):
+    for name in (prefill_file, last_file, decode_file):
         finish_graph(out / name)
 
 

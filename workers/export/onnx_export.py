@@ -2,6 +2,9 @@
 
 prefill.onnx: `input_ids` int64 [1, seq] -> `logits` [1, seq, V] and every decode-state
 tensor (`present_*`), i.e. the cache after the prompt.
+prefill_last.onnx: the same, with only the last position's logits [1, 1, V]: what a phone
+generating text runs, and what profiling times (the manifest's `profiled_prefill`); the
+full-logit graph stays for perplexity and the decode-vs-prefill checks.
 decode.onnx:  `input_ids` int64 [1, 1], `position` int64 [1] (absolute index of the token)
 and every state tensor (`past_*`) -> `logits` [1, 1, V] and the next states (`present_*`).
 Attention caches have a dynamic "past" axis; conv and recurrent states are fixed-size.
@@ -20,7 +23,9 @@ workers/export/fused_attention.py; the others fall back to plain ops, per layer)
 tracer only, verified against torch like "auto"; its files are named by the variant
 (`prefill.float32-fused.onnx`, `decode.float32-fused.onnx`, `manifest.float32-fused.json`),
 and its manifest lists the fused layers. Inputs, outputs and cache layout are the plain
-graphs'. Every manifest records `model_bytes`, the decode graph's initializer bytes.
+graphs'. The graphs of a variant keep one copy of their weights, in one external-data file
+they all read (`weights.data`, `weights.float32-fused.data`; workers/export/shared_weights.py),
+and every manifest records `model_bytes`, the bytes of all the files a phone stores.
 
 The exporter annotates nodes with Python stack traces (absolute paths of this host's source
 tree and environment); every enrolled device downloads the graphs, so they are stripped and
@@ -40,8 +45,9 @@ from core import costs
 from core.genome import Genome
 from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from core.precision import Variant
-from workers.export.graph_stats import file_sha256, initializer_bytes
+from workers.export.graph_stats import file_sha256
 from workers.export.graph_writer import OPSET, export_graphs, graph_inputs, io_names
+from workers.export.shared_weights import files_bytes, share_weights, weights_spec
 from workers.export.verify import worst_difference
 from workers.model.compiler import TailorLM, compile_genome
 
@@ -98,6 +104,7 @@ def export_onnx(
         used, diff, fused_layers, fallbacks = _export_fused(model, out, example_context, variant)
     else:
         used, diff = _export_plain(model, out, example_context, verify, exporter)
+    share_weights(out, _graph_files(variant), variant.file("weights"))
     manifest = _write_manifest(genome, model, out, variant, used, fused_layers)
     (out / "genome.json").write_text(json.dumps(genome.to_json(), indent=2))
     return ExportResult(out, manifest, diff, used, fused_layers, fallbacks)
@@ -189,22 +196,24 @@ def _fused_fallback(
     return "dynamo", worst_difference(model, out, variant.tag), [], fallbacks
 
 
+def _graph_files(variant: Variant) -> list[str]:
+    """The variant's graph files, in the manifest's order."""
+    return [variant.file(kind) for kind in ("prefill", "prefill_last", "decode")]
+
+
 def _check_traced_inputs(model: TailorLM, out: Path, variant: Variant, message: str) -> None:
     """The tracer drops inputs nothing reads; the manifest promises them."""
-    prefill_file, decode_file, _ = variant.files
     _, expected_decode_inputs = io_names(model.state_layout())
     if (
-        graph_inputs(out / prefill_file) != ["input_ids"]
-        or graph_inputs(out / decode_file) != expected_decode_inputs
+        graph_inputs(out / variant.file("prefill")) != ["input_ids"]
+        or graph_inputs(out / variant.file("prefill_last")) != ["input_ids"]
+        or graph_inputs(out / variant.file("decode")) != expected_decode_inputs
     ):
         raise RuntimeError(message)
 
 
-def _write_manifest(
-    genome: Genome, model: TailorLM, out: Path, variant: Variant, used: str, fused_layers: list[int]
-) -> GraphManifest:
-    """The manifest lets a phone-side runner feed the graphs without Python."""
-    prefill_file, decode_file, manifest_file = variant.files
+def _graph_specs(model: TailorLM, out: Path, variant: Variant) -> dict[str, GraphSpec]:
+    """Every graph's file, checksum, inputs and outputs, as the manifest lists them."""
     layout = model.state_layout()
     vocab = model.plan.vocab_size
 
@@ -220,10 +229,10 @@ def _write_manifest(
             for t in layout
         ]
 
-    def graph_spec(file: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> GraphSpec:
-        path = out / file
+    def graph_spec(kind: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> GraphSpec:
+        path = out / variant.file(kind)
         return GraphSpec(
-            file=file,
+            file=path.name,
             sha256=file_sha256(path),
             size_bytes=path.stat().st_size,
             inputs=inputs,
@@ -233,29 +242,40 @@ def _write_manifest(
     ids = TensorSpec(name="input_ids", dtype="int64", shape=[1, "seq"], role="input_ids")
     position_spec = TensorSpec(name="position", dtype="int64", shape=[1], role="position")
     logits = TensorSpec(name="logits", dtype="float32", shape=[1, "seq", vocab], role="logits")
+    last_logits = logits.model_copy(update={"shape": [1, 1, vocab]})
+    return {
+        "prefill": graph_spec("prefill", [ids], [logits, *cache_specs("present")]),
+        "prefill_last": graph_spec("prefill_last", [ids], [last_logits, *cache_specs("present")]),
+        "decode": graph_spec(
+            "decode",
+            [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],
+            [last_logits, *cache_specs("present")],
+        ),
+    }
+
+
+def _write_manifest(
+    genome: Genome, model: TailorLM, out: Path, variant: Variant, used: str, fused_layers: list[int]
+) -> GraphManifest:
+    """The manifest lets a phone-side runner feed the graphs without Python."""
     per_token, fixed = costs.cache_split(genome)
     manifest = GraphManifest(
         genome_hash=genome.hash(),
-        vocab_size=vocab,
+        vocab_size=model.plan.vocab_size,
         opset=OPSET,
         dtype="float32",
         exporter=used,
-        graphs={
-            "prefill": graph_spec(prefill_file, [ids], [logits, *cache_specs("present")]),
-            "decode": graph_spec(
-                decode_file,
-                [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],
-                [logits.model_copy(update={"shape": [1, 1, vocab]}), *cache_specs("present")],
-            ),
-        },
-        cache_pairs={f"past_{t.name}": f"present_{t.name}" for t in layout},
+        graphs=_graph_specs(model, out, variant),
+        cache_pairs={f"past_{t.name}": f"present_{t.name}" for t in model.state_layout()},
         params=costs.params(genome),
         cache_bytes_per_token=per_token * 4,
         cache_bytes_fixed=fixed * 4,
         variant=variant.tag,
         attention=variant.attention,
         fused_attention_layers=fused_layers,
-        model_bytes=initializer_bytes(out / decode_file),
+        profiled_prefill="prefill_last",
+        weights=weights_spec(out, variant.file("weights")),
     )
-    (out / manifest_file).write_text(manifest.model_dump_json(indent=2))
+    manifest = manifest.model_copy(update={"model_bytes": files_bytes(out, manifest.phone_files)})
+    (out / variant.file("manifest")).write_text(manifest.model_dump_json(indent=2))
     return manifest

@@ -12,14 +12,20 @@ must measure (and score) those graphs, not the float ones. From the float32 grap
   ones cannot (255 x 64 x 2 < 32767); VNNI, AMX and ARM's dot products do not saturate. With 7
   bits the integer arithmetic is exact on every CPU, so a graph scores and runs the same
   everywhere (it cost <= 0.2 % perplexity on the trained presets);
-- int4: `MatMulNBitsQuantizer`, weight-only block quantization of those MatMuls to
-  `MatMulNBits` (block size and symmetry from the variant).
+- int4: `MatMulNBitsQuantizer`, block quantization of those MatMuls to `MatMulNBits` (block
+  size and symmetry from the variant), computed with int8 activations as phone builds run it
+  (`accuracy_level` INT4_ACCURACY_LEVEL).
 
-Everything else stays float: attention's activation-by-activation products, the depthwise
-and long convolutions, norms, the embedding table and the decode cache. Each variant is
-verified like the float graphs — decode after prefill against prefill of the whole
-sequence, within `core.precision.agreement_bound` — and its deviation from the float graphs
-is recorded in the manifest (`check`).
+The embedding table (and an untied LM head, a MatMul like the others) is quantized too, with
+onnxruntime's own operators (workers/export/embedding_quant.py): a phone's vocabulary makes
+it a large share of the weights. Everything else stays float: attention's activation-by-
+activation products, the depthwise and long convolutions, norms and the decode cache. Every
+graph of the float variant (prefill, the last-token prefill profiling runs, decode) is
+quantized, and the variant's graphs then share one weights file
+(workers/export/shared_weights.py). Each variant is verified like the float graphs — decode
+after prefill against prefill of the whole sequence, the last-token graph against its last
+row, within `core.precision.agreement_bound` (workers/export/variant_check.py) — and its
+deviation from the float graphs is recorded in the manifest (`check`).
 """
 
 from __future__ import annotations
@@ -31,16 +37,19 @@ from pathlib import Path
 
 import numpy as np
 
-from core.manifest import GraphManifest, GraphSpec, QuantizationInfo, VariantCheck
-from core.precision import AGREEMENT_TOLERANCE, INT8_DEVIATION_FACTOR, Variant, agreement_bound
-from workers.export.decode_checks import (
-    GraphPair,
-    decode_after_prefill,
-    load_pair,
-    session,
-    token_nll,
-)
-from workers.export.graph_stats import file_sha256, initializer_bytes
+from core.manifest import GraphManifest, GraphSpec, QuantizationInfo
+from core.precision import Variant
+from workers.export.decode_checks import session, token_nll
+from workers.export.embedding_quant import find_embedding, gathers_to_leave, read_head_weights
+from workers.export.graph_stats import file_sha256
+from workers.export.shared_weights import files_bytes, load_inline, share_weights, weights_spec
+from workers.export.variant_check import QuantizationError, check_variant, require_agreement
+
+__all__ = ["QuantizationError", "onnx_perplexity", "quantize_export"]
+# MatMulNBits' accuracy level: 4 computes with int8 activations (quantized per row and block
+# at run time), as phone builds run int4 (onnxruntime-genai's builder exports int4 models with
+# it); 0 would dequantize to float. onnxruntime's x86 kernels for it need AVX2 at least.
+INT4_ACCURACY_LEVEL = 4
 
 QUANTIZED_OPS = {
     "MatMulInteger",
@@ -50,11 +59,6 @@ QUANTIZED_OPS = {
     "QGemm",
     "DynamicQuantizeLinear",
 }
-
-
-class QuantizationError(ValueError):
-    """A quantized variant that does not agree with itself (decode vs prefill) within the
-    precision's tolerance, or that could not be made."""
 
 
 def _weight_matmuls(model) -> tuple[list[str], list[str]]:
@@ -128,125 +132,98 @@ def _quiet_quantizer():
         logging.disable(previous)
 
 
-def _quantize_graph(src: Path, dst: Path, variant: Variant) -> int:
-    """Write the quantized graph; returns how many weight matmuls were quantized."""
+def _quantize_graph(src: Path, dst: Path, variant: Variant) -> tuple[int, str]:
+    """Write the quantized graph; returns (how many weight matmuls were quantized, how the
+    embedding is stored: QuantizationInfo.embedding)."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = onnx.load(str(src))
+    model = load_inline(src)
     _prepare(model)
     weights, others = _weight_matmuls(model)
+    embedding = find_embedding(model)
+    leave = others + gathers_to_leave(model, embedding)
     with tempfile.TemporaryDirectory(prefix="tailor-quant-") as tmp, _quiet_quantizer():
-        named = Path(tmp) / "named.onnx"
-        onnx.save(model, str(named))
         if variant.precision == "int8":
-            quantize_dynamic(
-                str(named),
-                str(dst),
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul", "Gemm"],
-                nodes_to_exclude=others,
-                per_channel=False,
-                reduce_range=True,
-                use_external_data_format=False,
-                extra_options={"MatMulConstBOnly": True},
-            )
+            named = Path(tmp) / "named.onnx"
+            onnx.save(model, str(named))
+            _int8(named, dst, leave)
+            model = onnx.load(str(dst))
         else:
-            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-            quantizer = MatMulNBitsQuantizer(
-                model,
-                bits=4,
-                block_size=variant.block_size,
-                is_symmetric=variant.symmetric,
-                nodes_to_exclude=others,
-                op_types_to_quantize=("MatMul",),
-            )
-            quantizer.process()
-            _dedupe_initializers(quantizer.model.model)
-            quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
-    out = onnx.load(str(dst), load_external_data=False)
-    return sum(
+            model = _int4(model, variant, leave)
+    stored = "float" if embedding is None else "own_table"
+    if embedding is not None and embedding.head_output is not None:
+        tied = read_head_weights(model, embedding, variant.precision)
+        stored = "lm_head_weights" if tied else "float"
+    onnx.save(model, str(dst))
+    quantized = sum(
         n.op_type
         in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits", "MatMulIntegerToFloat")
-        for n in out.graph.node
-    ) or len(weights)
-
-
-def _lengths(manifest: GraphManifest) -> tuple[int, ...]:
-    """Prompt lengths on both sides of every window (as the float export is verified)."""
-    window = max([t.past_cap or 0 for t in manifest.graphs["decode"].inputs] + [0])
-    return (11, max(23, window + 7))
-
-
-def check_variant(
-    folder: Path, manifest: GraphManifest, base: GraphManifest | None, steps: int = 5, seed: int = 0
-) -> VariantCheck:
-    """Decode-after-prefill vs prefill of the whole sequence (this variant against itself),
-    and this variant's logits against the float graphs' (`base`) on the same tokens; the
-    bound it is held to is `core.precision.agreement_bound`."""
-    pair = load_pair(folder, manifest)
-    reference: GraphPair | None = load_pair(folder, base) if base is not None else None
-    rng = np.random.default_rng(seed)
-    worst, scale, decode_dev, deviations, agree, count = 0.0, 0.0, 0.0, [], 0, 0
-    for prompt in _lengths(manifest):
-        ids = rng.integers(0, manifest.vocab_size, (1, prompt + steps), dtype=np.int64)
-        stepped = decode_after_prefill(pair, ids, prompt)
-        whole = pair.prefill.run(None, {"input_ids": ids})[0]
-        worst = max(worst, float(np.abs(stepped - whole[:, prompt - 1 :]).max()))
-        scale = max(scale, float(np.abs(whole).max()))
-        if reference is not None:
-            floats = reference.prefill.run(None, {"input_ids": ids})[0]
-            deviations.append(np.abs(whole - floats).ravel())
-            decode_dev = max(decode_dev, float(np.abs(stepped - floats[:, prompt - 1 :]).max()))
-            agree += int((whole.argmax(-1) == floats.argmax(-1)).sum())
-            count += whole.shape[1]
-    tolerance = (
-        INT8_DEVIATION_FACTOR
-        if manifest.precision == "int8"
-        else AGREEMENT_TOLERANCE[manifest.precision]
+        for n in model.graph.node
     )
-    if not deviations:
-        return VariantCheck(
-            decode_vs_prefill_max_diff=worst,
-            tolerance=tolerance,
-            logits_scale=scale,
-            allowed=agreement_bound(manifest.precision, scale, None),
-        )
-    dev = np.concatenate(deviations)
-    return VariantCheck(
-        decode_vs_prefill_max_diff=worst,
-        tolerance=tolerance,
-        logits_scale=scale,
-        allowed=agreement_bound(manifest.precision, scale, float(dev.max())),
-        vs_float_max_abs_diff=float(dev.max()),
-        vs_float_mean_abs_diff=float(dev.mean()),
-        decode_vs_float_max_abs_diff=decode_dev,
-        vs_float_top1_agreement=agree / count,
+    return quantized or len(weights), stored
+
+
+def _int8(named: Path, dst: Path, leave: list[str]) -> None:
+    """quantize_dynamic of the weight MatMuls (7-bit weights, module docstring) and of an
+    own-table embedding Gather (an int8 table, Gather, DequantizeLinear)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(named),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+        nodes_to_exclude=leave,
+        per_channel=False,
+        reduce_range=True,
+        use_external_data_format=False,
+        extra_options={"MatMulConstBOnly": True},
     )
+
+
+def _int4(model, variant: Variant, leave: list[str]):
+    """MatMulNBits (int8 compute: INT4_ACCURACY_LEVEL) for the weight MatMuls and
+    GatherBlockQuantized for an own-table embedding, blocks of the variant's size."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(
+        model,
+        bits=4,
+        block_size=variant.block_size,
+        is_symmetric=variant.symmetric,
+        accuracy_level=INT4_ACCURACY_LEVEL,
+        nodes_to_exclude=leave,
+        op_types_to_quantize=("MatMul", "Gather"),
+    )
+    quantizer.process()
+    _dedupe_initializers(quantizer.model.model)
+    return quantizer.model.model
 
 
 def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
-    """Write `variant`'s graphs and manifest beside the float32 graphs of `variant.base`
-    in `export_dir`; QuantizationError when its check fails."""
+    """Write `variant`'s graphs, their weights file and manifest beside the float32 graphs
+    of `variant.base` in `export_dir`; QuantizationError when its check fails."""
     if variant.precision == "float32":
         raise ValueError(
             "quantize_export makes int8 or int4 variants; float32 graphs come from export_onnx"
         )
     folder = Path(export_dir)
     base = GraphManifest.model_validate_json((folder / variant.base.file("manifest")).read_text())
-    graphs, quantized = _quantize_graphs(folder, base, variant)
+    graphs, quantized, embedding = _quantize_graphs(folder, base, variant)
+    weights = weights_spec(folder, variant.file("weights"))
     manifest = base.model_copy(
         update={
             "graphs": graphs,
+            "weights": weights,
             "precision": variant.precision,
             "variant": variant.tag,
-            "quantization": _quantization_info(variant, quantized),
-            "model_bytes": initializer_bytes(folder / graphs["decode"].file),
+            "quantization": _quantization_info(variant, quantized, embedding),
         }
     )
+    model_bytes = files_bytes(folder, manifest.phone_files)
+    manifest = manifest.model_copy(update={"model_bytes": model_bytes})
     check = check_variant(folder, manifest, base)
-    _require_agreement(check, variant)
+    require_agreement(check, variant)
     manifest = manifest.model_copy(update={"check": check})
     (folder / variant.file("manifest")).write_text(manifest.model_dump_json(indent=2))
     return manifest
@@ -254,37 +231,40 @@ def quantize_export(export_dir: str | Path, variant: Variant) -> GraphManifest:
 
 def _quantize_graphs(
     folder: Path, base: GraphManifest, variant: Variant
-) -> tuple[dict[str, GraphSpec], int]:
-    """(the variant's prefill and decode graph specs, the most weight matmuls quantized in
-    either): inputs and outputs stay the float graphs', only the files change."""
+) -> tuple[dict[str, GraphSpec], int, str]:
+    """(the variant's graph specs, the most weight matmuls quantized in any graph, how the
+    embedding is stored): inputs and outputs stay the float graphs', only the files change;
+    the graphs share one weights file (workers/export/shared_weights.py)."""
     from workers.export.graph_finish import finish_graph
 
-    quantized = 0
-    graphs = {}
-    for kind in ("prefill", "decode"):
+    quantized, embedding = 0, "float"
+    for kind, spec in base.graphs.items():
         dst = folder / variant.file(kind)
         try:
-            quantized = max(
-                quantized, _quantize_graph(folder / base.graphs[kind].file, dst, variant)
-            )
+            count, embedding = _quantize_graph(folder / spec.file, dst, variant)
         except Exception as exc:  # the quantizer's own errors, named
             raise QuantizationError(
                 f"{variant.tag}: onnxruntime.quantization failed on the "
                 f"{kind} graph: {type(exc).__name__}: {exc}"
             ) from exc
+        quantized = max(quantized, count)
         finish_graph(dst)
-        spec = base.graphs[kind]
-        graphs[kind] = GraphSpec(
-            file=dst.name,
-            sha256=file_sha256(dst),
-            size_bytes=dst.stat().st_size,
+    files = [variant.file(kind) for kind in base.graphs]
+    share_weights(folder, files, variant.file("weights"))
+    graphs = {
+        kind: GraphSpec(
+            file=variant.file(kind),
+            sha256=file_sha256(folder / variant.file(kind)),
+            size_bytes=(folder / variant.file(kind)).stat().st_size,
             inputs=spec.inputs,
             outputs=spec.outputs,
         )
-    return graphs, quantized
+        for kind, spec in base.graphs.items()
+    }
+    return graphs, quantized, embedding
 
 
-def _quantization_info(variant: Variant, quantized: int) -> QuantizationInfo:
+def _quantization_info(variant: Variant, quantized: int, embedding: str) -> QuantizationInfo:
     """How the weights were quantized, recorded so a measurement names the exact recipe."""
     import onnxruntime as ort
 
@@ -295,26 +275,9 @@ def _quantization_info(variant: Variant, quantized: int) -> QuantizationInfo:
         symmetric=variant.symmetric if variant.precision == "int4" else True,
         reduce_range=variant.precision == "int8",
         quantized_nodes=quantized,
+        accuracy_level=INT4_ACCURACY_LEVEL if variant.precision == "int4" else None,
+        embedding=embedding,
         tool=f"onnxruntime.quantization {ort.__version__}",
-    )
-
-
-def _require_agreement(check: VariantCheck, variant: Variant) -> None:
-    """Refuse a variant whose decode after prefill drifts from prefill past its bound: a
-    phone would measure a graph that does not compute the model."""
-    if check.decode_vs_prefill_max_diff <= check.allowed:
-        return
-    rule = (
-        f"{check.tolerance:g} x the int8 prefill graph's deviation from float, "
-        f"{check.vs_float_max_abs_diff:.3g}"
-        if variant.precision == "int8"
-        else f"{check.tolerance:g} of the logits' scale {check.logits_scale:.3g}"
-    )
-    raise QuantizationError(
-        f"{variant.tag}: decode after prefill differs from prefill of the whole sequence by "
-        f"{check.decode_vs_prefill_max_diff:.3g} (allowed {check.allowed:.3g}: {rule}); "
-        f"decode after prefill deviates from float by up to "
-        f"{check.decode_vs_float_max_abs_diff:.3g}"
     )
 
 

@@ -32,35 +32,32 @@ def verify_export(
     seed: int = 0,
     variant: str = "",
 ) -> float:
-    """Max abs difference between onnxruntime and torch: prefill of a prompt, then decode
-    steps fed with the graphs' own cache outputs (the way a phone runs them). `variant`:
+    """Max abs difference between onnxruntime and torch: prefill of a prompt (the full-logit
+    graph, and the last-token graph against the last row), then decode steps fed with the
+    graphs' own cache outputs (the way a phone runs them). `variant`:
     the float32 variant's tag whose graphs to run ("" for prefill.onnx and decode.onnx,
     "float32-fused" for the fused ones)."""
     import onnxruntime as ort
 
     out = Path(out_dir)
-    prefill_file, decode_file, _ = Variant.from_tag(variant).files
+    files = Variant.from_tag(variant)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    prefill = ort.InferenceSession(
-        str(out / prefill_file), options, providers=["CPUExecutionProvider"]
-    )
-    decode = ort.InferenceSession(
-        str(out / decode_file), options, providers=["CPUExecutionProvider"]
+    prefill, last, decode = (
+        ort.InferenceSession(
+            str(out / files.file(kind)), options, providers=["CPUExecutionProvider"]
+        )
+        for kind in ("prefill", "prefill_last", "decode")
     )
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.plan.vocab_size, (1, prompt + decode_steps), generator=gen)
     worst = 0.0
     with torch.no_grad():
         logits, states = model.prefill(ids[:, :prompt])
+        last_out = last.run(None, {"input_ids": ids[:, :prompt].numpy()})
+        worst = _worst(worst, last_out, [logits[:, -1:], *states])
         ort_out = prefill.run(None, {"input_ids": ids[:, :prompt].numpy()})
-        worst = max(
-            worst,
-            *(
-                float(np.abs(a - b.numpy()).max()) if a.size else 0.0
-                for a, b in zip(ort_out, [logits, *states])
-            ),
-        )
+        worst = _worst(worst, ort_out, [logits, *states])
         ort_states = ort_out[1:]
         names = [i.name for i in decode.get_inputs()]
         for t in range(prompt, prompt + decode_steps):
@@ -70,11 +67,17 @@ def verify_export(
             feed.update(zip(names[2:], ort_states))
             ort_out = decode.run(None, feed)
             ort_states = ort_out[1:]
-            worst = max(
-                worst,
-                *(
-                    float(np.abs(a - b.numpy()).max()) if a.size else 0.0
-                    for a, b in zip(ort_out, [logits, *states])
-                ),
-            )
+            worst = _worst(worst, ort_out, [logits, *states])
     return worst
+
+
+def _worst(worst: float, ort_out: list[np.ndarray], torch_out: list[torch.Tensor]) -> float:
+    """The larger of `worst` and the max abs difference of each onnxruntime output from
+    torch's (an empty state, e.g. a cache of zero length, differs by nothing)."""
+    return max(
+        worst,
+        *(
+            float(np.abs(a - b.numpy()).max()) if a.size else 0.0
+            for a, b in zip(ort_out, torch_out)
+        ),
+    )
