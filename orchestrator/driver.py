@@ -4,10 +4,12 @@ The driver rebuilds the search loop from what the database holds (candidates, th
 metrics, the generations written), so a restarted orchestrator — after `kill -9`, say —
 continues where the last one stopped. Nothing is evaluated twice: candidates are unique per
 (job, genome hash) and every result goes to the evaluation cache first (`records`).
-Each candidate moves through the stages of `candidate_state` — training and export on the
-evaluator (Ray tasks in a deployment), profiling through the database (`profiling`) — and
-is recorded when it reaches DONE or FAILED; a failed candidate gets the worst fitness and
-the job goes on. The driver imports neither Ray nor torch unless it builds the default
+Each candidate moves through the stages of `candidate_state` — training (on the rungs of
+`training.fidelities`: `rung_training`) and export on the evaluator (Ray tasks in a
+deployment), profiling through the database (`profiling`; before training with
+`profiling.ahead_of_training`) — and is recorded, with the compute it used
+(`compute_ledger`), when it reaches DONE or FAILED; a failed candidate gets the worst
+fitness and the job goes on. The driver imports neither Ray nor torch unless it builds the default
 Ray evaluator, so its unit tests drive it with a fake one.
 """
 
