@@ -29,6 +29,10 @@ from core.training import TrainConfig
 
 from .selection import rank_population
 
+# The observation key of the training budget a quality was read at, as a fraction of the
+# job's highest budget (1: the full budget; absent: the full budget too).
+FIDELITY = "fidelity_fraction"
+
 
 @dataclass(frozen=True)
 class Rungs:

@@ -31,11 +31,12 @@ import numpy as np
 
 from core import Genome, SearchSpace
 from core.job_spec import EvolutionSpec
-from core.metrics import Constraint, fitness
+from core.metrics import Constraint, MetricKind, fitness, parse_metric
 from core.prediction_accuracy import prediction_accuracy
 
 from .algorithms.base import make
 from .evolution import Child, initial_population
+from .fidelity import FIDELITY
 from .selection import NormalisationFrame, hypervolume, pareto_front, rank_population, survive
 from .surrogate import Observation
 
@@ -122,8 +123,18 @@ class SearchLoop:
 
     def observations(self, generation: int) -> list[Observation]:
         """Everything measured that the surrogate may learn from when breeding `generation`:
-        the archive first, then other jobs' observations of genomes not in it."""
-        own = [(c.genome, c.metrics) for c in self.archive.values() if c.metrics is not None]
+        the archive first, then other jobs' observations of genomes not in it. A candidate
+        whose quality was read on a lower rung carries its budget as a fraction of the
+        highest budget in the archive (`FIDELITY`), so the models can tell the two apart."""
+        evaluated = [c for c in self.archive.values() if c.metrics is not None]
+        top = max((c.fidelity for c in evaluated if c.fidelity), default=None)
+        own = [
+            (
+                c.genome,
+                {**c.metrics, FIDELITY: c.fidelity / top} if c.fidelity and top else c.metrics,
+            )
+            for c in evaluated
+        ]
         known = set(self.archive)
         others = [
             (g, m)
@@ -148,14 +159,20 @@ class SearchLoop:
 
     def prediction_report(self, generation: int) -> dict[str, Any]:
         """How well the predictions that picked offspring matched the measurements: for this
-        generation's offspring and for the whole job so far."""
+        generation's offspring and for the whole job so far. Quality is predicted at the full
+        budget, so only candidates whose quality was read there are compared on it."""
+        top = max((c.fidelity for c in self.archive.values() if c.fidelity), default=None)
+
+        def comparable(c: Individual, metric: str) -> bool:
+            full = c.fidelity is None or c.fidelity == top
+            return full or parse_metric(metric).kind != MetricKind.QUALITY
 
         def pairs(individuals: list[Individual]) -> dict[str, list[tuple[float, float]]]:
             out: dict[str, list[tuple[float, float]]] = {}
             for c in individuals:
                 for metric, predicted in c.predictions.items():
                     measured = (c.metrics or {}).get(metric)
-                    if measured is not None:
+                    if measured is not None and comparable(c, metric):
                         out.setdefault(metric, []).append((predicted["mean"], measured))
             return out
 

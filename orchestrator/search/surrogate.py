@@ -40,6 +40,7 @@ from core import Genome
 from core.encoding import GenomeEncoding
 from core.metrics import Constraint, parse_metric, static_metrics
 
+from .fidelity import FIDELITY
 from .latency_prior import latency_priors, prior_column_mean
 from .static_screen import static_scale, statically_feasible
 
@@ -74,6 +75,7 @@ class SurrogateSelector:
     # hardware GPs' mean from the LIV latency model: off until the phone-scale benchmark
     # shows it helps (on synthetic per-layer latencies the encoding's GP alone matched it)
     latency_prior: bool = False
+    fidelity_aware: bool = True  # the budget a quality was read at is a model input
 
     def __post_init__(self) -> None:
         lengths = sorted(
@@ -84,6 +86,7 @@ class SurrogateSelector:
         self.modelled = list(dict.fromkeys(m for m in names if modelled(m)))
         self.static = [m for m in self.objectives if not modelled(m)]
         self.prior_columns: dict[str, int] = {}  # metric -> its latency-prior input column
+        self.fidelity_column = False  # whether the inputs end with the budget column
 
     # ----------------------------------------------------------------- data
 
@@ -173,12 +176,13 @@ class SurrogateSelector:
             else {}
         )
         X_all, n_features = self._inputs(observed_genomes + pool, frames, static_logs, priors)
+        X_all = self._with_fidelity(X_all, observations, len(pool))
         model = self._fit_models(X_all, sets, frames)
+        X_base = X_all[self.complete(observations)].clone()
+        if self.fidelity_column:  # the front as it would be at the full budget
+            X_base[:, -1] = 0.0
         acquisition = self._acquisition(
-            model,
-            self._objective(n_features),
-            self._constraints(frames),
-            X_all[self.complete(observations)],
+            model, self._objective(n_features), self._constraints(frames), X_base
         )
         X_pool = X_all[len(observed_genomes) :]
         shortlist = self._shortlist(acquisition, X_pool, allowed, k)
@@ -228,6 +232,19 @@ class SurrogateSelector:
         extra = np.stack(columns, axis=1) if columns else np.zeros((len(genomes), 0))
         X_all = np.concatenate([features, extra], axis=1)
         return torch.tensor(X_all, dtype=torch.float64), features.shape[1]
+
+    def _with_fidelity(self, X_all, observations: list[Observation], n_pool: int):
+        """With multi-fidelity rungs, a last input column: log of the budget fraction each
+        observation's quality was read at (0 = the full budget, which the pool is predicted
+        at), so a perplexity read after a tenth of the tokens is not taken for the genome's."""
+        import torch
+
+        fractions = [float(m.get(FIDELITY, 1.0)) for _, m in observations] + [1.0] * n_pool
+        self.fidelity_column = self.fidelity_aware and min(fractions) < 1.0
+        if not self.fidelity_column:
+            return X_all
+        column = torch.tensor(np.log(fractions), dtype=torch.float64).unsqueeze(-1)
+        return torch.cat([X_all, column], dim=-1)
 
     def _fit_models(
         self,
