@@ -45,42 +45,16 @@ class Stage(str, Enum):
     FAILED = "failed"
 
 
+# Once quality is known (or skipped), a candidate goes on to any later stage or fails.
+AFTER_QUALITY = frozenset(
+    {Stage.QUANTIZED_QUALITY, Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}
+)
 TRANSITIONS: dict[Stage, frozenset[Stage]] = {
-    Stage.QUEUED: frozenset(
-        {
-            Stage.TRAINING,
-            Stage.RUNG_DONE,
-            Stage.QUANTIZED_QUALITY,
-            Stage.EXPORTING,
-            Stage.PROFILING,
-            Stage.DONE,
-            Stage.FAILED,
-        }
-    ),
-    Stage.TRAINING: frozenset(
-        {
-            Stage.RUNG_DONE,
-            Stage.QUANTIZED_QUALITY,
-            Stage.EXPORTING,
-            Stage.PROFILING,
-            Stage.DONE,
-            Stage.FAILED,
-        }
-    ),
-    Stage.RUNG_DONE: frozenset(
-        {
-            Stage.TRAINING,
-            Stage.RUNG_DONE,  # promoted, and the next rung's result is in the cache
-            Stage.QUANTIZED_QUALITY,
-            Stage.EXPORTING,
-            Stage.PROFILING,
-            Stage.DONE,
-            Stage.FAILED,
-        }
-    ),
-    Stage.QUANTIZED_QUALITY: frozenset(
-        {Stage.EXPORTING, Stage.PROFILING, Stage.DONE, Stage.FAILED}
-    ),
+    Stage.QUEUED: AFTER_QUALITY | {Stage.TRAINING, Stage.RUNG_DONE},
+    Stage.TRAINING: AFTER_QUALITY | {Stage.RUNG_DONE},
+    # promoted (TRAINING), or promoted with the next rung's result in the cache (RUNG_DONE)
+    Stage.RUNG_DONE: AFTER_QUALITY | {Stage.TRAINING, Stage.RUNG_DONE},
+    Stage.QUANTIZED_QUALITY: AFTER_QUALITY - {Stage.QUANTIZED_QUALITY},
     Stage.EXPORTING: frozenset({Stage.PROFILING, Stage.DONE, Stage.FAILED}),
     # measured ahead of training (profiling.ahead_of_training): training follows
     Stage.PROFILING: frozenset(

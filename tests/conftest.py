@@ -75,3 +75,33 @@ def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     export_onnx(genome, out, verify=False)
     return genome, {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+# A loopback phone: the ADB stand-in over TCP (tests/device_agent/adb_standin.py) and an
+# agent-side connection to it, for the device tests and the export tests that push graphs.
+
+
+@pytest.fixture
+def standin(tmp_path):
+    from tests.device_agent.adb_standin import AdbStandin, make_sandbox
+
+    device = AdbStandin(make_sandbox(tmp_path / "phone"))
+    device.start()
+    yield device
+    device.stop()
+
+
+@pytest.fixture
+def phone(standin, tmp_path):
+    from device_agent.adb_device import Phone
+    from device_agent.config import adb_key_path
+
+    handle = Phone(
+        adb_key_path(tmp_path / "agent"),
+        tcp=f"127.0.0.1:{standin.port}",
+        auth_timeout_s=10,
+        transport_timeout_s=10,
+    )
+    handle.connect()
+    yield handle
+    handle.close()

@@ -41,6 +41,15 @@ GENOME = {
 }
 
 
+def launch(playwright):
+    """Debian's Chromium, headless, as CI can run it."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+
+
 @pytest.fixture
 def served(tmp_path):
     settings = Settings(
@@ -120,11 +129,7 @@ def test_dashboard_shows_seeded_data_and_new_generations_live(served):
     app, url = served
     job_id, ids = seed(app)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch(p)
         page = browser.new_page()
         requested: list[str] = []
         page.on("request", lambda request: requested.append(request.url))
@@ -273,11 +278,7 @@ def test_candidate_page_puts_precisions_side_by_side_and_a_scale_job_shows_both_
         s, scaled.id, 0, [r.id for r in rows], [rows[1].id], 0.2, 2, {"scale": report}
     )
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch(p)
         page = browser.new_page()
         page.goto(f"{url}/#/jobs/{quantized.id}")
         page.wait_for_selector(f"#candidates tr[data-id='{row.id}']")
@@ -348,11 +349,7 @@ def test_a_multi_fidelity_job_shows_its_rungs_compute_and_each_candidates_rungs(
     results.write_generation(s, job.id, 0, ids, ids[:1], 0.5, 3, stats)
     assert stats["compute"]["job"] == summed(list(ledgers.values()))
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch(p)
         page = browser.new_page()
         page.goto(f"{url}/#/jobs/{job.id}")
         page.wait_for_selector("#rung-table td")

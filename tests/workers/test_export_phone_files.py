@@ -150,33 +150,12 @@ def test_profiling_runs_the_last_token_graph_with_only_the_files_a_phone_stores(
     assert len(result["samples_ms"]) == 1 and result["peak_memory_bytes"] > 0
 
 
-@pytest.fixture
-def phone(tmp_path):
-    """The loopback phone of tests/device_agent (an ADB stand-in over TCP)."""
-    from device_agent.adb_device import Phone
-    from device_agent.config import adb_key_path
-    from tests.device_agent.adb_standin import AdbStandin, make_sandbox
-
-    standin = AdbStandin(make_sandbox(tmp_path / "phone"))
-    standin.start()
-    handle = Phone(
-        adb_key_path(tmp_path / "agent"),
-        tcp=f"127.0.0.1:{standin.port}",
-        auth_timeout_s=10,
-        transport_timeout_s=10,
-    )
-    handle.connect()
-    yield handle, standin
-    handle.close()
-    standin.stop()
-
-
-def test_the_adb_backend_pushes_the_weights_file_once_and_runs_the_graphs(exported, phone):
+def test_the_adb_backend_pushes_the_weights_file_once_and_runs_the_graphs(exported, phone, standin):
     from device_agent.adb_backend import AdbBackend
     from tests.device_agent.test_adb_backend import make_task
 
     folder, _, variants = exported
-    handle, standin = phone
+    handle = phone
     spec = MeasurementSpec(
         prefill_lengths=[8, 24],
         decode_contexts=[16],
