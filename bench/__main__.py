@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "api_poll": [],
     "inference": [],
     "search": [],
+    "latency_model": [],
     "system": [],
     "fleet": ["--acceptance"],
 }

@@ -37,15 +37,12 @@ import argparse
 import json
 import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.phone_measurements import CACHE, PhoneMeasurements, Protocol, device
 from core import Genome, SearchSpace
-from core.metrics import measured_metrics
-from core.precision import PRECISIONS, Variant
-from core.protocol import MeasurementSpec
 from core.variation import sample
 from orchestrator.search.latency_model import LatencyModel
 
@@ -67,28 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=RESULTS / "latency_model_measurements.json")
+    parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument(
+        "--export-workers", type=int, default=2, help="exports at once (measured one by one)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latency_model.json")
     return parser.parse_args(argv)
-
-
-def device(name: str) -> tuple[str, str, int]:
-    """`host-int8` -> (class "host", int8, 1 thread); `host-2t` -> ("host-2t", float32, 2):
-    the class names what changes the hardware, the precision stays the metric's own."""
-    parts = name.split("-")
-    precision, threads = "float32", 1
-    for part in parts[1:]:
-        if part in PRECISIONS:
-            precision = part
-        elif part.endswith("t") and part[:-1].isdigit():
-            threads = int(part[:-1])
-        else:
-            raise ValueError(
-                f"device {name!r}: parts after the class are a precision "
-                f"({', '.join(PRECISIONS)}) or a thread count like 2t"
-            )
-    device_class = parts[0] + (f"-{threads}t" if threads != 1 else "")
-    return device_class, precision, threads
 
 
 def genomes(args: argparse.Namespace) -> list[Genome]:
@@ -109,88 +90,29 @@ def genomes(args: argparse.Namespace) -> list[Genome]:
     return list(found.values())
 
 
-def spec(args: argparse.Namespace, threads: int) -> MeasurementSpec:
-    return MeasurementSpec(
-        prefill_lengths=[args.prefill],
-        decode_contexts=[args.decode],
-        warmup=args.warmup,
-        repeats=args.repeats,
-        threads=threads,
-    )
-
-
-def task_folder(export_dir: Path, variant: Variant) -> Path:
-    """A folder laid out as an agent's task folder: every exported file linked (graphs and
-    the external weight files they reference), the variant's manifest as manifest.json."""
-    folder = export_dir / f"run-{variant.tag or 'float32'}"
-    folder.mkdir()
-    for path in export_dir.iterdir():
-        if path.is_file() and not path.name.startswith("manifest"):
-            (folder / path.name).symlink_to(path)
-    (folder / "manifest.json").write_text((export_dir / variant.file("manifest")).read_text())
-    return folder
-
-
-def measure_genome(
-    genome: Genome, devices: list[str], args: argparse.Namespace
-) -> dict[str, dict[str, Any]]:
-    """Export once (every precision the devices need), measure on each device in turn;
-    per device: the metrics as `measured_metrics` names them, and each case's sample CV."""
-    from device_agent.host_backend import measure_task
-    from workers.export.variants import export_variants
-
-    wanted = {name: device(name) for name in devices}
-    variants = {p: Variant(p) for _, p, _ in wanted.values()}
-    out: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        export_variants(genome.to_json(), folder, list(variants.values()))
-        for name, (device_class, precision, threads) in wanted.items():
-            graphs = task_folder(Path(folder), variants[precision])
-            report = measure_task(graphs, spec(args, threads), precision=precision)
-            cvs = {
-                f"{kind}@{stat.length}": statistics.pstdev(stat.samples_ms)
-                / max(statistics.fmean(stat.samples_ms), 1e-9)
-                for kind, stats in (("prefill", report.prefill), ("decode", report.decode))
-                for stat in stats
-            }
-            metrics = measured_metrics(report, device_class, precision)
-            out[name] = {"metrics": metrics, "cv": cvs}
-    return out
+def protocol(args: argparse.Namespace) -> Protocol:
+    return Protocol(args.prefill, args.decode, args.warmup, args.repeats)
 
 
 def measure_all(
     gs: list[Genome], devices: list[str], args: argparse.Namespace
-) -> tuple[list[Genome], dict[str, dict[str, dict[str, Any]]]]:
+) -> tuple[list[Genome], dict[str, dict[str, Any]]]:
     """The first `measurements + test` genomes whose export and measurement worked, and per
-    genome hash and device what was measured; the cache is read first and written after
-    each genome. A failed export (e.g. a quantized variant that fails its decode-vs-prefill
-    check) is recorded and the genome replaced by the next one."""
-    cache = json.loads(args.cache.read_text()) if args.cache.exists() else {}
-    needed, kept = args.measurements + args.test, []
-    for g in gs:
-        if len(kept) == needed:
-            break
-        h = g.hash()
-        missing = [d for d in devices if d not in cache.get(h, {})]
-        if missing and "error" not in cache.get(h, {}):
-            started = time.perf_counter()
-            try:
-                cache.setdefault(h, {}).update(measure_genome(g, missing, args))
-            except Exception as error:  # the candidate's failure, as the search records one
-                cache[h] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
-            print(
-                f"[{len(kept) + 1}/{needed}] width {g.width} depth {g.depth}: "
-                f"{time.perf_counter() - started:.0f} s {cache[h].get('error', '')}",
-                flush=True,
-            )
-            args.cache.parent.mkdir(parents=True, exist_ok=True)
-            args.cache.write_text(json.dumps(cache))
-        if "error" not in cache[h]:
-            kept.append(g)
+    genome hash and device what was measured (bench/phone_measurements.py's cache, shared
+    with the phone-scale search). A failed export (e.g. a quantized variant that fails its
+    decode-vs-prefill check) is recorded and the genome replaced by the next one."""
+    cache = PhoneMeasurements(args.cache, protocol(args))
+    needed, kept, offered = args.measurements + args.test, [], 0
+    while len(kept) < needed and offered < len(gs):
+        batch = gs[offered : offered + needed - len(kept)]
+        offered += len(batch)
+        cache.measure(batch, devices, workers=args.export_workers)
+        kept += [g for g in batch if "error" not in cache.entries[g.hash()]]
+        print(f"{len(kept)} of {needed} genomes measured", flush=True)
     if len(kept) < needed:
         raise SystemExit(f"only {len(kept)} of {needed} genomes exported and measured")
-    failed = sum("error" in cache.get(g.hash(), {}) for g in gs)
-    return kept, {g.hash(): cache[g.hash()] for g in kept} | {"failed": failed}
+    failed = sum("error" in cache.entries.get(g.hash(), {}) for g in gs)
+    return kept, {g.hash(): cache.entries[g.hash()] for g in kept} | {"failed": failed}
 
 
 def observations(gs: list[Genome], measured: dict, name: str) -> list:
@@ -198,13 +120,7 @@ def observations(gs: list[Genome], measured: dict, name: str) -> list:
 
 
 def metric_names(args: argparse.Namespace, name: str) -> list[str]:
-    device_class, precision, _ = device(name)
-    suffix = f"[{device_class}{'' if precision == 'float32' else ':' + precision}]"
-    return [
-        f"prefill_ms@{args.prefill}{suffix}",
-        f"decode_ms@{args.decode}{suffix}",
-        f"peak_mem_mb{suffix}",
-    ]
+    return protocol(args).metric_names(name)
 
 
 def scored(model: LatencyModel, test: list[Genome], measured: dict, name: str, metric: str):

@@ -1,16 +1,22 @@
 """Random search vs NSGA-II vs pre-screening vs surrogate-assisted NSGA-II (and the surrogate
 on multi-fidelity rungs), in evaluations and in compute, read in a frame fixed before the run.
 
-Tiny models, real training on the built-in corpus (byte tokenizer, a fixed token budget) as
-Ray tasks, on two objective sets:
-- static:   (perplexity, params, cache_bytes@1024)
-- hardware: (perplexity, decode_ms@128[host], params), decode latency measured by the host
-            agent's own backend (`device_agent.host_backend`) on each candidate's ONNX export,
-            one measurement at a time while the workers are idle.
+Real training on the built-in corpus (byte tokenizer, a fixed token budget) as Ray tasks, on
+three objective sets:
+- static:   tiny models (width 32-64, 2-8 slots): (perplexity, params, cache_bytes@1024)
+- hardware: the same tiny models: (perplexity, decode_ms@128[host], params), decode latency
+            measured by the host agent's own backend (`device_agent.host_backend`) on each
+            candidate's ONNX export, one measurement at a time while the workers are idle.
+- phone:    phone-scale models (width 256-768, 8-24 slots, 16k vocabulary: ~10-150M
+            parameters), quality from proxy training at width 64 (`eval_width`), prefill and
+            decode latency and peak memory of the full-size int8 export on this host
+            (bench/phone_measurements.py, a cache shared with bench.latency_model).
 Each (set, algorithm, seed) is an independent search started without the presets, so every
-algorithm gets the same start per seed. `surrogate+mf` is `surrogate` with
-`training.fidelities` (successive halving over the token budget, orchestrator/search/
-fidelity.py; promotions on the objectives known after training, as the driver does).
+algorithm gets the same start per seed. `surrogate+lm` is `surrogate` with the LIV latency
+model as an input of its latency and memory models (`evolution.latency_prior`);
+`surrogate+mf` is `surrogate` with `training.fidelities` (successive halving over the token
+budget, orchestrator/search/fidelity.py; promotions on the objectives known after training,
+as the driver does).
 Evaluations are cached by genome and budget across runs (never trained or measured twice);
 each archive entry carries the `compute_s` its evaluation cost (training CPU-seconds of every
 rung it trained, plus export CPU-seconds and measurement seconds where the set measures).
@@ -19,7 +25,7 @@ The figures, the frame and the targets are bench/search_figures.py's docstring, 
 the first run: regret ratio to random's, evaluations and compute to reach random's final mean
 hypervolume, per-seed paired differences, sample spread (ddof = 1).
 
-    python -m bench.search [--sets static hardware] [--seeds 0 1 2 3 4] [--population 8]
+    python -m bench.search [--sets static hardware phone] [--seeds 0 1 2 3 4] [--population 8]
                            [--generations 6] [--tokens 30000] [--fidelities 3000 10000 30000]
 """
 
@@ -33,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.search_evaluations import HOST, Evaluations
+from bench.phone_measurements import CACHE, PhoneMeasurements, Protocol
+from bench.search_evaluations import HOST, Evaluations, PhoneDevice
 from bench.search_figures import figures
 from core import SearchSpace
 from core.job_spec import EvolutionSpec
@@ -42,20 +49,34 @@ from orchestrator.search.fidelity import Rungs, promotions
 from orchestrator.search.loop import Individual, SearchLoop
 
 RESULTS = Path(__file__).parent / "results"
+PHONE_DEVICE = "host-int8"  # what the phone set measures on: this host, int8 graphs
+PHONE_PROTOCOL = Protocol(prefill=128, decode=128)
 OBJECTIVE_SETS = {
     "static": ["perplexity", "params", "cache_bytes@1024"],
     "hardware": ["perplexity", HOST, "params"],
+    "phone": ["perplexity", *PHONE_PROTOCOL.metric_names(PHONE_DEVICE)],
 }
 MULTI_FIDELITY = "+mf"  # suffix: the algorithm on successive-halving rungs
-ALGORITHMS = ["random", "nsga2", "prescreen", "surrogate", "surrogate+mf"]
+LATENCY_PRIOR = "+lm"  # suffix: the surrogate with the LIV latency model as a prior
+ALGORITHMS = ["random", "nsga2", "prescreen", "surrogate", "surrogate+mf", "surrogate+lm"]
+DEFAULT_ALGORITHMS = {
+    "static": ["random", "nsga2", "prescreen", "surrogate", "surrogate+mf"],
+    "hardware": ["random", "nsga2", "prescreen", "surrogate", "surrogate+mf"],
+    "phone": ["random", "nsga2", "surrogate", "surrogate+lm"],
+}
 VOCAB = 257  # byte tokenizer
+CLASSES = ["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"]
 SPACE = SearchSpace(
-    classes=["attention", "hyena", "hyena_x", "hyena_y", "gla", "swiglu"],
-    widths=[32, 48, 64],
-    depth_min=2,
-    depth_max=8,
-    vocab_size=VOCAB,
+    classes=CLASSES, widths=[32, 48, 64], depth_min=2, depth_max=8, vocab_size=VOCAB
 )
+# Phone scale (issue 23): ~10-150M parameters; a 16k vocabulary as phone models have.
+PHONE_SPACE = SearchSpace(
+    classes=CLASSES, widths=[256, 384, 512, 768], depth_min=8, depth_max=24, vocab_size=16_384
+)
+SPACES = {"static": SPACE, "hardware": SPACE, "phone": PHONE_SPACE}
+# The phone set's quality is proxy training (core/scaling.py): every slot at width 64, on
+# byte tokens (the genome's 16k-row embedding sees the 257 it is trained on).
+TRAINING_BY_SET = {"phone": {"eval_width": 64}}
 
 
 def evaluate_generation(
@@ -86,6 +107,8 @@ def evaluate_generation(
             reached[c.hash] = rung + 1
     if HOST in objectives:
         evaluations.measure(individuals)
+    if evaluations.phone is not None:
+        evaluations.phone.measure([c.genome for c in individuals])
     for c in individuals:
         trained = budgets[: reached[c.hash] + 1]
         metrics, compute = evaluations.metrics(c, objectives, trained)
@@ -94,9 +117,14 @@ def evaluate_generation(
 
 
 def run_search(
-    objectives: list[str], algorithm: str, seed: int, args, evaluations: Evaluations
+    objectives: list[str],
+    algorithm: str,
+    seed: int,
+    args,
+    evaluations: Evaluations,
+    space: SearchSpace = SPACE,
 ) -> dict[str, Any]:
-    base = algorithm.removesuffix(MULTI_FIDELITY)
+    base = algorithm.removesuffix(MULTI_FIDELITY).removesuffix(LATENCY_PRIOR)
     budgets = args.fidelities if algorithm.endswith(MULTI_FIDELITY) else [args.tokens]
     spec = EvolutionSpec(
         algorithm=base,
@@ -104,8 +132,9 @@ def run_search(
         generations=args.generations,
         seed=seed,
         include_presets=False,
+        latency_prior=algorithm.endswith(LATENCY_PRIOR),
     )
-    loop = SearchLoop(SPACE, spec, objectives)
+    loop = SearchLoop(space, spec, objectives)
     started = time.perf_counter()
     predictor = []
     for generation in range(spec.generations):
@@ -146,9 +175,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The flags; the defaults are the README's run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--sets", nargs="+", default=list(OBJECTIVE_SETS), choices=list(OBJECTIVE_SETS)
+        "--sets",
+        nargs="+",
+        default=["static", "hardware"],
+        choices=list(OBJECTIVE_SETS),
+        help="phone (hours on 2 cores) runs only when named",
     )
-    parser.add_argument("--algorithms", nargs="+", default=ALGORITHMS, choices=ALGORITHMS)
+    parser.add_argument(
+        "--algorithms",
+        nargs="+",
+        default=None,
+        choices=ALGORITHMS,
+        help="default: per set, "
+        + "; ".join(f"{k}: {' '.join(v)}" for k, v in DEFAULT_ALGORITHMS.items()),
+    )
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--generations", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=30_000)
@@ -162,19 +202,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path("runs/bench-search-evaluations.json"),
         help="every evaluation so far, so a run killed midway resumes (keyed by config)",
     )
+    parser.add_argument(
+        "--phone-cache",
+        type=Path,
+        default=CACHE,
+        help="the phone set's measurements, shared with bench.latency_model",
+    )
     args = parser.parse_args(argv)
-    if args.fidelities[-1] != args.tokens or "random" not in args.algorithms:
+    if args.fidelities[-1] != args.tokens or "random" not in (args.algorithms or ["random"]):
         parser.error("--fidelities must end at --tokens, and random (the baseline) must run")
     return args
+
+
+def algorithms_of(name: str, args: argparse.Namespace) -> list[str]:
+    return args.algorithms or DEFAULT_ALGORITHMS[name]
 
 
 def search_set(name: str, args: argparse.Namespace, evaluations: Evaluations) -> dict[str, Any]:
     """One objective set: every (algorithm, seed) run and its figures."""
     objectives = OBJECTIVE_SETS[name]
     runs = [
-        run_search(objectives, algorithm, seed, args, evaluations)
+        run_search(objectives, algorithm, seed, args, evaluations, SPACES[name])
         for seed in args.seeds
-        for algorithm in args.algorithms
+        for algorithm in algorithms_of(name, args)
     ]
     read = figures(runs, objectives)
     for algorithm, f in read["algorithms"].items():
@@ -186,7 +236,41 @@ def search_set(name: str, args: argparse.Namespace, evaluations: Evaluations) ->
             flush=True,
         )
     print(f"{name} targets: {read['targets']}", flush=True)
-    return {"objectives": objectives, **read, "runs": runs}
+    extra = {}
+    if evaluations.phone is not None:
+        extra["spread_vs_noise"] = spread_vs_noise(runs, evaluations.phone)
+        print(f"{name} spread vs noise: {extra['spread_vs_noise']}", flush=True)
+    return {"objectives": objectives, **read, **extra, "runs": runs}
+
+
+def spread_vs_noise(runs: list[dict[str, Any]], phone: PhoneDevice) -> dict[str, Any]:
+    """Per measured latency, over every genome the set's runs measured: the spread across
+    candidates (max / min of their medians) against the repeat-to-repeat noise (the median
+    of each measurement's CV across its repeats); issue 23 asks spread - 1 >= 10 x CV."""
+    hashes = {e["hash"] for run in runs for e in run["archive"]}
+    entries = [
+        phone.measurements.entries[h][phone.device]
+        for h in hashes
+        if phone.device in phone.measurements.entries.get(h, {})
+    ]
+    out: dict[str, Any] = {}
+    for metric in phone.metric_names:
+        values = [e["metrics"][metric] for e in entries if metric in e["metrics"]]
+        case = metric.split("[")[0].replace("_ms", "")  # decode_ms@128 -> decode@128
+        cvs = [e["cv"][case] for e in entries if case in e.get("cv", {})]
+        if not values:
+            continue
+        spread = max(values) / min(values)
+        cv = float(np.median(cvs)) if cvs else None
+        out[metric] = {
+            "candidates": len(values),
+            "min": min(values),
+            "max": max(values),
+            "spread_max_over_min": spread,
+            "median_repeat_cv": cv,
+            "spread_over_cv": (spread - 1) / cv if cv else None,
+        }
+    return out
 
 
 def keep_previous_sets(report: dict[str, Any], args: argparse.Namespace, started: float) -> None:
@@ -215,15 +299,19 @@ def main(argv: list[str] | None = None) -> dict:
         "tokenizer": {"kind": "byte"},
         "eval_tokens": 8_192,
     }
-    evaluations = Evaluations(RayEvaluator(), config, cache=args.cache)
+    evaluator = RayEvaluator()
     started = time.perf_counter()
-    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report: dict[str, Any] = {"benchmark": "search", "sets": {}, "wall_s": {}, "args_by_set": {}}
     for name in args.sets:
         set_started = time.perf_counter()
-        report["sets"][name] = search_set(name, args, evaluations)
+        report["sets"][name] = search_set(
+            name, args, set_evaluations(name, evaluator, config, args)
+        )
         report["wall_s"][name] = time.perf_counter() - set_started
-        report["args_by_set"][name] = arguments
+        report["args_by_set"][name] = {
+            **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "algorithms": algorithms_of(name, args),
+        }
     if args.out.exists():  # keep the sets this invocation did not run
         keep_previous_sets(report, args, started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -231,6 +319,19 @@ def main(argv: list[str] | None = None) -> dict:
     plot(report, args.out.with_suffix(".png"))
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f}s)")
     return report
+
+
+def set_evaluations(
+    name: str, evaluator: RayEvaluator, config: dict[str, Any], args: argparse.Namespace
+) -> Evaluations:
+    """The set's evaluations: its own training config where it has one (then its own
+    evaluation cache file beside `--cache`), and the phone measurements for the phone set."""
+    overrides = TRAINING_BY_SET.get(name, {})
+    cache = args.cache.with_suffix(f".{name}.json") if overrides else args.cache
+    phone = None
+    if any(m in OBJECTIVE_SETS[name] for m in PHONE_PROTOCOL.metric_names(PHONE_DEVICE)):
+        phone = PhoneDevice(PhoneMeasurements(args.phone_cache, PHONE_PROTOCOL), PHONE_DEVICE)
+    return Evaluations(evaluator, {**config, **overrides}, cache=cache, phone=phone)
 
 
 def plot(report: dict, path: Path) -> None:

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.phone_measurements import PhoneMeasurements
+from core import Genome
 from core.metrics import static_metrics
 from orchestrator.ray_evaluator import RayEvaluator
 from orchestrator.search.loop import Individual
@@ -17,12 +19,42 @@ from orchestrator.search.loop import Individual
 HOST = "decode_ms@128[host]"
 
 
+class PhoneDevice:
+    """The phone set's measurements: full-size genomes at a phone's precision on one of this
+    host's device classes (bench/phone_measurements.py), measured once per genome for every
+    algorithm, seed and benchmark; exports run here, one at a time, while the trainers are
+    idle (the search evaluates a generation's training first)."""
+
+    def __init__(self, measurements: PhoneMeasurements, device: str):
+        self.measurements, self.device = measurements, device
+        self.metric_names = measurements.protocol.metric_names(device)
+
+    def measure(self, genomes: list[Genome]) -> None:
+        """Measure every one not measured yet (exports two at a time, timings alone)."""
+        self.measurements.measure(genomes, [self.device])
+
+    def measured(self, genome: Genome) -> tuple[dict[str, float], float]:
+        """Its metrics ({} when its export failed: the candidate fails) and what they cost:
+        the export's CPU-seconds plus the measurement's seconds."""
+        entry = self.measurements.get(genome, [self.device])
+        if "error" in entry:
+            return {}, 0.0
+        own = entry[self.device]
+        return dict(own["metrics"]), own.get("export_s", 0.0) + own.get("measure_s", 0.0)
+
+
 class Evaluations:
     """Every (genome, budget)'s perplexity and every genome's host decode latency, computed
     once for all runs; `compute[(hash, stage)]` what each cost."""
 
-    def __init__(self, evaluator: RayEvaluator, config: dict[str, Any], cache: Path | None = None):
-        self.evaluator, self.config, self.cache = evaluator, config, cache
+    def __init__(
+        self,
+        evaluator: RayEvaluator,
+        config: dict[str, Any],
+        cache: Path | None = None,
+        phone: PhoneDevice | None = None,
+    ):
+        self.evaluator, self.config, self.cache, self.phone = evaluator, config, cache, phone
         self.perplexity: dict[tuple[str, int], float | None] = {}
         self.decode_ms: dict[str, float | None] = {}
         self.compute: dict[tuple[str, Any], float] = {}  # (hash, tokens or "measure") -> s
@@ -86,6 +118,10 @@ class Evaluations:
             compute += self.compute.get((c.hash, "measure"), 0.0)
             if self.decode_ms.get(c.hash) is not None:
                 metrics[HOST] = self.decode_ms[c.hash]
+        if self.phone is not None and set(objectives) & set(self.phone.metric_names):
+            measured, seconds = self.phone.measured(c.genome)
+            metrics.update(measured)
+            compute += seconds
         return metrics, compute
 
     def measure(self, individuals: list[Individual]) -> None:

@@ -65,6 +65,11 @@ class EvolutionSpec(StrictModel):
         description="surrogate: observations each predicted objective needs before "
         "predictions pick offspring; below it the generation is plain NSGA-II",
     )
+    latency_prior: bool = Field(
+        default=False,
+        description="surrogate: the LIV latency model (per-layer cost terms fitted to the "
+        "device class's measurements) as an input of every latency and peak-memory model",
+    )
 
     @model_validator(mode="after")
     def _elitism_below_population(self) -> "EvolutionSpec":

@@ -189,6 +189,8 @@ class SurrogateSelector:
         chosen = _greedy_picks(acquisition, X_pool, shortlist, k)
         predictions = self._predictions(model, X_pool[chosen], frames)
         info.update(shortlist=len(shortlist), points={m: len(sets[m][0]) for m in self.modelled})
+        if priors:
+            info["latency_prior"] = sorted(priors)  # the metrics whose GP had the prior
         return chosen, predictions
 
     # ----------------------------------------------------------------- the acquisition steps

@@ -120,3 +120,40 @@ def test_even_before_the_models_have_data_static_violators_are_not_evaluated():
     loop.run(evaluate)
     bred = [c for c in loop.archive.values() if c.generation > 0]
     assert bred and all(truth(c.genome)["params"] <= limit for c in bred)
+
+
+def test_the_job_spec_turns_the_latency_model_prior_on_and_it_predicts_a_phone_metric():
+    """`evolution.latency_prior` reaches the selector, whose latency model then carries a
+    device-class metric: on a world whose decode latency is a sum of per-layer costs (the
+    shape of orchestrator/search/latency_features.py, per-column costs unknown to the model,
+    3 % multiplicative noise) the predictions of what it picks stay within 10 % (median)."""
+    import numpy as np
+
+    from orchestrator.search.latency_features import LatencyTarget, columns, latency_features
+
+    metric = "decode_ms@128[SM-X:int8]"
+    target = LatencyTarget.parse(metric)
+    unit = {"flops": 1e-9, "conv": 5e-9, "mix": 2e-9, "bytes": 1e-9, "count": 2e-3}
+    cost = np.array([unit.get(c.kind, 1e-3) for c in columns(target)])
+    cost *= np.random.default_rng(0).uniform(0.5, 2.0, len(cost))  # each class its own rate
+
+    def latency(g) -> float:
+        return float(latency_features(g, target) @ cost)
+
+    noise = random.Random(4)
+    objectives = ["perplexity", metric, "params"]
+    observed = genomes(30, seed=5)
+    pool = genomes(60, seed=6, exclude={g.hash() for g in observed})
+    observations = [
+        (g, {**truth(g), metric: latency(g) * math.exp(noise.gauss(0, 0.03))}) for g in observed
+    ]
+    loop = SearchLoop(SPACE, EvolutionSpec(algorithm="surrogate", latency_prior=True), objectives)
+    selector = loop.algorithm.selector
+    assert selector.latency_prior
+    selection = selector.select(pool, 6, observations, generation=1)
+    assert selection is not None and selection.info.get("latency_prior") == [metric]
+    errors = sorted(
+        abs(p[metric]["mean"] - latency(pool[i])) / latency(pool[i])
+        for i, p in zip(selection.picked, selection.predictions)
+    )
+    assert errors[len(errors) // 2] < 0.10, errors

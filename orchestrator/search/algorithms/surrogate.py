@@ -19,7 +19,11 @@ class Surrogate(Algorithm):
     def __init__(self, objectives, constraints, params):
         super().__init__(objectives, constraints, params)
         self.selector = SurrogateSelector(
-            objectives, constraints, min_points=params.surrogate_min_points, seed=params.seed
+            objectives,
+            constraints,
+            min_points=params.surrogate_min_points,
+            seed=params.seed,
+            latency_prior=params.latency_prior,
         )
 
     def offspring(self, parents, ranking, space, rng, seen, count, observations, generation):
