@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api.auth import RateLimiter, digest
 from api.generation_views import GenerationViews
-from api.guards import BodyLimit, SecurityHeaders, parse_proxies
+from api.guards import BodyLimit, SecurityHeaders, ServerTiming, parse_proxies
 from api.poll_cache import PollCache
 from api.routes import catalog, devices, fleet, health, jobs, results, tasks
 from api.schemas.errors import ERROR_RESPONSES
@@ -38,7 +38,7 @@ from core.protocol import API_PREFIX
 from store import Conflict, NotFound
 from store.artifacts import BadName
 from store.engine import make_engine, session_factory, upgrade
-from store.tasks import BadReport
+from store.tasks import BadReport, extend_leases
 
 log = logging.getLogger("tailor.api")
 
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     engine = make_engine(settings.resolved_database_url())
     if migrate:
         upgrade(engine)
+    # A (re)started server: leases run their own length again (store.tasks.extend_leases).
+    extend_leases(session_factory(engine))
     app = FastAPI(
         title="Tailor",
         version="0.1.0",
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         SecurityHeaders,
         docs_paths=(app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url),
     )
+    app.add_middleware(ServerTiming)  # outermost: the whole time the app held the request
     _add_error_handlers(app)
     app.openapi = _openapi_with_job_spec(app)
     for module in (health, catalog, jobs, results, devices, fleet, tasks):

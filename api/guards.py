@@ -7,6 +7,10 @@
 - `SecurityHeaders`: `X-Content-Type-Options: nosniff` on every response and a
   Content-Security-Policy under which the dashboard (its own scripts and style sheet, inline
   style attributes, SVG plots) works and nothing may frame it.
+- `ServerTiming`: every response says how long the app held its request
+  (`Server-Timing: app;dur=MS`, the W3C header, which clients that do not know it ignore),
+  so a lab's latency can be split into the server's share and the network's and the
+  client's (bench.fleet reports both).
 - `client_address`: the address rate limits count, which believes `X-Forwarded-For` only
   from a peer named in `trusted_proxies`. The server must therefore run with uvicorn's own
   forwarded-header handling off (`SERVER_OPTIONS`), or uvicorn rewrites the peer first.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -155,6 +160,28 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class ServerTiming:
+    """`Server-Timing: app;dur=MS`: from the request reaching the app (headers parsed) to its
+    response starting, body reading, waits for a request thread and the database included."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+
+        async def timed(message):
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - started) * 1000
+                timing = (b"server-timing", f"app;dur={ms:.2f}".encode())
+                message = {**message, "headers": [*message.get("headers", []), timing]}
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 def parse_proxies(values: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -57,6 +57,9 @@ DEVICE_BACKOFF_S = (10.0, 300.0)  # pause after a device failure: first, longest
 # 30 s in which a lab's agents must be back after a server restart; each wait is jittered
 # (50-100 %) so a whole lab does not knock on a restarted server in the same instant.
 SERVER_BACKOFF_S = (1.0, 10.0)
+# A failed heartbeat is sent again within 1 s and waits one renewal period for its answer:
+# a held lease outlives any outage shorter than lease - 2 periods - 1 s (docs/devices.md).
+BEAT_RETRY_S = 1.0
 
 
 class EnrollmentRefused(ServerError):
@@ -177,7 +180,9 @@ class Agent:
 
     def _beat(self, properties: DeviceProperties | None = None):
         readiness = self.readiness()
-        response = self.client.heartbeat(properties, readiness)
+        response = self.client.heartbeat(
+            properties, readiness, timeout_s=max(BEAT_RETRY_S, self._beat_every)
+        )
         self._sent_readiness = readiness
         self._last_beat = time.monotonic()
         self.state, self.server_paused_until = response.state, response.paused_until
@@ -208,7 +213,9 @@ class Agent:
                 if not self._beat_failing:
                     log.warning("heartbeat failed: %s", exc)
                 self._beat_failing = True
-                self._last_beat = time.monotonic()  # retry after one interval
+                # Again soon (BEAT_RETRY_S), jittered so a lab does not beat in step.
+                retry = min(BEAT_RETRY_S, self._beat_every) * random.uniform(0.5, 1.0)
+                self._last_beat = time.monotonic() - self._beat_every + retry
 
     def _start_pulse(self) -> None:
         if self._pulse is None or not self._pulse.is_alive():

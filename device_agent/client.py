@@ -41,11 +41,13 @@ class AgentClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def _post(self, path: str, body=None) -> dict:
+    def _post(self, path: str, body=None, timeout_s: float | None = None) -> dict:
+        """`timeout_s`: this call's own limit (else the client's)."""
         response = self.http.post(
             API_PREFIX + path,
             headers=self._headers(),
             json=None if body is None else body.model_dump(mode="json"),
+            **({} if timeout_s is None else {"timeout": timeout_s}),
         )
         if response.status_code >= 400:
             raise ServerError(response.status_code, error_detail(response.text))
@@ -59,16 +61,21 @@ class AgentClient:
         return EnrollResponse.model_validate(data)
 
     def heartbeat(
-        self, properties: DeviceProperties | None = None, readiness: DeviceReadiness | None = None
+        self,
+        properties: DeviceProperties | None = None,
+        readiness: DeviceReadiness | None = None,
+        timeout_s: float | None = None,
     ) -> HeartbeatResponse:
         """`properties`: refresh what the server knows of the device (after a restart);
-        `readiness`: the device's preflight verdict (shown as ready / not ready, and why)."""
+        `readiness`: the device's preflight verdict (shown as ready / not ready, and why);
+        `timeout_s`: give up after this long (a beat stuck on a dead link is sent again)."""
         body = (
             HeartbeatRequest(properties=properties, readiness=readiness)
             if properties is not None or readiness is not None
             else None
         )
-        return HeartbeatResponse.model_validate(self._post("/devices/heartbeat", body))
+        answer = self._post("/devices/heartbeat", body, timeout_s)
+        return HeartbeatResponse.model_validate(answer)
 
     def lease(self, lease_seconds: float | None = None) -> LeaseResponse:
         return LeaseResponse.model_validate(

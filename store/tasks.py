@@ -4,9 +4,11 @@ Leasing is atomic on every backend: a candidate row is picked (with `FOR UPDATE 
 LOCKED` on PostgreSQL, so concurrent agents skip each other's rows) and taken with a
 conditional UPDATE that only succeeds while the row is still queued — two agents never hold
 the same task. Each lease counts an attempt; a lease that expires puts the task back in the
-queue, or fails it once its attempts are spent. A device holds at most
-`max_leases` tasks at once (checked inside the same conditional UPDATE, with the device row
-locked on PostgreSQL, so concurrent calls cannot pass it together).
+queue, or fails it once its attempts are spent. A lease is lost only when it is handed on
+(a lapsed lease nobody took is still its holder's), and a server that starts gives every
+open lease its length again: what that guarantees is in docs/devices.md. A device holds at
+most `max_leases` tasks at once (checked inside the same conditional UPDATE, with the device
+row locked on PostgreSQL, so concurrent calls cannot pass it together).
 
 Only live jobs' tasks are leased (queued or running, not being cancelled), highest
 `profiling.priority` first, then the oldest job's, then the oldest task. A job that ends
@@ -194,24 +196,33 @@ def lease_task(
 
 def renew_leases(sessions: SessionFactory, device: Device) -> int:
     """A heartbeat: every lease the device still holds runs again for the length it was
-    granted, so a measurement longer than its lease keeps it while the agent is alive; a
-    lease is lost only when the agent stops heartbeating. Returns how many were renewed."""
+    granted, so a measurement longer than its lease keeps it while the agent is alive; so
+    does one whose clock ran out that nobody took yet (handing it on now would only measure
+    it twice). Returns how many were renewed."""
+    return _run_again(sessions, ProfilingTask.lease_owner == device.id)
+
+
+def extend_leases(sessions: SessionFactory) -> int:
+    """A server that starts gives every open lease at least its own length from now, as
+    etcd's lessor does on a leader change: no heartbeat could renew a lease while the
+    server was down, and expiring them at its first lease call handed tasks still being
+    measured to other devices (measured twice). A dead holder's task waits one lease
+    longer. Returns how many leases are open."""
+    return _run_again(sessions)
+
+
+def _run_again(sessions: SessionFactory, *where) -> int:
+    """Every open lease matching `where` runs at least the length it was granted from now
+    (rows from before that length was stored keep what they had left)."""
     now = utcnow()
     with transaction(sessions) as s:
         held = s.scalars(
-            select(ProfilingTask)
-            .where(ProfilingTask.state == LEASED, ProfilingTask.lease_owner == device.id)
-            .with_for_update()
+            select(ProfilingTask).where(ProfilingTask.state == LEASED, *where).with_for_update()
         ).all()
-        renewed = 0
         for task in held:
-            expires = as_utc(task.lease_expires_at)
-            if expires is not None and expires < now:
-                continue  # already lost: expire_leases hands it to another device
-            length = task.lease_seconds or (expires - now).total_seconds()
-            task.lease_expires_at = now + timedelta(seconds=length)
-            renewed += 1
-        return renewed
+            again = now + timedelta(seconds=task.lease_seconds or 0)
+            task.lease_expires_at = max(as_utc(task.lease_expires_at) or now, again)
+        return len(held)
 
 
 def release_device_leases(sessions: SessionFactory, device_id: int, reason: str) -> int:
@@ -239,14 +250,9 @@ def _held(s, task_id: int, device: Device) -> ProfilingTask:
             f"task {task_id} was cancelled ({task.last_error or 'its job ended'}); "
             "its measurement is no longer wanted"
         )
-    expires = as_utc(task.lease_expires_at)
-    if (
-        task.state != LEASED
-        or task.lease_owner != device.id
-        or (expires is not None and expires < utcnow())
-    ):
+    if task.state != LEASED or task.lease_owner != device.id:  # a lapsed lease nobody took
         raise Conflict(f"device {device.id} does not hold the lease of task {task_id}")
-    return task
+    return task  # is still the device's: its outcome is the one measurement of the task
 
 
 def _requeue_uncounted(task: ProfilingTask, last_error: str | None = None) -> None:

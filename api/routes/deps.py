@@ -1,4 +1,7 @@
-"""Shared route dependencies: the session factory and settings from app state."""
+"""Shared route dependencies: the session factory and settings from app state.
+
+They are `async` because they only read app state: FastAPI runs a plain `def` dependency
+in a request thread, and under load every such hop waits for a free thread."""
 
 from __future__ import annotations
 
@@ -10,11 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.settings import Settings
 
 
-def get_sessions(request: Request) -> sessionmaker[Session]:
+async def get_sessions(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 

@@ -136,6 +136,7 @@ class FleetRun:
                 with link.lock:
                     link.fired.clear()
                     link.latencies.clear()
+                    link.server_ms.clear()
                     link.timeline.clear()
 
     def _inject(self, name: str) -> None:

@@ -14,11 +14,15 @@ for a measurement upload, b"SEND" for an ADB push):
 
 Timing: for HTTP links it records, per request path, the time from the request's first
 byte to the response's first byte (`latencies`), the latency an agent sees, queueing in
-the server included.
+the server included; and beside it the server's own share, the time its app held the
+request (`server_ms`, from the response's `Server-Timing: app;dur=MS` header,
+api.guards.ServerTiming): what is left is the network, uvicorn's event loop and this
+proxy, all of them on a loaded machine's run queue.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 
 MODES = ("cut-request", "cut-reply", "stall")
 HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"PATCH ")
+SERVER_TIMING = re.compile(rb"\r\nserver-timing: *app;dur=([0-9.]+)", re.IGNORECASE)
 
 
 @dataclass
@@ -54,6 +59,7 @@ class LinkProxy:
         self.fault: Fault | None = None
         self.fired: list[tuple[str, float]] = []  # (mode, when) of every fault that hit
         self.latencies: dict[str, list[float]] = defaultdict(list)  # path -> ms
+        self.server_ms: dict[str, list[float]] = defaultdict(list)  # path -> the server's ms
         self.timeline: list[tuple[float, str, float]] = []  # (unix time, path, ms)
         self.lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -145,9 +151,12 @@ class LinkProxy:
                 if self.http and chunk.startswith(b"HTTP/1.") and link.pending:
                     path, started = link.pending.popleft()
                     ms = (time.perf_counter() - started) * 1000
+                    server = SERVER_TIMING.search(chunk)
                     with self.lock:
                         self.latencies[path].append(ms)
                         self.timeline.append((time.time(), path, ms))
+                        if server is not None:
+                            self.server_ms[path].append(float(server.group(1)))
                 if link.drop_reply:
                     return _close(link)
                 link.client.sendall(chunk)

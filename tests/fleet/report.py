@@ -8,6 +8,10 @@
 - `lost`: tasks never completed although their job finished;
 - `lease_p50_ms`/`lease_p99_ms`, `heartbeat_p50_ms`/`heartbeat_p99_ms`: request to first
   response byte as each agent's proxy saw it (server queueing included);
+- `server_lease_p50_ms`/`server_lease_p99_ms`, `server_heartbeat_p50_ms`/
+  `server_heartbeat_p99_ms`: the same requests as the server's app timed them
+  (`Server-Timing`: from the request reaching the app to its answer starting), so a tail
+  splits into the server's share and the rest (event loop, proxy, a loaded run queue);
 - `tasks_per_s`: tasks done over the wall time from submission to the last job's end;
 - `wait_to_lease_s`: per job priority, seconds from its tasks' creation to their first lease
   (p50, max, and the job's first lease);
@@ -32,15 +36,19 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+LEASE, HEARTBEAT = "/api/v1/tasks/lease", "/api/v1/devices/heartbeat"
+
+
 def latency_fields(run) -> dict:
-    lease = [
-        ms for b in run.benches for ms in b.server_link.latencies.get("/api/v1/tasks/lease", [])
-    ]
-    beats = [
-        ms
-        for b in run.benches
-        for ms in b.server_link.latencies.get("/api/v1/devices/heartbeat", [])
-    ]
+    def seen(path: str, server: bool = False) -> list[float]:
+        return [
+            ms
+            for b in run.benches
+            for ms in (b.server_link.server_ms if server else b.server_link.latencies).get(path, [])
+        ]
+
+    lease, beats = seen(LEASE), seen(HEARTBEAT)
+    server_lease, server_beats = seen(LEASE, server=True), seen(HEARTBEAT, server=True)
     return {
         "lease_requests": len(lease),
         "lease_p50_ms": _ms(percentile(lease, 50)),
@@ -48,6 +56,10 @@ def latency_fields(run) -> dict:
         "heartbeat_requests": len(beats),
         "heartbeat_p50_ms": _ms(percentile(beats, 50)),
         "heartbeat_p99_ms": _ms(percentile(beats, 99)),
+        "server_lease_p50_ms": _ms(percentile(server_lease, 50)),
+        "server_lease_p99_ms": _ms(percentile(server_lease, 99)),
+        "server_heartbeat_p50_ms": _ms(percentile(server_beats, 50)),
+        "server_heartbeat_p99_ms": _ms(percentile(server_beats, 99)),
     }
 
 

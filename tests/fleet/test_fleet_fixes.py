@@ -6,27 +6,43 @@
 - an agent sends a task's outcome until the server answers (a cut link or a killed server
   lost reports: the task stayed leased to a live agent), and stops at a final 4xx;
 - the runner loop's keep-alive no longer holds the phone's shell open after the runner
-  ends (every (graph, L) case idled up to 2 s).
+  ends (every (graph, L) case idled up to 2 s);
+- a server that restarts gives every open lease its length again, and a lease whose clock
+  ran out while its agent could not reach the server stays its agent's until someone else
+  takes it (5 tasks were measured twice on PostgreSQL with every fault: their leases ran
+  out while the server was down and went to other devices at its first lease call);
+- every answer says how long the server held it (`Server-Timing`), so the fleet's latency
+  tails split into the server's share and the rest.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from api.app import create_app
 from device_agent.client import ServerError
 from device_agent.delivery import Undelivered, deliver
 from device_agent.perf_command import ALIVE_EVERY_S, loop_command
 from store import results as result_store
 from store import tasks as task_store
+from store import transaction
 from store.artifacts import store_artifacts
+from store.models import ProfilingTask, utcnow
 from store.task_results import task_results
 from tests.api.conftest import client  # noqa: F401  (the API fixture, SQLite and PostgreSQL)
+from tests.api.test_api import measurement_report
 from tests.device_agent.graphs import write_graphs
+
+from .proxy import SERVER_TIMING
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
@@ -77,6 +93,105 @@ def test_a_restarted_agent_hands_back_the_leases_its_dead_process_held(client, t
     assert row["state"] == "queued" and row["attempts"] == 0
     task = client.post("/api/v1/tasks/lease", headers=again).json()["task"]
     assert task["attempt"] == 1
+
+
+def lease_ran_out(sessions, candidate_id: int) -> None:
+    """The task's lease clock ran out a second ago (its agent was silent a whole lease)."""
+    with transaction(sessions) as s:
+        s.execute(
+            update(ProfilingTask)
+            .where(ProfilingTask.candidate_id == candidate_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def test_a_server_restart_gives_every_lease_its_length_again(client, tmp_path):  # noqa: F811
+    """Phone A holds a task when the server goes down for longer than the lease; B asks for
+    work first once it is back. B gets nothing (A could not renew while the server was
+    away) until A has been silent for a whole lease since the restart."""
+    candidate_id = seed_task(client, tmp_path)
+    a, b = enroll(client, "a"), enroll(client, "b")
+    assert client.post("/api/v1/tasks/lease", headers=a).json()["task"] is not None
+    sessions = client.app.state.sessions
+    lease_ran_out(sessions, candidate_id)  # the server is down longer than the lease
+
+    with TestClient(create_app(client.app.state.settings)) as restarted:
+        assert restarted.post("/api/v1/tasks/lease", headers=b).json()["task"] is None
+        [row] = task_results(sessions, [candidate_id])
+        assert row["state"] == "leased" and row["attempts"] == 1
+
+        lease_ran_out(sessions, candidate_id)  # A silent for a whole lease after the restart
+        task = restarted.post("/api/v1/tasks/lease", headers=b).json()["task"]
+        assert task is not None and task["attempt"] == 2  # handed on: A is gone
+        late = restarted.post(
+            f"/api/v1/tasks/{task['task_id']}/report", headers=a, json=measurement_report()
+        )
+        assert late.status_code == 409
+
+
+def test_a_lapsed_lease_nobody_took_is_still_its_agents(client, tmp_path):  # noqa: F811
+    """A's link was down longer than the lease, and no lease call came in between: its next
+    heartbeat renews the lease, B gets nothing, and A's measurement is the one stored."""
+    candidate_id = seed_task(client, tmp_path)
+    a, b = enroll(client, "a"), enroll(client, "b")
+    task = client.post("/api/v1/tasks/lease", headers=a).json()["task"]
+    lease_ran_out(client.app.state.sessions, candidate_id)
+
+    assert client.post("/api/v1/devices/heartbeat", headers=a).status_code == 200
+    assert client.post("/api/v1/tasks/lease", headers=b).json()["task"] is None
+    done = client.post(
+        f"/api/v1/tasks/{task['task_id']}/report", headers=a, json=measurement_report()
+    )
+    assert done.status_code == 200 and done.json()["state"] == "done"
+
+
+def test_a_lease_outlives_a_server_killed_for_longer_than_the_lease(tmp_path):
+    """The same with the real `tailor serve` killed with SIGKILL (3 s leases, down 4 s)."""
+    from store.engine import make_engine, session_factory
+
+    from .jobs import enqueue_work, submit_jobs
+    from .server import ENROLL_TOKEN, ServerProcess
+
+    url = f"sqlite:///{tmp_path / 'tailor.db'}"
+    server = ServerProcess(tmp_path, url, {"TAILOR_LEASE_SECONDS": "3"})
+    server.start()
+    engine = make_engine(url)
+    try:
+        jobs = submit_jobs(server.url, 1)
+        artifacts = tmp_path / "server" / "artifacts"
+        enqueue_work(session_factory(engine), artifacts, tmp_path, jobs, 1, ["host"])
+
+        def call(path: str, token: str | None = None, body: dict | None = None) -> httpx.Response:
+            auth = {"Authorization": f"Bearer {token}"} if token else {}
+            return httpx.post(f"{server.url}/api/v1{path}", headers=auth, json=body, timeout=30)
+
+        a, b = (
+            call(
+                "/devices/enroll",
+                body={"enroll_token": ENROLL_TOKEN, "name": n, "properties": PROPS},
+            ).json()["device_token"]
+            for n in ("a", "b")
+        )
+        task = call("/tasks/lease", a).json()["task"]
+        server.kill9()
+        time.sleep(4.0)  # longer than the lease
+        server.restart()
+        assert call("/tasks/lease", b).json()["task"] is None
+        assert call("/devices/heartbeat", a).status_code == 200
+        stat = measurement_report()["prefill"][0]
+        report = measurement_report(decode=[{**stat, "length": 24}])
+        done = call(f"/tasks/{task['task_id']}/report", a, report)
+        assert done.status_code == 200 and done.json()["state"] == "done", done.text
+    finally:
+        server.stop()
+        engine.dispose()
+
+
+def test_every_answer_says_how_long_the_server_held_it(client):  # noqa: F811
+    """What bench.fleet reads as the server's share of a lease's or heartbeat's latency."""
+    timing = client.get("/api/v1/health").headers["server-timing"]
+    assert re.fullmatch(r"app;dur=\d+\.\d\d", timing), timing
+    assert SERVER_TIMING.search(b"HTTP/1.1 200 OK\r\nServer-Timing: " + timing.encode())
 
 
 def test_an_outcome_is_sent_until_the_server_answers():
