@@ -184,3 +184,28 @@ def assert_states_computed_before_the_logits(
         if s in producer and position[producer[s]] > logits_at and not s.endswith(known_late)
     ]
     assert not late, f"computed after the logits: {late}"
+
+
+def test_a_larger_model_may_differ_by_its_own_rounding_and_no_more():
+    """`trace_tolerance` widens TRACE_TOLERANCE only as far as the model's own float32
+    rounding (against float64) times ROUNDING_FACTOR: a width-256, 12-layer model rounds
+    more than a 2-layer one and gets more, yet stays far below the O(1) error of a wrong
+    trace (which `test_auto_traces_when_exact_and_falls_back_to_dynamo_quietly` sees
+    refused)."""
+    import random
+
+    from core import SearchSpace
+    from core.variation import sample
+    from workers.export.onnx_export import ROUNDING_FACTOR, TRACE_TOLERANCE, trace_tolerance
+    from workers.export.verify import float32_rounding
+    from workers.model.compiler import compile_genome
+
+    def model(depth: int):
+        space = SearchSpace(widths=[256], depth_min=depth, depth_max=depth, vocab_size=4096)
+        return compile_genome(sample(space, random.Random(5)), seed=0).eval()
+
+    shallow, deep = model(2), model(12)
+    assert float32_rounding(deep) > float32_rounding(shallow) > 0
+    for m in (shallow, deep):
+        assert trace_tolerance(m) == max(TRACE_TOLERANCE, ROUNDING_FACTOR * float32_rounding(m))
+    assert trace_tolerance(deep) < 0.05  # a wrong trace: O(1) off
