@@ -19,8 +19,8 @@ it does and the bytes it moves at the measured length and precision:
   activations (prefill) or the decode state read and written back (decode, float32);
 - `count`: how many times the class executes (per-op dispatch overhead of the runtime).
 
-The embedding and LM head form a `head` group (the L x vocabulary logits of prefill are a
-large term at phone vocabularies) and a `runtime` constant. Peak memory gets byte terms
+The embedding and LM head form a `head` group (one position's logits: prefill is profiled
+on the last-token graph, as phones run it) and a `runtime` constant. Peak memory gets byte terms
 instead (`peak_terms`): one copy of the weights, the cache, the logits and the largest
 layer's activations at the profiled lengths, each fitted with its own scale. Torch-free:
 only `core`'s catalog and costs are read.
@@ -160,12 +160,15 @@ def _layer_terms(arch: ArchPlan, slot_index: int, target: LatencyTarget) -> dict
 
 
 def _head_terms(arch: ArchPlan, target: LatencyTarget) -> dict[str, float]:
+    """The LM head and the embedding gather. Prefill is profiled on the last-token graph
+    (the manifest's `profiled_prefill`, as phones generate), so the head runs on one
+    position in both phases; the prompt's rows are still gathered from the table."""
     tokens = target.length if target.name == "prefill_ms" else 1
     lm_head = arch.width * arch.vocab_size
     return {
-        "flops": 2.0 * tokens * lm_head,
+        "flops": 2.0 * lm_head,
         "bytes": lm_head * WEIGHT_BYTES[target.precision]
-        + STATE_BYTES * tokens * (arch.vocab_size + arch.width),  # logits out, rows gathered
+        + STATE_BYTES * (arch.vocab_size + tokens * arch.width),  # one row of logits out
     }
 
 
@@ -203,13 +206,15 @@ def peak_features(genome: Genome, target: LatencyTarget, lengths: tuple[int, int
     context) of the profiling spec (each case runs in its own process with its own graph)."""
     arch = plan(genome)
     prefill, decode = lengths
-    embedding = arch.vocab_size * arch.width * STATE_BYTES  # the table stays float
+    # the table at the variant's precision (int8 / int4 variants quantize it, workers/export/
+    # embedding_quant.py); its own fitted scale covers how the runtime holds it
+    embedding = arch.vocab_size * arch.width * WEIGHT_BYTES[target.precision]
     # Everything but the embedding table (an untied LM head included) at the precision.
     weights = (costs.params(arch) - arch.vocab_size * arch.width) * WEIGHT_BYTES[target.precision]
     terms = {
         "embedding": embedding,
         "weights": weights,
-        "logits": float(prefill) * arch.vocab_size * STATE_BYTES,
+        "logits": float(arch.vocab_size) * STATE_BYTES,  # the last-token graph: one row
         "activations": _largest_activation(arch, prefill) * STATE_BYTES,
         "cache": costs.cache_elements(arch, decode) * STATE_BYTES * 2,
     }
