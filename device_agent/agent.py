@@ -12,7 +12,7 @@ carries the device properties read now (a new Android release, another runner), 
 server sees them without a new enrollment. Every heartbeat carries the device's readiness
 (the phone's preflight verdict: why it cannot measure, and the fix), and a change of it is
 sent at once, so the server and the dashboard show a phone that measures nothing, and why,
-within one heartbeat.
+within one heartbeat. A lease it never got the answer to is handed back (leasing.py).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from .client import AgentClient, ServerError
 from .config import load_token, save_token
 from .delivery import Undelivered, deliver
 from .failures import failure_report
-from .stats import warm_method
+from .leasing import Leaser
+from .stats import lengths_text, summary_text, warm_method
 
 log = logging.getLogger("tailor.agent")
 Measure = Callable[[Path, TaskAssignment], MeasurementReport]
@@ -70,26 +71,6 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite: naive UTC
 
 
-def lengths_text(task: TaskAssignment) -> str:
-    spec = task.spec
-    return (
-        f"prefill@{','.join(map(str, spec.prefill_lengths))} "
-        f"decode@{','.join(map(str, spec.decode_contexts))}"
-    )
-
-
-def summary_text(report: MeasurementReport) -> str:
-    parts = [
-        f"{kind}@{s.length} median {s.median_ms:.3g} ms"
-        for kind, stats in (("prefill", report.prefill), ("decode", report.decode))
-        for s in stats
-    ]
-    text = f"{', '.join(parts)}, peak {report.peak_memory_bytes / 2**20:.1f} MB"
-    if report.above_thermal_limit:
-        text += f" (still above {report.thermal_limit_celsius:.1f} °C)"
-    return text
-
-
 class Agent:
     def __init__(
         self,
@@ -106,6 +87,8 @@ class Agent:
         device_backoff_s: tuple[float, float] = DEVICE_BACKOFF_S,
     ):
         self.client = AgentClient(server)
+        # A lease whose answer was lost is handed back with the heartbeat a start sends.
+        self.leaser = Leaser(self.client, lambda: self._beat(properties=self.properties))
         self.server, self.enroll_token, self.name = server, enroll_token, name
         self.properties, self.measure, self.config = properties, measure, config
         self.poll_s, self.lease_seconds = poll_s, lease_seconds
@@ -246,7 +229,7 @@ class Agent:
             self._beat()  # the preflight's verdict changed: the server hears it now
         if not leasable:
             return False
-        task = self.client.lease(self.lease_seconds).task
+        task = self.leaser.lease(self.lease_seconds)
         if task is None:
             return False
         self.current = task.task_id

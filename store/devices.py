@@ -29,9 +29,15 @@ from sqlalchemy.exc import IntegrityError
 from core.protocol import API_PREFIX as API
 from store.models import Device, as_utc, utcnow
 
-from . import Conflict, NotFound, SessionFactory, transaction
+from . import Conflict, NotFound, SessionFactory, tasks, transaction
 
 STATES = ("active", "draining", "disabled")
+# Why an agent that enrolls, or sends its properties with a heartbeat, gets its device's
+# leases taken back: it holds no task (it started, or its lease call's answer was lost).
+AGENT_RESTARTED = (
+    "the device's agent restarted or never got its lease's answer (it holds no task; "
+    "a measurement in progress was lost)"
+)
 
 
 def token_hash(token: str) -> str:
@@ -62,7 +68,8 @@ def device_identity(name: str, properties: dict[str, Any]) -> str:
 def enroll_device(
     sessions: SessionFactory, name: str, properties: dict[str, Any]
 ) -> tuple[Device, str]:
-    """A new token for this device's row (created on its first enrollment); raises
+    """A new token for this device's row (created on its first enrollment), and the leases
+    it held handed back uncounted (an agent that enrolls holds no task); raises
     DeviceDisabled while the row is disabled."""
     identity = device_identity(name, properties)
     for _ in range(2):  # a concurrent first enrollment of the same device: take its row
@@ -81,6 +88,7 @@ def enroll_device(
                 device.properties, device.token_hash = properties, token_hash(token)
                 device.last_heartbeat_at = utcnow()
                 s.flush()
+                tasks.release_device_leases(s, device.id, AGENT_RESTARTED)
                 return device, token
         except IntegrityError:
             continue
@@ -102,10 +110,17 @@ def heartbeat_device(
     properties: dict[str, Any] | None = None,
     readiness: dict[str, Any] | None = None,
 ) -> Device:
-    """Mark the device alive; with `properties`, refresh what the agent read from it (they
-    must describe the same physical device: a Conflict otherwise, that device must enroll
-    on its own); with `readiness`, store the agent's preflight verdict."""
+    """Mark the device alive and renew every lease it holds, in one transaction (a lab's
+    heartbeats are half its requests; three transactions each queued on SQLite's one
+    writer). With `properties` (an agent that started, or lost a lease call's answer: it
+    holds no task), refresh what the agent read from the device and hand its leases back
+    uncounted first; they must describe the same physical device (a Conflict otherwise,
+    and nothing changes: that device must enroll on its own). With `readiness`, store the
+    agent's preflight verdict. Tasks are locked before the device row, as fail_task does."""
     with transaction(sessions) as s:
+        if properties is not None:
+            tasks.release_device_leases(s, device_id, AGENT_RESTARTED)
+        tasks.renew_leases(s, device_id)
         device = s.get(Device, device_id, with_for_update=properties is not None)
         if device is None:
             raise NotFound(f"device {device_id} not found")

@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from core.states import LIVE_JOB, OPEN_TASK, TaskState, check_move
 from store.models import Device, Job, Measurement, ProfilingTask, as_utc, utcnow
@@ -194,12 +194,13 @@ def lease_task(
     return None
 
 
-def renew_leases(sessions: SessionFactory, device: Device) -> int:
-    """A heartbeat: every lease the device still holds runs again for the length it was
-    granted, so a measurement longer than its lease keeps it while the agent is alive; so
-    does one whose clock ran out that nobody took yet (handing it on now would only measure
-    it twice). Returns how many were renewed."""
-    return _run_again(sessions, ProfilingTask.lease_owner == device.id)
+def renew_leases(s: Session, device_id: int) -> int:
+    """A heartbeat (inside its one transaction, store.devices.heartbeat_device): every
+    lease the device still holds runs again for the length it was granted, so a measurement
+    longer than its lease keeps it while the agent is alive; so does one whose clock ran out
+    that nobody took yet (handing it on now would only measure it twice). Returns how many
+    were renewed."""
+    return _run_again(s, ProfilingTask.lease_owner == device_id)
 
 
 def extend_leases(sessions: SessionFactory) -> int:
@@ -208,37 +209,37 @@ def extend_leases(sessions: SessionFactory) -> int:
     server was down, and expiring them at its first lease call handed tasks still being
     measured to other devices (measured twice). A dead holder's task waits one lease
     longer. Returns how many leases are open."""
-    return _run_again(sessions)
+    with transaction(sessions) as s:
+        return _run_again(s)
 
 
-def _run_again(sessions: SessionFactory, *where) -> int:
+def _run_again(s: Session, *where) -> int:
     """Every open lease matching `where` runs at least the length it was granted from now
     (rows from before that length was stored keep what they had left)."""
     now = utcnow()
-    with transaction(sessions) as s:
-        held = s.scalars(
-            select(ProfilingTask).where(ProfilingTask.state == LEASED, *where).with_for_update()
-        ).all()
-        for task in held:
-            again = now + timedelta(seconds=task.lease_seconds or 0)
-            task.lease_expires_at = max(as_utc(task.lease_expires_at) or now, again)
-        return len(held)
+    held = s.scalars(
+        select(ProfilingTask).where(ProfilingTask.state == LEASED, *where).with_for_update()
+    ).all()
+    for task in held:
+        again = now + timedelta(seconds=task.lease_seconds or 0)
+        task.lease_expires_at = max(as_utc(task.lease_expires_at) or now, again)
+    return len(held)
 
 
-def release_device_leases(sessions: SessionFactory, device_id: int, reason: str) -> int:
-    """Every lease the device holds back to the queue, uncounted: its agent just started
-    (power cut, crash, `kill -9`) and holds no task, but the old process's leases would
-    otherwise be renewed by the new one's heartbeats forever and never measured. Returns
-    how many."""
-    with transaction(sessions) as s:
-        held = s.scalars(
-            select(ProfilingTask)
-            .where(ProfilingTask.state == LEASED, ProfilingTask.lease_owner == device_id)
-            .with_for_update()
-        ).all()
-        for task in held:
-            _requeue_uncounted(task, reason)
-        return len(held)
+def release_device_leases(s: Session, device_id: int, reason: str) -> int:
+    """Every lease the device holds back to the queue, uncounted, inside the caller's
+    transaction (an enrollment, or a heartbeat with properties): its agent just started
+    (power cut, crash, `kill -9`) or never got its lease call's answer, and holds no task,
+    but those leases would otherwise be renewed by its heartbeats forever and never
+    measured. Returns how many."""
+    held = s.scalars(
+        select(ProfilingTask)
+        .where(ProfilingTask.state == LEASED, ProfilingTask.lease_owner == device_id)
+        .with_for_update()
+    ).all()
+    for task in held:
+        _requeue_uncounted(task, reason)
+    return len(held)
 
 
 def _held(s, task_id: int, device: Device) -> ProfilingTask:

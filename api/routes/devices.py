@@ -1,8 +1,9 @@
 """Devices: enrollment with the operator's enrollment token, heartbeats, administration, and
 whether each device is ready to measure (and if not, why and the fix).
 
-Enrolling again (a lost token, an agent restarted) gives the same device row a new token;
-a disabled device is refused until an admin enables it.
+Enrolling again (a lost token, an agent restarted) gives the same device row a new token
+and hands back, uncounted, the leases it held; a disabled device is refused until an admin
+enables it.
 """
 
 from __future__ import annotations
@@ -22,15 +23,11 @@ from core.protocol import (
     HeartbeatResponse,
 )
 from store import devices as store
-from store import tasks as task_store
 from store.models import Device, utcnow
 
 from .deps import DeviceId, SessionsDep, SettingsDep
 
 router = APIRouter(prefix="/devices", tags=["devices"])
-# An agent that starts (enrolling, or its first heartbeat, the one that carries the device's
-# properties) holds no task: what its device still holds was leased by a process that died.
-RESTARTED = "the device's agent restarted (its measurement in progress was lost)"
 
 
 def device_public(device: Device, offline_after_s: float) -> DevicePublic:
@@ -71,7 +68,6 @@ def enroll(
         raise HTTPException(
             403, f"{exc} (POST {API_PREFIX}/devices/{exc.device_id}/enable)"
         ) from None
-    task_store.release_device_leases(sessions, device.id, RESTARTED)
     return EnrollResponse(
         device_id=device.id, device_token=token, heartbeat_interval_s=settings.heartbeat_interval_s
     )
@@ -82,15 +78,13 @@ def heartbeat(
     device: DeviceDep, sessions: SessionsDep, body: HeartbeatRequest | None = None
 ) -> HeartbeatResponse:
     """The device is alive: mark it online and renew every lease it holds; properties sent
-    with it (an agent's first heartbeat after a restart) replace the stored ones and hand
-    back, uncounted, the leases of the agent process that died, and its readiness (the
-    phone's preflight verdict) is what `GET /devices` shows."""
+    with it (an agent's first heartbeat after a restart, or after a lease call it got no
+    answer to) replace the stored ones and hand back, uncounted, the leases its agent does
+    not know of, and its readiness (the phone's preflight verdict) is what `GET /devices`
+    shows. One transaction (store.devices.heartbeat_device)."""
     properties = body.properties.model_dump(mode="json") if body and body.properties else None
     readiness = body.readiness.model_dump(mode="json") if body and body.readiness else None
     device = store.heartbeat_device(sessions, device.id, properties, readiness)
-    if properties is not None:  # an agent's first heartbeat after it started
-        task_store.release_device_leases(sessions, device.id, RESTARTED)
-    task_store.renew_leases(sessions, device)
     paused_until, paused_reason = device.pause() or (None, None)
     return HeartbeatResponse(
         device_id=device.id,

@@ -12,7 +12,11 @@
   takes it (5 tasks were measured twice on PostgreSQL with every fault: their leases ran
   out while the server was down and went to other devices at its first lease call);
 - every answer says how long the server held it (`Server-Timing`), so the fleet's latency
-  tails split into the server's share and the rest.
+  tails split into the server's share and the rest;
+- a heartbeat is one transaction besides its token's lookup (it was three, each queued on
+  SQLite's one writer: half a lab's requests are heartbeats);
+- a lease whose answer the agent never got is handed back and measured once (the agent's
+  heartbeats renewed it forever and every later lease call got 409: never measured).
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event, func, select, update
 
 from api.app import create_app
+from core.protocol import DeviceProperties, MeasurementReport
+from device_agent.agent import Agent
 from device_agent.client import ServerError
 from device_agent.delivery import Undelivered, deliver
 from device_agent.perf_command import ALIVE_EVERY_S, loop_command
@@ -36,7 +42,7 @@ from store import results as result_store
 from store import tasks as task_store
 from store import transaction
 from store.artifacts import store_artifacts
-from store.models import ProfilingTask, utcnow
+from store.models import Measurement, ProfilingTask, as_utc, utcnow
 from store.task_results import task_results
 from tests.api.conftest import client  # noqa: F401  (the API fixture, SQLite and PostgreSQL)
 from tests.api.test_api import measurement_report
@@ -46,6 +52,7 @@ from .proxy import SERVER_TIMING
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
+READY = {"ready": True}
 
 
 def enroll(api, name="phone"):
@@ -233,3 +240,83 @@ def test_the_runner_loop_ends_when_its_runner_does(tmp_path):
     out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     assert out.stdout.count("rc=0") == 2
     assert time.monotonic() - started < ALIVE_EVERY_S  # two runner processes, no idle wait
+
+
+def commits(api: TestClient, path: str, auth: dict, body: dict) -> int:
+    """How many transactions the request committed."""
+    seen = []
+    count = lambda _connection: seen.append(1)  # noqa: E731
+    event.listen(api.app.state.engine, "commit", count)
+    try:
+        assert api.post(path, headers=auth, json=body).status_code == 200
+    finally:
+        event.remove(api.app.state.engine, "commit", count)
+    return len(seen)
+
+
+def test_a_heartbeat_is_one_transaction(client, tmp_path):  # noqa: F811
+    """Last seen, readiness, the renewal and (with properties) the hand-back in one commit,
+    besides the one that looks its token up."""
+    candidate_id = seed_task(client, tmp_path)
+    auth = enroll(client)
+    assert client.post("/api/v1/tasks/lease", headers=auth).json()["task"] is not None
+    lease_ran_out(client.app.state.sessions, candidate_id)
+    beat = "/api/v1/devices/heartbeat"
+    assert commits(client, beat, auth, {"readiness": READY}) == 2
+    with transaction(client.app.state.sessions) as s:
+        task = s.scalar(select(ProfilingTask).where(ProfilingTask.candidate_id == candidate_id))
+        assert task.state == "leased" and as_utc(task.lease_expires_at) > utcnow()  # renewed
+    assert commits(client, beat, auth, {"properties": PROPS, "readiness": READY}) == 2
+    [row] = task_results(client.app.state.sessions, [candidate_id])
+    assert row["state"] == "queued" and row["attempts"] == 0  # handed back, uncounted
+    [device] = client.get("/api/v1/devices").json()
+    assert device["ready"] and device["online"]
+
+
+class LeaseAnswerLost:
+    """The agent's link to the app: the first lease call reaches the server and is
+    committed, and its answer is lost (`cut`: the link breaks, as a server killed right
+    after the commit or a cut cable does) or never comes back before the next call does
+    (`late`: that call is refused with 409, the device already holding its one lease)."""
+
+    def __init__(self, api: TestClient, how: str):
+        self.api, self.how, self.lost = api, how, False
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        kwargs.pop("timeout", None)
+        answer = self.api.post(path, **kwargs)
+        if path.endswith("/tasks/lease") and not self.lost:
+            self.lost = True
+            if self.how == "cut":
+                raise httpx.ReadError("the link was cut before the answer arrived")
+            answer = self.api.post(path, **kwargs)
+        return answer
+
+    def get(self, url: str, **kwargs) -> httpx.Response:
+        return self.api.get(url, **kwargs)
+
+
+@pytest.mark.parametrize("how", ["cut", "late"])
+def test_a_lease_whose_answer_was_lost_is_measured_once(client, tmp_path, how):  # noqa: F811
+    candidate_id = seed_task(client, tmp_path)
+    agent = Agent(
+        "http://testserver",
+        "enroll-secret",
+        "phone",
+        DeviceProperties(**PROPS),
+        lambda _graphs, _task: MeasurementReport.model_validate(measurement_report()),
+        tmp_path / "agent",
+        poll_s=0.05,
+    )
+    agent.client.http = LeaseAnswerLost(client, how)
+    timer = threading.Timer(15.0, agent.stop.set)  # before the fix: 409 until stopped
+    timer.start()
+    try:
+        agent.run(max_tasks=1)
+    finally:
+        timer.cancel()
+    assert agent.completed == 1
+    [row] = task_results(client.app.state.sessions, [candidate_id])
+    assert row["state"] == "done" and row["attempts"] == 1  # the lost lease went uncounted
+    with transaction(client.app.state.sessions) as s:
+        assert s.scalar(select(func.count(Measurement.id))) == 1
