@@ -16,6 +16,7 @@ import json
 import statistics
 import tempfile
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,8 @@ class PhoneMeasurements:
             for future in futures:  # every export finished before anything is timed
                 try:
                     exported.append(future.result())
+                except BrokenProcessPool:
+                    raise  # the export process died: the machine's failure, not the genome's
                 except Exception as error:
                     exported.append(error)
             for genome, folder, export_s in zip(batch, folders, exported):
