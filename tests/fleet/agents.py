@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from tests.device_agent.adb_standin import AdbStandin, make_sandbox
 
 from .proxy import LinkProxy
-from .server import ENROLL_TOKEN, ROOT
+from .server import ENROLL_TOKEN, start_tailor
 
 # Device class -> milliseconds one inference sleeps on its stand-in phones: a flagship, a
 # mid-range and a budget phone, so classes drain at different speeds.
@@ -74,12 +73,8 @@ class Bench:
         """`tailor agent --tcp` through both proxies, with its own config dir (key, token)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TAILOR_", "RAY_"))}
         env["TAILOR_AGENT_RUNTIME_DIR"] = str(self.workdir / "run")  # its phone lock
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
+        self.proc = start_tailor(
             [
-                sys.executable,
-                "-m",
-                "cli.main",
                 "agent",
                 "--server",
                 f"http://127.0.0.1:{self.server_link.port}",
@@ -94,13 +89,9 @@ class Bench:
                 "--adb-timeout",
                 "20",
             ],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            env,
+            self.log_path,
         )
-        log.close()
         self.starts += 1
 
     def stop_agent(self, sig: int = signal.SIGKILL) -> None:

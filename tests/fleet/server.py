@@ -29,6 +29,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_tailor(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`tailor ARGS` from this checkout in its own session (so a fault can kill its whole
+    process group), its output appended to `log_path`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 class ServerProcess:
     """`settings`: TAILOR_* overrides (lease length, heartbeat interval, enrollment rate)."""
 
@@ -51,16 +65,9 @@ class ServerProcess:
             "TAILOR_DATA_DIR": str(self.workdir / "server"),
             **self.settings,
         }
-        log = open(self.workdir / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.proc = start_tailor(
+            ["serve", "--port", str(self.port)], env, self.workdir / "server.log"
         )
-        log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
