@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core import Genome
-from core.metrics import measured_metrics
+from core.metrics import Metric, measured_metrics
 from core.precision import PRECISIONS, Variant
 from core.protocol import MeasurementSpec
 
@@ -50,9 +50,14 @@ def device(name: str) -> tuple[str, str, int]:
 
 
 def metric_suffix(name: str) -> str:
-    """`host-int8` -> `[host:int8]`: how the metric grammar names the device's readings."""
+    """`host-int8` -> `[host:int8]`: how the metric grammar (core.metrics.Metric) names the
+    device's readings."""
+    return str(_metric(name, "peak_mem_mb", None)).removeprefix("peak_mem_mb")
+
+
+def _metric(name: str, metric: str, length: int | None) -> Metric:
     device_class, precision, _ = device(name)
-    return f"[{device_class}{'' if precision == 'float32' else ':' + precision}]"
+    return Metric(metric, length, device_class, precision)
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,9 @@ class Protocol:
         )
 
     def metric_names(self, name: str) -> list[str]:
-        suffix = metric_suffix(name)
-        return [
-            f"prefill_ms@{self.prefill}{suffix}",
-            f"decode_ms@{self.decode}{suffix}",
-            f"peak_mem_mb{suffix}",
-        ]
+        """What `measured_metrics` calls this protocol's readings on device `name`."""
+        cases = (("prefill_ms", self.prefill), ("decode_ms", self.decode), ("peak_mem_mb", None))
+        return [str(_metric(name, metric, length)) for metric, length in cases]
 
 
 def task_folder(export_dir: Path, variant: Variant) -> Path:
