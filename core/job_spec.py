@@ -58,6 +58,14 @@ class EvolutionSpec(StrictModel):
         le=200,
         description="surrogate and prescreen: offspring bred per offspring evaluated",
     )
+    static_walk_rounds: int = Field(
+        default=30,
+        ge=0,
+        le=1000,
+        description="surrogate and prescreen: rounds of mutation along the pool's front on "
+        "the exact static objectives (params, cache_bytes@L...), whose ends join the pool "
+        "before the pick; free to compute, 0 turns it off",
+    )
     surrogate_min_points: int = Field(
         default=10,
         ge=2,

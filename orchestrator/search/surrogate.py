@@ -14,7 +14,8 @@ GP's prior mean, so the GP learns what the per-layer cost model misses (off by d
 the attribute).
 
 Each generation NSGA-II's variation breeds a pool of `pool_factor` times the offspring it
-evaluates; offspring that break a constraint on a static metric are dropped (never
+evaluates, plus the ends of a walk along the static objectives' front (static_front.py);
+offspring that break a constraint on a static metric are dropped (never
 evaluated), and the rest are ranked by log noisy expected hypervolume improvement
 (`qLogNoisyExpectedHypervolumeImprovement`) over the current front, picked greedily (each
 pick conditions the next), with constraints on predicted metrics as probabilistic

@@ -1,9 +1,11 @@
 """The bred pool that pre-screening algorithms pick from (`prescreen`, `surrogate`).
 
-Both breed `pool_factor` times the offspring they evaluate with NSGA-II's variation and drop
-those that break a constraint on an exact static metric (free to know, so never worth an
-evaluation). Picking the first `count` of the pool is exactly plain NSGA-II's brood, which
-is what either falls back to.
+Both breed `pool_factor` times the offspring they evaluate with NSGA-II's variation, add
+what a walk along the front of the exact static objectives reaches from it
+(orchestrator/search/static_front.py, `static_walk_rounds`), and drop those that break a
+constraint on an exact static metric (free to know, so never worth an evaluation). Picking
+the first `count` of the pool is exactly plain NSGA-II's brood (the walk's genomes come
+last), which is what either falls back to.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from core.metrics import Constraint
 
 from ..evolution import Child, breed
 from ..selection import Ranking
+from ..static_front import walk_static_front
 from ..static_screen import statically_feasible
+
+WALK_KEEP_PER_OFFSPRING = 2  # the walk offers up to 2 genomes per offspring evaluated
 
 
 def bred_pool(
@@ -27,10 +32,23 @@ def bred_pool(
     rng: random.Random,
     seen: set[str],
     count: int,
+    objectives: list[str],
+    constraints: list[Constraint],
 ) -> list[Child]:
-    return breed(
+    pool = breed(
         parents, ranking, space, params, rng, seen, count * params.pool_factor, allow_fewer=True
     )
+    walk = walk_static_front(
+        pool,
+        objectives,
+        constraints,
+        space,
+        rng,
+        seen,
+        params.static_walk_rounds,
+        WALK_KEEP_PER_OFFSPRING * count,
+    )
+    return pool + walk
 
 
 def nsga2_brood(pool: list[Child], constraints: list[Constraint], count: int) -> list[Child]:

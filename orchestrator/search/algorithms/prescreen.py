@@ -24,7 +24,17 @@ class Prescreen(Algorithm):
     name = "prescreen"
 
     def offspring(self, parents, ranking, space, rng, seen, count, observations, generation):
-        pool = bred_pool(parents, ranking, space, self.params, rng, seen, count)
+        pool = bred_pool(
+            parents,
+            ranking,
+            space,
+            self.params,
+            rng,
+            seen,
+            count,
+            self.objectives,
+            self.constraints,
+        )
         static = [m for m in self.objectives if is_static(m)]
         allowed = statically_feasible([c.genome for c in pool], self.constraints)
         info = {"pool": len(pool), "statically_feasible": len(allowed), "fallback": False}
