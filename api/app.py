@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Callable
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
     # A (re)started server: leases run their own length again (store.tasks.extend_leases).
     extend_leases(session_factory(engine))
     app = FastAPI(
+        lifespan=_lifespan,
         title="Tailor",
         version="0.1.0",
         description="Evolve small language-model architectures for real phones.",
@@ -84,6 +87,15 @@ def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAP
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     _add_dashboard(app)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """The synchronous routes' thread limit (`request_threads`), set in the serving loop
+    (anyio keeps one limiter per event loop)."""
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = app.state.settings.request_threads
+    yield
 
 
 def _set_state(app: FastAPI, settings: Settings, engine: Engine) -> None:

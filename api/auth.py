@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.guards import mark_thread_start
 from store import devices as device_store
 from store.models import Device
 
@@ -66,6 +67,7 @@ def _usable_device(request: Request, token: str) -> Device | None:
 
 
 def require_device(request: Request, _: Credentials = Security(DEVICE_TOKEN)) -> Device:
+    mark_thread_start()  # the device routes' first step in a worker thread
     token = bearer(request)
     if token is None:
         raise HTTPException(

@@ -26,6 +26,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from store.timing import REQUEST_WAITS
+
 MAX_JSON_DEPTH = 64
 
 # uvicorn options every server of this app runs with (`tailor serve`, the embedded server):
@@ -163,8 +165,17 @@ class SecurityHeaders:
 
 
 class ServerTiming:
-    """`Server-Timing: app;dur=MS`: from the request reaching the app (headers parsed) to its
-    response starting, body reading, waits for a request thread and the database included."""
+    """`Server-Timing: app;dur=MS, body;dur=MS, thread;dur=MS, db;dur=MS, dblock;dur=MS`.
+
+    app: from the request reaching the app (headers parsed) to its response starting, body
+    reading, waits for a request thread and the database included; body: the part of it
+    spent waiting for the request's body to arrive (the client's and the network's time, not
+    the server's); thread: from the start until
+    the request's first synchronous step ran in a worker thread (`mark_thread_start`, the
+    device routes' authentication), i.e. the wait for a free thread and the event loop; db:
+    the time its SQL statements ran (PostgreSQL's row-lock waits included); dblock: SQLite
+    only, the time its writes queued for the write lock (store/timing.py). Parts a request
+    did not have are left out."""
 
     def __init__(self, app):
         self.app = app
@@ -173,15 +184,41 @@ class ServerTiming:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
+        waits: dict[str, float] = {THREAD_CLOCK: started}
+        token = REQUEST_WAITS.set(waits)
 
         async def timed(message):
             if message["type"] == "http.response.start":
-                ms = (time.perf_counter() - started) * 1000
-                timing = (b"server-timing", f"app;dur={ms:.2f}".encode())
+                parts = [f"app;dur={(time.perf_counter() - started) * 1000:.2f}"] + [
+                    f"{name};dur={seconds * 1000:.2f}"
+                    for name, seconds in waits.items()
+                    if name != THREAD_CLOCK
+                ]
+                timing = (b"server-timing", ", ".join(parts).encode())
                 message = {**message, "headers": [*message.get("headers", []), timing]}
             await send(message)
 
-        await self.app(scope, receive, timed)
+        async def timed_receive():
+            asked = time.perf_counter()
+            message = await receive()
+            if message["type"] == "http.request":
+                waits["body"] = waits.get("body", 0.0) + time.perf_counter() - asked
+            return message
+
+        try:
+            await self.app(scope, timed_receive, timed)
+        finally:
+            REQUEST_WAITS.reset(token)
+
+
+THREAD_CLOCK = "_started"  # the request's start, for `thread` (not a part of the header)
+
+
+def mark_thread_start() -> None:
+    """Called by a request's first synchronous step, in its worker thread: the `thread` part."""
+    waits = REQUEST_WAITS.get()
+    if waits is not None and "thread" not in waits and THREAD_CLOCK in waits:
+        waits["thread"] = time.perf_counter() - waits[THREAD_CLOCK]
 
 
 def parse_proxies(values: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -28,6 +28,14 @@ class Settings(StoreSettings):
     heartbeat_interval_s: float = 15.0
     offline_after_s: float = 60.0
     max_body_bytes: int = Field(default=1 << 20, ge=1)
+    request_threads: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="threads that run the API's synchronous routes (anyio's default is 40): "
+        "a lab's burst of lease calls is Python work under one interpreter lock, and 40 "
+        "threads taking turns at it made each write-lock holder wait for its turns too",
+    )
     enroll_attempts_per_minute: int = 10
     # Peers whose X-Forwarded-For is believed (IPs or networks; TAILOR_TRUSTED_PROXIES is a
     # comma-separated list). Empty: the rate limits count the TCP peer, whatever it says.

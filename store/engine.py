@@ -1,24 +1,32 @@
 """Engines and sessions for SQLite (WAL, a file) and PostgreSQL (psycopg 3).
 
-SQLite gets WAL, a busy timeout and foreign keys on every connection so concurrent
-writers (API workers, the orchestrator) wait instead of failing, and one process's writers
-queue for SQLite's one write lock on a lock of their own (`_queue_writers`). PostgreSQL
-connections are pre-pinged, so a restarted server is reconnected to without restarting
-the API.
+SQLite gets WAL (synchronous=NORMAL), a busy timeout and foreign keys on every connection
+so concurrent writers (API workers, the orchestrator) wait instead of failing, and one
+process's writers queue for SQLite's one write lock on a lock of their own
+(`_queue_writers`). PostgreSQL connections are pre-pinged, so a restarted server is
+reconnected to without restarting the API.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.timing import add_seconds
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_S = 30.0
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# 20 + 30 connections: more than the API's request threads (`request_threads`, and anyio's
+# default of 40 where an app does not set it), so a request never waits for a connection
+# behind the pool (up to 30 s, SQLAlchemy's pool_timeout). On SQLite too: its default of
+# 5 + 10 had request threads queue for a connection unseen by any timing.
+POOL = {"pool_size": 20, "max_overflow": 30}
 
 
 def normalise_url(url: str) -> str:
@@ -33,29 +41,44 @@ def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}
+            url,
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+            **POOL,
         )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # No fsync at each commit (WAL's own recommendation): a commit survives a killed
+            # server, not a power cut. With FULL, every writer held the one write lock
+            # through an fsync (p99 300 ms on a loaded disk) and a lab's leases queued behind.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         _queue_writers(engine)
+        _time_statements(engine)
         return engine
-    # 20 + 30 connections: more than the API's 40 request threads (anyio's default thread
-    # limiter runs FastAPI's sync routes), so a lab of agents never waits for a connection
-    # behind the pool (30 s, SQLAlchemy's pool_timeout) while PostgreSQL has them to give.
-    return create_engine(
-        url,
-        pool_pre_ping=True,
-        pool_size=20,
-        max_overflow=30,
-        connect_args={"connect_timeout": 5},
-    )
+    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **POOL)
+    _time_statements(engine)
+    return engine
+
+
+def _time_statements(engine: Engine) -> None:
+    """Each statement's time (row-lock waits on PostgreSQL included) goes to the request's
+    `db` timing (store/timing.py)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _started(conn, _cursor, _statement, _params, _context, _many):
+        conn.info["statement_started"] = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _ended(conn, _cursor, _statement, _params, _context, _many):
+        started = conn.info.pop("statement_started", None)
+        if started is not None:
+            add_seconds("db", time.perf_counter() - started)
 
 
 def _queue_writers(engine: Engine) -> None:
@@ -72,7 +95,9 @@ def _queue_writers(engine: Engine) -> None:
         info = conn.info
         if not info.get("write_lock") and statement.lstrip()[:7].upper().startswith(WRITES):
             # bounded: a writer stuck past it is left to SQLite's busy timeout
+            queued = time.perf_counter()
             info["write_lock"] = lock.acquire(timeout=BUSY_TIMEOUT_S)
+            add_seconds("dblock", time.perf_counter() - queued)
 
     @event.listens_for(engine, "checkin")
     def _returned(_dbapi_connection, record):

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 A_CNXN, A_AUTH, A_OPEN, A_OKAY, A_CLSE, A_WRTE = (
@@ -150,8 +151,13 @@ class AdbStandin:
         authorized_keys: list[bytes] | None = None,
         allow_new_keys: bool = True,
         allow_delay_s: float = 0.2,
+        preexec: Callable[[], None] | None = None,
     ):
         self.sandbox = sandbox
+        # Run in each shell command's process before it starts: the fleet lowers the
+        # phone's CPU priority with it, so a lab of stand-ins on one host yields the CPU to
+        # the server, as phones (other machines) would.
+        self.preexec = preexec
         self.authorized = [parse_android_pubkey(k) for k in (authorized_keys or [])]
         self.allow_new_keys, self.allow_delay_s = allow_new_keys, allow_delay_s
         self.port = 0
@@ -401,6 +407,7 @@ class AdbStandin:
             stderr=subprocess.STDOUT,
             cwd=self.sandbox / "data/local/tmp",
             env=env,
+            preexec_fn=self.preexec,
         )
         with self.lock:
             self.processes.append(proc)

@@ -20,7 +20,7 @@ from . import faults as fault_kit
 from .agents import DEVICE_CLASSES, Bench, start_benches
 from .jobs import FleetJob, accounting, enqueue_work, finish_ended_jobs, submit_jobs
 from .report import fleet_report
-from .server import ServerProcess
+from .server import ServerProcess, machine_cpu_s
 
 
 @dataclass
@@ -100,6 +100,7 @@ class FleetRun:
         c = self.config
         self._new_round(c.faults if faults is None else fault_kit.check_faults(faults))
         started = time.time()
+        self.machine_cpu_before = machine_cpu_s()
         self.jobs = submit_jobs(self.server.url, c.jobs)
         artifact_dir = c.workdir / "server" / "artifacts"
         enqueue_work(
@@ -137,6 +138,7 @@ class FleetRun:
                     link.fired.clear()
                     link.latencies.clear()
                     link.server_ms.clear()
+                    link.server_parts.clear()
                     link.timeline.clear()
 
     def _inject(self, name: str) -> None:

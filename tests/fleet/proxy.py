@@ -17,7 +17,9 @@ byte to the response's first byte (`latencies`), the latency an agent sees, queu
 the server included; and beside it the server's own share, the time its app held the
 request (`server_ms`, from the response's `Server-Timing: app;dur=MS` header,
 api.guards.ServerTiming): what is left is the network, uvicorn's event loop and this
-proxy, all of them on a loaded machine's run queue.
+proxy, all of them on a loaded machine's run queue. The header's other parts (the wait for
+a request thread, SQL time, SQLite's write-lock queue) are kept per request in
+`server_parts`, to say where the server's own tail goes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 MODES = ("cut-request", "cut-reply", "stall")
 HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"PATCH ")
 SERVER_TIMING = re.compile(rb"\r\nserver-timing: *app;dur=([0-9.]+)", re.IGNORECASE)
+SERVER_TIMING_PART = re.compile(rb"([a-z]+);dur=([0-9.]+)")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class LinkProxy:
         self.fired: list[tuple[str, float]] = []  # (mode, when) of every fault that hit
         self.latencies: dict[str, list[float]] = defaultdict(list)  # path -> ms
         self.server_ms: dict[str, list[float]] = defaultdict(list)  # path -> the server's ms
+        self.server_parts: dict[str, list[dict[str, float]]] = defaultdict(list)  # every part
         self.timeline: list[tuple[float, str, float]] = []  # (unix time, path, ms)
         self.lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -157,12 +161,20 @@ class LinkProxy:
                         self.timeline.append((time.time(), path, ms))
                         if server is not None:
                             self.server_ms[path].append(float(server.group(1)))
+                            self.server_parts[path].append(server_parts(chunk, server.start()))
                 if link.drop_reply:
                     return _close(link)
                 link.client.sendall(chunk)
         except OSError:
             pass
         _close(link)
+
+
+def server_parts(chunk: bytes, at: int) -> dict[str, float]:
+    """Every `name;dur=MS` of the Server-Timing header that starts at `at` in `chunk`."""
+    line = chunk[at + 2 :].split(b"\r\n", 1)[0]
+    value = line.split(b":", 1)[1]
+    return {k.decode(): float(v) for k, v in SERVER_TIMING_PART.findall(value.lower())}
 
 
 def _close(link: _Link) -> None:

@@ -15,13 +15,25 @@
 - `tasks_per_s`: tasks done over the wall time from submission to the last job's end;
 - `wait_to_lease_s`: per job priority, seconds from its tasks' creation to their first lease
   (p50, max, and the job's first lease);
-- `server_cpu_s`, `server_cpu_percent` (of one core), `server_peak_rss_mb`.
+- `server_own_lease_p99_ms`, `server_own_heartbeat_p99_ms`: the same less the time the app
+  waited for the request's body to arrive (the `body` part: the client's and the link's
+  time; an agent descheduled between sending its headers and its body lands there);
+- `server_lease_tail_ms`, `server_heartbeat_tail_ms`: where the server's slowest 1 % of
+  those requests (by its `app` time) spent it, each Server-Timing part's mean over them
+  (`body`: waiting for the request body; `thread`: waiting for a request thread and the
+  event loop; `db`: SQL statements; `dblock`: SQLite's write-lock queue);
+- `server_cpu_s`, `server_cpu_percent` (of one core), `server_peak_rss_mb`;
+  `machine_cpu_percent`: the share of all the machine's cores busy during the round
+  (server, agents, stand-in phones, proxies and database together: a tail at a full
+  machine is the run queue's).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+
+from .server import machine_cpu_s
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -47,6 +59,10 @@ def latency_fields(run) -> dict:
             for ms in (b.server_link.server_ms if server else b.server_link.latencies).get(path, [])
         ]
 
+    def own(path: str) -> list[float]:
+        parts = [p for b in run.benches for p in b.server_link.server_parts.get(path, [])]
+        return [p["app"] - p.get("body", 0.0) for p in parts if "app" in p]
+
     lease, beats = seen(LEASE), seen(HEARTBEAT)
     server_lease, server_beats = seen(LEASE, server=True), seen(HEARTBEAT, server=True)
     return {
@@ -60,7 +76,22 @@ def latency_fields(run) -> dict:
         "server_lease_p99_ms": _ms(percentile(server_lease, 99)),
         "server_heartbeat_p50_ms": _ms(percentile(server_beats, 50)),
         "server_heartbeat_p99_ms": _ms(percentile(server_beats, 99)),
+        "server_own_lease_p99_ms": _ms(percentile(own(LEASE), 99)),
+        "server_own_heartbeat_p99_ms": _ms(percentile(own(HEARTBEAT), 99)),
+        "server_lease_tail_ms": tail_parts(run, LEASE),
+        "server_heartbeat_tail_ms": tail_parts(run, HEARTBEAT),
     }
+
+
+def tail_parts(run, path: str) -> dict[str, float] | None:
+    """Each Server-Timing part's mean over the slowest 1 % of `path`'s requests."""
+    parts = [p for b in run.benches for p in b.server_link.server_parts.get(path, [])]
+    if not parts:
+        return None
+    parts.sort(key=lambda p: p.get("app", 0.0), reverse=True)
+    slowest = parts[: max(1, math.ceil(len(parts) / 100))]
+    names = sorted({name for p in slowest for name in p})
+    return {name: _ms(sum(p.get(name, 0.0) for p in slowest) / len(slowest)) for name in names}
 
 
 def wait_fields(run, events: list[tuple[float, str, int]]) -> dict:
@@ -90,6 +121,7 @@ def fleet_report(run, counts: dict[str, int], wall_s: float) -> dict:
     measured_twice = sum(n - 1 for n in finished.values() if n > 1)
     done = counts["tasks"] - counts["lost"]
     cpu_s = run.server.cpu_s()
+    busy, total = (now - before for now, before in zip(machine_cpu_s(), run.machine_cpu_before))
     return {
         "agents": c.agents,
         "jobs": c.jobs,
@@ -113,6 +145,7 @@ def fleet_report(run, counts: dict[str, int], wall_s: float) -> dict:
         "server_cpu_s": round(cpu_s, 2),
         "server_cpu_percent": round(100 * cpu_s / wall_s, 1) if wall_s else None,
         "server_peak_rss_mb": round(run.server.peak_rss_bytes / 2**20, 1),
+        "machine_cpu_percent": round(100 * busy / total, 1) if total else None,
         "agent_starts": sum(b.starts for b in run.benches) - run.starts_before,
         "faults_fired": {
             "server_link": sum(len(b.server_link.fired) for b in run.benches),

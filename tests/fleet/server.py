@@ -23,15 +23,32 @@ ADMIN_KEY, ENROLL_TOKEN = "fleet-admin", "fleet-enroll"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of every core since boot (/proc/stat's first line): two
+    readings give the share of the machine that was busy in between."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / CLOCK_TICKS, sum(fields) / CLOCK_TICKS
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_tailor(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+def lower_priority(priority: str) -> None:
+    """In a child before exec: `idle` (SCHED_IDLE: runs only on an otherwise idle core) or
+    `normal` (unchanged)."""
+    if priority == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def start_tailor(
+    args: list[str], env: dict[str, str], log_path: Path, priority: str = "normal"
+) -> subprocess.Popen:
     """`tailor ARGS` from this checkout in its own session (so a fault can kill its whole
-    process group), its output appended to `log_path`."""
+    process group), its output appended to `log_path`, at `priority` (`lower_priority`)."""
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "cli.main", *args],
@@ -40,6 +57,7 @@ def start_tailor(args: list[str], env: dict[str, str], log_path: Path) -> subpro
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=None if priority == "normal" else lambda: lower_priority(priority),
         )
 
 

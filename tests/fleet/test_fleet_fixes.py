@@ -48,7 +48,7 @@ from tests.api.conftest import client  # noqa: F401  (the API fixture, SQLite an
 from tests.api.test_api import measurement_report
 from tests.device_agent.graphs import write_graphs
 
-from .proxy import SERVER_TIMING
+from .proxy import SERVER_TIMING, server_parts
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
@@ -194,11 +194,23 @@ def test_a_lease_outlives_a_server_killed_for_longer_than_the_lease(tmp_path):
         engine.dispose()
 
 
-def test_every_answer_says_how_long_the_server_held_it(client):  # noqa: F811
-    """What bench.fleet reads as the server's share of a lease's or heartbeat's latency."""
+def test_every_answer_says_how_long_the_server_held_it_and_where(client):  # noqa: F811
+    """What bench.fleet reads as the server's share of a lease's or heartbeat's latency, and
+    the parts of it: the wait for the request's body, for a request thread, SQL time,
+    SQLite's write-lock queue."""
     timing = client.get("/api/v1/health").headers["server-timing"]
-    assert re.fullmatch(r"app;dur=\d+\.\d\d", timing), timing
+    assert re.match(r"app;dur=\d+\.\d\d(, [a-z]+;dur=\d+\.\d\d)*$", timing), timing
     assert SERVER_TIMING.search(b"HTTP/1.1 200 OK\r\nServer-Timing: " + timing.encode())
+    device = enroll(client)
+    answer = client.post("/api/v1/devices/heartbeat", json={"readiness": READY}, headers=device)
+    assert answer.status_code == 200, answer.text
+    head = b"HTTP/1.1 200 OK\r\nServer-Timing: " + answer.headers["server-timing"].encode()
+    parts = server_parts(head, SERVER_TIMING.search(head).start())
+    assert {"app", "body", "thread", "db"} <= set(parts), parts
+    assert parts["thread"] <= parts["app"] and 0 < parts["db"] <= parts["app"]
+    assert parts["body"] <= parts["app"]
+    sqlite = client.app.state.sessions.kw["bind"].dialect.name == "sqlite"
+    assert ("dblock" in parts) == sqlite  # a heartbeat writes: on SQLite it queued first
 
 
 def test_an_outcome_is_sent_until_the_server_answers():
@@ -320,3 +332,19 @@ def test_a_lease_whose_answer_was_lost_is_measured_once(client, tmp_path, how): 
     assert row["state"] == "done" and row["attempts"] == 1  # the lost lease went uncounted
     with transaction(client.app.state.sessions) as s:
         assert s.scalar(select(func.count(Measurement.id))) == 1
+
+
+def test_synchronous_routes_run_on_the_configured_number_of_threads(client):  # noqa: F811
+    """`request_threads` (default 8, not anyio's 40): fifty agents' burst of lease calls
+    thrashed 40 threads on one interpreter lock, and each write-lock holder waited its turns
+    (a lease p99 of about 1 s in the fleet run, nearly all of it queued for SQLite's writer)."""
+    import anyio.to_thread
+
+    from api.settings import Settings
+
+    def tokens() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    assert client.portal.call(tokens) == client.app.state.settings.request_threads == 8
+    with pytest.raises(ValueError, match="request_threads"):
+        Settings(request_threads=0)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
@@ -12,6 +15,7 @@ from store import Conflict, NotFound, jobs, results, tasks
 from store import devices as dev
 from store.task_results import task_results
 
+ROOT = Path(__file__).resolve().parents[2]
 PROPS = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
 
 
@@ -281,3 +285,37 @@ def test_a_device_is_ready_only_active_online_unpaused_and_fit(sessions):
     dev.set_device_state(sessions, device.id, "disabled")
     [(_, verdict)] = dev.fleet_readiness(sessions, 60)["Pixel 8"]
     assert verdict.reason == "the device is disabled"
+
+
+def test_sqlite_commits_in_wal_without_waiting_for_the_disk_and_survive_a_killed_writer(
+    tmp_path,
+):
+    """WAL with synchronous=NORMAL (store/engine.py): a commit is in the file as soon as it
+    returns, so a process killed right after it (as the fleet's server-kill fault does)
+    loses nothing; only a power cut may lose the last commits."""
+    from sqlalchemy import text
+
+    from store.engine import make_engine
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+    engine.dispose()
+    writer = (
+        "import os, sys\n"
+        "from sqlalchemy import text\n"
+        "from store.engine import make_engine\n"
+        f"engine = make_engine({url!r})\n"
+        "with engine.begin() as conn:\n"
+        "    conn.execute(text('CREATE TABLE t (x INTEGER)'))\n"
+        "    conn.execute(text('INSERT INTO t VALUES (42)'))\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", writer], cwd=str(ROOT), timeout=60)
+    assert killed.returncode == -9
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT x FROM t")).scalar() == 42
+    engine.dispose()
