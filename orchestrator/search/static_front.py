@@ -61,8 +61,8 @@ def walk_static_front(
     if not static or rounds <= 0 or keep <= 0 or not pool:
         return []
     by_hash = {c.genome.hash(): c.genome for c in pool}
-    feasible = statically_feasible(list(by_hash.values()), constraints)
-    members = [list(by_hash.values())[i] for i in feasible]
+    genomes = list(by_hash.values())
+    members = [genomes[i] for i in statically_feasible(genomes, constraints)]
     if not members:
         return []
     front = _front(members, static, keep)

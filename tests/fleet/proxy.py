@@ -18,8 +18,8 @@ the server included; and beside it the server's own share, the time its app held
 request (`server_ms`, from the response's `Server-Timing: app;dur=MS` header,
 api.guards.ServerTiming): what is left is the network, uvicorn's event loop and this
 proxy, all of them on a loaded machine's run queue. The header's other parts (the wait for
-a request thread, SQL time, SQLite's write-lock queue) are kept per request in
-`server_parts`, to say where the server's own tail goes.
+the request's body, for a request thread, SQL time, SQLite's write-lock queue) are kept per
+request in `server_parts`, to say where the server's own tail goes.
 """
 
 from __future__ import annotations
