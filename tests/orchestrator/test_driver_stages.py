@@ -455,7 +455,9 @@ def test_a_surrogate_job_stores_what_it_predicted_and_how_well(db, tmp_path):
             c.predictions["perplexity"]["mean"] > 0 and c.predictions["perplexity"]["log_std"] >= 0
         )
     stats = results.generations_since(db, job_id, 0)[-1].stats
-    assert stats["selection"]["fallback"] is False and stats["selection"]["pool"] == 4 * 4
+    selection = stats["selection"]
+    assert selection["fallback"] is False  # pool: 4 x 4 bred, plus the static-front walk's
+    assert selection["pool"] == 4 * 4 + selection["static_front"]
     job_accuracy = stats["predictor"]["job"]["perplexity"]
     assert job_accuracy["n"] == len(bred) and job_accuracy["mdape"] >= 0
 

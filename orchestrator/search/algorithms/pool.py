@@ -18,6 +18,7 @@ from core.metrics import Constraint
 
 from ..evolution import Child, breed
 from ..selection import Ranking
+from ..static_front import ORIGIN as STATIC_FRONT
 from ..static_front import walk_static_front
 from ..static_screen import statically_feasible
 
@@ -49,6 +50,11 @@ def bred_pool(
         WALK_KEEP_PER_OFFSPRING * count,
     )
     return pool + walk
+
+
+def walked(pool: list[Child]) -> int:
+    """How many of the pool the static-front walk added (stored in the generation's info)."""
+    return sum(c.origin == STATIC_FRONT for c in pool)
 
 
 def nsga2_brood(pool: list[Child], constraints: list[Constraint], count: int) -> list[Child]:

@@ -16,7 +16,7 @@ from core.metrics import static_metrics
 from ..selection import rank_population
 from ..static_screen import is_static, statically_feasible
 from .base import Algorithm, Brood, register
-from .pool import bred_pool, nsga2_brood
+from .pool import bred_pool, nsga2_brood, walked
 
 
 @register
@@ -37,7 +37,12 @@ class Prescreen(Algorithm):
         )
         static = [m for m in self.objectives if is_static(m)]
         allowed = statically_feasible([c.genome for c in pool], self.constraints)
-        info = {"pool": len(pool), "statically_feasible": len(allowed), "fallback": False}
+        info = {
+            "pool": len(pool),
+            "static_front": walked(pool),
+            "statically_feasible": len(allowed),
+            "fallback": False,
+        }
         if not static or not allowed:
             return Brood(nsga2_brood(pool, self.constraints, count), {**info, "fallback": True})
         values = np.array(

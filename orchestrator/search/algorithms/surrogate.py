@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..surrogate import SurrogateSelector
 from .base import Algorithm, Brood, register
-from .pool import bred_pool, nsga2_brood
+from .pool import bred_pool, nsga2_brood, walked
 
 
 @register
@@ -41,8 +41,10 @@ class Surrogate(Algorithm):
         selection = self.selector.select([c.genome for c in pool], count, observations, generation)
         if selection is None:
             children = nsga2_brood(pool, self.constraints, count)
-            return Brood(children, {"pool": len(pool), "fallback": True})
+            return Brood(
+                children, {"pool": len(pool), "static_front": walked(pool), "fallback": True}
+            )
         picked = [pool[i] for i in selection.picked]
         for child, predicted in zip(picked, selection.predictions):
             child.predictions = predicted
-        return Brood(picked, {**selection.info, "fallback": False})
+        return Brood(picked, {**selection.info, "static_front": walked(pool), "fallback": False})
