@@ -26,11 +26,12 @@ DEVICE_CLASSES = {"SM-S928B": 4.0, "SM-A546B": 8.0, "SM-A146P": 12.0}
 LINK_FAULT_EVERY = 10  # every tenth bench's links may fail: 10 % of the lab
 # In a real lab the agents' hosts and the phones are other machines than the server's; here
 # they share its two cores, and fifty agents with their stand-in runners (a Python process
-# per measurement) keep both busy (98 % in a 50-agent run). Under SCHED_IDLE they run only
-# when the server (and this harness, whose proxies time the requests) leave a core idle, so
-# dozens of runnable lab processes cannot outweigh the server; the price is a slower lab
-# (bench/README.md, "Device lab under load").
-LAB_PRIORITY = "idle"
+# per measurement) keep both busy (98 % in a 50-agent run). At niceness 19 they weigh 1/68 of
+# the server each in the scheduler, so dozens of them cannot outweigh it, and unlike
+# SCHED_IDLE they still progress on a full machine (tried: in one PostgreSQL run a
+# high-priority job waited 20 s for its first lease, most likely its starved agents'
+# doing).
+LAB_PRIORITY = "low"
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 LEASED = re.compile(r"leased task (\d+) ")
 DONE = re.compile(r"task (\d+) done: ")

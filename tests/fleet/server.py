@@ -38,10 +38,10 @@ def free_port() -> int:
 
 
 def lower_priority(priority: str) -> None:
-    """In a child before exec: `idle` (SCHED_IDLE: runs only on an otherwise idle core) or
-    `normal` (unchanged)."""
-    if priority == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    """In a child before exec: `low` (niceness 19: the scheduler's lowest weight, yet never
+    starved as a SCHED_IDLE process is on a full machine) or `normal` (unchanged)."""
+    if priority == "low":
+        os.nice(19)
 
 
 def start_tailor(
