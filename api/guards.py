@@ -170,12 +170,11 @@ class ServerTiming:
     app: from the request reaching the app (headers parsed) to its response starting, body
     reading, waits for a request thread and the database included; body: the part of it
     spent waiting for the request's body to arrive (the client's and the network's time, not
-    the server's); thread: from the start until
-    the request's first synchronous step ran in a worker thread (`mark_thread_start`, the
-    device routes' authentication), i.e. the wait for a free thread and the event loop; db:
-    the time its SQL statements ran (PostgreSQL's row-lock waits included); dblock: SQLite
-    only, the time its writes queued for the write lock (store/timing.py). Parts a request
-    did not have are left out."""
+    the server's); thread: from the start until the request's first synchronous step ran in
+    a worker thread (`mark_thread_start`, the device routes' authentication), i.e. the wait
+    for a free thread and the event loop; db: the time its SQL statements ran (PostgreSQL's
+    row-lock waits included); dblock: SQLite only, the time its writes queued for the write
+    lock (store/timing.py). Parts a request did not have are left out."""
 
     def __init__(self, app):
         self.app = app
