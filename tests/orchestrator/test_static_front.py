@@ -14,6 +14,7 @@ import numpy as np
 from core import SearchSpace
 from core.job_spec import EvolutionSpec
 from core.metrics import Constraint, static_metrics
+from orchestrator.search.algorithms.base import make
 from orchestrator.search.algorithms.pool import bred_pool
 from orchestrator.search.evolution import breed, initial_population
 from orchestrator.search.selection import rank_population
@@ -96,7 +97,8 @@ def test_the_pool_starts_with_nsga2s_brood_and_ends_with_the_walk():
         spec = EvolutionSpec(population=8, seed=4, static_walk_rounds=rounds)
         parents = [c.genome for c in initial_population(SPACE, spec, rng, seen, presets=False)]
         ranking = rank_population(np.random.default_rng(4).random((8, 2)), np.zeros(8))
-        pools[rounds] = bred_pool(parents, ranking, SPACE, spec, rng, seen, 6, OBJECTIVES, [])
+        algorithm = make("prescreen", OBJECTIVES, [], spec)
+        pools[rounds] = bred_pool(algorithm, parents, ranking, SPACE, rng, seen, 6)
     plain, walked = pools[0], pools[30]
     assert [c.genome.hash() for c in walked[: len(plain)]] == [c.genome.hash() for c in plain]
     assert len(walked) > len(plain) and {c.origin for c in walked[len(plain) :]} == {ORIGIN}

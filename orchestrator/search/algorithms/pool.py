@@ -11,9 +11,9 @@ last), which is what either falls back to.
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from core import Genome, SearchSpace
-from core.job_spec import EvolutionSpec
 from core.metrics import Constraint
 
 from ..evolution import Child, breed
@@ -22,27 +22,31 @@ from ..static_front import ORIGIN as STATIC_FRONT
 from ..static_front import walk_static_front
 from ..static_screen import statically_feasible
 
+if TYPE_CHECKING:
+    from .base import Algorithm
+
 WALK_KEEP_PER_OFFSPRING = 2  # the walk offers up to 2 genomes per offspring evaluated
 
 
 def bred_pool(
+    algorithm: "Algorithm",
     parents: list[Genome],
     ranking: Ranking,
     space: SearchSpace,
-    params: EvolutionSpec,
     rng: random.Random,
     seen: set[str],
     count: int,
-    objectives: list[str],
-    constraints: list[Constraint],
 ) -> list[Child]:
+    """`algorithm`'s pool for `count` offspring: NSGA-II's brood of `pool_factor` x `count`,
+    then the static-front walk's genomes (its objectives, constraints and rounds)."""
+    params = algorithm.params
     pool = breed(
         parents, ranking, space, params, rng, seen, count * params.pool_factor, allow_fewer=True
     )
     walk = walk_static_front(
         pool,
-        objectives,
-        constraints,
+        algorithm.objectives,
+        algorithm.constraints,
         space,
         rng,
         seen,

@@ -24,17 +24,7 @@ class Prescreen(Algorithm):
     name = "prescreen"
 
     def offspring(self, parents, ranking, space, rng, seen, count, observations, generation):
-        pool = bred_pool(
-            parents,
-            ranking,
-            space,
-            self.params,
-            rng,
-            seen,
-            count,
-            self.objectives,
-            self.constraints,
-        )
+        pool = bred_pool(self, parents, ranking, space, rng, seen, count)
         static = [m for m in self.objectives if is_static(m)]
         allowed = statically_feasible([c.genome for c in pool], self.constraints)
         info = {

@@ -27,17 +27,7 @@ class Surrogate(Algorithm):
         )
 
     def offspring(self, parents, ranking, space, rng, seen, count, observations, generation):
-        pool = bred_pool(
-            parents,
-            ranking,
-            space,
-            self.params,
-            rng,
-            seen,
-            count,
-            self.objectives,
-            self.constraints,
-        )
+        pool = bred_pool(self, parents, ranking, space, rng, seen, count)
         selection = self.selector.select([c.genome for c in pool], count, observations, generation)
         if selection is None:
             children = nsga2_brood(pool, self.constraints, count)
