@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--decode", type=int, default=128, help="decode context L")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=3, help="fresh runner processes per case")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument(
@@ -91,7 +92,7 @@ def genomes(args: argparse.Namespace) -> list[Genome]:
 
 
 def protocol(args: argparse.Namespace) -> Protocol:
-    return Protocol(args.prefill, args.decode, args.warmup, args.repeats)
+    return Protocol(args.prefill, args.decode, args.warmup, args.repeats, args.processes)
 
 
 def measure_all(

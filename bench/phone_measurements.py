@@ -62,12 +62,20 @@ def _metric(name: str, metric: str, length: int | None) -> Metric:
 
 @dataclass(frozen=True)
 class Protocol:
-    """What one measurement runs: one prefill length, one decode context, warm repeats."""
+    """What one measurement runs: one prefill length, one decode context, warm repeats in
+    each of `processes` fresh runner processes (the metric is the median of all their runs).
+
+    Three processes, not one: re-measuring six phone-scale genomes three times each on this
+    machine (int8, one process of 10 runs each time) gave decode medians of 2.52 / 2.90 /
+    4.41 ms and 1.86 / 2.08 / 2.85 ms for the same graph: a whole process runs slow, so the
+    runs of one process cannot tell a slow genome from a slow process (bench/README, Latency
+    model). A file written before this field existed was taken with one process."""
 
     prefill: int = 128
     decode: int = 128
     warmup: int = 2
     repeats: int = 10
+    processes: int = 3
 
     def spec(self, threads: int) -> MeasurementSpec:
         return MeasurementSpec(
@@ -75,8 +83,14 @@ class Protocol:
             decode_contexts=[self.decode],
             warmup=self.warmup,
             repeats=self.repeats,
+            processes=self.processes,
             threads=threads,
         )
+
+    @classmethod
+    def saved(cls, fields: dict[str, int]) -> "Protocol":
+        """The protocol a cache file records (files from before `processes`: one)."""
+        return cls(**{"processes": 1, **fields})
 
     def metric_names(self, name: str) -> list[str]:
         """What `measured_metrics` calls this protocol's readings on device `name`."""
@@ -160,7 +174,7 @@ class PhoneMeasurements:
     def __init__(self, path: Path = CACHE, protocol: Protocol = Protocol()):
         self.path, self.protocol = path, protocol
         saved = json.loads(path.read_text()) if path.exists() else {}
-        if saved.get("protocol") not in (None, protocol.__dict__):
+        if "protocol" in saved and Protocol.saved(saved["protocol"]) != protocol:
             raise SystemExit(
                 f"{path} holds measurements taken with {saved['protocol']}, not "
                 f"{protocol.__dict__}: name another cache file"

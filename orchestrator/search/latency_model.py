@@ -11,7 +11,7 @@ How (issue #23):
   operator class, plus head and runtime terms; byte terms for peak memory), with one
   non-negative coefficient per (class, term) fitted per target (`latency_fit.fit_additive`),
   times exp(a GP residual on the genome encoding) once a target has `min_residual`
-  measurements;
+  measurements and the residual predicts held-out genomes better than none;
 - by transfer, HELP / MAPLE-Edge style: a target with few measurements reuses the per-class
   structure of the best-measured platform (same metric and length, another device class or
   precision): its prediction split into per-class contributions, each scaled, the scales
@@ -38,7 +38,7 @@ from core.encoding import GenomeEncoding
 from core.prediction_accuracy import accuracy
 
 from .latency_features import PEAK_NAME, LatencyTarget, columns, features
-from .latency_fit import AdditiveFit, LatencyResidual, fit_additive
+from .latency_fit import AdditiveFit, LatencyResidual, fit_additive, residual_helps
 
 Observation = tuple[Genome, dict[str, Any]]  # a genome and the metrics measured for it
 ZERO_SHOT_LOG_STD = math.log(2.0)  # a guess about an unmeasured device: within 2x
@@ -116,12 +116,16 @@ class LatencyModel:
     def _with_residual(
         self, fitted: _Fitted, genomes: list[Genome], y: np.ndarray, base_oof: np.ndarray
     ) -> _Fitted:
-        """Add the GP residual on the out-of-fold ratios once there are enough of them."""
+        """Add the GP residual on the out-of-fold ratios once there are enough of them and
+        it predicts held-out ratios better than none (`residual_helps`)."""
         if len(y) >= self.min_residual:
             encoded = self._encoding(fitted.target).encode_all(genomes)
             ratio = np.log(y / np.maximum(base_oof, 1e-12))
-            fitted.residual = LatencyResidual.fit(encoded, ratio)
-            fitted.how += "+residual"
+            if residual_helps(encoded, ratio, self.seed):
+                fitted.residual = LatencyResidual.fit(encoded, ratio)
+                fitted.how += "+residual"
+            else:
+                fitted.how += " (residual did not help held-out genomes)"
         return fitted
 
     def _fit_scratch(self, target: LatencyTarget, genomes: list[Genome], y: np.ndarray) -> _Fitted:

@@ -50,6 +50,15 @@ def test_a_cache_taken_with_another_protocol_is_refused(tmp_path):
         PhoneMeasurements(path, Protocol())
 
 
+def test_a_cache_from_before_processes_was_taken_with_one_process(tmp_path):
+    path = tmp_path / "measurements.json"
+    old = {"prefill": 128, "decode": 128, "warmup": 2, "repeats": 10}  # the first run's file
+    path.write_text(json.dumps({"protocol": old, "genomes": {"h": {}}}))
+    with pytest.raises(SystemExit, match="name another cache file"):
+        PhoneMeasurements(path, Protocol())  # three processes now
+    assert PhoneMeasurements(path, Protocol(processes=1)).entries == {"h": {}}
+
+
 def test_spread_vs_noise_reads_every_measured_candidate_of_the_runs(tmp_path):
     protocol = Protocol()
     cache = PhoneMeasurements(tmp_path / "m.json", protocol)
