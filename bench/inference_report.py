@@ -53,15 +53,20 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _mib(row: dict, key: str) -> str:
+    """A MiB column that results from before the runner read the idle footprint lack."""
+    return f"{row[key]:.1f}" if row.get(key) is not None else "–"
+
+
 def markdown(result: dict) -> str:
     """The README tables, from a result."""
     lines = []
     variants = result["variants"]
     lines.append(
         "| L | variant | prefill ms (T / H) | decode ms (T / H) | peak MiB prefill "
-        "(T / H) | decode/bound (T / H) |"
+        "(T / H) | idle MiB (T / H) | prefill above idle MiB (T / H) | decode/bound (T / H) |"
     )
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|")
     for L in result["lengths"]:
         for variant in variants:
             t, h = (result["rows"][str(L)][a][variant] for a in ARCHS)
@@ -69,6 +74,8 @@ def markdown(result: dict) -> str:
                 f"| {L} | {variant} | {t['prefill_ms']:.3g} / {h['prefill_ms']:.3g} | "
                 f"{t['decode_ms']:.3g} / {h['decode_ms']:.3g} | "
                 f"{t['peak_prefill_mb']:.0f} / {h['peak_prefill_mb']:.0f} | "
+                f"{_mib(t, 'idle_prefill_mb')} / {_mib(h, 'idle_prefill_mb')} | "
+                f"{_mib(t, 'prefill_above_idle_mb')} / {_mib(h, 'prefill_above_idle_mb')} | "
                 f"{t['decode_over_bound']:.1f} / {h['decode_over_bound']:.1f} |"
             )
     lines.append("")

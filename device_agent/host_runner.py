@@ -6,7 +6,9 @@ that graph alone, as onnxruntime_perf_test's does on a phone:
 
     python -m device_agent.host_runner GRAPH_DIR prefill|decode LENGTH [--repeats N ...]
 
-prints one JSON line: samples_ms, peak_memory_bytes. Inputs come from the manifest alone:
+prints one JSON line: samples_ms, peak_memory_bytes, and the idle footprint (resident bytes
+with the weights loaded, before any input: idle_bytes) and the runs' own peak
+(run_peak_bytes; None where VmHWM cannot be reset). Inputs come from the manifest alone:
 token ids inside the vocabulary, caches holding L tokens (capped at a window). Prefill times
 the graph the manifest names for profiling (`profiled_prefill`: the last-token graph a phone
 runs, in newer exports); onnxruntime reads the weights file the graphs share from beside
@@ -32,6 +34,23 @@ def vm_hwm_bytes() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def vm_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak() -> bool:
+    """Set VmHWM back to the current resident set (Linux: `5` to /proc/self/clear_refs), so
+    the peak read later is the runs' own; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def profiled_graph(manifest: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -92,6 +111,11 @@ def run(
             file=sys.stderr,
         )
         raise SystemExit(PROVIDER_MISSING_RC)
+    # The idle footprint: weights loaded, no input yet. What running adds on top of it is
+    # the run's own peak less this; peak_memory_bytes stays the whole process's VmHWM
+    # (session creation included), the definition of peak memory.
+    loaded_peak, idle = vm_hwm_bytes(), vm_rss_bytes()
+    reset = reset_peak()
     inputs = feeds(manifest, kind, length, np.random.default_rng(0))
     for _ in range(warmup):
         session.run(None, inputs)
@@ -100,7 +124,13 @@ def run(
         start = time.perf_counter()
         session.run(None, inputs)
         samples.append((time.perf_counter() - start) * 1000)
-    return {"samples_ms": samples, "peak_memory_bytes": vm_hwm_bytes()}
+    run_peak = vm_hwm_bytes()
+    return {
+        "samples_ms": samples,
+        "peak_memory_bytes": max(loaded_peak, run_peak),
+        "idle_bytes": idle,
+        "run_peak_bytes": run_peak if reset else None,
+    }
 
 
 def providers(provider: str, threads: int) -> list:

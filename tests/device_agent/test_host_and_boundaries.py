@@ -52,3 +52,18 @@ def test_device_agent_imports_no_torch_ray_or_server_packages():
     assert result.returncode == 0, result.stderr
     top = {name.split(".")[0] for name in result.stdout.split()}
     assert not top & {"torch", "ray", "workers", "orchestrator", "api"}, top
+
+
+def test_the_runner_reports_the_idle_footprint_and_what_running_adds(graph_dir):
+    """bench.inference compares prefill peaks above the idle footprint (weights loaded, no
+    input): the runner reads the resident set before any input and the runs' own VmHWM."""
+    from device_agent.host_runner import measure
+
+    short, long = (measure(graph_dir, "prefill", n, repeats=1, warmup=0) for n in (16, 2048))
+    for run in (short, long):
+        assert run["idle_bytes"] > 10 << 20  # onnxruntime and the weights
+        assert run["idle_bytes"] <= run["run_peak_bytes"] <= run["peak_memory_bytes"]
+    # 2048 tokens' activations are MiBs where 16 tokens' are KiBs
+    assert long["run_peak_bytes"] - long["idle_bytes"] > short["run_peak_bytes"] - short[
+        "idle_bytes"
+    ] + (1 << 20)
