@@ -61,6 +61,13 @@ SERVER_BACKOFF_S = (1.0, 10.0)
 # A failed heartbeat is sent again within 1 s and waits one renewal period for its answer:
 # a held lease outlives any outage shorter than lease - 2 periods - 1 s (docs/devices.md).
 BEAT_RETRY_S = 1.0
+# A lab's agents start together (a power cut, a restarted lab) and, at one interval, would
+# beat and poll in step for ever: fifty requests in the same few milliseconds, whose last
+# waits for the other forty-nine (bench.fleet's tails). Each heartbeat comes after 75-100 %
+# of its interval (never later: leases depend on it), each idle poll after 75-125 % of
+# `poll_s`, drawn afresh every time, so the lab spreads itself over the interval.
+BEAT_JITTER = 0.25
+POLL_JITTER = 0.25
 
 
 class EnrollmentRefused(ServerError):
@@ -105,6 +112,7 @@ class Agent:
         self.paused_until = 0.0  # monotonic: no leases before (after a device failure)
         self._pause_s = device_backoff_s[0]
         self._beat_every = self.heartbeat_s
+        self._beat_share = 1.0  # of `_beat_every` before the next beat (BEAT_JITTER)
         self._last_beat = 0.0
         self._wake = threading.Event()
         self._pulse: threading.Thread | None = None
@@ -168,6 +176,7 @@ class Agent:
         )
         self._sent_readiness = readiness
         self._last_beat = time.monotonic()
+        self._beat_share = random.uniform(1 - BEAT_JITTER, 1.0)
         self.state, self.server_paused_until = response.state, response.paused_until
         if self._beat_failing:
             log.info("heartbeats reach the server again")
@@ -184,11 +193,12 @@ class Agent:
     def _pulse_loop(self) -> None:
         """Heartbeat at least every `_beat_every`, whatever the main loop is blocked in."""
         while not self.stop.is_set():
-            self._wake.wait(max(0.05, self._beat_every - (time.monotonic() - self._last_beat)))
+            gap = self._beat_every * self._beat_share
+            self._wake.wait(max(0.05, gap - (time.monotonic() - self._last_beat)))
             self._wake.clear()
             if self.stop.is_set() or self.client.token is None:
                 continue
-            if time.monotonic() - self._last_beat < self._beat_every:
+            if time.monotonic() - self._last_beat < self._beat_every * self._beat_share:
                 continue
             try:
                 self._beat()
@@ -321,7 +331,9 @@ class Agent:
                     if max_tasks is not None and self.completed >= max_tasks:
                         return
                     if not worked:
-                        self.stop.wait(self.poll_s)
+                        self.stop.wait(
+                            self.poll_s * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+                        )
                 except (httpx.TransportError, ServerError) as exc:
                     if isinstance(exc, ServerError) and exc.status in (401, 403):
                         raise
