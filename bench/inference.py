@@ -322,9 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.write_text(json.dumps(result, indent=2, default=str))
     plot(result, args.out.with_suffix(".png"))
     print(markdown(result))
-    print(
-        f"columns: transformer++ / hyena-edge; wrote {args.out} and its .png"
-    )
+    print(f"columns: transformer++ / hyena-edge; wrote {args.out} and its .png")
     return result
 
 

@@ -165,9 +165,8 @@ def residual_helps(encoded: np.ndarray, log_ratio: np.ndarray, seed: int = 0) ->
     held_out = np.zeros(n)
     for held in _folds(n, 5, seed):
         keep = np.setdiff1d(np.arange(n), held)
-        held_out[held] = LatencyResidual.fit(encoded[keep], log_ratio[keep]).predict(encoded[held])[
-            0
-        ]
+        residual = LatencyResidual.fit(encoded[keep], log_ratio[keep])
+        held_out[held] = residual.predict(encoded[held])[0]
     return float(np.mean((log_ratio - held_out) ** 2)) < float(np.mean(log_ratio**2))
 
 
