@@ -190,15 +190,18 @@ class Agent:
         self._paused_logged = response.paused_until is not None
         return response
 
+    def _beat_gap(self) -> float:
+        """Seconds from the last beat to the next: this beat's share of the interval."""
+        return self._beat_every * self._beat_share
+
     def _pulse_loop(self) -> None:
         """Heartbeat at least every `_beat_every`, whatever the main loop is blocked in."""
         while not self.stop.is_set():
-            gap = self._beat_every * self._beat_share
-            self._wake.wait(max(0.05, gap - (time.monotonic() - self._last_beat)))
+            self._wake.wait(max(0.05, self._beat_gap() - (time.monotonic() - self._last_beat)))
             self._wake.clear()
             if self.stop.is_set() or self.client.token is None:
                 continue
-            if time.monotonic() - self._last_beat < self._beat_every * self._beat_share:
+            if time.monotonic() - self._last_beat < self._beat_gap():  # may have changed
                 continue
             try:
                 self._beat()

@@ -29,18 +29,20 @@ from typing import Any
 import numpy as np
 
 
-def vm_hwm_bytes() -> int:
+def _status_bytes(field: str) -> int:
+    """A kB field of /proc/self/status (VmHWM, VmRSS) in bytes; 0 where there is none."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def vm_hwm_bytes() -> int:
+    return _status_bytes("VmHWM")
 
 
 def vm_rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return _status_bytes("VmRSS")
 
 
 def reset_peak() -> bool:
