@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import signal
-import threading
 import time
 from datetime import datetime, timezone
 
@@ -53,16 +52,10 @@ def arm_links(benches: list[Bench]) -> list[str]:
     return [f"bench {bench.index} ({bench.device_class})" for bench in chosen]
 
 
-def unplug_mid_measurement(bench: Bench, pulled: list[float], away_s: float = 2.0) -> None:
-    """The next runner command on this phone loses its cable 0.2 s in (the time goes to
+def unplug_mid_measurement(bench: Bench, away_s: float = 2.0) -> None:
+    """The next runner command on this phone loses its cable 0.2 s in (when: the rack's
     `pulled`); plugged back after `away_s`."""
-
-    def pull():
-        pulled.append(time.time())
-        bench.phone.unplug()
-        threading.Timer(away_s, bench.phone.replug).start()
-
-    bench.phone.fault_during_first_run(pull, after_s=0.2)
+    bench.rack.unplug_mid_measurement(bench.index, after_s=0.2, away_s=away_s)
 
 
 def heartbeats_since(sessions, moment: float) -> int:

@@ -19,6 +19,7 @@ from store.models import Device, ProfilingTask
 from . import faults as fault_kit
 from .agents import DEVICE_CLASSES, Bench, start_benches
 from .jobs import FleetJob, accounting, enqueue_work, finish_ended_jobs, submit_jobs
+from .rack import PhoneRack
 from .report import fleet_report
 from .server import ServerProcess, machine_cpu_s
 
@@ -44,6 +45,7 @@ class FleetRun:
     events: dict[str, object] = field(default_factory=dict)
     server: ServerProcess | None = None
     benches: list[Bench] = field(default_factory=list)
+    rack: PhoneRack | None = None
     jobs: list[FleetJob] = field(default_factory=list)
 
     def __enter__(self) -> FleetRun:
@@ -62,7 +64,7 @@ class FleetRun:
         self.server.start()
         self.engine = make_engine(url)
         self.sessions = session_factory(self.engine)
-        self.benches = start_benches(c.workdir, c.agents, self.server.port)
+        self.rack, self.benches = start_benches(c.workdir, c.agents, self.server.port)
         for bench in self.benches:
             bench.start_agent(c.poll_s)
         self._wait_devices(c.agents, timeout_s=60 + 2 * c.agents)
@@ -71,6 +73,8 @@ class FleetRun:
     def __exit__(self, *_exc) -> None:
         for bench in self.benches:
             bench.close()
+        if self.rack is not None:
+            self.rack.stop()
         if self.server is not None:
             self.server.stop()
         if hasattr(self, "engine"):
@@ -126,6 +130,8 @@ class FleetRun:
         finish_ended_jobs(self.sessions, self.jobs, force=True)
         for worker in workers:
             worker.join(timeout=5)
+        if "unplug" in self.faults:
+            self.events["unplugged_at"] = [t for t in self.rack.pulled() if t >= started]
         wall_s = time.time() - started
         return fleet_report(self, accounting(self.sessions, self.jobs), wall_s)
 
@@ -146,7 +152,7 @@ class FleetRun:
         n = len(self.benches)
         if name == "unplug":
             busy = self.benches[len(self.benches) // 2]
-            fault_kit.unplug_mid_measurement(busy, self.events.setdefault("unplugged_at", []))
+            fault_kit.unplug_mid_measurement(busy)
             self.events["unplugged"] = f"bench {busy.index} ({busy.device_class})"
         elif name == "server-kill":
             back_at = fault_kit.kill_and_restart_server(self.server)

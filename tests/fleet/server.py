@@ -21,6 +21,7 @@ from core.protocol import API_PREFIX
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY, ENROLL_TOKEN = "fleet-admin", "fleet-enroll"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LOW_NICENESS = 19  # the scheduler's lowest weight: what `low` priority means
 
 
 def machine_cpu_s() -> tuple[float, float]:
@@ -41,7 +42,23 @@ def lower_priority(priority: str) -> None:
     """In a child before exec: `low` (niceness 19: the scheduler's lowest weight, yet never
     starved as a SCHED_IDLE process is on a full machine) or `normal` (unchanged)."""
     if priority == "low":
-        os.nice(19)
+        os.nice(LOW_NICENESS)
+        lower_session_group(LOW_NICENESS)
+
+
+def lower_session_group(niceness: int) -> None:
+    """Give this process's session the scheduling weight of `niceness`.
+
+    With the kernel's autogroups on (`/proc/sys/kernel/sched_autogroup_enabled`, the default
+    of most distributions' kernels), every session is a scheduling group of its own, and the
+    groups share the CPU by the group's niceness, not by their processes': fifty agents in
+    sessions of their own at process niceness 19 still weighed as much as the server each.
+    Only a session's own processes should call this (the agents and the phone rack lead
+    theirs); without autogroups there is no such file and nothing to do."""
+    try:
+        Path("/proc/self/autogroup").write_text(f"{niceness}\n")
+    except OSError:
+        pass
 
 
 def start_tailor(
