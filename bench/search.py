@@ -8,7 +8,9 @@ three objective sets:
             measured by the host agent's own backend (`device_agent.host_backend`) on each
             candidate's ONNX export, one measurement at a time while the workers are idle.
 - phone:    phone-scale models (width 256-768, 8-24 slots, 16k vocabulary: ~10-150M
-            parameters), quality from proxy training at width 64 (`eval_width`), prefill and
+            parameters), quality from proxy training at 1/8 of each candidate's width
+            (`eval_width_divisor`: 32-96; the first phone runs trained every candidate at
+            width 64 and were blind to width), prefill and
             decode latency and peak memory of the full-size int8 export on this host
             (bench/phone_measurements.py, a cache shared with bench.latency_model).
 Each (set, algorithm, seed) is an independent search started without the presets, so every
@@ -74,9 +76,10 @@ PHONE_SPACE = SearchSpace(
     classes=CLASSES, widths=[256, 384, 512, 768], depth_min=8, depth_max=24, vocab_size=16_384
 )
 SPACES = {"static": SPACE, "hardware": SPACE, "phone": PHONE_SPACE}
-# The phone set's quality is proxy training (core/scaling.py): every slot at width 64, on
-# byte tokens (the genome's 16k-row embedding sees the 257 it is trained on).
-TRAINING_BY_SET = {"phone": {"eval_width": 64}}
+# The phone set's quality is proxy training (core/scaling.py): each candidate at 1/8 of its
+# width (256-768 train at 32-96, so width still buys quality), on byte tokens (the genome's
+# 16k-row embedding sees the 257 it is trained on).
+TRAINING_BY_SET = {"phone": {"eval_width_divisor": 8}}
 
 
 def evaluate_generation(

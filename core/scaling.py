@@ -1,13 +1,14 @@
 """Evaluation-size genomes: train a candidate at a smaller width or depth than its target.
 
 STAR evaluates candidates at reduced size when the target is too costly to train; Tailor
-does the same when a job sets `eval_width` / `eval_depth`, and the scale-up check
-(`core/scale_check.py`) goes the other way, training the winners larger (`resize_genome`).
-The scaled genome keeps every structural gene — classes, sharing, heads, KV heads, windows,
-filter lengths, state sizes — and scales the genes the catalog marks as proportional to
-width (`GeneSpec.scales_with_width`, e.g. the channel mixers' inner width). `eval_depth`
-keeps the first N backbone slots. The profiled ONNX graphs, the parameter count and the
-cache bytes always come from the unscaled genome; only perplexity is measured small.
+does the same when a job sets `eval_width` (or `eval_width_divisor`) / `eval_depth`, and
+the scale-up check (`core/scale_check.py`) goes the other way, training the winners
+larger (`resize_genome`). The scaled genome keeps every structural gene — classes,
+sharing, heads, KV heads, windows, filter lengths, state sizes — and scales the genes the
+catalog marks as proportional to width (`GeneSpec.scales_with_width`, e.g. the channel
+mixers' inner width). `eval_depth` keeps the first N backbone slots. The profiled ONNX
+graphs, the parameter count and the cache bytes always come from the unscaled genome; only
+perplexity is measured small.
 """
 
 from __future__ import annotations

@@ -66,6 +66,13 @@ class TrainConfig(StrictModel):
     eval_width: int | None = Field(
         default=None, ge=8, le=16384, description="train at this width instead of the genome's"
     )
+    eval_width_divisor: int | None = Field(
+        default=None,
+        ge=2,
+        le=64,
+        description="train at the genome's width / this (a multiple of 16): a proxy that keeps "
+        "the candidates' widths apart, where one eval_width for all makes quality width-blind",
+    )
     eval_depth: int | None = Field(
         default=None, ge=1, le=512, description="train only the first N backbone slots"
     )
@@ -130,6 +137,27 @@ class TrainConfig(StrictModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _one_rule_for_the_eval_width(self) -> "TrainConfig":
+        if self.eval_width is not None and self.eval_width_divisor is not None:
+            raise ValueError("set eval_width or eval_width_divisor, not both")
+        return self
+
+    def eval_width_for(self, width: int) -> int | None:
+        """The width a genome of `width` trains at: `eval_width`, or `width /
+        eval_width_divisor` rounded to a multiple of 16 (at least 16: an even head size for
+        RoPE with up to 8 heads), or None for its own."""
+        if self.eval_width_divisor is not None:
+            return max(16, round(width / self.eval_width_divisor / 16) * 16)
+        return self.eval_width
+
+    @property
+    def trains_full_size(self) -> bool:
+        """Whether training runs on the genome as it is (its weights fit its exported graph)."""
+        return (
+            self.eval_width is None and self.eval_width_divisor is None and self.eval_depth is None
+        )
+
     def at_fidelity(self, tokens: int) -> "TrainConfig":
         """This config trained on `tokens` (one rung): its own cache key, no rungs."""
         return self.model_copy(update={"tokens": tokens, "fidelities": None})
@@ -147,6 +175,9 @@ class TrainConfig(StrictModel):
         Settings that change where or how fast a run goes, not what it computes, are left
         out; so are later-added settings at their defaults, so old keys stay valid."""
         fields = self.model_dump(exclude=RESULT_NEUTRAL)
+        for name in LATER_SETTINGS:
+            if fields[name] == TrainConfig.model_fields[name].default:
+                del fields[name]
         for name, default in TOKENIZER_SAMPLE_DEFAULTS.items():
             if fields["tokenizer"][name] == default:
                 del fields["tokenizer"][name]
@@ -166,6 +197,7 @@ RESULT_NEUTRAL = {
     "gpus_per_task",
     "peak_flops",
 }
+LATER_SETTINGS = ("eval_width_divisor",)  # left out of cache keys at their defaults
 TOKENIZER_SAMPLE_DEFAULTS = {
     name: TokenizerConfig.model_fields[name].default
     for name in ("sample_documents", "sample_bytes")

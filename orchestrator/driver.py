@@ -205,7 +205,7 @@ class JobRunner(RungTraining):
 
     def _exports_trained_weights(self) -> bool:
         # Trained weights fit the exported graph only when training ran at full size.
-        return self.spec.training.eval_width is None and self.spec.training.eval_depth is None
+        return self.spec.training.trains_full_size
 
     def _on_finished(self, finished: Finished, progress: dict[str, CandidateProgress]) -> None:
         p = progress.get(finished.genome_hash)

@@ -179,7 +179,9 @@ def scale_spec(sessions, job_id: int, request: ScaleRequest) -> JobSpec:
             [{"loc": ("body", "width"), "msg": str(exc), "type": "value_error"}]
         ) from None
     training = source.training.model_dump(mode="json")
-    training.update(tokens=request.tokens, eval_width=None, eval_depth=None)
+    training.update(
+        tokens=request.tokens, eval_width=None, eval_width_divisor=None, eval_depth=None
+    )
     return JobSpec.model_validate(
         {
             "name": request.name or f"{source.name} scaled up"[:200],

@@ -74,6 +74,16 @@ def test_eval_width_trains_a_smaller_model_and_saves_loadable_weights(tmp_path):
     model.load_state_dict(torch.load(result.weights_path, weights_only=True))
 
 
+def test_eval_width_divisor_trains_each_genome_at_its_own_share_of_its_width():
+    genome = preset("hyena-edge", width=128, layers=2, heads=4, kv_heads=2, ffn=256).to_json()
+    config = {"tokens": 2_000, "eval_width_divisor": 4, "tokenizer": {"kind": "byte"}}
+    result = evaluate_quality(genome, config)
+    assert result.status == "ok", result.reason
+    assert result.eval_genome["global"]["width"] == 32
+    assert result.eval_genome["operators"]["swiglu"]["ffn"] == 64
+    assert result.params_trained == costs.params(result.eval_genome)
+
+
 def test_invalid_eval_width_names_the_problem():
     result = evaluate_quality(
         TINY, {"tokens": 1000, "eval_width": 36, "tokenizer": {"kind": "byte"}}

@@ -218,7 +218,7 @@ def _train(
     device = _device(config)
     result.device = device.type
     train_tokens, val_tokens = _load_data(config, genome, result)
-    eval_genome = scale_genome(genome, config.eval_width, config.eval_depth)
+    eval_genome = scale_genome(genome, config.eval_width_for(genome.width), config.eval_depth)
     result.eval_genome = eval_genome.to_json()
     torch.manual_seed(config.seed)
     model = compile_genome(eval_genome, seed=config.seed).to(device)
@@ -375,5 +375,8 @@ def _score(
         from workers.mad.runner import evaluate_mad
 
         result.mad = evaluate_mad(
-            genome, seed=config.seed, eval_width=config.eval_width, threads=config.threads
+            genome,
+            seed=config.seed,
+            eval_width=config.eval_width_for(genome.width),
+            threads=config.threads,
         ).to_json()
