@@ -12,6 +12,11 @@ for a measurement upload, b"SEND" for an ADB push):
   answers, dropping the answer (the server stored it, the client never hears so);
 - `stall`: holds the chunk for `stall_s`, then forwards it (a link gone quiet).
 
+Both of its sockets send without Nagle's delay (TCP_NODELAY), as the agent's HTTP client and
+the server do: otherwise a request whose headers and body reach the proxy apart has its
+body held until the server acknowledges the headers, which a delayed acknowledgement puts
+off by 40 ms (the sixth fleet runs' lease p50 of about 50 ms was mostly that).
+
 Timing: for HTTP links it records, per request path, the time from the request's first
 byte to the response's first byte (`latencies`), the latency an agent sees, queueing in
 the server included; and beside it the server's own share, the time its app held the
@@ -109,6 +114,8 @@ class LinkProxy:
             except OSError:
                 client.close()  # the far end is down: the client sees a refused link
                 continue
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             link = _Link(client, upstream)
             with self.lock:
                 self._links.append(link)
