@@ -165,6 +165,7 @@ def run_search(
             "generation": c.generation,
             "origin": c.origin,
             "hash": c.hash,
+            "architecture": c.genome.describe(),  # width, depth and slots: what a front holds
             "metrics": c.metrics,
             "fidelity": c.fidelity,
             "compute_s": getattr(c, "compute_s", None),
