@@ -20,7 +20,7 @@ from tests.device_agent.adb_standin import make_sandbox
 
 from .proxy import LinkProxy
 from .rack import PhoneRack, PhoneSpec
-from .server import ENROLL_TOKEN, LOW_NICENESS, start_tailor
+from .server import ENROLL_TOKEN, start_tailor
 
 # Device class -> milliseconds one inference sleeps on its stand-in phones: a flagship, a
 # mid-range and a budget phone, so classes drain at different speeds.
@@ -153,7 +153,7 @@ def start_benches(
         Bench(i, classes[i % len(classes)], root / f"bench{i:03d}", server_port)
         for i in range(count)
     ]
-    rack = PhoneRack([PhoneSpec(b.index, b.sandbox) for b in benches], niceness=LOW_NICENESS)
+    rack = PhoneRack([PhoneSpec(b.index, b.sandbox) for b in benches], priority=LAB_PRIORITY)
     ports = rack.start()
     for bench in benches:
         bench.attach(rack, ports[bench.index])

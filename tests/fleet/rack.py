@@ -30,16 +30,15 @@ class PhoneSpec:
     sandbox: Path
 
 
-def _serve_rack(conn, specs: list[PhoneSpec], niceness: int) -> None:
+def _serve_rack(conn, specs: list[PhoneSpec], priority: str) -> None:
     """The rack's process: start every phone, then answer the parent's commands."""
     from tests.device_agent.adb_standin import AdbStandin
 
-    from .server import lower_session_group
+    from .server import lower_priority
 
-    if niceness:
+    if priority != "normal":
         os.setsid()  # a session (scheduling group) of its own, which its runners share
-        os.nice(niceness)
-        lower_session_group(niceness)
+        lower_priority(priority)
     phones = {s.index: AdbStandin(s.sandbox, allow_delay_s=0.0) for s in specs}
     conn.send({i: phone.start() for i, phone in phones.items()})
     pulled: list[float] = []
@@ -69,10 +68,11 @@ def _serve_rack(conn, specs: list[PhoneSpec], niceness: int) -> None:
 
 
 class PhoneRack:
-    """`PhoneRack(specs, niceness).start()` -> {index: ADB port}."""
+    """`PhoneRack(specs, priority).start()` -> {index: ADB port}; `priority` as
+    `server.lower_priority` takes it (default `low`, the lab's)."""
 
-    def __init__(self, specs: list[PhoneSpec], niceness: int = 19):
-        self.specs, self.niceness = specs, niceness
+    def __init__(self, specs: list[PhoneSpec], priority: str = "low"):
+        self.specs, self.priority = specs, priority
         self._lock = threading.Lock()  # one command and its answer at a time
         self._conn = None
         self._proc = None
@@ -81,7 +81,7 @@ class PhoneRack:
         context = multiprocessing.get_context("spawn")  # no copy of the harness's threads
         self._conn, child = context.Pipe()
         self._proc = context.Process(
-            target=_serve_rack, args=(child, self.specs, self.niceness), daemon=True
+            target=_serve_rack, args=(child, self.specs, self.priority), daemon=True
         )
         self._proc.start()
         child.close()
