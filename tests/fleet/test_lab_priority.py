@@ -20,12 +20,21 @@ from .server import LOW_NICENESS, lower_priority
 AUTOGROUPS = Path("/proc/self/autogroup").exists()
 
 
+def session_group(pid: int) -> list[str]:
+    """`/proc/PID/autogroup` as words: ["/autogroup-N", "nice", "K"], or [] for a process
+    in the kernel's default group, which the kernel prints as nothing (a process of the
+    session the machine booted in, e.g. a CI container's own: kernel/sched/autogroup.c,
+    proc_sched_autogroup_show_task)."""
+    return Path(f"/proc/{pid}/autogroup").read_text().split()
+
+
 def niceness(pid: int) -> tuple[int, int | None]:
     """(the process's niceness, its session group's niceness or None without autogroups)."""
     nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
     if not AUTOGROUPS:
         return nice, None
-    group = Path(f"/proc/{pid}/autogroup").read_text().split()  # "/autogroup-N nice K"
+    group = session_group(pid)
+    assert group, f"process {pid} has no session group of its own"
     return nice, int(group[-1])
 
 
@@ -49,8 +58,7 @@ def test_the_phone_rack_runs_in_a_low_session_of_its_own(tmp_path):
         pid = rack._proc.pid
         assert niceness(pid) == (LOW_NICENESS, LOW_NICENESS if AUTOGROUPS else None)
         if AUTOGROUPS:
-            mine = Path("/proc/self/autogroup").read_text().split()[0]
-            assert Path(f"/proc/{pid}/autogroup").read_text().split()[0] != mine
+            assert session_group(pid)[0] != (session_group(os.getpid()) or [None])[0]
     finally:
         rack.stop()
 
