@@ -4,10 +4,10 @@ request, error mapping.
 Guards (`api.guards`): bodies over `max_body_bytes` get 413 as soon as the limit is passed
 and JSON nested too deep gets 400, before any parsing; every response carries nosniff and a
 Content-Security-Policy. Unknown fields and invalid values get 422 naming the field; a
-database that is down gives 503 until it is back (connections are pre-pinged, nothing to
-restart). Paths are matched exactly: no trailing-slash redirect, whose Location would be
-built from the client's Host header. Secrets are kept only as SHA-256 digests and never
-logged.
+database that is down gives 503 until it is back (a connection the database closed is
+replaced when taken from the pool, store/engine.py: nothing to restart). Paths are matched
+exactly: no trailing-slash redirect, whose Location would be built from the client's Host
+header. Secrets are kept only as SHA-256 digests and never logged.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ entry) and resolved by returning the row that won.
 - artifacts: store_artifacts, artifact_for
 - devices:   enroll_device, authenticate_device, heartbeat_device, list_devices,
              set_device_state
-- tasks:     enqueue_task, lease_task, report_task, fail_task, release_task, cancel_tasks
-- task_results: task_results, task_outcomes, task_candidate, runner_builds (reads only)
+- tasks:     enqueue_task, lease_task (lease_with_files: with what an agent is handed),
+             report_task, fail_task, release_task, cancel_tasks
+- task_results: task_results, task_outcomes, runner_builds (reads only)
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ class Conflict(RuntimeError):
 def transaction(sessions: SessionFactory) -> Iterator[Session]:
     """One storage call = one transaction: committed on success, rolled back on error."""
     with sessions.begin() as session:
+        yield session
+
+
+@contextmanager
+def single_read(sessions: SessionFactory) -> Iterator[Session]:
+    """One read of one statement, outside a transaction (autocommit): on PostgreSQL one
+    round trip instead of three (BEGIN, the read, COMMIT). Only for a single SELECT, which
+    sees one snapshot anyway; what every agent request asks first (whose token is this)."""
+    with sessions() as session:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
 
 

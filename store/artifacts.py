@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from store.models import Artifact, Candidate
 
@@ -64,11 +65,13 @@ def store_artifacts(
 
 def artifacts_of(sessions: SessionFactory, genome_hash: str) -> list[Artifact]:
     with transaction(sessions) as s:
-        return list(
-            s.scalars(
-                select(Artifact).where(Artifact.genome_hash == genome_hash).order_by(Artifact.name)
-            ).all()
-        )
+        return artifacts_in(s, genome_hash)
+
+
+def artifacts_in(s: Session, genome_hash: str) -> list[Artifact]:
+    """Every file stored for a genome, by name, inside the caller's transaction."""
+    query = select(Artifact).where(Artifact.genome_hash == genome_hash).order_by(Artifact.name)
+    return list(s.scalars(query).all())
 
 
 def artifact_for(sessions: SessionFactory, candidate_id: int, name: str) -> Artifact:

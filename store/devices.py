@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from core.protocol import API_PREFIX as API
 from store.models import Device, as_utc, utcnow
 
-from . import Conflict, NotFound, SessionFactory, tasks, transaction
+from . import Conflict, NotFound, SessionFactory, single_read, tasks, transaction
 
 STATES = ("active", "draining", "disabled")
 # Why an agent that enrolls, or sends its properties with a heartbeat, gets its device's
@@ -97,7 +97,7 @@ def enroll_device(
 
 def authenticate_device(sessions: SessionFactory, token: str) -> Device | None:
     digest = token_hash(token)
-    with transaction(sessions) as s:
+    with single_read(sessions) as s:
         device = s.scalar(select(Device).where(Device.token_hash == digest))
         if device is None or not hmac.compare_digest(device.token_hash, digest):
             return None

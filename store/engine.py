@@ -3,18 +3,21 @@
 SQLite gets WAL (synchronous=NORMAL), a busy timeout and foreign keys on every connection
 so concurrent writers (API workers, the orchestrator) wait instead of failing, and one
 process's writers queue for SQLite's one write lock on a lock of their own
-(`_queue_writers`). PostgreSQL connections are pre-pinged, so a restarted server is
-reconnected to without restarting the API.
+(`_queue_writers`). A PostgreSQL connection the server closed (a restarted or stopped
+server) is replaced when it is taken from the pool (`_replace_closed_connections`), so a
+restarted server is reconnected to without restarting the API.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.timing import add_seconds
@@ -61,9 +64,32 @@ def make_engine(url: str) -> Engine:
         _queue_writers(engine)
         _time_statements(engine)
         return engine
-    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **POOL)
+    engine = create_engine(url, connect_args={"connect_timeout": 5}, **POOL)
+    _replace_closed_connections(engine)
     _time_statements(engine)
     return engine
+
+
+def _replace_closed_connections(engine: Engine) -> None:
+    """A pooled connection whose socket has something to read while it sits idle was closed
+    by the server (a stopped or restarted PostgreSQL sends its termination notice and hangs
+    up): raising DisconnectionError at checkout makes the pool open a fresh one instead
+    (SQLAlchemy, "Disconnect Handling - Pessimistic", custom checkout events). Why not
+    `pool_pre_ping`: its `SELECT 1` is a round trip per transaction, and a device lab's
+    requests on two busy cores waited for the database's process to be scheduled at every
+    round trip (bench/README, "Device lab under load": one lease was ~6 transactions). What
+    this cannot see is a server that vanished without closing (a cut network): its first
+    statement fails, the request gets 503 and the pool is replaced (SQLAlchemy invalidates
+    it on a disconnect error)."""
+
+    @event.listens_for(engine, "checkout")
+    def _closed_by_server(dbapi_connection, _record, _proxy):
+        if dbapi_connection.closed:
+            raise DisconnectionError("the connection is closed")
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLHUP)
+        if poller.poll(0):
+            raise DisconnectionError("the server closed the connection")
 
 
 def _time_statements(engine: Engine) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from core.protocol import MeasurementReport
 from core.states import OPEN_TASK, TaskState
-from store.models import Candidate, Measurement, ProfilingTask
+from store.models import Measurement, ProfilingTask
 
 from . import SessionFactory, transaction
 
@@ -72,12 +72,6 @@ def task_results(sessions: SessionFactory, candidate_ids: list[int]) -> list[dic
             }
             for t, m in sorted(rows, key=lambda row: row[0].id)
         ]
-
-
-def task_candidate(sessions: SessionFactory, task: ProfilingTask) -> Candidate:
-    """The candidate a task measures: its genome hash names the graphs an agent fetches."""
-    with transaction(sessions) as s:
-        return s.get(Candidate, task.candidate_id)
 
 
 def runner_builds(sessions: SessionFactory, job_id: int) -> dict[str, list[dict | None]]:

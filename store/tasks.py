@@ -26,6 +26,7 @@ refused (`BadReport`) and the lease is kept, so the agent may still send a corre
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -33,7 +34,17 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.states import LIVE_JOB, OPEN_TASK, TaskState, check_move
-from store.models import Device, Job, Measurement, ProfilingTask, as_utc, utcnow
+from store.artifacts import artifacts_in
+from store.models import (
+    Artifact,
+    Candidate,
+    Device,
+    Job,
+    Measurement,
+    ProfilingTask,
+    as_utc,
+    utcnow,
+)
 
 from . import Conflict, NotFound, SessionFactory, insert_or_get, transaction
 
@@ -101,30 +112,46 @@ def enqueue_task(
 
 
 def expire_leases(sessions: SessionFactory) -> int:
-    """Return expired leases to the queue (or fail them when out of attempts). Looks before
-    it writes: every lease call runs this, and on SQLite an UPDATE, even of no row, takes the
-    database's one write lock, so a lab of agents polling queued behind each other."""
-    now = utcnow()
+    """Return expired leases to the queue (or fail them when out of attempts). Returns how
+    many."""
     with transaction(sessions) as s:
-        expired = select(ProfilingTask.id).where(
-            ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
+        return _expire_leases(s)
+
+
+def _expire_leases(s: Session) -> int:
+    """expire_leases inside the caller's transaction. Looks before it writes: every lease
+    call runs this, and on SQLite an UPDATE, even of no row, takes the database's one write
+    lock, so a lab of agents polling queued behind each other."""
+    now = utcnow()
+    expired = select(ProfilingTask.id).where(
+        ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
+    )
+    if s.scalar(expired.limit(1)) is None:
+        return 0
+    base = update(ProfilingTask).where(
+        ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
+    )
+    failed = s.execute(
+        base.where(ProfilingTask.attempts >= ProfilingTask.max_attempts).values(
+            state=FAILED, lease_owner=None, last_error="lease expired on the last attempt"
         )
-        if s.scalar(expired.limit(1)) is None:
-            return 0
-        base = update(ProfilingTask).where(
-            ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
+    ).rowcount
+    requeued = s.execute(
+        base.where(ProfilingTask.attempts < ProfilingTask.max_attempts).values(
+            state=QUEUED, lease_owner=None, last_error="lease expired"
         )
-        failed = s.execute(
-            base.where(ProfilingTask.attempts >= ProfilingTask.max_attempts).values(
-                state=FAILED, lease_owner=None, last_error="lease expired on the last attempt"
-            )
-        ).rowcount
-        requeued = s.execute(
-            base.where(ProfilingTask.attempts < ProfilingTask.max_attempts).values(
-                state=QUEUED, lease_owner=None, last_error="lease expired"
-            )
-        ).rowcount
-        return failed + requeued
+    ).rowcount
+    return failed + requeued
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A leased task with what its agent is handed: the candidate it measures and every
+    file stored for that candidate's genome (the API picks the variant's graphs)."""
+
+    task: ProfilingTask
+    candidate: Candidate
+    files: list[Artifact]
 
 
 def lease_task(
@@ -133,65 +160,91 @@ def lease_task(
     """The oldest queued task of the device's class, or None; Conflict when the device
     already holds `max_leases` tasks (the API passes `max_leases_per_device`; None: no cap,
     for callers that play many agents)."""
+    lease = lease_with_files(sessions, device, lease_seconds, max_leases)
+    return None if lease is None else lease.task
+
+
+def lease_with_files(
+    sessions: SessionFactory, device: Device, lease_seconds: float, max_leases: int | None = None
+) -> Lease | None:
+    """lease_task with the candidate and its files, all in one transaction: expired leases
+    back to the queue, the lease, and what the answer needs (an agent's lease call was
+    five transactions, and on PostgreSQL each one's round trips waited for the database's
+    process on a busy machine: bench/README, "Device lab under load")."""
     if device.state != "active":
         return None
     if device.pause() is not None:
         return None
-    expire_leases(sessions)
-    for _ in range(20):  # lost races retry with the next queued row
+    for attempt in range(20):  # lost races retry with the next queued row
         with transaction(sessions) as s:
-            postgres = s.bind.dialect.name == "postgresql"
-            if postgres:  # one lease call per device at a time: the count below holds
-                s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
-            mine = aliased(ProfilingTask)  # not correlated with the row being updated
-            held = (
-                select(func.count(mine.id))
-                .where(mine.state == LEASED, mine.lease_owner == device.id)
-                .scalar_subquery()
-            )
-            if max_leases is not None and s.scalar(select(held)) >= max_leases:
-                raise Conflict(
-                    f"device {device.id} already holds {max_leases} lease(s), the "
-                    f"most allowed (max_leases_per_device={max_leases}): report, "
-                    "fail or release a task first"
-                )
-            query = (
-                select(ProfilingTask.id)
-                .join(Job, Job.id == ProfilingTask.job_id)
-                .where(
-                    ProfilingTask.state == QUEUED,
-                    ProfilingTask.device_class == device.model,
-                    Job.status.in_(LIVE_JOB_STATES),
-                    Job.cancel_requested.is_(False),
-                )
-                .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id, ProfilingTask.id)
-                .limit(1)
-            )
-            if postgres:  # lock the task row only: a plain FOR UPDATE also locks the joined
-                # job row, and every other agent's SKIP LOCKED then skips all of that job's tasks
-                query = query.with_for_update(skip_locked=True, of=ProfilingTask)
-            task_id = s.scalar(query)
-            if task_id is None:
-                return None
-            taken = s.execute(
-                update(ProfilingTask)
-                .where(
-                    ProfilingTask.id == task_id,
-                    ProfilingTask.state == QUEUED,
-                    *([] if max_leases is None else [held < max_leases]),
-                )
-                .values(
-                    state=LEASED,
-                    lease_owner=device.id,
-                    lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
-                    lease_seconds=lease_seconds,
-                    attempts=ProfilingTask.attempts + 1,
-                )
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if taken == 1:
-                return s.get(ProfilingTask, task_id)
+            if attempt == 0:
+                _expire_leases(s)
+            lease = _lease_in(s, device, lease_seconds, max_leases)
+            if lease is not False:
+                return lease
     return None
+
+
+def _lease_in(
+    s: Session, device: Device, lease_seconds: float, max_leases: int | None
+) -> Lease | None | bool:
+    """One try inside the caller's transaction: the Lease, None when nothing is queued for
+    the device, False when another agent took the picked row first (SQLite: another
+    process; PostgreSQL skips locked rows)."""
+    postgres = s.bind.dialect.name == "postgresql"
+    if postgres:  # one lease call per device at a time: the count below holds
+        s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
+    mine = aliased(ProfilingTask)  # not correlated with the row being updated
+    held = (
+        select(func.count(mine.id))
+        .where(mine.state == LEASED, mine.lease_owner == device.id)
+        .scalar_subquery()
+    )
+    if max_leases is not None and s.scalar(select(held)) >= max_leases:
+        raise Conflict(
+            f"device {device.id} already holds {max_leases} lease(s), the "
+            f"most allowed (max_leases_per_device={max_leases}): report, "
+            "fail or release a task first"
+        )
+    query = (
+        select(ProfilingTask.id)
+        .join(Job, Job.id == ProfilingTask.job_id)
+        .where(
+            ProfilingTask.state == QUEUED,
+            ProfilingTask.device_class == device.model,
+            Job.status.in_(LIVE_JOB_STATES),
+            Job.cancel_requested.is_(False),
+        )
+        .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id, ProfilingTask.id)
+        .limit(1)
+    )
+    if postgres:  # lock the task row only: a plain FOR UPDATE also locks the joined
+        # job row, and every other agent's SKIP LOCKED then skips all of that job's tasks
+        query = query.with_for_update(skip_locked=True, of=ProfilingTask)
+    task_id = s.scalar(query)
+    if task_id is None:
+        return None
+    taken = s.execute(
+        update(ProfilingTask)
+        .where(
+            ProfilingTask.id == task_id,
+            ProfilingTask.state == QUEUED,
+            *([] if max_leases is None else [held < max_leases]),
+        )
+        .values(
+            state=LEASED,
+            lease_owner=device.id,
+            lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
+            lease_seconds=lease_seconds,
+            attempts=ProfilingTask.attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        return False
+    task = s.get(ProfilingTask, task_id)
+    candidate = s.get(Candidate, task.candidate_id)
+    return Lease(task, candidate, artifacts_in(s, candidate.genome_hash))
 
 
 def renew_leases(s: Session, device_id: int) -> int:

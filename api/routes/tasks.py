@@ -22,21 +22,17 @@ from core.protocol import (
     TaskAssignment,
     artifact_url,
 )
-from store import artifacts as artifact_store
 from store import tasks as store
-from store.models import ProfilingTask
-from store.task_results import task_candidate
 
 from .deps import SessionsDep, SettingsDep, TaskId
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
-def task_public(task: ProfilingTask, sessions) -> TaskAssignment:
+def task_public(lease: store.Lease) -> TaskAssignment:
     """The task with the manifest of the export variant it measures, and exactly that
     variant's graph files (and the weights file they share, if any) as its artifacts."""
-    candidate = task_candidate(sessions, task)
-    files = artifact_store.artifacts_of(sessions, candidate.genome_hash)
+    task, candidate, files = lease.task, lease.candidate, lease.files
     manifest_name = Variant.from_tag(task.variant).file("manifest")
     manifest = next((f for f in files if f.name == manifest_name), None)
     if manifest is None:
@@ -74,10 +70,10 @@ def lease(
     body: LeaseRequest | None = None,
 ) -> LeaseResponse:
     asked = body.lease_seconds if body and body.lease_seconds else settings.lease_seconds
-    task = store.lease_task(
+    leased = store.lease_with_files(
         sessions, device, min(asked, settings.max_lease_seconds), settings.max_leases_per_device
     )
-    return LeaseResponse(task=None if task is None else task_public(task, sessions))
+    return LeaseResponse(task=None if leased is None else task_public(leased))
 
 
 @router.post("/{task_id}/report", response_model=TaskAck)
