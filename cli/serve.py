@@ -26,7 +26,7 @@ def serve(
     """Serve the REST API (and, later, the dashboard)."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, freeze_startup_objects
     from api.guards import SERVER_OPTIONS
     from api.settings import Settings
 
@@ -44,6 +44,7 @@ def serve(
             f"error: cannot start: {type(exc).__name__}: {str(exc).splitlines()[0]}", err=True
         )
         raise typer.Exit(2) from None
+    freeze_startup_objects()
     uvicorn.run(app, host=host, port=port, log_level="info", **SERVER_OPTIONS)
 
 
