@@ -40,14 +40,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help="comma-separated: server-kill, link-stall, unplug, restart-storm (default none)",
     )
-    parser.add_argument(
-        "--lab-priority",
-        choices=("low", "idle"),
-        default="idle",
-        help="the agents', phones' and runners' scheduling priority (tests/fleet/server.py "
-        "lower_priority): idle (default) stands for a lab on machines apart from the server's; "
-        "low is niceness 19, the fault tests' and the acceptance runs' before the eighth",
-    )
     parser.add_argument("--deadline", type=float, default=1800.0, help="seconds before giving up")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     parser.add_argument(
@@ -124,7 +116,6 @@ def main(argv: list[str] | None = None) -> dict:
         database_url=url,
         faults=faults,
         deadline_s=args.deadline,
-        lab_priority=args.lab_priority,
     )
     started = time.perf_counter()
     try:

@@ -29,14 +29,11 @@ LINK_FAULT_EVERY = 10  # every tenth bench's links may fail: 10 % of the lab
 # In a real lab the agents' hosts and the phones are other machines than the server's; here
 # they share its two cores, and fifty agents with their stand-in phones and runners (a
 # Python process per measurement) keep both busy (98 % in a 50-agent run). At niceness 19
-# (agents, the phone rack and its runners: `low`, the tests' lab priority) they weigh 1/68
-# of the server each in the scheduler, so dozens of them cannot outweigh it, and unlike
-# SCHED_IDLE they still progress on a machine kept full by others (a CI machine's other
-# test worker; tried once when the stand-in phones still ran at the harness's priority: in
-# one PostgreSQL run a high-priority job waited 20 s for its first lease, most likely its
-# starved agents' doing). The benchmark's lab is `idle` (bench/README, "Device lab under
-# load"): at niceness 19 a server request still waited for the running lab process's turn
-# to end at each of its database round trips.
+# (agents, the phone rack and its runners) they weigh 1/68 of the server each in the
+# scheduler, so dozens of them cannot outweigh it, and unlike
+# SCHED_IDLE they still progress on a full machine (tried: in one PostgreSQL run a
+# high-priority job waited 20 s for its first lease, most likely its starved agents'
+# doing).
 LAB_PRIORITY = "low"
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 LEASED = re.compile(r"leased task (\d+) ")
@@ -53,7 +50,6 @@ class Bench:
     rack: PhoneRack | None = field(init=False, default=None)
     server_link: LinkProxy = field(init=False)
     phone_link: LinkProxy | None = field(init=False, default=None)
-    priority: str = LAB_PRIORITY  # server.PRIORITIES: the agent's scheduling priority
     proc: subprocess.Popen | None = None
     starts: int = 0
     _phone_port: int = field(init=False, default=0)
@@ -108,7 +104,7 @@ class Bench:
             ],
             env,
             self.log_path,
-            priority=self.priority,
+            priority=LAB_PRIORITY,
         )
         self.starts += 1
 
@@ -148,20 +144,16 @@ class Bench:
 
 
 def start_benches(
-    root: Path,
-    count: int,
-    server_port: int,
-    classes: tuple[str, ...] | None = None,
-    priority: str = LAB_PRIORITY,
+    root: Path, count: int, server_port: int, classes: tuple[str, ...] | None = None
 ) -> tuple[PhoneRack, list[Bench]]:
     """`count` phones spread round-robin over the device classes, in one phone rack (the
-    caller stops it after closing the benches); agents and rack at `priority`."""
+    caller stops it after closing the benches)."""
     classes = classes or tuple(DEVICE_CLASSES)
     benches = [
-        Bench(i, classes[i % len(classes)], root / f"bench{i:03d}", server_port, priority=priority)
+        Bench(i, classes[i % len(classes)], root / f"bench{i:03d}", server_port)
         for i in range(count)
     ]
-    rack = PhoneRack([PhoneSpec(b.index, b.sandbox) for b in benches], priority=priority)
+    rack = PhoneRack([PhoneSpec(b.index, b.sandbox) for b in benches], priority=LAB_PRIORITY)
     ports = rack.start()
     for bench in benches:
         bench.attach(rack, ports[bench.index])

@@ -17,7 +17,7 @@ from store.engine import make_engine, session_factory
 from store.models import Device, ProfilingTask
 
 from . import faults as fault_kit
-from .agents import DEVICE_CLASSES, LAB_PRIORITY, Bench, start_benches
+from .agents import DEVICE_CLASSES, Bench, start_benches
 from .jobs import FleetJob, accounting, enqueue_work, finish_ended_jobs, submit_jobs
 from .rack import PhoneRack
 from .report import fleet_report
@@ -37,7 +37,6 @@ class FleetConfig:
     heartbeat_s: float = 5.0
     poll_s: float = 0.5
     deadline_s: float = 600.0
-    lab_priority: str = LAB_PRIORITY  # server.PRIORITIES: agents, phone rack, runners
 
 
 @dataclass
@@ -65,9 +64,7 @@ class FleetRun:
         self.server.start()
         self.engine = make_engine(url)
         self.sessions = session_factory(self.engine)
-        self.rack, self.benches = start_benches(
-            c.workdir, c.agents, self.server.port, priority=c.lab_priority
-        )
+        self.rack, self.benches = start_benches(c.workdir, c.agents, self.server.port)
         for bench in self.benches:
             bench.start_agent(c.poll_s)
         self._wait_devices(c.agents, timeout_s=60 + 2 * c.agents)

@@ -127,7 +127,6 @@ def fleet_report(run, counts: dict[str, int], wall_s: float) -> dict:
         "jobs": c.jobs,
         "tasks": counts["tasks"],
         "backend": c.backend,
-        "lab_priority": c.lab_priority,
         "faults": list(run.faults),
         "duplicates": measured_twice
         + counts["stored_twice_by_task"]

@@ -38,25 +38,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-PRIORITIES = ("normal", "low", "idle")
-
-
 def lower_priority(priority: str) -> None:
-    """In a child before exec (its children inherit it), one of PRIORITIES: `normal`
-    (unchanged); `low`: niceness 19 in a session group of the same weight (the scheduler's
-    lowest weight, yet never starved on a full machine); `idle`: `low` and SCHED_IDLE as
-    well, so any other process that wakes takes the CPU from it at once (the kernel's
-    wake-up preemption of idle-policy tasks) — a lab that stands for machines apart from
-    the server's, on a machine whose other processes leave it room (a benchmark's, not a
-    test suite's neighbours on a CI machine)."""
-    if priority not in PRIORITIES:
-        raise ValueError(f"priority {priority!r}: one of {', '.join(PRIORITIES)}")
-    if priority == "normal":
-        return
-    os.nice(LOW_NICENESS)
-    lower_session_group(LOW_NICENESS)
-    if priority == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    """In a child before exec: `low` (niceness 19: the scheduler's lowest weight, yet never
+    starved as a SCHED_IDLE process is on a full machine) or `normal` (unchanged)."""
+    if priority == "low":
+        os.nice(LOW_NICENESS)
+        lower_session_group(LOW_NICENESS)
 
 
 def lower_session_group(niceness: int) -> None:

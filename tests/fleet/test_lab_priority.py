@@ -50,20 +50,6 @@ def test_a_low_priority_child_in_its_own_session_lowers_its_session_group():
         proc.wait()
 
 
-def test_an_idle_child_is_low_and_idle_policy_and_a_bad_priority_is_refused():
-    proc = subprocess.Popen(
-        ["sleep", "30"], start_new_session=True, preexec_fn=lambda: lower_priority("idle")
-    )
-    try:
-        assert niceness(proc.pid) == (LOW_NICENESS, LOW_NICENESS if AUTOGROUPS else None)
-        assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE
-    finally:
-        proc.kill()
-        proc.wait()
-    with pytest.raises(ValueError, match="'lowest'"):
-        lower_priority("lowest")
-
-
 def test_the_phone_rack_runs_in_a_low_session_of_its_own(tmp_path):
     rack = PhoneRack([PhoneSpec(0, make_sandbox(tmp_path / "phone"))])
     ports = rack.start()
