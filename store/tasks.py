@@ -46,7 +46,7 @@ from store.models import (
     utcnow,
 )
 
-from . import Conflict, NotFound, SessionFactory, insert_or_get, transaction
+from . import Conflict, NotFound, SessionFactory, insert_or_get, single_read, transaction
 
 
 class BadReport(ValueError):
@@ -175,6 +175,8 @@ def lease_with_files(
         return None
     if device.pause() is not None:
         return None
+    if _nothing_to_lease(sessions, device, max_leases):
+        return None
     for attempt in range(20):  # lost races retry with the next queued row
         with transaction(sessions) as s:
             if attempt == 0:
@@ -183,6 +185,43 @@ def lease_with_files(
             if lease is not False:
                 return lease
     return None
+
+
+def _queued_for(device: Device):
+    """The queued tasks a device may lease: its class's, of live jobs, first in line first."""
+    return (
+        select(ProfilingTask.id)
+        .join(Job, Job.id == ProfilingTask.job_id)
+        .where(
+            ProfilingTask.state == QUEUED,
+            ProfilingTask.device_class == device.model,
+            Job.status.in_(LIVE_JOB_STATES),
+            Job.cancel_requested.is_(False),
+        )
+        .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id, ProfilingTask.id)
+    )
+
+
+def _nothing_to_lease(sessions: SessionFactory, device: Device, max_leases: int | None) -> bool:
+    """One read outside a transaction, no locks: nothing queued for the device's class, no
+    lease expired (it would be queued again), and the device below its lease cap (at the
+    cap the lease call's answer is a Conflict, which tells an agent that forgot a lease to
+    hand it back). Why: an idle lab's agents poll for work every half second, and when a
+    run's queue ran dry fifty of them doubled the server's requests, each a transaction
+    that locked its device row to find nothing (bench/README, "Device lab under load")."""
+    held = (
+        select(func.count(ProfilingTask.id))
+        .where(ProfilingTask.state == LEASED, ProfilingTask.lease_owner == device.id)
+        .scalar_subquery()
+    )
+    expired = select(ProfilingTask.id).where(
+        ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < utcnow()
+    )
+    with single_read(sessions) as s:
+        queued, lapsed, holds = s.execute(
+            select(_queued_for(device).limit(1).exists(), expired.exists(), held)
+        ).one()
+    return not queued and not lapsed and (max_leases is None or holds < max_leases)
 
 
 def _lease_in(
@@ -206,18 +245,7 @@ def _lease_in(
             f"most allowed (max_leases_per_device={max_leases}): report, "
             "fail or release a task first"
         )
-    query = (
-        select(ProfilingTask.id)
-        .join(Job, Job.id == ProfilingTask.job_id)
-        .where(
-            ProfilingTask.state == QUEUED,
-            ProfilingTask.device_class == device.model,
-            Job.status.in_(LIVE_JOB_STATES),
-            Job.cancel_requested.is_(False),
-        )
-        .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id, ProfilingTask.id)
-        .limit(1)
-    )
+    query = _queued_for(device).limit(1)
     if postgres:  # lock the task row only: a plain FOR UPDATE also locks the joined
         # job row, and every other agent's SKIP LOCKED then skips all of that job's tasks
         query = query.with_for_update(skip_locked=True, of=ProfilingTask)
