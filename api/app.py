@@ -101,6 +101,15 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def worker_app() -> FastAPI:
+    """One of `tailor serve --workers N`'s processes: the app over the environment's
+    settings (the parent migrated the schema before it started them), its startup objects
+    frozen. Each process keeps its own enrollment rate limit and poll caches."""
+    app = create_app(migrate=False)
+    freeze_startup_objects()
+    return app
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     """The synchronous routes' thread limit (`request_threads`), set in the serving loop

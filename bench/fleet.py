@@ -6,7 +6,8 @@ N real `tailor agent` processes, each driving its own loopback stand-in phone in
 so fifty phones fit on two cores), over three device classes; J jobs submitted at once
 through the API, each with its own `profiling.priority`, their profiling tasks made with
 `store.tasks.enqueue_task` (no search runs: the fleet measures the queue, not training);
-the real server (`tailor serve`) on SQLite or on a throwaway PostgreSQL (tests/pg_server.py).
+the real server (`tailor serve`) on SQLite or on a throwaway PostgreSQL (tests/pg_server.py,
+with two server processes: `--workers 2`).
 The harness and its faults live in tests/fleet/ (the small-size fault tests run there).
 
 Writes bench/results/fleet.json: one entry per backend and fault set, with `duplicates`,
@@ -39,6 +40,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--faults",
         default="",
         help="comma-separated: server-kill, link-stall, unplug, restart-storm (default none)",
+    )
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=None,
+        help="`tailor serve --workers` (default: 2 on PostgreSQL, 1 on SQLite, which takes "
+        "one process)",
     )
     parser.add_argument("--deadline", type=float, default=1800.0, help="seconds before giving up")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         database_url=url,
         faults=faults,
         deadline_s=args.deadline,
+        server_workers=args.server_workers or (2 if args.backend == "postgresql" else 1),
     )
     started = time.perf_counter()
     try:

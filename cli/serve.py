@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -22,30 +23,62 @@ def serve(
     ),
     artifact_dir: Optional[Path] = typer.Option(None, envvar="TAILOR_ARTIFACT_DIR"),
     data_dir: Path = typer.Option(Path("data"), envvar="TAILOR_DATA_DIR"),
+    workers: int = typer.Option(
+        1,
+        envvar="TAILOR_WORKERS",
+        min=1,
+        max=64,
+        help="server processes (PostgreSQL only): a lab's bursts of lease calls are Python "
+        "work, and one process does it under one interpreter lock",
+    ),
 ):
-    """Serve the REST API (and, later, the dashboard)."""
+    """Serve the REST API and the dashboard."""
     import uvicorn
 
     from api.app import create_app, freeze_startup_objects
     from api.guards import SERVER_OPTIONS
     from api.settings import Settings
 
-    settings = Settings(
-        database_url=database_url,
-        admin_key=admin_key,
-        enroll_token=enroll_token,
-        artifact_dir=artifact_dir,
-        data_dir=data_dir,
-    )
+    given = {
+        "database_url": database_url,
+        "admin_key": admin_key,
+        "enroll_token": enroll_token,
+        "artifact_dir": artifact_dir,
+        "data_dir": data_dir,
+    }
+    settings = Settings(**given)
+    if workers > 1 and not settings.resolved_database_url().startswith("postgres"):
+        typer.echo(
+            f"error: --workers {workers} needs PostgreSQL (--database-url): SQLite takes one "
+            "writer at a time, and its writers queue in order only within one process",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
-        app = create_app(settings)
+        app = create_app(settings)  # migrates the schema, once, before any worker starts
     except Exception as exc:  # a CLI boundary: one line, no stack trace
         typer.echo(
             f"error: cannot start: {type(exc).__name__}: {str(exc).splitlines()[0]}", err=True
         )
         raise typer.Exit(2) from None
-    freeze_startup_objects()
-    uvicorn.run(app, host=host, port=port, log_level="info", **SERVER_OPTIONS)
+    if workers == 1:
+        freeze_startup_objects()
+        uvicorn.run(app, host=host, port=port, log_level="info", **SERVER_OPTIONS)
+        return
+    app.state.engine.dispose()  # this process only supervises the workers from here on
+    # Each worker builds its app from the environment: the same settings as this one's.
+    for name, value in given.items():
+        if value is not None:
+            os.environ[f"TAILOR_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "api.app:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        **SERVER_OPTIONS,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ class FleetConfig:
     heartbeat_s: float = 5.0
     poll_s: float = 0.5
     deadline_s: float = 600.0
+    server_workers: int = 1  # `tailor serve --workers` (more than one: PostgreSQL only)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class FleetRun:
             # devices never enrolls, so the storm needs no more than this
             "TAILOR_ENROLL_ATTEMPTS_PER_MINUTE": str(max(10, c.agents + 5)),
         }
-        self.server = ServerProcess(c.workdir, url, settings)
+        self.server = ServerProcess(c.workdir, url, settings, workers=c.server_workers)
         self.server.start()
         self.engine = make_engine(url)
         self.sessions = session_factory(self.engine)

@@ -22,7 +22,8 @@
   those requests (by its `app` time) spent it, each Server-Timing part's mean over them
   (`body`: waiting for the request body; `thread`: waiting for a request thread and the
   event loop; `db`: SQL statements; `dblock`: SQLite's write-lock queue);
-- `server_cpu_s`, `server_cpu_percent` (of one core), `server_peak_rss_mb`;
+- `server_workers` (`tailor serve --workers`); `server_cpu_s`, `server_cpu_percent` (of one
+  core), `server_peak_rss_mb` (its processes together);
   `machine_cpu_percent`: the share of all the machine's cores busy during the round
   (server, agents, stand-in phones, proxies and database together: a tail at a full
   machine is the run queue's).
@@ -127,6 +128,7 @@ def fleet_report(run, counts: dict[str, int], wall_s: float) -> dict:
         "jobs": c.jobs,
         "tasks": counts["tasks"],
         "backend": c.backend,
+        "server_workers": c.server_workers,
         "faults": list(run.faults),
         "duplicates": measured_twice
         + counts["stored_twice_by_task"]

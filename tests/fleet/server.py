@@ -21,6 +21,7 @@ from core.protocol import API_PREFIX
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY, ENROLL_TOKEN = "fleet-admin", "fleet-enroll"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 LOW_NICENESS = 19  # the scheduler's lowest weight: what `low` priority means
 
 
@@ -81,8 +82,11 @@ def start_tailor(
 class ServerProcess:
     """`settings`: TAILOR_* overrides (lease length, heartbeat interval, enrollment rate)."""
 
-    def __init__(self, workdir: Path, database_url: str, settings: dict[str, str]):
+    def __init__(
+        self, workdir: Path, database_url: str, settings: dict[str, str], workers: int = 1
+    ):
         self.workdir, self.database_url, self.settings = workdir, database_url, settings
+        self.workers = workers  # `tailor serve --workers`
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -101,7 +105,9 @@ class ServerProcess:
             **self.settings,
         }
         self.proc = start_tailor(
-            ["serve", "--port", str(self.port)], env, self.workdir / "server.log"
+            ["serve", "--port", str(self.port), "--workers", str(self.workers)],
+            env,
+            self.workdir / "server.log",
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -120,9 +126,10 @@ class ServerProcess:
             self._sampler.start()
 
     def kill9(self) -> None:
-        """SIGKILL: no shutdown handler runs, open transactions die with the process."""
+        """SIGKILL to every process of the server (its workers too): no shutdown handler
+        runs, open transactions die with the processes."""
         self.cpu_s_before += self.cpu_s_now()
-        os.kill(self.proc.pid, signal.SIGKILL)
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
     def restart(self) -> None:
@@ -139,25 +146,34 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
 
+    def processes(self) -> list[list[str]]:
+        """/proc/PID/stat fields (after the command name) of every process of the running
+        incarnation: its session, which the server leads (`start_tailor`) and its workers
+        share; not the dead ones waiting to be reaped."""
+        if self.proc is None:
+            return []
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == self.proc.pid and fields[0] != "Z":  # session id; alive
+                found.append(fields)
+        return found
+
     def cpu_s_now(self) -> float:
-        """User + system CPU seconds of the running incarnation."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, AttributeError):
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User + system CPU seconds of the running incarnation's processes."""
+        return sum(int(f[11]) + int(f[12]) for f in self.processes()) / CLOCK_TICKS
 
     def cpu_s(self) -> float:
         return self.cpu_s_before + self.cpu_s_now()
 
     def rss_bytes(self) -> int:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except (OSError, AttributeError):
-            pass
-        return 0
+        """Resident memory of the running incarnation's processes together."""
+        return sum(int(f[21]) for f in self.processes()) * PAGE_BYTES
 
     def _sample_loop(self) -> None:
         while self.proc is not None:
