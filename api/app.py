@@ -60,14 +60,17 @@ def _admin_key_digest(settings: Settings) -> str:
     return digest(path.read_text().strip())
 
 
-def create_app(settings: Settings | None = None, migrate: bool = True) -> FastAPI:
-    """The app over `settings` (else the environment's), the schema upgraded if `migrate`."""
+def create_app(
+    settings: Settings | None = None, migrate: bool = True, starting: bool = True
+) -> FastAPI:
+    """The app over `settings` (else the environment's), the schema upgraded if `migrate`;
+    `starting`: a server that starts (not one of its worker processes)."""
     settings = settings or Settings()
     engine = make_engine(settings.resolved_database_url())
     if migrate:
         upgrade(engine)
-    # A (re)started server: leases run their own length again (store.tasks.extend_leases).
-    extend_leases(session_factory(engine))
+    if starting:  # leases run their own length again (store.tasks.extend_leases)
+        extend_leases(session_factory(engine))
     app = FastAPI(
         lifespan=_lifespan,
         title="Tailor",
@@ -103,9 +106,11 @@ def freeze_startup_objects() -> None:
 
 def worker_app() -> FastAPI:
     """One of `tailor serve --workers N`'s processes: the app over the environment's
-    settings (the parent migrated the schema before it started them), its startup objects
-    frozen. Each process keeps its own enrollment rate limit and poll caches."""
-    app = create_app(migrate=False)
+    settings, its startup objects frozen. The parent migrated the schema and gave every
+    lease its length again before it started them; a worker the supervisor starts again is
+    no server restart (it would put off every dead device's lease once more). Each process
+    keeps its own enrollment rate limit and poll caches."""
+    app = create_app(migrate=False, starting=False)
     freeze_startup_objects()
     return app
 

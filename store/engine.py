@@ -84,11 +84,13 @@ def _replace_closed_connections(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _closed_by_server(dbapi_connection, _record, _proxy):
-        if dbapi_connection.closed:
-            raise DisconnectionError("the connection is closed")
-        poller = select.poll()
-        poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLHUP)
-        if poller.poll(0):
+        try:
+            poller = select.poll()
+            poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLHUP)
+            hung_up = dbapi_connection.closed or bool(poller.poll(0))
+        except Exception as exc:  # psycopg: no socket left to ask
+            raise DisconnectionError(f"the connection is unusable: {exc}") from exc
+        if hung_up:
             raise DisconnectionError("the server closed the connection")
 
 

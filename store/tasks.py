@@ -112,36 +112,32 @@ def enqueue_task(
 
 
 def expire_leases(sessions: SessionFactory) -> int:
-    """Return expired leases to the queue (or fail them when out of attempts). Returns how
-    many."""
-    with transaction(sessions) as s:
-        return _expire_leases(s)
-
-
-def _expire_leases(s: Session) -> int:
-    """expire_leases inside the caller's transaction. Looks before it writes: every lease
-    call runs this, and on SQLite an UPDATE, even of no row, takes the database's one write
-    lock, so a lab of agents polling queued behind each other."""
+    """Return expired leases to the queue (or fail them when out of attempts), in a short
+    transaction of its own: a lease call runs this when its look for work saw an expired
+    lease, and what it puts back stays back whatever the lease call then meets (a Conflict
+    rolls the lease's transaction back). Looks before it writes: on SQLite an UPDATE, even
+    of no row, takes the database's one write lock. Returns how many."""
     now = utcnow()
-    expired = select(ProfilingTask.id).where(
-        ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
-    )
-    if s.scalar(expired.limit(1)) is None:
-        return 0
-    base = update(ProfilingTask).where(
-        ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
-    )
-    failed = s.execute(
-        base.where(ProfilingTask.attempts >= ProfilingTask.max_attempts).values(
-            state=FAILED, lease_owner=None, last_error="lease expired on the last attempt"
+    with transaction(sessions) as s:
+        expired = select(ProfilingTask.id).where(
+            ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
         )
-    ).rowcount
-    requeued = s.execute(
-        base.where(ProfilingTask.attempts < ProfilingTask.max_attempts).values(
-            state=QUEUED, lease_owner=None, last_error="lease expired"
+        if s.scalar(expired.limit(1)) is None:
+            return 0
+        base = update(ProfilingTask).where(
+            ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
         )
-    ).rowcount
-    return failed + requeued
+        failed = s.execute(
+            base.where(ProfilingTask.attempts >= ProfilingTask.max_attempts).values(
+                state=FAILED, lease_owner=None, last_error="lease expired on the last attempt"
+            )
+        ).rowcount
+        requeued = s.execute(
+            base.where(ProfilingTask.attempts < ProfilingTask.max_attempts).values(
+                state=QUEUED, lease_owner=None, last_error="lease expired"
+            )
+        ).rowcount
+        return failed + requeued
 
 
 @dataclass(frozen=True)
@@ -167,30 +163,34 @@ def lease_task(
 def lease_with_files(
     sessions: SessionFactory, device: Device, lease_seconds: float, max_leases: int | None = None
 ) -> Lease | None:
-    """lease_task with the candidate and its files, all in one transaction: expired leases
-    back to the queue, the lease, and what the answer needs (an agent's lease call was
-    five transactions, and on PostgreSQL each one's round trips waited for the database's
-    process on a busy machine: bench/README, "Device lab under load")."""
+    """lease_task with the candidate and its files: a look for work (one read outside a
+    transaction), expired leases back to the queue if it saw any, then the lease and what
+    the answer needs in one transaction (an agent's lease call was five transactions, and on
+    PostgreSQL each one's round trips waited for the database's process on a busy machine:
+    bench/README, "Device lab under load")."""
     if device.state != "active":
         return None
     if device.pause() is not None:
         return None
-    if _nothing_to_lease(sessions, device, max_leases):
-        return None
-    for attempt in range(20):  # lost races retry with the next queued row
+    queued, lapsed, holds = _look_for_work(sessions, device)
+    at_cap = max_leases is not None and holds >= max_leases
+    if not (queued or lapsed or at_cap):
+        return None  # the answer without a transaction (at the cap: the Conflict below)
+    if lapsed:
+        expire_leases(sessions)
+    for _ in range(20):  # lost races retry with the next queued row
         with transaction(sessions) as s:
-            if attempt == 0:
-                _expire_leases(s)
             lease = _lease_in(s, device, lease_seconds, max_leases)
             if lease is not False:
                 return lease
     return None
 
 
-def _queued_for(device: Device):
-    """The queued tasks a device may lease: its class's, of live jobs, first in line first."""
+def _queued_for(device: Device, *columns):
+    """The queued tasks a device may lease (their ids and `columns`): its class's, of live
+    jobs, first in line first."""
     return (
-        select(ProfilingTask.id)
+        select(ProfilingTask.id, *columns)
         .join(Job, Job.id == ProfilingTask.job_id)
         .where(
             ProfilingTask.state == QUEUED,
@@ -202,13 +202,13 @@ def _queued_for(device: Device):
     )
 
 
-def _nothing_to_lease(sessions: SessionFactory, device: Device, max_leases: int | None) -> bool:
-    """One read outside a transaction, no locks: nothing queued for the device's class, no
-    lease expired (it would be queued again), and the device below its lease cap (at the
-    cap the lease call's answer is a Conflict, which tells an agent that forgot a lease to
-    hand it back). Why: an idle lab's agents poll for work every half second, and when a
-    run's queue ran dry fifty of them doubled the server's requests, each a transaction
-    that locked its device row to find nothing (bench/README, "Device lab under load")."""
+def _look_for_work(sessions: SessionFactory, device: Device) -> tuple[bool, bool, int]:
+    """(anything queued for the device's class, any lease expired, how many leases the
+    device holds): one read outside a transaction, no locks. Why: an idle lab's agents poll
+    for work every half second, and when a run's queue ran dry fifty of them doubled the
+    server's requests, each a transaction that locked its device row to find nothing
+    (bench/README, "Device lab under load"); at its lease cap a device still gets the
+    Conflict that tells an agent which forgot a lease to hand it back."""
     held = (
         select(func.count(ProfilingTask.id))
         .where(ProfilingTask.state == LEASED, ProfilingTask.lease_owner == device.id)
@@ -221,7 +221,7 @@ def _nothing_to_lease(sessions: SessionFactory, device: Device, max_leases: int 
         queued, lapsed, holds = s.execute(
             select(_queued_for(device).limit(1).exists(), expired.exists(), held)
         ).one()
-    return not queued and not lapsed and (max_leases is None or holds < max_leases)
+    return bool(queued), bool(lapsed), int(holds)
 
 
 def _lease_in(
@@ -245,13 +245,18 @@ def _lease_in(
             f"most allowed (max_leases_per_device={max_leases}): report, "
             "fail or release a task first"
         )
-    query = _queued_for(device).limit(1)
+    query = _queued_for(device, ProfilingTask.candidate_id).limit(1)
     if postgres:  # lock the task row only: a plain FOR UPDATE also locks the joined
         # job row, and every other agent's SKIP LOCKED then skips all of that job's tasks
         query = query.with_for_update(skip_locked=True, of=ProfilingTask)
-    task_id = s.scalar(query)
-    if task_id is None:
+    picked = s.execute(query).first()
+    if picked is None:
         return None
+    task_id, candidate_id = picked
+    # what the answer needs, read before the write: on SQLite the write holds the file's
+    # one write lock (and this process's writer queue) until the commit
+    candidate = s.get(Candidate, candidate_id)
+    files = artifacts_in(s, candidate.genome_hash)
     taken = s.execute(
         update(ProfilingTask)
         .where(
@@ -270,9 +275,7 @@ def _lease_in(
     ).rowcount
     if taken != 1:
         return False
-    task = s.get(ProfilingTask, task_id)
-    candidate = s.get(Candidate, task.candidate_id)
-    return Lease(task, candidate, artifacts_in(s, candidate.genome_hash))
+    return Lease(s.get(ProfilingTask, task_id), candidate, files)
 
 
 def renew_leases(s: Session, device_id: int) -> int:

@@ -143,11 +143,11 @@ class ServerProcess:
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its workers too
                 self.proc.wait()
 
-    def processes(self) -> list[list[str]]:
-        """/proc/PID/stat fields (after the command name) of every process of the running
+    def processes(self) -> list[tuple[int, list[str]]]:
+        """(pid, /proc/PID/stat fields after the command name) of every process of the running
         incarnation: its session, which the server leads (`start_tailor`) and its workers
         share; not the dead ones waiting to be reaped."""
         if self.proc is None:
@@ -161,19 +161,26 @@ class ServerProcess:
             except OSError:
                 continue
             if int(fields[3]) == self.proc.pid and fields[0] != "Z":  # session id; alive
-                found.append(fields)
+                found.append((int(entry.name), fields))
         return found
 
     def cpu_s_now(self) -> float:
-        """User + system CPU seconds of the running incarnation's processes."""
-        return sum(int(f[11]) + int(f[12]) for f in self.processes()) / CLOCK_TICKS
+        """User + system CPU seconds of the running incarnation's processes, and of the
+        workers its supervisor already reaped (the children's times it counts)."""
+        ticks = 0
+        for pid, f in self.processes():
+            ticks += int(f[11]) + int(f[12])
+            if pid == self.proc.pid:  # the leader: and the children it reaped
+                ticks += int(f[13]) + int(f[14])
+        return ticks / CLOCK_TICKS
 
     def cpu_s(self) -> float:
         return self.cpu_s_before + self.cpu_s_now()
 
     def rss_bytes(self) -> int:
-        """Resident memory of the running incarnation's processes together."""
-        return sum(int(f[21]) for f in self.processes()) * PAGE_BYTES
+        """Resident memory of the running incarnation's processes, summed (pages they share
+        counted once per process: an upper bound)."""
+        return sum(int(f[21]) for _, f in self.processes()) * PAGE_BYTES
 
     def _sample_loop(self) -> None:
         while self.proc is not None:

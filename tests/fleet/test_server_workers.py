@@ -5,6 +5,7 @@ bench/README, "Device lab under load"), refused on SQLite with a one-line error.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,6 +20,28 @@ from store.engine import make_engine, session_factory
 from .jobs import enqueue_work, submit_jobs
 from .server import ADMIN_KEY, ENROLL_TOKEN, ROOT, ServerProcess
 from .test_fleet_fixes import PROPS
+
+
+def spawned_workers(server: ServerProcess) -> list[int]:
+    """The pids of the server's worker processes (multiprocessing's spawned children)."""
+    found = []
+    for pid, _ in server.processes():
+        try:
+            command = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            found.append(pid)
+    return found
+
+
+def server_log(workdir) -> str:
+    return (workdir / "server.log").read_text(errors="replace")
+
+
+def serving(workdir) -> list[int]:
+    """The pids of the worker processes that said they serve (uvicorn's log line)."""
+    return [int(p) for p in re.findall(r"Started server process \[(\d+)\]", server_log(workdir))]
 
 
 @pytest.fixture
@@ -38,7 +61,12 @@ def test_two_workers_serve_one_port_share_the_queue_and_die_together(postgres_ur
     server = ServerProcess(tmp_path, postgres_url, {}, workers=2)
     server.start()
     try:
-        assert len(server.processes()) >= 3  # the supervisor and its two workers
+        workers = spawned_workers(server)
+        assert len(workers) == 2
+        deadline = time.monotonic() + 60  # the API answered once one worker was up
+        while len(started := serving(tmp_path)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sorted(started) == sorted(workers)  # each serving, not just alive
         jobs = submit_jobs(server.url, 1)
         engine = make_engine(postgres_url)
         enqueue_work(
@@ -66,10 +94,48 @@ def test_two_workers_serve_one_port_share_the_queue_and_die_together(postgres_ur
         for _ in range(6):  # new connections, whichever worker takes them: one admin key
             assert httpx.get(f"{server.url}/api/v1/jobs", headers=admin).status_code == 200
         server.kill9()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while server.processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert server.processes() == []  # no worker outlives a killed server
         server.restart()
         assert httpx.get(f"{server.url}/api/v1/jobs", headers=admin).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_workers_get_the_flags_settings_and_the_one_generated_admin_key(postgres_url, tmp_path):
+    """Flags, not TAILOR_* variables, and no admin key: every worker must serve the same
+    database, enrollment token and data folder (where the one admin key is generated)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAILOR_", "RAY_"))}
+    server = ServerProcess(tmp_path, postgres_url, {}, workers=2)  # for its port and log
+    data = tmp_path / "data"
+    flags = ["--database-url", postgres_url, "--enroll-token", "flag-token"]
+    flags += ["--data-dir", str(data), "--port", str(server.port), "--workers", "2"]
+    with open(tmp_path / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", *flags],
+            env=env,
+            cwd=tmp_path,  # not the checkout: a worker falling back to ./data would differ
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server.proc = proc
+    try:
+        deadline = time.monotonic() + 60
+        while len(serving(tmp_path)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, server_log(tmp_path)
+            time.sleep(0.2)
+        key = (data / "admin_key").read_text().strip()
+        for i in range(8):  # fresh connections, whichever worker takes each
+            answer = httpx.get(
+                f"{server.url}/api/v1/jobs", headers={"Authorization": f"Bearer {key}"}
+            )
+            assert answer.status_code == 200, answer.text
+            body = {"enroll_token": "flag-token", "name": f"p{i}", "properties": PROPS}
+            enrolled = httpx.post(f"{server.url}/api/v1/devices/enroll", json=body)
+            assert enrolled.status_code == 201, enrolled.text
     finally:
         server.stop()
 
