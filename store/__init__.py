@@ -14,8 +14,8 @@ entry) and resolved by returning the row that won.
 - artifacts: store_artifacts, artifact_for
 - devices:   enroll_device, authenticate_device, heartbeat_device, list_devices,
              set_device_state
-- tasks:     enqueue_task, lease_task (lease_with_files: with what an agent is handed),
-             report_task, fail_task, release_task, cancel_tasks
+- tasks:     enqueue_task, report_task, fail_task, release_task, cancel_tasks
+- leasing:   lease_task, lease_with_files (with what an agent is handed), expire_leases
 - task_results: task_results, task_outcomes, runner_builds (reads only)
 """
 

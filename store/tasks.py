@@ -1,4 +1,4 @@
-"""Profiling tasks: a queue with leases.
+"""Profiling tasks: a queue with leases (taken in store/leasing.py).
 
 Leasing is atomic on every backend: a candidate row is picked (with `FOR UPDATE SKIP
 LOCKED` on PostgreSQL, so concurrent agents skip each other's rows) and taken with a
@@ -26,27 +26,16 @@ refused (`BadReport`) and the lease is kept, so the agent may still send a corre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from core.states import LIVE_JOB, OPEN_TASK, TaskState, check_move
-from store.artifacts import artifacts_in
-from store.models import (
-    Artifact,
-    Candidate,
-    Device,
-    Job,
-    Measurement,
-    ProfilingTask,
-    as_utc,
-    utcnow,
-)
+from store.models import Device, Measurement, ProfilingTask, as_utc, utcnow
 
-from . import Conflict, NotFound, SessionFactory, insert_or_get, single_read, transaction
+from . import Conflict, NotFound, SessionFactory, insert_or_get, transaction
 
 
 class BadReport(ValueError):
@@ -109,173 +98,6 @@ def enqueue_task(
             .values(state=QUEUED, attempts=0, last_error=None, priority=priority)
         )
         return s.get(ProfilingTask, task.id)
-
-
-def expire_leases(sessions: SessionFactory) -> int:
-    """Return expired leases to the queue (or fail them when out of attempts), in a short
-    transaction of its own: a lease call runs this when its look for work saw an expired
-    lease, and what it puts back stays back whatever the lease call then meets (a Conflict
-    rolls the lease's transaction back). Looks before it writes: on SQLite an UPDATE, even
-    of no row, takes the database's one write lock. Returns how many."""
-    now = utcnow()
-    with transaction(sessions) as s:
-        expired = select(ProfilingTask.id).where(
-            ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
-        )
-        if s.scalar(expired.limit(1)) is None:
-            return 0
-        base = update(ProfilingTask).where(
-            ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < now
-        )
-        failed = s.execute(
-            base.where(ProfilingTask.attempts >= ProfilingTask.max_attempts).values(
-                state=FAILED, lease_owner=None, last_error="lease expired on the last attempt"
-            )
-        ).rowcount
-        requeued = s.execute(
-            base.where(ProfilingTask.attempts < ProfilingTask.max_attempts).values(
-                state=QUEUED, lease_owner=None, last_error="lease expired"
-            )
-        ).rowcount
-        return failed + requeued
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A leased task with what its agent is handed: the candidate it measures and every
-    file stored for that candidate's genome (the API picks the variant's graphs)."""
-
-    task: ProfilingTask
-    candidate: Candidate
-    files: list[Artifact]
-
-
-def lease_task(
-    sessions: SessionFactory, device: Device, lease_seconds: float, max_leases: int | None = None
-) -> ProfilingTask | None:
-    """The oldest queued task of the device's class, or None; Conflict when the device
-    already holds `max_leases` tasks (the API passes `max_leases_per_device`; None: no cap,
-    for callers that play many agents)."""
-    lease = lease_with_files(sessions, device, lease_seconds, max_leases)
-    return None if lease is None else lease.task
-
-
-def lease_with_files(
-    sessions: SessionFactory, device: Device, lease_seconds: float, max_leases: int | None = None
-) -> Lease | None:
-    """lease_task with the candidate and its files: a look for work (one read outside a
-    transaction), expired leases back to the queue if it saw any, then the lease and what
-    the answer needs in one transaction (an agent's lease call was five transactions, and on
-    PostgreSQL each one's round trips waited for the database's process on a busy machine:
-    bench/README, "Device lab under load")."""
-    if device.state != "active":
-        return None
-    if device.pause() is not None:
-        return None
-    queued, lapsed, holds = _look_for_work(sessions, device)
-    at_cap = max_leases is not None and holds >= max_leases
-    if not (queued or lapsed or at_cap):
-        return None  # the answer without a transaction (at the cap: the Conflict below)
-    if lapsed:
-        expire_leases(sessions)
-    for _ in range(20):  # lost races retry with the next queued row
-        with transaction(sessions) as s:
-            lease = _lease_in(s, device, lease_seconds, max_leases)
-            if lease is not False:
-                return lease
-    return None
-
-
-def _queued_for(device: Device, *columns):
-    """The queued tasks a device may lease (their ids and `columns`): its class's, of live
-    jobs, first in line first."""
-    return (
-        select(ProfilingTask.id, *columns)
-        .join(Job, Job.id == ProfilingTask.job_id)
-        .where(
-            ProfilingTask.state == QUEUED,
-            ProfilingTask.device_class == device.model,
-            Job.status.in_(LIVE_JOB_STATES),
-            Job.cancel_requested.is_(False),
-        )
-        .order_by(ProfilingTask.priority.desc(), ProfilingTask.job_id, ProfilingTask.id)
-    )
-
-
-def _look_for_work(sessions: SessionFactory, device: Device) -> tuple[bool, bool, int]:
-    """(anything queued for the device's class, any lease expired, how many leases the
-    device holds): one read outside a transaction, no locks. Why: an idle lab's agents poll
-    for work every half second, and when a run's queue ran dry fifty of them doubled the
-    server's requests, each a transaction that locked its device row to find nothing
-    (bench/README, "Device lab under load"); at its lease cap a device still gets the
-    Conflict that tells an agent which forgot a lease to hand it back."""
-    held = (
-        select(func.count(ProfilingTask.id))
-        .where(ProfilingTask.state == LEASED, ProfilingTask.lease_owner == device.id)
-        .scalar_subquery()
-    )
-    expired = select(ProfilingTask.id).where(
-        ProfilingTask.state == LEASED, ProfilingTask.lease_expires_at < utcnow()
-    )
-    with single_read(sessions) as s:
-        queued, lapsed, holds = s.execute(
-            select(_queued_for(device).limit(1).exists(), expired.exists(), held)
-        ).one()
-    return bool(queued), bool(lapsed), int(holds)
-
-
-def _lease_in(
-    s: Session, device: Device, lease_seconds: float, max_leases: int | None
-) -> Lease | None | bool:
-    """One try inside the caller's transaction: the Lease, None when nothing is queued for
-    the device, False when another agent took the picked row first (SQLite: another
-    process; PostgreSQL skips locked rows)."""
-    postgres = s.bind.dialect.name == "postgresql"
-    if postgres:  # one lease call per device at a time: the count below holds
-        s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
-    mine = aliased(ProfilingTask)  # not correlated with the row being updated
-    held = (
-        select(func.count(mine.id))
-        .where(mine.state == LEASED, mine.lease_owner == device.id)
-        .scalar_subquery()
-    )
-    if max_leases is not None and s.scalar(select(held)) >= max_leases:
-        raise Conflict(
-            f"device {device.id} already holds {max_leases} lease(s), the "
-            f"most allowed (max_leases_per_device={max_leases}): report, "
-            "fail or release a task first"
-        )
-    query = _queued_for(device, ProfilingTask.candidate_id).limit(1)
-    if postgres:  # lock the task row only: a plain FOR UPDATE also locks the joined
-        # job row, and every other agent's SKIP LOCKED then skips all of that job's tasks
-        query = query.with_for_update(skip_locked=True, of=ProfilingTask)
-    picked = s.execute(query).first()
-    if picked is None:
-        return None
-    task_id, candidate_id = picked
-    # what the answer needs, read before the write: on SQLite the write holds the file's
-    # one write lock (and this process's writer queue) until the commit
-    candidate = s.get(Candidate, candidate_id)
-    files = artifacts_in(s, candidate.genome_hash)
-    taken = s.execute(
-        update(ProfilingTask)
-        .where(
-            ProfilingTask.id == task_id,
-            ProfilingTask.state == QUEUED,
-            *([] if max_leases is None else [held < max_leases]),
-        )
-        .values(
-            state=LEASED,
-            lease_owner=device.id,
-            lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
-            lease_seconds=lease_seconds,
-            attempts=ProfilingTask.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if taken != 1:
-        return False
-    return Lease(s.get(ProfilingTask, task_id), candidate, files)
 
 
 def renew_leases(s: Session, device_id: int) -> int:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from store import devices, jobs, results, tasks
+from store import devices, jobs, leasing, results, tasks
 from store.engine import make_engine, session_factory, upgrade
 from store.task_results import task_results
 
@@ -128,7 +128,7 @@ def test_twenty_agents_lease_concurrently_on_postgres(postgres_url):
 
     def agent(device):
         start.wait()
-        while (task := tasks.lease_task(sessions, device, 60)) is not None:
+        while (task := leasing.lease_task(sessions, device, 60)) is not None:
             with lock:
                 leased.append(task.id)
 

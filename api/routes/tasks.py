@@ -22,6 +22,7 @@ from core.protocol import (
     TaskAssignment,
     artifact_url,
 )
+from store import leasing
 from store import tasks as store
 
 from .deps import SessionsDep, SettingsDep, TaskId
@@ -29,7 +30,7 @@ from .deps import SessionsDep, SettingsDep, TaskId
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
-def task_public(lease: store.Lease) -> TaskAssignment:
+def task_public(lease: leasing.Lease) -> TaskAssignment:
     """The task with the manifest of the export variant it measures, and exactly that
     variant's graph files (and the weights file they share, if any) as its artifacts."""
     task, candidate, files = lease.task, lease.candidate, lease.files
@@ -70,7 +71,7 @@ def lease(
     body: LeaseRequest | None = None,
 ) -> LeaseResponse:
     asked = body.lease_seconds if body and body.lease_seconds else settings.lease_seconds
-    leased = store.lease_with_files(
+    leased = leasing.lease_with_files(
         sessions, device, min(asked, settings.max_lease_seconds), settings.max_leases_per_device
     )
     return LeaseResponse(task=None if leased is None else task_public(leased))

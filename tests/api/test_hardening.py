@@ -335,10 +335,13 @@ def test_a_real_server_counts_the_peer_not_its_forwarded_for(served):
 
 
 def test_tailor_serve_runs_uvicorn_with_the_apps_server_options(monkeypatch, tmp_path):
+    import api.app
     import cli.serve
 
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    frozen = []  # not this test process's objects: they would never be collected
+    monkeypatch.setattr(api.app, "freeze_startup_objects", lambda: frozen.append(1))
     cli.serve.serve(
         host="127.0.0.1",
         port=1,
@@ -347,7 +350,9 @@ def test_tailor_serve_runs_uvicorn_with_the_apps_server_options(monkeypatch, tmp
         enroll_token=None,
         artifact_dir=None,
         data_dir=tmp_path,
+        workers=1,
     )
+    assert frozen == [1]  # what it serves keeps its startup objects out of collections
     assert seen["proxy_headers"] is False and SERVER_OPTIONS.items() <= seen.items()
 
 

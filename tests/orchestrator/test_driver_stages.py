@@ -32,7 +32,7 @@ from orchestrator.driver import JobRunner
 from orchestrator.evaluator import Finished, Work
 from orchestrator.search.algorithms import registered
 from orchestrator.search.loop import Individual
-from store import devices, jobs, results, tasks
+from store import devices, jobs, leasing, results, tasks
 from store.task_results import task_results
 
 DEVICE = "phone"
@@ -190,7 +190,7 @@ class FakePhone(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            task = tasks.lease_task(self.sessions, self.device, 60)
+            task = leasing.lease_task(self.sessions, self.device, 60)
             if task is None:
                 time.sleep(0.01)
                 continue

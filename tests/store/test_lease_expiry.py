@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from store import Conflict, devices, jobs, results, tasks, transaction
+from store import Conflict, devices, jobs, leasing, results, tasks, transaction
 from store.models import ProfilingTask
 
 
@@ -20,10 +20,10 @@ def test_an_expired_lease_is_requeued_by_a_call_that_ends_in_a_conflict(sessions
     for row in rows:
         tasks.enqueue_task(sessions, job.id, row.id, "host", {})
     a, b = (devices.enroll_device(sessions, n, {"model": "host"})[0] for n in ("a", "b"))
-    lapsing = tasks.lease_task(sessions, b, 0.05, max_leases=1)
-    assert tasks.lease_task(sessions, a, 300, max_leases=1) is not None
+    lapsing = leasing.lease_task(sessions, b, 0.05, max_leases=1)
+    assert leasing.lease_task(sessions, a, 300, max_leases=1) is not None
     time.sleep(0.2)  # b's lease runs out
     with pytest.raises(Conflict):
-        tasks.lease_task(sessions, a, 300, max_leases=1)  # a is at its cap
+        leasing.lease_task(sessions, a, 300, max_leases=1)  # a is at its cap
     with transaction(sessions) as s:
         assert s.get(ProfilingTask, lapsing.id).state == "queued"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from store import Conflict, NotFound, jobs, results, tasks
+from store import Conflict, NotFound, jobs, leasing, results, tasks
 from store import devices as dev
 from store.task_results import task_results
 
@@ -130,7 +130,7 @@ def test_leases_are_exclusive_under_concurrency(sessions):
 
     def agent(device):
         while True:
-            task = tasks.lease_task(sessions, device, 60)
+            task = leasing.lease_task(sessions, device, 60)
             if task is None:
                 return
             with lock:
@@ -147,10 +147,10 @@ def test_lease_expiry_requeues_then_fails_and_reports_are_stored_once(sessions):
     task = tasks.enqueue_task(sessions, job.id, cand.id, "host", {}, max_attempts=2)
     a, b = _device(sessions)[0], _device(sessions)[0]
     phone = _device(sessions, model="SM-S928B")[0]
-    assert tasks.lease_task(sessions, phone, 60) is None  # other device class
-    first = tasks.lease_task(sessions, a, -1)  # already expired
+    assert leasing.lease_task(sessions, phone, 60) is None  # other device class
+    first = leasing.lease_task(sessions, a, -1)  # already expired
     assert first.id == task.id and first.attempts == 1
-    second = tasks.lease_task(sessions, b, 60)  # the expired lease went back to the queue
+    second = leasing.lease_task(sessions, b, 60)  # the expired lease went back to the queue
     assert second.id == task.id and second.attempts == 2
     with pytest.raises(Conflict):
         tasks.report_task(sessions, task.id, a, {"x": 1})  # a lost its lease
@@ -165,15 +165,15 @@ def test_failures_retry_until_attempts_run_out_and_release_does_not_count(sessio
     cand = results.add_candidates(sessions, job.id, 0, [{"genome": {}, "genome_hash": "cd"}])[0]
     tasks.enqueue_task(sessions, job.id, cand.id, "host", {}, max_attempts=2)
     d = _device(sessions)[0]
-    t = tasks.lease_task(sessions, d, 60)
+    t = leasing.lease_task(sessions, d, 60)
     assert tasks.release_task(sessions, t.id, d).attempts == 0
-    t = tasks.lease_task(sessions, d, 60)
+    t = leasing.lease_task(sessions, d, 60)
     assert tasks.fail_task(sessions, t.id, d, "phone unplugged", True).state == "queued"
-    t = tasks.lease_task(sessions, d, 60)
+    t = leasing.lease_task(sessions, d, 60)
     assert tasks.fail_task(sessions, t.id, d, "again", True).state == "failed"
     dev.set_device_state(sessions, d.id, "draining")
     tasks.enqueue_task(sessions, job.id, cand.id, "host-2", {})
-    assert tasks.lease_task(sessions, dev.list_devices(sessions)[0], 60) is None
+    assert leasing.lease_task(sessions, dev.list_devices(sessions)[0], 60) is None
 
 
 def _job_with_tasks(sessions, name, n, priority=0, model="host"):
@@ -193,13 +193,13 @@ def test_ended_jobs_take_their_tasks_and_leases_follow_priority_then_age(session
     cancelled, cancelled_tasks = _job_with_tasks(sessions, "cancelled", 2)
     urgent, urgent_tasks = _job_with_tasks(sessions, "urgent", 1, priority=5)
     d = _device(sessions)[0]
-    held = tasks.lease_task(sessions, d, 60)
+    held = leasing.lease_task(sessions, d, 60)
     assert held.id == urgent_tasks[0].id  # higher priority first, though newest
     jobs.finish_job(sessions, urgent.id, "cancelled")  # (queued -> completed is illegal)
     with pytest.raises(Conflict, match="cancelled"):
         tasks.report_task(sessions, held.id, d, {"x": 1})
     jobs.request_cancel(sessions, cancelled.id)  # queued job: cancelled at once
-    leased = [tasks.lease_task(sessions, d, 60) for _ in range(3)]
+    leased = [leasing.lease_task(sessions, d, 60) for _ in range(3)]
     assert [t.id if t else None for t in leased] == [old_tasks[0].id, old_tasks[1].id, None]
     states = {
         r["task_id"]: r["state"]
@@ -211,7 +211,7 @@ def test_ended_jobs_take_their_tasks_and_leases_follow_priority_then_age(session
     assert jobs.claim_job(sessions, "me").id in (old.id, running.id)
     jobs.claim_job(sessions, "me")
     jobs.request_cancel(sessions, running.id)
-    assert tasks.lease_task(sessions, d, 60) is None
+    assert leasing.lease_task(sessions, d, 60) is None
     # Resuming a cancelled job opens its tasks again when the orchestrator re-enqueues them.
     jobs.resume_job(sessions, cancelled.id)
     again = tasks.enqueue_task(sessions, cancelled.id, cancelled_tasks[0].candidate_id, "host", {})
@@ -225,14 +225,14 @@ def test_device_errors_and_disconnects_do_not_spend_the_candidates_attempts(sess
     _, [task] = _job_with_tasks(sessions, "j", 1)
     broken, healthy = _device(sessions)[0], _device(sessions)[0]
     for kind in ("disconnected", "device"):
-        t = tasks.lease_task(sessions, broken, 60)
+        t = leasing.lease_task(sessions, broken, 60)
         assert t is not None and t.id == task.id
         back = tasks.fail_task(sessions, t.id, broken, "runner missing", True, kind)
         assert back.state == "queued" and back.attempts == 0
     broken = next(x for x in dev.list_devices(sessions) if x.id == broken.id)
     assert broken.paused_reason == "runner missing"
-    assert tasks.lease_task(sessions, broken, 60) is None  # paused
-    t = tasks.lease_task(sessions, healthy, 60)
+    assert leasing.lease_task(sessions, broken, 60) is None  # paused
+    t = leasing.lease_task(sessions, healthy, 60)
     assert t.id == task.id and t.attempts == 1
     assert tasks.fail_task(sessions, t.id, healthy, "graph rejected", False).state == "failed"
 
@@ -242,11 +242,11 @@ def test_a_job_can_refuse_measurements_of_a_hot_phone(sessions):
     cand = results.add_candidates(sessions, job.id, 0, [{"genome": {}, "genome_hash": "h"}])[0]
     tasks.enqueue_task(sessions, job.id, cand.id, "host", {"reject_hot": True})
     d = _device(sessions)[0]
-    t = tasks.lease_task(sessions, d, 60)
+    t = leasing.lease_task(sessions, d, 60)
     hot = {"above_thermal_limit": True, "thermal_limit_celsius": 45.0}
     back = tasks.report_task(sessions, t.id, d, hot)
     assert back.state == "queued" and back.attempts == 0 and "reject_hot" in back.last_error
-    t = tasks.lease_task(sessions, d, 60)
+    t = leasing.lease_task(sessions, d, 60)
     assert (
         tasks.report_task(sessions, t.id, d, {**hot, "above_thermal_limit": False}).state == "done"
     )
