@@ -106,11 +106,14 @@ def freeze_startup_objects() -> None:
 
 def worker_app() -> FastAPI:
     """One of `tailor serve --workers N`'s processes: the app over the environment's
-    settings, its startup objects frozen. The parent migrated the schema and gave every
-    lease its length again before it started them; a worker the supervisor starts again is
-    no server restart (it would put off every dead device's lease once more). Each process
-    keeps its own enrollment rate limit and poll caches."""
-    app = create_app(migrate=False, starting=False)
+    settings (the parent migrated the schema before it started them), its startup objects
+    frozen. Each gives every open lease its length again as it starts, when the server can
+    serve again: extended only by the parent, before its workers had imported everything
+    (seconds on a busy machine), leases ran out under agents still measuring and 4 tasks
+    of a fleet run were measured twice (bench/README, tenth runs). A worker its supervisor
+    starts again extends them too: a dead device's task then waits one lease longer. Each
+    process keeps its own enrollment rate limit and poll caches."""
+    app = create_app(migrate=False)
     freeze_startup_objects()
     return app
 

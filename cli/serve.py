@@ -55,7 +55,9 @@ def serve(
         )
         raise typer.Exit(2)
     try:
-        app = create_app(settings)  # migrates the schema, once, before any worker starts
+        # migrates the schema, once, before any worker starts; the workers give the leases
+        # their length again as each starts serving (api.app.worker_app)
+        app = create_app(settings, starting=workers == 1)
     except Exception as exc:  # a CLI boundary: one line, no stack trace
         typer.echo(
             f"error: cannot start: {type(exc).__name__}: {str(exc).splitlines()[0]}", err=True
