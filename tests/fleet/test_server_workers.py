@@ -155,3 +155,39 @@ def test_several_workers_on_sqlite_are_refused_in_one_line(tmp_path):
         "error: --workers 2 needs PostgreSQL (--database-url): SQLite takes one writer at a "
         "time, and its writers queue in order only within one process"
     ]
+
+
+def test_leases_run_their_length_from_when_a_worker_serves_again(postgres_url, tmp_path):
+    """A server killed for longer than a lease, restarted with two workers: the lease is
+    still its agent's, however long the workers took to import everything (seconds on a busy
+    machine) after their supervisor started. Extended by the supervisor only, before that,
+    a 2 s lease had run out by the time a worker answered (bench/README, tenth runs)."""
+    server = ServerProcess(tmp_path, postgres_url, {"TAILOR_LEASE_SECONDS": "2"}, workers=2)
+    server.start()
+    try:
+        jobs = submit_jobs(server.url, 1)
+        engine = make_engine(postgres_url)
+        enqueue_work(
+            session_factory(engine), tmp_path / "server" / "artifacts", tmp_path, jobs, 1, ["h"]
+        )
+        engine.dispose()
+
+        def call(path: str, token: str | None = None) -> httpx.Response:
+            auth = {"Authorization": f"Bearer {token}"} if token else {}
+            return httpx.post(f"{server.url}/api/v1{path}", headers=auth, timeout=30)
+
+        def enroll(name: str) -> str:
+            properties = {**PROPS, "model": "h"}
+            body = {"enroll_token": ENROLL_TOKEN, "name": name, "properties": properties}
+            answer = httpx.post(f"{server.url}/api/v1/devices/enroll", json=body, timeout=30)
+            return answer.json()["device_token"]
+
+        a, b = enroll("a"), enroll("b")
+        assert call("/tasks/lease", a).json()["task"] is not None
+        server.kill9()
+        time.sleep(3.0)  # longer than the lease
+        server.restart()  # returns when a worker answers
+        assert call("/tasks/lease", b).json()["task"] is None  # a's lease ran again
+        assert call("/devices/heartbeat", a).status_code == 200
+    finally:
+        server.stop()
