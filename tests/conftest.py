@@ -33,14 +33,20 @@ def postgres_server():
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tailor.db'}"
+        return
+    yield request.getfixturevalue("postgres_database")[1]
+
+
+@pytest.fixture
+def postgres_database(request, postgres_server):
+    """(the throwaway server, the URL of a fresh database of this test's own), or a skip."""
     from sqlalchemy import text
 
     from store.engine import make_engine
 
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tailor.db'}"
-        return
-    server, reason = request.getfixturevalue("postgres_server")
+    server, reason = postgres_server
     if server is None:
         pytest.skip(f"PostgreSQL run skipped: {reason}")
     name = f"t{abs(hash(request.node.nodeid)) % 10**10}"
@@ -49,7 +55,7 @@ def database_url(request, tmp_path):
         conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
-    yield server.url.rsplit("/", 1)[0] + f"/{name}"
+    return server, server.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture

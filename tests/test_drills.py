@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
-import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -75,23 +74,8 @@ def test_a_ray_worker_killed_mid_training_is_retried_and_the_job_completes(tmp_p
         engine.dispose()
 
 
-@pytest.fixture
-def postgres_url(postgres_server):
-    server, reason = postgres_server
-    if server is None:
-        pytest.skip(f"PostgreSQL drills skipped: {reason}")
-    from sqlalchemy import text
-
-    admin = make_engine(server.url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS drills"))
-        conn.execute(text("CREATE DATABASE drills"))
-    admin.dispose()
-    return server, server.url.rsplit("/", 1)[0] + "/drills"
-
-
-def test_postgres_restart_under_a_running_api(postgres_url, tmp_path):
-    server, url = postgres_url
+def test_postgres_restart_under_a_running_api(postgres_database, tmp_path):
+    server, url = postgres_database
     app = create_app(Settings(database_url=url, data_dir=tmp_path, admin_key="k"))
     with TestClient(app) as client:
         assert client.get("/api/v1/ready").status_code == 200
@@ -110,8 +94,8 @@ def test_postgres_restart_under_a_running_api(postgres_url, tmp_path):
     app.state.engine.dispose()
 
 
-def test_twenty_agents_lease_concurrently_on_postgres(postgres_url):
-    _, url = postgres_url
+def test_twenty_agents_lease_concurrently_on_postgres(postgres_database):
+    _, url = postgres_database
     engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from store.engine import make_engine, session_factory
 
@@ -45,16 +44,8 @@ def serving(workdir) -> list[int]:
 
 
 @pytest.fixture
-def postgres_url(postgres_server):
-    server, reason = postgres_server
-    if server is None:
-        pytest.skip(f"PostgreSQL run skipped: {reason}")
-    admin = make_engine(server.url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS workers"))
-        conn.execute(text("CREATE DATABASE workers"))
-    admin.dispose()
-    return server.url.rsplit("/", 1)[0] + "/workers"
+def postgres_url(postgres_database) -> str:
+    return postgres_database[1]
 
 
 def test_two_workers_serve_one_port_share_the_queue_and_die_together(postgres_url, tmp_path):

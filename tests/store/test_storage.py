@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -117,13 +118,19 @@ def test_device_tokens_are_hashed_and_authenticate(sessions):
     assert dev.authenticate_device(sessions, token + "x") is None
 
 
-def test_leases_are_exclusive_under_concurrency(sessions):
+def queue_tasks(sessions, count: int):
+    """A job with `count` candidates, one queued host task each; the job."""
     job = jobs.create_job(sessions, "j", {})
     cands = results.add_candidates(
-        sessions, job.id, 0, [{"genome": {}, "genome_hash": f"{i:08x}"} for i in range(10)]
+        sessions, job.id, 0, [{"genome": {}, "genome_hash": f"{i:08x}"} for i in range(count)]
     )
     for c in cands:
         tasks.enqueue_task(sessions, job.id, c.id, "host", {})
+    return job
+
+
+def test_leases_are_exclusive_under_concurrency(sessions):
+    queue_tasks(sessions, 10)
     agents = [_device(sessions)[0] for _ in range(6)]
     leased: list[int] = []
     lock = threading.Lock()
@@ -319,3 +326,18 @@ def test_sqlite_commits_in_wal_without_waiting_for_the_disk_and_survive_a_killed
     with engine.connect() as conn:
         assert conn.execute(text("SELECT x FROM t")).scalar() == 42
     engine.dispose()
+
+
+def test_an_expired_lease_is_requeued_by_a_call_that_ends_in_a_conflict(sessions):
+    """A lease call puts expired leases back in a transaction of its own, so what it puts
+    back stays back whatever the call then meets (here the Conflict of a device at its
+    lease cap, which rolls the lease's own transaction back)."""
+    queue_tasks(sessions, 2)
+    a, b = (dev.enroll_device(sessions, n, {"model": "host"})[0] for n in ("a", "b"))
+    lapsing = leasing.lease_task(sessions, b, 0.05, max_leases=1)
+    assert leasing.lease_task(sessions, a, 300, max_leases=1) is not None
+    time.sleep(0.2)  # b's lease runs out
+    with pytest.raises(Conflict):
+        leasing.lease_task(sessions, a, 300, max_leases=1)  # a is at its cap
+    [row] = task_results(sessions, [lapsing.candidate_id])
+    assert row["state"] == "queued"
