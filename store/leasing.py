@@ -13,7 +13,6 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from store.artifacts import artifacts_in
 from store.models import Artifact, Candidate, Device, Job, ProfilingTask, utcnow
 from store.tasks import FAILED, LEASED, LIVE_JOB_STATES, QUEUED
 
@@ -73,10 +72,11 @@ def lease_with_files(
     sessions: SessionFactory, device: Device, lease_seconds: float, max_leases: int | None = None
 ) -> Lease | None:
     """lease_task with the candidate and its files: a look for work (one read outside a
-    transaction), expired leases back to the queue if it saw any, then the lease and what
-    the answer needs in one transaction (an agent's lease call was five transactions, and on
-    PostgreSQL each one's round trips waited for the database's process on a busy machine:
-    bench/README, "Device lab under load")."""
+    transaction), expired leases back to the queue if it saw any, the lease itself in one
+    transaction (on PostgreSQL: the device's row lock, then one UPDATE that picks, checks
+    the cap and returns the task), then what the answer needs in one read outside it (an
+    agent's lease call was five transactions, then one of eight round trips, each waiting
+    for the database's process on a busy machine: bench/README, "Device lab under load")."""
     if device.state != "active":
         return None
     if device.pause() is not None:
@@ -87,12 +87,11 @@ def lease_with_files(
         return None  # the answer without a transaction (at the cap: the Conflict below)
     if lapsed:
         expire_leases(sessions)
-    for _ in range(20):  # lost races retry with the next queued row
-        with transaction(sessions) as s:
-            lease = _lease_in(s, device, lease_seconds, max_leases)
-            if lease is not False:
-                return lease
-    return None
+    with transaction(sessions) as s:
+        task = _lease_in(s, device, lease_seconds, max_leases)
+        if task is None:
+            return None
+    return _handed(sessions, task)
 
 
 def _queued_for(device: Device, *columns):
@@ -133,43 +132,39 @@ def _look_for_work(sessions: SessionFactory, device: Device) -> tuple[bool, bool
     return bool(queued), bool(lapsed), int(holds)
 
 
-def _lease_in(
-    s: Session, device: Device, lease_seconds: float, max_leases: int | None
-) -> Lease | None | bool:
-    """One try inside the caller's transaction: the Lease, None when nothing is queued for
-    the device, False when another agent took the picked row first (SQLite: another
-    process; PostgreSQL skips locked rows)."""
-    postgres = s.bind.dialect.name == "postgresql"
-    if postgres:  # one lease call per device at a time: the count below holds
-        s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
-    mine = aliased(ProfilingTask)  # not correlated with the row being updated
-    held = (
-        select(func.count(mine.id))
-        .where(mine.state == LEASED, mine.lease_owner == device.id)
+# the tasks a device holds, counted in the statement that leases (not correlated with the
+# row being updated)
+_MINE = aliased(ProfilingTask)
+
+
+def _held(device: Device):
+    return (
+        select(func.count(_MINE.id))
+        .where(_MINE.state == LEASED, _MINE.lease_owner == device.id)
         .scalar_subquery()
     )
-    if max_leases is not None and s.scalar(select(held)) >= max_leases:
-        raise Conflict(
-            f"device {device.id} already holds {max_leases} lease(s), the "
-            f"most allowed (max_leases_per_device={max_leases}): report, "
-            "fail or release a task first"
-        )
-    query = _queued_for(device, ProfilingTask.candidate_id).limit(1)
-    if postgres:  # lock the task row only: a plain FOR UPDATE also locks the joined
-        # job row, and every other agent's SKIP LOCKED then skips all of that job's tasks
-        query = query.with_for_update(skip_locked=True, of=ProfilingTask)
-    picked = s.execute(query).first()
-    if picked is None:
-        return None
-    task_id, candidate_id = picked
-    # what the answer needs, read before the write: on SQLite the write holds the file's
-    # one write lock (and this process's writer queue) until the commit
-    candidate = s.get(Candidate, candidate_id)
-    files = artifacts_in(s, candidate.genome_hash)
-    taken = s.execute(
+
+
+def _lease_in(
+    s: Session, device: Device, lease_seconds: float, max_leases: int | None
+) -> ProfilingTask | None:
+    """Inside the caller's transaction: lease the first task in line for the device, or
+    None when none is free; Conflict at the device's cap. One UPDATE picks the row (on
+    PostgreSQL skipping rows other lease calls hold; on SQLite under the file's one write
+    lock), checks the cap and returns the task, so no other agent can take it in between."""
+    if s.bind.dialect.name == "postgresql":  # one lease call per device at a time: the
+        # cap counted in the UPDATE below sees every lease this device committed
+        s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
+        # lock the task row only: a plain FOR UPDATE also locks the joined job row, and
+        # every other agent's SKIP LOCKED then skips all of that job's tasks
+        pick = _queued_for(device).limit(1).with_for_update(skip_locked=True, of=ProfilingTask)
+    else:
+        pick = _queued_for(device).limit(1)
+    held = _held(device)
+    leased = s.scalars(
         update(ProfilingTask)
         .where(
-            ProfilingTask.id == task_id,
+            ProfilingTask.id == pick.correlate(None).scalar_subquery(),
             ProfilingTask.state == QUEUED,
             *([] if max_leases is None else [held < max_leases]),
         )
@@ -180,8 +175,30 @@ def _lease_in(
             lease_seconds=lease_seconds,
             attempts=ProfilingTask.attempts + 1,
         )
+        .returning(ProfilingTask)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if taken != 1:
-        return False
-    return Lease(s.get(ProfilingTask, task_id), candidate, files)
+    ).first()
+    if leased is None and max_leases is not None and s.scalar(select(held)) >= max_leases:
+        raise Conflict(
+            f"device {device.id} already holds {max_leases} lease(s), the "
+            f"most allowed (max_leases_per_device={max_leases}): report, "
+            "fail or release a task first"
+        )
+    return leased
+
+
+def _handed(sessions: SessionFactory, task: ProfilingTask) -> Lease | None:
+    """The Lease of a task just leased: its candidate and files in one read outside the
+    lease's transaction (they were stored before the task was queued and do not change;
+    on SQLite the read then holds no write lock). None if the job went away meanwhile."""
+    query = (
+        select(Candidate, Artifact)
+        .outerjoin(Artifact, Artifact.genome_hash == Candidate.genome_hash)
+        .where(Candidate.id == task.candidate_id)
+        .order_by(Artifact.name)
+    )
+    with single_read(sessions) as s:
+        rows = s.execute(query).all()
+    if not rows:
+        return None
+    return Lease(task, rows[0][0], [artifact for _, artifact in rows if artifact is not None])
