@@ -11,6 +11,7 @@ restarted server is reconnected to without restarting the API.
 from __future__ import annotations
 
 import select
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -40,9 +41,19 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# A lease is one UPDATE ... RETURNING (store/leasing.py), which SQLite has from 3.35.
+SQLITE_OLDEST = (3, 35, 0)
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        if sqlite3.sqlite_version_info < SQLITE_OLDEST:
+            raise RuntimeError(
+                f"this Python's SQLite is {sqlite3.sqlite_version}; Tailor needs "
+                f"{'.'.join(map(str, SQLITE_OLDEST))} or newer (UPDATE ... RETURNING): "
+                "use a newer Python or PostgreSQL"
+            )
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},

@@ -1,9 +1,10 @@
 """Leasing a profiling task (the queue itself, its states and what a lease guarantees:
 store/tasks.py). A lease call looks for work in one read outside a transaction, puts
-expired leases back in a transaction of its own when it saw any, and takes the first task
-in line with what its agent is handed in one more: an agent's lease call was five
-transactions, and on PostgreSQL each one's round trips waited for the database's process on
-a busy machine (bench/README, "Device lab under load")."""
+expired leases back in a transaction of its own when it saw any, takes the first task in
+line in one UPDATE (after the device's row lock on PostgreSQL), and reads what its agent is
+handed in one read after the commit: an agent's lease call was five transactions, then
+eleven round trips with work (seven now), and on PostgreSQL each round trip waited for the
+database's process on a busy machine (bench/README, "Device lab under load")."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from store.models import Artifact, Candidate, Device, Job, ProfilingTask, utcnow
-from store.tasks import FAILED, LEASED, LIVE_JOB_STATES, QUEUED
+from store.tasks import FAILED, LEASED, LIVE_JOB_STATES, QUEUED, release_task
 
-from . import Conflict, SessionFactory, single_read, transaction
+from . import Conflict, NotFound, SessionFactory, single_read, transaction
 
 
 def expire_leases(sessions: SessionFactory) -> int:
@@ -63,20 +64,10 @@ def lease_task(
 ) -> ProfilingTask | None:
     """The oldest queued task of the device's class, or None; Conflict when the device
     already holds `max_leases` tasks (the API passes `max_leases_per_device`; None: no cap,
-    for callers that play many agents)."""
-    lease = lease_with_files(sessions, device, lease_seconds, max_leases)
-    return None if lease is None else lease.task
-
-
-def lease_with_files(
-    sessions: SessionFactory, device: Device, lease_seconds: float, max_leases: int | None = None
-) -> Lease | None:
-    """lease_task with the candidate and its files: a look for work (one read outside a
-    transaction), expired leases back to the queue if it saw any, the lease itself in one
-    transaction (on PostgreSQL: the device's row lock, then one UPDATE that picks, checks
-    the cap and returns the task), then what the answer needs in one read outside it (an
-    agent's lease call was five transactions, then one of eight round trips, each waiting
-    for the database's process on a busy machine: bench/README, "Device lab under load")."""
+    for callers that play many agents). A look for work (one read outside a transaction),
+    expired leases back to the queue if it saw any, then the lease in one transaction (on
+    PostgreSQL the device's row lock, then one UPDATE that picks, checks the cap and
+    returns the task)."""
     if device.state != "active":
         return None
     if device.pause() is not None:
@@ -88,10 +79,25 @@ def lease_with_files(
     if lapsed:
         expire_leases(sessions)
     with transaction(sessions) as s:
-        task = _lease_in(s, device, lease_seconds, max_leases)
-        if task is None:
-            return None
-    return _handed(sessions, task)
+        return _lease_in(s, device, lease_seconds, max_leases, at_cap)
+
+
+def lease_with_files(
+    sessions: SessionFactory, device: Device, lease_seconds: float, max_leases: int | None = None
+) -> Lease | None:
+    """lease_task with the candidate and its files, read in one read after the lease's
+    commit. A task whose candidate is gone (its rows deleted by hand meanwhile) goes back,
+    uncounted, and the call answers None: no lease is left that nobody was told of."""
+    task = lease_task(sessions, device, lease_seconds, max_leases)
+    if task is None:
+        return None
+    lease = _handed(sessions, task)
+    if lease is None:
+        try:
+            release_task(sessions, task.id, device)
+        except (Conflict, NotFound):
+            pass  # the task went with its job
+    return lease
 
 
 def _queued_for(device: Device, *columns):
@@ -146,12 +152,23 @@ def _held(device: Device):
 
 
 def _lease_in(
-    s: Session, device: Device, lease_seconds: float, max_leases: int | None
+    s: Session, device: Device, lease_seconds: float, max_leases: int | None, at_cap: bool
 ) -> ProfilingTask | None:
     """Inside the caller's transaction: lease the first task in line for the device, or
     None when none is free; Conflict at the device's cap. One UPDATE picks the row (on
     PostgreSQL skipping rows other lease calls hold; on SQLite under the file's one write
-    lock), checks the cap and returns the task, so no other agent can take it in between."""
+    lock), checks the cap and returns the task, so no other agent can take it in between.
+    `at_cap`: the look for work saw the device at its cap, so the cap is counted first (on
+    SQLite an UPDATE, even of no row, takes the database's one write lock)."""
+    held = _held(device)
+
+    def conflict() -> Conflict:
+        return Conflict(
+            f"device {device.id} already holds {max_leases} lease(s), the "
+            f"most allowed (max_leases_per_device={max_leases}): report, "
+            "fail or release a task first"
+        )
+
     if s.bind.dialect.name == "postgresql":  # one lease call per device at a time: the
         # cap counted in the UPDATE below sees every lease this device committed
         s.execute(select(Device.id).where(Device.id == device.id).with_for_update())
@@ -160,7 +177,8 @@ def _lease_in(
         pick = _queued_for(device).limit(1).with_for_update(skip_locked=True, of=ProfilingTask)
     else:
         pick = _queued_for(device).limit(1)
-    held = _held(device)
+    if at_cap and s.scalar(select(held)) >= max_leases:
+        raise conflict()
     leased = s.scalars(
         update(ProfilingTask)
         .where(
@@ -176,21 +194,18 @@ def _lease_in(
             attempts=ProfilingTask.attempts + 1,
         )
         .returning(ProfilingTask)
-        .execution_options(synchronize_session=False)
+        # populate_existing: the returned row's values, even if this session held the task
+        .execution_options(synchronize_session=False, populate_existing=True)
     ).first()
     if leased is None and max_leases is not None and s.scalar(select(held)) >= max_leases:
-        raise Conflict(
-            f"device {device.id} already holds {max_leases} lease(s), the "
-            f"most allowed (max_leases_per_device={max_leases}): report, "
-            "fail or release a task first"
-        )
+        raise conflict()
     return leased
 
 
 def _handed(sessions: SessionFactory, task: ProfilingTask) -> Lease | None:
     """The Lease of a task just leased: its candidate and files in one read outside the
     lease's transaction (they were stored before the task was queued and do not change;
-    on SQLite the read then holds no write lock). None if the job went away meanwhile."""
+    on SQLite the read then holds no write lock). None if its candidate is gone."""
     query = (
         select(Candidate, Artifact)
         .outerjoin(Artifact, Artifact.genome_hash == Candidate.genome_hash)
