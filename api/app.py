@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from api.auth import RateLimiter, digest
+from api.auth import EnrollLimit, digest
 from api.generation_views import GenerationViews
 from api.guards import BodyLimit, SecurityHeaders, ServerTiming, parse_proxies
 from api.poll_cache import PollCache
@@ -134,7 +134,7 @@ def _set_state(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.sessions = session_factory(engine)
     app.state.admin_key_digest = _admin_key_digest(settings)
     app.state.enroll_token_digest = digest(settings.enroll_token) if settings.enroll_token else None
-    app.state.enroll_limiter = RateLimiter(settings.enroll_attempts_per_minute)
+    app.state.enroll_limiter = EnrollLimit(app.state.sessions, settings.enroll_attempts_per_minute)
     app.state.artifact_dir = settings.resolved_artifact_dir()
     app.state.poll_cache = PollCache()
     app.state.generation_views = GenerationViews()

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections import defaultdict, deque
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.guards import mark_thread_start
+from store import SessionFactory, enrollment_limit
 from store import devices as device_store
 from store.models import Device
 
@@ -96,25 +95,20 @@ def device_or_admin(
         raise HTTPException(403, "neither the admin key nor a device token")
 
 
-class RateLimiter:
-    """A sliding window of attempts per client address."""
+class EnrollLimit:
+    """At most `per_minute` enrollment attempts per client address in any minute, counted
+    in the database by every server process alike (store/enrollment_limit.py)."""
 
-    def __init__(self, per_minute: int):
-        self.per_minute = per_minute
-        self.attempts: dict[str, deque[float]] = defaultdict(deque)
+    def __init__(self, sessions: SessionFactory, per_minute: int):
+        self.sessions, self.per_minute = sessions, per_minute
 
     def check(self, client: str) -> None:
-        now = time.monotonic()
-        window = self.attempts[client]
-        while window and now - window[0] > 60:
-            window.popleft()
-        if len(window) >= self.per_minute:
+        if not enrollment_limit.take_attempt(self.sessions, client, self.per_minute):
             raise HTTPException(
                 429,
                 "too many enrollment attempts; try again in a minute",
                 headers={"Retry-After": "60"},
             )
-        window.append(now)
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

@@ -17,6 +17,7 @@ entry) and resolved by returning the row that won.
 - tasks:     enqueue_task, report_task, fail_task, release_task, cancel_tasks
 - leasing:   lease_task, lease_with_files (with what an agent is handed), expire_leases
 - task_results: task_results, task_outcomes, runner_builds (reads only)
+- enrollment_limit: take_attempt (enrollment attempts per address, over every process)
 """
 
 from __future__ import annotations

@@ -169,6 +169,17 @@ class Device(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class EnrollAttempt(Base):
+    """An enrollment attempt of one client address within the last minute, counted by every
+    server process alike (store/enrollment_limit.py)."""
+
+    __tablename__ = "enroll_attempts"
+    __table_args__ = (Index("ix_enroll_attempts_client_at", "client", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
 class ProfilingTask(Base):
     __tablename__ = "profiling_tasks"
     __table_args__ = (

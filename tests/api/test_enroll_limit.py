@@ -1,0 +1,67 @@
+"""The enrollment rate limit holds over every server process (`tailor serve --workers N`):
+attempts are counted in the database, so two apps over one database share one limit, and
+concurrent attempts from several processes' connections never let more through."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from store import enrollment_limit, transaction
+from store.engine import make_engine, session_factory
+from store.models import EnrollAttempt, utcnow
+
+from .test_hardening import PROPS, settings_for
+
+
+def attempt(client: TestClient) -> int:
+    body = {"enroll_token": "guess", "name": "x", "properties": PROPS}
+    return client.post("/api/v1/devices/enroll", json=body).status_code
+
+
+def test_two_server_processes_share_one_enrollment_limit(database_url, tmp_path):
+    settings = settings_for(database_url, tmp_path, enroll_attempts_per_minute=3)
+    peer = ("10.1.2.3", 5000)
+    with (
+        TestClient(create_app(settings), client=peer) as one,
+        TestClient(create_app(settings, migrate=False), client=peer) as two,
+    ):
+        assert [attempt(one), attempt(two), attempt(one)] == [403, 403, 403]  # wrong token
+        assert attempt(two) == 429 and attempt(one) == 429  # the fourth, on either
+    with TestClient(create_app(settings, migrate=False), client=("10.1.2.4", 5000)) as other:
+        assert attempt(other) == 403  # another address counts apart
+
+
+def test_attempts_leave_the_count_after_a_minute(sessions):
+    for _ in range(2):
+        assert enrollment_limit.take_attempt(sessions, "10.0.0.1", 2)
+    assert not enrollment_limit.take_attempt(sessions, "10.0.0.1", 2)
+    with transaction(sessions) as s:  # as if a minute had passed since both
+        for row in s.query(EnrollAttempt):
+            row.at = utcnow() - timedelta(seconds=enrollment_limit.WINDOW_S + 1)
+    assert enrollment_limit.take_attempt(sessions, "10.0.0.1", 2)
+    with transaction(sessions) as s:  # the old ones went as the new one was counted
+        assert s.query(EnrollAttempt).count() == 1
+
+
+def test_concurrent_attempts_over_several_connections_let_exactly_the_limit_through(
+    database_url, sessions
+):
+    """Forty attempts from one address at once, over two engines (as two server processes):
+    exactly the limit pass (PostgreSQL: the advisory lock; SQLite: the write lock)."""
+    other = make_engine(database_url)
+    try:
+        factories = [sessions, session_factory(other)]
+        with ThreadPoolExecutor(8) as pool:
+            passed = list(
+                pool.map(
+                    lambda i: enrollment_limit.take_attempt(factories[i % 2], "10.0.0.9", 7),
+                    range(40),
+                )
+            )
+    finally:
+        other.dispose()
+    assert sum(passed) == 7
