@@ -96,15 +96,15 @@ def lease_with_files(
         try:
             release_task(sessions, task.id, device)
         except (Conflict, NotFound):
-            pass  # the task went with its job
+            pass  # the task is gone with its candidate
     return lease
 
 
-def _queued_for(device: Device, *columns):
-    """The queued tasks a device may lease (their ids and `columns`): its class's, of live
-    jobs, first in line first."""
+def _queued_for(device: Device):
+    """The ids of the queued tasks a device may lease: its class's, of live jobs, first in
+    line first."""
     return (
-        select(ProfilingTask.id, *columns)
+        select(ProfilingTask.id)
         .join(Job, Job.id == ProfilingTask.job_id)
         .where(
             ProfilingTask.state == QUEUED,
