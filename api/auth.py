@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+import time
+from collections import defaultdict, deque
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -97,18 +100,42 @@ def device_or_admin(
 
 class EnrollLimit:
     """At most `per_minute` enrollment attempts per client address in any minute, counted
-    in the database by every server process alike (store/enrollment_limit.py)."""
+    in the database by every server process alike (store/enrollment_limit.py). Each
+    process also remembers the attempts it let through: a client that used up the limit
+    in this process alone is refused without touching the database, so a flood of
+    attempts costs no write each (on SQLite, the writes every lease and report queue
+    behind)."""
+
+    SWEEP_AT = 4096  # clients remembered before the expired ones are dropped
 
     def __init__(self, sessions: SessionFactory, per_minute: int):
         self.sessions, self.per_minute = sessions, per_minute
+        self.passed: dict[str, deque[float]] = defaultdict(deque)
+        self.lock = threading.Lock()
 
     def check(self, client: str) -> None:
-        if not enrollment_limit.take_attempt(self.sessions, client, self.per_minute):
+        now = time.monotonic()
+        with self.lock:
+            window = self.passed[client]
+            while window and now - window[0] > enrollment_limit.WINDOW_S:
+                window.popleft()
+            local_full = len(window) >= self.per_minute
+            if len(self.passed) > self.SWEEP_AT:
+                self._sweep(now)
+        if local_full or not enrollment_limit.take_attempt(self.sessions, client, self.per_minute):
             raise HTTPException(
                 429,
                 "too many enrollment attempts; try again in a minute",
                 headers={"Retry-After": "60"},
             )
+        with self.lock:
+            self.passed[client].append(now)
+
+    def _sweep(self, now: float) -> None:
+        for client in [
+            c for c, w in self.passed.items() if not w or now - w[-1] > enrollment_limit.WINDOW_S
+        ]:
+            del self.passed[client]
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

@@ -10,10 +10,12 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.auth import EnrollLimit
 from store import enrollment_limit, transaction
 from store.engine import make_engine, session_factory
 from store.models import EnrollAttempt, utcnow
 
+from .test_agent_round_trips import count_database_work
 from .test_hardening import PROPS, settings_for
 
 
@@ -65,3 +67,26 @@ def test_concurrent_attempts_over_several_connections_let_exactly_the_limit_thro
     finally:
         other.dispose()
     assert sum(passed) == 7
+
+
+def test_a_client_over_the_limit_in_this_process_costs_the_database_nothing(database_url, tmp_path):
+    """A flood of attempts from one address is refused by the process that already let
+    the limit through, without a database write each (SQLite's one writer is what every
+    lease and report waits for)."""
+    settings = settings_for(database_url, tmp_path, enroll_attempts_per_minute=2)
+    with TestClient(create_app(settings), client=("10.1.2.5", 5000)) as client:
+        assert [attempt(client), attempt(client)] == [403, 403]
+        seen = count_database_work(client.app.state.engine)
+        assert [attempt(client) for _ in range(20)] == [429] * 20
+        assert seen["statements"] == 0 and seen["commits"] == 0
+
+
+def test_the_process_forgets_addresses_whose_minute_is_over(sessions):
+    limit = EnrollLimit(sessions, 1)
+    limit.SWEEP_AT = 3
+    for i in range(4):
+        limit.check(f"10.0.1.{i}")
+    for window in limit.passed.values():  # as if a minute had passed since each
+        window[0] -= enrollment_limit.WINDOW_S + 1
+    limit.check("10.0.1.9")  # more than SWEEP_AT remembered: the expired ones go
+    assert set(limit.passed) == {"10.0.1.9"}
