@@ -112,7 +112,7 @@ def worker_app() -> FastAPI:
     (seconds on a busy machine), leases ran out under agents still measuring and 4 tasks
     of a fleet run were measured twice (bench/README, tenth runs). A worker its supervisor
     starts again extends them too: a dead device's task then waits one lease longer. Each
-    process keeps its own enrollment rate limit and poll caches."""
+    process keeps its own poll caches; the enrollment rate limit is counted in the database."""
     app = create_app(migrate=False)
     freeze_startup_objects()
     return app

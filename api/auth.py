@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import math
 import threading
 import time
 from collections import defaultdict, deque
@@ -100,42 +102,72 @@ def device_or_admin(
 
 class EnrollLimit:
     """At most `per_minute` enrollment attempts per client address in any minute, counted
-    in the database by every server process alike (store/enrollment_limit.py). Each
-    process also remembers the attempts it let through: a client that used up the limit
-    in this process alone is refused without touching the database, so a flood of
-    attempts costs no write each (on SQLite, the writes every lease and report queue
-    behind)."""
+    in the database by every server process alike (store/enrollment_limit.py). IPv6
+    addresses count by their /64 (one host commonly holds all of one). Each process
+    remembers the attempts it let through and the refusals the database gave, and refuses
+    a client it knows to be over the limit without touching the database: a flood from
+    one address costs no transaction each (on SQLite, the writes every lease and report
+    queue behind)."""
 
-    SWEEP_AT = 4096  # clients remembered before the expired ones are dropped
+    SWEEP_EVERY_S = 1.0  # forget expired addresses at most this often, once there are many
+    SWEEP_AT = 4096  # addresses remembered before the expired ones are dropped
 
     def __init__(self, sessions: SessionFactory, per_minute: int):
         self.sessions, self.per_minute = sessions, per_minute
         self.passed: dict[str, deque[float]] = defaultdict(deque)
+        self.blocked_until: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.swept_at = 0.0
 
     def check(self, client: str) -> None:
-        now = time.monotonic()
+        key, now = limit_key(client), time.monotonic()
         with self.lock:
-            window = self.passed[client]
+            window = self.passed[key]
             while window and now - window[0] > enrollment_limit.WINDOW_S:
                 window.popleft()
-            local_full = len(window) >= self.per_minute
-            if len(self.passed) > self.SWEEP_AT:
+            if len(window) >= self.per_minute:
+                wait = enrollment_limit.WINDOW_S - (now - window[0])
+            else:
+                wait = self.blocked_until.get(key, now) - now
+            if len(self.passed) + len(self.blocked_until) > self.SWEEP_AT:
                 self._sweep(now)
-        if local_full or not enrollment_limit.take_attempt(self.sessions, client, self.per_minute):
+        if wait <= 0:
+            wait = enrollment_limit.take_attempt(self.sessions, key, self.per_minute)
+            with self.lock:
+                if wait is None:
+                    self.passed[key].append(now)
+                else:
+                    self.blocked_until[key] = now + wait
+        if wait is not None:
             raise HTTPException(
                 429,
                 "too many enrollment attempts; try again in a minute",
-                headers={"Retry-After": "60"},
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
-        with self.lock:
-            self.passed[client].append(now)
 
     def _sweep(self, now: float) -> None:
-        for client in [
-            c for c, w in self.passed.items() if not w or now - w[-1] > enrollment_limit.WINDOW_S
+        if now - self.swept_at < self.SWEEP_EVERY_S:
+            return
+        self.swept_at = now
+        for key in [
+            k for k, w in self.passed.items() if not w or now - w[-1] > enrollment_limit.WINDOW_S
         ]:
-            del self.passed[client]
+            del self.passed[key]
+        for key in [k for k, until in self.blocked_until.items() if until <= now]:
+            del self.blocked_until[key]
+
+
+def limit_key(client: str) -> str:
+    """What the enrollment limit counts: the address, an IPv6 one as its /64."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client  # not an address (a test client's name): itself
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

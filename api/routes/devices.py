@@ -54,12 +54,12 @@ def device_public(device: Device, offline_after_s: float) -> DevicePublic:
 def enroll(
     body: EnrollRequest, request: Request, sessions: SessionsDep, settings: SettingsDep
 ) -> EnrollResponse:
+    expected = request.app.state.enroll_token_digest
+    if expected is None:  # nothing to guess: no attempt to count
+        raise HTTPException(403, "enrollment is closed: the server has no enrollment token")
     request.app.state.enroll_limiter.check(
         client_address(request, request.app.state.trusted_proxies)
     )
-    expected = request.app.state.enroll_token_digest
-    if expected is None:
-        raise HTTPException(403, "enrollment is closed: the server has no enrollment token")
     if not hmac.compare_digest(digest(body.enroll_token), expected):
         raise HTTPException(403, "wrong enrollment token")
     try:
