@@ -9,25 +9,13 @@ round trips, every round trip waiting for the database's process on a busy machi
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
-
-from sqlalchemy import event
 
 from store import tasks as task_store
 from store.models import ProfilingTask
+from tests.database_work import count_database_work
 
 from .test_api import enroll, seed_results
-
-
-def count_database_work(engine) -> Counter:
-    """Connections taken from the pool, statements sent and transactions committed, counted
-    from now."""
-    seen: Counter = Counter()
-    event.listen(engine, "checkout", lambda *_: seen.update(["checkouts"]))
-    event.listen(engine, "before_cursor_execute", lambda *_: seen.update(["statements"]))
-    event.listen(engine, "commit", lambda *_: seen.update(["commits"]))
-    return seen
 
 
 def test_a_lease_call_is_one_transaction_between_reads_or_none_without_work(client, exported):

@@ -14,8 +14,8 @@ from api.auth import EnrollLimit, limit_key
 from store import enrollment_limit, transaction
 from store.engine import make_engine, session_factory
 from store.models import EnrollAttempt, utcnow
+from tests.database_work import count_database_work
 
-from .test_agent_round_trips import count_database_work
 from .test_hardening import PROPS, settings_for
 
 BODY = {"enroll_token": "guess", "name": "x", "properties": PROPS}

@@ -30,7 +30,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from api.app import create_app
 from core.protocol import DeviceProperties, MeasurementReport
@@ -46,6 +46,7 @@ from store.models import Measurement, ProfilingTask, as_utc, utcnow
 from store.task_results import task_results
 from tests.api.conftest import client  # noqa: F401  (the API fixture, SQLite and PostgreSQL)
 from tests.api.test_api import measurement_report
+from tests.database_work import count_database_work
 from tests.device_agent.graphs import write_graphs
 
 from .proxy import SERVER_TIMING, server_parts
@@ -256,14 +257,9 @@ def test_the_runner_loop_ends_when_its_runner_does(tmp_path):
 
 def commits(api: TestClient, path: str, auth: dict, body: dict) -> int:
     """How many transactions the request committed."""
-    seen = []
-    count = lambda _connection: seen.append(1)  # noqa: E731
-    event.listen(api.app.state.engine, "commit", count)
-    try:
-        assert api.post(path, headers=auth, json=body).status_code == 200
-    finally:
-        event.remove(api.app.state.engine, "commit", count)
-    return len(seen)
+    seen = count_database_work(api.app.state.engine)
+    assert api.post(path, headers=auth, json=body).status_code == 200
+    return seen["commits"]
 
 
 def test_a_heartbeat_is_one_transaction(client, tmp_path):  # noqa: F811
