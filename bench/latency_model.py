@@ -37,16 +37,18 @@ import argparse
 import json
 import random
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.phone_measurements import CACHE, PhoneMeasurements, Protocol, device
+from bench.phone_measurements import CACHE, REFERENCE, PhoneMeasurements, Protocol, device
 from core import Genome, SearchSpace
 from core.variation import sample
 from orchestrator.search.latency_model import LatencyModel
 
 RESULTS = Path(__file__).parent / "results"
+REFERENCED_CACHE = RESULTS / "phone_measurements_referenced.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,12 +67,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--processes", type=int, default=3, help="fresh runner processes per case")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument(
+        "--reference",
+        default=REFERENCE,
+        help="a preset ('NAME key=value ...') timed alternately with every case; '' for none",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help=f"default {CACHE.name}, or with a reference {REFERENCED_CACHE.name}",
+    )
     parser.add_argument(
         "--export-workers", type=int, default=2, help="exports at once (measured one by one)"
     )
+    parser.add_argument(
+        "--retest",
+        type=int,
+        default=0,
+        help="then export and measure this many test genomes again on the first device",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latency_model.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.cache is None:
+        args.cache = REFERENCED_CACHE if args.reference else CACHE
+    return args
 
 
 def genomes(args: argparse.Namespace) -> list[Genome]:
@@ -92,7 +113,9 @@ def genomes(args: argparse.Namespace) -> list[Genome]:
 
 
 def protocol(args: argparse.Namespace) -> Protocol:
-    return Protocol(args.prefill, args.decode, args.warmup, args.repeats, args.processes)
+    return Protocol(
+        args.prefill, args.decode, args.warmup, args.repeats, args.processes, args.reference
+    )
 
 
 def measure_all(
@@ -116,17 +139,37 @@ def measure_all(
     return kept, {g.hash(): cache.entries[g.hash()] for g in kept} | {"failed": failed}
 
 
-def observations(gs: list[Genome], measured: dict, name: str) -> list:
-    return [(g, measured[g.hash()][name]["metrics"]) for g in gs]
+def add_referenced(gs: list[Genome], measured: dict, name: str) -> None:
+    """Each genome's latencies in the reference's units, scaled to milliseconds: its ratio to
+    the reference (timed alternately with it) times the reference's median over all `gs`.
+    One scale per metric: the model's fit and every accuracy figure are the same for any."""
+    first = measured[gs[0].hash()][name]
+    for metric in first.get("relative", {}):
+        scale = statistics.median(measured[g.hash()][name]["reference_ms"][metric] for g in gs)
+        for g in gs:
+            entry = measured[g.hash()][name]
+            entry.setdefault("referenced", {})[metric] = entry["relative"][metric] * scale
+
+
+def observations(gs: list[Genome], measured: dict, name: str, values: str = "metrics") -> list:
+    """(genome, readings) pairs; `values`: "metrics" as measured, or "referenced"."""
+    return [(g, measured[g.hash()][name][values]) for g in gs]
 
 
 def metric_names(args: argparse.Namespace, name: str) -> list[str]:
     return protocol(args).metric_names(name)
 
 
-def scored(model: LatencyModel, test: list[Genome], measured: dict, name: str, metric: str):
+def scored(
+    model: LatencyModel,
+    test: list[Genome],
+    measured: dict,
+    name: str,
+    metric: str,
+    values: str = "metrics",
+):
     """Held-out accuracy of one metric, with the share within +-5 % (peak memory's bound)."""
-    truth = [measured[g.hash()][name]["metrics"][metric] for g in test]
+    truth = [measured[g.hash()][name][values][metric] for g in test]
     result = model.held_out_accuracy(test, truth, metric)
     predicted = model.predict(test, metric).mean
     result["within_5"] = sum(abs(p - m) <= 0.05 * m for p, m in zip(predicted, truth)) / len(truth)
@@ -134,32 +177,43 @@ def scored(model: LatencyModel, test: list[Genome], measured: dict, name: str, m
     return result
 
 
-def from_scratch(args, gs, measured, source: str) -> dict[str, Any]:
+def scored_names(args, measured, gs, name: str, values: str) -> list[str]:
+    """The metrics scored: every one measured, or the latencies that have a reference."""
+    if values == "metrics":
+        return metric_names(args, name)
+    return list(measured[gs[0].hash()][name].get(values, {}))
+
+
+def from_scratch(args, gs, measured, source: str, values: str = "metrics") -> dict[str, Any]:
     fit, test = gs[: args.measurements], gs[args.measurements :]
-    model = _model(args, len(fit)).fit({device(source)[0]: observations(fit, measured, source)})
-    return {m: scored(model, test, measured, source, m) for m in metric_names(args, source)}
+    seen = {device(source)[0]: observations(fit, measured, source, values)}
+    model = _model(args, len(fit)).fit(seen)
+    return {
+        m: scored(model, test, measured, source, m, values)
+        for m in scored_names(args, measured, gs, source, values)
+    }
 
 
 def _model(args: argparse.Namespace, n_source: int) -> LatencyModel:
     return LatencyModel(peak_lengths=(args.prefill, args.decode), min_source=min(8, n_source))
 
 
-def transfer(args, gs, measured, source: str, target: str) -> dict[str, Any]:
+def transfer(args, gs, measured, source: str, target: str, values: str = "metrics"):
     """Per k: the target device's accuracy with transfer and alone (alone needs k >= 2)."""
     fit, test = gs[: args.measurements], gs[args.measurements :]
     rows: dict[str, Any] = {}
     for k in [0, *args.transfer_sizes]:
-        own = observations(fit[:k], measured, target)
-        merged = {device(source)[0]: observations(fit, measured, source)}
+        own = observations(fit[:k], measured, target, values)
+        merged = {device(source)[0]: observations(fit, measured, source, values)}
         merged[device(target)[0]] = merged.get(device(target)[0], []) + own  # may share a class
         moved = _model(args, len(fit)).fit(merged)
         alone = _model(args, len(fit)).fit({device(target)[0]: own}) if k >= 2 else None
         rows[str(k)] = {
             m: {
-                "transfer": scored(moved, test, measured, target, m),
-                "scratch": scored(alone, test, measured, target, m) if alone else None,
+                "transfer": scored(moved, test, measured, target, m, values),
+                "scratch": scored(alone, test, measured, target, m, values) if alone else None,
             }
-            for m in metric_names(args, target)
+            for m in scored_names(args, measured, gs, target, values)
         }
     return rows
 
@@ -199,22 +253,74 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "from_scratch": from_scratch(args, gs, measured, source),
         "transfer": transfer(args, gs, measured, source, target),
     }
+    if args.reference:
+        for name in (source, target):
+            add_referenced(gs, measured, name)
+        result["reference"] = {
+            "preset": args.reference,
+            "median_ms": {
+                name: {
+                    m: statistics.median(measured[g.hash()][name]["reference_ms"][m] for g in gs)
+                    for m in measured[gs[0].hash()][name]["reference_ms"]
+                }
+                for name in (source, target)
+            },
+            "from_scratch": from_scratch(args, gs, measured, source, "referenced"),
+            "transfer": transfer(args, gs, measured, source, target, "referenced"),
+        }
+    if args.retest:
+        result["retest"] = retest(args, gs[args.measurements :][: args.retest], measured, source)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float))
     print_summary(result)
     return result
 
 
+def retest(args, gs: list[Genome], measured: dict, name: str) -> list[dict[str, Any]]:
+    """Each genome exported and measured once more (a cache of its own, thrown away): per
+    latency metric, the new reading over the run's, plain and (with a reference) relative."""
+    with tempfile.TemporaryDirectory() as root:
+        again = PhoneMeasurements(Path(root) / "retest.json", protocol(args))
+        again.measure(gs, [name], workers=args.export_workers)
+    rows = []
+    for g in gs:
+        old, new = measured[g.hash()][name], again.entries[g.hash()].get(name)
+        if new is None:
+            rows.append({"hash": g.hash(), **again.entries[g.hash()]})
+            continue
+        row: dict[str, Any] = {"hash": g.hash()}
+        for metric, value in old["metrics"].items():
+            row[metric] = {"plain": new["metrics"][metric] / value}
+            if metric in old.get("relative", {}):
+                row[metric]["relative"] = new["relative"][metric] / old["relative"][metric]
+        rows.append(row)
+    return rows
+
+
 def print_summary(result: dict[str, Any]) -> None:
-    for metric, r in result["from_scratch"].items():
+    parts = [("", result)]
+    if "reference" in result:
+        parts.append(("relative to the reference, ", result["reference"]))
+    for label, part in parts:
+        for metric, r in part["from_scratch"].items():
+            print(
+                f"{label}{metric}: tau {r['kendall_tau']}, MdAPE {r['mdape']}, within 10 % "
+                f"{r['within_10']}, within 5 % {r['within_5']} ({r['how']})"
+            )
+        for k, rows in part["transfer"].items():
+            for metric, pair in rows.items():
+                alone = pair["scratch"]["kendall_tau"] if pair["scratch"] else None
+                tau = pair["transfer"]["kendall_tau"]
+                print(f"{label}transfer k={k} {metric}: tau {tau} (alone {alone})")
+    for row in result.get("retest", []):
         print(
-            f"{metric}: tau {r['kendall_tau']}, MdAPE {r['mdape']}, within 10 % "
-            f"{r['within_10']}, within 5 % {r['within_5']} ({r['how']})"
+            f"retest {row['hash'][:10]}: "
+            + ", ".join(
+                f"{m} plain {v['plain']:.3f}x, relative {v.get('relative', float('nan')):.3f}x"
+                for m, v in row.items()
+                if isinstance(v, dict)
+            )
         )
-    for k, rows in result["transfer"].items():
-        for metric, pair in rows.items():
-            alone = pair["scratch"]["kendall_tau"] if pair["scratch"] else None
-            print(f"transfer k={k} {metric}: tau {pair['transfer']['kendall_tau']} (alone {alone})")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,9 @@ class Protocol:
     warmup: int = 2
     repeats: int = 10
     processes: int = 3
+    # A preset (core.presets) timed alternately with every case, e.g. REFERENCE; "" for none.
+    # Its ratio cancels what drifts between measurements (bench/README, Latency model).
+    reference: str = ""
 
     def spec(self, threads: int) -> MeasurementSpec:
         return MeasurementSpec(
@@ -88,9 +91,19 @@ class Protocol:
         )
 
     @classmethod
-    def saved(cls, fields: dict[str, int]) -> "Protocol":
-        """The protocol a cache file records (files from before `processes`: one)."""
+    def saved(cls, fields: dict[str, Any]) -> "Protocol":
+        """The protocol a cache file records (files from before `processes`: one process;
+        from before `reference`: none)."""
         return cls(**{"processes": 1, **fields})
+
+    def reference_genome(self) -> Genome | None:
+        """The reference preset: `NAME key=value ...` (core.presets.preset's overrides)."""
+        if not self.reference:
+            return None
+        from core.presets import preset
+
+        name, *overrides = self.reference.split()
+        return preset(name, **{k: int(v) for k, v in (o.split("=") for o in overrides)})
 
     def metric_names(self, name: str) -> list[str]:
         """What `measured_metrics` calls this protocol's readings on device `name`."""
@@ -98,10 +111,18 @@ class Protocol:
         return [str(_metric(name, metric, length)) for metric, length in cases]
 
 
+# The reference of the third latency-model run: a hyena-edge hybrid (GQA every third layer)
+# of 35M parameters, amid the phone-scale space's 10-150M.
+REFERENCE = "hyena-edge width=512 layers=8 heads=8 kv_heads=2 ffn=1536 vocab=16384"
+
+
 def task_folder(export_dir: Path, variant: Variant) -> Path:
     """A folder laid out as an agent's task folder: every exported file linked (graphs and
-    the external weight files they reference), the variant's manifest as manifest.json."""
+    the external weight files they reference), the variant's manifest as manifest.json
+    (made once; a second call returns it)."""
     folder = export_dir / f"run-{variant.tag or 'float32'}"
+    if folder.exists():
+        return folder
     folder.mkdir()
     for path in export_dir.iterdir():
         if path.is_file() and not path.name.startswith("manifest"):
@@ -131,12 +152,19 @@ def _one_torch_thread() -> None:
 
 
 def measure_exported(
-    folder: Path, devices: list[str], protocol: Protocol, export_s: float
+    folder: Path,
+    devices: list[str],
+    protocol: Protocol,
+    export_s: float,
+    reference: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Measure an export on each device in turn (nothing else running). Per device: the
     metrics as `measured_metrics` names them, each case's sample CV, and what it cost
     (`export_s`: CPU-seconds of the export, shared by the devices measured with it,
-    recorded on each; `measure_s`: the measurement's wall time)."""
+    recorded on each; `measure_s`: the measurement's wall time). With `reference` (the
+    reference preset's export): per latency metric its `relative` value (the genome's
+    median over the reference's, runs alternating) and the reference's median
+    (`reference_ms`)."""
     from device_agent.host_backend import measure_task
 
     variants = _variants(devices)
@@ -144,8 +172,9 @@ def measure_exported(
     for name in devices:
         device_class, precision, threads = device(name)
         graphs = task_folder(folder, variants[precision])
+        paired = task_folder(reference, variants[precision]) if reference else None
         started = time.perf_counter()
-        report = measure_task(graphs, protocol.spec(threads), precision=precision)
+        report = measure_task(graphs, protocol.spec(threads), precision, reference=paired)
         cvs = {
             f"{kind}@{stat.length}": statistics.pstdev(stat.samples_ms)
             / max(statistics.fmean(stat.samples_ms), 1e-9)
@@ -158,6 +187,20 @@ def measure_exported(
             "export_s": export_s,
             "measure_s": time.perf_counter() - started,
         }
+        if paired is not None:
+            out[name] |= relative_readings(report, name)
+    return out
+
+
+def relative_readings(report, name: str) -> dict[str, dict[str, float]]:
+    """Per latency metric of the report: the genome's latency over the reference's, and the
+    reference's own median."""
+    out: dict[str, dict[str, float]] = {"relative": {}, "reference_ms": {}}
+    for kind, stats in (("prefill", report.prefill), ("decode", report.decode)):
+        for stat in stats:
+            metric = str(_metric(name, f"{kind}_ms", stat.length))
+            out["relative"][metric] = stat.reference_ratio
+            out["reference_ms"][metric] = stat.reference_median_ms
     return out
 
 
@@ -202,11 +245,26 @@ class PhoneMeasurements:
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("spawn")  # torch does not survive a fork
-        with ProcessPoolExecutor(workers, context, initializer=_one_torch_thread) as pool:
+        with (
+            ProcessPoolExecutor(workers, context, initializer=_one_torch_thread) as pool,
+            tempfile.TemporaryDirectory() as root,
+        ):
+            reference = self._export_reference(pool, Path(root) / "reference", devices)
             for first in range(0, len(todo), workers):
-                self._measure_batch(pool, todo[first : first + workers], devices)
+                self._measure_batch(pool, todo[first : first + workers], devices, reference)
 
-    def _measure_batch(self, pool, batch: list[Genome], devices: list[str]) -> None:
+    def _export_reference(self, pool, folder: Path, devices: list[str]) -> Path | None:
+        """The protocol's reference preset, exported once for this call (the same genome, so
+        the same graphs, every time)."""
+        genome = self.protocol.reference_genome()
+        if genome is None:
+            return None
+        pool.submit(export_genome, genome.to_json(), str(folder), devices).result()
+        return folder
+
+    def _measure_batch(
+        self, pool, batch: list[Genome], devices: list[str], reference: Path | None = None
+    ) -> None:
         with tempfile.TemporaryDirectory() as root:
             started = time.perf_counter()
             folders = [Path(root) / str(i) for i in range(len(batch))]
@@ -227,7 +285,9 @@ class PhoneMeasurements:
                 try:
                     if isinstance(export_s, BaseException):
                         raise export_s
-                    entry.update(measure_exported(folder, devices, self.protocol, export_s))
+                    entry.update(
+                        measure_exported(folder, devices, self.protocol, export_s, reference)
+                    )
                 except Exception as error:
                     self.entries[h] = entry = _error(error)
                 print(

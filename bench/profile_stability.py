@@ -27,7 +27,7 @@ from pathlib import Path
 
 from core.protocol import MeasurementSpec
 from device_agent.host_backend import measure_case
-from device_agent.stats import coefficient_of_variation, summarize, warm_method
+from device_agent.stats import coefficient_of_variation, warm_method
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_CV = 0.05
@@ -78,11 +78,11 @@ def measure_rounds(
         row = {}
         for method, spec in specs.items():
             for kind in KINDS:
-                samples, peak = measure_case(export_dir, kind, args.length, spec)
+                stat = measure_case(export_dir, kind, args.length, spec)
                 row[f"{method}_{kind}"] = {
-                    "median_ms": summarize(samples)["median_ms"],
-                    "samples_ms": samples,
-                    "peak_bytes": peak,
+                    "median_ms": stat.median_ms,
+                    "samples_ms": stat.samples_ms,
+                    "peak_bytes": stat.peak_memory_bytes,
                 }
         rounds.append(row)
         print(

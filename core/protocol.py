@@ -246,6 +246,20 @@ class LatencyStat(StrictModel):
     n: int = Field(ge=1, le=MAX_SAMPLES)
     samples_ms: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
     peak_memory_bytes: int | None = Field(default=None, ge=0)
+    reference_median_ms: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="median of a reference graph timed alternately with this one in the "
+        "same processes (None: no reference was timed)",
+    )
+    reference_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="the median over processes of (this graph's median ÷ the reference's) "
+        "in runs alternating the two: the latency with the machine's drift divided out",
+    )
 
     @field_validator("samples_ms")
     @classmethod
@@ -264,6 +278,8 @@ class LatencyStat(StrictModel):
             )
         if self.n != len(self.samples_ms):
             raise ValueError(f"n is {self.n} but samples_ms holds {len(self.samples_ms)} timings")
+        if (self.reference_median_ms is None) != (self.reference_ratio is None):
+            raise ValueError("reference_median_ms and reference_ratio come together, or neither")
         return self
 
 

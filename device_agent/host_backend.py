@@ -11,6 +11,7 @@ them (host onnxruntime and its version: RunnerIdentity).
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -22,10 +23,16 @@ from .stats import summarize, warm_method
 
 
 def measure_case(
-    graph_dir: Path, kind: str, length: int, spec: MeasurementSpec
-) -> tuple[list[float], int]:
-    """(timed runs of every process, the largest peak of them) for one (graph, L)."""
-    samples, peak = [], 0
+    graph_dir: Path,
+    kind: str,
+    length: int,
+    spec: MeasurementSpec,
+    reference: Path | None = None,
+) -> LatencyStat:
+    """One (graph, L) in `spec.processes` fresh processes: every process's timed runs, the
+    largest peak; with a reference graph, its median and the median over processes of the
+    graph's paired median over the reference's."""
+    samples, peak, ratios, reference_ms = [], 0, [], []
     for _ in range(spec.processes):
         result = measure(
             graph_dir,
@@ -35,16 +42,33 @@ def measure_case(
             warmup=spec.warmup,
             threads=spec.threads,
             provider=spec.execution_provider,
+            reference=reference,
         )
         samples += result["samples_ms"]
         peak = max(peak, result["peak_memory_bytes"])
-    return samples, peak
+        if reference is not None:
+            theirs = statistics.median(result["reference_ms"])
+            ratios.append(statistics.median(result["paired_ms"]) / theirs)
+            reference_ms += result["reference_ms"]
+    return LatencyStat(
+        length=length,
+        samples_ms=samples,
+        peak_memory_bytes=peak,
+        reference_median_ms=statistics.median(reference_ms) if ratios else None,
+        reference_ratio=statistics.median(ratios) if ratios else None,
+        **summarize(samples),
+    )
 
 
 def measure_task(
-    graph_dir: Path, spec: MeasurementSpec, precision: str | None = None
+    graph_dir: Path,
+    spec: MeasurementSpec,
+    precision: str | None = None,
+    reference: Path | None = None,
 ) -> MeasurementReport:
-    """`precision`: the variant measured (default: the precision in graph_dir's manifest)."""
+    """`precision`: the variant measured (default: the precision in graph_dir's manifest).
+    `reference`: a task folder of a fixed reference model at the same precision, timed
+    alternately with every case (LatencyStat.reference_ratio)."""
     started = time.perf_counter()
     if precision is None:
         precision = json.loads((graph_dir / "manifest.json").read_text()).get(
@@ -54,26 +78,18 @@ def measure_task(
     if problem:
         raise ProviderMissing(problem)
     stats: dict[str, list[LatencyStat]] = {"prefill": [], "decode": []}
-    peak = 0
     for kind, lengths in (("prefill", spec.prefill_lengths), ("decode", spec.decode_contexts)):
         for length in lengths:
-            samples, case_peak = measure_case(graph_dir, kind, length, spec)
-            peak = max(peak, case_peak)
-            stats[kind].append(
-                LatencyStat(
-                    length=length,
-                    samples_ms=samples,
-                    peak_memory_bytes=case_peak,
-                    **summarize(samples),
-                )
-            )
+            stats[kind].append(measure_case(graph_dir, kind, length, spec, reference))
+    peak = max(s.peak_memory_bytes or 0 for kind in stats.values() for s in kind)
+    note = "then paired run by run with a reference graph" if reference else ""
     return MeasurementReport(
         prefill=stats["prefill"],
         decode=stats["decode"],
         peak_memory_bytes=peak,
         runner=f"host onnxruntime (subprocess, {spec.execution_provider})",
         method=warm_method(
-            spec.warmup, spec.repeats, spec.processes, provider=spec.execution_provider
+            spec.warmup, spec.repeats, spec.processes, note, provider=spec.execution_provider
         ),
         precision=precision,
         execution_provider=spec.execution_provider,

@@ -8,7 +8,11 @@ that graph alone, as onnxruntime_perf_test's does on a phone:
 
 prints one JSON line: samples_ms, peak_memory_bytes, and the idle footprint (resident bytes
 with the weights loaded, before any input: idle_bytes) and the runs' own peak
-(run_peak_bytes; None where VmHWM cannot be reset). Inputs come from the manifest alone:
+(run_peak_bytes; None where VmHWM cannot be reset). With `--reference REF_DIR` it then loads
+a reference graph of the same kind and length and alternates one run of each (after the
+warm-up pairs): paired_ms and reference_ms, so drift of the machine between measurements
+(clock, temperature, neighbours) touches both and cancels in their ratio; the peak is read
+before the reference is loaded. Inputs come from the manifest alone:
 token ids inside the vocabulary, caches holding L tokens (capped at a window). Prefill times
 the graph the manifest names for profiling (`profiled_prefill`: the last-token graph a phone
 runs, in newer exports); onnxruntime reads the weights file the graphs share from beside
@@ -83,6 +87,52 @@ def feeds(
 PROVIDER_MISSING_RC = 3  # the requested execution provider is not in this onnxruntime
 
 
+def _session(graph_dir: Path, manifest: dict[str, Any], kind: str, threads: int, provider: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        str(graph_dir / profiled_graph(manifest, kind)["file"]),
+        options,
+        providers=providers(provider, threads),
+    )
+
+
+def _timed_ms(session, inputs: dict[str, np.ndarray]) -> float:
+    start = time.perf_counter()
+    session.run(None, inputs)
+    return (time.perf_counter() - start) * 1000
+
+
+def paired(
+    session,
+    inputs: dict[str, np.ndarray],
+    reference_dir: Path,
+    kind: str,
+    length: int,
+    repeats: int,
+    warmup: int,
+    threads: int,
+    provider: str,
+) -> dict[str, list[float]]:
+    """One run of the graph, then one of the reference graph, `repeats` times after `warmup`
+    such pairs: both see the same moment of the machine."""
+    reference_manifest = json.loads((reference_dir / "manifest.json").read_text())
+    reference = _session(reference_dir, reference_manifest, kind, threads, provider)
+    reference_inputs = feeds(reference_manifest, kind, length, np.random.default_rng(1))
+    for _ in range(warmup):
+        session.run(None, inputs)
+        reference.run(None, reference_inputs)
+    own, theirs = [], []
+    for _ in range(repeats):
+        own.append(_timed_ms(session, inputs))
+        theirs.append(_timed_ms(reference, reference_inputs))
+    return {"paired_ms": own, "reference_ms": theirs}
+
+
 def run(
     graph_dir: Path,
     kind: str,
@@ -91,21 +141,14 @@ def run(
     warmup: int,
     threads: int,
     provider: str = "cpu",
+    reference: Path | None = None,
 ) -> dict[str, Any]:
     import onnxruntime as ort
 
     from core.precision import ORT_PROVIDER_NAMES
 
     manifest = json.loads((graph_dir / "manifest.json").read_text())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        str(graph_dir / profiled_graph(manifest, kind)["file"]),
-        options,
-        providers=providers(provider, threads),
-    )
+    session = _session(graph_dir, manifest, kind, threads, provider)
     if ORT_PROVIDER_NAMES[provider] not in session.get_providers():
         print(
             f"onnxruntime {ort.__version__} did not use {ORT_PROVIDER_NAMES[provider]} "
@@ -121,18 +164,19 @@ def run(
     inputs = feeds(manifest, kind, length, np.random.default_rng(0))
     for _ in range(warmup):
         session.run(None, inputs)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, inputs)
-        samples.append((time.perf_counter() - start) * 1000)
+    samples = [_timed_ms(session, inputs) for _ in range(repeats)]
     run_peak = vm_hwm_bytes()
-    return {
+    result = {
         "samples_ms": samples,
         "peak_memory_bytes": max(loaded_peak, run_peak),
         "idle_bytes": idle,
         "run_peak_bytes": run_peak if reset else None,
     }
+    if reference is not None:
+        result |= paired(
+            session, inputs, reference, kind, length, repeats, warmup, threads, provider
+        )
+    return result
 
 
 def providers(provider: str, threads: int) -> list:
@@ -188,9 +232,11 @@ def measure(
     threads: int = 1,
     timeout_s: float = 600,
     provider: str = "cpu",
+    reference: Path | None = None,
 ) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; raises RuntimeError with its stderr
-    (ProviderMissing when the provider is not there)."""
+    (ProviderMissing when the provider is not there). `reference`: a graph folder timed
+    alternately with this one after the plain runs (paired_ms, reference_ms)."""
     cmd = [
         sys.executable,
         "-m",
@@ -207,6 +253,8 @@ def measure(
         "--provider",
         provider,
     ]
+    if reference is not None:
+        cmd += ["--reference", str(reference)]
     result = subprocess.run(
         cmd,
         capture_output=True,
@@ -233,6 +281,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--provider", default="cpu", choices=["cpu", "xnnpack", "nnapi", "qnn"])
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="a graph folder timed alternately with it"
+    )
     args = parser.parse_args()
     print(
         json.dumps(
@@ -244,6 +295,7 @@ def main() -> None:
                 args.warmup,
                 args.threads,
                 args.provider,
+                args.reference,
             )
         )
     )
