@@ -391,6 +391,9 @@ def test_dashboard_security_headers_and_no_host_built_redirect(client):
         ({"decode": [stat(16, n=3, samples_ms=[])]}, "decode.0.samples_ms"),
         ({"decode": [stat(16, n=100_000, samples_ms=[1.0] * 100_000)]}, "decode.0"),
         ({"decode": [stat(16), stat(16)]}, "decode"),
+        ({"decode": [stat(16, reference_ratio=0.8)]}, "decode.0"),  # without its median
+        ({"decode": [stat(16, reference_ratio=0.0, reference_median_ms=1.0)]}, "decode.0"),
+        ({"prefill": [stat(16, reference_median_ms=float("nan"))]}, "prefill.0"),
         ({"decode": [stat(64)]}, "decode"),
         ({"prefill": [stat(16)]}, "prefill"),
         ({"wall_s": float("inf")}, "wall_s"),

@@ -43,6 +43,44 @@ def test_a_genome_is_measured_once_and_the_cache_is_reused(tmp_path):
     assert json.loads(path.read_text())["protocol"] == protocol.__dict__
 
 
+def test_latencies_relative_to_a_reference_preset_timed_beside_them(tmp_path):
+    """A small genome against a reference of 8x its width, 3x its depth and vocabulary: every
+    latency is a fraction of the reference's, read in the same processes."""
+    space = SearchSpace(widths=[32], depth_min=2, depth_max=2, vocab_size=512)
+    genome = sample(space, random.Random(3))
+    reference = "hyena-edge width=256 layers=3 heads=4 kv_heads=2 ffn=768 vocab=1536"
+    protocol = Protocol(
+        prefill=32, decode=32, warmup=1, repeats=3, processes=1, reference=reference
+    )
+    assert protocol.reference_genome().width == 256
+    path = tmp_path / "measurements.json"
+    own = PhoneMeasurements(path, protocol).get(genome, ["host-int8"])["host-int8"]
+    latencies = protocol.metric_names("host-int8")[:2]
+    assert set(own["relative"]) == set(own["reference_ms"]) == set(latencies)
+    for metric in latencies:
+        assert own["reference_ms"][metric] > 0
+        # The reference's MACs per token are ~40x the genome's and its graphs have ~3x the
+        # nodes: even where per-node overhead rules (tiny decode steps) it takes longer.
+        assert 0 < own["relative"][metric] < 1
+    # A cache of plain measurements is not mixed with referenced ones.
+    with pytest.raises(SystemExit, match="name another cache file"):
+        PhoneMeasurements(path, Protocol(prefill=32, decode=32, warmup=1, repeats=3, processes=1))
+
+
+def test_referenced_latencies_are_ratios_on_one_scale_per_metric():
+    from bench.latency_model import add_referenced
+
+    metric = "decode_ms@128[host:int8]"
+    measured = {
+        h: {"host-int8": {"relative": {metric: ratio}, "reference_ms": {metric: ref}}}
+        for h, ratio, ref in (("a", 0.5, 2.0), ("b", 2.0, 3.0), ("c", 1.0, 10.0))
+    }
+    genomes = [type("G", (), {"hash": lambda self, h=h: h})() for h in "abc"]
+    add_referenced(genomes, measured, "host-int8")
+    # the reference's median over the genomes (3.0) times each genome's own ratio
+    assert [measured[h]["host-int8"]["referenced"][metric] for h in "abc"] == [1.5, 6.0, 3.0]
+
+
 def test_a_cache_taken_with_another_protocol_is_refused(tmp_path):
     path = tmp_path / "measurements.json"
     path.write_text(json.dumps({"protocol": Protocol(repeats=3).__dict__, "genomes": {}}))

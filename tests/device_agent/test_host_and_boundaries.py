@@ -27,6 +27,27 @@ def test_host_backend_measures_warm_runs_in_several_processes(graph_dir):
     )
 
 
+def test_a_reference_graph_is_timed_in_the_same_processes_after_the_plain_runs(graph_dir):
+    spec = MeasurementSpec(
+        prefill_lengths=[16], decode_contexts=[16], warmup=1, repeats=4, processes=2
+    )
+    plain = measure_task(graph_dir, spec)
+    paired = measure_task(graph_dir, spec, reference=graph_dir)  # the graph as its own reference
+    assert paired.method.endswith("(then paired run by run with a reference graph)")
+    for before, stat in zip(plain.prefill + plain.decode, paired.prefill + paired.decode):
+        assert stat.n == 8  # the plain runs, as without a reference
+        assert before.reference_ratio is None and before.reference_median_ms is None
+        assert stat.reference_median_ms > 0
+        # The same graph alternated with itself: its median over its own in one process.
+        # Bound 2x: a process whose timings of one graph differ more than that run to run
+        # could not measure anything (bench/README "Profiling stability": CV of a median
+        # under 5 %); a ratio left unpaired or inverted from a missing run would show here.
+        assert 0.5 < stat.reference_ratio < 2.0
+        # The peak is read before the reference is loaded: the graph's own, as without one
+        # (each process's peak differs by allocator pages only; 8 MiB covers the runs).
+        assert abs(stat.peak_memory_bytes - before.peak_memory_bytes) < 8 << 20
+
+
 def test_windowed_caches_are_capped_and_fixed_states_keep_their_shape(graph_dir):
     manifest = GraphManifest.model_validate_json((graph_dir / "manifest.json").read_text())
     data = manifest.model_dump()
