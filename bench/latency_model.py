@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a preset ('NAME key=value ...') timed alternately with every case; '' for none",
     )
     parser.add_argument(
+        "--decode-pairs", type=int, default=60, help="pairs per process of a decode case"
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=None,
@@ -114,7 +117,13 @@ def genomes(args: argparse.Namespace) -> list[Genome]:
 
 def protocol(args: argparse.Namespace) -> Protocol:
     return Protocol(
-        args.prefill, args.decode, args.warmup, args.repeats, args.processes, args.reference
+        args.prefill,
+        args.decode,
+        args.warmup,
+        args.repeats,
+        args.processes,
+        args.reference,
+        args.decode_pairs if args.reference else 10,
     )
 
 

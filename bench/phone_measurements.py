@@ -79,6 +79,10 @@ class Protocol:
     # A preset (core.presets) timed alternately with every case, e.g. REFERENCE; "" for none.
     # Its ratio cancels what drifts between measurements (bench/README, Latency model).
     reference: str = ""
+    # Pairs per process of a decode case with the reference (prefill: `repeats`). 60, not
+    # 10: a probe (bench/README, Latency model) found the referenced decode of four genomes
+    # moving 1.03-1.10x over repeated measurements with 10 pairs and 1.01-1.03x with 60.
+    decode_pairs: int = 10
 
     def spec(self, threads: int) -> MeasurementSpec:
         return MeasurementSpec(
@@ -174,7 +178,13 @@ def measure_exported(
         graphs = task_folder(folder, variants[precision])
         paired = task_folder(reference, variants[precision]) if reference else None
         started = time.perf_counter()
-        report = measure_task(graphs, protocol.spec(threads), precision, reference=paired)
+        report = measure_task(
+            graphs,
+            protocol.spec(threads),
+            precision,
+            reference=paired,
+            pairs={"decode": protocol.decode_pairs},
+        )
         cvs = {
             f"{kind}@{stat.length}": statistics.pstdev(stat.samples_ms)
             / max(statistics.fmean(stat.samples_ms), 1e-9)

@@ -28,10 +28,12 @@ def measure_case(
     length: int,
     spec: MeasurementSpec,
     reference: Path | None = None,
+    pairs: int | None = None,
 ) -> LatencyStat:
     """One (graph, L) in `spec.processes` fresh processes: every process's timed runs, the
-    largest peak; with a reference graph, its median and the median over processes of the
-    graph's paired median over the reference's."""
+    largest peak; with a reference graph (`pairs` alternating runs of each, default
+    `spec.repeats`), its median and the median over processes of the graph's paired median
+    over the reference's."""
     samples, peak, ratios, reference_ms = [], 0, [], []
     for _ in range(spec.processes):
         result = measure(
@@ -43,6 +45,7 @@ def measure_case(
             threads=spec.threads,
             provider=spec.execution_provider,
             reference=reference,
+            pairs=pairs,
         )
         samples += result["samples_ms"]
         peak = max(peak, result["peak_memory_bytes"])
@@ -65,10 +68,12 @@ def measure_task(
     spec: MeasurementSpec,
     precision: str | None = None,
     reference: Path | None = None,
+    pairs: dict[str, int] | None = None,
 ) -> MeasurementReport:
     """`precision`: the variant measured (default: the precision in graph_dir's manifest).
     `reference`: a task folder of a fixed reference model at the same precision, timed
-    alternately with every case (LatencyStat.reference_ratio)."""
+    alternately with every case (LatencyStat.reference_ratio); `pairs`: how many pairs per
+    kind ("prefill", "decode"; default `spec.repeats`)."""
     started = time.perf_counter()
     if precision is None:
         precision = json.loads((graph_dir / "manifest.json").read_text()).get(
@@ -80,7 +85,8 @@ def measure_task(
     stats: dict[str, list[LatencyStat]] = {"prefill": [], "decode": []}
     for kind, lengths in (("prefill", spec.prefill_lengths), ("decode", spec.decode_contexts)):
         for length in lengths:
-            stats[kind].append(measure_case(graph_dir, kind, length, spec, reference))
+            count = (pairs or {}).get(kind)
+            stats[kind].append(measure_case(graph_dir, kind, length, spec, reference, count))
     peak = max(s.peak_memory_bytes or 0 for kind in stats.values() for s in kind)
     note = "then paired run by run with a reference graph" if reference else ""
     return MeasurementReport(

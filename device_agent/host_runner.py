@@ -142,6 +142,7 @@ def run(
     threads: int,
     provider: str = "cpu",
     reference: Path | None = None,
+    pairs: int | None = None,
 ) -> dict[str, Any]:
     import onnxruntime as ort
 
@@ -173,9 +174,8 @@ def run(
         "run_peak_bytes": run_peak if reset else None,
     }
     if reference is not None:
-        result |= paired(
-            session, inputs, reference, kind, length, repeats, warmup, threads, provider
-        )
+        count = repeats if pairs is None else pairs
+        result |= paired(session, inputs, reference, kind, length, count, warmup, threads, provider)
     return result
 
 
@@ -233,10 +233,12 @@ def measure(
     timeout_s: float = 600,
     provider: str = "cpu",
     reference: Path | None = None,
+    pairs: int | None = None,
 ) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; raises RuntimeError with its stderr
     (ProviderMissing when the provider is not there). `reference`: a graph folder timed
-    alternately with this one after the plain runs (paired_ms, reference_ms)."""
+    alternately with this one after the plain runs (paired_ms, reference_ms), `pairs` times
+    (default: `repeats`)."""
     cmd = [
         sys.executable,
         "-m",
@@ -255,6 +257,8 @@ def measure(
     ]
     if reference is not None:
         cmd += ["--reference", str(reference)]
+    if pairs is not None:
+        cmd += ["--pairs", str(pairs)]
     result = subprocess.run(
         cmd,
         capture_output=True,
@@ -284,6 +288,9 @@ def main() -> None:
     parser.add_argument(
         "--reference", type=Path, default=None, help="a graph folder timed alternately with it"
     )
+    parser.add_argument(
+        "--pairs", type=int, default=None, help="timed pairs with the reference (default: repeats)"
+    )
     args = parser.parse_args()
     print(
         json.dumps(
@@ -296,6 +303,7 @@ def main() -> None:
                 args.threads,
                 args.provider,
                 args.reference,
+                args.pairs,
             )
         )
     )
