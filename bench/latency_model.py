@@ -287,7 +287,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def retest(args, gs: list[Genome], measured: dict, name: str) -> list[dict[str, Any]]:
     """Each genome exported and measured once more (a cache of its own, thrown away): per
-    latency metric, the new reading over the run's, plain and (with a reference) relative."""
+    metric, the new reading over the run's ("plain"), and for latencies timed beside a
+    reference the new ratio over the run's ("relative")."""
     with tempfile.TemporaryDirectory() as root:
         again = PhoneMeasurements(Path(root) / "retest.json", protocol(args))
         again.measure(gs, [name], workers=args.export_workers)

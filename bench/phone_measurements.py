@@ -5,9 +5,10 @@ phone` (the phone-scale search) measure the same kind of thing: a genome exporte
 size, at the precision phones run, its prefill and decode latency and peak memory taken by
 the host agent's own backend (`device_agent.host_backend.measure_task`: warm runs, each case
 in fresh processes). A device here is named `class-precision[-Nt]`, e.g. `host-int8` or
-`host-int4-2t` (`device`). Every measurement is kept in one cache, keyed by genome hash and
+`host-int4-2t` (`device`). Every measurement is kept in a cache, keyed by genome hash and
 device, so a genome measured by one benchmark (or one algorithm, or seed) is never exported
-or measured again by another.
+or measured again by another that takes the same protocol (one cache file per protocol:
+e.g. a reference timed beside each case, `Protocol.reference`, makes another).
 """
 
 from __future__ import annotations
@@ -79,9 +80,10 @@ class Protocol:
     # A preset (core.presets) timed alternately with every case, e.g. REFERENCE; "" for none.
     # Its ratio cancels what drifts between measurements (bench/README, Latency model).
     reference: str = ""
-    # Pairs per process of a decode case with the reference (prefill: `repeats`). 60, not
-    # 10: a probe (bench/README, Latency model) found the referenced decode of four genomes
-    # moving 1.03-1.10x over repeated measurements with 10 pairs and 1.01-1.03x with 60.
+    # Pairs per process of a decode case with the reference (prefill: `repeats`). 10 is what
+    # the third latency-model run took (its cache file says nothing of it); bench.latency_model
+    # asks for 60: a probe (bench/README, Latency model) found the referenced decode of four
+    # genomes moving 1.03-1.10x over repeated measurements with 10 pairs, 1.01-1.03x with 60.
     decode_pairs: int = 10
 
     def spec(self, threads: int) -> MeasurementSpec:

@@ -11,8 +11,9 @@ with the weights loaded, before any input: idle_bytes) and the runs' own peak
 (run_peak_bytes; None where VmHWM cannot be reset). With `--reference REF_DIR` it then loads
 a reference graph of the same kind and length and alternates one run of each (after the
 warm-up pairs): paired_ms and reference_ms, so drift of the machine between measurements
-(clock, temperature, neighbours) touches both and cancels in their ratio; the peak is read
-before the reference is loaded. Inputs come from the manifest alone:
+(clock, temperature, neighbours) touches both and mostly cancels in their ratio (the
+paired runs are not the plain ones: each graph evicts the other from the caches); the peak
+is read before the reference is loaded. Inputs come from the manifest alone:
 token ids inside the vocabulary, caches holding L tokens (capped at a window). Prefill times
 the graph the manifest names for profiling (`profiled_prefill`: the last-token graph a phone
 runs, in newer exports); onnxruntime reads the weights file the graphs share from beside

@@ -392,8 +392,14 @@ def test_dashboard_security_headers_and_no_host_built_redirect(client):
         ({"decode": [stat(16, n=100_000, samples_ms=[1.0] * 100_000)]}, "decode.0"),
         ({"decode": [stat(16), stat(16)]}, "decode"),
         ({"decode": [stat(16, reference_ratio=0.8)]}, "decode.0"),  # without its median
-        ({"decode": [stat(16, reference_ratio=0.0, reference_median_ms=1.0)]}, "decode.0"),
-        ({"prefill": [stat(16, reference_median_ms=float("nan"))]}, "prefill.0"),
+        (
+            {"decode": [stat(16, reference_ratio=0.0, reference_median_ms=1.0)]},
+            "decode.0.reference_ratio",
+        ),
+        (
+            {"prefill": [stat(16, reference_ratio=0.8, reference_median_ms=float("nan"))]},
+            "prefill.0.reference_median_ms",
+        ),
         ({"decode": [stat(64)]}, "decode"),
         ({"prefill": [stat(16)]}, "prefill"),
         ({"wall_s": float("inf")}, "wall_s"),
@@ -413,6 +419,16 @@ def test_bad_reports_are_422_naming_the_field_and_keep_the_lease(client, bad, fi
     assert refused.json()["detail"].startswith(field), refused.json()["detail"]
     kept = client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=auth, json=report())
     assert kept.status_code == 200 and kept.json()["state"] == "done"
+
+
+def test_a_report_with_a_reference_ratio_is_stored_with_it(client):
+    seed_tasks(client)
+    _, auth = enroll(client)
+    task = client.post("/api/v1/tasks/lease", headers=auth).json()["task"]
+    paired = stat(16, reference_ratio=0.8, reference_median_ms=1.25)
+    body = report(decode=(paired,))
+    done = client.post(f"/api/v1/tasks/{task['task_id']}/report", headers=auth, json=body)
+    assert done.status_code == 200 and done.json()["state"] == "done"
 
 
 def test_a_task_finished_by_another_device_is_409_for_it(client):
