@@ -92,6 +92,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latency_model.json")
     args = parser.parse_args(argv)
+    if args.decode_pairs < 1:
+        parser.error(f"--decode-pairs must be at least 1, got {args.decode_pairs}")
+    try:
+        Protocol(reference=args.reference).reference_genome()
+    except (KeyError, ValueError) as error:
+        parser.error(
+            f"--reference {args.reference!r}: {error} (expected 'PRESET key=value ...', "
+            "e.g. 'hyena-edge width=512 layers=8')"
+        )
     if args.cache is None:
         args.cache = REFERENCED_CACHE if args.reference else CACHE
     return args

@@ -78,7 +78,7 @@ class Protocol:
     repeats: int = 10
     processes: int = 3
     # A preset (core.presets) timed alternately with every case, e.g. REFERENCE; "" for none.
-    # Its ratio cancels what drifts between measurements (bench/README, Latency model).
+    # Its ratio mostly cancels what drifts between measurements (bench/README, Latency model).
     reference: str = ""
     # Pairs per process of a decode case with the reference (prefill: `repeats`). 10 is what
     # the third latency-model run took (its cache file says nothing of it); bench.latency_model
@@ -109,7 +109,13 @@ class Protocol:
         from core.presets import preset
 
         name, *overrides = self.reference.split()
-        return preset(name, **{k: int(v) for k, v in (o.split("=") for o in overrides)})
+        sizes = {}
+        for override in overrides:
+            key, _, value = override.partition("=")
+            if not value.isdigit():
+                raise ValueError(f"{override!r} is not key=integer")
+            sizes[key] = int(value)
+        return preset(name, **sizes)
 
     def metric_names(self, name: str) -> list[str]:
         """What `measured_metrics` calls this protocol's readings on device `name`."""
@@ -117,8 +123,8 @@ class Protocol:
         return [str(_metric(name, metric, length)) for metric, length in cases]
 
 
-# The reference of the third latency-model run: a hyena-edge hybrid (GQA every third layer)
-# of 35M parameters, amid the phone-scale space's 10-150M.
+# The reference of the third and fourth latency-model runs: a hyena-edge hybrid (GQA every
+# third layer) of 35M parameters, amid the phone-scale space's 10-150M.
 REFERENCE = "hyena-edge width=512 layers=8 heads=8 kv_heads=2 ffn=1536 vocab=16384"
 
 

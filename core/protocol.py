@@ -258,7 +258,8 @@ class LatencyStat(StrictModel):
         gt=0,
         allow_inf_nan=False,
         description="the median over processes of (this graph's median ÷ the reference's) "
-        "in runs alternating the two: the latency with the machine's drift divided out",
+        "in runs alternating the two: the machine's drift mostly cancels (the alternated "
+        "runs are not the plain ones: each graph evicts the other from the caches)",
     )
 
     @field_validator("samples_ms")

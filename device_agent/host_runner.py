@@ -120,7 +120,8 @@ def paired(
     provider: str,
 ) -> dict[str, list[float]]:
     """One run of the graph, then one of the reference graph, `repeats` times after `warmup`
-    such pairs: both see the same moment of the machine."""
+    such pairs: both see the same moment of the machine (and each the caches the other
+    left: a step whose weights fit the last-level cache runs slower than back to back)."""
     reference_manifest = json.loads((reference_dir / "manifest.json").read_text())
     reference = _session(reference_dir, reference_manifest, kind, threads, provider)
     reference_inputs = feeds(reference_manifest, kind, length, np.random.default_rng(1))

@@ -110,3 +110,20 @@ def test_spread_vs_noise_reads_every_measured_candidate_of_the_runs(tmp_path):
     assert read["spread_max_over_min"] == pytest.approx(4.0)
     assert read["median_repeat_cv"] == pytest.approx(0.03)
     assert read["spread_over_cv"] == pytest.approx(3.0 / 0.03)
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--reference", "hyena-edge width"], "'width' is not key=integer"),
+        (["--reference", "nope width=64"], "unknown preset 'nope'"),
+        (["--reference", "hyena-edge wdth=64"], "unknown size override 'wdth'"),
+        (["--decode-pairs", "0"], "--decode-pairs must be at least 1"),
+    ],
+)
+def test_bad_latency_model_arguments_are_clear_cli_errors(argv, says, capsys):
+    from bench.latency_model import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert says in capsys.readouterr().err
