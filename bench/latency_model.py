@@ -125,6 +125,7 @@ def genomes(args: argparse.Namespace) -> list[Genome]:
 
 
 def protocol(args: argparse.Namespace) -> Protocol:
+    pairs = {"decode_pairs": args.decode_pairs} if args.reference else {}  # else unused
     return Protocol(
         args.prefill,
         args.decode,
@@ -132,7 +133,7 @@ def protocol(args: argparse.Namespace) -> Protocol:
         args.repeats,
         args.processes,
         args.reference,
-        args.decode_pairs if args.reference else 10,
+        **pairs,
     )
 
 
@@ -157,16 +158,19 @@ def measure_all(
     return kept, {g.hash(): cache.entries[g.hash()] for g in kept} | {"failed": failed}
 
 
-def add_referenced(gs: list[Genome], measured: dict, name: str) -> None:
+def add_referenced(gs: list[Genome], measured: dict, name: str) -> dict[str, float]:
     """Each genome's latencies in the reference's units, scaled to milliseconds: its ratio to
     the reference (timed alternately with it) times the reference's median over all `gs`.
-    One scale per metric: the model's fit and every accuracy figure are the same for any."""
-    first = measured[gs[0].hash()][name]
-    for metric in first.get("relative", {}):
+    One scale per metric: the model's fit and every accuracy figure are the same for any.
+    Returns the scales (the reference's medians)."""
+    scales = {}
+    for metric in measured[gs[0].hash()][name].get("relative", {}):
         scale = statistics.median(measured[g.hash()][name]["reference_ms"][metric] for g in gs)
         for g in gs:
             entry = measured[g.hash()][name]
             entry.setdefault("referenced", {})[metric] = entry["relative"][metric] * scale
+        scales[metric] = scale
+    return scales
 
 
 def observations(gs: list[Genome], measured: dict, name: str, values: str = "metrics") -> list:
@@ -272,17 +276,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "transfer": transfer(args, gs, measured, source, target),
     }
     if args.reference:
-        for name in (source, target):
-            add_referenced(gs, measured, name)
         result["reference"] = {
             "preset": args.reference,
-            "median_ms": {
-                name: {
-                    m: statistics.median(measured[g.hash()][name]["reference_ms"][m] for g in gs)
-                    for m in measured[gs[0].hash()][name]["reference_ms"]
-                }
-                for name in (source, target)
-            },
+            "median_ms": {name: add_referenced(gs, measured, name) for name in (source, target)},
             "from_scratch": from_scratch(args, gs, measured, source, "referenced"),
             "transfer": transfer(args, gs, measured, source, target, "referenced"),
         }
