@@ -96,6 +96,12 @@ class VariantCheck(StrictModel):
         description="the last-token prefill graph's logits against the full prefill "
         "graph's last row, held to the same bound (absent in older manifests)",
     )
+    chunked_vs_prefill_max_diff: float | None = Field(
+        default=None,
+        description="the prompt prefilled a chunk at a time through the chunk graph: its "
+        "last logits against the full prefill graph's last row, held to the same bound "
+        "(absent in older manifests)",
+    )
     tolerance: float
     logits_scale: float = 1.0
     allowed: float | None = Field(
@@ -121,7 +127,7 @@ class VariantCheck(StrictModel):
     )
 
 
-GraphKind = Literal["prefill", "prefill_last", "decode"]
+GraphKind = Literal["prefill", "prefill_last", "prefill_chunk", "decode"]
 
 
 class GraphManifest(StrictModel):
@@ -131,7 +137,11 @@ class GraphManifest(StrictModel):
     the same cache, but only the last position's logits ([1, 1, V]): a phone generating text
     needs no others, and at long prompts the L x V logits would set prefill's peak memory.
     `profiled_prefill` names the graph profiling times for prefill; the full-logit graph
-    stays for perplexity and the decode-vs-prefill checks. `weights` names the one
+    stays for perplexity and the decode-vs-prefill checks. `prefill_chunk` (absent in older
+    manifests) prefills a prompt a chunk at a time: the decode graph's inputs with
+    `input_ids` of any length (1, T), `position` the chunk's first token, and the same
+    outputs (the last position's logits, the cache after the chunk); before the first chunk
+    the cache is empty (core/chunked_prefill.py). `weights` names the one
     external-data file all of them read their weights from (absent: weights inside each
     graph).
 

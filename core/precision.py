@@ -172,10 +172,12 @@ class Variant:
         return Variant(attention=self.attention)
 
     def file(
-        self, kind: Literal["prefill", "prefill_last", "decode", "manifest", "weights"]
+        self,
+        kind: Literal["prefill", "prefill_last", "prefill_chunk", "decode", "manifest", "weights"],
     ) -> str:
         """The variant's file of one kind: a graph (`prefill_last`: the prefill graph that
-        returns only the last position's logits, what phones run and profiling times), the
+        returns only the last position's logits, what phones run and profiling times;
+        `prefill_chunk`: prefill a chunk at a time after a cache), the
         manifest, or `weights`, the one external-data file every graph of the variant reads
         its weights from (onnxruntime resolves it beside the graph)."""
         ext = {"manifest": "json", "weights": "data"}.get(kind, "onnx")

@@ -13,7 +13,7 @@ from core import PRESETS, SearchSpace, catalog, costs, preset, sample
 from workers.model.compiler import TailorLM, compile_genome, state_bytes
 
 from .helpers import SMALL_GENES, operator_genome
-from .test_operators import TOL, run_stepwise
+from .test_operators import TOL, run_chunked, run_stepwise
 
 SPACE = SearchSpace(
     classes=sorted(catalog.REGISTRY),
@@ -55,6 +55,9 @@ def test_random_genomes_have_exact_costs_and_decode_exactly(seed):
     stepwise, states = run_stepwise(model, ids, prefix=4)
     assert (parallel - stepwise).abs().max().item() <= RANDOM_GENOME_TOL
     assert costs.cache_bytes(genome, 11, "float32") == state_bytes(states)
+    chunked, chunk_states = run_chunked(model, ids, [3, 5])
+    assert (parallel - chunked).abs().max().item() <= RANDOM_GENOME_TOL
+    assert costs.cache_bytes(genome, 11, "float32") == state_bytes(chunk_states)
 
 
 def test_weight_sharing_shares_tensors_and_featurizer_sharing_only_the_featurizer():

@@ -93,7 +93,9 @@ def _check_fused(genome, tmp_path: Path, model=None):
     fused = manifest["fused_attention_layers"]
     assert sorted(fused + list(result.fused_fallbacks)) == attention_slots
     plain_slots = [s for s in attention_slots if s not in fused]
-    for kind, file in (("prefill", prefill_file), ("decode", decode_file)):
+    chunk_file = FUSED.file("prefill_chunk")
+    assert manifest["graphs"]["prefill_chunk"]["file"] == chunk_file
+    for kind, file in (("prefill", prefill_file), ("decode", decode_file), ("decode", chunk_file)):
         nodes = _nodes(tmp_path / file)
         slots = _gqa_slots(tmp_path / file, kind)
         assert sorted(slots) == sorted(s for s in model.plan.executions if s in fused)
@@ -259,6 +261,7 @@ def test_plain_export_keeps_its_files_and_records_model_bytes(tmp_path):
         "genome.json",
         "manifest.json",
         "prefill.onnx",
+        "prefill_chunk.onnx",
         "prefill_last.onnx",
         "weights.data",
     ]

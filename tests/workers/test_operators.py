@@ -52,6 +52,60 @@ def test_step_by_step_decoding_reproduces_parallel_forward(op, repeat):
         assert (parallel - mixed).abs().max().item() <= TOL, f"prefill {prefix} + decode"
 
 
+def run_chunked(model, ids, sizes: list[int]):
+    """Prefill `ids` a chunk at a time (chunk lengths `sizes`, the last one takes what is
+    left) from the initial states, as a phone runtime prefills a long prompt."""
+    with torch.no_grad():
+        states, outs, start = model.init_states(ids.shape[0]), [], 0
+        for size in [*sizes, ids.shape[1]]:
+            end = min(start + size, ids.shape[1])
+            if end > start:
+                logits, states = model.chunk(ids[:, start:end], torch.tensor([start]), states)
+                outs.append(logits)
+            start = end
+    return torch.cat(outs, dim=1), states
+
+
+# Chunked prefill vs parallel: the same sums split at chunk boundaries, as TOL's stepwise
+# decoding (one token is the smallest chunk); a chunk that lost its carried state is off by
+# O(1). The sizes put boundaries before, at and after a short conv's length and a window's.
+CHUNKINGS = ([1, 1, 1], [5, 3], [2, 9], [19])
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+@pytest.mark.parametrize("repeat", [1, 2])
+def test_chunked_prefill_reproduces_parallel_forward_and_states(op, repeat):
+    genome = operator_genome(op, repeat=repeat).to_json()
+    model = compile_genome(genome, seed=4).eval()
+    ids = torch.randint(
+        0, genome["global"]["vocab_size"], (2, 19), generator=torch.Generator().manual_seed(1)
+    )
+    with torch.no_grad():
+        parallel, prefilled = model.prefill(ids)
+    for sizes in CHUNKINGS:
+        chunked, states = run_chunked(model, ids, sizes)
+        assert (parallel - chunked).abs().max().item() <= TOL, f"chunks {sizes}"
+        assert len(states) == len(prefilled)
+        for a, b in zip(prefilled, states):
+            assert a.shape == b.shape
+            assert (a - b).abs().max().item() <= TOL, f"chunks {sizes}"
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_last_only_chunk_returns_the_last_row(op):
+    genome = operator_genome(op).to_json()
+    model = compile_genome(genome, seed=5).eval()
+    ids = torch.randint(0, genome["global"]["vocab_size"], (1, 9))
+    with torch.no_grad():
+        _, states = model.chunk(ids[:, :4], torch.tensor([0]), model.init_states(1))
+        full, _ = model.chunk(ids[:, 4:], torch.tensor([4]), states)
+        last, _ = model.chunk(ids[:, 4:], torch.tensor([4]), states, last_only=True)
+    assert last.shape == (1, 1, genome["global"]["vocab_size"])
+    # the same rows through the same kernels save the LM head's row count: equal up to the
+    # head's summation order, far inside TOL
+    assert (full[:, -1:] - last).abs().max().item() <= TOL
+
+
 @pytest.mark.parametrize("op", OPERATORS)
 def test_prefill_state_equals_state_after_decoding(op):
     genome = operator_genome(op).to_json()
@@ -102,6 +156,10 @@ def test_sliding_window_cache_is_capped_and_exact(window):
     stepwise, states = run_stepwise(model, ids, prefix=5)
     assert (parallel - stepwise).abs().max().item() <= TOL
     assert states[0].shape[2] == window
+    for sizes in ([2, 3, 5], [window + 1, 4]):  # chunks shorter and longer than the window
+        chunked, chunk_states = run_chunked(model, ids, sizes)
+        assert (parallel - chunked).abs().max().item() <= TOL, f"chunks {sizes}"
+        assert chunk_states[0].shape[2] == window
     assert costs.cache_bytes(genome, 17, "float32") == state_bytes(states)
 
 

@@ -230,7 +230,7 @@ def _probe(heads: int, kv_heads: int, head_dim: int, window: int, offset: int = 
     worst = 0.0
     for prompt in (3, window + 4) if window else (3, 13):
         cache_k = cache_v = torch.zeros(1, kv_heads, 0, head_dim)  # as Tailor keeps it
-        for s in (prompt, 1, 1):
+        for s in (prompt, 1, 3, 1):  # a prompt, decode steps, a chunk after a cache
             q, k, v = (randn(1, n, s, head_dim) for n in (heads, kv_heads, kv_heads))
             keys, values = torch.cat([cache_k, k], 2), torch.cat([cache_v, v], 2)
             expected = _reference(q, keys, values, cache_k.shape[2], window)
@@ -346,6 +346,11 @@ class _Hook:
 
     def step(self, op: Attention, x_t: torch.Tensor, state, position: torch.Tensor):
         q, k, v = self._project(op, x_t, position.reshape(1))
+        return self._attend(op, q, k, v, state[0], state[1])
+
+    def chunk(self, op: Attention, x: torch.Tensor, state, position: torch.Tensor):
+        positions = position.reshape(1) + torch.arange(x.shape[1], device=x.device)
+        q, k, v = self._project(op, x, positions)
         return self._attend(op, q, k, v, state[0], state[1])
 
 

@@ -1,5 +1,6 @@
-"""The graphs written with torch.onnx.export: the prefill, last-token prefill and decode-step
-wrappers, their example inputs and dynamic axes for either exporter, and the output silenced.
+"""The graphs written with torch.onnx.export: the prefill, last-token prefill, chunked-prefill
+and decode-step wrappers, their example inputs and dynamic axes for either exporter, and the
+output silenced.
 
 `workers/export/onnx_export.py` decides which exporter writes them and checks the result;
 this module only writes them (and finishes them, `workers/export/graph_finish.py`).
@@ -53,6 +54,19 @@ class PrefillLastGraph(nn.Module):
         return (self.model._logits(h[:, -1:]), *states)  # (B, 1, V), the cache
 
 
+class ChunkGraph(nn.Module):
+    """A chunk of a prompt after the cache held: the decode graph's inputs with any number
+    of tokens, the last position's logits and the cache after the chunk."""
+
+    def __init__(self, model: TailorLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, position: torch.Tensor, *states: torch.Tensor):
+        logits, new_states = self.model.chunk(input_ids, position, list(states), last_only=True)
+        return (logits, *new_states)
+
+
 class DecodeGraph(nn.Module):
     def __init__(self, model: TailorLM):
         super().__init__()
@@ -102,11 +116,15 @@ def io_names(layout) -> tuple[list[str], list[str]]:
     )
 
 
+CHUNK_EXAMPLE = 5  # tokens of the chunk the chunk graph is traced on, after the prompt
+
+
 def _example_inputs(
     model: TailorLM, example_context: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """(prompt, decode token, its position, the cache after the prompt): what both
-    exporters run the model on, from a fixed seed so every export traces the same inputs."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """(prompt, decode token, its position, the cache after the prompt, a chunk of tokens
+    after it): what both exporters run the model on, from a fixed seed so every export
+    traces the same inputs."""
     vocab = model.plan.vocab_size
     gen = torch.Generator().manual_seed(0)
     prefill_ids = torch.randint(0, vocab, (1, max(example_context, 4)), generator=gen)
@@ -114,12 +132,13 @@ def _example_inputs(
         _, past = model.prefill(prefill_ids)
     position = torch.tensor([prefill_ids.shape[1]], dtype=torch.int64)
     decode_ids = torch.randint(0, vocab, (1, 1), generator=gen)
-    return prefill_ids, decode_ids, position, past
+    chunk_ids = torch.randint(0, vocab, (1, CHUNK_EXAMPLE), generator=gen)
+    return prefill_ids, decode_ids, position, past, chunk_ids
 
 
-def _dynamic_shapes(layout, dynamo: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The prefill and decode export arguments that keep the prompt and the attention
-    caches' past axes dynamic, each exporter in its own terms."""
+def _dynamic_shapes(layout, dynamo: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The prefill, decode and chunk export arguments that keep the prompt, the chunk and
+    the attention caches' past axes dynamic, each exporter in its own terms."""
     past_axes = {f"past_{t.name}": t.shape.index("past") for t in layout if "past" in t.shape}
     if dynamo:
         seq = torch.export.Dim("seq", min=2, max=1 << 16)
@@ -129,9 +148,15 @@ def _dynamic_shapes(layout, dynamo: bool) -> tuple[dict[str, Any], dict[str, Any
             else None
             for i, t in enumerate(layout)
         ]
+        chunk = torch.export.Dim("chunk", min=2, max=1 << 16)
         return (
             {"dynamic_shapes": ({1: seq},)},
             {"dynamic_shapes": (None, None, tuple(past_dims)) if past_dims else None},
+            # a state with no dynamic axis is {} here, not None: torch.onnx turns a tuple of
+            # Nones into a list, which torch.export then refuses for the *states tuple
+            {"dynamic_shapes": ({1: chunk}, None, tuple(d or {} for d in past_dims))}
+            if past_dims
+            else {"dynamic_shapes": ({1: chunk}, None)},
         )
     prefill_shapes = {
         "dynamic_axes": {
@@ -145,7 +170,8 @@ def _dynamic_shapes(layout, dynamo: bool) -> tuple[dict[str, Any], dict[str, Any
             **{f"present_{n[5:]}": {a: "past_next"} for n, a in past_axes.items()},
         }
     }
-    return prefill_shapes, decode_shapes
+    chunk_shapes = {"dynamic_axes": {"input_ids": {1: "seq"}, **decode_shapes["dynamic_axes"]}}
+    return prefill_shapes, decode_shapes, chunk_shapes
 
 
 def export_graphs(
@@ -156,22 +182,24 @@ def export_graphs(
     variant: Variant = Variant(),
     plain_ops: bool = False,
 ) -> None:
-    """Write the variant's prefill, last-token prefill and decode graphs (prefill.onnx,
-    prefill_last.onnx and decode.onnx for the plain one) with one exporter, host metadata
-    stripped. A fused variant must be traced inside `fused_attention.fused_attention(model)`."""
+    """Write the variant's prefill, last-token prefill, chunk and decode graphs
+    (prefill.onnx, prefill_last.onnx, prefill_chunk.onnx and decode.onnx for the plain one)
+    with one exporter, host metadata stripped. A fused variant must be traced inside
+    `fused_attention.fused_attention(model)`."""
     prefill_file, decode_file, _ = variant.files
-    last_file = variant.file("prefill_last")
+    last_file, chunk_file = variant.file("prefill_last"), variant.file("prefill_chunk")
     layout = model.state_layout()
     dynamo = exporter == "dynamo"
     prefill_out, decode_in = io_names(layout)
-    prefill_ids, decode_ids, position, past = _example_inputs(model, example_context)
-    prefill_shapes, decode_shapes = _dynamic_shapes(layout, dynamo)
+    prefill_ids, decode_ids, position, past, chunk_ids = _example_inputs(model, example_context)
+    prefill_shapes, decode_shapes, chunk_shapes = _dynamic_shapes(layout, dynamo)
     if variant.attention == "fused" and not plain_ops:
         if dynamo:
             raise ValueError("fused attention exports with the tracer only")
         from workers.export.fused_attention import CUSTOM_OPSETS
 
-        prefill_shapes["custom_opsets"] = decode_shapes["custom_opsets"] = CUSTOM_OPSETS
+        for shapes in (prefill_shapes, decode_shapes, chunk_shapes):
+            shapes["custom_opsets"] = CUSTOM_OPSETS
     for wrapper, file in ((PrefillGraph, prefill_file), (PrefillLastGraph, last_file)):
         _quiet_export(
             wrapper(model),
@@ -184,20 +212,24 @@ def export_graphs(
             **({"external_data": False} if dynamo else {}),
             **prefill_shapes,
         )
-    _quiet_export(
-        DecodeGraph(model),
-        (decode_ids, position, *past),
-        str(out / decode_file),
-        input_names=decode_in,
-        output_names=prefill_out,
-        opset_version=OPSET,
-        dynamo=dynamo,
-        **({"external_data": False} if dynamo else {}),
-        **decode_shapes,
-    )
-    if not dynamo:
-        _restore_unused_position(out / decode_file)
-    for name in (prefill_file, last_file, decode_file):
+    for wrapper, ids, file, shapes in (
+        (DecodeGraph, decode_ids, decode_file, decode_shapes),
+        (ChunkGraph, chunk_ids, chunk_file, chunk_shapes),
+    ):
+        _quiet_export(
+            wrapper(model),
+            (ids, position, *past),
+            str(out / file),
+            input_names=decode_in,
+            output_names=prefill_out,
+            opset_version=OPSET,
+            dynamo=dynamo,
+            **({"external_data": False} if dynamo else {}),
+            **shapes,
+        )
+        if not dynamo:
+            _restore_unused_position(out / file)
+    for name in (prefill_file, last_file, chunk_file, decode_file):
         finish_graph(out / name)
 
 

@@ -7,6 +7,9 @@ generating text runs, and what profiling times (the manifest's `profiled_prefill
 full-logit graph stays for perplexity and the decode-vs-prefill checks.
 decode.onnx:  `input_ids` int64 [1, 1], `position` int64 [1] (absolute index of the token)
 and every state tensor (`past_*`) -> `logits` [1, 1, V] and the next states (`present_*`).
+prefill_chunk.onnx: decode.onnx's inputs and outputs with `input_ids` [1, seq]: a chunk of a
+prompt after the cache held, for prefilling a long prompt a chunk at a time as phone
+runtimes do (core/chunked_prefill.py feeds it).
 Attention caches have a dynamic "past" axis; conv and recurrent states are fixed-size.
 `manifest.json` names all of it (shapes, dtypes, roles, which output feeds which input) so a
 phone-side runner needs no Python. Opset 18.
@@ -213,7 +216,7 @@ def _fused_fallback(
 
 def _graph_files(variant: Variant) -> list[str]:
     """The variant's graph files, in the manifest's order."""
-    return [variant.file(kind) for kind in ("prefill", "prefill_last", "decode")]
+    return [variant.file(kind) for kind in ("prefill", "prefill_last", "prefill_chunk", "decode")]
 
 
 def _check_traced_inputs(model: TailorLM, out: Path, variant: Variant, message: str) -> None:
@@ -223,6 +226,7 @@ def _check_traced_inputs(model: TailorLM, out: Path, variant: Variant, message: 
         graph_inputs(out / variant.file("prefill")) != ["input_ids"]
         or graph_inputs(out / variant.file("prefill_last")) != ["input_ids"]
         or graph_inputs(out / variant.file("decode")) != expected_decode_inputs
+        or graph_inputs(out / variant.file("prefill_chunk")) != expected_decode_inputs
     ):
         raise RuntimeError(message)
 
@@ -261,6 +265,11 @@ def _graph_specs(model: TailorLM, out: Path, variant: Variant) -> dict[str, Grap
     return {
         "prefill": graph_spec("prefill", [ids], [logits, *cache_specs("present")]),
         "prefill_last": graph_spec("prefill_last", [ids], [last_logits, *cache_specs("present")]),
+        "prefill_chunk": graph_spec(
+            "prefill_chunk",
+            [ids, position_spec, *cache_specs("past")],
+            [last_logits, *cache_specs("present")],
+        ),
         "decode": graph_spec(
             "decode",
             [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],

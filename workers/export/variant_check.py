@@ -1,6 +1,7 @@
 """How a quantized variant is checked before it is kept: run as a phone runs it (prefill,
 then decode steps fed with their own cache), decode after prefill must agree with prefill of
-the whole sequence, and the last-token prefill graph with the full one's last row, within
+the whole sequence, and the last-token prefill graph and the chunk graph (the prompt a few
+tokens at a time) with the full one's last row, within
 `core.precision.agreement_bound`; its deviation from the float graphs on the same tokens is
 recorded in the manifest (`VariantCheck`)."""
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.chunked_prefill import CHUNK_GRAPH, run_chunked
 from core.manifest import GraphManifest, VariantCheck
 from core.precision import AGREEMENT_TOLERANCE, INT8_DEVIATION_FACTOR, Variant, agreement_bound
 from workers.export.decode_checks import GraphPair, decode_after_prefill, load_pair, session
@@ -55,11 +57,13 @@ def check_variant(
         else AGREEMENT_TOLERANCE[manifest.precision]
     )
     last = _last_token_diff(folder, manifest, seed)
+    chunked = _chunked_diff(folder, manifest, seed)
     compute = _compute_deviation(folder, manifest, seed)
     if not deviations:
         return VariantCheck(
             decode_vs_prefill_max_diff=worst,
             last_token_vs_prefill_max_diff=last,
+            chunked_vs_prefill_max_diff=chunked,
             tolerance=tolerance,
             logits_scale=scale,
             allowed=agreement_bound(manifest.precision, scale, None, compute),
@@ -69,6 +73,7 @@ def check_variant(
     return VariantCheck(
         decode_vs_prefill_max_diff=worst,
         last_token_vs_prefill_max_diff=last,
+        chunked_vs_prefill_max_diff=chunked,
         tolerance=tolerance,
         logits_scale=scale,
         allowed=agreement_bound(manifest.precision, scale, float(dev.max()), compute),
@@ -95,6 +100,27 @@ def _last_token_diff(folder: Path, manifest: GraphManifest, seed: int) -> float 
         ids = rng.integers(0, manifest.vocab_size, (1, prompt), dtype=np.int64)
         whole = full.run(["logits"], {"input_ids": ids})[0][:, -1:]
         worst = max(worst, float(np.abs(last.run(["logits"], {"input_ids": ids})[0] - whole).max()))
+    return worst
+
+
+CHECK_CHUNK = 4  # tokens per chunk: the check's prompts (11, 23 or more) take 3-6 chunks
+
+
+def _chunked_diff(folder: Path, manifest: GraphManifest, seed: int) -> float | None:
+    """Max abs difference of the chunk graph's last logits, the prompt fed CHECK_CHUNK
+    tokens at a time, from the full prefill graph's last row (None: no chunk graph)."""
+    if CHUNK_GRAPH not in manifest.graphs:
+        return None
+    full = session(folder / manifest.graphs["prefill"].file)
+    chunk = session(folder / manifest.graphs[CHUNK_GRAPH].file)
+    spec = manifest.model_dump()
+    rng = np.random.default_rng(seed + 3)
+    worst = 0.0
+    for prompt in _lengths(manifest):
+        ids = rng.integers(0, manifest.vocab_size, (1, prompt), dtype=np.int64)
+        whole = full.run(["logits"], {"input_ids": ids})[0][:, -1:]
+        last = run_chunked(lambda feeds: chunk.run(None, feeds), spec, ids, CHECK_CHUNK)[0]
+        worst = max(worst, float(np.abs(last - whole).max()))
     return worst
 
 
@@ -130,15 +156,18 @@ def _compute_deviation(folder: Path, manifest: GraphManifest, seed: int) -> floa
 
 
 def require_agreement(check: VariantCheck, variant: Variant) -> None:
-    """Refuse a variant whose decode after prefill, or whose last-token prefill graph,
-    drifts from prefill past its bound: a phone would measure a graph that does not compute
-    the model."""
-    last = check.last_token_vs_prefill_max_diff
-    if last is not None and last > check.allowed:
-        raise QuantizationError(
-            f"{variant.tag}: the last-token prefill graph differs from the full prefill "
-            f"graph's last row by {last:.3g} (allowed {check.allowed:.3g})"
-        )
+    """Refuse a variant whose decode after prefill, last-token prefill graph or chunked
+    prefill drifts from prefill past its bound: a phone would measure a graph that does not
+    compute the model."""
+    for name, diff in (
+        ("the last-token prefill graph", check.last_token_vs_prefill_max_diff),
+        ("prefill a chunk at a time", check.chunked_vs_prefill_max_diff),
+    ):
+        if diff is not None and diff > check.allowed:
+            raise QuantizationError(
+                f"{variant.tag}: {name} differs from the full prefill graph's last row by "
+                f"{diff:.3g} (allowed {check.allowed:.3g})"
+            )
     if check.decode_vs_prefill_max_diff <= check.allowed:
         return
     rule = f"{check.tolerance:g} of the logits' scale {check.logits_scale:.3g}"

@@ -1,6 +1,7 @@
 """Exported graphs against torch: onnxruntime runs the prefill graph on a prompt, then decode
-steps fed with the graphs' own cache outputs (the way a phone runs them), and the worst
-difference from the torch model's logits and states says whether the export is right."""
+steps fed with the graphs' own cache outputs (the way a phone runs them), and the chunk
+graph over the same prompt a few tokens at a time; the worst difference from the torch
+model's logits and states says whether the export is right."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.chunked_prefill import run_chunked
 from core.precision import Variant
 from workers.model.compiler import TailorLM
+
+# Chunk lengths the chunk graph is checked at: a single token, then one chunk shorter and
+# one longer than the chunk it was traced on (graph_writer.CHUNK_EXAMPLE), so a traced
+# shape baked into the graph shows.
+VERIFY_CHUNKS = (1, 3, 7)
 
 
 def verify_lengths(model: TailorLM) -> tuple[int, ...]:
@@ -34,7 +41,8 @@ def verify_export(
 ) -> float:
     """Max abs difference between onnxruntime and torch: prefill of a prompt (the full-logit
     graph, and the last-token graph against the last row), then decode steps fed with the
-    graphs' own cache outputs (the way a phone runs them). `variant`:
+    graphs' own cache outputs (the way a phone runs them), and the chunk graph over the
+    prompt at each of VERIFY_CHUNKS' chunk lengths against its last row. `variant`:
     the float32 variant's tag whose graphs to run ("" for prefill.onnx and decode.onnx,
     "float32-fused" for the fused ones)."""
     import onnxruntime as ort
@@ -43,11 +51,11 @@ def verify_export(
     files = Variant.from_tag(variant)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    prefill, last, decode = (
+    prefill, last, chunked, decode = (
         ort.InferenceSession(
             str(out / files.file(kind)), options, providers=["CPUExecutionProvider"]
         )
-        for kind in ("prefill", "prefill_last", "decode")
+        for kind in ("prefill", "prefill_last", "prefill_chunk", "decode")
     )
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.plan.vocab_size, (1, prompt + decode_steps), generator=gen)
@@ -58,6 +66,12 @@ def verify_export(
         worst = _worst(worst, last_out, [logits[:, -1:], *states])
         ort_out = prefill.run(None, {"input_ids": ids[:, :prompt].numpy()})
         worst = _worst(worst, ort_out, [logits, *states])
+        manifest = chunk_manifest(model)
+        for size in VERIFY_CHUNKS:
+            chunk_out = run_chunked(
+                lambda feeds: chunked.run(None, feeds), manifest, ids[:, :prompt].numpy(), size
+            )
+            worst = _worst(worst, chunk_out, [logits[:, -1:], *states])
         ort_states = ort_out[1:]
         names = [i.name for i in decode.get_inputs()]
         for t in range(prompt, prompt + decode_steps):
@@ -69,6 +83,21 @@ def verify_export(
             ort_states = ort_out[1:]
             worst = _worst(worst, ort_out, [logits, *states])
     return worst
+
+
+def chunk_manifest(model: TailorLM) -> dict:
+    """What core.chunked_prefill reads of a manifest (the chunk graph's cache inputs, its
+    outputs, which output feeds which input), from the model's state layout as the exporter
+    writes the manifest: verification runs before the manifest exists."""
+    from workers.export.graph_writer import io_names
+
+    layout = model.state_layout()
+    outputs, _ = io_names(layout)
+    caches = [{"name": f"past_{t.name}", "role": "cache", "shape": list(t.shape)} for t in layout]
+    return {
+        "graphs": {"prefill_chunk": {"inputs": caches, "outputs": [{"name": n} for n in outputs]}},
+        "cache_pairs": {f"past_{t.name}": f"present_{t.name}" for t in layout},
+    }
 
 
 def _worst(worst: float, ort_out: list[np.ndarray], torch_out: list[torch.Tensor]) -> float:

@@ -143,6 +143,30 @@ class Attention(LIV):
         y = F.scaled_dot_product_attention(q, self._expand_kv(k), self._expand_kv(v))
         return self._merge(y), (k, v)
 
+    def chunk(
+        self, x: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
+        """Tokens at position..position+T-1 attend to the cache held (the last `past` tokens
+        before them) and causally to each other."""
+        if self.export_hook is not None:
+            return self.export_hook.chunk(self, x, state, position)
+        t = x.shape[1]
+        positions = position.reshape(1) + torch.arange(t, device=x.device)
+        q, k_new, v_new = self._project(x, positions)
+        k = torch.cat([state[0], k_new], dim=2)
+        v = torch.cat([state[1], v_new], dim=2)
+        keys = positions[0] - state[0].shape[2] + torch.arange(k.shape[2], device=x.device)
+        i, j = positions[:, None], keys[None, :]
+        mask = j <= i  # (T, past + T), True = attend
+        if self.window:
+            mask = mask & (i - j < self.window)
+        y = F.scaled_dot_product_attention(
+            q, self._expand_kv(k), self._expand_kv(v), attn_mask=mask
+        )
+        if self.window:
+            k, v = k[:, :, -self.window :], v[:, :, -self.window :]
+        return self._merge(y), (k, v)
+
     def state_layout(self) -> list[StateTensor]:
         cap = self.window or None
         shape = (1, self.kv_heads, "past", self.head_dim)

@@ -2,7 +2,10 @@
 
 Parallel mode `forward(x)` maps (B, L, D) -> (B, L, D) for training; `prefill(x)` does the
 same and also returns the decode state after the sequence; `step(x_t, state, position)`
-advances one token with an explicit state. States are tuples of tensors so the ONNX decode
+advances one token with an explicit state; `chunk(x, state, position)` advances a chunk of
+tokens (B, T, D) starting at absolute index `position` from an explicit state, so a long
+prompt can be prefilled a chunk at a time, as phone runtimes do (llama.cpp's micro-batches)
+to keep prefill's activations to a chunk's. States are tuples of tensors so the ONNX decode
 graph can take and return them as named inputs/outputs; `state_layout` says their shapes.
 """
 
@@ -54,6 +57,13 @@ class LIV(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 
+    def chunk(
+        self, x: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
+        """(B, T, D) tokens at positions position..position+T-1 after `state` -> outputs and
+        the state after them; exact with respect to `prefill` of the whole sequence."""
+        raise NotImplementedError
+
     def state_layout(self) -> list[StateTensor]:
         return []
 
@@ -99,6 +109,12 @@ class CausalDepthwiseConv(nn.Module):
         head, tail = torch.split(padded, [x.shape[-1], self.length - 1], dim=-1)
         return F.conv1d(torch.cat([head, tail], dim=-1), self.weight, groups=self.channels), tail
 
+    def chunk(self, x: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, T) after the state `buf` -> (the conv over them, the state after them)."""
+        window = torch.cat([buf, x], dim=-1)  # (B, C, length - 1 + T)
+        y = F.conv1d(window, self.weight, groups=self.channels)
+        return y, window[:, :, -(self.length - 1) :]
+
     def step(self, x_t: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = torch.cat([buf, x_t], dim=-1)  # (B, C, length)
         y = (window * self.weight[:, 0, :]).sum(-1, keepdim=True)  # (B, C, 1)
@@ -128,6 +144,12 @@ class Residual(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         y, state = self.op.step(self.norm(x_t), state, position)
         return x_t + y, state
+
+    def chunk(
+        self, x: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
+        y, state = self.op.chunk(self.norm(x), state, position)
+        return x + y, state
 
 
 class KVProjections(nn.Module):

@@ -24,6 +24,11 @@ class ChannelMixer(LIV):
     ) -> tuple[torch.Tensor, State]:
         return self.mix(x_t), ()
 
+    def chunk(
+        self, x: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
+        return self.mix(x), ()
+
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

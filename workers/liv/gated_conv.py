@@ -68,6 +68,23 @@ class GatedConv(LIV):
             state.append(self.inner.init_state(batch, device, dtype))
         return tuple(state)
 
+    def chunk(
+        self, x: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
+        z = self.featurizer.in_proj(x).transpose(1, 2)  # (B, 3D, T)
+        new_state: list[torch.Tensor] = []
+        pos = 0
+        if self.featurizer.short_conv is not None:
+            z, buf = self.featurizer.short_conv.chunk(z, state[pos])
+            new_state.append(buf)
+            pos += 1
+        q, k, v = self._streams(z)
+        u = k * v
+        if self.inner is not None:
+            u, buf = self.inner.chunk(u, state[pos])
+            new_state.append(buf)
+        return self.out_proj((q * u).transpose(1, 2)), tuple(new_state)
+
     def step(
         self, x_t: torch.Tensor, state: State, position: torch.Tensor
     ) -> tuple[torch.Tensor, State]:

@@ -77,5 +77,21 @@ class GatedLinearAttention(LIV):
         s = torch.exp(log_a)[..., None] * state[0] + k.transpose(-1, -2) @ v  # (B,H,dk,dv)
         return self._output(q @ s, x_t), (s,)
 
+    def chunk(
+        self, x: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
+        """Chunkwise form: within the chunk as prefill, plus the carried state decayed to
+        each position, S_i = exp(c_i) S_prev + sum_(j<=i) exp(c_i - c_j) k_j^T v_j."""
+        q, k, v, log_a = self._project(x)
+        c = torch.cumsum(log_a, dim=-1)  # (B, H, T), within the chunk
+        t = x.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        diff = (c[..., :, None] - c[..., None, :]).masked_fill(~causal, float("-inf"))
+        scores = (q @ k.transpose(-1, -2)) * torch.exp(diff)  # (B, H, T, T)
+        o = scores @ v + (q * torch.exp(c)[..., None]) @ state[0]
+        w = torch.exp(c[..., -1:] - c)  # (B, H, T)
+        carried = torch.exp(c[..., -1:])[..., None] * state[0]  # (B, H, 1, 1) * (B, H, dk, dv)
+        return self._output(o, x), (carried + (k * w[..., None]).transpose(-1, -2) @ v,)
+
     def state_layout(self) -> list[StateTensor]:
         return [StateTensor("state", (1, self.heads, self.key_dim, self.value_dim))]

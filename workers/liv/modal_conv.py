@@ -76,6 +76,29 @@ class HyenaModal(LIV):
         out = self.out_proj((q * y.to(q.dtype)).transpose(1, 2))
         return out, (short_state, s)
 
+    def chunk(
+        self, x: torch.Tensor, state: State, position: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
+        """The filter within the chunk as a convolution (as prefill), plus the carried state
+        decayed to each position: s_t = lambda^(t+1) s_prev + sum_(j<=t) lambda^(t-j) u_j."""
+        z, short_state = self.featurizer.short_conv.chunk(self._in_proj(x), state[0])
+        q, k, v = z.chunk(3, dim=1)
+        u = (k * v).float()  # (B, D, T)
+        length = u.shape[-1]
+        t = torch.arange(length, device=x.device, dtype=torch.float32)
+        log_poles = self._log_poles()
+        decay = torch.exp(log_poles[:, :, None] * t)  # (D, N, T): lambda^t
+        h = (self.residues.float()[:, :, None] * decay).sum(1)  # (D, T)
+        conv = F.conv1d(F.pad(u, (length - 1, 0)), h.flip(-1)[:, None, :], groups=self.width)
+        carried = state[1] * self.residues.float()  # (B, D, N)
+        carry = torch.einsum("bdn,dnt->bdt", carried, decay * torch.exp(log_poles)[:, :, None])
+        y = conv + carry + self.skip.float()[:, None] * u
+        modal_state = torch.exp(log_poles * length) * state[1] + torch.einsum(
+            "bdl,dnl->bdn", u, decay.flip(-1)
+        )
+        out = self.out_proj((q * y.to(q.dtype)).transpose(1, 2))
+        return out, (short_state, modal_state)
+
     def state_layout(self) -> list[StateTensor]:
         sc = self.featurizer.short_conv
         return [

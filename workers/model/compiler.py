@@ -9,7 +9,9 @@ execution with its own decode state.
 Three modes, all exact with respect to each other (tests check it for every operator):
 - `forward(ids)`: parallel, for training;
 - `prefill(ids)`: parallel, also returning every decode state;
-- `step(ids_t, position, states)`: one token with explicit states, for decoding.
+- `step(ids_t, position, states)`: one token with explicit states, for decoding;
+- `chunk(ids, position, states)`: a chunk of tokens with explicit states, for prefilling a
+  long prompt a chunk at a time (what phone runtimes do to bound prefill's activations).
 """
 
 from __future__ import annotations
@@ -119,6 +121,26 @@ class TailorLM(nn.Module):
             new_states.extend(state)
             pos += n
         return self._logits(h), new_states
+
+    def chunk(
+        self,
+        input_ids: torch.Tensor,
+        position: torch.Tensor,
+        states: list[torch.Tensor],
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """input_ids (B, T) at positions position..position+T-1 ((1,) int64) after `states`
+        (flat; `init_states()` before the first chunk) -> logits (B, T, V), or the last
+        position's (B, 1, V) with `last_only`, and the states after the chunk."""
+        h = self.embed(input_ids)
+        new_states: list[torch.Tensor] = []
+        pos = 0
+        for block in self.executions():
+            n = len(block.op.state_layout())
+            h, state = block.chunk(h, tuple(states[pos : pos + n]), position)
+            new_states.extend(state)
+            pos += n
+        return self._logits(h[:, -1:] if last_only else h), new_states
 
 
 def compile_genome(genome: Genome | dict[str, Any], seed: int | None = None) -> TailorLM:
