@@ -17,7 +17,9 @@ is read before the reference is loaded. Inputs come from the manifest alone:
 token ids inside the vocabulary, caches holding L tokens (capped at a window). Prefill times
 the graph the manifest names for profiling (`profiled_prefill`: the last-token graph a phone
 runs, in newer exports); onnxruntime reads the weights file the graphs share from beside
-them.
+them. With `--chunk N`, prefill is timed as phone runtimes run a long prompt: the export's
+chunk graph over the prompt N tokens at a time, each chunk's cache fed to the next
+(core/chunked_prefill.py); one sample is the whole prompt.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+from core.chunked_prefill import CHUNK_GRAPH, run_chunked
 
 
 def _status_bytes(field: str) -> int:
@@ -86,31 +90,63 @@ def feeds(
 
 
 PROVIDER_MISSING_RC = 3  # the requested execution provider is not in this onnxruntime
+NO_CHUNK_GRAPH_RC = 4  # --chunk asked of an export without a chunk graph
 
 
-def _session(graph_dir: Path, manifest: dict[str, Any], kind: str, threads: int, provider: str):
+def _session(
+    graph_dir: Path,
+    manifest: dict[str, Any],
+    kind: str,
+    threads: int,
+    provider: str,
+    chunk: int | None = None,
+):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    graph = manifest["graphs"][CHUNK_GRAPH] if chunk else profiled_graph(manifest, kind)
     return ort.InferenceSession(
-        str(graph_dir / profiled_graph(manifest, kind)["file"]),
-        options,
-        providers=providers(provider, threads),
+        str(graph_dir / graph["file"]), options, providers=providers(provider, threads)
     )
 
 
-def _timed_ms(session, inputs: dict[str, np.ndarray]) -> float:
+def _chunk_for(manifest: dict[str, Any], kind: str, chunk: int | None, graph_dir: Path):
+    """The chunk length prefill runs at (None: the whole prompt in one graph); exits with
+    NO_CHUNK_GRAPH_RC, saying why, when the export has no chunk graph."""
+    if kind != "prefill" or not chunk:
+        return None
+    if CHUNK_GRAPH not in manifest["graphs"]:
+        print(
+            f"--chunk {chunk}: {graph_dir} has no {CHUNK_GRAPH} graph (exported before "
+            "chunked prefill existed); export it again",
+            file=sys.stderr,
+        )
+        raise SystemExit(NO_CHUNK_GRAPH_RC)
+    return chunk
+
+
+def _runner(
+    session, manifest: dict[str, Any], inputs: dict[str, np.ndarray], chunk: int | None
+) -> Callable[[], object]:
+    """One run of the graph: one call, or with `chunk` the prompt a chunk at a time."""
+    if chunk is None:
+        return lambda: session.run(None, inputs)
+    return lambda: run_chunked(
+        lambda feeds: session.run(None, feeds), manifest, inputs["input_ids"], chunk
+    )
+
+
+def _timed_ms(run_once: Callable[[], object]) -> float:
     start = time.perf_counter()
-    session.run(None, inputs)
+    run_once()
     return (time.perf_counter() - start) * 1000
 
 
 def paired(
-    session,
-    inputs: dict[str, np.ndarray],
+    run_once: Callable[[], object],
     reference_dir: Path,
     kind: str,
     length: int,
@@ -118,20 +154,24 @@ def paired(
     warmup: int,
     threads: int,
     provider: str,
+    chunk: int | None = None,
 ) -> dict[str, list[float]]:
     """One run of the graph, then one of the reference graph, `repeats` times after `warmup`
     such pairs: both see the same moment of the machine (and each the caches the other
-    left: a step whose weights fit the last-level cache runs slower than back to back)."""
+    left: a step whose weights fit the last-level cache runs slower than back to back).
+    The reference prefills in chunks when the graph does."""
     reference_manifest = json.loads((reference_dir / "manifest.json").read_text())
-    reference = _session(reference_dir, reference_manifest, kind, threads, provider)
+    chunk = _chunk_for(reference_manifest, kind, chunk, reference_dir)
+    reference = _session(reference_dir, reference_manifest, kind, threads, provider, chunk)
     reference_inputs = feeds(reference_manifest, kind, length, np.random.default_rng(1))
+    run_reference = _runner(reference, reference_manifest, reference_inputs, chunk)
     for _ in range(warmup):
-        session.run(None, inputs)
-        reference.run(None, reference_inputs)
+        run_once()
+        run_reference()
     own, theirs = [], []
     for _ in range(repeats):
-        own.append(_timed_ms(session, inputs))
-        theirs.append(_timed_ms(reference, reference_inputs))
+        own.append(_timed_ms(run_once))
+        theirs.append(_timed_ms(run_reference))
     return {"paired_ms": own, "reference_ms": theirs}
 
 
@@ -145,13 +185,15 @@ def run(
     provider: str = "cpu",
     reference: Path | None = None,
     pairs: int | None = None,
+    chunk: int | None = None,
 ) -> dict[str, Any]:
     import onnxruntime as ort
 
     from core.precision import ORT_PROVIDER_NAMES
 
     manifest = json.loads((graph_dir / "manifest.json").read_text())
-    session = _session(graph_dir, manifest, kind, threads, provider)
+    chunk = _chunk_for(manifest, kind, chunk, graph_dir)
+    session = _session(graph_dir, manifest, kind, threads, provider, chunk)
     if ORT_PROVIDER_NAMES[provider] not in session.get_providers():
         print(
             f"onnxruntime {ort.__version__} did not use {ORT_PROVIDER_NAMES[provider]} "
@@ -165,9 +207,10 @@ def run(
     loaded_peak, idle = vm_hwm_bytes(), vm_rss_bytes()
     reset = reset_peak()
     inputs = feeds(manifest, kind, length, np.random.default_rng(0))
+    run_once = _runner(session, manifest, inputs, chunk)
     for _ in range(warmup):
-        session.run(None, inputs)
-    samples = [_timed_ms(session, inputs) for _ in range(repeats)]
+        run_once()
+    samples = [_timed_ms(run_once) for _ in range(repeats)]
     run_peak = vm_hwm_bytes()
     result = {
         "samples_ms": samples,
@@ -177,7 +220,7 @@ def run(
     }
     if reference is not None:
         count = repeats if pairs is None else pairs
-        result |= paired(session, inputs, reference, kind, length, count, warmup, threads, provider)
+        result |= paired(run_once, reference, kind, length, count, warmup, threads, provider, chunk)
     return result
 
 
@@ -236,11 +279,13 @@ def measure(
     provider: str = "cpu",
     reference: Path | None = None,
     pairs: int | None = None,
+    chunk: int | None = None,
 ) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; raises RuntimeError with its stderr
     (ProviderMissing when the provider is not there). `reference`: a graph folder timed
     alternately with this one after the plain runs (paired_ms, reference_ms), `pairs` times
-    (default: `repeats`)."""
+    (default: `repeats`). `chunk`: prefill the prompt that many tokens at a time through
+    the export's chunk graph."""
     cmd = [
         sys.executable,
         "-m",
@@ -261,6 +306,8 @@ def measure(
         cmd += ["--reference", str(reference)]
     if pairs is not None:
         cmd += ["--pairs", str(pairs)]
+    if chunk is not None:
+        cmd += ["--chunk", str(chunk)]
     result = subprocess.run(
         cmd,
         capture_output=True,
@@ -293,6 +340,12 @@ def main() -> None:
     parser.add_argument(
         "--pairs", type=int, default=None, help="timed pairs with the reference (default: repeats)"
     )
+    parser.add_argument(
+        "--chunk",
+        type=_positive,
+        default=None,
+        help="prefill: feed the prompt this many tokens at a time through the chunk graph",
+    )
     args = parser.parse_args()
     print(
         json.dumps(
@@ -306,9 +359,17 @@ def main() -> None:
                 args.provider,
                 args.reference,
                 args.pairs,
+                args.chunk,
             )
         )
     )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 if __name__ == "__main__":

@@ -142,3 +142,16 @@ def test_the_runner_reports_the_idle_footprint_and_what_running_adds(graph_dir):
     assert long["run_peak_bytes"] - long["idle_bytes"] > short["run_peak_bytes"] - short[
         "idle_bytes"
     ] + (1 << 20)
+
+
+def test_chunked_prefill_of_an_export_without_a_chunk_graph_says_so(graph_dir):
+    """These hand-written graphs predate the chunk graph: --chunk must name what is missing,
+    not run the whole prompt and report it as chunked."""
+    import pytest
+
+    from device_agent.host_runner import measure
+
+    with pytest.raises(RuntimeError, match="has no prefill_chunk graph"):
+        measure(graph_dir, "prefill", 64, repeats=1, warmup=0, chunk=16)
+    # decode has no prompt to chunk: the flag does not apply to it
+    assert measure(graph_dir, "decode", 64, repeats=1, warmup=0, chunk=16)["samples_ms"]
