@@ -10,7 +10,10 @@ Prints hybrid/Transformer ratios, each decode latency divided by its bandwidth b
 (the variant's weight bytes + cache bytes read) / this machine's memory bandwidth, measured
 in the same run — and the perplexity cost of each precision: both models trained briefly
 on the bundled corpus (`--train-tokens`), then scored in torch and through each quantized
-prefill graph on the same held-out tokens.
+prefill graph on the same held-out tokens. Prefill runs the prompt as phone runtimes do:
+`--prefill-chunk` tokens at a time through the export's chunk graph (default 512,
+llama.cpp's default micro-batch `n_ubatch`; 0: the whole prompt through the last-token
+graph in one call).
 
     python -m bench.inference [--width 256 --layers 12 --lengths 128 256 ... 4096]
 """
@@ -47,8 +50,14 @@ def memory_bandwidth_bytes_per_s(size_mb: int = 256, repeats: int = 5) -> float:
     return 2 * src.nbytes / best
 
 
-def run_graph(graph_dir: Path, kind: str, length: int, repeats: int, threads: int) -> dict:
-    """The host agent's own runner: a fresh process per measurement."""
+PREFILL_CHUNK = 512  # llama.cpp's default n_ubatch: the micro-batch it prefills a prompt in
+
+
+def run_graph(
+    graph_dir: Path, kind: str, length: int, repeats: int, threads: int, chunk: int = 0
+) -> dict:
+    """The host agent's own runner: a fresh process per measurement; prefill `chunk` tokens
+    at a time (0: the whole prompt in one call)."""
     result = measure(
         graph_dir,
         kind,
@@ -56,6 +65,7 @@ def run_graph(graph_dir: Path, kind: str, length: int, repeats: int, threads: in
         repeats=repeats,
         warmup=1 if kind == "prefill" else 3,
         threads=threads,
+        chunk=(chunk or None) if kind == "prefill" else None,
     )
     return {**result, "median_ms": statistics.median(result["samples_ms"])}
 
@@ -120,13 +130,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--decode-repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--prefill-chunk",
+        type=int,
+        default=PREFILL_CHUNK,
+        help="prefill the prompt this many tokens at a time (0: the whole prompt at once)",
+    )
+    parser.add_argument(
         "--train-tokens",
         type=int,
         default=100_000,
         help="training budget for the perplexity cost (0: skip it)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "inference.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.prefill_chunk < 0:
+        parser.error(f"--prefill-chunk must be 0 (whole prompt) or more, not {args.prefill_chunk}")
+    return args
 
 
 def measure_at_length(
@@ -142,7 +161,14 @@ def measure_at_length(
     bandwidth bound; the caller alternates the order of `pairs` so drift favours neither."""
     row: dict[str, dict] = {name: {} for name in genomes}
     for name, v in pairs:
-        prefill = run_graph(dirs[(name, v)], "prefill", length, args.prefill_repeats, args.threads)
+        prefill = run_graph(
+            dirs[(name, v)],
+            "prefill",
+            length,
+            args.prefill_repeats,
+            args.threads,
+            args.prefill_chunk,
+        )
         decode = run_graph(dirs[(name, v)], "decode", length, args.decode_repeats, args.threads)
         cache_read = costs.cache_bytes(genomes[name], length, "float32")
         bound_ms = (model_bytes[name][v] + cache_read) / bandwidth * 1000
@@ -308,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
         "params": params,
         "memory_bandwidth_gb_s": bandwidth / 1e9,
         "threads": args.threads,
+        "prefill_chunk": args.prefill_chunk,
         "lengths": args.lengths,
         "variants": args.variants,
         "rows": rows,
