@@ -160,8 +160,15 @@ class Attention(LIV):
         mask = j <= i  # (T, past + T), True = attend
         if self.window:
             mask = mask & (i - j < self.window)
+        # An additive float mask, not the boolean one: torch.onnx writes a boolean mask as
+        # Where, then after the softmax IsNaN and Where over the whole (heads, T, past + T)
+        # scores (for rows that attend to nothing, which causal rows never are): two more
+        # passes over the largest tensor of a plain-attention chunk.
+        bias = torch.zeros(mask.shape, dtype=q.dtype, device=x.device).masked_fill(
+            ~mask, float("-inf")
+        )
         y = F.scaled_dot_product_attention(
-            q, self._expand_kv(k), self._expand_kv(v), attn_mask=mask
+            q, self._expand_kv(k), self._expand_kv(v), attn_mask=bias
         )
         if self.window:
             k, v = k[:, :, -self.window :], v[:, :, -self.window :]
