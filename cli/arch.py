@@ -147,7 +147,8 @@ def arch_export(
     int4_block_size: int = typer.Option(32, help="int4: weights per quantization block"),
 ):
     """Write the graphs, their one weights file and the manifest of every asked precision
-    (prefill.onnx, prefill_last.onnx, decode.onnx, weights.data, manifest.json for float32;
+    (prefill.onnx, prefill_last.onnx, prefill_chunk.onnx, decode.onnx, weights.data,
+    manifest.json for float32;
     prefill.int8.onnx, ..., weights.int8.data for the others) and genome.json; print
     each variant's check: onnxruntime vs torch for float32, decode vs prefill and the
     deviation from float for quantized ones."""

@@ -9,8 +9,8 @@ prompt's, and only the cache grows with the prompt. The chunk graph takes `input
 attention caches hold 0 tokens, fixed-size states (convolution tails, recurrent states) are
 zeros, exactly `TailorLM.init_states()`.
 
-numpy only, reading the manifest as JSON (a dict), so the host runner, which loads neither
-torch nor pydantic, and the exporter's checks feed the graph the same way.
+numpy only, reading the manifest as JSON (a dict), so the host runner (which loads no torch)
+and the exporter's checks feed the graph the same way.
 """
 
 from __future__ import annotations
@@ -22,12 +22,17 @@ import numpy as np
 CHUNK_GRAPH = "prefill_chunk"  # the manifest's graph kind
 
 
-def chunk_bounds(length: int, chunk: int) -> list[tuple[int, int]]:
-    """[start, end) of each chunk of a `length`-token prompt, `chunk` tokens each (the last
-    takes the rest); ValueError for a chunk or length below 1."""
-    if chunk < 1 or length < 1:
-        raise ValueError(f"chunk and length must be at least 1, not {chunk} and {length}")
-    return [(start, min(start + chunk, length)) for start in range(0, length, chunk)]
+def chunk_bounds(length: int, chunk: int, first: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) of each chunk of a `length`-token prompt: `first` tokens (default
+    `chunk`), then `chunk` tokens each (the last takes the rest); ValueError for a chunk or
+    length below 1."""
+    first = chunk if first is None else first
+    if min(chunk, first, length) < 1:
+        raise ValueError(
+            f"chunk, first chunk and length must be at least 1, not {chunk}, {first} and {length}"
+        )
+    starts = [0, *range(first, length, chunk)] if first < length else [0]
+    return [(a, b) for a, b in zip(starts, [*starts[1:], length])]
 
 
 def empty_cache(graph: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -37,7 +42,7 @@ def empty_cache(graph: dict[str, Any]) -> dict[str, np.ndarray]:
     for spec in graph["inputs"]:
         if spec["role"] == "cache":
             shape = [0 if d == "past" else d for d in spec["shape"]]
-            out[spec["name"]] = np.zeros(shape, dtype=np.float32)
+            out[spec["name"]] = np.zeros(shape, dtype=spec.get("dtype", "float32"))
     return out
 
 
@@ -46,16 +51,19 @@ def run_chunked(
     manifest: dict[str, Any],
     ids: np.ndarray,
     chunk: int,
+    first: int | None = None,
 ) -> list[np.ndarray]:
-    """Prefill `ids` (1, L) a chunk at a time; `run(feeds)` runs the chunk graph (an
-    onnxruntime session's `run(None, feeds)`). Returns the last chunk's outputs: the last
-    position's logits (1, 1, V), then the cache after the prompt, in the graph's order."""
+    """Prefill `ids` (1, L) a chunk at a time (`chunk_bounds`); `run(feeds)` runs the chunk
+    graph (an onnxruntime session's `run(None, feeds)`). Returns the last chunk's outputs:
+    the last position's logits (1, 1, V), then the cache after the prompt, in the graph's
+    order. Each chunk's cache inputs are the previous chunk's outputs: while a chunk runs,
+    the cache it reads and the one it writes are both held (no in-place cache)."""
     graph = manifest["graphs"][CHUNK_GRAPH]
     cache = empty_cache(graph)
     pairs = manifest["cache_pairs"]  # past_* -> present_*
     outputs = [spec["name"] for spec in graph["outputs"]]
     out: list[np.ndarray] = []
-    for start, end in chunk_bounds(ids.shape[1], chunk):
+    for start, end in chunk_bounds(ids.shape[1], chunk, first):
         feeds = {"input_ids": ids[:, start:end], "position": np.array([start], dtype=np.int64)}
         out = run({**feeds, **cache})
         produced = dict(zip(outputs, out))

@@ -192,6 +192,8 @@ def run(
     from core.precision import ORT_PROVIDER_NAMES
 
     manifest = json.loads((graph_dir / "manifest.json").read_text())
+    if reference is not None:  # before any run: a reference that cannot be chunked says so
+        _chunk_for(json.loads((reference / "manifest.json").read_text()), kind, chunk, reference)
     chunk = _chunk_for(manifest, kind, chunk, graph_dir)
     session = _session(graph_dir, manifest, kind, threads, provider, chunk)
     if ORT_PROVIDER_NAMES[provider] not in session.get_providers():
@@ -366,6 +368,7 @@ def main() -> None:
 
 
 def _positive(text: str) -> int:
+    """argparse type for --chunk: a chunk of no token would never finish the prompt."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")

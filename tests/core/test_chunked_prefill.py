@@ -35,3 +35,45 @@ def test_the_first_chunk_sees_an_empty_attention_cache_and_zero_states():
     assert cache["past_k"].shape == (1, 2, 0, 8)
     assert cache["past_conv"].shape == (1, 12, 2) and not cache["past_conv"].any()
     assert all(a.dtype == np.float32 for a in cache.values())
+
+
+def test_a_short_first_chunk_then_the_rest():
+    assert chunk_bounds(10, 4, first=3) == [(0, 3), (3, 7), (7, 10)]
+    assert chunk_bounds(10, 10, first=3) == [(0, 3), (3, 10)]
+    assert chunk_bounds(3, 4, first=5) == [(0, 3)]
+    with pytest.raises(ValueError, match="at least 1"):
+        chunk_bounds(10, 4, first=0)
+
+
+def test_each_chunk_gets_its_position_and_the_cache_the_previous_one_returned():
+    """A stand-in chunk graph whose cache counts the tokens seen: run_chunked must feed each
+    chunk its first token's index and the previous chunk's present_* as past_*."""
+    from core.chunked_prefill import run_chunked
+
+    manifest = {
+        "graphs": {
+            "prefill_chunk": {
+                "inputs": [
+                    {"name": "input_ids", "role": "input_ids", "shape": [1, "seq"]},
+                    {"name": "position", "role": "position", "shape": [1]},
+                    {"name": "past_seen", "role": "cache", "shape": [1, 1]},
+                    {"name": "past_k", "role": "cache", "shape": [1, "past"]},
+                ],
+                "outputs": [{"name": "logits"}, {"name": "present_seen"}, {"name": "present_k"}],
+            }
+        },
+        "cache_pairs": {"past_seen": "present_seen", "past_k": "present_k"},
+    }
+    calls = []
+
+    def run(feeds):
+        calls.append((int(feeds["position"][0]), feeds["input_ids"].shape[1]))
+        assert feeds["past_seen"][0, 0] == feeds["position"][0] == feeds["past_k"].shape[1]
+        seen = feeds["past_seen"] + feeds["input_ids"].shape[1]
+        k = np.concatenate([feeds["past_k"], feeds["input_ids"].astype(np.float32)], axis=1)
+        return [feeds["input_ids"][:, -1:], seen, k]
+
+    ids = np.arange(10, dtype=np.int64)[None]
+    logits, seen, k = run_chunked(run, manifest, ids, 4)
+    assert calls == [(0, 4), (4, 4), (8, 2)]
+    assert seen[0, 0] == 10 and (k == ids).all() and logits[0, 0] == 9

@@ -68,7 +68,8 @@ def run_chunked(model, ids, sizes: list[int]):
 
 # Chunked prefill vs parallel: the same sums split at chunk boundaries, as TOL's stepwise
 # decoding (one token is the smallest chunk); a chunk that lost its carried state is off by
-# O(1). The sizes put boundaries before, at and after a short conv's length and a window's.
+# O(1). The sizes put boundaries before, at and after a short conv's length (windows:
+# test_sliding_window_cache_is_capped_and_exact).
 CHUNKINGS = ([1, 1, 1], [5, 3], [2, 9], [19])
 
 

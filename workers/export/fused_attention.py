@@ -26,7 +26,10 @@ What the operator cannot express falls back to plain ops for that layer (and the
 not listed in the manifest's `fused_attention_layers`): a head size that is not a multiple
 of 8 (the CPU kernel refuses it), and anything a small onnxruntime probe of the layer's
 exact configuration (heads, kv_heads, head size, window) does not reproduce within
-`PROBE_TOLERANCE` of torch. `plan(model)` says which layers go which way and why.
+`PROBE_TOLERANCE` of torch. The probe runs a prompt, decode steps and chunks after a cache
+(the chunk graph's case), so an onnxruntime whose operator refused chunks after a cache
+would put the layer on plain ops in every graph, not only the chunk graph. `plan(model)`
+says which layers go which way and why.
 
 In eager torch the hooked layers compute what the plain ones do (the autograd Function's
 forward is the same attention); only the traced graph differs.
@@ -230,7 +233,8 @@ def _probe(heads: int, kv_heads: int, head_dim: int, window: int, offset: int = 
     worst = 0.0
     for prompt in (3, window + 4) if window else (3, 13):
         cache_k = cache_v = torch.zeros(1, kv_heads, 0, head_dim)  # as Tailor keeps it
-        for s in (prompt, 1, 3, 1):  # a prompt, decode steps, a chunk after a cache
+        # a prompt, decode steps, chunks after a cache (one longer than the window)
+        for s in (prompt, 1, 3, *((window + 2,) if window else ()), 1):
             q, k, v = (randn(1, n, s, head_dim) for n in (heads, kv_heads, kv_heads))
             keys, values = torch.cat([cache_k, k], 2), torch.cat([cache_v, v], 2)
             expected = _reference(q, keys, values, cache_k.shape[2], window)
@@ -314,7 +318,7 @@ def plan(model) -> FusedPlan:
 
 
 class _Hook:
-    """Attention.prefill/step for a fused layer: projections, QK-norm and RoPE as in
+    """Attention.prefill/step/chunk for a fused layer: projections, QK-norm and RoPE as in
     Attention._project (the same elementwise math, in (B, T, H, hd) layout so no transposes
     are needed around the operator), attention by GroupQueryAttentionOp."""
 

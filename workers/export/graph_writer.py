@@ -107,6 +107,12 @@ def _quiet_export(*args, **kwargs):
         return torch.onnx.export(*args, **kwargs)
 
 
+def cache_pairs(layout) -> dict[str, str]:
+    """Which output feeds which input from one step (or chunk) to the next: past_x ->
+    present_x (the manifest's `cache_pairs`)."""
+    return {f"past_{t.name}": f"present_{t.name}" for t in layout}
+
+
 def io_names(layout) -> tuple[list[str], list[str]]:
     """(prefill and decode outputs, decode inputs), in the order the manifest lists them."""
     names = [t.name for t in layout]
@@ -152,8 +158,12 @@ def _dynamic_shapes(layout, dynamo: bool) -> tuple[dict[str, Any], dict[str, Any
         return (
             {"dynamic_shapes": ({1: seq},)},
             {"dynamic_shapes": (None, None, tuple(past_dims)) if past_dims else None},
-            # a state with no dynamic axis is {} here, not None: torch.onnx turns a tuple of
-            # Nones into a list, which torch.export then refuses for the *states tuple
+            # a state with no dynamic axis is {} here, not None: given a dynamic first input,
+            # torch.onnx turned a tuple of Nones into a list, which torch.export refused for
+            # the *states tuple (the decode graph, with nothing dynamic beyond the caches,
+            # was not affected). The ranges are torch.export's (min 2: it specialises 0 and
+            # 1); onnxruntime does not enforce them, and the graphs are verified at chunks
+            # of 1 token and from an empty cache (workers/export/verify.py).
             {"dynamic_shapes": ({1: chunk}, None, tuple(d or {} for d in past_dims))}
             if past_dims
             else {"dynamic_shapes": ({1: chunk}, None)},

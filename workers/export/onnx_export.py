@@ -49,7 +49,13 @@ from core.genome import Genome
 from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from core.precision import Variant
 from workers.export.graph_stats import file_sha256
-from workers.export.graph_writer import OPSET, export_graphs, graph_inputs, io_names
+from workers.export.graph_writer import (
+    OPSET,
+    cache_pairs,
+    export_graphs,
+    graph_inputs,
+    io_names,
+)
 from workers.export.shared_weights import files_bytes, share_weights, weights_spec
 from workers.export.verify import worst_difference
 from workers.model.compiler import TailorLM, compile_genome
@@ -290,7 +296,7 @@ def _write_manifest(
         dtype="float32",
         exporter=used,
         graphs=_graph_specs(model, out, variant),
-        cache_pairs={f"past_{t.name}": f"present_{t.name}" for t in model.state_layout()},
+        cache_pairs=cache_pairs(model.state_layout()),
         params=costs.params(genome),
         cache_bytes_per_token=per_token * 4,
         cache_bytes_fixed=fixed * 4,

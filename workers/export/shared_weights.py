@@ -1,6 +1,6 @@
 """One copy of the weights for every graph of a variant: a shared external-data file.
 
-The prefill, last-token prefill and decode graphs are traced (or quantized) separately, so
+The prefill, last-token prefill, chunk and decode graphs are traced (or quantized) separately, so
 each carries its own copy of every weight, under names that differ between graphs. A phone
 stores what it runs, so `share_weights` moves every large tensor of the graphs into one
 file, written once per distinct content (the same bytes, whatever the tensor's name, shape

@@ -103,7 +103,8 @@ def _last_token_diff(folder: Path, manifest: GraphManifest, seed: int) -> float 
     return worst
 
 
-CHECK_CHUNK = 4  # tokens per chunk: the check's prompts (11, 23 or more) take 3-6 chunks
+CHECK_CHUNK = 4  # tokens per chunk: the check's prompts (11 tokens, and past every window)
+# take three chunks or more
 
 
 def _chunked_diff(folder: Path, manifest: GraphManifest, seed: int) -> float | None:

@@ -10,14 +10,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.chunked_prefill import run_chunked
+from core.chunked_prefill import CHUNK_GRAPH, run_chunked
 from core.precision import Variant
+from workers.export.graph_writer import CHUNK_EXAMPLE, cache_pairs, io_names
 from workers.model.compiler import TailorLM
 
 # Chunk lengths the chunk graph is checked at: a single token, then one chunk shorter and
-# one longer than the chunk it was traced on (graph_writer.CHUNK_EXAMPLE), so a traced
-# shape baked into the graph shows.
-VERIFY_CHUNKS = (1, 3, 7)
+# one longer than the chunk it was traced on, so a traced shape baked into the graph shows.
+VERIFY_CHUNKS = (1, CHUNK_EXAMPLE - 2, CHUNK_EXAMPLE + 2)
+# ... and the prompt as a short first chunk then the rest in one: at the longer prompt
+# (`verify_lengths`: past every window by 7) a chunk longer than any window, after a cache.
+VERIFY_FIRST_CHUNK = 3
 
 
 def verify_lengths(model: TailorLM) -> tuple[int, ...]:
@@ -42,7 +45,8 @@ def verify_export(
     """Max abs difference between onnxruntime and torch: prefill of a prompt (the full-logit
     graph, and the last-token graph against the last row), then decode steps fed with the
     graphs' own cache outputs (the way a phone runs them), and the chunk graph over the
-    prompt at each of VERIFY_CHUNKS' chunk lengths against its last row. `variant`:
+    prompt at each of VERIFY_CHUNKS' chunk lengths and as VERIFY_FIRST_CHUNK tokens then the
+    rest, against its last row and the cache. `variant`:
     the float32 variant's tag whose graphs to run ("" for prefill.onnx and decode.onnx,
     "float32-fused" for the fused ones)."""
     import onnxruntime as ort
@@ -55,7 +59,7 @@ def verify_export(
         ort.InferenceSession(
             str(out / files.file(kind)), options, providers=["CPUExecutionProvider"]
         )
-        for kind in ("prefill", "prefill_last", "prefill_chunk", "decode")
+        for kind in ("prefill", "prefill_last", CHUNK_GRAPH, "decode")
     )
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.plan.vocab_size, (1, prompt + decode_steps), generator=gen)
@@ -67,9 +71,13 @@ def verify_export(
         ort_out = prefill.run(None, {"input_ids": ids[:, :prompt].numpy()})
         worst = _worst(worst, ort_out, [logits, *states])
         manifest = chunk_manifest(model)
-        for size in VERIFY_CHUNKS:
+        for size, first in [(n, None) for n in VERIFY_CHUNKS] + [(prompt, VERIFY_FIRST_CHUNK)]:
             chunk_out = run_chunked(
-                lambda feeds: chunked.run(None, feeds), manifest, ids[:, :prompt].numpy(), size
+                lambda feeds: chunked.run(None, feeds),
+                manifest,
+                ids[:, :prompt].numpy(),
+                size,
+                first,
             )
             worst = _worst(worst, chunk_out, [logits[:, -1:], *states])
         ort_states = ort_out[1:]
@@ -89,15 +97,11 @@ def chunk_manifest(model: TailorLM) -> dict:
     """What core.chunked_prefill reads of a manifest (the chunk graph's cache inputs, its
     outputs, which output feeds which input), from the model's state layout as the exporter
     writes the manifest: verification runs before the manifest exists."""
-    from workers.export.graph_writer import io_names
-
     layout = model.state_layout()
     outputs, _ = io_names(layout)
     caches = [{"name": f"past_{t.name}", "role": "cache", "shape": list(t.shape)} for t in layout]
-    return {
-        "graphs": {"prefill_chunk": {"inputs": caches, "outputs": [{"name": n} for n in outputs]}},
-        "cache_pairs": {f"past_{t.name}": f"present_{t.name}" for t in layout},
-    }
+    graph = {"inputs": caches, "outputs": [{"name": n} for n in outputs]}
+    return {"graphs": {CHUNK_GRAPH: graph}, "cache_pairs": cache_pairs(layout)}
 
 
 def _worst(worst: float, ort_out: list[np.ndarray], torch_out: list[torch.Tensor]) -> float:

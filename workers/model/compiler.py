@@ -6,7 +6,7 @@ tensors); a slot with `share_featurizer = j` builds its own operator around slot
 featurizer module. Block-wise repeat executes the same modules again (MobileLLM-LS), each
 execution with its own decode state.
 
-Three modes, all exact with respect to each other (tests check it for every operator):
+Four modes, all exact with respect to each other (tests check it for every operator):
 - `forward(ids)`: parallel, for training;
 - `prefill(ids)`: parallel, also returning every decode state;
 - `step(ids_t, position, states)`: one token with explicit states, for decoding;
@@ -81,7 +81,7 @@ class TailorLM(nn.Module):
         weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(h, weight)
 
-    # ----------------------------------------------------------------- three modes
+    # ----------------------------------------------------------------- the modes
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
         """The final normalised hidden states (what the LM head reads)."""
