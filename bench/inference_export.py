@@ -1,5 +1,6 @@
 """The two models `bench.inference` compares and their ONNX variants: the matched pair, and
-each (model, variant) exported into a folder laid out as an agent's task folder."""
+each (model, variant) exported into a folder laid out as an agent's task folder, with the
+chunk graph (prefill runs the prompt a chunk at a time)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def export_all(genomes: dict[str, dict], variants: list[str], tmp: Path) -> tupl
     fused_layers: dict[str, dict] = {name: {} for name in genomes}
     for name, genome in genomes.items():
         dirs[name] = tmp / name
-        exported = export_variants(genome, dirs[name], [VARIANTS[v] for v in variants])
+        wanted = [VARIANTS[v] for v in variants]
+        exported = export_variants(genome, dirs[name], wanted, chunk_graph=True)
         for v in variants:
             manifest = exported[VARIANTS[v].tag].manifest
             model_bytes[name][v] = manifest.model_bytes

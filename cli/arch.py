@@ -145,10 +145,13 @@ def arch_export(
     ),
     attention: str = typer.Option("plain", help="plain, or fused (GroupQueryAttention)"),
     int4_block_size: int = typer.Option(32, help="int4: weights per quantization block"),
+    chunk_graph: bool = typer.Option(
+        False, help="also the chunk graph (prefill_chunk.*.onnx): a prompt a chunk at a time"
+    ),
 ):
     """Write the graphs, their one weights file and the manifest of every asked precision
-    (prefill.onnx, prefill_last.onnx, prefill_chunk.onnx, decode.onnx, weights.data,
-    manifest.json for float32;
+    (prefill.onnx, prefill_last.onnx, decode.onnx, weights.data, manifest.json for float32,
+    with --chunk-graph prefill_chunk.onnx;
     prefill.int8.onnx, ..., weights.int8.data for the others) and genome.json; print
     each variant's check: onnxruntime vs torch for float32, decode vs prefill and the
     deviation from float for quantized ones."""
@@ -177,7 +180,12 @@ def arch_export(
     out.mkdir(parents=True, exist_ok=True)
     try:
         exported = export_variants(
-            data, out, [spec.variant(p) for p in precision], model=model, example_context=context
+            data,
+            out,
+            [spec.variant(p) for p in precision],
+            model=model,
+            example_context=context,
+            chunk_graph=chunk_graph,
         )
     except ValueError as exc:
         fail(f"export failed: {exc}")

@@ -13,7 +13,7 @@ def test_chunked_prefill_holds_a_chunks_activations_not_the_prompts(tmp_path):
     # x 4 B = 64 MiB; in chunks of 128 they are 4 x 128 x 2048 x 4 B = 4 MiB, and the cache
     # of 2048 tokens is 2 layers x K, V x 2048 x 32 x 4 B = 1 MiB
     genome = preset("transformer++", width=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=256)
-    export_onnx(genome, tmp_path, exporter="torchscript")
+    export_onnx(genome, tmp_path, exporter="torchscript", chunk_graph=True)
     whole, chunked = (
         measure(tmp_path, "prefill", 2048, repeats=1, warmup=0, chunk=chunk)
         for chunk in (None, 128)
@@ -37,7 +37,7 @@ def test_the_chunk_graph_masks_attention_without_extra_passes_over_the_scores(tm
     import onnx
 
     genome = preset("transformer++", width=64, layers=1, heads=4, kv_heads=2, ffn=128, vocab=256)
-    export_onnx(genome, tmp_path, exporter="torchscript")
+    export_onnx(genome, tmp_path, exporter="torchscript", chunk_graph=True)
     ops = {
         kind: [n.op_type for n in onnx.load(str(tmp_path / f"{kind}.onnx")).graph.node]
         for kind in ("prefill_last", "prefill_chunk")

@@ -26,11 +26,13 @@ TOL = 1e-4
 @pytest.mark.parametrize("op", sorted(catalog.REGISTRY))
 def test_every_operator_exports_and_matches_torch(op, tmp_path):
     genome = operator_genome(op, repeat=2).to_json()
-    result = export_onnx(genome, tmp_path)
+    # with the chunk graph: verified too (chunks of 1, 3 and 7 tokens, 3 then the rest)
+    result = export_onnx(genome, tmp_path, chunk_graph=True)
     assert result.max_abs_diff <= TOL
     manifest = GraphManifest.model_validate_json((tmp_path / "manifest.json").read_text())
     assert manifest.exporter == result.exporter
-    for name in ("prefill.onnx", "decode.onnx"):
+    assert list(manifest.graphs) == ["prefill", "prefill_last", "prefill_chunk", "decode"]
+    for name in ("prefill.onnx", "decode.onnx", "prefill_chunk.onnx"):
         model = onnx.load(tmp_path / name)
         onnx.checker.check_model(model)
         assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= OPSET
@@ -39,7 +41,8 @@ def test_every_operator_exports_and_matches_torch(op, tmp_path):
 
 def test_windowed_attention_export_runs_past_the_window(tmp_path):
     genome = operator_genome("attention", window=4).to_json()
-    assert export_onnx(genome, tmp_path).max_abs_diff <= TOL  # verify feeds 11 + 5 tokens
+    # verify feeds 11 + 5 tokens, and the chunk graph 3 tokens then 8 (twice the window)
+    assert export_onnx(genome, tmp_path, chunk_graph=True).max_abs_diff <= TOL
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -145,7 +148,7 @@ def test_forced_exporters_agree_on_the_graph_interface(tmp_path):
     ).to_json()
     specs = {}
     for exporter in ("torchscript", "dynamo"):
-        result = export_onnx(genome, tmp_path / exporter, exporter=exporter)
+        result = export_onnx(genome, tmp_path / exporter, exporter=exporter, chunk_graph=True)
         assert result.exporter == exporter and result.max_abs_diff <= TOL
         specs[exporter] = {k: (g.inputs, g.outputs) for k, g in result.manifest.graphs.items()}
     assert specs["torchscript"] == specs["dynamo"]

@@ -56,7 +56,7 @@ def test_every_graph_reads_one_weights_file_and_model_bytes_is_the_distinct_file
     weights = manifest.weights.file
     assert weights == Variant.from_tag(tag).file("weights")
     assert manifest.files == [g.file for g in manifest.graphs.values()] + [weights]
-    assert set(manifest.graphs) == {"prefill", "prefill_last", "prefill_chunk", "decode"}
+    assert set(manifest.graphs) == {"prefill", "prefill_last", "decode"}  # no chunk graph asked
     # a phone runs the last-token prefill graph and decode; the full-logit graph scores
     # perplexity on the host
     runs = [manifest.graphs["prefill_last"].file, manifest.graphs["decode"].file]

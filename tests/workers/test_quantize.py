@@ -35,7 +35,7 @@ def small(name: str) -> dict:
 
 
 def check_both(genome: dict, folder) -> dict:
-    exported = export_variants(genome, folder, [INT8, INT4])
+    exported = export_variants(genome, folder, [INT8, INT4], chunk_graph=True)
     for variant in (INT8, INT4):
         manifest = exported[variant.tag].manifest
         check = manifest.check

@@ -191,11 +191,12 @@ def export_graphs(
     example_context: int,
     variant: Variant = Variant(),
     plain_ops: bool = False,
+    chunk_graph: bool = False,
 ) -> None:
-    """Write the variant's prefill, last-token prefill, chunk and decode graphs
-    (prefill.onnx, prefill_last.onnx, prefill_chunk.onnx and decode.onnx for the plain one)
-    with one exporter, host metadata stripped. A fused variant must be traced inside
-    `fused_attention.fused_attention(model)`."""
+    """Write the variant's prefill, last-token prefill and decode graphs (prefill.onnx,
+    prefill_last.onnx and decode.onnx for the plain one), with `chunk_graph` also the chunk
+    graph (prefill_chunk.onnx), with one exporter, host metadata stripped. A fused variant
+    must be traced inside `fused_attention.fused_attention(model)`."""
     prefill_file, decode_file, _ = variant.files
     last_file, chunk_file = variant.file("prefill_last"), variant.file("prefill_chunk")
     layout = model.state_layout()
@@ -222,10 +223,12 @@ def export_graphs(
             **({"external_data": False} if dynamo else {}),
             **prefill_shapes,
         )
-    for wrapper, ids, file, shapes in (
-        (DecodeGraph, decode_ids, decode_file, decode_shapes),
-        (ChunkGraph, chunk_ids, chunk_file, chunk_shapes),
-    ):
+    graphs = [(DecodeGraph, decode_ids, decode_file, decode_shapes)]
+    if chunk_graph:
+        graphs.append((ChunkGraph, chunk_ids, chunk_file, chunk_shapes))
+    else:  # a chunk graph left in the folder by an earlier export is not this one's
+        (out / chunk_file).unlink(missing_ok=True)
+    for wrapper, ids, file, shapes in graphs:
         _quiet_export(
             wrapper(model),
             (ids, position, *past),
@@ -239,8 +242,8 @@ def export_graphs(
         )
         if not dynamo:
             _restore_unused_position(out / file)
-    for name in (prefill_file, last_file, chunk_file, decode_file):
-        finish_graph(out / name)
+    for file in (prefill_file, last_file, *(graph[2] for graph in graphs)):
+        finish_graph(out / file)
 
 
 def _restore_unused_position(path: Path) -> None:

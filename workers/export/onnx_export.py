@@ -7,9 +7,11 @@ generating text runs, and what profiling times (the manifest's `profiled_prefill
 full-logit graph stays for perplexity and the decode-vs-prefill checks.
 decode.onnx:  `input_ids` int64 [1, 1], `position` int64 [1] (absolute index of the token)
 and every state tensor (`past_*`) -> `logits` [1, 1, V] and the next states (`present_*`).
-prefill_chunk.onnx: decode.onnx's inputs and outputs with `input_ids` [1, seq]: a chunk of a
-prompt after the cache held, for prefilling a long prompt a chunk at a time as phone
-runtimes do (core/chunked_prefill.py feeds it).
+prefill_chunk.onnx (with `chunk_graph=True`): decode.onnx's inputs and outputs with
+`input_ids` [1, seq]: a chunk of a prompt after the cache held, for prefilling a long prompt
+a chunk at a time as phone runtimes do (core/chunked_prefill.py feeds it). Opt-in: agents
+time prefill on the last-token graph, and a fourth graph to trace, verify and quantize
+costs every phone-scale export time.
 Attention caches have a dynamic "past" axis; conv and recurrent states are fixed-size.
 `manifest.json` names all of it (shapes, dtypes, roles, which output feeds which input) so a
 phone-side runner needs no Python. Opset 18.
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from core import costs
+from core.chunked_prefill import CHUNK_GRAPH
 from core.genome import Genome
 from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from core.precision import Variant
@@ -71,6 +74,24 @@ class ExportResult:
     # other attention slots fell back to plain ops
     fused_attention_layers: list[int] = field(default_factory=list)
     fused_fallbacks: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphSet:
+    """Which graphs one export writes: the variant's, and the chunk graph or not."""
+
+    variant: Variant
+    chunk_graph: bool = False
+
+    @property
+    def kinds(self) -> list[str]:
+        """The graph kinds, in the manifest's order."""
+        chunk = [CHUNK_GRAPH] if self.chunk_graph else []
+        return ["prefill", "prefill_last", *chunk, "decode"]
+
+    @property
+    def files(self) -> list[str]:
+        return [self.variant.file(kind) for kind in self.kinds]
 
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -104,6 +125,7 @@ def export_onnx(
     verify: bool = True,
     exporter: str = "auto",
     attention: str = "plain",
+    chunk_graph: bool = False,
 ) -> ExportResult:
     """Write the graphs and manifest (prefill.onnx, decode.onnx, manifest.json for plain
     attention; core.precision.Variant(attention="fused").files for fused) and genome.json
@@ -114,7 +136,8 @@ def export_onnx(
     always verifies the traced graphs before keeping them). `attention="fused"` traces the
     attention layers GroupQueryAttention can express through it (exporter "auto" or
     "torchscript"; it is always verified, and a RuntimeError says so if tracing fails or
-    onnxruntime differs from torch by more than TRACE_TOLERANCE).
+    onnxruntime differs from torch by more than TRACE_TOLERANCE). `chunk_graph` adds the
+    chunk graph (`prefill_chunk`), verified like the others.
     """
     _check_options(exporter, attention)
     variant = Variant(attention=attention)
@@ -124,12 +147,13 @@ def export_onnx(
     model = (model if model is not None else compile_genome(genome, seed=0)).eval().float()
     fused_layers: list[int] = []
     fallbacks: dict[int, str] = {}
+    graphs = GraphSet(variant, chunk_graph)
     if attention == "fused":
-        used, diff, fused_layers, fallbacks = _export_fused(model, out, example_context, variant)
+        used, diff, fused_layers, fallbacks = _export_fused(model, out, example_context, graphs)
     else:
-        used, diff = _export_plain(model, out, example_context, verify, exporter)
-    share_weights(out, _graph_files(variant), variant.file("weights"))
-    manifest = _write_manifest(genome, model, out, variant, used, fused_layers)
+        used, diff = _export_plain(model, out, example_context, verify, exporter, graphs)
+    share_weights(out, graphs.files, variant.file("weights"))
+    manifest = _write_manifest(genome, model, out, graphs, used, fused_layers)
     (out / "genome.json").write_text(json.dumps(genome.to_json(), indent=2))
     return ExportResult(out, manifest, diff, used, fused_layers, fallbacks)
 
@@ -150,28 +174,42 @@ def _check_options(exporter: str, attention: str) -> None:
 
 
 def _export_plain(
-    model: TailorLM, out: Path, example_context: int, verify: bool, exporter: str
+    model: TailorLM,
+    out: Path,
+    example_context: int,
+    verify: bool,
+    exporter: str,
+    graphs: GraphSet,
 ) -> tuple[str, float]:
     """Trace first (fast); "auto" falls back to dynamo if tracing fails or is wrong."""
     if exporter != "dynamo":
         try:
-            return "torchscript", _trace_plain(model, out, example_context, verify, exporter)
+            return "torchscript", _trace_plain(
+                model, out, example_context, verify, exporter, graphs
+            )
         except Exception:
             if exporter == "torchscript":
                 raise
-    export_graphs(model, out, "dynamo", example_context)
-    return "dynamo", worst_difference(model, out) if verify else float("nan")
+    export_graphs(model, out, "dynamo", example_context, chunk_graph=graphs.chunk_graph)
+    if not verify:
+        return "dynamo", float("nan")
+    return "dynamo", worst_difference(model, out, chunk_graph=graphs.chunk_graph)
 
 
 def _trace_plain(
-    model: TailorLM, out: Path, example_context: int, verify: bool, exporter: str
+    model: TailorLM,
+    out: Path,
+    example_context: int,
+    verify: bool,
+    exporter: str,
+    graphs: GraphSet,
 ) -> float:
     """Trace; "auto" refuses graphs off by more than TRACE_TOLERANCE (a baked shape)."""
-    export_graphs(model, out, "torchscript", example_context)
-    _check_traced_inputs(model, out, Variant(), "the tracer dropped an unused graph input")
+    export_graphs(model, out, "torchscript", example_context, chunk_graph=graphs.chunk_graph)
+    _check_traced_inputs(model, out, graphs, "the tracer dropped an unused graph input")
     if not (verify or exporter == "auto"):
         return float("nan")
-    diff = worst_difference(model, out)
+    diff = worst_difference(model, out, chunk_graph=graphs.chunk_graph)
     if exporter == "auto" and not diff <= TRACE_TOLERANCE:
         tolerance = trace_tolerance(model)
         if not diff <= tolerance:
@@ -180,25 +218,26 @@ def _trace_plain(
 
 
 def _export_fused(
-    model: TailorLM, out: Path, example_context: int, variant: Variant
+    model: TailorLM, out: Path, example_context: int, graphs: GraphSet
 ) -> tuple[str, float, list[int], dict[int, str]]:
     """Trace through GroupQueryAttention where exact; any failure falls back."""
     from workers.export.fused_attention import fused_attention
 
+    variant, chunk = graphs.variant, graphs.chunk_graph
     fused_layers: list[int] = []
     fallbacks: dict[int, str] = {}
     try:
         with fused_attention(model) as layers:
             fused_layers, fallbacks = layers.fused, layers.fallbacks
-            export_graphs(model, out, "torchscript", example_context, variant)
-        _check_traced_inputs(model, out, variant, "the tracer dropped a graph input")
-        diff = worst_difference(model, out, variant.tag)
+            export_graphs(model, out, "torchscript", example_context, variant, chunk_graph=chunk)
+        _check_traced_inputs(model, out, graphs, "the tracer dropped a graph input")
+        diff = worst_difference(model, out, variant.tag, chunk)
         if not diff <= TRACE_TOLERANCE and not diff <= (tolerance := trace_tolerance(model)):
             raise RuntimeError(f"onnxruntime differs from torch by {diff:.2e} (> {tolerance:.2e})")
         return "torchscript", diff, fused_layers, fallbacks
     except Exception as exc:
         return _fused_fallback(
-            model, out, example_context, variant, exc, list(fallbacks) + fused_layers
+            model, out, example_context, graphs, exc, list(fallbacks) + fused_layers
         )
 
 
@@ -206,7 +245,7 @@ def _fused_fallback(
     model: TailorLM,
     out: Path,
     example_context: int,
-    variant: Variant,
+    graphs: GraphSet,
     exc: Exception,
     layers: list[int],
 ) -> tuple[str, float, list[int], dict[int, str]]:
@@ -216,28 +255,22 @@ def _fused_fallback(
     # manifest lists no fused layer.
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     fallbacks = {i: f"the tracer cannot export this model: {first}" for i in layers} or {-1: first}
-    export_graphs(model, out, "dynamo", example_context, variant, plain_ops=True)
-    return "dynamo", worst_difference(model, out, variant.tag), [], fallbacks
+    variant, chunk = graphs.variant, graphs.chunk_graph
+    export_graphs(model, out, "dynamo", example_context, variant, plain_ops=True, chunk_graph=chunk)
+    return "dynamo", worst_difference(model, out, variant.tag, chunk), [], fallbacks
 
 
-def _graph_files(variant: Variant) -> list[str]:
-    """The variant's graph files, in the manifest's order."""
-    return [variant.file(kind) for kind in ("prefill", "prefill_last", "prefill_chunk", "decode")]
-
-
-def _check_traced_inputs(model: TailorLM, out: Path, variant: Variant, message: str) -> None:
+def _check_traced_inputs(model: TailorLM, out: Path, graphs: GraphSet, message: str) -> None:
     """The tracer drops inputs nothing reads; the manifest promises them."""
     _, expected_decode_inputs = io_names(model.state_layout())
-    if (
-        graph_inputs(out / variant.file("prefill")) != ["input_ids"]
-        or graph_inputs(out / variant.file("prefill_last")) != ["input_ids"]
-        or graph_inputs(out / variant.file("decode")) != expected_decode_inputs
-        or graph_inputs(out / variant.file("prefill_chunk")) != expected_decode_inputs
-    ):
-        raise RuntimeError(message)
+    expected = {"prefill": ["input_ids"], "prefill_last": ["input_ids"]}
+    for kind in graphs.kinds:
+        path = out / graphs.variant.file(kind)
+        if graph_inputs(path) != expected.get(kind, expected_decode_inputs):
+            raise RuntimeError(message)
 
 
-def _graph_specs(model: TailorLM, out: Path, variant: Variant) -> dict[str, GraphSpec]:
+def _graph_specs(model: TailorLM, out: Path, graphs: GraphSet) -> dict[str, GraphSpec]:
     """Every graph's file, checksum, inputs and outputs, as the manifest lists them."""
     layout = model.state_layout()
     vocab = model.plan.vocab_size
@@ -255,7 +288,7 @@ def _graph_specs(model: TailorLM, out: Path, variant: Variant) -> dict[str, Grap
         ]
 
     def graph_spec(kind: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> GraphSpec:
-        path = out / variant.file(kind)
+        path = out / graphs.variant.file(kind)
         return GraphSpec(
             file=path.name,
             sha256=file_sha256(path),
@@ -268,26 +301,31 @@ def _graph_specs(model: TailorLM, out: Path, variant: Variant) -> dict[str, Grap
     position_spec = TensorSpec(name="position", dtype="int64", shape=[1], role="position")
     logits = TensorSpec(name="logits", dtype="float32", shape=[1, "seq", vocab], role="logits")
     last_logits = logits.model_copy(update={"shape": [1, 1, vocab]})
-    return {
-        "prefill": graph_spec("prefill", [ids], [logits, *cache_specs("present")]),
-        "prefill_last": graph_spec("prefill_last", [ids], [last_logits, *cache_specs("present")]),
-        "prefill_chunk": graph_spec(
-            "prefill_chunk",
+    io = {
+        "prefill": ([ids], [logits, *cache_specs("present")]),
+        "prefill_last": ([ids], [last_logits, *cache_specs("present")]),
+        CHUNK_GRAPH: (
             [ids, position_spec, *cache_specs("past")],
             [last_logits, *cache_specs("present")],
         ),
-        "decode": graph_spec(
-            "decode",
+        "decode": (
             [ids.model_copy(update={"shape": [1, 1]}), position_spec, *cache_specs("past")],
             [last_logits, *cache_specs("present")],
         ),
     }
+    return {kind: graph_spec(kind, *io[kind]) for kind in graphs.kinds}
 
 
 def _write_manifest(
-    genome: Genome, model: TailorLM, out: Path, variant: Variant, used: str, fused_layers: list[int]
+    genome: Genome,
+    model: TailorLM,
+    out: Path,
+    graphs: GraphSet,
+    used: str,
+    fused_layers: list[int],
 ) -> GraphManifest:
     """The manifest lets a phone-side runner feed the graphs without Python."""
+    variant = graphs.variant
     per_token, fixed = costs.cache_split(genome)
     manifest = GraphManifest(
         genome_hash=genome.hash(),
@@ -295,7 +333,7 @@ def _write_manifest(
         opset=OPSET,
         dtype="float32",
         exporter=used,
-        graphs=_graph_specs(model, out, variant),
+        graphs=_graph_specs(model, out, graphs),
         cache_pairs=cache_pairs(model.state_layout()),
         params=costs.params(genome),
         cache_bytes_per_token=per_token * 4,

@@ -30,8 +30,10 @@ def export_variants(
     variants: list[Variant],
     model=None,
     example_context: int = 16,
+    chunk_graph: bool = False,
 ) -> dict[str, VariantExport]:
-    """Write every variant's graphs and manifest into `out_dir`; keyed by variant tag."""
+    """Write every variant's graphs and manifest into `out_dir`; keyed by variant tag.
+    `chunk_graph`: every variant also gets the chunk graph (`prefill_chunk`)."""
     from workers.export.onnx_export import export_onnx
 
     out = Path(out_dir)
@@ -41,7 +43,12 @@ def export_variants(
         if base.tag not in done:
             options = {"attention": base.attention} if base.attention != "plain" else {}
             result = export_onnx(
-                genome, out, model=model, example_context=example_context, **options
+                genome,
+                out,
+                model=model,
+                example_context=example_context,
+                chunk_graph=chunk_graph,
+                **options,
             )
             done[base.tag] = VariantExport(result.manifest, result.max_abs_diff, result.exporter)
         if variant.tag not in done:

@@ -29,9 +29,14 @@ def verify_lengths(model: TailorLM) -> tuple[int, ...]:
     return (11, max(23, window + 7))
 
 
-def worst_difference(model: TailorLM, out: Path, variant: str = "") -> float:
+def worst_difference(
+    model: TailorLM, out: Path, variant: str = "", chunk_graph: bool = False
+) -> float:
     """`verify_export` at every prompt length `verify_lengths` names, the worst of them."""
-    return max(verify_export(model, out, prompt=n, variant=variant) for n in verify_lengths(model))
+    return max(
+        verify_export(model, out, prompt=n, variant=variant, chunk_graph=chunk_graph)
+        for n in verify_lengths(model)
+    )
 
 
 def verify_export(
@@ -41,12 +46,13 @@ def verify_export(
     decode_steps: int = 5,
     seed: int = 0,
     variant: str = "",
+    chunk_graph: bool = False,
 ) -> float:
     """Max abs difference between onnxruntime and torch: prefill of a prompt (the full-logit
     graph, and the last-token graph against the last row), then decode steps fed with the
-    graphs' own cache outputs (the way a phone runs them), and the chunk graph over the
-    prompt at each of VERIFY_CHUNKS' chunk lengths and as VERIFY_FIRST_CHUNK tokens then the
-    rest, against its last row and the cache. `variant`:
+    graphs' own cache outputs (the way a phone runs them), and with `chunk_graph` the chunk
+    graph over the prompt at each of VERIFY_CHUNKS' chunk lengths and as VERIFY_FIRST_CHUNK
+    tokens then the rest, against its last row and the cache. `variant`:
     the float32 variant's tag whose graphs to run ("" for prefill.onnx and decode.onnx,
     "float32-fused" for the fused ones)."""
     import onnxruntime as ort
@@ -55,12 +61,13 @@ def verify_export(
     files = Variant.from_tag(variant)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    prefill, last, chunked, decode = (
-        ort.InferenceSession(
-            str(out / files.file(kind)), options, providers=["CPUExecutionProvider"]
-        )
-        for kind in ("prefill", "prefill_last", CHUNK_GRAPH, "decode")
-    )
+
+    def session(kind: str):
+        path = str(out / files.file(kind))
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    prefill, last, decode = session("prefill"), session("prefill_last"), session("decode")
+    chunked = session(CHUNK_GRAPH) if chunk_graph else None
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.plan.vocab_size, (1, prompt + decode_steps), generator=gen)
     worst = 0.0
@@ -71,7 +78,8 @@ def verify_export(
         ort_out = prefill.run(None, {"input_ids": ids[:, :prompt].numpy()})
         worst = _worst(worst, ort_out, [logits, *states])
         manifest = chunk_manifest(model)
-        for size, first in [(n, None) for n in VERIFY_CHUNKS] + [(prompt, VERIFY_FIRST_CHUNK)]:
+        chunkings = [(n, None) for n in VERIFY_CHUNKS] + [(prompt, VERIFY_FIRST_CHUNK)]
+        for size, first in chunkings if chunked is not None else []:
             chunk_out = run_chunked(
                 lambda feeds: chunked.run(None, feeds),
                 manifest,
