@@ -118,3 +118,9 @@ def test_export_writes_graphs_and_reports_the_difference(tmp_path):
     assert report["max_abs_diff"] <= 1e-4  # rounding only: tests/workers/test_export.py TOL
     for name in ("prefill.onnx", "decode.onnx", "genome.json", "manifest.json"):
         assert (Path(out) / name).stat().st_size > 0
+    assert not (Path(out) / "prefill_chunk.onnx").exists()  # only when asked
+    chunked = tailor("arch", "export", str(tmp_path / "g.json"), "--out", str(out), "--chunk-graph")
+    assert chunked.returncode == 0, chunked.stderr
+    assert "prefill_chunk.onnx" in json.loads(chunked.stdout)["files"]
+    manifest = json.loads((Path(out) / "manifest.json").read_text())
+    assert manifest["graphs"]["prefill_chunk"]["file"] == "prefill_chunk.onnx"
