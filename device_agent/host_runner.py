@@ -120,8 +120,8 @@ def _chunk_for(manifest: dict[str, Any], kind: str, chunk: int | None, graph_dir
         return None
     if CHUNK_GRAPH not in manifest["graphs"]:
         print(
-            f"--chunk {chunk}: {graph_dir} has no {CHUNK_GRAPH} graph (exported before "
-            "chunked prefill existed); export it again",
+            f"--chunk {chunk}: {graph_dir} has no {CHUNK_GRAPH} graph; export it with one "
+            "(tailor arch export --chunk-graph, export_onnx(..., chunk_graph=True))",
             file=sys.stderr,
         )
         raise SystemExit(NO_CHUNK_GRAPH_RC)

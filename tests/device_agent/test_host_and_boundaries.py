@@ -145,8 +145,8 @@ def test_the_runner_reports_the_idle_footprint_and_what_running_adds(graph_dir):
 
 
 def test_chunked_prefill_of_an_export_without_a_chunk_graph_says_so(graph_dir):
-    """These hand-written graphs predate the chunk graph: --chunk must name what is missing,
-    not run the whole prompt and report it as chunked."""
+    """These hand-written graphs have no chunk graph (exports write one only when asked):
+    --chunk must name what is missing, not run the whole prompt and report it as chunked."""
     import pytest
 
     from device_agent.host_runner import measure
