@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.chunked_prefill import CHUNK_GRAPH
 from core.precision import Variant
 from workers.export.graph_finish import finish_graph
 from workers.model.compiler import TailorLM
@@ -198,7 +199,7 @@ def export_graphs(
     graph (prefill_chunk.onnx), with one exporter, host metadata stripped. A fused variant
     must be traced inside `fused_attention.fused_attention(model)`."""
     prefill_file, decode_file, _ = variant.files
-    last_file, chunk_file = variant.file("prefill_last"), variant.file("prefill_chunk")
+    last_file, chunk_file = variant.file("prefill_last"), variant.file(CHUNK_GRAPH)
     layout = model.state_layout()
     dynamo = exporter == "dynamo"
     prefill_out, decode_in = io_names(layout)

@@ -91,6 +91,7 @@ class GraphSet:
 
     @property
     def files(self) -> list[str]:
+        """The graph files, in the manifest's order (what share_weights reads)."""
         return [self.variant.file(kind) for kind in self.kinds]
 
 
