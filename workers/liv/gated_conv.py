@@ -71,34 +71,27 @@ class GatedConv(LIV):
     def chunk(
         self, x: torch.Tensor, state: State, position: torch.Tensor
     ) -> tuple[torch.Tensor, State]:
-        z = self.featurizer.in_proj(x).transpose(1, 2)  # (B, 3D, T)
-        new_state: list[torch.Tensor] = []
-        pos = 0
-        if self.featurizer.short_conv is not None:
-            z, buf = self.featurizer.short_conv.chunk(z, state[pos])
-            new_state.append(buf)
-            pos += 1
-        q, k, v = self._streams(z)
-        u = k * v
-        if self.inner is not None:
-            u, buf = self.inner.chunk(u, state[pos])
-            new_state.append(buf)
-        return self.out_proj((q * u).transpose(1, 2)), tuple(new_state)
+        return self._advance(x, state, "chunk")
 
     def step(
         self, x_t: torch.Tensor, state: State, position: torch.Tensor
     ) -> tuple[torch.Tensor, State]:
-        z = self.featurizer.in_proj(x_t).transpose(1, 2)  # (B, 3D, 1)
+        return self._advance(x_t, state, "step")
+
+    def _advance(self, x: torch.Tensor, state: State, mode: str) -> tuple[torch.Tensor, State]:
+        """(B, T, D) after `state`: each conv's `mode` ("step": one token, the window summed;
+        "chunk": any T, a conv over the held tail and the chunk)."""
+        z = self.featurizer.in_proj(x).transpose(1, 2)  # (B, 3D, T)
         new_state: list[torch.Tensor] = []
         pos = 0
         if self.featurizer.short_conv is not None:
-            z, buf = self.featurizer.short_conv.step(z, state[pos])
+            z, buf = getattr(self.featurizer.short_conv, mode)(z, state[pos])
             new_state.append(buf)
             pos += 1
         q, k, v = self._streams(z)
         u = k * v
         if self.inner is not None:
-            u, buf = self.inner.step(u, state[pos])
+            u, buf = getattr(self.inner, mode)(u, state[pos])
             new_state.append(buf)
         return self.out_proj((q * u).transpose(1, 2)), tuple(new_state)
 

@@ -112,14 +112,7 @@ class TailorLM(nn.Module):
         self, input_ids: torch.Tensor, position: torch.Tensor, states: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """input_ids (B, 1), position (1,) int64 = index of this token; states flat list."""
-        h = self.embed(input_ids)
-        new_states: list[torch.Tensor] = []
-        pos = 0
-        for block in self.executions():
-            n = len(block.op.state_layout())
-            h, state = block.step(h, tuple(states[pos : pos + n]), position)
-            new_states.extend(state)
-            pos += n
+        h, new_states = self._advance(input_ids, position, states, "step")
         return self._logits(h), new_states
 
     def chunk(
@@ -132,15 +125,23 @@ class TailorLM(nn.Module):
         """input_ids (B, T) at positions position..position+T-1 ((1,) int64) after `states`
         (flat; `init_states()` before the first chunk) -> logits (B, T, V), or the last
         position's (B, 1, V) with `last_only`, and the states after the chunk."""
+        h, new_states = self._advance(input_ids, position, states, "chunk")
+        return self._logits(h[:, -1:] if last_only else h), new_states
+
+    def _advance(
+        self, input_ids: torch.Tensor, position: torch.Tensor, states: list[torch.Tensor], mode: str
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Every execution's `mode` ("step" or "chunk") over its slice of the flat states:
+        the last hidden states and the new flat states."""
         h = self.embed(input_ids)
         new_states: list[torch.Tensor] = []
         pos = 0
         for block in self.executions():
             n = len(block.op.state_layout())
-            h, state = block.chunk(h, tuple(states[pos : pos + n]), position)
+            h, state = getattr(block, mode)(h, tuple(states[pos : pos + n]), position)
             new_states.extend(state)
             pos += n
-        return self._logits(h[:, -1:] if last_only else h), new_states
+        return h, new_states
 
 
 def compile_genome(genome: Genome | dict[str, Any], seed: int | None = None) -> TailorLM:
