@@ -143,6 +143,30 @@ def test_transfer_beats_scratch_from_five_measurements(one_width):
     assert tau[0] >= tau[1], (moved, scratch)
 
 
+def test_scratch_replaces_transfer_only_when_clearly_better():
+    """From-scratch is kept over transfer only when its out-of-fold error is lower by more
+    than one standard error of the paired difference: a tie (or a hair's lead on 10 points)
+    keeps transfer, a lead on every point does not."""
+    from orchestrator.search.latency_fit import AdditiveFit
+    from orchestrator.search.latency_model import _clearly_better, _Fitted
+
+    rng = np.random.default_rng(0)
+    y = np.exp(rng.normal(0, 1, 10))
+
+    def fitted(log_errors) -> _Fitted:
+        oof = y * np.exp(np.asarray(log_errors))
+        return _Fitted(
+            LatencyTarget.parse(METRIC), set(), AdditiveFit(np.ones(1), 1.0, oof), None, 0.1
+        )
+
+    noisy = rng.normal(0, 0.2, 10)
+    close = noisy + rng.normal(0, 0.05, 10)
+    assert not _clearly_better(fitted(close), fitted(noisy), y)
+    assert not _clearly_better(fitted(noisy), fitted(close), y)
+    assert _clearly_better(fitted(noisy / 4), fitted(noisy), y)  # a quarter of the error everywhere
+    assert not _clearly_better(fitted(noisy), fitted(noisy / 4), y)
+
+
 def test_zero_measurements_predict_the_source_times_the_median_scale(one_width):
     a, b, (test, measured), target = transfer_case(one_width, 5)
     c_metric = "prefill_ms@128[C:int8]"
