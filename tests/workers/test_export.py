@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from core import PRESETS, Genome, catalog, costs, preset
+from core.chunked_prefill import CHUNK_GRAPH, empty_cache
 from core.manifest import GraphManifest
 from workers.export.onnx_export import OPSET, export_onnx
 
@@ -36,7 +37,8 @@ def test_every_operator_exports_and_matches_torch(op, tmp_path):
         model = onnx.load(tmp_path / name)
         onnx.checker.check_model(model)
         assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= OPSET
-    assert_states_computed_before_the_logits(tmp_path, manifest)
+    for kind in ("prefill", CHUNK_GRAPH):
+        assert_states_computed_before_the_logits(tmp_path, manifest, kind=kind)
 
 
 def test_windowed_attention_export_runs_past_the_window(tmp_path):
@@ -155,28 +157,36 @@ def test_forced_exporters_agree_on_the_graph_interface(tmp_path):
 
 
 def assert_states_computed_before_the_logits(
-    folder, manifest: GraphManifest, known_late: tuple[str, ...] = ()
+    folder, manifest: GraphManifest, known_late: tuple[str, ...] = (), kind: str = "prefill"
 ) -> None:
     """ONNX Runtime runs a state-only branch (a conv's last steps) where it sits in the file's
     leaf order; traced in place it ran after the logits, keeping every layer's full-length
-    conv input alive through the peak. After export, each state output is computed before
-    the logits' producer in the order onnxruntime really executes (its profile)."""
-    graph = manifest.graphs["prefill"]
+    conv input alive through the peak. After export, each state output of graph `kind`
+    (prefill, or the chunk graph: a chunk of 8 tokens after an empty cache) is computed
+    before the logits' producer in the order onnxruntime really executes (its profile)."""
+    graph = manifest.graphs[kind]
     options = ort.SessionOptions()
     options.enable_profiling = True
-    options.profile_file_prefix = str(folder / "profile")
-    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    options.profile_file_prefix = str(folder / f"profile_{kind}")
+    options.optimized_model_filepath = str(folder / f"optimized_{kind}.onnx")
     session = ort.InferenceSession(
         str(folder / graph.file), options, providers=["CPUExecutionProvider"]
     )
-    session.run(None, {"input_ids": np.zeros((1, 64), dtype=np.int64)})
+    feeds = {"input_ids": np.zeros((1, 64), dtype=np.int64)}
+    if kind == CHUNK_GRAPH:
+        feeds = {
+            "input_ids": np.zeros((1, 8), dtype=np.int64),
+            "position": np.zeros(1, dtype=np.int64),
+            **empty_cache(manifest.model_dump(mode="json")["graphs"][kind]),
+        }
+    session.run(None, feeds)
     events = json.loads(open(session.end_profiling()).read())
     ran = [
         e["name"][: -len("_kernel_time")]
         for e in events
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
     ]
-    optimized = onnx.load(str(folder / "optimized.onnx"), load_external_data=False)
+    optimized = onnx.load(str(folder / f"optimized_{kind}.onnx"), load_external_data=False)
     producer = {out: n.name for n in optimized.graph.node for out in n.output}
     position = {name: i for i, name in enumerate(ran)}
     logits_at = position[producer["logits"]]

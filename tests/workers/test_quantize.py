@@ -84,9 +84,13 @@ def test_every_preset_quantizes_and_decodes_like_it_prefills(name, tmp_path):
         # int8: onnxruntime fuses the quantized logits MatMul into a new node, which its
         # execution order takes first, so a state only the file's order put early (the modal
         # conv's) runs after it again; the conv states are on the main path and never do.
-        assert_states_computed_before_the_logits(
-            tmp_path, manifest, ("hyena_modal_modal",) if variant.precision == "int8" else ()
-        )
+        for kind in ("prefill", "prefill_chunk"):
+            assert_states_computed_before_the_logits(
+                tmp_path,
+                manifest,
+                ("hyena_modal_modal",) if variant.precision == "int8" else (),
+                kind,
+            )
 
 
 def float_weight_products(path) -> list[str]:

@@ -110,10 +110,16 @@ class CausalDepthwiseConv(nn.Module):
         return F.conv1d(torch.cat([head, tail], dim=-1), self.weight, groups=self.channels), tail
 
     def chunk(self, x: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, T) after the state `buf` -> (the conv over them, the state after them)."""
+        """(B, C, T) after the state `buf` -> (the conv over them, the state after them).
+
+        The state is split off the conv's input and concatenated back, as in `prefill`: a
+        slice beside the conv would be a branch only the state output needs, which ONNX
+        Runtime ran after the logits in the quantized chunk graphs (the conv's input alive
+        through the chunk's peak)."""
         window = torch.cat([buf, x], dim=-1)  # (B, C, length - 1 + T)
-        y = F.conv1d(window, self.weight, groups=self.channels)
-        return y, window[:, :, -(self.length - 1) :]
+        head, tail = torch.split(window, [x.shape[-1], self.length - 1], dim=-1)
+        y = F.conv1d(torch.cat([head, tail], dim=-1), self.weight, groups=self.channels)
+        return y, tail
 
     def step(self, x_t: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = torch.cat([buf, x_t], dim=-1)  # (B, C, length)
