@@ -31,8 +31,10 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
 def task_public(lease: leasing.Lease) -> TaskAssignment:
-    """The task with the manifest of the export variant it measures, and exactly that
-    variant's graph files (and the weights file they share, if any) as its artifacts."""
+    """The task with the manifest of the export variant it measures, and as its artifacts
+    exactly the files a phone stores to run that variant (`GraphManifest.phone_files`: the
+    graphs profiling times and the weights file they share, if any; not the full-logit
+    prefill graph that serves perplexity, nor an opt-in chunk graph no agent runs)."""
     task, candidate, files = lease.task, lease.candidate, lease.files
     manifest_name = Variant.from_tag(task.variant).file("manifest")
     manifest = next((f for f in files if f.name == manifest_name), None)
@@ -40,7 +42,7 @@ def task_public(lease: leasing.Lease) -> TaskAssignment:
         raise RuntimeError(f"task {task.id}: candidate {candidate.id} has no {manifest_name}")
     with open(manifest.path) as f:
         graph_manifest = GraphManifest.model_validate_json(f.read())
-    graph_files = set(graph_manifest.files)  # every graph and the weights file they share
+    graph_files = set(graph_manifest.phone_files)
     return TaskAssignment(
         task_id=task.id,
         job_id=task.job_id,

@@ -248,9 +248,13 @@ def test_agents_lease_report_fail_release_over_http(client, exported):
     assert client.post("/api/v1/tasks/lease", headers=phone).json() == {"task": None}
     task = client.post("/api/v1/tasks/lease", headers=host).json()["task"]
     manifest = GraphManifest.model_validate(task["manifest"])
-    # every graph of the variant and the one weights file they share, nothing else
-    assert {a["name"] for a in task["artifacts"]} == set(manifest.files)
+    # the graphs profiling runs and the one weights file they share, nothing else (the
+    # full-logit prefill graph serves perplexity on the host)
     assert set(manifest.files) == {"prefill.onnx", "prefill_last.onnx", "decode.onnx"} | (
+        {manifest.weights.file} if manifest.weights else set()
+    )
+    assert {a["name"] for a in task["artifacts"]} == set(manifest.phone_files)
+    assert set(manifest.phone_files) == {"prefill_last.onnx", "decode.onnx"} | (
         {manifest.weights.file} if manifest.weights else set()
     )
     assert client.get(task["artifacts"][0]["url"], headers=host).status_code == 200
