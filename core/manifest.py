@@ -188,7 +188,7 @@ class GraphManifest(StrictModel):
     @property
     def files(self) -> list[str]:
         """Every file of this variant: each graph and the weights file they share, each
-        once (what an agent is handed)."""
+        once (an agent is handed `phone_files`)."""
         return self._with_weights([g.file for g in self.graphs.values()])
 
     @property

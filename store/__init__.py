@@ -15,7 +15,7 @@ entry) and resolved by returning the row that won.
 - devices:   enroll_device, authenticate_device, heartbeat_device, list_devices,
              set_device_state
 - tasks:     enqueue_task, report_task, fail_task, release_task, cancel_tasks
-- leasing:   lease_task, lease_with_files (with what an agent is handed), expire_leases
+- leasing:   lease_task, lease_with_files (with the candidate's files), expire_leases
 - task_results: task_results, task_outcomes, runner_builds (reads only)
 - enrollment_limit: take_attempt (enrollment attempts per address, over every process)
 """

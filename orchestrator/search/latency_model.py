@@ -86,6 +86,8 @@ def _clearly_better(model: _Fitted, other: _Fitted, y: np.ndarray) -> bool:
     def errors(fitted: _Fitted) -> np.ndarray:
         return np.log(np.maximum(fitted.additive.oof, 1e-12) / y) ** 2
 
+    if len(y) < 2:
+        return False  # no spread to compare against
     diff = errors(model) - errors(other)
     return float(diff.mean() + diff.std(ddof=1) / np.sqrt(len(y))) < 0
 
@@ -104,7 +106,8 @@ class LatencyModel:
     # ----------------------------------------------------------------- fitting
 
     def fit(self, observations_by_device_class: dict[str, list[Observation]]) -> "LatencyModel":
-        """Fit every target measured: from scratch first, then transfer where it does better.
+        """Fit every target measured: from scratch first, then transfer, kept unless from
+        scratch is clearly better (`_clearly_better`).
 
         Each device class's observations carry metric names as `measured_metrics` spells
         them; their device is that class (the key), their precision their own."""

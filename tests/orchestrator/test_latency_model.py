@@ -145,8 +145,9 @@ def test_transfer_beats_scratch_from_five_measurements(one_width):
 
 def test_scratch_replaces_transfer_only_when_clearly_better():
     """From-scratch is kept over transfer only when its out-of-fold error is lower by more
-    than one standard error of the paired difference: a tie (or a hair's lead on 10 points)
-    keeps transfer, a lead on every point does not."""
+    than one standard error of the paired difference: equal errors (a tie) and errors that
+    differ both ways by about as much keep transfer; a quarter of the error on every point
+    replaces it."""
     from orchestrator.search.latency_fit import AdditiveFit
     from orchestrator.search.latency_model import _clearly_better, _Fitted
 
@@ -155,16 +156,15 @@ def test_scratch_replaces_transfer_only_when_clearly_better():
 
     def fitted(log_errors) -> _Fitted:
         oof = y * np.exp(np.asarray(log_errors))
-        return _Fitted(
-            LatencyTarget.parse(METRIC), set(), AdditiveFit(np.ones(1), 1.0, oof), None, 0.1
-        )
+        target = LatencyTarget.parse(METRIC)
+        return _Fitted(target, set(), AdditiveFit(np.ones(1), 1.0, oof), None, 0.1)
 
-    noisy = rng.normal(0, 0.2, 10)
-    close = noisy + rng.normal(0, 0.05, 10)
-    assert not _clearly_better(fitted(close), fitted(noisy), y)
-    assert not _clearly_better(fitted(noisy), fitted(close), y)
-    assert _clearly_better(fitted(noisy / 4), fitted(noisy), y)  # a quarter of the error everywhere
-    assert not _clearly_better(fitted(noisy), fitted(noisy / 4), y)
+    errors = rng.normal(0, 0.2, 10)
+    for other in (errors, -errors, errors[::-1]):  # the same squared errors, or a reordering
+        assert not _clearly_better(fitted(other), fitted(errors), y)
+    assert _clearly_better(fitted(errors / 4), fitted(errors), y)
+    assert not _clearly_better(fitted(errors), fitted(errors / 4), y)
+    assert not _clearly_better(fitted(errors / 4), fitted(errors), y[:1])  # one point: no spread
 
 
 def test_zero_measurements_predict_the_source_times_the_median_scale(one_width):

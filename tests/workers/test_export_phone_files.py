@@ -124,23 +124,23 @@ def test_int4_runs_matmulnbits_with_int8_compute(exported):
 def test_profiling_runs_the_last_token_graph_with_only_the_files_a_phone_stores(
     exported, tag, tmp_path
 ):
-    """A folder holding only `manifest.files` (what an agent is handed, and the manifest,
-    as an agent writes it) runs: the weights file is found beside the graphs, and prefill
-    returns one row of logits, the full graph's last one (to the variant's decode-vs-prefill
-    bound)."""
+    """A folder holding only `manifest.phone_files` (what an agent is handed, and the
+    manifest, as an agent writes it) runs: the weights file is found beside the graphs, and
+    prefill returns one row of logits, the full graph's last one (to the variant's
+    decode-vs-prefill bound; the full-logit graph is read from the export folder)."""
     from device_agent.host_runner import feeds, measure, profiled_graph
     from workers.export.decode_checks import session
 
     folder, _, variants = exported
     manifest = variants[tag].manifest
-    for name in manifest.files:
+    for name in manifest.phone_files:
         shutil.copy(folder / name, tmp_path / name)
     (tmp_path / "manifest.json").write_text(manifest.model_dump_json())
     data = manifest.model_dump(mode="json")
     assert profiled_graph(data, "prefill")["file"] == manifest.graphs["prefill_last"].file
     ids = feeds(data, "prefill", 19, np.random.default_rng(0))
     last = session(tmp_path / manifest.graphs["prefill_last"].file).run(None, ids)
-    full = session(tmp_path / manifest.graphs["prefill"].file).run(None, ids)
+    full = session(folder / manifest.graphs["prefill"].file).run(None, ids)
     assert last[0].shape == (1, 1, manifest.vocab_size)
     allowed = manifest.check.allowed if manifest.check else 1e-5 * np.abs(full[0]).max()
     assert np.abs(last[0] - full[0][:, -1:]).max() <= allowed
@@ -168,7 +168,7 @@ def test_the_adb_backend_pushes_the_weights_file_once_and_runs_the_graphs(export
     manifest = variants[INT4.tag].manifest
     task_dir = folder / "task-int4"
     task_dir.mkdir()
-    for name in manifest.files:
+    for name in manifest.phone_files:
         shutil.copy(folder / name, task_dir / name)
     (task_dir / "manifest.json").write_text(manifest.model_dump_json())
     backend = AdbBackend(handle)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from core import PRESETS, catalog, costs, preset
+from core.chunked_prefill import CHUNK_GRAPH
 from core.manifest import GraphManifest
 from core.precision import AGREEMENT_TOLERANCE, INT8_DEVIATION_FACTOR, Variant, agreement_bound
 from workers.export.quantize import QuantizationError, onnx_perplexity, quantize_export
@@ -84,7 +85,7 @@ def test_every_preset_quantizes_and_decodes_like_it_prefills(name, tmp_path):
         # int8: onnxruntime fuses the quantized logits MatMul into a new node, which its
         # execution order takes first, so a state only the file's order put early (the modal
         # conv's) runs after it again; the conv states are on the main path and never do.
-        for kind in ("prefill", "prefill_chunk"):
+        for kind in ("prefill", CHUNK_GRAPH):
             assert_states_computed_before_the_logits(
                 tmp_path,
                 manifest,
