@@ -37,6 +37,12 @@ class AdditiveFit:
         return X @ self.coef
 
 
+def squared_log_errors(y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Per row, log(predicted / measured) squared: the relative error every choice between
+    fits here is made on."""
+    return np.log(np.maximum(predicted, 1e-12) / y) ** 2
+
+
 def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     from scipy.optimize import nnls
 
@@ -101,7 +107,7 @@ def fit_additive(X: np.ndarray, y: np.ndarray, kinds: list[str], seed: int = 0) 
     trials = []
     for ridge in (*LAMBDAS, np.inf):
         oof = _cross_validated(X, y, kinds, ridge, seed)
-        errors = np.log(np.maximum(oof, 1e-12) / y) ** 2
+        errors = squared_log_errors(y, oof)
         trials.append((ridge, oof, errors.mean(), errors.std(ddof=1) / np.sqrt(len(y))))
     best = min(trials, key=lambda t: t[2])
     ridge, oof, _, _ = max((t for t in trials if t[2] <= best[2] + best[3]), key=lambda t: t[0])

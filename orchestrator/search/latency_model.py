@@ -39,7 +39,13 @@ from core.encoding import GenomeEncoding
 from core.prediction_accuracy import accuracy
 
 from .latency_features import PEAK_NAME, LatencyTarget, columns, features
-from .latency_fit import AdditiveFit, LatencyResidual, fit_additive, residual_helps
+from .latency_fit import (
+    AdditiveFit,
+    LatencyResidual,
+    fit_additive,
+    residual_helps,
+    squared_log_errors,
+)
 
 Observation = tuple[Genome, dict[str, Any]]  # a genome and the metrics measured for it
 ZERO_SHOT_LOG_STD = math.log(2.0)  # a guess about an unmeasured device: within 2x
@@ -70,8 +76,7 @@ class _Fitted:
 
 
 def _log_oof_std(y: np.ndarray, oof: np.ndarray) -> float:
-    logs = np.log(np.maximum(oof, 1e-12) / y)
-    return float(np.sqrt(np.mean(logs**2))) if len(y) > 1 else ZERO_SHOT_LOG_STD
+    return float(np.sqrt(np.mean(squared_log_errors(y, oof)))) if len(y) > 1 else ZERO_SHOT_LOG_STD
 
 
 def _clearly_better(model: _Fitted, other: _Fitted, y: np.ndarray) -> bool:
@@ -82,13 +87,9 @@ def _clearly_better(model: _Fitted, other: _Fitted, y: np.ndarray) -> bool:
     (latency model's fifth run: at 10 measurements of the new class the two fits' errors
     differed by 0.0002 against a standard error of 0.017, and the one kept by the smaller
     error ranked held-out genomes worse, tau 0.855 against 0.895; bench/README)."""
-
-    def errors(fitted: _Fitted) -> np.ndarray:
-        return np.log(np.maximum(fitted.additive.oof, 1e-12) / y) ** 2
-
     if len(y) < 2:
         return False  # no spread to compare against
-    diff = errors(model) - errors(other)
+    diff = squared_log_errors(y, model.additive.oof) - squared_log_errors(y, other.additive.oof)
     return float(diff.mean() + diff.std(ddof=1) / np.sqrt(len(y))) < 0
 
 

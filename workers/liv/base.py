@@ -98,28 +98,27 @@ class CausalDepthwiseConv(nn.Module):
         return F.conv1d(F.pad(x, (self.length - 1, 0)), self.weight, groups=self.channels)
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(forward(x), the state after consuming x: its last length-1 steps, zero-padded).
-
-        The state is split off the conv's own padded input. As a slice beside the conv it
-        would be a branch only the graph's state output needs, and ONNX Runtime may run such
-        a branch last, after the logits, keeping this full-length input alive through the
-        prefill's peak. Split off and concatenated back, it is computed on the conv's way
-        (one more copy of the input, freed at once)."""
-        padded = F.pad(x, (self.length - 1, 0))
-        head, tail = torch.split(padded, [x.shape[-1], self.length - 1], dim=-1)
-        return F.conv1d(torch.cat([head, tail], dim=-1), self.weight, groups=self.channels), tail
+        """(forward(x), the state after consuming x: its last length-1 steps, zero-padded)."""
+        return self._conv_and_state(F.pad(x, (self.length - 1, 0)), x.shape[-1])
 
     def chunk(self, x: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, T) after the state `buf` -> (the conv over them, the state after them).
+        """(B, C, T) after the state `buf` -> (the conv over them, the state after them)."""
+        return self._conv_and_state(torch.cat([buf, x], dim=-1), x.shape[-1])
 
-        The state is split off the conv's input and concatenated back, as in `prefill`: a
-        slice beside the conv would be a branch only the state output needs, which ONNX
-        Runtime ran after the logits in the quantized chunk graphs (the conv's input alive
-        through the chunk's peak)."""
-        window = torch.cat([buf, x], dim=-1)  # (B, C, length - 1 + T)
-        head, tail = torch.split(window, [x.shape[-1], self.length - 1], dim=-1)
-        y = F.conv1d(torch.cat([head, tail], dim=-1), self.weight, groups=self.channels)
-        return y, tail
+    def _conv_and_state(
+        self, window: torch.Tensor, steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conv over `window` (length - 1 held steps, then `steps` new ones) and the state
+        after it (its last length - 1 steps).
+
+        The state is split off the conv's own input and concatenated back. As a slice beside
+        the conv it would be a branch only the graph's state output needs, and ONNX Runtime
+        may run such a branch last, after the logits (it did in prefill, and in the int8
+        chunk graph, whose fusion re-creates the logits' producer), keeping this input alive
+        through the peak. Split off and concatenated back, it is computed on the conv's way
+        (one more copy of the input, freed at once)."""
+        head, tail = torch.split(window, [steps, self.length - 1], dim=-1)
+        return F.conv1d(torch.cat([head, tail], dim=-1), self.weight, groups=self.channels), tail
 
     def step(self, x_t: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         window = torch.cat([buf, x_t], dim=-1)  # (B, C, length)
