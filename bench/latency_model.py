@@ -48,7 +48,8 @@ from core.variation import sample
 from orchestrator.search.latency_model import LatencyModel
 
 RESULTS = Path(__file__).parent / "results"
-REFERENCED_CACHE = RESULTS / "phone_measurements_referenced.json"
+# Graph revision 2's; `phone_measurements_referenced.json` holds revision 1's (runs 4-6).
+REFERENCED_CACHE = RESULTS / "phone_measurements_referenced_graphs2.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -15,6 +15,11 @@ from .precision import AttentionExport, Precision
 from .strict import StrictModel
 
 MANIFEST_FORMAT = "tailor.manifest/1"
+# Which graphs the exporter writes, as far as a timing depends on it (the manifest's format is
+# unchanged): a measurement cache of another revision describes other graphs and is refused
+# (bench/phone_measurements.py). 1: until 2026-12-06; 2: a GQA attention decode step attends
+# with its KV heads grouped instead of expanded (workers/liv/attention.py `_attend_one`).
+GRAPH_REVISION = 2
 
 
 class TensorSpec(StrictModel):

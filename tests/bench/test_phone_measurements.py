@@ -13,6 +13,7 @@ from bench.phone_measurements import PhoneMeasurements, Protocol, device, metric
 from bench.search import spread_vs_noise
 from bench.search_evaluations import PhoneDevice
 from core import SearchSpace
+from core.manifest import GRAPH_REVISION
 from core.variation import sample
 
 
@@ -95,7 +96,19 @@ def test_a_cache_from_before_processes_was_taken_with_one_process(tmp_path):
     path.write_text(json.dumps({"protocol": old, "genomes": {"h": {}}}))
     with pytest.raises(SystemExit, match="name another cache file"):
         PhoneMeasurements(path, Protocol())  # three processes now
-    assert PhoneMeasurements(path, Protocol(processes=1)).entries == {"h": {}}
+    assert PhoneMeasurements(path, Protocol(processes=1, graphs=1)).entries == {"h": {}}
+
+
+def test_a_cache_of_an_older_graph_revision_is_refused(tmp_path):
+    """Measurements of graphs the exporter no longer writes (a GQA decode step's revision-1
+    graph took 1.5x the time of today's) are not mixed with new ones."""
+    path = tmp_path / "measurements.json"
+    before = {k: v for k, v in Protocol().__dict__.items() if k != "graphs"}  # a file of rev 1
+    path.write_text(json.dumps({"protocol": before, "genomes": {"h": {}}}))
+    with pytest.raises(SystemExit, match="name another cache file"):
+        PhoneMeasurements(path, Protocol())
+    assert Protocol().graphs == GRAPH_REVISION > 1
+    assert PhoneMeasurements(path, Protocol(graphs=1)).entries == {"h": {}}
 
 
 def test_spread_vs_noise_reads_every_measured_candidate_of_the_runs(tmp_path):
