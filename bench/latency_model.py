@@ -48,8 +48,8 @@ from core.variation import sample
 from orchestrator.search.latency_model import LatencyModel
 
 RESULTS = Path(__file__).parent / "results"
-# Graph revision 2's; `phone_measurements_referenced.json` holds revision 1's (runs 4-6).
-REFERENCED_CACHE = RESULTS / "phone_measurements_referenced_graphs2.json"
+# Graph revision 6's; `phone_measurements_referenced.json` holds revision 5's (runs 4-6).
+REFERENCED_CACHE = RESULTS / "phone_measurements_referenced_graphs6.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

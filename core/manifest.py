@@ -15,11 +15,16 @@ from .precision import AttentionExport, Precision
 from .strict import StrictModel
 
 MANIFEST_FORMAT = "tailor.manifest/1"
-# Which graphs the exporter writes, as far as a timing depends on it (the manifest's format is
-# unchanged): a measurement cache of another revision describes other graphs and is refused
-# (bench/phone_measurements.py). 1: until 2026-12-06; 2: a GQA attention decode step attends
-# with its KV heads grouped instead of expanded (workers/liv/attention.py `_attend_one`).
-GRAPH_REVISION = 2
+# The exporter's graph revision: what a timing or a size depends on (the manifest's format is
+# unchanged). Exports and measurements of another revision describe other graphs: the
+# orchestrator's evaluation cache keys exports by it (orchestrator/records.py EXPORT_KEY) and
+# bench/phone_measurements.py refuses a measurement cache of another. 2: traced when exact;
+# 3: state outputs scheduled right after their layers (lower prefill peak memory); 4: int8
+# weights on 7 bits, so no x86 kernel saturates; 5: one weights file both graphs read, the
+# embedding quantized, a last-token prefill graph, int4 at accuracy level 4; 6: a GQA
+# attention decode step attends with its KV heads grouped, not expanded
+# (workers/liv/attention.py `Attention._attend_one`).
+GRAPH_REVISION = 6
 
 
 class TensorSpec(StrictModel):

@@ -15,6 +15,7 @@ from typing import Any
 
 from core import Genome
 from core.job_spec import JobSpec
+from core.manifest import GRAPH_REVISION
 from core.metric_registry import MetricKind
 from core.metrics import fleet_metrics, parse_metric, trained_metrics
 from core.stage_results import ExportedVariant, ExportOutput, QualityResult, QuantizedScore
@@ -30,11 +31,9 @@ from store import results as result_store
 from store import tasks as task_store
 from store.task_results import TaskOutcome, task_outcomes
 
-# Evaluation-cache key of the float ONNX export (v2: traced when exact; v3: state outputs
-# scheduled right after their layers, which lowers prefill peak memory; v4: int8 weights on
-# 7 bits, so no x86 kernel saturates; v5: one weights file both graphs read, the embedding
-# quantized, a last-token prefill graph, int4 at accuracy level 4).
-EXPORT_KEY = "onnx-opset18-v5"
+# Evaluation-cache key of the float ONNX export: the exporter's graph revision (what each
+# revision changed: core.manifest.GRAPH_REVISION).
+EXPORT_KEY = f"onnx-opset18-v{GRAPH_REVISION}"
 QUANTIZED_QUALITY = "quantized_quality"  # evaluation kind: perplexity through a quantized graph
 
 

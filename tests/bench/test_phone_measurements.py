@@ -96,19 +96,19 @@ def test_a_cache_from_before_processes_was_taken_with_one_process(tmp_path):
     path.write_text(json.dumps({"protocol": old, "genomes": {"h": {}}}))
     with pytest.raises(SystemExit, match="name another cache file"):
         PhoneMeasurements(path, Protocol())  # three processes now
-    assert PhoneMeasurements(path, Protocol(processes=1, graphs=1)).entries == {"h": {}}
+    assert PhoneMeasurements(path, Protocol(processes=1, graphs=5)).entries == {"h": {}}
 
 
 def test_a_cache_of_an_older_graph_revision_is_refused(tmp_path):
-    """Measurements of graphs the exporter no longer writes (a GQA decode step's revision-1
-    graph took 1.5x the time of today's) are not mixed with new ones."""
+    """Measurements of graphs the exporter no longer writes (a GQA decode step's revision-5
+    graph took 1.6x the time of today's) are not mixed with new ones."""
     path = tmp_path / "measurements.json"
-    before = {k: v for k, v in Protocol().__dict__.items() if k != "graphs"}  # a file of rev 1
+    before = {k: v for k, v in Protocol().__dict__.items() if k != "graphs"}  # a file of rev 5
     path.write_text(json.dumps({"protocol": before, "genomes": {"h": {}}}))
     with pytest.raises(SystemExit, match="name another cache file"):
         PhoneMeasurements(path, Protocol())
-    assert Protocol().graphs == GRAPH_REVISION > 1
-    assert PhoneMeasurements(path, Protocol(graphs=1)).entries == {"h": {}}
+    assert Protocol().graphs == GRAPH_REVISION > 5
+    assert PhoneMeasurements(path, Protocol(graphs=5)).entries == {"h": {}}
 
 
 def test_spread_vs_noise_reads_every_measured_candidate_of_the_runs(tmp_path):
