@@ -44,7 +44,9 @@ from typing import Any
 
 from bench.phone_measurements import CACHE, REFERENCE, PhoneMeasurements, Protocol, device
 from core import Genome, SearchSpace
+from core.prediction_accuracy import accuracy
 from core.variation import sample
+from orchestrator.search.latency_features import LatencyTarget
 from orchestrator.search.latency_model import LatencyModel
 
 RESULTS = Path(__file__).parent / "results"
@@ -235,10 +237,30 @@ def transfer(args, gs, measured, source: str, target: str, values: str = "metric
             m: {
                 "transfer": scored(moved, test, measured, target, m, values),
                 "scratch": scored(alone, test, measured, target, m, values) if alone else None,
+                "set_aside": set_aside(moved, test, measured, target, m, values),
             }
             for m in scored_names(args, measured, gs, target, values)
         }
     return rows
+
+
+def set_aside(model: LatencyModel, test, measured, name: str, metric: str, values: str):
+    """The fit the model compared with the one it kept for `metric` (from scratch or transfer)
+    and set aside, scored on the same held-out genomes, with the cross-validated difference
+    that decided it (from scratch's error less transfer's, and its standard error); None
+    where there was no choice (k < 2)."""
+    predicted = model.set_aside(test, metric)
+    if predicted is None:
+        return None
+    choice = model.choices[LatencyTarget.parse(metric)]
+    truth = [measured[g.hash()][name][values][metric] for g in test]
+    return {
+        **accuracy(list(zip(predicted.mean.tolist(), truth))),
+        "how": predicted.how,
+        "kept": choice.kept,
+        "cv_difference": choice.difference,
+        "cv_standard_error": choice.standard_error,
+    }
 
 
 def spread_vs_noise(gs, measured, name: str) -> dict[str, dict[str, float]]:
@@ -327,7 +349,14 @@ def print_summary(result: dict[str, Any]) -> None:
             for metric, pair in rows.items():
                 alone = pair["scratch"]["kendall_tau"] if pair["scratch"] else None
                 tau = pair["transfer"]["kendall_tau"]
-                print(f"{label}transfer k={k} {metric}: tau {tau} (alone {alone})")
+                other = pair.get("set_aside")
+                aside = (
+                    f"; kept {other['kept']}, the other's tau {other['kendall_tau']}, CV "
+                    f"difference {other['cv_difference']:.4f} ± {other['cv_standard_error']:.4f}"
+                    if other
+                    else ""
+                )
+                print(f"{label}transfer k={k} {metric}: tau {tau} (alone {alone}{aside})")
     for row in result.get("retest", []):
         print(
             f"retest {row['hash'][:10]}: "

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.phone_measurements import PhoneMeasurements
 from core import Genome
+from core.manifest import GRAPH_REVISION
 from core.metrics import static_metrics
 from orchestrator.ray_evaluator import RayEvaluator
 from orchestrator.search.loop import Individual
@@ -63,18 +64,24 @@ class Evaluations:
 
     def _load(self, saved: dict[str, Any]) -> None:
         """A run killed midway (a Ray node lost) resumes from what it had evaluated; the
-        cache is keyed by the training config, so another config starts afresh."""
+        cache is keyed by the training config, so another config starts afresh, and its host
+        decode latencies by the exporter's graph revision (a file from before it records
+        one: revision 5), so latencies of graphs no longer exported are measured again."""
         if saved.get("config") != self.config:
             return
         self.perplexity = {(h, int(t)): v for h, t, v in saved["perplexity"]}
-        self.decode_ms = dict(saved["decode_ms"])
         self.compute = {(h, int(k) if k != "measure" else k): v for h, k, v in saved["compute"]}
+        if saved.get("graphs", 5) == GRAPH_REVISION:
+            self.decode_ms = dict(saved["decode_ms"])
+        else:
+            self.compute = {key: v for key, v in self.compute.items() if key[1] != "measure"}
 
     def _save(self) -> None:
         if self.cache is None:
             return
         saved = {
             "config": self.config,
+            "graphs": GRAPH_REVISION,
             "perplexity": [[h, t, v] for (h, t), v in self.perplexity.items()],
             "decode_ms": self.decode_ms,
             "compute": [[h, k, v] for (h, k), v in self.compute.items()],

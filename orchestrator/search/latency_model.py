@@ -79,6 +79,26 @@ def _log_oof_std(y: np.ndarray, oof: np.ndarray) -> float:
     return float(np.sqrt(np.mean(squared_log_errors(y, oof)))) if len(y) > 1 else ZERO_SHOT_LOG_STD
 
 
+@dataclass(frozen=True)
+class FitChoice:
+    """Transfer against from scratch for one target, as `fit` decided it: the fit kept, the
+    one set aside, and from scratch's mean out-of-fold squared log error less transfer's
+    with the standard error of that paired difference (nan with fewer than 2 points)."""
+
+    kept: str  # "transfer" or "scratch"
+    set_aside: _Fitted
+    difference: float
+    standard_error: float
+
+
+def _paired_difference(model: _Fitted, other: _Fitted, y: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of `model`'s out-of-fold squared log errors less `other`'s."""
+    if len(y) < 2:
+        return math.nan, math.nan
+    diff = squared_log_errors(y, model.additive.oof) - squared_log_errors(y, other.additive.oof)
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(y)))
+
+
 def _clearly_better(model: _Fitted, other: _Fitted, y: np.ndarray) -> bool:
     """Whether `model`'s out-of-fold errors are below `other`'s by more than one standard
     error of their paired difference: the one-standard-error rule `fit_additive` applies to
@@ -87,10 +107,8 @@ def _clearly_better(model: _Fitted, other: _Fitted, y: np.ndarray) -> bool:
     (latency model's fifth run: at 10 measurements of the new class the two fits' errors
     differed by 0.0002 against a standard error of 0.017, and the one kept by the smaller
     error ranked held-out genomes worse, tau 0.855 against 0.895; bench/README)."""
-    if len(y) < 2:
-        return False  # no spread to compare against
-    diff = squared_log_errors(y, model.additive.oof) - squared_log_errors(y, other.additive.oof)
-    return float(diff.mean() + diff.std(ddof=1) / np.sqrt(len(y))) < 0
+    mean, standard_error = _paired_difference(model, other, y)
+    return len(y) >= 2 and mean + standard_error < 0
 
 
 @dataclass
@@ -103,6 +121,7 @@ class LatencyModel:
     seed: int = 0
     fitted: dict[LatencyTarget, _Fitted] = field(default_factory=dict)
     data: dict[LatencyTarget, tuple[list[Genome], np.ndarray]] = field(default_factory=dict)
+    choices: dict[LatencyTarget, FitChoice] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- fitting
 
@@ -113,7 +132,7 @@ class LatencyModel:
         Each device class's observations carry metric names as `measured_metrics` spells
         them; their device is that class (the key), their precision their own."""
         self.data = _group(observations_by_device_class)
-        self.fitted = {}
+        self.fitted, self.choices = {}, {}
         for target, (genomes, y) in self.data.items():
             if len(y) >= 2:
                 self.fitted[target] = self._fit_scratch(target, genomes, y)
@@ -126,6 +145,13 @@ class LatencyModel:
             # below 4 measurements nothing is held out: transfer, the fewer free scales
             if scratch is None or len(y) < 4 or not _clearly_better(scratch, transfer, y):
                 self.fitted[target] = transfer
+            if scratch is not None:
+                kept_transfer = self.fitted[target] is transfer
+                self.choices[target] = FitChoice(
+                    "transfer" if kept_transfer else "scratch",
+                    scratch if kept_transfer else transfer,
+                    *_paired_difference(scratch, transfer, y),
+                )
         return self
 
     def _encoding(self, target: LatencyTarget) -> GenomeEncoding:
@@ -249,6 +275,18 @@ class LatencyModel:
         mean, log_std = self._predict(fitted, list(genomes))
         return LatencyPrediction(mean, log_std, fitted.how)
 
+    def set_aside(
+        self, genomes: list[Genome], metric: str, device_class: str | None = None
+    ) -> LatencyPrediction | None:
+        """What the fit `fit` compared with the kept one and set aside (transfer or from
+        scratch) predicts for `genomes`; None where there was no such choice. For reports:
+        how the choice turned out on genomes neither fit saw."""
+        choice = self.choices.get(LatencyTarget.parse(metric, device_class))
+        if choice is None:
+            return None
+        mean, log_std = self._predict(choice.set_aside, list(genomes))
+        return LatencyPrediction(mean, log_std, choice.set_aside.how)
+
     def describe(self) -> dict[str, dict[str, Any]]:
         """Per fitted target: how it was fitted, from how many measurements, its spread."""
         return {
@@ -302,6 +340,7 @@ def _group(
 
 __all__ = [
     "PEAK_NAME",
+    "FitChoice",
     "LatencyModel",
     "Observation",
     "LatencyPrediction",

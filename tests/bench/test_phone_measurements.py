@@ -11,7 +11,7 @@ import pytest
 
 from bench.phone_measurements import PhoneMeasurements, Protocol, device, metric_suffix
 from bench.search import spread_vs_noise
-from bench.search_evaluations import PhoneDevice
+from bench.search_evaluations import Evaluations, PhoneDevice
 from core import SearchSpace
 from core.manifest import GRAPH_REVISION
 from core.variation import sample
@@ -140,3 +140,24 @@ def test_bad_latency_model_arguments_are_clear_cli_errors(argv, says, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert says in capsys.readouterr().err
+
+
+def test_search_evaluations_measure_host_decode_again_for_another_graph_revision(tmp_path):
+    """bench.search's evaluation cache keeps perplexities across graph revisions (training
+    does not depend on the exporter) but not host decode latencies of older graphs."""
+    path, config = tmp_path / "evaluations.json", {"tokens_per_step": 1}
+    saved = {
+        "config": config,
+        "perplexity": [["a", 64, 9.5]],
+        "decode_ms": {"a": 0.7},
+        "compute": [["a", 64, 3.0], ["a", "measure", 2.0]],
+    }
+    path.write_text(json.dumps(saved))  # a file from before the revision was recorded
+    old = Evaluations(None, config, path)
+    assert old.perplexity == {("a", 64): 9.5}
+    assert old.decode_ms == {} and old.compute == {("a", 64): 3.0}
+    path.write_text(json.dumps({**saved, "graphs": GRAPH_REVISION}))
+    current = Evaluations(None, config, path)
+    assert current.decode_ms == {"a": 0.7} and current.compute[("a", "measure")] == 2.0
+    current._save()
+    assert json.loads(path.read_text())["graphs"] == GRAPH_REVISION

@@ -167,6 +167,25 @@ def test_scratch_replaces_transfer_only_when_clearly_better():
     assert not _clearly_better(fitted(errors / 4), fitted(errors), y[:1])  # one point: no spread
 
 
+def test_the_fit_set_aside_is_kept_for_reports(one_width):
+    """Where transfer and from scratch were compared, the model records which it kept, the
+    other fit (which predicts as it would have) and the cross-validated difference that
+    decided; a target with no such choice (the source) has none."""
+    a, b, (test, measured), target = transfer_case(one_width, 10)
+    model = LatencyModel(min_residual=10**6).fit({"A": a, "B": b})
+    choice = model.choices[LatencyTarget.parse(target)]
+    kept = model.predict(test, target)
+    other = model.set_aside(test, target)
+    assert choice.kept == ("transfer" if kept.how.startswith("transfer") else "scratch")
+    assert other.how == choice.set_aside.how != kept.how
+    alone = LatencyModel(min_residual=10**6).fit({"B": b}).predict(test, target)
+    scratch, transfer = (other, kept) if choice.kept == "transfer" else (kept, other)
+    np.testing.assert_allclose(scratch.mean, alone.mean, rtol=1e-9)  # the same from-scratch fit
+    assert transfer.how.startswith("transfer from prefill_ms@128[A")
+    assert np.isfinite(choice.difference) and choice.standard_error > 0
+    assert model.set_aside(test, "prefill_ms@128[A:int8]") is None
+
+
 def test_zero_measurements_predict_the_source_times_the_median_scale(one_width):
     a, b, (test, measured), target = transfer_case(one_width, 5)
     c_metric = "prefill_ms@128[C:int8]"
