@@ -101,7 +101,7 @@ def test_a_cache_from_before_processes_was_taken_with_one_process(tmp_path):
 
 def test_a_cache_of_an_older_graph_revision_is_refused(tmp_path):
     """Measurements of graphs the exporter no longer writes (a GQA decode step's revision-5
-    graph took 1.6x the time of today's) are not mixed with new ones."""
+    int8 graph took 1.4x the time of today's) are not mixed with new ones."""
     path = tmp_path / "measurements.json"
     before = {k: v for k, v in Protocol().__dict__.items() if k != "graphs"}  # a file of rev 5
     path.write_text(json.dumps({"protocol": before, "genomes": {"h": {}}}))

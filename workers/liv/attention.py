@@ -149,8 +149,8 @@ class Attention(LIV):
         arithmetic as expanding K and V to every query head, without the expansion: in the
         exported decode graph that expansion was an Expand plus a shape computation per
         layer over the dynamic cache length (about 60 more nodes per GQA layer), and a
-        width-512 GQA Transformer's int8 decode step took 1.7x the time of the same model
-        with as many KV heads as query heads (bench/README, Latency model)."""
+        width-512 GQA Transformer's int8 decode step took 1.4x the time it takes grouped
+        (float32 1.1x; bench/README, the latency model's seventh run)."""
         rows = self.heads // self.kv_heads
         grouped = q.reshape(-1, self.kv_heads, rows, self.head_dim)  # q is (B, H, 1, hd)
         y = F.scaled_dot_product_attention(grouped, k, v)  # (B, G, rows, hd)
