@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core import Genome
-from core.manifest import GRAPH_REVISION
+from core.manifest import GRAPH_REVISION, UNRECORDED_GRAPH_REVISION
 from core.metrics import Metric, measured_metrics
 from core.precision import PRECISIONS, Variant
 from core.protocol import MeasurementSpec
@@ -89,7 +89,7 @@ class Protocol:
     # genomes moving 1.03-1.10x over repeated measurements with 10 pairs, 1.01-1.03x with 60.
     decode_pairs: int = 10
     # The exporter's graph revision (core.manifest.GRAPH_REVISION) the graphs were timed at:
-    # files from before this field hold revision 5 or older (read as 5).
+    # files from before this field are read as core.manifest.UNRECORDED_GRAPH_REVISION.
     graphs: int = GRAPH_REVISION
 
     def spec(self, threads: int) -> MeasurementSpec:
@@ -105,8 +105,8 @@ class Protocol:
     @classmethod
     def saved(cls, fields: dict[str, Any]) -> "Protocol":
         """The protocol a cache file records (files from before `processes`: one process;
-        from before `reference`: none; from before `graphs`: graph revision 5)."""
-        return cls(**{"processes": 1, "graphs": 5, **fields})
+        from before `reference`: none; from before `graphs`: UNRECORDED_GRAPH_REVISION)."""
+        return cls(**{"processes": 1, "graphs": UNRECORDED_GRAPH_REVISION, **fields})
 
     def reference_genome(self) -> Genome | None:
         """The reference preset: `NAME key=value ...` (core.presets.preset's overrides)."""

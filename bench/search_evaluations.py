@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.phone_measurements import PhoneMeasurements
 from core import Genome
-from core.manifest import GRAPH_REVISION
+from core.manifest import GRAPH_REVISION, UNRECORDED_GRAPH_REVISION
 from core.metrics import static_metrics
 from orchestrator.ray_evaluator import RayEvaluator
 from orchestrator.search.loop import Individual
@@ -71,7 +71,7 @@ class Evaluations:
             return
         self.perplexity = {(h, int(t)): v for h, t, v in saved["perplexity"]}
         self.compute = {(h, int(k) if k != "measure" else k): v for h, k, v in saved["compute"]}
-        if saved.get("graphs", 5) == GRAPH_REVISION:
+        if saved.get("graphs", UNRECORDED_GRAPH_REVISION) == GRAPH_REVISION:
             self.decode_ms = dict(saved["decode_ms"])
         else:
             self.compute = {key: v for key, v in self.compute.items() if key[1] != "measure"}

@@ -25,6 +25,8 @@ MANIFEST_FORMAT = "tailor.manifest/1"
 # attention decode step attends with its KV heads grouped, not expanded
 # (workers/liv/attention.py `Attention._attend_one`).
 GRAPH_REVISION = 6
+# What a cache written before revisions were recorded is read as (it may be older).
+UNRECORDED_GRAPH_REVISION = 5
 
 
 class TensorSpec(StrictModel):
