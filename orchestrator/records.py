@@ -145,6 +145,7 @@ class JobRecords:
             failure,
             compute,
             rungs,
+            GRAPH_REVISION,
         )
 
     def write_generation(
@@ -164,7 +165,8 @@ class JobRecords:
     def prior_observations(self, generation: int) -> list[Observation]:
         """What other jobs observed that the surrogate may learn from when breeding
         `generation`: quality results with this job's training config, and every measured
-        hardware metric this job models. Only what was stored before generation - 1 was
+        hardware metric this job models from exports of this exporter's graph revision
+        (core.manifest.GRAPH_REVISION). Only what was stored before generation - 1 was
         written counts, so a resumed job sees the same data when it breeds again."""
         cutoff = result_store.generation_written_at(self.sessions, self.job_id, generation - 1)
         if cutoff is None:
@@ -189,7 +191,11 @@ class JobRecords:
         ]
         if hardware:
             for genome, metrics in result_store.measured_candidates(
-                self.sessions, list(dict.fromkeys(hardware + members)), cutoff, self.job_id
+                self.sessions,
+                list(dict.fromkeys(hardware + members)),
+                cutoff,
+                self.job_id,
+                GRAPH_REVISION,
             ):
                 parsed = Genome.from_json(genome)
                 known = observations.setdefault(parsed.hash(), (parsed, {}))[1]

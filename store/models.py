@@ -113,6 +113,10 @@ class Candidate(Base):
     compute: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Multi-fidelity rungs reached: [{"tokens", "perplexity", "compute_s", "promoted"}].
     rungs: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The exporter's graph revision (core.manifest.GRAPH_REVISION) its export and hardware
+    # metrics came from; other jobs' surrogates learn only from their own revision's
+    # latencies (store/results.py measured_candidates). NULL: recorded before it was kept.
+    graph_revision: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

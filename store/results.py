@@ -81,7 +81,9 @@ def set_candidate_result(
     failure: str | None = None,
     compute: dict[str, Any] | None = None,
     rungs: list[dict[str, Any]] | None = None,
+    graph_revision: int | None = None,
 ) -> Candidate:
+    """Its outcome; `graph_revision`: the exporter's revision its metrics came from."""
     with transaction(sessions) as s:
         row = s.get(Candidate, candidate_id)
         if row is None:
@@ -89,6 +91,8 @@ def set_candidate_result(
         row.status = status
         if metrics is not None:
             row.metrics = {**(row.metrics or {}), **metrics}
+        if graph_revision is not None:
+            row.graph_revision = graph_revision
         row.failure = failure
         if compute is not None:
             row.compute = compute
@@ -268,10 +272,16 @@ def quality_observations(
 
 
 def measured_candidates(
-    sessions: SessionFactory, metric_names: list[str], before: datetime, exclude_job: int
+    sessions: SessionFactory,
+    metric_names: list[str],
+    before: datetime,
+    exclude_job: int,
+    graph_revision: int,
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(genome JSON, metrics among `metric_names`) of other jobs' evaluated candidates last
-    updated before `before` that hold at least one of those metrics, oldest first."""
+    updated before `before` that hold at least one of those metrics, oldest first; only
+    candidates whose export was made at `graph_revision` (another revision's graphs time
+    differently: revision 6 cut a GQA decode step's ops, core.manifest.GRAPH_REVISION)."""
     wanted = set(metric_names)
     with transaction(sessions) as s:
         rows = s.execute(
@@ -280,6 +290,7 @@ def measured_candidates(
                 Candidate.job_id != exclude_job,
                 Candidate.status.in_(("done", "failed")),
                 Candidate.updated_at <= before,
+                Candidate.graph_revision == graph_revision,
             )
             .order_by(Candidate.id)
         ).all()
