@@ -44,14 +44,16 @@ from typing import Any
 
 from bench.phone_measurements import CACHE, REFERENCE, PhoneMeasurements, Protocol, device
 from core import Genome, SearchSpace
+from core.manifest import GRAPH_REVISION
 from core.prediction_accuracy import accuracy
 from core.variation import sample
 from orchestrator.search.latency_features import LatencyTarget
 from orchestrator.search.latency_model import LatencyModel
 
 RESULTS = Path(__file__).parent / "results"
-# Graph revision 6's; `phone_measurements_referenced.json` holds revision 5's (runs 4-6).
-REFERENCED_CACHE = RESULTS / "phone_measurements_referenced_graphs6.json"
+# This graph revision's (core.manifest.GRAPH_REVISION): `_graphs6.json` holds revision 6's
+# (runs 7-8), `phone_measurements_referenced.json` revision 5's (runs 4-6).
+REFERENCED_CACHE = RESULTS / f"phone_measurements_referenced_graphs{GRAPH_REVISION}.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -29,9 +29,10 @@ from core.precision import PRECISIONS, Variant
 from core.protocol import MeasurementSpec
 
 RESULTS = Path(__file__).parent / "results"
-# Graph revision 6's cache; `phone_measurements.json` holds older graphs' (the phone set's
-# search and the latency model's first two runs), kept as measured.
-CACHE = RESULTS / "phone_measurements_graphs6.json"
+# This graph revision's cache (a file per revision: `_graphs6.json` holds revision 6's,
+# `phone_measurements.json` older graphs', the phone set's search and the latency model's
+# first two runs), each kept as measured.
+CACHE = RESULTS / f"phone_measurements_graphs{GRAPH_REVISION}.json"
 
 
 def device(name: str) -> tuple[str, str, int]:

@@ -23,8 +23,9 @@ MANIFEST_FORMAT = "tailor.manifest/1"
 # weights on 7 bits, so no x86 kernel saturates; 5: one weights file both graphs read, the
 # embedding quantized, a last-token prefill graph, int4 at accuracy level 4; 6: a GQA
 # attention decode step attends with its KV heads grouped, not expanded
-# (workers/liv/attention.py `Attention._attend_one`).
-GRAPH_REVISION = 6
+# (workers/liv/attention.py `Attention._attend_one`); 7: so do GQA prefill and chunk graphs
+# (`Attention._attend`; multi-head attention's graphs are revision 6's).
+GRAPH_REVISION = 7
 # What a cache written before revisions were recorded is read as (it may be older).
 UNRECORDED_GRAPH_REVISION = 5
 

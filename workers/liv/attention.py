@@ -58,6 +58,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.to(x.dtype)
 
 
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True = attend) as an additive float one (0 or -inf). torch.onnx
+    writes a boolean mask as Where, then after the softmax IsNaN and Where over the whole
+    (heads, T, S) scores (for rows that attend to nothing, which causal rows never are):
+    two more passes over the largest tensor of plain attention."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+        ~mask, float("-inf")
+    )
+
+
 class Attention(LIV):
     # Export only: workers.export.fused_attention sets this on an instance while it traces
     # the ONNX graphs (prefill/step then delegate to it); None everywhere else.
@@ -105,6 +115,34 @@ class Attention(LIV):
         rep = self.heads // self.kv_heads
         return kv[:, :, None].expand(b, g, rep, t, hd).reshape(b, g * rep, t, hd)
 
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """q (B, H, T, hd) attends to k, v (B, G, S, hd) under a (T, S) `mask`, boolean
+        (True = attend) or additive (`additive_mask`), or None: causal, T == S.
+
+        Eager, K and V are expanded to every query head for torch's fused four-axis kernel.
+        Exported with fewer KV heads than query heads, the KV heads stay grouped: a group's
+        query heads become a fifth axis that keys and values broadcast over (MatMul
+        broadcasts; written out, as both exporters translate scaled_dot_product_attention
+        on four axes only). The same arithmetic without the expansion, which the exporter
+        wrote as an Expand plus a shape computation over the key length: a GQA layer's
+        prefill ran 56 more nodes than a multi-head layer's, now 16 (graph revision 7; the
+        decode step's grouping, `_attend_one`, is revision 6's). Multi-head attention keeps
+        torch's four-axis form, so its graphs are revision 6's."""
+        if self.kv_heads == self.heads or not torch.onnx.is_in_onnx_export():
+            ke, ve = self._expand_kv(k), self._expand_kv(v)
+            if mask is None:
+                return F.scaled_dot_product_attention(q, ke, ve, is_causal=True)
+            return F.scaled_dot_product_attention(q, ke, ve, attn_mask=mask)
+        if mask is None:
+            positions = torch.arange(q.shape[2], device=q.device)
+            mask = positions[None, :] <= positions[:, None]
+        bias = additive_mask(mask, q.dtype) if mask.dtype == torch.bool else mask
+        grouped = q.unflatten(1, (self.kv_heads, self.heads // self.kv_heads))
+        scores = grouped @ k[:, :, None].transpose(-1, -2) * self.head_dim**-0.5 + bias
+        return (scores.softmax(dim=-1) @ v[:, :, None]).flatten(1, 2)
+
     def _merge(self, y: torch.Tensor) -> torch.Tensor:
         b, _, t, _ = y.shape
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.width))
@@ -115,15 +153,14 @@ class Attention(LIV):
         t = x.shape[1]
         positions = torch.arange(t, device=x.device)
         q, k, v = self._project(x, positions)
-        ke, ve = self._expand_kv(k), self._expand_kv(v)
         if self.window:
             i = positions[:, None]
             j = positions[None, :]
             mask = (j <= i) & (i - j < self.window)  # (T, T), True = attend
-            y = F.scaled_dot_product_attention(q, ke, ve, attn_mask=mask)
+            y = self._attend(q, k, v, mask)
             k, v = k[:, :, -self.window :], v[:, :, -self.window :]
         else:
-            y = F.scaled_dot_product_attention(q, ke, ve, is_causal=True)
+            y = self._attend(q, k, v, None)
         return self._merge(y), (k, v)
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> State:
@@ -173,16 +210,7 @@ class Attention(LIV):
         mask = j <= i  # (T, past + T), True = attend
         if self.window:
             mask = mask & (i - j < self.window)
-        # An additive float mask, not the boolean one: torch.onnx writes a boolean mask as
-        # Where, then after the softmax IsNaN and Where over the whole (heads, T, past + T)
-        # scores (for rows that attend to nothing, which causal rows never are): two more
-        # passes over the largest tensor of a plain-attention chunk.
-        bias = torch.zeros(mask.shape, dtype=q.dtype, device=x.device).masked_fill(
-            ~mask, float("-inf")
-        )
-        y = F.scaled_dot_product_attention(
-            q, self._expand_kv(k), self._expand_kv(v), attn_mask=bias
-        )
+        y = self._attend(q, k, v, additive_mask(mask, q.dtype))
         if self.window:
             k, v = k[:, :, -self.window :], v[:, :, -self.window :]
         return self._merge(y), (k, v)
