@@ -4,7 +4,7 @@ latencies measured on the graphs they would export (NULL: recorded before this c
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-06 18:40:00
+Create Date: 2026-12-06 17:50:00
 """
 from alembic import op
 import sqlalchemy as sa
