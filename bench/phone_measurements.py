@@ -29,9 +29,8 @@ from core.precision import PRECISIONS, Variant
 from core.protocol import MeasurementSpec
 
 RESULTS = Path(__file__).parent / "results"
-# This graph revision's cache (a file per revision: `_graphs6.json` holds revision 6's,
-# `phone_measurements.json` older graphs', the phone set's search and the latency model's
-# first two runs), each kept as measured.
+# This graph revision's cache, a file per revision (`phone_measurements.json` holds older
+# graphs', the phone set's search and the latency model's first two runs, kept as measured).
 CACHE = RESULTS / f"phone_measurements_graphs{GRAPH_REVISION}.json"
 
 

@@ -1,8 +1,9 @@
 """The fleet's latency model: how well the search predicts each device class's measurements.
 
 Every job with `algorithm: surrogate` predicts hardware metrics from every measurement of
-that device class across jobs before it evaluates an offspring, and stores the prediction
-with the candidate; this route compares them with what the phones then measured.
+that device class across jobs (on the graphs its exporter writes, `candidates.graph_revision`)
+before it evaluates an offspring, and stores the prediction with the candidate; this route
+compares them with what the phones then measured, pooled over graph revisions.
 """
 
 from __future__ import annotations

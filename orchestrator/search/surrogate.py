@@ -5,8 +5,9 @@ hardware (prefill_ms, decode_ms, peak_mem_mb per device class) — gets a Gaussi
 (BoTorch `SingleTaskGP`) on the fixed-length genome encoding (`core.encoding`), fitted to
 every observation there is: the job's own evaluations plus, through `prior`, every
 evaluation with the same training config and every measurement of that device class in
-other jobs (the fleet's latency model). Static objectives (params, cache_bytes@L, flops@L)
-are exact and enter the acquisition as known values, not predictions.
+other jobs on this exporter's graph revision (the fleet's latency model). Static objectives
+(params, cache_bytes@L, flops@L) are exact and enter the acquisition as known values, not
+predictions.
 
 With `latency_prior`, a latency, prefill or peak-memory objective on one device class gets
 the LIV latency model (orchestrator/search/latency_model.py, via latency_prior.py) as its
