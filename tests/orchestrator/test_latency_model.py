@@ -199,15 +199,37 @@ def test_zero_measurements_predict_the_source_times_the_median_scale(one_width):
         LatencyModel().fit({"B": b[:1]}).predict(test, c_metric)
 
 
-def test_peak_memory_from_byte_terms(pool):
-    metric = "peak_mem_mb[phone:int4]"
-    target = LatencyTarget.parse(metric)
-    X = features(pool, target, (512, 512))
-    hidden = np.array([180.0, 1.0, 1.1, 1.0, 2.5, 1.0])  # runtime MiB, then scale per term
-    y = X @ hidden * np.exp(np.random.default_rng(6).normal(0, 0.01, len(pool)))
+# A peak-memory world shaped as bench/latency_model measured it (runs 7-9, int8, fitted on
+# 96 genomes each), written from the genome's plan, not from the model's columns: ~75 MiB of
+# runtime, the V x d table held about 2.6 times whether or not the head is tied, the
+# backbone's weights about once, and every executed layer a fraction of a MiB by class
+# (attention and GLA the most) beyond its weights.
+LAYER_MIB = {"attention": 0.7, "gla": 0.6, "hyena": 0.4}  # others 0.3
+
+
+def peak_world(genome) -> float:
+    from core import costs
+    from core.arch import plan
+
+    arch = plan(genome)
+    table = arch.vocab_size * arch.width
+    head = 0 if arch.tie_embeddings else table
+    backbone = costs.params(arch) - table - head
+    layers = sum(LAYER_MIB.get(arch.slots[i].op, 0.3) for i in arch.executions)
+    return 75.0 + (2.6 * table + 1.1 * backbone) / 2**20 + layers  # int8: a byte per weight
+
+
+def test_peak_memory_from_byte_and_layer_terms(pool):
+    """Held out, every prediction within +-5 % (issue #23's bound) under 1 % noise. Fails
+    with the byte terms alone (no per-layer counts, an untied head counted as weights)."""
+    metric = "peak_mem_mb[phone:int8]"
+    y = np.array([peak_world(g) for g in pool])
+    y *= np.exp(np.random.default_rng(6).normal(0, 0.01, len(pool)))
     model = LatencyModel(min_residual=10**6).fit({"phone": observations(pool[:64], y[:64], metric)})
     result = model.held_out_accuracy(pool[64:], list(y[64:]), metric)
-    assert result["within_10"] == 1.0 and result["mdape"] <= 0.02, result  # 1 % noise
+    predicted = model.predict(pool[64:], metric).mean
+    assert np.all(np.abs(predicted / y[64:] - 1) <= 0.05), result
+    assert result["mdape"] <= 0.02, result  # 1 % noise
 
 
 def test_accuracy_counts_the_share_within_ten_percent():
