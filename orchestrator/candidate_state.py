@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from core.manifest import GRAPH_REVISION
 from core.stage_results import QualityResult
 from orchestrator.search.loop import Individual
 
@@ -81,6 +82,7 @@ class CandidateProgress:
     rungs: list[dict[str, Any]] = field(default_factory=list)  # one entry per rung trained
     held: tuple[QualityResult, bytes | None] | None = None  # best rung's result at RUNG_DONE
     profiled: bool = False  # measured already (ahead of training)
+    graph_revision: int | None = GRAPH_REVISION  # of the graphs its measurements came from
 
     @property
     def genome_hash(self) -> str:

@@ -249,6 +249,7 @@ class JobRunner(RungTraining):
             return
         p.metrics.update(outcome.metrics)
         p.compute.add("device", outcome.device_s)
+        p.graph_revision = outcome.graph_revision
         p.metrics.update(fleet_metrics(p.metrics, self.metric_names))
         if outcome.failure:
             p.fail(outcome.failure)
@@ -270,7 +271,12 @@ class JobRunner(RungTraining):
                     self._poll_profiling(p)
                 if p.finished:
                     self.records.record_candidate(
-                        p.row_id, p.metrics, p.failure, p.compute.to_json(), p.rungs or None
+                        p.row_id,
+                        p.metrics,
+                        p.failure,
+                        p.compute.to_json(),
+                        p.rungs or None,
+                        p.graph_revision,
                     )
                     p.candidate.metrics = p.metrics
                     self.ledgers[genome_hash] = p.compute.to_json()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from core.job_spec import ProfilingSpec
+from core.manifest import GRAPH_REVISION
 from core.metrics import measured_metrics
 from core.precision import Variant
 from core.states import TaskState
@@ -31,6 +32,11 @@ class ProfilingOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
     device_s: float = 0.0  # phone seconds the reports took (MeasurementReport.wall_s)
+    # The graph revision every report was queued for (store/tasks.py enqueue_task): this
+    # exporter's, an older one's (a job resumed under a newer exporter, its tasks measured
+    # before), None where they differ or one is unknown (queued before tasks kept it). The
+    # candidate is recorded with it; its export metrics (model_bytes) are this exporter's.
+    graph_revision: int | None = GRAPH_REVISION
 
 
 class ProfilingQueue:
@@ -63,6 +69,9 @@ class ProfilingQueue:
         if open_tasks and not timed_out:
             return ProfilingOutcome(finished=False)
         outcome = ProfilingOutcome(finished=True)
+        revisions = {t.graph_revision for t in tasks if t.report is not None}
+        if revisions:
+            outcome.graph_revision = revisions.pop() if len(revisions) == 1 else None
         for task in tasks:
             if task.report is not None:
                 precision = Variant.from_tag(task.variant).precision

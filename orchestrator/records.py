@@ -136,7 +136,10 @@ class JobRecords:
         failure: str | None,
         compute: dict[str, Any] | None = None,
         rungs: list[dict[str, Any]] | None = None,
+        graph_revision: int | None = GRAPH_REVISION,
     ) -> None:
+        """`graph_revision`: of the graphs its metrics came from (this exporter's, unless its
+        measurements were taken on an older one's: `ProfilingOutcome.graph_revision`)."""
         result_store.set_candidate_result(
             self.sessions,
             row_id,
@@ -145,7 +148,7 @@ class JobRecords:
             failure,
             compute,
             rungs,
-            GRAPH_REVISION,
+            graph_revision,
         )
 
     def write_generation(
@@ -313,6 +316,7 @@ class JobRecords:
             measurement,
             priority=priority,
             variant=variant,
+            graph_revision=GRAPH_REVISION,
         )
 
     def cancel_profiling(self, candidate_id: int, reason: str) -> int:

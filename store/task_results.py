@@ -29,6 +29,7 @@ class TaskOutcome:
     state: TaskState
     last_error: str | None
     report: MeasurementReport | None
+    graph_revision: int | None = None  # of the graphs it was queued (and so measured) for
 
     @property
     def open(self) -> bool:
@@ -44,6 +45,7 @@ def task_outcomes(sessions: SessionFactory, candidate_id: int) -> list[TaskOutco
             TaskState(r["state"]),
             r["last_error"],
             MeasurementReport.model_validate(r["report"]) if r["report"] else None,
+            r["graph_revision"],
         )
         for r in task_results(sessions, [candidate_id])
     ]
@@ -66,6 +68,7 @@ def task_results(sessions: SessionFactory, candidate_ids: list[int]) -> list[dic
                 "state": t.state,
                 "attempts": t.attempts,
                 "last_error": t.last_error,
+                "graph_revision": t.graph_revision,
                 "report": m.report if m else None,
                 "device_id": m.device_id if m else None,
                 "measured_at": m.created_at if m else None,

@@ -64,9 +64,15 @@ def enqueue_task(
     max_attempts: int = 3,
     priority: int = 0,
     variant: str = "",
+    graph_revision: int | None = None,
 ) -> ProfilingTask:
     """Idempotent on (candidate, device class, export variant); a task cancelled with its
-    job opens again (fresh attempts) when the resumed job asks for it."""
+    job opens again (fresh attempts) when the resumed job asks for it. `graph_revision`: the
+    revision of the graphs it is queued for (the caller stores that export first); asked
+    again under another revision, a task not yet leased (queued, or reopened) takes the new
+    one, while one leased or measured keeps the revision it was queued for. The label can
+    only err old (a task leased under the old label, then requeued, measures the new files),
+    which keeps such a measurement out of other jobs' priors, never an old one in."""
     row = ProfilingTask(
         job_id=job_id,
         candidate_id=candidate_id,
@@ -77,6 +83,7 @@ def enqueue_task(
         max_attempts=max_attempts,
         priority=priority,
         variant=variant,
+        graph_revision=graph_revision,
     )
     task = insert_or_get(
         sessions,
@@ -89,15 +96,29 @@ def enqueue_task(
             )
         ),
     )
-    if task.state != CANCELLED:
-        return task
-    with transaction(sessions) as s:
-        s.execute(
-            update(ProfilingTask)
-            .where(ProfilingTask.id == task.id, ProfilingTask.state == CANCELLED)
-            .values(state=QUEUED, attempts=0, last_error=None, priority=priority)
-        )
-        return s.get(ProfilingTask, task.id)
+    if task.state == CANCELLED:
+        with transaction(sessions) as s:
+            s.execute(
+                update(ProfilingTask)
+                .where(ProfilingTask.id == task.id, ProfilingTask.state == CANCELLED)
+                .values(
+                    state=QUEUED,
+                    attempts=0,
+                    last_error=None,
+                    priority=priority,
+                    graph_revision=graph_revision,
+                )
+            )
+            return s.get(ProfilingTask, task.id)
+    if task.state == QUEUED and graph_revision not in (None, task.graph_revision):
+        with transaction(sessions) as s:  # only while no agent has leased it meanwhile
+            s.execute(
+                update(ProfilingTask)
+                .where(ProfilingTask.id == task.id, ProfilingTask.state == QUEUED)
+                .values(graph_revision=graph_revision)
+            )
+            return s.get(ProfilingTask, task.id)
+    return task
 
 
 def renew_leases(s: Session, device_id: int) -> int:

@@ -97,6 +97,13 @@ class MeasurementPublic(BaseModel):
     state: str
     attempts: int
     last_error: str | None
+    graph_revision: int | None = Field(
+        default=None,
+        description="the exporter's graph revision the task was queued for "
+        "(core.manifest.GRAPH_REVISION; null: queued before it was kept); a task leased, "
+        "then requeued after its job was resumed under a newer exporter measures the new "
+        "graphs under the older label",
+    )
     device_id: int | None
     measured_at: datetime | None
     report: dict[str, Any] | None
