@@ -23,12 +23,12 @@ The embedding and LM head form a `head` group (one position's logits: prefill is
 on the last-token graph, as phones run it) and a `runtime` constant. Peak memory gets byte terms
 instead (`peak_features`), each fitted with its own scale: the V x d table, an untied LM head
 apart, the backbone's weights, the logits, the largest layer's activations and the cache at
-the profiled lengths; and per executed layer, by class, a count and its prefill
-intermediates (`held`): onnxruntime holds memory per layer beyond its weights (kernels,
-buffers its planner does not share), and measured at phone scale these per-layer terms, with
-the untied head apart from the backbone's weights, took held-out predictions within +-5 %
-from about 95 % to 99 % (bench/README, Latency model). Torch-free: only `core`'s catalog and
-costs are read.
+the profiled lengths; and per executed layer, by class, a count, its prefill intermediates
+(`held`) and, for a windowed cache, the K/V of every prompt token (`uncapped`): onnxruntime
+holds memory per layer beyond its weights (kernels, buffers its planner does not share).
+Measured at phone scale, these per-layer terms and the untied head apart from the backbone's
+weights took held-out predictions within +-5 % from about 95 % to 99 % (bench/README,
+Latency model). Torch-free: only `core`'s catalog and costs are read.
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ PEAK_NAME = "peak_mem_mb"
 KINDS = ("flops", "conv", "mix", "bytes", "count")
 HEAD_KINDS = ("flops", "bytes")
 PEAK_TERMS = ("embedding", "lm_head", "weights", "logits", "activations", "cache")
-# Per executed layer, by operator class: one for the layer ("count") and its prefill
-# intermediates ("held"): what the runtime holds per layer beyond its weights.
-PEAK_LAYER_KINDS = ("count", "held")
+# Per executed layer, by operator class: one for the layer ("count"), its prefill
+# intermediates ("held"), and for a layer whose cache keeps a window of tokens the per-token
+# state of every prompt token ("uncapped": its prefill computes K/V for all L tokens, then
+# copies the window out as its cache): what the runtime holds per layer beyond its weights.
+PEAK_LAYER_KINDS = ("count", "held", "uncapped")
 STATE_BYTES = 4  # the decode state and activations are float32 in every variant
 # Bytes read per weight: int4 is MatMulNBits' 4 bits plus one float32 scale per 32 weights.
 WEIGHT_BYTES = {"float32": 4.0, "int8": 1.0, "int4": 0.5 + 4 / 32}
@@ -240,8 +242,14 @@ def peak_features(genome: Genome, target: LatencyTarget, lengths: tuple[int, int
     row[1 : 1 + len(PEAK_TERMS)] = [terms[t] / 2**20 for t in PEAK_TERMS]
     for slot_index in arch.executions:
         slot = arch.slots[slot_index]
-        per_token = catalog.REGISTRY[slot.op].macs(slot.genes, arch.width, 0) / arch.width
-        layer = {"count": 1.0, "held": prefill * per_token * STATE_BYTES / 2**20}
+        spec = catalog.REGISTRY[slot.op]
+        per_token = spec.macs(slot.genes, arch.width, 0) / arch.width
+        shape = spec.cache(slot.genes, arch.width)
+        layer = {
+            "count": 1.0,
+            "held": prefill * per_token * STATE_BYTES / 2**20,
+            "uncapped": prefill * shape.per_token * STATE_BYTES / 2**20 if shape.window else 0.0,
+        }
         for kind in PEAK_LAYER_KINDS:
             row[index[(slot.op, kind)]] += layer[kind]
     return row

@@ -1,6 +1,7 @@
 """What the peak-memory cost terms count (orchestrator/search/latency_features.py): the V x d
-table once whatever the tie, an untied head apart from the backbone's weights, and one count
-per executed layer (a repeated block counts again)."""
+table once whatever the tie, an untied head apart from the backbone's weights, one count per
+executed layer (a repeated block counts again), and a windowed attention layer's K/V for
+every prompt token."""
 
 from __future__ import annotations
 
@@ -44,3 +45,17 @@ def test_every_executed_layer_counts_by_class():
         assert twice[(spec.name, "held")] == 2 * once[(spec.name, "held")]
         assert (once[(spec.name, "held")] > 0) == (executed > 0)
     assert np.isclose(once[("weights", "weights")], twice[("weights", "weights")])  # shared
+
+
+def test_a_windowed_attention_layer_holds_the_whole_prompts_kv():
+    def attention(window: int) -> Genome:
+        g = hybrid()
+        g.operators["attention"].update(heads=4, kv_heads=2, window=window)
+        return g
+
+    global_, windowed = terms(attention(0)), terms(attention(64))
+    head_dim = 256 // 4
+    assert global_[("attention", "uncapped")] == 0.0
+    assert np.isclose(windowed[("attention", "uncapped")], 128 * 2 * 2 * head_dim * 4 / MIB)
+    assert all(windowed[(op, "uncapped")] == 0.0 for op in ("swiglu", "hyena"))
+    assert windowed[("cache", "cache")] < global_[("cache", "cache")]  # the cache keeps 64
