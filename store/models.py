@@ -211,9 +211,9 @@ class ProfilingTask(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     last_error: Mapped[str | None] = mapped_column(Text)
     # The exporter's graph revision (core.manifest.GRAPH_REVISION) of the graphs the task was
-    # queued for: a job resumed under a newer exporter re-exports and re-queues what was not
-    # yet leased, while what was measured keeps the revision it was measured at (NULL:
-    # queued before it was kept).
+    # queued for: a job resumed under a newer exporter re-exports, and a task still queued
+    # takes the new revision, while one leased or measured keeps the one it was queued for
+    # (NULL: queued before it was kept; store/tasks.py enqueue_task).
     graph_revision: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
