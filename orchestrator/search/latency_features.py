@@ -27,7 +27,7 @@ the profiled lengths; and per executed layer, by class, a count, its prefill int
 (`held`) and, for a windowed cache, the K/V of every prompt token (`uncapped`): onnxruntime
 holds memory per layer beyond its weights (kernels, buffers its planner does not share).
 Refitted on the measured peaks of four phone-scale runs (random 64/32 splits), these terms
-took held-out predictions within +-5 % from 93-98 % to 100 % (bench/README, Latency model:
+took held-out predictions within +-5 % from 86-98 % to 100 % (bench/README, Latency model:
 chosen on those data; the eleventh run tests them). Torch-free: only `core`'s catalog and
 costs are read.
 """
