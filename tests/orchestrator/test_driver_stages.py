@@ -165,6 +165,26 @@ class FakeEvaluator:
         self.queue.clear()
 
 
+def fake_report(median: float, precision: str = "float32") -> dict:
+    """A measurement report of one sample at length 64, prefill and decode alike."""
+    stat = {
+        "length": 64,
+        "median_ms": median,
+        "p10_ms": median,
+        "p90_ms": median,
+        "n": 1,
+        "samples_ms": [median],
+    }
+    return {
+        "prefill": [stat],
+        "decode": [stat],
+        "peak_memory_bytes": 3 << 20,
+        "runner": "fake",
+        "wall_s": 0.0,
+        "precision": precision,
+    }
+
+
 class FakePhone(threading.Thread):
     """Plays a device agent on the real task queue: reports (or fails) every task."""
 
@@ -205,27 +225,7 @@ class FakePhone(threading.Thread):
                 * (1.0 + task.candidate_id / 100)
                 * {"float32": 1.0, "int8": 0.5, "int4": 0.25}[precision]
             )
-            stat = {
-                "length": 64,
-                "median_ms": median,
-                "p10_ms": median,
-                "p90_ms": median,
-                "n": 1,
-                "samples_ms": [median],
-            }
-            tasks.report_task(
-                self.sessions,
-                task.id,
-                self.device,
-                {
-                    "prefill": [stat],
-                    "decode": [stat],
-                    "peak_memory_bytes": 3 << 20,
-                    "runner": "fake",
-                    "wall_s": 0.0,
-                    "precision": precision,
-                },
-            )
+            tasks.report_task(self.sessions, task.id, self.device, fake_report(median, precision))
             self.by_variant[(task.candidate_id, task.variant)] = median
             if not task.variant:
                 self.reports[task.candidate_id] = median

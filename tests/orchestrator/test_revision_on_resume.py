@@ -14,31 +14,18 @@ from orchestrator.records import JobRecords
 from store import jobs, leasing, results, tasks
 from store.task_results import task_results
 
-from .test_driver_stages import DEVICE, HARDWARE, FakeEvaluator, FakePhone, runner, spec, submit
+from .test_driver_stages import (
+    DEVICE,
+    HARDWARE,
+    FakeEvaluator,
+    FakePhone,
+    fake_report,
+    runner,
+    spec,
+    submit,
+)
 
 OLD = GRAPH_REVISION - 1
-
-
-def stat(median: float) -> dict:
-    return {
-        "length": 64,
-        "median_ms": median,
-        "p10_ms": median,
-        "p90_ms": median,
-        "n": 1,
-        "samples_ms": [median],
-    }
-
-
-def report(median: float) -> dict:
-    return {
-        "prefill": [stat(median)],
-        "decode": [stat(median)],
-        "peak_memory_bytes": 3 << 20,
-        "runner": "test",
-        "wall_s": 0.0,
-        "precision": "float32",
-    }
 
 
 def test_what_was_measured_keeps_its_revision_and_what_waits_takes_the_new_one(sessions, tmp_path):
@@ -58,7 +45,7 @@ def test_what_was_measured_keeps_its_revision_and_what_waits_takes_the_new_one(s
     tasks.cancel_tasks(sessions, "the job was cancelled", candidate_id=cancelled)
     phone = FakePhone(sessions).device
     first = leasing.lease_task(sessions, phone, 60)
-    tasks.report_task(sessions, first.id, phone, report(2.0))
+    tasks.report_task(sessions, first.id, phone, fake_report(2.0))
     assert leasing.lease_task(sessions, phone, 60).candidate_id == leased  # held, in flight
 
     # The job resumes under this exporter and asks for every candidate's tasks again.
@@ -124,7 +111,7 @@ def test_measurements_of_two_revisions_or_an_unknown_one_record_none(sessions, t
     for _ in range(3):
         task = leasing.lease_task(sessions, phone, 60)
         precision = "int8" if task.variant == "int8" else "float32"
-        tasks.report_task(sessions, task.id, phone, {**report(1.0), "precision": precision})
+        tasks.report_task(sessions, task.id, phone, fake_report(1.0, precision))
     job_records = JobRecords(sessions, tmp_path, job.id, "me")
     both = ProfilingQueue(job_records, profiling, pairs=[(DEVICE, ""), (DEVICE, "int8")])
     plain = ProfilingQueue(job_records, profiling)
