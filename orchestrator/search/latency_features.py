@@ -239,8 +239,9 @@ def peak_features(genome: Genome, target: LatencyTarget, lengths: tuple[int, int
     }
     index = {(c.group, c.kind): i for i, c in enumerate(columns(target))}
     row = np.zeros(len(index))
-    row[0] = 1.0
-    row[1 : 1 + len(PEAK_TERMS)] = [terms[t] / 2**20 for t in PEAK_TERMS]
+    row[index[("runtime", "const")]] = 1.0
+    for term in PEAK_TERMS:
+        row[index[(term, term)]] = terms[term] / 2**20
     for slot_index in arch.executions:
         slot = arch.slots[slot_index]
         spec = catalog.REGISTRY[slot.op]
