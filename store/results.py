@@ -280,7 +280,7 @@ def measured_candidates(
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(genome JSON, metrics among `metric_names`) of other jobs' evaluated candidates last
     updated before `before` that hold at least one of those metrics, oldest first; only
-    candidates whose export was made at `graph_revision` (another revision's graphs time
+    candidates recorded as measured at `graph_revision` (another revision's graphs time
     differently: revision 6 cut a GQA decode step's ops, core.manifest.GRAPH_REVISION)."""
     wanted = set(metric_names)
     with transaction(sessions) as s:
