@@ -294,17 +294,21 @@ function precisionTable(metrics) {
 }
 
 function measurementTable(tasks) {
-  // One row per (task, length): median, p10-p90, n, peak memory, device, heat, method.
+  // One row per (task, length): median, p10-p90, n, peak memory, device, graph and its
+  // revision, heat, method, runner.
   if (!tasks.length) return "";
   const rows = [];
   for (const t of tasks) {
     const r = t.report;
     const variant = t.variant ? ` ${esc(t.variant)}` : "";
     if (!r) { rows.push(`<tr><td class="left">${esc(t.device_class)}${variant}</td><td class="left" colspan="7">${esc(t.state)}${t.last_error ? ` — ${esc(t.last_error)}` : ""}</td></tr>`); continue; }
+    // The exporter's graph revision the task was queued for: numbers of older graphs stay
+    // apart from this revision's (a job resumed across an upgrade, docs/search.md Restarts).
+    const revision = t.graph_revision != null ? ` · revision ${t.graph_revision}` : "";
     const hot = r.above_thermal_limit ? ` <span class="error">above ${esc(fmt(r.thermal_limit_celsius))} °C</span>` : "";
     const maxC = Math.max(...(r.thermal_before || []).map(z => z.celsius), -Infinity);
     for (const [kind, stats] of [["prefill", r.prefill], ["decode", r.decode]]) for (const s of stats) {
-      rows.push(`<tr><td class="left">${esc(t.device_class)} #${t.device_id}${variant}${r.execution_provider && r.execution_provider !== "cpu" ? ` (${esc(r.execution_provider)})` : ""}</td><td class="left">${kind}@${s.length}</td>
+      rows.push(`<tr><td class="left">${esc(t.device_class)} #${t.device_id}${variant}${r.execution_provider && r.execution_provider !== "cpu" ? ` (${esc(r.execution_provider)})` : ""}</td><td class="left">${kind}@${s.length}${revision}</td>
         <td>${esc(fmt(s.median_ms))}</td><td>${esc(fmt(s.p10_ms))}–${esc(fmt(s.p90_ms))}</td><td>${s.n}</td>
         <td>${s.peak_memory_bytes ? esc(fmt(s.peak_memory_bytes / 2 ** 20)) : ""}</td>
         <td class="left">${isFinite(maxC) ? esc(fmt(maxC)) + " °C" : ""}${hot} ${esc(r.method || "")}</td>

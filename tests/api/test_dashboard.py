@@ -364,3 +364,50 @@ def test_a_multi_fidelity_job_shows_its_rungs_compute_and_each_candidates_rungs(
         detail = page.inner_text("table.rungs")
         assert "3,000 tokens" in detail and "stopped here" in detail
         browser.close()
+
+
+def test_each_measurement_shows_the_graph_revision_its_task_was_queued_for(served):
+    """A job resumed across an exporter upgrade holds measurements of two graph revisions
+    (store/tasks.py `enqueue_task`); the candidate page says which each row is of, and says
+    nothing for a task queued before revisions were kept."""
+    from playwright.sync_api import sync_playwright
+
+    from store import tasks
+    from store.leasing import lease_task
+
+    from .test_api import measurement_report
+
+    app, url = served
+    s = app.state.sessions
+    job = jobs.create_job(
+        s, "revisions", {"objectives": ["perplexity", "params"], "evolution": {"generations": 1}}
+    )
+    [row] = results.add_candidates(s, job.id, 0, [{"genome": GENOME, "genome_hash": "c" * 16}])
+    results.set_candidate_result(s, row.id, "done", {"perplexity": 9.5, "params": 1000})
+    results.write_generation(s, job.id, 0, [row.id], [row.id], 0.1, 1)
+    spec = {"prefill_lengths": [16], "decode_contexts": [16]}
+    props = {"backend": "host", "model": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
+    for device_class, revision in (("host", 6), ("Pixel 8", None)):
+        tasks.enqueue_task(s, job.id, row.id, device_class, spec, graph_revision=revision)
+        device, _ = devices.enroll_device(s, device_class, {**props, "model": device_class})
+        task = lease_task(s, device, 60)
+        tasks.report_task(s, task.id, device, measurement_report())
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page()
+        page.goto(f"{url}/#/jobs/{job.id}")
+        page.wait_for_selector(f"#candidates tr[data-id='{row.id}']")
+        page.click(f"#candidates tr[data-id='{row.id}']")
+        page.wait_for_selector("table.measurements td")
+        cells = page.evaluate(
+            "[...document.querySelectorAll('table.measurements tr')].map("
+            "r => [...r.children].map(c => c.textContent.trim()))"
+        )
+        graphs = {(r[0].split(" #")[0], r[1]) for r in cells[1:]}
+        assert graphs == {
+            ("host", "prefill@16 · revision 6"),
+            ("host", "decode@16 · revision 6"),
+            ("Pixel 8", "prefill@16"),
+            ("Pixel 8", "decode@16"),
+        }, cells
+        browser.close()
