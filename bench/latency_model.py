@@ -212,13 +212,25 @@ def scored_names(args, measured, gs, name: str, values: str) -> list[str]:
 
 
 def from_scratch(args, gs, measured, source: str, values: str = "metrics") -> dict[str, Any]:
+    """Per metric, the held-out figures and every held-out genome's prediction beside its
+    measurement (`held_out`: what a miss is read from, without refitting)."""
     fit, test = gs[: args.measurements], gs[args.measurements :]
     seen = {device(source)[0]: observations(fit, measured, source, values)}
     model = _model(args, len(fit)).fit(seen)
-    return {
-        m: scored(model, test, measured, source, m, values)
-        for m in scored_names(args, measured, gs, source, values)
-    }
+    out = {}
+    for m in scored_names(args, measured, gs, source, values):
+        predicted = model.predict(test, m).mean
+        out[m] = scored(model, test, measured, source, m, values) | {
+            "held_out": [
+                {
+                    "hash": g.hash(),
+                    "predicted": float(p),
+                    "measured": measured[g.hash()][source][values][m],
+                }
+                for g, p in zip(test, predicted)
+            ]
+        }
+    return out
 
 
 def _model(args: argparse.Namespace, n_source: int) -> LatencyModel:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
 from bench.phone_measurements import PhoneMeasurements, Protocol, device, metric_suffix
@@ -81,6 +82,27 @@ def test_referenced_latencies_are_ratios_on_one_scale_per_metric():
     add_referenced(genomes, measured, "host-int8")
     # the reference's median over the genomes (3.0) times each genome's own ratio
     assert [measured[h]["host-int8"]["referenced"][metric] for h in "abc"] == [1.5, 6.0, 3.0]
+
+
+def test_from_scratch_lists_each_held_out_prediction_beside_its_measurement():
+    """The per-genome rows are the predictions the figures were computed from: the share
+    within +-10 % and the MdAPE recomputed from them are the reported ones."""
+    from bench.latency_model import from_scratch, genomes, parse_args
+
+    args = parse_args(["--measurements", "8", "--test", "4", "--widths", "64", "--vocab", "1024"])
+    gs = genomes(args)[:12]
+    metrics = Protocol().metric_names("host-int8")  # prefill, decode, peak memory
+    rng = np.random.default_rng(0)
+    measured = {
+        g.hash(): {"host-int8": {"metrics": {m: g.depth * rng.uniform(0.8, 1.25) for m in metrics}}}
+        for g in gs
+    }
+    result = from_scratch(args, gs, measured, "host-int8")[metrics[1]]
+    rows = result["held_out"]
+    assert [r["hash"] for r in rows] == [g.hash() for g in gs[8:]]
+    errors = [abs(r["predicted"] - r["measured"]) / r["measured"] for r in rows]
+    assert result["within_10"] == sum(e <= 0.1 for e in errors) / 4
+    assert result["mdape"] == pytest.approx(float(np.median(errors)))
 
 
 def test_a_cache_taken_with_another_protocol_is_refused(tmp_path):
