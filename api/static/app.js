@@ -294,17 +294,17 @@ function precisionTable(metrics) {
 }
 
 function measurementTable(tasks) {
-  // One row per (task, length): median, p10-p90, n, peak memory, device, graph and its
-  // revision, heat, method, runner.
+  // One row per (task, length): device, graph (and the revision its task was queued for),
+  // median, p10-p90, n, peak memory, heat and method, runner; one row per task not measured.
   if (!tasks.length) return "";
   const rows = [];
   for (const t of tasks) {
     const r = t.report;
     const variant = t.variant ? ` ${esc(t.variant)}` : "";
-    if (!r) { rows.push(`<tr><td class="left">${esc(t.device_class)}${variant}</td><td class="left" colspan="7">${esc(t.state)}${t.last_error ? ` — ${esc(t.last_error)}` : ""}</td></tr>`); continue; }
     // The exporter's graph revision the task was queued for: numbers of older graphs stay
     // apart from this revision's (a job resumed across an upgrade, docs/search.md Restarts).
-    const revision = t.graph_revision != null ? ` · revision ${t.graph_revision}` : "";
+    const revision = t.graph_revision != null ? ` · revision ${esc(t.graph_revision)}` : "";
+    if (!r) { rows.push(`<tr><td class="left">${esc(t.device_class)}${variant}</td><td class="left" colspan="7">${esc(t.state)}${revision}${t.last_error ? ` — ${esc(t.last_error)}` : ""}</td></tr>`); continue; }
     const hot = r.above_thermal_limit ? ` <span class="error">above ${esc(fmt(r.thermal_limit_celsius))} °C</span>` : "";
     const maxC = Math.max(...(r.thermal_before || []).map(z => z.celsius), -Infinity);
     for (const [kind, stats] of [["prefill", r.prefill], ["decode", r.decode]]) for (const s of stats) {

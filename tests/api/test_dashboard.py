@@ -368,8 +368,8 @@ def test_a_multi_fidelity_job_shows_its_rungs_compute_and_each_candidates_rungs(
 
 def test_each_measurement_shows_the_graph_revision_its_task_was_queued_for(served):
     """A job resumed across an exporter upgrade holds measurements of two graph revisions
-    (store/tasks.py `enqueue_task`); the candidate page says which each row is of, and says
-    nothing for a task queued before revisions were kept."""
+    (store/tasks.py `enqueue_task`); the candidate page says which each row is of, a task
+    still queued included, and says nothing for a task queued before revisions were kept."""
     from playwright.sync_api import sync_playwright
 
     from store import tasks
@@ -392,6 +392,7 @@ def test_each_measurement_shows_the_graph_revision_its_task_was_queued_for(serve
         device, _ = devices.enroll_device(s, device_class, {**props, "model": device_class})
         task = lease_task(s, device, 60)
         tasks.report_task(s, task.id, device, measurement_report())
+    tasks.enqueue_task(s, job.id, row.id, "SM-S928B", spec, graph_revision=7)  # not leased
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page()
@@ -409,5 +410,6 @@ def test_each_measurement_shows_the_graph_revision_its_task_was_queued_for(serve
             ("host", "decode@16 · revision 6"),
             ("Pixel 8", "prefill@16"),
             ("Pixel 8", "decode@16"),
+            ("SM-S928B", "queued · revision 7"),
         }, cells
         browser.close()
