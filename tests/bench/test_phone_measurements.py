@@ -183,3 +183,58 @@ def test_search_evaluations_measure_host_decode_again_for_another_graph_revision
     assert current.decode_ms == {"a": 0.7} and current.compute[("a", "measure")] == 2.0
     current._save()
     assert json.loads(path.read_text())["graphs"] == GRAPH_REVISION
+
+
+def test_resplits_refit_a_runs_cached_measurements_the_runs_own_split_first(tmp_path):
+    """bench.latency_resplits reads the genomes a run of bench.latency_model measured (by its
+    seed, from its cache, in its order) and refits them on other splits; its first split is
+    the run's own, so its figures are the run's from-scratch figures on the same data."""
+    from bench.latency_model import add_referenced, from_scratch, genomes
+    from bench.latency_model import parse_args as run_args
+    from bench.latency_resplits import main
+
+    args = run_args(["--measurements", "8", "--test", "4", "--seed", "3"])
+    gs = genomes(args)[:13]
+    metrics = Protocol().metric_names("host-int8")
+    rng = np.random.default_rng(1)
+    entries = {gs[0].hash(): {"error": "ExportError: a quantized variant disagreed"}}
+    for g in gs[1:]:
+        values = {m: g.depth * g.width / 256 * rng.uniform(0.9, 1.1) for m in metrics}
+        latencies = metrics[:2]
+        entries[g.hash()] = {
+            "host-int8": {
+                "metrics": values,
+                "relative": {m: values[m] / 2.0 for m in latencies},
+                "reference_ms": {m: rng.uniform(1.9, 2.1) for m in latencies},
+            }
+        }
+    cache = tmp_path / "cache.json"
+    cache.write_text(json.dumps({"protocol": Protocol(reference="x").__dict__, "genomes": entries}))
+    out = tmp_path / "resplits.json"
+    argv = ["--seeds", "3", "--cache", str(cache), "--splits", "3", "--out", str(out)]
+    result = main([*argv, "--measurements", "8", "--test", "4"])
+    own, *others = result["runs"]["3"]
+    assert len(others) == 2 and json.loads(out.read_text())["runs"]["3"][0] == own
+    measured = {g.hash(): json.loads(json.dumps(entries[g.hash()])) for g in gs[1:]}
+    add_referenced(gs[1:], measured, "host-int8")
+    run = from_scratch(args, gs[1:], measured, "host-int8", "referenced")
+    for metric, figures in run.items():  # the referenced latencies
+        assert own[metric]["mdape"] == pytest.approx(figures["mdape"])
+        assert own[metric]["within_10"] == figures["within_10"]
+    assert set(own) == {*metrics[:2], metrics[2]}  # peak memory as measured, beside them
+    assert own[metrics[2]]["met"] == (own[metrics[2]]["within_5"] == 1.0)
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--seeds", "1", "--cache", "/nonexistent.json"], "no such file"),
+        (["--seeds", "1", "--cache", "README.md", "--splits", "0"], "--splits must be at least 1"),
+    ],
+)
+def test_bad_resplit_arguments_are_clear_cli_errors(argv, says, capsys):
+    from bench.latency_resplits import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert says in capsys.readouterr().err
