@@ -57,8 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measured_genomes(seed: int, saved: dict[str, Any], n: int, name: str) -> tuple[list, dict]:
-    """The first `n` genomes of the run of `seed` that its cache holds measured on `name`,
-    in the run's order (the order bench.latency_model fitted and held them out in)."""
+    """The first `n` genomes of the run of `seed` (bench.latency_model's default phone-scale
+    space) that its cache holds measured on `name`, in the run's order (the order it fitted
+    and held them out in)."""
     entries = saved["genomes"]
     ordered = genomes(run_args(["--seed", str(seed)]))
     kept = [g for g in ordered if name in entries.get(g.hash(), {})][:n]
@@ -103,6 +104,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     saved = json.loads(args.cache.read_text())
     protocol = Protocol.saved(saved.get("protocol", {}))
+    if args.values == "referenced" and not protocol.reference:
+        raise SystemExit(
+            f"{args.cache} was measured without a reference model: use --values metrics"
+        )
     n = args.measurements + args.test
     result: dict[str, Any] = {
         "args": {**vars(args), "cache": str(args.cache), "out": str(args.out)}

@@ -223,6 +223,9 @@ def test_resplits_refit_a_runs_cached_measurements_the_runs_own_split_first(tmp_
         assert own[metric]["within_10"] == figures["within_10"]
     assert set(own) == {*metrics[:2], metrics[2]}  # peak memory as measured, beside them
     assert own[metrics[2]]["met"] == (own[metrics[2]]["within_5"] == 1.0)
+    cache.write_text(json.dumps({"protocol": Protocol().__dict__, "genomes": entries}))
+    with pytest.raises(SystemExit, match="without a reference model: use --values metrics"):
+        main(argv)
 
 
 @pytest.mark.parametrize(
