@@ -50,6 +50,19 @@ def launch(playwright):
     )
 
 
+def candidate_table(page, url: str, job_id: int, candidate_id: int, table: str) -> list:
+    """Open a job's page, click one candidate and return the text of each cell of its
+    `table.<table>`, row by row."""
+    page.goto(f"{url}/#/jobs/{job_id}")
+    page.wait_for_selector(f"#candidates tr[data-id='{candidate_id}']")
+    page.click(f"#candidates tr[data-id='{candidate_id}']")
+    page.wait_for_selector(f"table.{table} td")
+    return page.evaluate(
+        f"[...document.querySelectorAll('table.{table} tr')].map("
+        "r => [...r.children].map(c => c.textContent.trim()))"
+    )
+
+
 @pytest.fixture
 def served(tmp_path):
     settings = Settings(
@@ -280,14 +293,7 @@ def test_candidate_page_puts_precisions_side_by_side_and_a_scale_job_shows_both_
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page()
-        page.goto(f"{url}/#/jobs/{quantized.id}")
-        page.wait_for_selector(f"#candidates tr[data-id='{row.id}']")
-        page.click(f"#candidates tr[data-id='{row.id}']")
-        page.wait_for_selector("table.precisions")
-        cells = page.evaluate(
-            "[...document.querySelectorAll('table.precisions tr')].map("
-            "r => [...r.children].map(c => c.textContent))"
-        )
+        cells = candidate_table(page, url, quantized.id, row.id, "precisions")
         assert cells[0] == ["metric", "float32", "int8", "int4"]
         assert ["perplexity", "9.500", "9.875", "11.25"] in cells
         assert ["decode_ms@64[Pixel 8]", "3.500", "1.750", ""] in cells
@@ -396,14 +402,7 @@ def test_each_measurement_shows_the_graph_revision_its_task_was_queued_for(serve
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page()
-        page.goto(f"{url}/#/jobs/{job.id}")
-        page.wait_for_selector(f"#candidates tr[data-id='{row.id}']")
-        page.click(f"#candidates tr[data-id='{row.id}']")
-        page.wait_for_selector("table.measurements td")
-        cells = page.evaluate(
-            "[...document.querySelectorAll('table.measurements tr')].map("
-            "r => [...r.children].map(c => c.textContent.trim()))"
-        )
+        cells = candidate_table(page, url, job.id, row.id, "measurements")
         graphs = {(r[0].split(" #")[0], r[1]) for r in cells[1:]}
         assert graphs == {
             ("host", "prefill@16 · revision 6"),
