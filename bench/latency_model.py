@@ -194,13 +194,20 @@ def scored(
     name: str,
     metric: str,
     values: str = "metrics",
+    rows: bool = False,
 ):
-    """Held-out accuracy of one metric, with the share within +-5 % (peak memory's bound)."""
+    """Held-out accuracy of one metric, with the share within +-5 % (peak memory's bound);
+    with `rows`, every held-out genome's prediction beside its measurement (`held_out`)."""
     truth = [measured[g.hash()][name][values][metric] for g in test]
     result = model.held_out_accuracy(test, truth, metric)
     predicted = model.predict(test, metric).mean
     result["within_5"] = sum(abs(p - m) <= 0.05 * m for p, m in zip(predicted, truth)) / len(truth)
     result["how"] = model.predict(test[:1], metric).how
+    if rows:
+        result["held_out"] = [
+            {"hash": g.hash(), "predicted": float(p), "measured": m}
+            for g, p, m in zip(test, predicted, truth)
+        ]
     return result
 
 
@@ -217,20 +224,10 @@ def from_scratch(args, gs, measured, source: str, values: str = "metrics") -> di
     fit, test = gs[: args.measurements], gs[args.measurements :]
     seen = {device(source)[0]: observations(fit, measured, source, values)}
     model = _model(args, len(fit)).fit(seen)
-    out = {}
-    for m in scored_names(args, measured, gs, source, values):
-        predicted = model.predict(test, m).mean
-        out[m] = scored(model, test, measured, source, m, values) | {
-            "held_out": [
-                {
-                    "hash": g.hash(),
-                    "predicted": float(p),
-                    "measured": measured[g.hash()][source][values][m],
-                }
-                for g, p in zip(test, predicted)
-            ]
-        }
-    return out
+    return {
+        m: scored(model, test, measured, source, m, values, rows=True)
+        for m in scored_names(args, measured, gs, source, values)
+    }
 
 
 def _model(args: argparse.Namespace, n_source: int) -> LatencyModel:

@@ -25,10 +25,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from bench.latency_model import RESULTS, _model, add_referenced, genomes
+from bench.latency_model import RESULTS, _model, add_referenced, genomes, scored
 from bench.latency_model import parse_args as run_args
 from bench.phone_measurements import Protocol, device
-from core.prediction_accuracy import accuracy
 
 TARGETS = {"tau": 0.9, "mdape": 0.10, "within_10": 0.90}
 
@@ -70,8 +69,8 @@ def measured_genomes(seed: int, saved: dict[str, Any], n: int, name: str) -> tup
 
 def met(metric: str, figures: dict[str, float]) -> bool:
     if metric.startswith("peak_mem_mb"):
-        return figures["within_5"] == 1.0
-    return (
+        return bool(figures["within_5"] == 1.0)
+    return bool(
         figures["kendall_tau"] >= TARGETS["tau"]
         and figures["mdape"] <= TARGETS["mdape"]
         and figures["within_10"] >= TARGETS["within_10"]
@@ -81,21 +80,16 @@ def met(metric: str, figures: dict[str, float]) -> bool:
 def one_split(fit, test, measured, name: str, values: str, protocol: Protocol) -> dict[str, Any]:
     """Each metric's held-out figures and whether its target held, fitted from scratch as
     bench.latency_model fits (peak memory at the protocol's lengths)."""
-    peak = [m for m in measured[fit[0].hash()][name]["metrics"] if m.startswith("peak_mem_mb")]
-    metrics = list(measured[fit[0].hash()][name][values]) + (peak if values != "metrics" else [])
-    rows = {g.hash(): {**measured[g.hash()][name]["metrics"], **measured[g.hash()][name][values]}
-            for g in fit + test}  # fmt: skip
+    # The latencies as `values` says, peak memory as measured (it has no reference).
+    kinds = {m: values for m in measured[fit[0].hash()][name][values]}
+    kinds |= {m: "metrics" for m in measured[fit[0].hash()][name]["metrics"] if m not in kinds}
+    rows = {g.hash(): {m: measured[g.hash()][name][v][m] for m, v in kinds.items()} for g in fit}
     seen = {device(name)[0]: [(g, rows[g.hash()]) for g in fit]}
     lengths = argparse.Namespace(prefill=protocol.prefill, decode=protocol.decode)
     model = _model(lengths, len(fit)).fit(seen)
     out = {}
-    for metric in metrics:
-        truth = [rows[g.hash()][metric] for g in test]
-        predicted = model.predict(test, metric).mean.tolist()
-        figures = accuracy(list(zip(predicted, truth)))
-        figures["within_5"] = sum(abs(p - t) <= 0.05 * t for p, t in zip(predicted, truth)) / len(
-            truth
-        )
+    for metric, kind in kinds.items():
+        figures = scored(model, test, measured, name, metric, kind)
         out[metric] = {**figures, "met": met(metric, figures)}
     return out
 
