@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "profile_stability": [],
     "api_poll": [],
     "inference": [],
+    "decode_attention": [],
     "search": [],
     "latency_model": [],
     "system": [],
