@@ -342,6 +342,12 @@ class Genome:
         if not isinstance(self.rope, Rope):
             raise GenomeError("global.rope", "must be a Rope")
         self.rope.validate()
+        for i, slot in enumerate(self.backbone):  # first: the checks below look classes up
+            if not isinstance(slot.op, str) or slot.op not in catalog.REGISTRY:
+                raise GenomeError(
+                    f"backbone[{i}].op",
+                    f"unknown operator class {slot.op!r}; allowed: {_class_names()}",
+                )
         for spec in catalog.ordered():
             genes = self.operators[spec.name]
             for gene in spec.genes:
@@ -352,11 +358,6 @@ class Genome:
             for gene, problem in catalog.REGISTRY[name].check(self.operators[name], self.width):
                 raise GenomeError(f"operators.{name}.{gene}", problem)
         for i, slot in enumerate(self.backbone):
-            if slot.op not in catalog.REGISTRY:
-                raise GenomeError(
-                    f"backbone[{i}].op",
-                    f"unknown operator class {slot.op!r}; allowed: {_class_names()}",
-                )
             for kind in ("share_weights", "share_featurizer"):
                 target = getattr(slot, kind)
                 if target is None:

@@ -158,6 +158,9 @@ def test_hash_ignores_unused_operator_genes_but_not_used_ones():
         ),
         (lambda d: d["global"].update(colour=1), "global.colour", "unknown field"),
         (lambda d: d["operators"].update(lstm={}), "operators.lstm", "unknown operator class"),
+        # a class that is not a string: named, not a TypeError from looking it up
+        (lambda d: d["backbone"][1].update(op=["x"]), "backbone[1].op", "unknown operator class"),
+        (lambda d: d["backbone"][0].update(op={"a": 1}), "backbone[0].op", "allowed: attention"),
     ],
 )
 def test_validation_names_the_bad_gene(mutation, gene, fragment):
