@@ -148,7 +148,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError):
         errors = [
             {
-                "field": ".".join(str(p) for p in err["loc"] if p != "body") or "body",
+                # a body that is not JSON: pydantic's loc is ("body", <offset>), not a field
+                "field": "body"
+                if err["type"] == "json_invalid"
+                else ".".join(str(p) for p in err["loc"] if p != "body") or "body",
                 "message": err["msg"],
                 "type": err["type"],
             }

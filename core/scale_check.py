@@ -13,13 +13,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .genome import Genome, GenomeError
 from .scaling import ScalingError, resize_genome
-from .strict import StrictModel
+from .strict import ID_MAX, StrictModel
 
 MAX_TOP = 64
+MIN_MEMBERS = 2  # a ranking comparison (Kendall tau) needs two members
+
+
+class ScaleError(ValueError):
+    """Why a request cannot make a scale-up; `field`: the request's field at fault (None:
+    several together)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NothingToScale(ScaleError):
+    """The source job has nothing to scale, whatever the request."""
 
 
 class ScaleRequest(StrictModel):
@@ -55,28 +69,35 @@ class ScaleRequest(StrictModel):
 class ScaleMember(StrictModel):
     """One genome of a scale-up job, and where it came from."""
 
-    source_candidate: int
+    source_candidate: int = Field(ge=1, le=ID_MAX)
     origin: str = Field(max_length=200)  # "front" or the source's "preset:<name>"
     genome: dict[str, Any]  # resized
     search_perplexity: float | None = None
     search_front: bool = False
+
+    @field_validator("genome")
+    @classmethod
+    def _a_valid_genome(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A spec may carry a scale block written by hand (a resubmitted scale-up job): its
+        genomes are checked here, not first by the orchestrator that trains them."""
+        return Genome.from_json(value).to_json()
 
 
 class ScaleSpec(StrictModel):
     """Set on a scale-up job's spec (`JobSpec.scale`): it evaluates exactly these members in
     one generation instead of searching."""
 
-    source_job: int = Field(ge=1)
+    source_job: int = Field(ge=1, le=ID_MAX)
     request: ScaleRequest
-    members: list[ScaleMember] = Field(min_length=1, max_length=MAX_TOP + 64)
+    members: list[ScaleMember] = Field(min_length=MIN_MEMBERS, max_length=MAX_TOP + 64)
 
 
 def pick_members(
     candidates: list[dict[str, Any]], front_ids: set[int], request: ScaleRequest
 ) -> list[ScaleMember]:
     """From the source job's evaluated candidates ({"id", "genome", "origin", "metrics",
-    "status"}): the `top` front members by perplexity, then the presets; resized. ValueError
-    names the member a target size does not fit."""
+    "status"}): the `top` front members by perplexity, then the presets; resized. ScaleError
+    names the member a target size does not fit, or too few members to compare."""
     done = [
         c
         for c in candidates
@@ -94,7 +115,7 @@ def pick_members(
             if c["origin"].startswith("preset:") and c["id"] not in picked
         ]
     if not chosen:
-        raise ValueError("the job has no successfully evaluated front member to scale")
+        raise NothingToScale("the job has no successfully evaluated front member to scale")
     members, seen = [], set()
     for candidate, origin in chosen:
         try:
@@ -102,9 +123,11 @@ def pick_members(
                 Genome.coerce(candidate["genome"]), request.width, request.depth
             )
         except (ScalingError, GenomeError) as exc:
-            raise ValueError(
+            asked = [f for f in ("width", "depth") if getattr(request, f) is not None]
+            raise ScaleError(
                 f"candidate {candidate['id']} ({origin}) cannot be resized to "
-                f"width {request.width}, depth {request.depth}: {exc}"
+                f"width {request.width}, depth {request.depth}: {exc}",
+                asked[0] if len(asked) == 1 else None,
             ) from None
         if resized.hash() in seen:
             continue  # two members that coincide at the target size are trained once
@@ -117,6 +140,14 @@ def pick_members(
                 search_perplexity=candidate["metrics"]["perplexity"],
                 search_front=candidate["id"] in front_ids,
             )
+        )
+    if len(members) < MIN_MEMBERS:
+        raise ScaleError(
+            f"a scale-up compares two rankings, so it needs at least {MIN_MEMBERS} members; "
+            f"top={request.top}, include_presets={str(request.include_presets).lower()} gives "
+            f"{len(members)} (members that coincide at the target size count once): "
+            "raise top or include the presets",
+            "top",
         )
     return members
 

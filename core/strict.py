@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 DEVICE_CLASS_MAX_CHARS = 128  # store.models: devices.model, profiling_tasks.device_class
+ID_MAX = 2**31 - 1  # store.models: ids are 32-bit integers in PostgreSQL
 SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy take a signed 64-bit seed
 DAY_S = 86_400.0
 

@@ -11,6 +11,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.settings import Settings
+from core.strict import ID_MAX
 
 
 async def get_sessions(request: Request) -> sessionmaker[Session]:
@@ -24,8 +25,7 @@ async def get_settings(request: Request) -> Settings:
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL
-JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
-CandidateId = Annotated[int, Path(ge=1, le=MAX_ID, description="candidate id")]
-DeviceId = Annotated[int, Path(ge=1, le=MAX_ID, description="device id")]
-TaskId = Annotated[int, Path(ge=1, le=MAX_ID, description="task id")]
+JobId = Annotated[int, Path(ge=1, le=ID_MAX, description="job id")]
+CandidateId = Annotated[int, Path(ge=1, le=ID_MAX, description="candidate id")]
+DeviceId = Annotated[int, Path(ge=1, le=ID_MAX, description="device id")]
+TaskId = Annotated[int, Path(ge=1, le=ID_MAX, description="task id")]

@@ -10,15 +10,16 @@ from pydantic import ValidationError
 from api.auth import AdminDep
 from api.schemas.public import JobCreated, JobList, JobPublic, ScaleResult
 from core.job_spec import JobSpec
-from core.scale_check import ScaleRequest, ScaleSpec, pick_members
+from core.scale_check import NothingToScale, ScaleError, ScaleRequest, ScaleSpec, pick_members
 from core.states import TERMINAL_JOB, JobStatus
+from core.strict import ID_MAX
 from store import Conflict, NotFound
 from store import devices as device_store
 from store import jobs as store
 from store import results as result_store
 from store.models import Device, Job
 
-from .deps import MAX_ID, JobId, SessionsDep, SettingsDep
+from .deps import JobId, SessionsDep, SettingsDep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -113,6 +114,19 @@ async def submit_job(
     spec = await run_in_threadpool(parse_spec, await request.body())
 
     def create() -> JobCreated:
+        if spec.scale is not None:  # a scale block written by hand names a job that exists
+            try:
+                store.get_job(sessions, spec.scale.source_job)
+            except NotFound as exc:
+                raise RequestValidationError(
+                    [
+                        {
+                            "loc": ("body", "scale", "source_job"),
+                            "msg": str(exc),
+                            "type": "value_error",
+                        }
+                    ]
+                ) from None
         job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"), idempotency_key)
         return JobCreated(
             id=job.id,
@@ -128,7 +142,7 @@ async def submit_job(
 @router.get("", response_model=JobList)
 def list_jobs(
     sessions: SessionsDep,
-    offset: int = Query(0, ge=0, le=MAX_ID),
+    offset: int = Query(0, ge=0, le=ID_MAX),
     limit: int = Query(50, ge=1, le=500),
 ) -> JobList:
     rows, total = store.list_jobs(sessions, offset, limit)
@@ -174,9 +188,12 @@ def scale_spec(sessions, job_id: int, request: ScaleRequest) -> JobSpec:
     ]
     try:
         members = pick_members(candidates, front, request)
-    except ValueError as exc:
+    except NothingToScale as exc:
+        raise Conflict(f"job {job_id}: {exc}") from None
+    except ScaleError as exc:
+        loc = ("body", exc.field) if exc.field else ("body",)
         raise RequestValidationError(
-            [{"loc": ("body", "width"), "msg": str(exc), "type": "value_error"}]
+            [{"loc": loc, "msg": str(exc), "type": "value_error"}]
         ) from None
     training = source.training.model_dump(mode="json")
     training.update(

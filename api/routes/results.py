@@ -19,13 +19,14 @@ from api.schemas.public import (
     ParetoResponse,
 )
 from core.protocol import artifact_url
+from core.strict import ID_MAX
 from store import artifacts as artifact_store
 from store import jobs as job_store
 from store import polling
 from store import results as store
 from store.task_results import runner_builds, task_results
 
-from .deps import MAX_ID, CandidateId, JobId, SessionsDep
+from .deps import CandidateId, JobId, SessionsDep
 
 router = APIRouter(tags=["results"])
 
@@ -50,7 +51,7 @@ def _job_version(request: Request, job_id: int):
 async def generations(
     job_id: JobId,
     request: Request,
-    since: int = Query(0, ge=0, le=MAX_ID, description="first generation index to return"),
+    since: int = Query(0, ge=0, le=ID_MAX, description="first generation index to return"),
 ) -> Response:
     """Generations from `since` on and every candidate they mention. Conditional: send the
     ETag back in If-None-Match and an unchanged view is 304 with no body. The ETag is built

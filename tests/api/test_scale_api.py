@@ -1,0 +1,137 @@
+"""`POST /jobs/{id}/scale` and scale blocks in submitted specs: a request that cannot make a
+scale-up is a 4xx naming the field (never a 500), and a hand-written scale block's genomes
+and ids are checked when it is submitted, not first by the orchestrator."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import preset
+from core.strict import ID_MAX
+from store import jobs as job_store
+from store import results as result_store
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+SPEC = {"name": "source", "objectives": ["perplexity", "params"]}
+
+
+def completed_job(client, front_size: int) -> tuple[int, list[int]]:
+    """A completed job whose last generation's front holds `front_size` evaluated members
+    (no presets among them)."""
+    sessions = client.app.state.sessions
+    job_id = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
+    genomes = [preset("transformer++", width=64, layers=n + 1, vocab=257) for n in range(3)]
+    rows = result_store.add_candidates(
+        sessions,
+        job_id,
+        0,
+        [{"genome": g.to_json(), "genome_hash": g.hash(), "origin": "random"} for g in genomes],
+    )
+    for i, row in enumerate(rows):
+        result_store.set_candidate_result(
+            sessions, row.id, "done", {"perplexity": 9.0 - i, "params": 1000 + i}
+        )
+    ids = [r.id for r in rows]
+    result_store.write_generation(sessions, job_id, 0, ids, ids[:front_size], 0.5, len(ids))
+    assert job_store.claim_job(sessions, "test").id == job_id
+    job_store.finish_job(sessions, job_id, "completed")
+    return job_id, ids
+
+
+def test_a_scale_up_of_one_member_is_422_naming_top(client):
+    job_id, _ = completed_job(client, front_size=2)
+    response = client.post(
+        f"/api/v1/jobs/{job_id}/scale", json={"top": 1, "include_presets": False}, headers=ADMIN
+    )
+    assert response.status_code == 422, response.text
+    assert "top" in response.json()["detail"] and "at least 2 members" in response.text
+    made = client.post(
+        f"/api/v1/jobs/{job_id}/scale", json={"top": 2, "include_presets": False}, headers=ADMIN
+    )
+    assert made.status_code == 201, made.text
+    spec = client.get(f"/api/v1/jobs/{made.json()['id']}").json()["spec"]
+    assert len(spec["scale"]["members"]) == spec["evolution"]["population"] == 2
+
+
+def test_a_resize_that_fails_names_the_field_asked_for(client):
+    job_id, _ = completed_job(client, front_size=2)
+    both = client.post(
+        f"/api/v1/jobs/{job_id}/scale",
+        json={"top": 2, "include_presets": False, "width": 60, "depth": 4},
+        headers=ADMIN,
+    )
+    wide = client.post(
+        f"/api/v1/jobs/{job_id}/scale",
+        json={"top": 2, "include_presets": False, "width": 60},
+        headers=ADMIN,
+    )
+    assert wide.status_code == 422, wide.text
+    assert wide.json()["detail"].startswith("width:") and "cannot be resized" in wide.text
+    assert both.status_code == 422, both.text  # both asked: the body is named
+    assert both.json()["detail"].startswith("body:") and "cannot be resized" in both.text
+
+
+def test_a_body_that_is_not_json_names_the_body_not_an_offset(client):
+    job_id, _ = completed_job(client, front_size=2)
+    response = client.post(
+        f"/api/v1/jobs/{job_id}/scale",
+        content=b"top=1",
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("body: JSON decode error"), response.text
+
+
+def test_a_job_with_nothing_evaluated_on_its_front_is_409(client):
+    job_id, _ = completed_job(client, front_size=0)
+    response = client.post(
+        f"/api/v1/jobs/{job_id}/scale", json={"include_presets": False}, headers=ADMIN
+    )
+    assert response.status_code == 409, response.text
+    assert "no successfully evaluated front member" in response.text
+
+
+def hand_written_scale(members: list[dict], source_job: int) -> dict:
+    return {
+        **SPEC,
+        "evolution": {"population": len(members), "generations": 1, "elitism": 0},
+        "scale": {"source_job": source_job, "request": {}, "members": members},
+    }
+
+
+def member(genome: dict, source_candidate: int = 1) -> dict:
+    return {"source_candidate": source_candidate, "origin": "front", "genome": genome}
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda m: m[0]["genome"]["backbone"][0].update(op=["x"]), "scale.members.0.genome"),
+        (lambda m: m[1]["genome"]["global"].update(width=7), "scale.members.1.genome"),
+        (lambda m: m[0].update(source_candidate=2**70), "scale.members.0.source_candidate"),
+        (lambda m: m[0].update(source_candidate=0), "scale.members.0.source_candidate"),
+        (lambda m: m.pop(), "scale.members"),
+    ],
+)
+def test_a_hand_written_scale_block_is_checked_on_submission(client, mutate, field):
+    genomes = [preset("transformer++", width=64, layers=n, vocab=257).to_json() for n in (1, 2)]
+    members = [member(g, i + 1) for i, g in enumerate(genomes)]
+    source = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
+    made = client.post("/api/v1/jobs", json=hand_written_scale(members, source), headers=ADMIN)
+    assert made.status_code == 201, made.text  # a resubmitted scale-up job is welcome
+    mutate(members)
+    spec = hand_written_scale(members, source)
+    if len(members) == 1:
+        spec["evolution"]["population"] = 2  # the member count alone is at fault
+    response = client.post("/api/v1/jobs", json=spec, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"{field}:"), response.text
+
+
+@pytest.mark.parametrize("source_job", [ID_MAX + 1, 999_999])
+def test_a_scale_block_naming_no_job_is_422(client, source_job):
+    genomes = [preset("transformer++", width=64, layers=n, vocab=257).to_json() for n in (1, 2)]
+    spec = hand_written_scale([member(g) for g in genomes], source_job=source_job)
+    response = client.post("/api/v1/jobs", json=spec, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("scale.source_job:"), response.text
