@@ -6,7 +6,10 @@ A lease lasts what the agent asks for (else `lease_seconds`), at most `max_lease
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from api.auth import DeviceDep
 from core.precision import Variant
@@ -28,6 +31,11 @@ from store import tasks as store
 from .deps import SessionsDep, SettingsDep, TaskId
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+log = logging.getLogger(__name__)
+
+
+class Unservable(Exception):
+    """The server cannot hand a leased task out: what it measures is missing from storage."""
 
 
 def task_public(lease: leasing.Lease) -> TaskAssignment:
@@ -39,9 +47,15 @@ def task_public(lease: leasing.Lease) -> TaskAssignment:
     manifest_name = Variant.from_tag(task.variant).file("manifest")
     manifest = next((f for f in files if f.name == manifest_name), None)
     if manifest is None:
-        raise RuntimeError(f"task {task.id}: candidate {candidate.id} has no {manifest_name}")
-    with open(manifest.path) as f:
-        graph_manifest = GraphManifest.model_validate_json(f.read())
+        raise Unservable(f"candidate {candidate.id} has no {manifest_name} stored")
+    try:
+        with open(manifest.path) as f:
+            graph_manifest = GraphManifest.model_validate_json(f.read())
+    except (OSError, ValueError, ValidationError) as exc:  # deleted, unreadable, not a manifest
+        raise Unservable(
+            f"candidate {candidate.id}'s stored {manifest_name} cannot be read: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     graph_files = set(graph_manifest.phone_files)
     return TaskAssignment(
         task_id=task.id,
@@ -76,7 +90,17 @@ def lease(
     leased = leasing.lease_with_files(
         sessions, device, min(asked, settings.max_lease_seconds), settings.max_leases_per_device
     )
-    return LeaseResponse(task=None if leased is None else task_public(leased))
+    if leased is None:
+        return LeaseResponse(task=None)
+    try:
+        return LeaseResponse(task=task_public(leased))
+    except Unservable as exc:
+        # no device can measure it, and handing it back would hand it out again: it fails,
+        # saying why (its job sees a failed measurement), and this device is told no task
+        reason = f"server storage: {exc}"
+        log.error("task %s failed: %s", leased.task.id, reason)
+        store.fail_task(sessions, leased.task.id, device, reason, retryable=False)
+        return LeaseResponse(task=None)
 
 
 @router.post("/{task_id}/report", response_model=TaskAck)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import select
 import socket
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -27,7 +29,9 @@ from api.settings import Settings
 from core.manifest import GraphManifest, GraphSpec, TensorSpec
 from store import results as result_store
 from store import tasks as task_store
-from store.artifacts import store_artifacts
+from store import transaction
+from store.artifacts import artifacts_of, store_artifacts
+from store.models import Artifact, ProfilingTask
 from store.task_results import task_results
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -448,6 +452,33 @@ def test_a_task_finished_by_another_device_is_409_for_it(client):
     assert other.status_code == 409
     [row] = task_results(client.app.state.sessions, candidates)
     assert row["report"]["runner"] == "host onnxruntime"
+
+
+@pytest.mark.parametrize("lost", ["file", "row", "garbage"])
+def test_a_task_whose_manifest_storage_lost_fails_saying_why_and_is_not_handed_out(client, lost):
+    """The lease is committed before the assignment is read from storage: when the candidate's
+    manifest is gone (its row, its file) or is not a manifest, the task fails with the reason
+    and the device gets no task, instead of a 500 that left the task leased to a device that
+    never learnt its id (and, handed back, would be handed out again)."""
+    sessions = client.app.state.sessions
+    [candidate], [task_id] = seed_tasks(client)
+    [manifest] = [a for a in artifacts_of(sessions, f"{0:016x}") if a.name == "manifest.json"]
+    if lost == "file":
+        os.remove(manifest.path)
+    elif lost == "garbage":
+        Path(manifest.path).write_text("{not a manifest")
+    else:
+        with transaction(sessions) as s:
+            s.delete(s.get(Artifact, manifest.id))
+    _, auth = enroll(client)
+    answer = client.post("/api/v1/tasks/lease", headers=auth)
+    assert answer.status_code == 200 and answer.json() == {"task": None}, answer.text
+    with transaction(sessions) as s:
+        task = s.get(ProfilingTask, task_id)
+        assert task.state == "failed" and task.lease_owner is None
+        assert task.last_error.startswith("server storage: ") and "manifest.json" in task.last_error
+    again = client.post("/api/v1/tasks/lease", headers=auth)
+    assert again.status_code == 200 and again.json() == {"task": None}
 
 
 def test_leases_per_device_and_lease_length_are_capped(database_url, tmp_path):
