@@ -20,7 +20,7 @@ from .protocol import MeasurementSpec
 from .scale_check import ScaleSpec
 from .search_algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .space import SearchSpace
-from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, SEED_MAX, StrictModel
+from .strict import DAY_S, SEED_MAX, StrictModel, device_class_problem
 from .training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE, TrainConfig
 
 
@@ -120,12 +120,9 @@ class ProfilingSpec(MeasurementSpec):
     @classmethod
     def _device_classes(cls, devices: list[str]) -> list[str]:
         for name in devices:
-            if not 1 <= len(name) <= DEVICE_CLASS_MAX_CHARS or name != name.strip():
-                raise ValueError(
-                    f"device class {name[:40]!r} must be 1 to "
-                    f"{DEVICE_CLASS_MAX_CHARS} characters without surrounding "
-                    "spaces"
-                )
+            problem = device_class_problem(name)
+            if problem:
+                raise ValueError(f"device class {name[:40]!r} {problem}")
         if len(set(devices)) != len(devices):
             raise ValueError("device classes must not repeat")
         return devices

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .manifest import GraphManifest
 from .precision import DEFAULT_PRECISION, ExecutionProvider, Precision
-from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, StrictModel
+from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, StrictModel, device_class_problem
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -27,6 +27,13 @@ MAX_LENGTH = 1 << 20  # the longest prefill or decode context a task may ask for
 MAX_LENGTHS = 32  # prefill lengths (and decode contexts) per task
 MAX_SAMPLES = 10_000  # timings per length in one report (MeasurementSpec.repeats is <= 1000)
 MAX_LEASE_SECONDS = 86_400  # the most an agent may ask for; servers cap lower
+MAX_BYTES = 2**60  # memory sizes a device reports (an exbibyte: past any phone or host)
+
+
+def plain_text(text: str) -> str:
+    """Text an agent sends that is stored and shown (a name, a runner's line, a failure's
+    reason), without terminal colour codes or control characters (lines and tabs kept)."""
+    return _CONTROL.sub("", _ANSI.sub("", text)).strip()
 
 
 def artifact_url(candidate_id: int, name: str) -> str:
@@ -54,7 +61,7 @@ class DeviceProperties(StrictModel):
     abi: str = Field(default="", max_length=64)
     cpu_count: int = Field(ge=1, le=4096)
     cpu_max_freq_khz: list[int] = Field(default_factory=list, max_length=4096)
-    ram_bytes: int = Field(ge=0, le=2**60)
+    ram_bytes: int = Field(ge=0, le=MAX_BYTES)
     serial: str = Field(default="", max_length=256)
     thermal_zones: list[str] = Field(
         default_factory=list,
@@ -63,6 +70,14 @@ class DeviceProperties(StrictModel):
             "the thermal zones (by type) the agent watches before measuring, chosen by name"
         ),
     )
+
+    @field_validator("model")
+    @classmethod
+    def _a_class_a_job_can_name(cls, model: str) -> str:
+        problem = device_class_problem(model)
+        if problem:
+            raise ValueError(f"device class {model[:40]!r} {problem}")
+        return model
 
 
 class RunnerIdentity(StrictModel):
@@ -102,6 +117,14 @@ class EnrollRequest(StrictModel):
     enroll_token: str = Field(min_length=1, max_length=512)
     name: str = Field(min_length=1, max_length=128)
     properties: DeviceProperties
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        plain = plain_text(name)
+        if not plain:
+            raise ValueError("name must hold some text besides spaces and control characters")
+        return plain
 
 
 class EnrollResponse(StrictModel):
@@ -245,7 +268,7 @@ class LatencyStat(StrictModel):
     p90_ms: float = Field(ge=0, allow_inf_nan=False)
     n: int = Field(ge=1, le=MAX_SAMPLES)
     samples_ms: list[float] = Field(min_length=1, max_length=MAX_SAMPLES)
-    peak_memory_bytes: int | None = Field(default=None, ge=0)
+    peak_memory_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     reference_median_ms: float | None = Field(
         default=None,
         gt=0,
@@ -300,7 +323,9 @@ def _lengths_once(stats: list[LatencyStat]) -> list[LatencyStat]:
 class MeasurementReport(StrictModel):
     prefill: list[LatencyStat] = Field(max_length=MAX_LENGTHS)
     decode: list[LatencyStat] = Field(max_length=MAX_LENGTHS)
-    peak_memory_bytes: int = Field(ge=0, description="max VmHWM of the runner over the task")
+    peak_memory_bytes: int = Field(
+        ge=0, le=MAX_BYTES, description="max VmHWM of the runner over the task"
+    )
     runner: str = Field(
         max_length=500, description="e.g. 'onnxruntime_perf_test 1.20.0' or 'host onnxruntime'"
     )
@@ -332,6 +357,11 @@ class MeasurementReport(StrictModel):
 
     _each_length_once = field_validator("prefill", "decode")(_lengths_once)
 
+    @field_validator("runner", "method")
+    @classmethod
+    def _plain(cls, text: str) -> str:
+        return plain_text(text)
+
 
 class FailureReport(StrictModel):
     """Why a task could not be measured. `kind` says whose fault it was: "candidate" (the
@@ -349,7 +379,7 @@ class FailureReport(StrictModel):
     def _plain_text(cls, reason: str) -> str:
         """Terminal colour codes and other control characters (a runner's coloured stderr)
         would be stored and shown raw: keep plain text, lines and tabs."""
-        plain = _CONTROL.sub("", _ANSI.sub("", reason)).strip()
+        plain = plain_text(reason)
         if not plain:
             raise ValueError("reason must hold some text besides control characters")
         return plain

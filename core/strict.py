@@ -13,5 +13,19 @@ SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy take a signed 64-bit seed
 DAY_S = 86_400.0
 
 
+def device_class_problem(name: str) -> str | None:
+    """Why `name` cannot be a device class (None: it can). A class is what an agent enrolls
+    as (`DeviceProperties.model`) and what a job names in an objective, inside brackets
+    (`decode_ms@128[host]`, core.metrics.PATTERN): one rule for both ends, so no phone
+    enrolls as a class no job can name."""
+    if not 1 <= len(name) <= DEVICE_CLASS_MAX_CHARS or name != name.strip():
+        return f"must be 1 to {DEVICE_CLASS_MAX_CHARS} characters without surrounding spaces"
+    if not name.isprintable():
+        return "must not hold control characters"
+    if "[" in name or "]" in name:
+        return "must not hold brackets (an objective names its device class in brackets)"
+    return None
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

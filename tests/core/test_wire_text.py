@@ -1,0 +1,69 @@
+"""What agents send that is stored and shown: a device class no job could name is refused at
+enrollment as in job specs (one rule), names and runner lines are kept as plain text, and
+memory sizes are bounded."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from core.job_spec import ProfilingSpec
+from core.protocol import MAX_BYTES, DeviceProperties, EnrollRequest, MeasurementReport
+
+PROPS = {"backend": "host", "cpu_count": 2, "ram_bytes": 1 << 30}
+
+
+@pytest.mark.parametrize(
+    "model, says",
+    [
+        (" host ", "surrounding spaces"),
+        ("", "1 to 128 characters|at least 1 character"),  # pydantic's words or ours
+        ("x" * 129, "1 to 128 characters|at most 128 characters"),
+        ("a\x1b[31mb", "control characters"),
+        ("a\x00b", "control characters"),
+        ("a\nb", "control characters"),
+        ("Pixel[8]", "brackets"),
+    ],
+)
+def test_a_device_class_no_job_can_name_is_refused_at_both_ends(model, says):
+    with pytest.raises(ValidationError, match=says):
+        DeviceProperties(model=model, **PROPS)
+    with pytest.raises(ValidationError, match=says):
+        ProfilingSpec(devices=[model])
+
+
+def test_ordinary_phone_models_enroll():
+    for model in ("SM-S928B", "Pixel 8 Pro", "host", "CPH2581 (OnePlus 12)"):
+        assert DeviceProperties(model=model, **PROPS).model == model
+        assert ProfilingSpec(devices=[model]).devices == [model]
+
+
+def test_names_and_runner_lines_are_kept_as_plain_text():
+    enroll = EnrollRequest(
+        enroll_token="t", name="\x1b[1mlab-3\x1b[0m\x00", properties={"model": "host", **PROPS}
+    )
+    assert enroll.name == "lab-3"
+    with pytest.raises(ValidationError, match="some text"):
+        EnrollRequest(enroll_token="t", name="\x1b[1m\x07", properties={"model": "host", **PROPS})
+    report = MeasurementReport(
+        prefill=[],
+        decode=[],
+        peak_memory_bytes=1,
+        runner="\x1b[32monnxruntime_perf_test 1.22.0\x1b[0m",
+        method="warm\x00",
+        wall_s=1.0,
+    )
+    assert (report.runner, report.method) == ("onnxruntime_perf_test 1.22.0", "warm")
+
+
+def test_memory_sizes_past_any_device_are_refused():
+    base = {"prefill": [], "decode": [], "runner": "r", "wall_s": 1.0}
+    assert MeasurementReport(peak_memory_bytes=MAX_BYTES, **base).peak_memory_bytes == MAX_BYTES
+    for value in (MAX_BYTES + 1, 2**70):
+        with pytest.raises(ValidationError, match="peak_memory_bytes"):
+            MeasurementReport(peak_memory_bytes=value, **base)
+    stat = {"length": 8, "median_ms": 1, "p10_ms": 1, "p90_ms": 1, "n": 1, "samples_ms": [1]}
+    with pytest.raises(ValidationError, match="peak_memory_bytes"):
+        MeasurementReport(
+            peak_memory_bytes=1, **{**base, "decode": [{**stat, "peak_memory_bytes": 2**70}]}
+        )
