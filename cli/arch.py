@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from cli.support import fail, print_json
+from cli.support import fail, output_dir, parse_json, print_json, read_text
+from core.genome import GLOBAL_RANGES
+from core.protocol import MAX_LENGTH
 
 arch = typer.Typer(
     help="Architectures: presets, validity checks, static costs, ONNX export.", no_args_is_help=True
@@ -20,14 +20,7 @@ def load_genome(path: str):
     """Read and validate a genome JSON file ('-' = stdin); exit 2 naming the problem."""
     from core import Genome, GenomeError
 
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    data = parse_json(read_text(path), path)
     try:
         return Genome.from_json(data)
     except GenomeError as exc:
@@ -61,18 +54,33 @@ def arch_preset(
     name: str = typer.Argument(
         ..., help="transformer++, lfm2, hyena-edge, striped-hyena, mobilellm"
     ),
-    width: Optional[int] = typer.Option(None, help="model width"),
+    width: Optional[int] = typer.Option(
+        None, min=GLOBAL_RANGES["width"][0], max=GLOBAL_RANGES["width"][1], help="model width"
+    ),
     depth: Optional[int] = typer.Option(
-        None, help="layers (each a sequence mixer + a channel mixer)"
+        None,
+        min=GLOBAL_RANGES["depth"][0],
+        max=GLOBAL_RANGES["depth"][1],
+        help="layers (each a sequence mixer + a channel mixer)",
     ),
     heads: Optional[int] = typer.Option(None, help="attention query heads"),
     kv_heads: Optional[int] = typer.Option(None, "--kv-heads", help="attention key/value heads"),
     ffn: Optional[int] = typer.Option(None, help="SwiGLU inner width"),
-    vocab: Optional[int] = typer.Option(None, help="vocabulary size"),
+    vocab: Optional[int] = typer.Option(
+        None,
+        min=GLOBAL_RANGES["vocab_size"][0],
+        max=GLOBAL_RANGES["vocab_size"][1],
+        help="vocabulary size",
+    ),
     tie: Optional[bool] = typer.Option(
         None, "--tie/--no-tie", help="tie input and output embeddings"
     ),
-    repeat: Optional[int] = typer.Option(None, help="immediate block-wise repeat (MobileLLM-LS)"),
+    repeat: Optional[int] = typer.Option(
+        None,
+        min=GLOBAL_RANGES["block_repeat"][0],
+        max=GLOBAL_RANGES["block_repeat"][1],
+        help="immediate block-wise repeat (MobileLLM-LS)",
+    ),
 ):
     """Print a preset's genome JSON, with optional size overrides."""
     from core import GenomeError, preset
@@ -135,7 +143,9 @@ def arch_stats(
 def arch_export(
     genome_path: str = typer.Argument(..., metavar="GENOME.json"),
     out: Path = typer.Option(..., help="output directory"),
-    context: int = typer.Option(16, min=4, help="example prompt length used for tracing"),
+    context: int = typer.Option(
+        16, min=4, max=MAX_LENGTH, help="example prompt length used for tracing"
+    ),
     weights: Optional[Path] = typer.Option(None, help="trained state_dict (.pt) to export"),
     precision: list[str] = typer.Option(
         ["float32"],
@@ -165,6 +175,8 @@ def arch_export(
         spec = ExportSpec(attention=attention, int4_block_size=int4_block_size)
     except ValueError as exc:
         fail(f"bad export option: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}")
+    import pickle
+
     import torch
 
     from workers.export.variants import export_variants
@@ -174,10 +186,27 @@ def arch_export(
     model = compile_genome(data, seed=0)
     if weights is not None:
         try:
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        except (OSError, RuntimeError) as exc:
-            fail(f"cannot load weights {weights}: {exc}")
-    out.mkdir(parents=True, exist_ok=True)
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except OSError as exc:
+            fail(f"cannot read --weights {weights}: {exc.strerror or exc}")
+        except EOFError:
+            fail(f"--weights {weights} is empty or cut short: not a saved state_dict")
+        except pickle.UnpicklingError:  # torch's message is a page on weights_only
+            fail(
+                f"--weights {weights} is not a state_dict saved by torch.save (or holds "
+                "objects a weights-only load refuses)"
+            )
+        except Exception as exc:  # whatever torch.load makes of a file that is not its own
+            fail(f"--weights {weights} is not a saved state_dict: {str(exc).splitlines()[0]}")
+        if not isinstance(state, dict):
+            fail(f"--weights {weights} holds a {type(state).__name__}, not a state_dict")
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            # load_state_dict's first line only names the model; the next says what differs
+            why = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+            fail(f"--weights {weights} does not fit this genome: {why:.300}")
+    output_dir(out)
     try:
         exported = export_variants(
             data,

@@ -10,8 +10,8 @@ from typing import Iterator, Optional
 
 import typer
 
-from cli.rest import ApiError, TailorClient, Unreachable
-from cli.support import fail, print_json
+from cli.rest import ApiError, InvalidServer, TailorClient, Unreachable
+from cli.support import fail, not_json, output_dir, parse_json, print_json, read_text
 from core.states import TERMINAL_JOB
 
 SERVER = typer.Option(
@@ -25,6 +25,8 @@ def client(server: str, admin_key: str | None = None) -> Iterator[TailorClient]:
     """A REST client whose errors end the command with one line and exit code 2."""
     try:
         yield TailorClient(server, admin_key)
+    except InvalidServer as exc:
+        fail(f"--server {server!r} is not a valid URL: {exc}")
     except (ApiError, Unreachable) as exc:
         fail(str(exc))
 
@@ -37,17 +39,20 @@ def submit(
     """Submit a job spec; prints the new job's id."""
     import yaml
 
-    try:
-        text = spec_path.read_text()
-    except OSError as exc:
-        fail(f"cannot read {spec_path}: {exc.strerror}")
-    try:
-        spec = json.loads(text) if spec_path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        fail(
-            f"{spec_path} is not valid {'JSON' if spec_path.suffix == '.json' else 'YAML'}: "
-            f"{str(exc).splitlines()[0]}"
-        )
+    text = read_text(spec_path)
+    if spec_path.suffix == ".json":
+        spec = parse_json(text, spec_path)
+    else:
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            fail(f"{spec_path} is not valid YAML: {str(exc).splitlines()[0]}")
+        except RecursionError:
+            fail(f"{spec_path} is not valid YAML we can read: nested too deeply")
+    if spec is None:
+        fail(f"{spec_path} is empty")
+    if problem := not_json(spec):
+        fail(f"{spec_path}: {problem}")
     with client(server, admin_key) as api:
         print_json(api.submit_job(spec))
 
@@ -90,9 +95,9 @@ def export(
     if bad:
         fail(f"--precision {bad[0]!r} is not one of {', '.join(PRECISIONS)}")
     names = []
+    output_dir(out)
     with client(server, admin_key) as api:
         detail = api.candidate(job_id, candidate_id)
-        out.mkdir(parents=True, exist_ok=True)
         (out / "genome.json").write_text(json.dumps(detail["genome"], indent=2))
         (out / "metrics.json").write_text(json.dumps(detail["metrics"], indent=2))
         for artifact in detail["artifacts"]:

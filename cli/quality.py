@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from cli.arch import load_genome
-from cli.support import fail, print_json
+from cli.support import fail, parse_json, print_json
 
 
 def train(
@@ -73,12 +72,13 @@ def train(
         threads=threads,
         device=device,
     )
+    if config_json:
+        overrides = parse_json(config_json, "--config")
+        if not isinstance(overrides, dict):
+            fail(f"--config must be a JSON object {{...}}, got {config_json[:40]}")
+        fields.update(overrides)
     try:
-        if config_json:
-            fields.update(json.loads(config_json))
         config = TrainConfig.model_validate(fields)
-    except json.JSONDecodeError as exc:
-        fail(f"--config is not valid JSON: {exc.msg}")
     except ValidationError as exc:
         first = exc.errors()[0]
         fail(f"training config {'.'.join(map(str, first['loc']))}: {first['msg']}")
@@ -111,10 +111,15 @@ def mad(
 ):
     """Score a genome on the MAD synthetic tasks; prints per-task accuracy and the mean."""
     from core.scaling import ScalingError
+    from core.training import TrainConfig
     from workers.mad.runner import evaluate_mad
     from workers.mad.tasks import TASKS
 
     genome = load_genome(genome_path).to_json()
+    try:
+        TrainConfig.model_validate({"threads": threads})  # `train`'s bound on torch threads
+    except ValidationError as exc:
+        fail(f"--threads {threads}: {exc.errors()[0]['msg']}")
     for name in task or []:
         if name not in TASKS:
             fail(f"unknown task {name!r}; allowed: {', '.join(TASKS)}")

@@ -2,8 +2,9 @@
 by `tailor demo`. (The device agent keeps its own small client on the `core` protocol, so a
 laptop beside a phone needs nothing from here.)
 
-Errors come back as `ApiError` with the server's one-line `detail`, or `Unreachable` when no
-server answers; the CLI turns both into a one-line message and exit code 2.
+Errors come back as `ApiError` with the server's one-line `detail`, `Unreachable` when no
+server answers, or `InvalidServer` when the server's URL is not one; the CLI turns each into
+a one-line message and exit code 2.
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ class Unreachable(RuntimeError):
     pass
 
 
+class InvalidServer(ValueError):
+    """The server's base URL is not a URL (httpx.InvalidURL's message)."""
+
+
 class TailorClient:
     def __init__(self, server: str, admin_key: str | None = None, timeout_s: float = 60.0):
         self.server = server.rstrip("/")
         headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
-        self.http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout_s)
+        try:
+            self.http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout_s)
+        except httpx.InvalidURL as exc:
+            raise InvalidServer(str(exc)) from None
 
     def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
         """`path` is under the API prefix, or a full path such as an artifact's URL."""

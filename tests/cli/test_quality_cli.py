@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .test_arch_cli import tailor
+from .test_arch_cli import fails_in_one_line, small_genome, tailor, unreadable_files
 
 
 def test_train_prints_a_result_record(tmp_path):
@@ -55,6 +55,10 @@ def test_train_rejects_bad_options_in_one_line(tmp_path):
         (("--tokenizer", "byte"), "vocab_size is 4096 but the byte"),
         (("--vocab", "8192"), "--vocab 8192 differs from the genome's"),
         (("--config", "{bad"), "--config is not valid JSON"),
+        (("--config", "[1]"), "--config must be a JSON object"),
+        (("--config", '"x"'), "--config must be a JSON object"),
+        (("--config", "null"), "--config must be a JSON object"),
+        (("--config", "1" * 5000), "--config is not valid JSON we can read"),
     ]:
         result = tailor("train", str(tmp_path / "g.json"), *args)
         assert result.returncode == 2, (args, result.stderr)
@@ -84,3 +88,12 @@ def test_mad_prints_per_task_and_mean_scores(tmp_path):
     assert set(record["accuracies"]) == {"memorization"}
     assert record["score"] == record["accuracies"]["memorization"]
     assert tailor("mad", str(tmp_path / "g.json"), "--task", "sudoku").returncode == 2
+
+
+def test_train_and_mad_refuse_unreadable_genomes_and_bad_threads(tmp_path):
+    for path, why in unreadable_files(tmp_path).values():
+        for command in ("train", "mad"):
+            fails_in_one_line(tailor(command, str(path)), str(path), why)
+    genome = str(small_genome(tmp_path))
+    for threads in ("0", "-1"):  # `train`'s bound (TrainConfig.threads), not torch's RuntimeError
+        fails_in_one_line(tailor("mad", genome, "--threads", threads), f"--threads {threads}")
