@@ -8,10 +8,12 @@ from typing import Optional
 
 import typer
 
+from cli.support import fail
+
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
-    port: int = typer.Option(8000, help="port"),
+    port: int = typer.Option(8000, min=0, max=65535, help="port (0: any free one)"),
     database_url: Optional[str] = typer.Option(
         None, envvar="TAILOR_DATABASE_URL", help="default: SQLite in the data dir"
     ),
@@ -34,6 +36,7 @@ def serve(
 ):
     """Serve the REST API and the dashboard."""
     import uvicorn
+    from pydantic import ValidationError
 
     from api.app import create_app, freeze_startup_objects
     from api.guards import SERVER_OPTIONS
@@ -46,7 +49,10 @@ def serve(
         "artifact_dir": artifact_dir,
         "data_dir": data_dir,
     }
-    settings = Settings(**given)
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        fail(setting_error(exc, Settings.model_config["env_prefix"]))
     if workers > 1 and not settings.resolved_database_url().startswith("postgres"):
         typer.echo(
             f"error: --workers {workers} needs PostgreSQL (--database-url): SQLite takes one "
@@ -81,6 +87,17 @@ def serve(
         log_level="info",
         **SERVER_OPTIONS,
     )
+
+
+def setting_error(exc, env_prefix: str) -> str:
+    """A settings ValidationError as one line naming the setting and its environment
+    variable (flags such as --data-dir read the same variables)."""
+    first = exc.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a check across settings: its message names them
+        return f"bad settings: {message}"
+    name = str(first["loc"][0])
+    return f"setting {name} ({env_prefix}{name.upper()}): {message}"
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .test_arch_cli import tailor
+from .test_arch_cli import fails_in_one_line, tailor, unreadable_files
 
 SPEC = """
 name: cli
@@ -123,3 +123,59 @@ def test_submit_run_status_export(server, tmp_path):
     finally:
         os.environ.pop("TAILOR_SERVER", None)
         os.environ.pop("TAILOR_ADMIN_KEY", None)
+
+
+def test_bad_specs_out_and_server_fail_in_one_line_before_any_request(tmp_path):
+    """Nothing listens at the --server given: each error is found before a request is made."""
+    nowhere = ("--server", "http://127.0.0.1:9")
+    for path, why in unreadable_files(tmp_path).values():
+        fails_in_one_line(tailor("submit", str(path), *nowhere), str(path), why)
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "nan.yaml").write_text(SPEC.replace("population: 3", "population: 3, seed: .nan"))
+    (tmp_path / "date.yaml").write_text(SPEC.replace("name: cli", "name: 2020-01-01"))
+    (tmp_path / "nan.json").write_text('{"name": "x", "evolution": {"seed": NaN}}')
+    for name, why in [
+        ("binary.yaml", "is not UTF-8 text"),
+        ("empty.yaml", "is empty"),
+        ("nan.yaml", "evolution.seed is nan"),
+        ("date.yaml", "name is a date"),
+        ("nan.json", "evolution.seed is nan"),
+    ]:
+        fails_in_one_line(tailor("submit", str(tmp_path / name), *nowhere), name, why)
+    (tmp_path / "afile").write_text("")
+    fails_in_one_line(
+        tailor("export", "1", "1", "--out", str(tmp_path / "afile"), *nowhere),
+        "--out",
+        "not a directory",
+    )
+    fails_in_one_line(
+        tailor("export", "1", "1", "--out", "/proc/tailor-nope", *nowhere),
+        "--out /proc/tailor-nope",
+    )
+    fails_in_one_line(
+        tailor("status", "1", "--server", "http://[::1"),
+        "--server 'http://[::1' is not a valid URL",
+    )
+
+
+@pytest.mark.parametrize(
+    "variable,value,fragment",
+    [
+        ("TAILOR_LEASE_SECONDS", "abc", "TAILOR_LEASE_SECONDS"),
+        ("TAILOR_LEASE_SECONDS", "99999", "lease_seconds (99999.0) must be at most"),
+        ("TAILOR_TRUSTED_PROXIES", "garbage", "TAILOR_TRUSTED_PROXIES"),
+        ("TAILOR_MAX_BODY_BYTES", "0", "TAILOR_MAX_BODY_BYTES"),
+    ],
+)
+def test_serve_names_a_bad_setting(tmp_path, monkeypatch, variable, value, fragment):
+    monkeypatch.setenv("TAILOR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    fails_in_one_line(tailor("serve", "--port", "0"), fragment)
+
+
+@pytest.mark.parametrize("port", ["-1", "70000"])
+def test_serve_refuses_a_port_out_of_range(port):
+    result = tailor("serve", "--port", port)
+    assert result.returncode == 2 and "'--port'" in result.stderr
+    assert "Traceback" not in result.stderr
