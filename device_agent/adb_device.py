@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import logging
+import re
 import shlex
 import socket
 import threading
@@ -61,6 +63,61 @@ PAIRING_WAIT_OVER = (
 
 class PairingTimeout(PhoneDisconnected):
     """Nobody tapped Allow on the phone in time; connecting again shows the dialog again."""
+
+
+class UsbUnavailable(PhoneDisconnected):
+    """This machine cannot speak USB at all (no libusb1 package, or no libusb-1.0 library):
+    no retry fixes that, the message says what to install."""
+
+
+def usb_transport_class():
+    """adb-shell's USB transport; UsbUnavailable where libusb1 (an optional extra of
+    adb-shell) or the libusb-1.0 library it loads on import is missing."""
+    try:
+        from adb_shell.transport.usb_transport import UsbTransport
+    except ImportError as exc:
+        raise UsbUnavailable(
+            "USB needs `pip install adb-shell[usb]` (libusb1); or enable Wi-Fi ADB and use --tcp"
+        ) from exc
+    except OSError as exc:  # usb1 loads libusb-1.0 when imported
+        raise UsbUnavailable(
+            "USB needs the libusb-1.0 library (e.g. `apt install libusb-1.0-0`, "
+            "`brew install libusb`); or enable Wi-Fi ADB and use --tcp"
+        ) from exc
+    return UsbTransport
+
+
+ADB_TCP_PORT = 5555  # adbd's port where HOST:PORT gives none
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
+
+
+def parse_tcp_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` or `HOST` (port 5555) -> (host, port). HOST is a host name, an IPv4
+    address or an IPv6 one in brackets (`[fe80::1]:5555`). ValueError says what is wrong
+    with the text's form; whether the name resolves is another matter (a network that is
+    not up yet), left to connecting."""
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        port = rest[1:] if rest else None
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is no IPv6 address") from None
+    else:
+        host, colon, port = text.rpartition(":") if ":" in text else (text, "", None)
+        if ":" in host:
+            raise ValueError(f"an IPv6 address goes in brackets, e.g. [fe80::1]:5555, got {text!r}")
+        if not host:
+            raise ValueError(f"expected HOST:PORT, e.g. 192.168.1.20:5555, got {text!r}")
+        if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+            raise ValueError(f"{host[:60]!r} is no host name or IP address")
+    if port is None:
+        return host, ADB_TCP_PORT
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"the port must be a number from 1 to 65535, got {port!r}")
+    return host, int(port)
 
 
 class PhoneCommandError(RuntimeError):
@@ -114,6 +171,8 @@ class Phone:
     ):
         if (tcp is None) == (usb is None):
             raise ValueError("give exactly one of tcp='HOST:PORT' or usb='SERIAL'")
+        if tcp is not None:
+            parse_tcp_address(tcp)  # ValueError now, not at the first connect
         self.key_path, self.tcp, self.usb = key_path, tcp, usb
         self.auth_timeout_s, self.transport_timeout_s = auth_timeout_s, transport_timeout_s
         self.pairing_log_every_s = pairing_log_every_s
@@ -126,16 +185,8 @@ class Phone:
 
     def _transport(self):
         if self.tcp:
-            host, _, port = self.tcp.rpartition(":")
-            return _TcpTransport(host or self.tcp, int(port) if host else 5555)
-        try:
-            from adb_shell.transport.usb_transport import UsbTransport
-        except ImportError as exc:  # libusb1 is an optional extra of adb-shell
-            raise PhoneDisconnected(
-                "USB needs `pip install adb-shell[usb]` (libusb1); "
-                "or enable Wi-Fi ADB and use --tcp"
-            ) from exc
-        return UsbTransport.find_adb(serial=self.usb)
+            return _TcpTransport(*parse_tcp_address(self.tcp))
+        return usb_transport_class().find_adb(serial=self.usb)
 
     def connect(self) -> None:
         self.close()

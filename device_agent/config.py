@@ -9,16 +9,23 @@ fresh 0600 file that then replaces it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 
 
 def config_dir(override: Path | None = None) -> Path:
+    """The directory, created if need be; an OSError (its `filename` the path) where it is
+    a file or cannot be written, before anything is enrolled that could not be saved."""
     path = override or Path(
         os.environ.get("TAILOR_AGENT_HOME", Path.home() / ".config" / "tailor-agent")
     )
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
     path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "not writable", str(path))
     return path
 
 

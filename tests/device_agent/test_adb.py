@@ -6,13 +6,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import threading
 import time
 
 import pytest
 
 from device_agent.adb_backend import Reconnector
-from device_agent.adb_device import PairingTimeout, Phone, PhoneCommandError, PhoneDisconnected
+from device_agent.adb_device import (
+    PairingTimeout,
+    Phone,
+    PhoneCommandError,
+    PhoneDisconnected,
+    parse_tcp_address,
+)
 from device_agent.config import adb_key_path
 from device_agent.properties import phone_properties
 
@@ -140,3 +147,26 @@ def test_a_command_past_its_overall_limit_is_no_disconnect(phone):
     with pytest.raises(PhoneCommandTimeout, match="still running after 2 s") as error:
         phone.shell("while :; do echo tick; sleep 0.2; done", timeout_s=2)
     assert failure_kind(error.value) == "candidate"
+
+
+def test_a_tcp_address_is_checked_when_the_phone_is_made_and_a_name_or_ipv6_reaches_it(
+    standin, tmp_path
+):
+    key = adb_key_path(tmp_path / "agent")
+    for address, says in (
+        ("127.0.0.1:abc", "the port must be a number from 1 to 65535"),
+        ("127.0.0.1:0", "the port must be a number from 1 to 65535"),
+        (":5555", "expected HOST:PORT"),
+        ("::1", "an IPv6 address goes in brackets"),
+        ("[::1", "expected [IPv6]:PORT"),
+        ("[nope]:5555", "'nope' is no IPv6 address"),
+        ("bad host", "'bad host' is no host name or IP address"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            Phone(key, tcp=address)
+    assert parse_tcp_address("phone.local") == ("phone.local", 5555)
+    assert parse_tcp_address("[fe80::1]:5037") == ("fe80::1", 5037)
+    phone = Phone(key, tcp=f"localhost:{standin.port}", auth_timeout_s=10)
+    phone.connect()  # a host name, resolved when connecting
+    assert phone.shell("echo hello") == "hello\n"
+    phone.close()
