@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import time
 from pathlib import Path
@@ -29,6 +30,12 @@ log = logging.getLogger("tailor.agent")
 DEVICE = "Device (exactly one; --host, --usb and --tcp exclude each other)"
 PHONE = "Phone (--usb or --tcp)"
 RECONNECT_BACKOFF_S = (1.0, 30.0)
+# The shortest --poll-interval. An idle agent polls once per interval (75-125 % of it,
+# agent.POLL_JITTER), so 0 or less was a busy loop: hundreds of lease calls a second from one
+# agent. 0.1 s bounds an idle agent to about 13 calls a second, a ceiling a server takes
+# from a few agents, while the test drills' agents that poll every 0.2 s stay within it;
+# a lab of phones wants the 2 s default, which a waiting task hardly notices.
+MIN_POLL_S = 0.1
 
 
 class PlainHelp(TyperCommand):
@@ -91,7 +98,9 @@ def agent(
     config_dir: Optional[Path] = typer.Option(
         None, envvar="TAILOR_AGENT_HOME", metavar="DIR", help="default ~/.config/tailor-agent"
     ),
-    poll_interval: float = typer.Option(2.0, metavar="S", help="seconds between lease attempts"),
+    poll_interval: float = typer.Option(
+        2.0, metavar="S", help=f"seconds between lease attempts (at least {MIN_POLL_S:g})"
+    ),
     lease_seconds: Optional[float] = typer.Option(
         None, metavar="S", help="lease length to ask for (default: the server's)"
     ),
@@ -163,9 +172,21 @@ def agent(
     from device_agent.config import config_dir as resolve_config
 
     _exactly_one_device(host=host, usb=usb, tcp=tcp)
+    _check_server(server)
+    _check_intervals(poll_interval, lease_seconds)
+    _check_model(model)
+    if name is not None:
+        _check_name(name, "--name")
+    _check_phone_address(tcp=tcp, usb=usb)
     pinned = _cpus(cores)
+    try:
+        folder = resolve_config(config_dir)
+    except OSError as exc:
+        _user_error(
+            f"--config-dir (or TAILOR_AGENT_HOME): cannot use {exc.filename or config_dir}: "
+            f"{exc.strerror or exc}"
+        )
     _quiet_logging()
-    folder = resolve_config(config_dir)
     if host:
         name, properties, measure, ready = _host_device(name, model)
     else:
@@ -223,6 +244,103 @@ def _exactly_one_device(host: bool, usb: str | None, tcp: str | None) -> None:
         )
 
 
+def _check_server(server: str) -> None:
+    """Exit 2 unless --server is an http(s) URL with a host: no retry fixes another."""
+    import httpx
+
+    try:
+        url = httpx.URL(server)
+    except httpx.InvalidURL as exc:
+        _user_error(f"--server: {server!r} is no URL: {exc}")
+    if url.scheme not in ("http", "https") or not url.host:
+        _user_error(
+            f"--server: expected an http:// or https:// URL such as http://10.0.0.5:8000, "
+            f"got {server!r}"
+        )
+    if url.port is not None and not 1 <= url.port <= 65535:
+        _user_error(f"--server: the port must be from 1 to 65535, got {url.port}")
+
+
+def _check_intervals(poll_interval: float, lease_seconds: float | None) -> None:
+    """Exit 2 on a poll interval below MIN_POLL_S (or NaN, infinity), or a lease length the
+    server's LeaseRequest refuses, before anything is enrolled."""
+    from pydantic import ValidationError
+
+    from core.protocol import MAX_LEASE_SECONDS, LeaseRequest
+
+    if not (math.isfinite(poll_interval) and poll_interval >= MIN_POLL_S):
+        _user_error(
+            f"--poll-interval: must be a number of seconds, at least {MIN_POLL_S:g} (less "
+            f"would flood the server with lease calls), got {poll_interval:g}"
+        )
+    if lease_seconds is not None:
+        try:
+            LeaseRequest(lease_seconds=lease_seconds)
+        except ValidationError:
+            _user_error(
+                f"--lease-seconds: must be more than 0 and at most {MAX_LEASE_SECONDS:g} "
+                f"seconds, got {lease_seconds:g}"
+            )
+
+
+def _plain(flag: str, what: str, value: str) -> None:
+    """Exit 2 if `value` holds control characters (NUL, an ANSI escape, a line break), as
+    device_class_problem refuses them in a class: a user's typo is named, not cleaned."""
+    if not value.isprintable():
+        _user_error(f"{flag}: {what} {value!r} must not hold control characters")
+
+
+def _check_model(model: str) -> None:
+    """Exit 2 unless --model is a device class a job spec can name (core's one rule for
+    both ends, device_class_problem)."""
+    from core.strict import device_class_problem
+
+    problem = device_class_problem(model)
+    if problem:
+        _user_error(f"--model: device class {model[:40]!r} {problem}")
+
+
+def _check_name(name: str, source: str) -> None:
+    """Exit 2 unless `name` is a device name the server's EnrollRequest takes, printable
+    and without surrounding spaces; `source`: where it came from, for the message."""
+    from core.protocol import EnrollRequest
+
+    limit = next(
+        rule.max_length
+        for rule in EnrollRequest.model_fields["name"].metadata
+        if getattr(rule, "max_length", None) is not None
+    )
+    if not 1 <= len(name) <= limit:
+        _user_error(f"{source}: a device name must be 1 to {limit} characters, got {len(name)}")
+    if name != name.strip():
+        _user_error(f"{source}: the device name {name!r} must not begin or end with spaces")
+    _plain(source, "device name", name)
+
+
+def _check_phone_address(tcp: str | None, usb: str | None) -> None:
+    """Exit 2 on a --tcp that is no HOST:PORT, an empty --usb serial, or --usb on a
+    machine without libusb. A well-formed host name that does not resolve is retried, not
+    refused: a phone's name often resolves only once the network is up (an agent started
+    at boot, a name from mDNS or DHCP), and the retries back off to one every 30 s."""
+    if tcp is not None:
+        from device_agent.adb_device import parse_tcp_address
+
+        try:
+            parse_tcp_address(tcp)
+        except ValueError as exc:
+            _user_error(f"--tcp: {exc}")
+    if usb is not None:
+        from device_agent.adb_device import UsbUnavailable, usb_transport_class
+
+        if not usb.strip():
+            _user_error("--usb: give the phone's USB serial (as `adb devices` lists it), not ''")
+        _plain("--usb", "serial", usb)
+        try:
+            usb_transport_class()  # no libusb: no retry helps, unlike a phone not plugged in
+        except UsbUnavailable as exc:
+            _user_error(f"--usb: {exc}")
+
+
 def _quiet_logging() -> None:
     """The agent's own lines at INFO, without a line per HTTP poll."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -236,7 +354,10 @@ def _host_device(name: str | None, model: str):
     from device_agent.agent import host_measure
     from device_agent.properties import host_properties
 
-    return name or socket.gethostname(), host_properties(model), host_measure, None
+    if name is None:
+        name = socket.gethostname()
+        _check_name(name, "--name (default: the host name)")
+    return name, host_properties(model), host_measure, None
 
 
 def _phone_device(
@@ -272,7 +393,9 @@ def _phone_device(
     )
     properties = properties.model_copy(update={"thermal_zones": backend.watched_zones()})
     ready = Reconnector(phone, preflight=Preflight(phone, runner, WORK_ROOT, min_free_mb))
-    name = name or properties.serial or (tcp or usb)
+    if name is None:
+        name = properties.serial or (tcp or usb)
+        _check_name(name, "--name (default: the phone's serial)")
     return name, properties, backend.measure, ready
 
 
