@@ -38,6 +38,7 @@ from api.schemas.errors import ERROR_RESPONSES
 from api.settings import Settings
 from core.job_spec import JobSpec
 from core.protocol import API_PREFIX
+from core.strict import FieldError
 from store import Conflict, NotFound
 from store.artifacts import BadName
 from store.engine import make_engine, session_factory, upgrade
@@ -141,20 +142,24 @@ def _set_state(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.trusted_proxies = parse_proxies(settings.trusted_proxies)
 
 
+def _field(err: dict) -> str:
+    """The dotted field a validation error is about: its location below the body, and below
+    that the field a check across fields blamed (core.strict.FieldError); "body" for a body
+    that is not JSON (pydantic's loc is then ("body", <offset>)) or a check of the whole."""
+    if err["type"] == "json_invalid":
+        return "body"
+    blamed = (err.get("ctx") or {}).get("error")
+    below = blamed.field.split(".") if isinstance(blamed, FieldError) else []
+    return ".".join(str(p) for p in [*err["loc"], *below] if p != "body") or "body"
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error as JSON with a `detail`: 422 names the field, 503 says retry."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
         errors = [
-            {
-                # a body that is not JSON: pydantic's loc is ("body", <offset>), not a field
-                "field": "body"
-                if err["type"] == "json_invalid"
-                else ".".join(str(p) for p in err["loc"] if p != "body") or "body",
-                "message": err["msg"],
-                "type": err["type"],
-            }
+            {"field": _field(err), "message": err["msg"], "type": err["type"]}
             for err in exc.errors()
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}

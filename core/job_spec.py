@@ -20,7 +20,7 @@ from .protocol import MeasurementSpec
 from .scale_check import ScaleSpec
 from .search_algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .space import SearchSpace
-from .strict import DAY_S, SEED_MAX, StrictModel, device_class_problem
+from .strict import DAY_S, SEED_MAX, FieldError, StrictModel, device_class_problem
 from .training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE, TrainConfig
 
 
@@ -82,8 +82,8 @@ class EvolutionSpec(StrictModel):
     @model_validator(mode="after")
     def _elitism_below_population(self) -> "EvolutionSpec":
         if self.elitism >= self.population:
-            raise ValueError(
-                f"elitism ({self.elitism}) must be below population ({self.population})"
+            raise FieldError(
+                "elitism", f"elitism ({self.elitism}) must be below population ({self.population})"
             )
         return self
 
@@ -160,10 +160,11 @@ class JobSpec(StrictModel):
         if self.scale is not None and (
             self.evolution.generations != 1 or self.evolution.population != len(self.scale.members)
         ):
-            raise ValueError(
+            raise FieldError(
+                "evolution",
                 f"a scale-up job (scale) runs one generation of its "
                 f"{len(self.scale.members)} members: evolution.generations must "
-                f"be 1 and evolution.population {len(self.scale.members)}"
+                f"be 1 and evolution.population {len(self.scale.members)}",
             )
         return self
 
@@ -188,46 +189,52 @@ class JobSpec(StrictModel):
         space_set = "vocab_size" in space.model_fields_set
         if tokenizer.kind == "byte":
             if space_set and space.vocab_size != BYTE_VOCAB_SIZE:
-                raise ValueError(
+                raise FieldError(
+                    "search_space.vocab_size",
                     f"search_space.vocab_size ({space.vocab_size}) must equal the vocabulary "
                     f"of training.tokenizer (kind byte: {BYTE_VOCAB_SIZE} tokens); set "
-                    f"search_space.vocab_size to {BYTE_VOCAB_SIZE} or leave it out"
+                    f"search_space.vocab_size to {BYTE_VOCAB_SIZE} or leave it out",
                 )
             space.vocab_size = BYTE_VOCAB_SIZE
             return self
         tokenizer_set = "vocab_size" in tokenizer.model_fields_set
         if space_set and tokenizer_set and space.vocab_size != tokenizer.vocab_size:
-            raise ValueError(
+            raise FieldError(
+                "search_space.vocab_size",
                 f"search_space.vocab_size ({space.vocab_size}) and "
                 f"training.tokenizer.vocab_size ({tokenizer.vocab_size}) must be equal: "
-                "they are the same vocabulary; set one of them"
+                "they are the same vocabulary; set one of them",
             )
         vocab = tokenizer.vocab_size if tokenizer_set else space.vocab_size
         low, high = BPE_VOCAB_RANGE
         if not low <= vocab <= high:
-            raise ValueError(
+            raise FieldError(
+                "training.tokenizer.vocab_size" if tokenizer_set else "search_space.vocab_size",
                 f"search_space.vocab_size ({vocab}) is the BPE vocabulary of training.tokenizer "
                 f"and must be in [{low}, {high}]; use training.tokenizer.kind byte for "
-                f"{BYTE_VOCAB_SIZE} tokens"
+                f"{BYTE_VOCAB_SIZE} tokens",
             )
         space.vocab_size = tokenizer.vocab_size = vocab
         return self
 
     @model_validator(mode="after")
     def _hardware_metrics_are_profiled(self) -> "JobSpec":
+        fields = [f"objectives.{i}" for i in range(len(self.objectives))]
+        fields += [f"constraints.{i}.metric" for i in range(len(self.constraints))]
         names = self.objectives + [c.metric for c in self.constraints]
-        for name in names:
+        for field, name in zip(fields, names):
             metric = parse_metric(name)
             for device_class in metric.classes:
                 if device_class not in self.profiling.devices:
-                    raise ValueError(
+                    raise FieldError(
+                        field,
                         f"{name}: device class {device_class!r} is not in "
-                        f"profiling.devices {self.profiling.devices}"
+                        f"profiling.devices {self.profiling.devices}",
                     )
             check = metric.definition.check_spec
             problem = check(self, metric) if check is not None else None
             if problem:
-                raise ValueError(
-                    problem if problem.startswith(metric.name) else f"{name}: {problem}"
+                raise FieldError(
+                    field, problem if problem.startswith(metric.name) else f"{name}: {problem}"
                 )
         return self

@@ -13,6 +13,16 @@ SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy take a signed 64-bit seed
 DAY_S = 86_400.0
 
 
+class FieldError(ValueError):
+    """A check across several fields of a model that knows which one to blame: `field`, a
+    dotted path below the model (`objectives.2`), which the API reports as the field at
+    fault instead of the whole body."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def device_class_problem(name: str) -> str | None:
     """Why `name` cannot be a device class (None: it can). A class is what an agent enrolls
     as (`DeviceProperties.model`) and what a job names in an objective, inside brackets
