@@ -285,7 +285,7 @@ def _check_intervals(poll_interval: float, lease_seconds: float | None) -> None:
 
 def _plain(flag: str, what: str, value: str) -> None:
     """Exit 2 if `value` holds control characters (NUL, an ANSI escape, a line break), as
-    device_class_problem refuses them in a class: a user's typo is named, not cleaned."""
+    device_class_problem and device_name_problem refuse them: a typo is named, not cleaned."""
     if not value.isprintable():
         _user_error(f"{flag}: {what} {value!r} must not hold control characters")
 
@@ -303,18 +303,11 @@ def _check_model(model: str) -> None:
 def _check_name(name: str, source: str) -> None:
     """Exit 2 unless `name` is a device name the server's EnrollRequest takes, printable
     and without surrounding spaces; `source`: where it came from, for the message."""
-    from core.protocol import EnrollRequest
+    from core.strict import device_name_problem
 
-    limit = next(
-        rule.max_length
-        for rule in EnrollRequest.model_fields["name"].metadata
-        if getattr(rule, "max_length", None) is not None
-    )
-    if not 1 <= len(name) <= limit:
-        _user_error(f"{source}: a device name must be 1 to {limit} characters, got {len(name)}")
-    if name != name.strip():
-        _user_error(f"{source}: the device name {name!r} must not begin or end with spaces")
-    _plain(source, "device name", name)
+    problem = device_name_problem(name)
+    if problem:
+        _user_error(f"{source}: the device name {name[:40]!r} {problem}")
 
 
 def _check_phone_address(tcp: str | None, usb: str | None) -> None:

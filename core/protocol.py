@@ -17,7 +17,14 @@ from pydantic import Field, field_validator, model_validator
 
 from .manifest import GraphManifest
 from .precision import DEFAULT_PRECISION, ExecutionProvider, Precision
-from .strict import DAY_S, DEVICE_CLASS_MAX_CHARS, StrictModel, device_class_problem
+from .strict import (
+    DAY_S,
+    DEVICE_CLASS_MAX_CHARS,
+    DEVICE_NAME_MAX_CHARS,
+    StrictModel,
+    device_class_problem,
+    device_name_problem,
+)
 
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -115,16 +122,16 @@ class DeviceReadiness(StrictModel):
 
 class EnrollRequest(StrictModel):
     enroll_token: str = Field(min_length=1, max_length=512)
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=DEVICE_NAME_MAX_CHARS)
     properties: DeviceProperties
 
     @field_validator("name")
     @classmethod
-    def _plain_name(cls, name: str) -> str:
-        plain = plain_text(name)
-        if not plain:
-            raise ValueError("name must hold some text besides spaces and control characters")
-        return plain
+    def _a_name_to_show(cls, name: str) -> str:
+        problem = device_name_problem(name)
+        if problem:
+            raise ValueError(f"device name {name[:40]!r} {problem}")
+        return name
 
 
 class EnrollResponse(StrictModel):

@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 from core.protocol import DeviceProperties
+from core.strict import DEVICE_CLASS_MAX_CHARS
 
 
 def parse_meminfo(text: str) -> int:
@@ -88,6 +89,16 @@ PHONE_CPUFREQ = (
 )
 
 
+def phone_class(model: str) -> str:
+    """A phone's `ro.product.model` as a device class any job can name
+    (core.strict.device_class_problem): control characters dropped, brackets made
+    parentheses, spaces trimmed, cut to the length a class may have; "unknown" when nothing
+    is left. The same model always gives the same class, so its phones share one."""
+    text = "".join(c for c in model if c.isprintable())
+    text = text.replace("[", "(").replace("]", ")").strip()[:DEVICE_CLASS_MAX_CHARS].strip()
+    return text or "unknown"
+
+
 def phone_properties(phone, thermal_zones: list[str] | None = None) -> DeviceProperties:
     """Read a phone's identity with getprop and /proc, /sys (over adb shell);
     `thermal_zones`: the zone types the agent watches (AdbBackend.watched_zones)."""
@@ -97,7 +108,7 @@ def phone_properties(phone, thermal_zones: list[str] | None = None) -> DevicePro
     sdk = props.get("ro.build.version.sdk", "")
     return DeviceProperties(
         backend="adb",
-        model=props.get("ro.product.model", "") or "unknown",
+        model=phone_class(props.get("ro.product.model", "")),
         manufacturer=props.get("ro.product.manufacturer", ""),
         soc=props.get("ro.soc.model")
         or props.get("ro.board.platform")

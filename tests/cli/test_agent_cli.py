@@ -246,7 +246,9 @@ def test_a_model_or_name_the_protocol_refuses_is_a_usage_error_before_enrolling(
         line = refused(server, tmp_path, "--model", model)
         assert line.startswith("error: --model: device class ") and "1 to 128 characters" in line
     line = refused(server, tmp_path, "--name", "n" * 200)
-    assert line == "error: --name: a device name must be 1 to 128 characters, got 200"
+    assert (
+        line == f"error: --name: the device name {'n' * 40!r} must be 1 to 128 characters, got 200"
+    )
     assert enrolled(server) == []
 
 
@@ -354,7 +356,7 @@ def test_a_model_or_name_no_job_spec_or_listing_can_show_is_refused(server, tmp_
             ProfilingSpec(devices=[model])  # no job could name it
     for name in ("a\x1b]0;owned\x07b", "a\rb", "a\nb"):
         line = refused(server, tmp_path, "--name", name)
-        assert line == f"error: --name: device name {name!r} must not hold control characters"
+        assert line == f"error: --name: the device name {name!r} must not hold control characters"
     assert refused(server, tmp_path, "--name", " lab-1") == (
         "error: --name: the device name ' lab-1' must not begin or end with spaces"
     )

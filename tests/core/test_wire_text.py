@@ -38,13 +38,24 @@ def test_ordinary_phone_models_enroll():
         assert ProfilingSpec(devices=[model]).devices == [model]
 
 
-def test_names_and_runner_lines_are_kept_as_plain_text():
-    enroll = EnrollRequest(
-        enroll_token="t", name="\x1b[1mlab-3\x1b[0m\x00", properties={"model": "host", **PROPS}
+@pytest.mark.parametrize(
+    "name, says",
+    [
+        ("\x1b[1mlab-3\x1b[0m", "control characters"),
+        ("lab\x003", "control characters"),
+        (" lab-3", "begin or end with spaces"),
+        ("x" * 129, "at most 128 characters"),
+    ],
+)
+def test_a_device_name_that_cannot_be_shown_as_given_is_refused(name, says):
+    with pytest.raises(ValidationError, match=says):
+        EnrollRequest(enroll_token="t", name=name, properties={"model": "host", **PROPS})
+    assert EnrollRequest(
+        enroll_token="t", name="lab 3 (Pixel)", properties={"model": "host", **PROPS}
     )
-    assert enroll.name == "lab-3"
-    with pytest.raises(ValidationError, match="some text"):
-        EnrollRequest(enroll_token="t", name="\x1b[1m\x07", properties={"model": "host", **PROPS})
+
+
+def test_runner_lines_are_kept_as_plain_text():
     report = MeasurementReport(
         prefill=[],
         decode=[],

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from core.strict import device_class_problem
 from device_agent import perf_command, perf_output
-from device_agent.properties import count_processors, parse_cpu_freqs, parse_cpu_list, parse_getprop
+from device_agent.properties import (
+    count_processors,
+    parse_cpu_freqs,
+    parse_cpu_list,
+    parse_getprop,
+    phone_class,
+)
 from device_agent.runner_probe import ABSEIL, GETOPT, parse_help, release_line
 from device_agent.stats import summarize
 from device_agent.thermal import CoolingPolicy, parse_zones, watched
@@ -221,3 +228,20 @@ def test_summary_statistics():
         "p90_ms": pytest.approx(4.6),
         "n": 5,
     }
+
+
+@pytest.mark.parametrize(
+    "model, device_class",
+    [
+        ("SM-S928B", "SM-S928B"),
+        ("Pixel 8 Pro ", "Pixel 8 Pro"),
+        ("Mi [Lite]\x01", "Mi (Lite)"),
+        ("", "unknown"),
+        ("\x1b", "unknown"),
+        ("x" * 200, "x" * 128),
+    ],
+)
+def test_a_phone_model_becomes_a_class_every_job_can_name(model, device_class):
+    """Whatever getprop says, enrollment never fails on the class (core.strict's rule)."""
+    assert phone_class(model) == device_class
+    assert device_class_problem(phone_class(model)) is None
