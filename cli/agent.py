@@ -174,6 +174,15 @@ def agent(
     _exactly_one_device(host=host, usb=usb, tcp=tcp)
     _check_server(server)
     _check_intervals(poll_interval, lease_seconds)
+    _check_finite(
+        {
+            "--auth-timeout": auth_timeout,
+            "--adb-timeout": adb_timeout,
+            "--cooldown-celsius": cooldown_celsius,
+            "--cooldown-timeout": cooldown_timeout,
+            "--min-free-mb": min_free_mb,
+        }
+    )
     _check_model(model)
     if name is not None:
         _check_name(name, "--name")
@@ -281,6 +290,18 @@ def _check_intervals(poll_interval: float, lease_seconds: float | None) -> None:
                 f"--lease-seconds: must be more than 0 and at most {MAX_LEASE_SECONDS:g} "
                 f"seconds, got {lease_seconds:g}"
             )
+
+
+def _check_finite(options: dict[str, float | None]) -> None:
+    """Exit 2 on NaN (an option without click's min= takes it) or an infinity (min= alone
+    lets it through), or an --auth-timeout of no time; None is an option left out."""
+    for flag, value in options.items():
+        if value is not None and not math.isfinite(value):
+            _user_error(f"{flag}: must be a finite number, got {value:g}")
+    if options["--auth-timeout"] <= 0:
+        _user_error(
+            f"--auth-timeout: must be more than 0 seconds, got {options['--auth-timeout']:g}"
+        )
 
 
 def _plain(flag: str, what: str, value: str) -> None:

@@ -130,12 +130,25 @@ def export(
 
         model = compile_genome(detail["genome"], seed=0)
         if "weights.pt" in names:
+            import pickle
+
             import torch
 
             try:
-                model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
-            except RuntimeError:
-                pass  # trained at evaluation size: export the full-size graph untrained
+                state = torch.load(out / "weights.pt", weights_only=True)
+            except (EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+                fail(
+                    f"the server's weights.pt of candidate {candidate_id} cannot be read "
+                    f"({type(exc).__name__}): download it again or re-run its evaluation"
+                )
+            try:
+                model.load_state_dict(state)
+            except (RuntimeError, TypeError):  # trained at evaluation size, not this one
+                typer.echo(
+                    f"note: candidate {candidate_id} was trained at its evaluation size; "
+                    "the graphs exported here are full size and untrained",
+                    err=True,
+                )
         export_variants(detail["genome"], out, wanted, model=model)
         names += [p.name for p in out.iterdir() if p.is_file()]
     print_json({"out": str(out), "files": sorted(set(names) | {"genome.json", "metrics.json"})})

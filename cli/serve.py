@@ -53,7 +53,7 @@ def serve(
         settings = Settings(**given)
     except ValidationError as exc:
         fail(setting_error(exc, Settings.model_config["env_prefix"]))
-    if workers > 1 and not settings.resolved_database_url().startswith("postgres"):
+    if workers > 1 and not (settings.database_url or "").startswith("postgres"):  # no URL: SQLite
         typer.echo(
             f"error: --workers {workers} needs PostgreSQL (--database-url): SQLite takes one "
             "writer at a time, and its writers queue in order only within one process",

@@ -284,6 +284,18 @@ def test_a_poll_interval_that_would_flood_the_server_is_refused(server, tmp_path
     assert enrolled(server) == []
 
 
+def test_a_number_option_that_is_nan_or_no_wait_is_refused(server, tmp_path):
+    """An option without click's min= takes NaN, one with it still takes infinity."""
+    for flag, value, says in (
+        ("--auth-timeout", "nan", "must be a finite number, got nan"),
+        ("--auth-timeout", "0", "must be more than 0 seconds, got 0"),
+        ("--cooldown-timeout", "inf", "must be a finite number, got inf"),
+        ("--min-free-mb", "inf", "must be a finite number, got inf"),
+    ):
+        assert refused(server, tmp_path, flag, value) == f"error: {flag}: {says}"
+    assert enrolled(server) == []
+
+
 def test_arguments_no_retry_can_fix_end_at_once(server, tmp_path):
     for url in ("notaurl", "ftp://example.org", "http://"):
         line = refused(server, tmp_path, "--server", url, "--host")

@@ -174,6 +174,14 @@ def test_serve_names_a_bad_setting(tmp_path, monkeypatch, variable, value, fragm
     fails_in_one_line(tailor("serve", "--port", "0"), fragment)
 
 
+def test_serve_with_workers_on_sqlite_is_refused_before_touching_the_data_dir(tmp_path):
+    data = tmp_path / "a-file"
+    data.write_text("")
+    result = tailor("serve", "--workers", "2", "--data-dir", str(data))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: --workers 2 needs PostgreSQL"), result.stderr
+
+
 @pytest.mark.parametrize("port", ["-1", "70000"])
 def test_serve_refuses_a_port_out_of_range(port):
     result = tailor("serve", "--port", port)
