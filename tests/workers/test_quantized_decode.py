@@ -5,6 +5,8 @@ bundled corpus (byte tokenizer)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -68,7 +70,7 @@ def trained_export(name: str, folder) -> dict:
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_a_trained_model_scores_the_same_through_decode_as_through_prefill(name, trained, held_out):
-    folder, _ = trained(name)
+    folder, exported = trained(name)
     window = held_out[:257]
     for variant in (INT8, INT4):
         pair = load_pair(folder, variant)
@@ -80,12 +82,16 @@ def test_a_trained_model_scores_the_same_through_decode_as_through_prefill(name,
             assert stepped == pytest.approx(whole, rel=0.01), (name, stepped, whole)
         else:
             # int4 dequantizes the same weights in both phases and, computing in int8
-            # (accuracy level 4), quantizes each token's activation row alike in both, so
-            # float32 rounding only, on different kernels (GEMV vs GEMM), unless rounding
-            # moves a value across an int8 step (core/precision.py); measured <= 2.3e-6
-            # relative at float compute (python -m bench.quant_agreement), and within the
-            # same 1e-4 at int8 compute on these trained presets.
-            assert stepped == pytest.approx(whole, rel=1e-4), (name, stepped, whole)
+            # (accuracy level 4), quantizes each token's activation row alike in both: float32
+            # rounding on different kernels (GEMV vs GEMM) until rounding moves a value across
+            # an int8 step, which depends on the CPU's kernels (core/precision.py; lfm2 gave
+            # 1.5e-4 relative in one run of this suite, < 1e-4 in earlier ones). The variant's
+            # bound is `allowed` (max abs, decode-vs-prefill logits, which its export checked
+            # on its own tokens); steps within it move a token's log-probability (a logit
+            # minus log-sum-exp, each moved by at most `allowed`) by at most twice it, and so
+            # the mean, log perplexity. A broken cache path moves logits by their own scale.
+            allowed = exported[variant.tag].manifest.check.allowed
+            assert abs(math.log(stepped / whole)) <= 2 * allowed, (name, stepped, whole, allowed)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
