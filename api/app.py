@@ -38,7 +38,7 @@ from api.schemas.errors import ERROR_RESPONSES
 from api.settings import Settings
 from core.job_spec import JobSpec
 from core.protocol import API_PREFIX
-from core.strict import FieldError
+from core.strict import BlamedField
 from store import Conflict, NotFound
 from store.artifacts import BadName
 from store.engine import make_engine, session_factory, upgrade
@@ -144,12 +144,12 @@ def _set_state(app: FastAPI, settings: Settings, engine: Engine) -> None:
 
 def _field(err: dict) -> str:
     """The dotted field a validation error is about: its location below the body, and below
-    that the field a check across fields blamed (core.strict.FieldError); "body" for a body
+    that the field a check across fields blamed (core.strict.BlamedField); "body" for a body
     that is not JSON (pydantic's loc is then ("body", <offset>)) or a check of the whole."""
     if err["type"] == "json_invalid":
         return "body"
     blamed = (err.get("ctx") or {}).get("error")
-    below = blamed.field.split(".") if isinstance(blamed, FieldError) else []
+    below = blamed.field.split(".") if isinstance(blamed, BlamedField) else []
     return ".".join(str(p) for p in [*err["loc"], *below] if p != "body") or "body"
 
 
@@ -159,7 +159,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
         errors = [
-            {"field": _field(err), "message": err["msg"], "type": err["type"]}
+            {
+                "field": _field(err),
+                "message": err["msg"].removeprefix("Value error, "),  # pydantic's, not ours
+                "type": err["type"],
+            }
             for err in exc.errors()
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}

@@ -85,20 +85,16 @@ def _grouped_attention(nodes: list, keys: str, values: str, out: str, s: Shape, 
     ]
 
 
-def graph(kernel: str, s: Shape) -> bytes:
-    """The kernel's `s.layers` attention layers of one decode step as one ONNX model."""
+def _step_inputs(kernel: str, s: Shape) -> list:
+    """The inputs every layer shares: the query and the new token's K, V in the kernel's
+    layout, and what the kernel needs to place and mask them."""
     g, hd = s.kv_heads, s.head_dim
-    nodes: list = []
-    inputs, outputs, inits = [], [], []
-    opsets = [helper.make_opsetid("", 24)]
     if kernel in ("concat", "scatter"):
-        inputs += [_info("q", FLOAT, [1, g, s.rows, hd])]
-        inits.append(helper.make_tensor("scale", FLOAT, [], [hd**-0.5]))
+        inputs = [_info("q", FLOAT, [1, g, s.rows, hd])]
     elif kernel == "attention24":
-        inputs += [_info("q", FLOAT, [1, s.heads, 1, hd])]
+        inputs = [_info("q", FLOAT, [1, s.heads, 1, hd])]
     else:
-        inputs += [_info("q", FLOAT, [1, 1, s.heads * hd])]
-        opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+        inputs = [_info("q", FLOAT, [1, 1, s.heads * hd])]
     if kernel.startswith("gqa"):
         inputs += [_info(n, FLOAT, [1, 1, g * hd]) for n in ("k", "v")]
         inputs += [
@@ -113,48 +109,45 @@ def graph(kernel: str, s: Shape) -> bytes:
         inputs.append(_info("position", TensorProto.INT64, [1]))
     if kernel == "attention24":
         inputs.append(_info("held", TensorProto.INT64, [1]))
-    for i in range(s.layers):
-        past, present, y = (
-            [f"past_{c}{i}" for c in "kv"],
-            [f"present_{c}{i}" for c in "kv"],
-            f"y{i}",
-        )
-        inputs += [_info(n, FLOAT, [1, g, "n", hd]) for n in past]
+    return inputs
+
+
+def _layer(kernel: str, i: int, s: Shape, nodes: list) -> None:
+    """Layer `i`'s attention nodes: past_k/v{i} in, y{i} and present_k/v{i} out."""
+    past, present, y = [f"past_{c}{i}" for c in "kv"], [f"present_{c}{i}" for c in "kv"], f"y{i}"
+    if kernel.startswith("gqa"):
+        attrs = dict(domain="com.microsoft", num_heads=s.heads, kv_num_heads=s.kv_heads)
+        ins = ["q", "k", "v", *past, "seqlens_k", "total"]
+        nodes.append(helper.make_node("GroupQueryAttention", ins, [y, *present], **attrs))
+        return
+    for p, n, o in zip(past, "kv", present):
         if kernel == "concat":
-            nodes += [
-                helper.make_node("Concat", [p, n], [o], axis=2)
-                for p, n, o in zip(past, "kv", present)
-            ]
-            _grouped_attention(nodes, present[0], present[1], y, s, None)
-        elif kernel.startswith("gqa"):
-            nodes.append(
-                helper.make_node(
-                    "GroupQueryAttention",
-                    ["q", "k", "v", *past, "seqlens_k", "total"],
-                    [y, *present],
-                    domain="com.microsoft",
-                    num_heads=s.heads,
-                    kv_num_heads=g,
-                )
-            )
+            nodes.append(helper.make_node("Concat", [p, n], [o], axis=2))
         else:
-            nodes += [
-                helper.make_node("TensorScatter", [p, n, "position"], [o], axis=2)
-                for p, n, o in zip(past, "kv", present)
-            ]
-            if kernel == "scatter":
-                _grouped_attention(nodes, present[0], present[1], y, s, "bias")
-            else:
-                nodes.append(
-                    helper.make_node(
-                        "Attention",
-                        ["q", *present, "", "", "", "held"],
-                        [y],
-                        q_num_heads=s.heads,
-                        kv_num_heads=g,
-                    )
-                )
-        outputs += [_info(n, FLOAT, None) for n in (y, *present)]
+            nodes.append(helper.make_node("TensorScatter", [p, n, "position"], [o], axis=2))
+    if kernel == "attention24":
+        attrs = dict(q_num_heads=s.heads, kv_num_heads=s.kv_heads)
+        ins = ["q", *present, "", "", "", "held"]
+        nodes.append(helper.make_node("Attention", ins, [y], **attrs))
+    else:
+        _grouped_attention(
+            nodes, present[0], present[1], y, s, "bias" if kernel == "scatter" else None
+        )
+
+
+def graph(kernel: str, s: Shape) -> bytes:
+    """The kernel's `s.layers` attention layers of one decode step as one ONNX model."""
+    inputs, nodes, outputs = _step_inputs(kernel, s), [], []
+    for i in range(s.layers):
+        inputs += [_info(f"past_{c}{i}", FLOAT, [1, s.kv_heads, "n", s.head_dim]) for c in "kv"]
+        _layer(kernel, i, s, nodes)
+        outputs += [_info(n, FLOAT, None) for n in (f"y{i}", f"present_k{i}", f"present_v{i}")]
+    inits = []
+    if kernel in ("concat", "scatter"):
+        inits.append(helper.make_tensor("scale", FLOAT, [], [s.head_dim**-0.5]))
+    opsets = [helper.make_opsetid("", 24)]
+    if kernel.startswith("gqa"):
+        opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
     model = helper.make_model(
         helper.make_graph(nodes, kernel, inputs, outputs, inits),
         opset_imports=opsets,

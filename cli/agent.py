@@ -8,7 +8,6 @@ traceback.
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import time
 from pathlib import Path
@@ -17,6 +16,14 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand
 
+from cli.agent_args import (
+    MIN_POLL_S,
+    check_arguments,
+    check_name,
+    cpus,
+    usable_config_dir,
+    user_error,
+)
 from device_agent.defaults import (
     ADB_TIMEOUT_S,
     ALIVE_EVERY_S,
@@ -30,12 +37,6 @@ log = logging.getLogger("tailor.agent")
 DEVICE = "Device (exactly one; --host, --usb and --tcp exclude each other)"
 PHONE = "Phone (--usb or --tcp)"
 RECONNECT_BACKOFF_S = (1.0, 30.0)
-# The shortest --poll-interval. An idle agent polls once per interval (75-125 % of it,
-# agent.POLL_JITTER), so 0 or less was a busy loop: hundreds of lease calls a second from one
-# agent. 0.1 s bounds an idle agent to about 13 calls a second, a ceiling a server takes
-# from a few agents, while the test drills' agents that poll every 0.2 s stay within it;
-# a lab of phones wants the 2 s default, which a waiting task hardly notices.
-MIN_POLL_S = 0.1
 
 
 class PlainHelp(TyperCommand):
@@ -44,21 +45,6 @@ class PlainHelp(TyperCommand):
 
     def format_help(self, ctx, formatter):
         super(TyperCommand, self).format_help(ctx, formatter)
-
-
-def _user_error(message: str):
-    """One line on stderr and exit status 2: a user error is no traceback."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _cpus(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(c) for c in text.split(",") if c.strip()]
-    except ValueError:
-        _user_error(f"--cores: expected CPU numbers like 4,5,6,7, got {text!r}")
 
 
 def agent(
@@ -169,32 +155,26 @@ def agent(
     """
     from device_agent.agent import Agent, EnrollmentRefused
     from device_agent.client import ServerError
-    from device_agent.config import config_dir as resolve_config
 
-    _exactly_one_device(host=host, usb=usb, tcp=tcp)
-    _check_server(server)
-    _check_intervals(poll_interval, lease_seconds)
-    _check_finite(
-        {
+    check_arguments(
+        host=host,
+        usb=usb,
+        tcp=tcp,
+        server=server,
+        poll_interval=poll_interval,
+        lease_seconds=lease_seconds,
+        model=model,
+        name=name,
+        numbers={
             "--auth-timeout": auth_timeout,
             "--adb-timeout": adb_timeout,
             "--cooldown-celsius": cooldown_celsius,
             "--cooldown-timeout": cooldown_timeout,
             "--min-free-mb": min_free_mb,
-        }
+        },
     )
-    _check_model(model)
-    if name is not None:
-        _check_name(name, "--name")
-    _check_phone_address(tcp=tcp, usb=usb)
-    pinned = _cpus(cores)
-    try:
-        folder = resolve_config(config_dir)
-    except OSError as exc:
-        _user_error(
-            f"--config-dir (or TAILOR_AGENT_HOME): cannot use {exc.filename or config_dir}: "
-            f"{exc.strerror or exc}"
-        )
+    pinned = cpus(cores)
+    folder = usable_config_dir(config_dir)
     _quiet_logging()
     if host:
         name, properties, measure, ready = _host_device(name, model)
@@ -230,129 +210,9 @@ def agent(
     try:
         worker.run()  # enrolls first; waits out a server that is not up yet, with back-off
     except (EnrollmentRefused, ServerError) as exc:
-        _user_error(str(exc))
+        user_error(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-
-
-def _exactly_one_device(host: bool, usb: str | None, tcp: str | None) -> None:
-    """Exit 2 with one line unless exactly one of --host, --usb and --tcp is given."""
-    chosen = [
-        flag
-        for flag, given in (
-            ("--host", host),
-            ("--usb", usb is not None),
-            ("--tcp", tcp is not None),
-        )
-        if given
-    ]
-    if len(chosen) != 1:
-        _user_error(
-            "choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT"
-            + (f" (got {' and '.join(chosen)}: they exclude each other)" if chosen else "")
-        )
-
-
-def _check_server(server: str) -> None:
-    """Exit 2 unless --server is an http(s) URL with a host: no retry fixes another."""
-    import httpx
-
-    try:
-        url = httpx.URL(server)
-    except httpx.InvalidURL as exc:
-        _user_error(f"--server: {server!r} is no URL: {exc}")
-    if url.scheme not in ("http", "https") or not url.host:
-        _user_error(
-            f"--server: expected an http:// or https:// URL such as http://10.0.0.5:8000, "
-            f"got {server!r}"
-        )
-    if url.port is not None and not 1 <= url.port <= 65535:
-        _user_error(f"--server: the port must be from 1 to 65535, got {url.port}")
-
-
-def _check_intervals(poll_interval: float, lease_seconds: float | None) -> None:
-    """Exit 2 on a poll interval below MIN_POLL_S (or NaN, infinity), or a lease length the
-    server's LeaseRequest refuses, before anything is enrolled."""
-    from pydantic import ValidationError
-
-    from core.protocol import MAX_LEASE_SECONDS, LeaseRequest
-
-    if not (math.isfinite(poll_interval) and poll_interval >= MIN_POLL_S):
-        _user_error(
-            f"--poll-interval: must be a number of seconds, at least {MIN_POLL_S:g} (less "
-            f"would flood the server with lease calls), got {poll_interval:g}"
-        )
-    if lease_seconds is not None:
-        try:
-            LeaseRequest(lease_seconds=lease_seconds)
-        except ValidationError:
-            _user_error(
-                f"--lease-seconds: must be more than 0 and at most {MAX_LEASE_SECONDS:g} "
-                f"seconds, got {lease_seconds:g}"
-            )
-
-
-def _check_finite(options: dict[str, float | None]) -> None:
-    """Exit 2 on NaN (an option without click's min= takes it) or an infinity (min= alone
-    lets it through), or an --auth-timeout of no time; None is an option left out."""
-    for flag, value in options.items():
-        if value is not None and not math.isfinite(value):
-            _user_error(f"{flag}: must be a finite number, got {value:g}")
-    if options["--auth-timeout"] <= 0:
-        _user_error(
-            f"--auth-timeout: must be more than 0 seconds, got {options['--auth-timeout']:g}"
-        )
-
-
-def _plain(flag: str, what: str, value: str) -> None:
-    """Exit 2 if `value` holds control characters (NUL, an ANSI escape, a line break), as
-    device_class_problem and device_name_problem refuse them: a typo is named, not cleaned."""
-    if not value.isprintable():
-        _user_error(f"{flag}: {what} {value!r} must not hold control characters")
-
-
-def _check_model(model: str) -> None:
-    """Exit 2 unless --model is a device class a job spec can name (core's one rule for
-    both ends, device_class_problem)."""
-    from core.strict import device_class_problem
-
-    problem = device_class_problem(model)
-    if problem:
-        _user_error(f"--model: device class {model[:40]!r} {problem}")
-
-
-def _check_name(name: str, source: str) -> None:
-    """Exit 2 unless `name` is a device name the server's EnrollRequest takes, printable
-    and without surrounding spaces; `source`: where it came from, for the message."""
-    from core.strict import device_name_problem
-
-    problem = device_name_problem(name)
-    if problem:
-        _user_error(f"{source}: the device name {name[:40]!r} {problem}")
-
-
-def _check_phone_address(tcp: str | None, usb: str | None) -> None:
-    """Exit 2 on a --tcp that is no HOST:PORT, an empty --usb serial, or --usb on a
-    machine without libusb. A well-formed host name that does not resolve is retried, not
-    refused: a phone's name often resolves only once the network is up (an agent started
-    at boot, a name from mDNS or DHCP), and the retries back off to one every 30 s."""
-    if tcp is not None:
-        from device_agent.adb_device import parse_tcp_address
-
-        try:
-            parse_tcp_address(tcp)
-        except ValueError as exc:
-            _user_error(f"--tcp: {exc}")
-    if usb is not None:
-        from device_agent.adb_device import UsbUnavailable, usb_transport_class
-
-        if not usb.strip():
-            _user_error("--usb: give the phone's USB serial (as `adb devices` lists it), not ''")
-        _plain("--usb", "serial", usb)
-        try:
-            usb_transport_class()  # no libusb: no retry helps, unlike a phone not plugged in
-        except UsbUnavailable as exc:
-            _user_error(f"--usb: {exc}")
 
 
 def _quiet_logging() -> None:
@@ -370,7 +230,7 @@ def _host_device(name: str | None, model: str):
 
     if name is None:
         name = socket.gethostname()
-        _check_name(name, "--name (default: the host name)")
+        check_name(name, "--name (default: the host name)")
     return name, host_properties(model), host_measure, None
 
 
@@ -409,7 +269,7 @@ def _phone_device(
     ready = Reconnector(phone, preflight=Preflight(phone, runner, WORK_ROOT, min_free_mb))
     if name is None:
         name = properties.serial or (tcp or usb)
-        _check_name(name, "--name (default: the phone's serial)")
+        check_name(name, "--name (default: the phone's serial)")
     return name, properties, backend.measure, ready
 
 
@@ -449,7 +309,7 @@ def _open_phone(
         if properties.serial and properties.serial != (tcp or usb):
             locks.append(PhoneLock(properties.serial).acquire())
     except PhoneBusy as exc:
-        _user_error(str(exc))
+        user_error(str(exc))
     except KeyboardInterrupt:
         typer.echo("stopped before the phone was connected", err=True)
         raise typer.Exit(130) from None

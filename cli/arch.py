@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from cli.support import fail, output_dir, parse_json, print_json, read_text
+from cli.weights import read_state_dict
 from core.genome import GLOBAL_RANGES
 from core.protocol import MAX_LENGTH
 
@@ -175,31 +176,13 @@ def arch_export(
         spec = ExportSpec(attention=attention, int4_block_size=int4_block_size)
     except ValueError as exc:
         fail(f"bad export option: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}")
-    import pickle
-
-    import torch
-
     from workers.export.variants import export_variants
     from workers.model.compiler import compile_genome
 
     data = genome.to_json()
     model = compile_genome(data, seed=0)
     if weights is not None:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except OSError as exc:
-            fail(f"cannot read --weights {weights}: {exc.strerror or exc}")
-        except EOFError:
-            fail(f"--weights {weights} is empty or cut short: not a saved state_dict")
-        except pickle.UnpicklingError:  # torch's message is a page on weights_only
-            fail(
-                f"--weights {weights} is not a state_dict saved by torch.save (or holds "
-                "objects a weights-only load refuses)"
-            )
-        except Exception as exc:  # whatever torch.load makes of a file that is not its own
-            fail(f"--weights {weights} is not a saved state_dict: {str(exc).splitlines()[0]}")
-        if not isinstance(state, dict):
-            fail(f"--weights {weights} holds a {type(state).__name__}, not a state_dict")
+        state = read_state_dict(weights, f"--weights {weights}")
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError, ValueError) as exc:

@@ -130,17 +130,11 @@ def export(
 
         model = compile_genome(detail["genome"], seed=0)
         if "weights.pt" in names:
-            import pickle
+            from cli.weights import read_state_dict
 
-            import torch
-
-            try:
-                state = torch.load(out / "weights.pt", weights_only=True)
-            except (EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-                fail(
-                    f"the server's weights.pt of candidate {candidate_id} cannot be read "
-                    f"({type(exc).__name__}): download it again or re-run its evaluation"
-                )
+            state = read_state_dict(
+                out / "weights.pt", f"the server's weights.pt of candidate {candidate_id}"
+            )
             try:
                 model.load_state_dict(state)
             except (RuntimeError, TypeError):  # trained at evaluation size, not this one

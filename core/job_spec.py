@@ -20,8 +20,9 @@ from .protocol import MeasurementSpec
 from .scale_check import ScaleSpec
 from .search_algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .space import SearchSpace
-from .strict import DAY_S, SEED_MAX, FieldError, StrictModel, device_class_problem
+from .strict import DAY_S, SEED_MAX, BlamedField, StrictModel
 from .training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE, TrainConfig
+from .wire_text import device_class_problem
 
 
 class ConstraintSpec(StrictModel):
@@ -82,7 +83,7 @@ class EvolutionSpec(StrictModel):
     @model_validator(mode="after")
     def _elitism_below_population(self) -> "EvolutionSpec":
         if self.elitism >= self.population:
-            raise FieldError(
+            raise BlamedField(
                 "elitism", f"elitism ({self.elitism}) must be below population ({self.population})"
             )
         return self
@@ -160,7 +161,7 @@ class JobSpec(StrictModel):
         if self.scale is not None and (
             self.evolution.generations != 1 or self.evolution.population != len(self.scale.members)
         ):
-            raise FieldError(
+            raise BlamedField(
                 "evolution",
                 f"a scale-up job (scale) runs one generation of its "
                 f"{len(self.scale.members)} members: evolution.generations must "
@@ -189,7 +190,7 @@ class JobSpec(StrictModel):
         space_set = "vocab_size" in space.model_fields_set
         if tokenizer.kind == "byte":
             if space_set and space.vocab_size != BYTE_VOCAB_SIZE:
-                raise FieldError(
+                raise BlamedField(
                     "search_space.vocab_size",
                     f"search_space.vocab_size ({space.vocab_size}) must equal the vocabulary "
                     f"of training.tokenizer (kind byte: {BYTE_VOCAB_SIZE} tokens); set "
@@ -199,7 +200,7 @@ class JobSpec(StrictModel):
             return self
         tokenizer_set = "vocab_size" in tokenizer.model_fields_set
         if space_set and tokenizer_set and space.vocab_size != tokenizer.vocab_size:
-            raise FieldError(
+            raise BlamedField(
                 "search_space.vocab_size",
                 f"search_space.vocab_size ({space.vocab_size}) and "
                 f"training.tokenizer.vocab_size ({tokenizer.vocab_size}) must be equal: "
@@ -208,7 +209,7 @@ class JobSpec(StrictModel):
         vocab = tokenizer.vocab_size if tokenizer_set else space.vocab_size
         low, high = BPE_VOCAB_RANGE
         if not low <= vocab <= high:
-            raise FieldError(
+            raise BlamedField(
                 "training.tokenizer.vocab_size" if tokenizer_set else "search_space.vocab_size",
                 f"search_space.vocab_size ({vocab}) is the BPE vocabulary of training.tokenizer "
                 f"and must be in [{low}, {high}]; use training.tokenizer.kind byte for "
@@ -226,7 +227,7 @@ class JobSpec(StrictModel):
             metric = parse_metric(name)
             for device_class in metric.classes:
                 if device_class not in self.profiling.devices:
-                    raise FieldError(
+                    raise BlamedField(
                         field,
                         f"{name}: device class {device_class!r} is not in "
                         f"profiling.devices {self.profiling.devices}",
@@ -234,7 +235,7 @@ class JobSpec(StrictModel):
             check = metric.definition.check_spec
             problem = check(self, metric) if check is not None else None
             if problem:
-                raise FieldError(
+                raise BlamedField(
                     field, problem if problem.startswith(metric.name) else f"{name}: {problem}"
                 )
         return self

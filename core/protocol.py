@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import datetime
 from typing import Literal
 
@@ -17,17 +16,14 @@ from pydantic import Field, field_validator, model_validator
 
 from .manifest import GraphManifest
 from .precision import DEFAULT_PRECISION, ExecutionProvider, Precision
-from .strict import (
-    DAY_S,
+from .strict import DAY_S, StrictModel
+from .wire_text import (
     DEVICE_CLASS_MAX_CHARS,
     DEVICE_NAME_MAX_CHARS,
-    StrictModel,
     device_class_problem,
     device_name_problem,
+    plain_text,
 )
-
-_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 API_PREFIX = "/api/v1"  # every route of the REST API lives under it
 MAX_LENGTH = 1 << 20  # the longest prefill or decode context a task may ask for
@@ -35,12 +31,6 @@ MAX_LENGTHS = 32  # prefill lengths (and decode contexts) per task
 MAX_SAMPLES = 10_000  # timings per length in one report (MeasurementSpec.repeats is <= 1000)
 MAX_LEASE_SECONDS = 86_400  # the most an agent may ask for; servers cap lower
 MAX_BYTES = 2**60  # memory sizes a device reports (an exbibyte: past any phone or host)
-
-
-def plain_text(text: str) -> str:
-    """Text an agent sends that is stored and shown (a name, a runner's line, a failure's
-    reason), without terminal colour codes or control characters (lines and tabs kept)."""
-    return _CONTROL.sub("", _ANSI.sub("", text)).strip()
 
 
 def artifact_url(candidate_id: int, name: str) -> str:

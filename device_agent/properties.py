@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 
 from core.protocol import DeviceProperties
-from core.strict import DEVICE_CLASS_MAX_CHARS
+from core.wire_text import DEVICE_CLASS_MAX_CHARS
 
 
 def parse_meminfo(text: str) -> int:
@@ -91,7 +91,7 @@ PHONE_CPUFREQ = (
 
 def phone_class(model: str) -> str:
     """A phone's `ro.product.model` as a device class any job can name
-    (core.strict.device_class_problem): control characters dropped, brackets made
+    (core.wire_text.device_class_problem): control characters dropped, brackets made
     parentheses, spaces trimmed, cut to the length a class may have; "unknown" when nothing
     is left. The same model always gives the same class, so its phones share one."""
     text = "".join(c for c in model if c.isprintable())

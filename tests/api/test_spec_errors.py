@@ -1,4 +1,4 @@
-"""A job spec refused by a check across fields names the field at fault (core.strict.FieldError),
+"""A job spec refused by a check across fields names the field at fault (core.strict.BlamedField),
 not the whole body, so a client (or the CLI) can point at the line to change."""
 
 from __future__ import annotations

@@ -274,7 +274,7 @@ def test_a_config_dir_that_is_a_file_is_a_usage_error(server, tmp_path):
 
 
 def test_a_poll_interval_that_would_flood_the_server_is_refused(server, tmp_path):
-    from cli.agent import MIN_POLL_S
+    from cli.agent_args import MIN_POLL_S
 
     for seconds in ("0", "-1", "0.01", "nan", "inf"):
         line = refused(server, tmp_path, "--poll-interval", seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.strict import device_class_problem
+from core.wire_text import device_class_problem
 from device_agent import perf_command, perf_output
 from device_agent.properties import (
     count_processors,
