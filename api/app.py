@@ -38,7 +38,7 @@ from api.schemas.errors import ERROR_RESPONSES
 from api.settings import Settings
 from core.job_spec import JobSpec
 from core.protocol import API_PREFIX
-from core.strict import BlamedField
+from core.strict import BlamedField, error_message
 from store import Conflict, NotFound
 from store.artifacts import BadName
 from store.engine import make_engine, session_factory, upgrade
@@ -161,7 +161,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         errors = [
             {
                 "field": _field(err),
-                "message": err["msg"].removeprefix("Value error, "),  # pydantic's, not ours
+                "message": error_message(err),
                 "type": err["type"],
             }
             for err in exc.errors()

@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 
 from cli.support import fail, output_dir, parse_json, print_json, read_text
-from cli.weights import read_state_dict
+from cli.weights import load_problem, read_state_dict
 from core.genome import GLOBAL_RANGES
+from core.presets import SLOTS_PER_LAYER
 from core.protocol import MAX_LENGTH
 
 arch = typer.Typer(
@@ -60,8 +61,8 @@ def arch_preset(
     ),
     depth: Optional[int] = typer.Option(
         None,
-        min=GLOBAL_RANGES["depth"][0],
-        max=GLOBAL_RANGES["depth"][1],
+        min=1,
+        max=GLOBAL_RANGES["depth"][1] // SLOTS_PER_LAYER,  # the genome's depth counts slots
         help="layers (each a sequence mixer + a channel mixer)",
     ),
     heads: Optional[int] = typer.Option(None, help="attention query heads"),
@@ -182,13 +183,9 @@ def arch_export(
     data = genome.to_json()
     model = compile_genome(data, seed=0)
     if weights is not None:
-        state = read_state_dict(weights, f"--weights {weights}")
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            # load_state_dict's first line only names the model; the next says what differs
-            why = " ".join(line.strip() for line in str(exc).splitlines()[:2])
-            fail(f"--weights {weights} does not fit this genome: {why:.300}")
+        why = load_problem(model, read_state_dict(weights, f"--weights {weights}"))
+        if why:
+            fail(f"--weights {weights} does not fit this genome: {why}")
     output_dir(out)
     try:
         exported = export_variants(

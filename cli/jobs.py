@@ -49,6 +49,8 @@ def submit(
             fail(f"{spec_path} is not valid YAML: {str(exc).splitlines()[0]}")
         except RecursionError:
             fail(f"{spec_path} is not valid YAML we can read: nested too deeply")
+        except (ValueError, TypeError) as exc:  # PyYAML's constructors: a bad date, !!int abc
+            fail(f"{spec_path} is not valid YAML we can read: {str(exc).splitlines()[0]:.200}")
     if spec is None:
         fail(f"{spec_path} is empty")
     if problem := not_json(spec):
@@ -130,17 +132,14 @@ def export(
 
         model = compile_genome(detail["genome"], seed=0)
         if "weights.pt" in names:
-            from cli.weights import read_state_dict
+            from cli.weights import load_problem, read_state_dict
 
-            state = read_state_dict(
-                out / "weights.pt", f"the server's weights.pt of candidate {candidate_id}"
-            )
-            try:
-                model.load_state_dict(state)
-            except (RuntimeError, TypeError):  # trained at evaluation size, not this one
+            label = f"the server's weights.pt of candidate {candidate_id}"
+            why = load_problem(model, read_state_dict(out / "weights.pt", label))
+            if why:  # e.g. trained at its evaluation size, smaller than the genome
                 typer.echo(
-                    f"note: candidate {candidate_id} was trained at its evaluation size; "
-                    "the graphs exported here are full size and untrained",
+                    f"note: {label} does not fit the full-size graph ({why}); the graphs "
+                    "exported here carry untrained weights",
                     err=True,
                 )
         export_variants(detail["genome"], out, wanted, model=model)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from cli.arch import load_genome
 from cli.support import fail, parse_json, print_json
+from core.strict import error_message
 
 
 def train(
@@ -116,10 +117,11 @@ def mad(
     from workers.mad.tasks import TASKS
 
     genome = load_genome(genome_path).to_json()
-    try:
-        TrainConfig.model_validate({"threads": threads})  # `train`'s bound on torch threads
+    try:  # `train`'s bounds on the seed and torch threads
+        TrainConfig.model_validate({"threads": threads, "seed": seed})
     except ValidationError as exc:
-        fail(f"--threads {threads}: {exc.errors()[0]['msg']}")
+        first = exc.errors()[0]
+        fail(f"--{first['loc'][0]} {first['input']}: {error_message(first)}")
     for name in task or []:
         if name not in TASKS:
             fail(f"unknown task {name!r}; allowed: {', '.join(TASKS)}")

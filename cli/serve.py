@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from cli.support import fail
+from core.strict import error_message
 
 
 def serve(
@@ -53,7 +54,7 @@ def serve(
         settings = Settings(**given)
     except ValidationError as exc:
         fail(setting_error(exc, Settings.model_config["env_prefix"]))
-    if workers > 1 and not (settings.database_url or "").startswith("postgres"):  # no URL: SQLite
+    if workers > 1 and settings.uses_sqlite():
         typer.echo(
             f"error: --workers {workers} needs PostgreSQL (--database-url): SQLite takes one "
             "writer at a time, and its writers queue in order only within one process",
@@ -93,7 +94,7 @@ def setting_error(exc, env_prefix: str) -> str:
     """A settings ValidationError as one line naming the setting and its environment
     variable (flags such as --data-dir read the same variables)."""
     first = exc.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
+    message = error_message(first)
     if not first["loc"]:  # a check across settings: its message names them
         return f"bad settings: {message}"
     name = str(first["loc"][0])

@@ -31,3 +31,13 @@ def read_state_dict(path: Path, label: str) -> dict:
     if not isinstance(state, dict):
         fail(f"{label} holds a {type(state).__name__}, not a state_dict")
     return state
+
+
+def load_problem(model, state: dict) -> str | None:
+    """Load `state` into `model`; why it does not fit (None: loaded)."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        # load_state_dict's first line only names the model; the next says what differs
+        return " ".join(line.strip() for line in str(exc).splitlines()[:2])[:300]
+    return None

@@ -10,9 +10,9 @@ runs the search from these same classes (`EvolutionSpec` is what the search loop
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .metrics import canonical, parse_metric
 from .precision import ExportSpec
@@ -119,9 +119,10 @@ class ProfilingSpec(MeasurementSpec):
 
     @field_validator("devices")
     @classmethod
-    def _device_classes(cls, devices: list[str]) -> list[str]:
+    def _device_classes(cls, devices: list[str], info: ValidationInfo) -> list[str]:
+        stored = bool(info.context and info.context.get("stored"))
         for name in devices:
-            problem = device_class_problem(name)
+            problem = device_class_problem(name, stored)
             if problem:
                 raise ValueError(f"device class {name[:40]!r} {problem}")
         if len(set(devices)) != len(devices):
@@ -209,11 +210,11 @@ class JobSpec(StrictModel):
         vocab = tokenizer.vocab_size if tokenizer_set else space.vocab_size
         low, high = BPE_VOCAB_RANGE
         if not low <= vocab <= high:
+            field = "training.tokenizer.vocab_size" if tokenizer_set else "search_space.vocab_size"
             raise BlamedField(
-                "training.tokenizer.vocab_size" if tokenizer_set else "search_space.vocab_size",
-                f"search_space.vocab_size ({vocab}) is the BPE vocabulary of training.tokenizer "
-                f"and must be in [{low}, {high}]; use training.tokenizer.kind byte for "
-                f"{BYTE_VOCAB_SIZE} tokens",
+                field,
+                f"{field} ({vocab}) is the BPE vocabulary of training.tokenizer and must be in "
+                f"[{low}, {high}]; use training.tokenizer.kind byte for {BYTE_VOCAB_SIZE} tokens",
             )
         space.vocab_size = tokenizer.vocab_size = vocab
         return self
@@ -239,3 +240,10 @@ class JobSpec(StrictModel):
                     field, problem if problem.startswith(metric.name) else f"{name}: {problem}"
                 )
         return self
+
+
+def stored_spec(data: dict[str, Any]) -> JobSpec:
+    """A spec read back from the database: validated as submitted, except rules tightened
+    after it was stored (see `device_class_problem`), so a running or finished job never
+    becomes unreadable when a rule for new submissions changes."""
+    return JobSpec.model_validate(data, context={"stored": True})

@@ -28,6 +28,9 @@ class Size:
     repeat: int = 1
 
 
+SLOTS_PER_LAYER = 2  # a preset's layer: its sequence mixer and a SwiGLU (`_layers`)
+
+
 def _layers(
     mixers: list[str], size: Size, rope: Rope = Rope(), **operators: dict[str, int]
 ) -> Genome:

@@ -22,5 +22,11 @@ class BlamedField(ValueError):
         self.field = field
 
 
+def error_message(error: dict) -> str:
+    """A pydantic error's message as Tailor shows it: a validator's own words, without the
+    "Value error, " pydantic puts before them."""
+    return error["msg"].removeprefix("Value error, ")
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -12,13 +12,17 @@ _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def device_class_problem(name: str) -> str | None:
+def device_class_problem(name: str, stored: bool = False) -> str | None:
     """Why `name` cannot be a device class (None: it can). A class is what an agent enrolls
     as (`DeviceProperties.model`) and what a job names in an objective, inside brackets
     (`decode_ms@128[host]`, core.metrics.PATTERN): one rule for both ends, so no phone
-    enrolls as a class no job can name."""
+    enrolls as a class no job can name. `stored`: a class in a spec the database already
+    holds keeps the rule it was accepted under (length, no surrounding spaces), so a job
+    stored before the rest of the rule stays readable."""
     if not 1 <= len(name) <= DEVICE_CLASS_MAX_CHARS or name != name.strip():
         return f"must be 1 to {DEVICE_CLASS_MAX_CHARS} characters without surrounding spaces"
+    if stored:
+        return None
     if not name.isprintable():
         return "must not hold control characters"
     if "[" in name or "]" in name:

@@ -67,7 +67,9 @@ class PairingTimeout(PhoneDisconnected):
 
 class UsbUnavailable(PhoneDisconnected):
     """This machine cannot speak USB at all (no libusb1 package, or no libusb-1.0 library):
-    no retry fixes that, the message says what to install."""
+    no retry fixes that, so `tailor agent --usb` checks for it before anything else and
+    stops with this message (what to install). Met later (a library removed under a running
+    agent), it is a failure to connect like any other, which the reconnect path retries."""
 
 
 def usb_transport_class():

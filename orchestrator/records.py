@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core import Genome
-from core.job_spec import JobSpec
+from core.job_spec import stored_spec
 from core.manifest import GRAPH_REVISION
 from core.metric_registry import MetricKind
 from core.metrics import fleet_metrics, parse_metric, trained_metrics
@@ -64,7 +64,7 @@ class JobRecords:
     def __init__(self, sessions: SessionFactory, artifact_dir: Path, job_id: int, owner: str):
         self.sessions, self.artifact_dir = sessions, Path(artifact_dir)
         self.job_id, self.owner = job_id, owner
-        self.spec = JobSpec.model_validate(job_store.get_job(sessions, job_id).spec)
+        self.spec = stored_spec(job_store.get_job(sessions, job_id).spec)
         self.train_key = self.spec.training.cache_key()
         self.metric_names = list(
             dict.fromkeys(self.spec.objectives + [c.metric for c in self.spec.constraints])

@@ -19,6 +19,10 @@ class StoreSettings(BaseSettings):
     database_url: str | None = Field(default=None, description="default: SQLite in data_dir")
     artifact_dir: Path | None = None
 
+    def uses_sqlite(self) -> bool:
+        """SQLite: no URL (the file in data_dir) or a sqlite one; asks nothing of the disk."""
+        return not self.database_url or self.database_url.startswith("sqlite")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

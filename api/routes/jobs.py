@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from api.auth import AdminDep
 from api.schemas.public import JobCreated, JobList, JobPublic, ScaleResult
-from core.job_spec import JobSpec
+from core.job_spec import JobSpec, stored_spec
 from core.scale_check import NothingToScale, ScaleError, ScaleRequest, ScaleSpec, pick_members
 from core.states import TERMINAL_JOB, JobStatus
 from core.strict import ID_MAX
@@ -173,7 +173,7 @@ def scale_spec(sessions, job_id: int, request: ScaleRequest) -> JobSpec:
     job = store.get_job(sessions, job_id)
     if job.status != JobStatus.COMPLETED:
         raise Conflict(f"job {job_id} is {job.status}: only a completed job can be scaled up")
-    source = JobSpec.model_validate(job.spec)
+    source = stored_spec(job.spec)
     last = result_store.generations_since(sessions, job_id, max(0, job.generations_done - 1))
     front = set(last[-1].pareto) if last else set()
     candidates = [

@@ -78,7 +78,7 @@ def test_check_accepts_a_valid_genome_and_names_the_bad_gene(tmp_path):
         (("arch", "preset", "transformer++", "--heads", "3"), "operators.attention.heads"),
         # the option and the value given, not the genome field nor the depth it came to (0)
         (("arch", "preset", "transformer++", "--depth", "-1"), "'--depth'"),
-        (("arch", "preset", "transformer++", "--depth", "513"), "'--depth'"),
+        (("arch", "preset", "transformer++", "--depth", "257"), "'--depth'"),  # 514 slots
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, fragment):

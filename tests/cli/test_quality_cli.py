@@ -97,3 +97,5 @@ def test_train_and_mad_refuse_unreadable_genomes_and_bad_threads(tmp_path):
     genome = str(small_genome(tmp_path))
     for threads in ("0", "-1"):  # `train`'s bound (TrainConfig.threads), not torch's RuntimeError
         fails_in_one_line(tailor("mad", genome, "--threads", threads), f"--threads {threads}")
+    # a negative seed failed every task inside the runner and scored them 0, exit code 0
+    fails_in_one_line(tailor("mad", genome, "--seed", "-1"), "--seed -1")

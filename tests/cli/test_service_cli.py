@@ -135,12 +135,18 @@ def test_bad_specs_out_and_server_fail_in_one_line_before_any_request(tmp_path):
     (tmp_path / "nan.yaml").write_text(SPEC.replace("population: 3", "population: 3, seed: .nan"))
     (tmp_path / "date.yaml").write_text(SPEC.replace("name: cli", "name: 2020-01-01"))
     (tmp_path / "nan.json").write_text('{"name": "x", "evolution": {"seed": NaN}}')
+    (tmp_path / "baddate.yaml").write_text(SPEC.replace("name: cli", "name: 2020-13-45"))
+    (tmp_path / "badint.yaml").write_text(SPEC.replace("name: cli", "name: !!int abc"))
+    (tmp_path / "long.yaml").write_text(SPEC.replace("population: 3", "population: " + "1" * 5000))
     for name, why in [
         ("binary.yaml", "is not UTF-8 text"),
         ("empty.yaml", "is empty"),
         ("nan.yaml", "evolution.seed is nan"),
         ("date.yaml", "name is a date"),
         ("nan.json", "evolution.seed is nan"),
+        ("baddate.yaml", "is not valid YAML we can read: month must be in 1..12"),
+        ("badint.yaml", "is not valid YAML we can read"),
+        ("long.yaml", "is not valid YAML we can read: Exceeds the limit"),
     ]:
         fails_in_one_line(tailor("submit", str(tmp_path / name), *nowhere), name, why)
     (tmp_path / "afile").write_text("")

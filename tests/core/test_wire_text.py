@@ -78,3 +78,17 @@ def test_memory_sizes_past_any_device_are_refused():
         MeasurementReport(
             peak_memory_bytes=1, **{**base, "decode": [{**stat, "peak_memory_bytes": 2**70}]}
         )
+
+
+def test_a_spec_stored_before_the_class_rule_tightened_stays_readable():
+    """A job the database holds is read back under the rule it was accepted by: a running
+    job never becomes unreadable (its orchestrator crashing) because new submissions are
+    held to more."""
+    from core.job_spec import JobSpec, stored_spec
+
+    spec = {"name": "old", "objectives": ["perplexity"], "profiling": {"devices": ["x[1]"]}}
+    with pytest.raises(ValidationError, match="brackets"):
+        JobSpec.model_validate(spec)
+    assert stored_spec(spec).profiling.devices == ["x[1]"]
+    with pytest.raises(ValidationError, match="surrounding spaces"):  # never accepted
+        stored_spec({**spec, "profiling": {"devices": [" x"]}})

@@ -242,6 +242,6 @@ def test_summary_statistics():
     ],
 )
 def test_a_phone_model_becomes_a_class_every_job_can_name(model, device_class):
-    """Whatever getprop says, enrollment never fails on the class (core.strict's rule)."""
+    """Whatever getprop says, enrollment never fails on the class (core.wire_text's rule)."""
     assert phone_class(model) == device_class
     assert device_class_problem(phone_class(model)) is None

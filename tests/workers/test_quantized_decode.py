@@ -5,8 +5,6 @@ bundled corpus (byte tokenizer)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -70,7 +68,7 @@ def trained_export(name: str, folder) -> dict:
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_a_trained_model_scores_the_same_through_decode_as_through_prefill(name, trained, held_out):
-    folder, exported = trained(name)
+    folder, _ = trained(name)
     window = held_out[:257]
     for variant in (INT8, INT4):
         pair = load_pair(folder, variant)
@@ -84,14 +82,11 @@ def test_a_trained_model_scores_the_same_through_decode_as_through_prefill(name,
             # int4 dequantizes the same weights in both phases and, computing in int8
             # (accuracy level 4), quantizes each token's activation row alike in both: float32
             # rounding on different kernels (GEMV vs GEMM) until rounding moves a value across
-            # an int8 step, which depends on the CPU's kernels (core/precision.py; lfm2 gave
-            # 1.5e-4 relative in one run of this suite, < 1e-4 in earlier ones). The variant's
-            # bound is `allowed` (max abs, decode-vs-prefill logits, which its export checked
-            # on its own tokens); steps within it move a token's log-probability (a logit
-            # minus log-sum-exp, each moved by at most `allowed`) by at most twice it, and so
-            # the mean, log perplexity. A broken cache path moves logits by their own scale.
-            allowed = exported[variant.tag].manifest.check.allowed
-            assert abs(math.log(stepped / whole)) <= 2 * allowed, (name, stepped, whole, allowed)
+            # an int8 step, which depends on the CPU's kernels (core/precision.py). Seen: at
+            # most 1.5e-4 relative (lfm2, in one run of this suite; < 1e-4 in earlier ones).
+            # The bound, 1e-3, is a tenth of int8's, where every step quantizes its own
+            # activations; a cache path that drops context moves perplexity by percents.
+            assert stepped == pytest.approx(whole, rel=1e-3), (name, stepped, whole)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
