@@ -110,21 +110,23 @@ def _plain(flag: str, what: str, value: str) -> None:
 def check_model(model: str) -> None:
     """Exit 2 unless --model is a device class a job spec can name (core's one rule for
     both ends, device_class_problem)."""
-    from core.wire_text import device_class_problem
+    from core.wire_text import device_class_problem, require
 
-    problem = device_class_problem(model)
-    if problem:
-        user_error(f"--model: device class {model[:40]!r} {problem}")
+    try:
+        require(device_class_problem(model), "device class", model)
+    except ValueError as exc:
+        user_error(f"--model: {exc}")
 
 
 def check_name(name: str, source: str) -> None:
     """Exit 2 unless `name` is a device name the server's EnrollRequest takes, printable
     and without surrounding spaces; `source`: where it came from, for the message."""
-    from core.wire_text import device_name_problem
+    from core.wire_text import device_name_problem, require
 
-    problem = device_name_problem(name)
-    if problem:
-        user_error(f"{source}: the device name {name[:40]!r} {problem}")
+    try:
+        require(device_name_problem(name), "device name", name)
+    except ValueError as exc:
+        user_error(f"{source}: the {exc}")
 
 
 def check_phone_address(tcp: str | None, usb: str | None) -> None:

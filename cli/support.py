@@ -48,9 +48,8 @@ def parse_json(text: str, source: str | Path) -> Any:
 
 def not_json(value: Any, path: str = "") -> str | None:
     """Where `value` (parsed YAML or JSON) holds something JSON cannot carry, and what it is:
-    NaN or an infinity, a date, a set, bytes, a key that is not a string (an integer
-    key JSON writes as one); None when it
-    has nothing of the kind."""
+    NaN or an infinity, a date, a set, bytes, a key that is not a string (an integer key
+    JSON writes as one); None when it has nothing of the kind."""
     where = path or "the top level"
     if value is None or isinstance(value, (str, bool, int)):
         return None

@@ -22,7 +22,7 @@ from .search_algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .space import SearchSpace
 from .strict import DAY_S, SEED_MAX, BlamedField, StrictModel
 from .training import BPE_VOCAB_RANGE, BYTE_VOCAB_SIZE, TrainConfig
-from .wire_text import device_class_problem
+from .wire_text import device_class_problem, require
 
 
 class ConstraintSpec(StrictModel):
@@ -122,9 +122,7 @@ class ProfilingSpec(MeasurementSpec):
     def _device_classes(cls, devices: list[str], info: ValidationInfo) -> list[str]:
         stored = bool(info.context and info.context.get("stored"))
         for name in devices:
-            problem = device_class_problem(name, stored)
-            if problem:
-                raise ValueError(f"device class {name[:40]!r} {problem}")
+            require(device_class_problem(name, stored), "device class", name)
         if len(set(devices)) != len(devices):
             raise ValueError("device classes must not repeat")
         return devices

@@ -23,6 +23,7 @@ from .wire_text import (
     device_class_problem,
     device_name_problem,
     plain_text,
+    require,
 )
 
 API_PREFIX = "/api/v1"  # every route of the REST API lives under it
@@ -71,10 +72,7 @@ class DeviceProperties(StrictModel):
     @field_validator("model")
     @classmethod
     def _a_class_a_job_can_name(cls, model: str) -> str:
-        problem = device_class_problem(model)
-        if problem:
-            raise ValueError(f"device class {model[:40]!r} {problem}")
-        return model
+        return require(device_class_problem(model), "device class", model)
 
 
 class RunnerIdentity(StrictModel):
@@ -118,10 +116,7 @@ class EnrollRequest(StrictModel):
     @field_validator("name")
     @classmethod
     def _a_name_to_show(cls, name: str) -> str:
-        problem = device_name_problem(name)
-        if problem:
-            raise ValueError(f"device name {name[:40]!r} {problem}")
-        return name
+        return require(device_name_problem(name), "device name", name)
 
 
 class EnrollResponse(StrictModel):

@@ -42,6 +42,14 @@ def device_name_problem(name: str) -> str | None:
     return None
 
 
+def require(problem: str | None, what: str, value: str) -> str:
+    """`value` when `problem` (one of the checks above) is None, else ValueError
+    "<what> '<value>' <problem>", the words every end (API, job spec, CLI) shows."""
+    if problem:
+        raise ValueError(f"{what} {value[:40]!r} {problem}")
+    return value
+
+
 def plain_text(text: str) -> str:
     """Free text an agent sends that is stored and shown (a runner's line, a failure's
     reason), without terminal colour codes or control characters (lines and tabs kept)."""
