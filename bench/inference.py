@@ -13,7 +13,8 @@ on the bundled corpus (`--train-tokens`), then scored in torch and through each 
 prefill graph on the same held-out tokens. Prefill runs the prompt as phone runtimes do:
 `--prefill-chunk` tokens at a time through the export's chunk graph (default 512,
 llama.cpp's default micro-batch `n_ubatch`; 0: the whole prompt through the last-token
-graph in one call).
+graph in one call). `--no-arena` runs onnxruntime without its CPU arena, to see how much
+of a peak is the arena's power-of-two growth rather than the graph's tensors.
 
     python -m bench.inference [--width 256 --layers 12 --lengths 128 256 ... 4096]
 """
@@ -54,10 +55,16 @@ PREFILL_CHUNK = 512  # llama.cpp's default n_ubatch: the micro-batch it prefills
 
 
 def run_graph(
-    graph_dir: Path, kind: str, length: int, repeats: int, threads: int, chunk: int = 0
+    graph_dir: Path,
+    kind: str,
+    length: int,
+    repeats: int,
+    threads: int,
+    chunk: int = 0,
+    arena: bool = True,
 ) -> dict:
     """The host agent's own runner: a fresh process per measurement; prefill `chunk` tokens
-    at a time (0: the whole prompt in one call)."""
+    at a time (0: the whole prompt in one call); `arena=False`: onnxruntime's CPU arena off."""
     result = measure(
         graph_dir,
         kind,
@@ -66,6 +73,7 @@ def run_graph(
         warmup=1 if kind == "prefill" else 3,
         threads=threads,
         chunk=(chunk or None) if kind == "prefill" else None,
+        arena=arena,
     )
     return {**result, "median_ms": statistics.median(result["samples_ms"])}
 
@@ -136,6 +144,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="prefill the prompt this many tokens at a time (0: the whole prompt at once)",
     )
     parser.add_argument(
+        "--no-arena",
+        dest="arena",
+        action="store_false",
+        help="run onnxruntime without its CPU arena (each tensor from the system)",
+    )
+    parser.add_argument(
         "--train-tokens",
         type=int,
         default=100_000,
@@ -168,8 +182,11 @@ def measure_at_length(
             args.prefill_repeats,
             args.threads,
             args.prefill_chunk,
+            args.arena,
         )
-        decode = run_graph(dirs[(name, v)], "decode", length, args.decode_repeats, args.threads)
+        decode = run_graph(
+            dirs[(name, v)], "decode", length, args.decode_repeats, args.threads, arena=args.arena
+        )
         cache_read = costs.cache_bytes(genomes[name], length, "float32")
         bound_ms = (model_bytes[name][v] + cache_read) / bandwidth * 1000
         row[name][v] = {
@@ -335,6 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
         "memory_bandwidth_gb_s": bandwidth / 1e9,
         "threads": args.threads,
         "prefill_chunk": args.prefill_chunk,
+        "arena": args.arena,
         "lengths": args.lengths,
         "variants": args.variants,
         "rows": rows,

@@ -19,7 +19,10 @@ the graph the manifest names for profiling (`profiled_prefill`: the last-token g
 runs, in newer exports); onnxruntime reads the weights file the graphs share from beside
 them. With `--chunk N`, prefill is timed as phone runtimes run a long prompt: the export's
 chunk graph over the prompt N tokens at a time, each chunk's cache fed to the next
-(core/chunked_prefill.py); one sample is the whole prompt.
+(core/chunked_prefill.py); one sample is the whole prompt. With `--no-arena` onnxruntime
+allocates each tensor from the system instead of its CPU arena (onnxruntime_perf_test's
+`-A`): the arena grows in power-of-two regions and keeps them, so its peak also holds
+what the allocator reserved, not only what the graph used.
 """
 
 from __future__ import annotations
@@ -100,12 +103,14 @@ def _session(
     threads: int,
     provider: str,
     chunk: int | None = None,
+    arena: bool = True,
 ):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = arena
     options.log_severity_level = 3
     graph = manifest["graphs"][CHUNK_GRAPH] if chunk else profiled_graph(manifest, kind)
     return ort.InferenceSession(
@@ -155,6 +160,7 @@ def paired(
     threads: int,
     provider: str,
     chunk: int | None = None,
+    arena: bool = True,
 ) -> dict[str, list[float]]:
     """One run of the graph, then one of the reference graph, `repeats` times after `warmup`
     such pairs: both see the same moment of the machine (and each the caches the other
@@ -162,7 +168,7 @@ def paired(
     The reference prefills in chunks when the graph does."""
     reference_manifest = json.loads((reference_dir / "manifest.json").read_text())
     chunk = _chunk_for(reference_manifest, kind, chunk, reference_dir)
-    reference = _session(reference_dir, reference_manifest, kind, threads, provider, chunk)
+    reference = _session(reference_dir, reference_manifest, kind, threads, provider, chunk, arena)
     reference_inputs = feeds(reference_manifest, kind, length, np.random.default_rng(1))
     run_reference = _runner(reference, reference_manifest, reference_inputs, chunk)
     for _ in range(warmup):
@@ -186,6 +192,7 @@ def run(
     reference: Path | None = None,
     pairs: int | None = None,
     chunk: int | None = None,
+    arena: bool = True,
 ) -> dict[str, Any]:
     import onnxruntime as ort
 
@@ -195,7 +202,7 @@ def run(
     if reference is not None:  # before any run: a reference that cannot be chunked says so
         _chunk_for(json.loads((reference / "manifest.json").read_text()), kind, chunk, reference)
     chunk = _chunk_for(manifest, kind, chunk, graph_dir)
-    session = _session(graph_dir, manifest, kind, threads, provider, chunk)
+    session = _session(graph_dir, manifest, kind, threads, provider, chunk, arena)
     if ORT_PROVIDER_NAMES[provider] not in session.get_providers():
         print(
             f"onnxruntime {ort.__version__} did not use {ORT_PROVIDER_NAMES[provider]} "
@@ -219,10 +226,13 @@ def run(
         "peak_memory_bytes": max(loaded_peak, run_peak),
         "idle_bytes": idle,
         "run_peak_bytes": run_peak if reset else None,
+        "arena": session.get_session_options().enable_cpu_mem_arena,
     }
     if reference is not None:
         count = repeats if pairs is None else pairs
-        result |= paired(run_once, reference, kind, length, count, warmup, threads, provider, chunk)
+        result |= paired(
+            run_once, reference, kind, length, count, warmup, threads, provider, chunk, arena
+        )
     return result
 
 
@@ -282,12 +292,13 @@ def measure(
     reference: Path | None = None,
     pairs: int | None = None,
     chunk: int | None = None,
+    arena: bool = True,
 ) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; raises RuntimeError with its stderr
     (ProviderMissing when the provider is not there). `reference`: a graph folder timed
     alternately with this one after the plain runs (paired_ms, reference_ms), `pairs` times
     (default: `repeats`). `chunk`: prefill the prompt that many tokens at a time through
-    the export's chunk graph."""
+    the export's chunk graph. `arena=False`: onnxruntime's CPU arena off (`--no-arena`)."""
     cmd = [
         sys.executable,
         "-m",
@@ -310,6 +321,8 @@ def measure(
         cmd += ["--pairs", str(pairs)]
     if chunk is not None:
         cmd += ["--chunk", str(chunk)]
+    if not arena:
+        cmd.append("--no-arena")
     result = subprocess.run(
         cmd,
         capture_output=True,
@@ -348,6 +361,12 @@ def main() -> None:
         default=None,
         help="prefill: feed the prompt this many tokens at a time through the chunk graph",
     )
+    parser.add_argument(
+        "--no-arena",
+        dest="arena",
+        action="store_false",
+        help="allocate from the system, not onnxruntime's CPU arena (perf_test's -A)",
+    )
     args = parser.parse_args()
     print(
         json.dumps(
@@ -362,6 +381,7 @@ def main() -> None:
                 args.reference,
                 args.pairs,
                 args.chunk,
+                args.arena,
             )
         )
     )

@@ -144,6 +144,20 @@ def test_the_runner_reports_the_idle_footprint_and_what_running_adds(graph_dir):
     ] + (1 << 20)
 
 
+def test_the_runner_can_run_without_onnxruntimes_cpu_arena(graph_dir):
+    """`--no-arena` (perf_test's -A; bench.inference --no-arena) reaches the session
+    onnxruntime runs, as onnxruntime reports its options back, reference graph included."""
+    from device_agent.host_runner import measure
+
+    on = measure(graph_dir, "prefill", 256, repeats=1, warmup=0)
+    off = measure(
+        graph_dir, "prefill", 256, repeats=1, warmup=0, arena=False, reference=graph_dir, pairs=1
+    )
+    assert on["arena"] is True and off["arena"] is False
+    assert len(off["paired_ms"]) == len(off["reference_ms"]) == 1
+    assert off["idle_bytes"] <= off["run_peak_bytes"]
+
+
 def test_chunked_prefill_of_an_export_without_a_chunk_graph_says_so(graph_dir):
     """These hand-written graphs have no chunk graph (exports write one only when asked):
     --chunk must name what is missing, not run the whole prompt and report it as chunked."""
