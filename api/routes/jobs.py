@@ -8,12 +8,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.auth import AdminDep
+from api.scale_source import check_hand_written, members_for_scale_request
 from api.schemas.public import JobCreated, JobList, JobPublic, ScaleResult
-from core.job_spec import JobSpec, stored_spec
-from core.scale_check import NothingToScale, ScaleError, ScaleRequest, ScaleSpec, pick_members
-from core.states import TERMINAL_JOB, JobStatus
+from core.job_spec import JobSpec
+from core.scale_check import ScaleRequest, ScaleSpec
+from core.states import TERMINAL_JOB
 from core.strict import ID_MAX
-from store import Conflict, NotFound
+from store import NotFound
 from store import devices as device_store
 from store import jobs as store
 from store import results as result_store
@@ -114,19 +115,8 @@ async def submit_job(
     spec = await run_in_threadpool(parse_spec, await request.body())
 
     def create() -> JobCreated:
-        if spec.scale is not None:  # a scale block written by hand names a job that exists
-            try:
-                store.get_job(sessions, spec.scale.source_job)
-            except NotFound as exc:
-                raise RequestValidationError(
-                    [
-                        {
-                            "loc": ("body", "scale", "source_job"),
-                            "msg": str(exc),
-                            "type": "value_error",
-                        }
-                    ]
-                ) from None
+        if spec.scale is not None:  # written by hand: its members must be its source's
+            check_hand_written(sessions, spec.scale)
         job = store.create_job(sessions, spec.name, spec.model_dump(mode="json"), idempotency_key)
         return JobCreated(
             id=job.id,
@@ -170,31 +160,7 @@ def resume_job(job_id: JobId, sessions: SessionsDep, _: AdminDep) -> JobPublic:
 def scale_spec(sessions, job_id: int, request: ScaleRequest) -> JobSpec:
     """The follow-up job of `POST /jobs/{id}/scale` (core/scale_check.py): the source's training
     settings with the larger budget, at full size; objectives perplexity and params."""
-    job = store.get_job(sessions, job_id)
-    if job.status != JobStatus.COMPLETED:
-        raise Conflict(f"job {job_id} is {job.status}: only a completed job can be scaled up")
-    source = stored_spec(job.spec)
-    last = result_store.generations_since(sessions, job_id, max(0, job.generations_done - 1))
-    front = set(last[-1].pareto) if last else set()
-    candidates = [
-        {
-            "id": c.id,
-            "genome": c.genome,
-            "origin": c.origin,
-            "status": c.status,
-            "metrics": c.metrics or {},
-        }
-        for c in result_store.job_candidates(sessions, job_id)
-    ]
-    try:
-        members = pick_members(candidates, front, request)
-    except NothingToScale as exc:
-        raise Conflict(f"job {job_id}: {exc}") from None
-    except ScaleError as exc:
-        loc = ("body", exc.field) if exc.field else ("body",)
-        raise RequestValidationError(
-            [{"loc": loc, "msg": str(exc), "type": "value_error"}]
-        ) from None
+    source, members = members_for_scale_request(sessions, job_id, request)
     training = source.training.model_dump(mode="json")
     training.update(
         tokens=request.tokens, eval_width=None, eval_width_divisor=None, eval_depth=None

@@ -1,6 +1,7 @@
 """`POST /jobs/{id}/scale` and scale blocks in submitted specs: a request that cannot make a
 scale-up is a 4xx naming the field (never a 500), and a hand-written scale block's genomes
-and ids are checked when it is submitted, not first by the orchestrator."""
+and ids are checked when it is submitted, not first by the orchestrator, and its members
+against what its source job gives."""
 
 from __future__ import annotations
 
@@ -91,16 +92,22 @@ def test_a_job_with_nothing_evaluated_on_its_front_is_409(client):
     assert "no successfully evaluated front member" in response.text
 
 
-def hand_written_scale(members: list[dict], source_job: int) -> dict:
-    return {
-        **SPEC,
-        "evolution": {"population": len(members), "generations": 1, "elitism": 0},
-        "scale": {"source_job": source_job, "request": {}, "members": members},
-    }
+def scale_up_spec(client, front_size: int) -> tuple[int, dict]:
+    """A completed job and the spec of its scale-up job, as `POST /jobs/{id}/scale` wrote it
+    (what a client resubmits)."""
+    source, _ = completed_job(client, front_size)
+    made = client.post(
+        f"/api/v1/jobs/{source}/scale",
+        json={"top": front_size, "include_presets": False},
+        headers=ADMIN,
+    )
+    assert made.status_code == 201, made.text
+    return source, client.get(f"/api/v1/jobs/{made.json()['id']}").json()["spec"]
 
 
-def member(genome: dict, source_candidate: int = 1) -> dict:
-    return {"source_candidate": source_candidate, "origin": "front", "genome": genome}
+def resubmit(client, spec: dict):
+    spec = {**spec, "evolution": {**spec["evolution"], "population": 2}}
+    return client.post("/api/v1/jobs", json=spec, headers=ADMIN)
 
 
 @pytest.mark.parametrize(
@@ -111,27 +118,46 @@ def member(genome: dict, source_candidate: int = 1) -> dict:
         (lambda m: m[0].update(source_candidate=2**70), "scale.members.0.source_candidate"),
         (lambda m: m[0].update(source_candidate=0), "scale.members.0.source_candidate"),
         (lambda m: m.pop(), "scale.members"),
+        # well-formed, but not what the source job gives: claims nobody measured
+        (lambda m: m[0].update(search_perplexity=1.5), "scale.members.0"),
+        (lambda m: m[1].update(search_front=False), "scale.members.1"),
+        (lambda m: m[0].update(origin="preset:lfm2"), "scale.members.0"),
+        (lambda m: m[0].update(genome=m[1]["genome"]), "scale.members.0"),
+        (lambda m: m[1].update(source_candidate=999_999), "scale.members.1"),
+        (lambda m: m.__setitem__(1, m[0]), "scale.members.1"),
     ],
 )
 def test_a_hand_written_scale_block_is_checked_on_submission(client, mutate, field):
-    genomes = [preset("transformer++", width=64, layers=n, vocab=257).to_json() for n in (1, 2)]
-    members = [member(g, i + 1) for i, g in enumerate(genomes)]
-    source = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
-    made = client.post("/api/v1/jobs", json=hand_written_scale(members, source), headers=ADMIN)
+    _, spec = scale_up_spec(client, front_size=2)
+    made = resubmit(client, spec)
     assert made.status_code == 201, made.text  # a resubmitted scale-up job is welcome
-    mutate(members)
-    spec = hand_written_scale(members, source)
-    if len(members) == 1:
-        spec["evolution"]["population"] = 2  # the member count alone is at fault
-    response = client.post("/api/v1/jobs", json=spec, headers=ADMIN)
+    mutate(spec["scale"]["members"])
+    response = resubmit(client, spec)
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith(f"{field}:"), response.text
 
 
+def test_a_hand_written_scale_block_may_keep_some_of_its_members(client):
+    _, spec = scale_up_spec(client, front_size=3)
+    assert len(spec["scale"]["members"]) == 3
+    del spec["scale"]["members"][1]
+    assert resubmit(client, spec).status_code == 201
+
+
+def test_a_scale_block_whose_source_job_is_not_completed_is_422(client):
+    source, spec = scale_up_spec(client, front_size=2)
+    running = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
+    spec["scale"]["source_job"] = running
+    response = resubmit(client, spec)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("scale.source_job:")
+    assert "only a completed job can be scaled up" in response.text
+
+
 @pytest.mark.parametrize("source_job", [ID_MAX + 1, 999_999])
 def test_a_scale_block_naming_no_job_is_422(client, source_job):
-    genomes = [preset("transformer++", width=64, layers=n, vocab=257).to_json() for n in (1, 2)]
-    spec = hand_written_scale([member(g) for g in genomes], source_job=source_job)
-    response = client.post("/api/v1/jobs", json=spec, headers=ADMIN)
+    _, spec = scale_up_spec(client, front_size=2)
+    spec["scale"]["source_job"] = source_job
+    response = resubmit(client, spec)
     assert response.status_code == 422
     assert response.json()["detail"].startswith("scale.source_job:"), response.text
