@@ -44,7 +44,6 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from core.training import BYTE_VOCAB_SIZE, TrainConfig
-    from workers.train.trainer import evaluate_quality
 
     parsed = load_genome(genome_path)
     genome = parsed.to_json()
@@ -85,6 +84,8 @@ def train(
         fail(f"training config {'.'.join(map(str, first['loc']))}: {first['msg']}")
     if data is not None and not Path(data).exists():
         fail(f"--data {data} does not exist")
+    from workers.train.trainer import evaluate_quality  # torch: only once the input is good
+
     with Progress(
         TextColumn("training"),
         BarColumn(),
@@ -113,7 +114,6 @@ def mad(
     """Score a genome on the MAD synthetic tasks; prints per-task accuracy and the mean."""
     from core.scaling import ScalingError
     from core.training import TrainConfig
-    from workers.mad.runner import evaluate_mad
     from workers.mad.tasks import TASKS
 
     genome = load_genome(genome_path).to_json()
@@ -125,6 +125,7 @@ def mad(
     for name in task or []:
         if name not in TASKS:
             fail(f"unknown task {name!r}; allowed: {', '.join(TASKS)}")
+    from workers.mad.runner import evaluate_mad  # torch: only once the input is good
 
     def progress(name: str, accuracy: float) -> None:
         typer.echo(f"{name:26s} {accuracy:.3f}", err=True)
