@@ -9,10 +9,12 @@ scale-up perplexity, Kendall tau) would be of numbers nobody measured.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
+from core.genome import Genome
 from core.job_spec import JobSpec, stored_spec
 from core.scale_check import (
     NothingToScale,
@@ -26,17 +28,16 @@ from core.states import JobStatus
 from store import Conflict, NotFound
 from store import jobs as store
 from store import results as result_store
+from store.models import Job
 
 
 def _invalid(loc: tuple[Any, ...], message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", *loc), "msg": message, "type": "value_error"}])
 
 
-def source_members(
-    sessions, job_id: int, request: ScaleRequest
-) -> tuple[JobSpec, list[ScaleMember]]:
-    """The source job's spec and the members `request` gives. NotFound, Conflict (the job
-    is not completed, or nothing on its front was evaluated: NothingToScale), ScaleError."""
+def source_members(sessions, job_id: int, request: ScaleRequest) -> tuple[Job, list[ScaleMember]]:
+    """The source job and the members `request` gives. NotFound, Conflict (the job is not
+    completed, or nothing on its front was evaluated: NothingToScale), ScaleError."""
     job = store.get_job(sessions, job_id)
     if job.status != JobStatus.COMPLETED:
         raise Conflict(f"job {job_id} is {job.status}: only a completed job can be scaled up")
@@ -53,7 +54,7 @@ def source_members(
         for c in result_store.job_candidates(sessions, job_id)
     ]
     try:
-        return stored_spec(job.spec), pick_members(candidates, front, request)
+        return job, pick_members(candidates, front, request)
     except NothingToScale as exc:
         raise Conflict(f"job {job_id}: {exc}") from None
 
@@ -61,12 +62,29 @@ def source_members(
 def members_for_scale_request(
     sessions, job_id: int, request: ScaleRequest
 ) -> tuple[JobSpec, list[ScaleMember]]:
-    """`source_members` for `POST /jobs/{id}/scale`: a request that cannot make a scale-up
-    is a 422 naming the request's field (the job's absence and state stay 404 and 409)."""
+    """The source job's spec and the members of `POST /jobs/{id}/scale`: a request that
+    cannot make a scale-up is a 422 naming the request's field (the job's absence and state
+    stay 404 and 409)."""
     try:
-        return source_members(sessions, job_id, request)
+        job, members = source_members(sessions, job_id, request)
     except ScaleError as exc:
         raise _invalid((exc.field,) if exc.field else (), str(exc)) from None
+    return stored_spec(job.spec), members
+
+
+def _same_member(given: ScaleMember, expected: ScaleMember) -> bool:
+    """The same candidate, origin and resized genome (by phenotype hash), search perplexity
+    (to float rounding: a client may print floats shorter than Python does) and front flag."""
+    return (
+        given.origin == expected.origin
+        and Genome.coerce(given.genome).hash() == Genome.coerce(expected.genome).hash()
+        and given.search_front == expected.search_front
+        and (given.search_perplexity is None) == (expected.search_perplexity is None)
+        and (
+            given.search_perplexity is None
+            or math.isclose(given.search_perplexity, expected.search_perplexity, rel_tol=1e-12)
+        )
+    )
 
 
 def check_hand_written(sessions, scale: ScaleSpec) -> None:
@@ -88,12 +106,13 @@ def check_hand_written(sessions, scale: ScaleSpec) -> None:
             )
         seen.add(member.source_candidate)
         expected = by_candidate.get(member.source_candidate)
-        if expected is None or expected.model_dump() != member.model_dump():
+        if expected is None or not _same_member(member, expected):
             raise _invalid(
                 ("scale", "members", i),
                 f"is not what job {scale.source_job} gives for candidate "
                 f"{member.source_candidate} at this request (its resized genome, origin, "
-                f"search perplexity and front membership): scale blocks come from "
-                f"POST /jobs/{scale.source_job}/scale; resubmit that job's spec as it is, "
-                "or with some of its members",
+                f"search perplexity and front membership): a scale block is written by "
+                f"POST /jobs/{scale.source_job}/scale; resubmit the scale-up job's spec as "
+                "GET /jobs/{its id} gives it, or with some of its members (and "
+                "evolution.population their number)",
             )

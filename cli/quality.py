@@ -46,7 +46,6 @@ def train(
     from core.training import BYTE_VOCAB_SIZE, TrainConfig
 
     parsed = load_genome(genome_path)
-    genome = parsed.to_json()
     # One vocabulary: the genome's (what `params` counts) is the tokenizer's.
     if tokenizer == "byte" and parsed.vocab_size != BYTE_VOCAB_SIZE:
         fail(
@@ -98,7 +97,7 @@ def train(
         def progress(step: int, total: int, loss: float) -> None:
             bar.update(task, completed=step, total=total, loss=loss)
 
-        result = evaluate_quality(genome, config, out_dir=out, progress=progress)
+        result = evaluate_quality(parsed.to_json(), config, out_dir=out, progress=progress)
     print_json(result.to_json())
     if result.status != "ok":
         raise typer.Exit(1)

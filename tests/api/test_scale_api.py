@@ -16,9 +16,11 @@ ADMIN = {"Authorization": "Bearer admin-secret"}
 SPEC = {"name": "source", "objectives": ["perplexity", "params"]}
 
 
-def completed_job(client, front_size: int) -> tuple[int, list[int]]:
-    """A completed job whose last generation's front holds `front_size` evaluated members
-    (no presets among them)."""
+def completed_job(
+    client, front_size: int, presets: int = 0, perplexity_offset: float = 0.0
+) -> tuple[int, list[int]]:
+    """A completed job of three evaluated candidates whose last generation's front holds
+    the first `front_size`; the last `presets` are presets."""
     sessions = client.app.state.sessions
     job_id = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
     genomes = [preset("transformer++", width=64, layers=n + 1, vocab=257) for n in range(3)]
@@ -26,12 +28,18 @@ def completed_job(client, front_size: int) -> tuple[int, list[int]]:
         sessions,
         job_id,
         0,
-        [{"genome": g.to_json(), "genome_hash": g.hash(), "origin": "random"} for g in genomes],
+        [
+            {
+                "genome": g.to_json(),
+                "genome_hash": g.hash(),
+                "origin": "preset:transformer++" if i >= len(genomes) - presets else "random",
+            }
+            for i, g in enumerate(genomes)
+        ],
     )
     for i, row in enumerate(rows):
-        result_store.set_candidate_result(
-            sessions, row.id, "done", {"perplexity": 9.0 - i, "params": 1000 + i}
-        )
+        metrics = {"perplexity": 9.0 - i + perplexity_offset, "params": 1000 + i}
+        result_store.set_candidate_result(sessions, row.id, "done", metrics)
     ids = [r.id for r in rows]
     result_store.write_generation(sessions, job_id, 0, ids, ids[:front_size], 0.5, len(ids))
     assert job_store.claim_job(sessions, "test").id == job_id
@@ -92,13 +100,13 @@ def test_a_job_with_nothing_evaluated_on_its_front_is_409(client):
     assert "no successfully evaluated front member" in response.text
 
 
-def scale_up_spec(client, front_size: int) -> tuple[int, dict]:
+def scale_up_spec(client, front_size: int, **job) -> tuple[int, dict]:
     """A completed job and the spec of its scale-up job, as `POST /jobs/{id}/scale` wrote it
     (what a client resubmits)."""
-    source, _ = completed_job(client, front_size)
+    source, _ = completed_job(client, front_size, **job)
     made = client.post(
         f"/api/v1/jobs/{source}/scale",
-        json={"top": front_size, "include_presets": False},
+        json={"top": front_size, "include_presets": bool(job.get("presets"))},
         headers=ADMIN,
     )
     assert made.status_code == 201, made.text
@@ -144,14 +152,53 @@ def test_a_hand_written_scale_block_may_keep_some_of_its_members(client):
     assert resubmit(client, spec).status_code == 201
 
 
-def test_a_scale_block_whose_source_job_is_not_completed_is_422(client):
-    source, spec = scale_up_spec(client, front_size=2)
-    running = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
-    spec["scale"]["source_job"] = running
+def test_a_resubmitted_scale_block_with_a_preset_and_shortened_floats_is_welcome(client):
+    """A preset member (origin `preset:...`, off the front) round-trips, and a client that
+    prints floats with 15 significant digits (not Python's shortest repr) is not refused."""
+    _, spec = scale_up_spec(client, front_size=2, presets=1, perplexity_offset=1 / 3)
+    members = spec["scale"]["members"]
+    assert [m["origin"] for m in members] == ["front", "front", "preset:transformer++"]
+    assert members[2]["search_front"] is False
+    for m in members:
+        short = float(f"{m['search_perplexity']:.15g}")
+        assert short != m["search_perplexity"]  # the test would prove nothing otherwise
+        m["search_perplexity"] = short
+    spec["evolution"]["population"] = len(members)
+    made = client.post("/api/v1/jobs", json=spec, headers=ADMIN)
+    assert made.status_code == 201, made.text
+
+
+@pytest.mark.parametrize(
+    "front_size, request_change, field, words",
+    [
+        (2, {}, "scale.source_job", "only a completed job can be scaled up"),  # a queued job
+        (0, {}, "scale.source_job", "no successfully evaluated front member"),
+        (2, {"top": 1}, "scale.request.top", "at least 2 members"),
+    ],
+)
+def test_a_scale_block_its_source_job_cannot_give_is_422(
+    client, front_size, request_change, field, words
+):
+    empty = None if front_size else completed_job(client, front_size=0)[0]  # claims its own
+    _, spec = scale_up_spec(client, front_size=2)
+    if request_change:
+        source = spec["scale"]["source_job"]
+    else:
+        source = empty or client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
+    spec["scale"]["source_job"] = source
+    spec["scale"]["request"].update(request_change)
     response = resubmit(client, spec)
     assert response.status_code == 422, response.text
-    assert response.json()["detail"].startswith("scale.source_job:")
-    assert "only a completed job can be scaled up" in response.text
+    assert response.json()["detail"].startswith(f"{field}:"), response.text
+    assert words in response.text
+
+
+def test_scaling_up_a_job_that_is_not_completed_is_409(client):
+    queued = client.post("/api/v1/jobs", json=SPEC, headers=ADMIN).json()["id"]
+    response = client.post(f"/api/v1/jobs/{queued}/scale", json={}, headers=ADMIN)
+    assert response.status_code == 409, response.text
+    assert f"job {queued} is queued: only a completed job can be scaled up" in response.text
+    assert client.post("/api/v1/jobs/999999/scale", json={}, headers=ADMIN).status_code == 404
 
 
 @pytest.mark.parametrize("source_job", [ID_MAX + 1, 999_999])

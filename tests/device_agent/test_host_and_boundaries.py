@@ -146,7 +146,8 @@ def test_the_runner_reports_the_idle_footprint_and_what_running_adds(graph_dir):
 
 def test_the_runner_can_run_without_onnxruntimes_cpu_arena(graph_dir):
     """`--no-arena` (perf_test's -A; bench.inference --no-arena) reaches the session
-    onnxruntime runs, as onnxruntime reports its options back, reference graph included."""
+    onnxruntime runs, as onnxruntime reports its options back; a reference graph still runs
+    beside it."""
     from device_agent.host_runner import measure
 
     on = measure(graph_dir, "prefill", 256, repeats=1, warmup=0)
