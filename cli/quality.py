@@ -111,11 +111,12 @@ def mad(
     threads: int = typer.Option(1, help="torch threads"),
 ):
     """Score a genome on the MAD synthetic tasks; prints per-task accuracy and the mean."""
-    from core.scaling import ScalingError
+    from core.scaling import ScalingError, scale_genome
     from core.training import TrainConfig
     from workers.mad.tasks import TASKS
 
-    genome = load_genome(genome_path).to_json()
+    parsed = load_genome(genome_path)
+    genome = parsed.to_json()
     try:  # `train`'s bounds on the seed and torch threads
         TrainConfig.model_validate({"threads": threads, "seed": seed})
     except ValidationError as exc:
@@ -124,6 +125,10 @@ def mad(
     for name in task or []:
         if name not in TASKS:
             fail(f"unknown task {name!r}; allowed: {', '.join(TASKS)}")
+    try:
+        scale_genome(parsed, eval_width)  # what evaluate_mad scores: refused before torch loads
+    except ScalingError as exc:
+        fail(str(exc))
     from workers.mad.runner import evaluate_mad  # torch: only once the input is good
 
     def progress(name: str, accuracy: float) -> None:

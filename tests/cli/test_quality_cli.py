@@ -99,3 +99,4 @@ def test_train_and_mad_refuse_unreadable_genomes_and_bad_threads(tmp_path):
         fails_in_one_line(tailor("mad", genome, "--threads", threads), f"--threads {threads}")
     # a negative seed failed every task inside the runner and scored them 0, exit code 0
     fails_in_one_line(tailor("mad", genome, "--seed", "-1"), "--seed -1")
+    fails_in_one_line(tailor("mad", genome, "--eval-width", "7"), "eval_width 7", "global.width")
