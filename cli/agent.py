@@ -22,8 +22,8 @@ from cli.agent_args import (
     check_name,
     cpus,
     usable_config_dir,
-    user_error,
 )
+from cli.support import fail
 from device_agent.defaults import (
     ADB_TIMEOUT_S,
     ALIVE_EVERY_S,
@@ -210,7 +210,7 @@ def agent(
     try:
         worker.run()  # enrolls first; waits out a server that is not up yet, with back-off
     except (EnrollmentRefused, ServerError) as exc:
-        user_error(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -309,7 +309,7 @@ def _open_phone(
         if properties.serial and properties.serial != (tcp or usb):
             locks.append(PhoneLock(properties.serial).acquire())
     except PhoneBusy as exc:
-        user_error(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("stopped before the phone was connected", err=True)
         raise typer.Exit(130) from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import typer
+from cli.support import fail
 
 # The shortest --poll-interval. An idle agent polls once per interval (75-125 % of it,
 # agent.POLL_JITTER), so 0 or less was a busy loop: hundreds of lease calls a second from one
@@ -16,19 +16,13 @@ import typer
 MIN_POLL_S = 0.1
 
 
-def user_error(message: str):
-    """One line on stderr and exit status 2: a user error is no traceback."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def cpus(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
         return [int(c) for c in text.split(",") if c.strip()]
     except ValueError:
-        user_error(f"--cores: expected CPU numbers like 4,5,6,7, got {text!r}")
+        fail(f"--cores: expected CPU numbers like 4,5,6,7, got {text!r}")
 
 
 def exactly_one_device(host: bool, usb: str | None, tcp: str | None) -> None:
@@ -43,7 +37,7 @@ def exactly_one_device(host: bool, usb: str | None, tcp: str | None) -> None:
         if given
     ]
     if len(chosen) != 1:
-        user_error(
+        fail(
             "choose exactly one of --host, --usb SERIAL, --tcp HOST:PORT"
             + (f" (got {' and '.join(chosen)}: they exclude each other)" if chosen else "")
         )
@@ -56,14 +50,14 @@ def check_server(server: str) -> None:
     try:
         url = httpx.URL(server)
     except httpx.InvalidURL as exc:
-        user_error(f"--server: {server!r} is no URL: {exc}")
+        fail(f"--server: {server!r} is no URL: {exc}")
     if url.scheme not in ("http", "https") or not url.host:
-        user_error(
+        fail(
             f"--server: expected an http:// or https:// URL such as http://10.0.0.5:8000, "
             f"got {server!r}"
         )
     if url.port is not None and not 1 <= url.port <= 65535:
-        user_error(f"--server: the port must be from 1 to 65535, got {url.port}")
+        fail(f"--server: the port must be from 1 to 65535, got {url.port}")
 
 
 def check_intervals(poll_interval: float, lease_seconds: float | None) -> None:
@@ -74,7 +68,7 @@ def check_intervals(poll_interval: float, lease_seconds: float | None) -> None:
     from core.protocol import MAX_LEASE_SECONDS, LeaseRequest
 
     if not (math.isfinite(poll_interval) and poll_interval >= MIN_POLL_S):
-        user_error(
+        fail(
             f"--poll-interval: must be a number of seconds, at least {MIN_POLL_S:g} (less "
             f"would flood the server with lease calls), got {poll_interval:g}"
         )
@@ -82,7 +76,7 @@ def check_intervals(poll_interval: float, lease_seconds: float | None) -> None:
         try:
             LeaseRequest(lease_seconds=lease_seconds)
         except ValidationError:
-            user_error(
+            fail(
                 f"--lease-seconds: must be more than 0 and at most {MAX_LEASE_SECONDS:g} "
                 f"seconds, got {lease_seconds:g}"
             )
@@ -93,18 +87,16 @@ def check_finite(options: dict[str, float | None]) -> None:
     lets it through), or an --auth-timeout of no time; None is an option left out."""
     for flag, value in options.items():
         if value is not None and not math.isfinite(value):
-            user_error(f"{flag}: must be a finite number, got {value:g}")
+            fail(f"{flag}: must be a finite number, got {value:g}")
     if options["--auth-timeout"] <= 0:
-        user_error(
-            f"--auth-timeout: must be more than 0 seconds, got {options['--auth-timeout']:g}"
-        )
+        fail(f"--auth-timeout: must be more than 0 seconds, got {options['--auth-timeout']:g}")
 
 
 def _plain(flag: str, what: str, value: str) -> None:
     """Exit 2 if `value` holds control characters (NUL, an ANSI escape, a line break), as
     device_class_problem and device_name_problem refuse them: a typo is named, not cleaned."""
     if not value.isprintable():
-        user_error(f"{flag}: {what} {value!r} must not hold control characters")
+        fail(f"{flag}: {what} {value!r} must not hold control characters")
 
 
 def check_model(model: str) -> None:
@@ -115,7 +107,7 @@ def check_model(model: str) -> None:
     try:
         require(device_class_problem(model), "device class", model)
     except ValueError as exc:
-        user_error(f"--model: {exc}")
+        fail(f"--model: {exc}")
 
 
 def check_name(name: str, source: str) -> None:
@@ -126,7 +118,7 @@ def check_name(name: str, source: str) -> None:
     try:
         require(device_name_problem(name), "device name", name)
     except ValueError as exc:
-        user_error(f"{source}: the {exc}")
+        fail(f"{source}: the {exc}")
 
 
 def check_phone_address(tcp: str | None, usb: str | None) -> None:
@@ -140,17 +132,17 @@ def check_phone_address(tcp: str | None, usb: str | None) -> None:
         try:
             parse_tcp_address(tcp)
         except ValueError as exc:
-            user_error(f"--tcp: {exc}")
+            fail(f"--tcp: {exc}")
     if usb is not None:
         from device_agent.adb_device import UsbUnavailable, usb_transport_class
 
         if not usb.strip():
-            user_error("--usb: give the phone's USB serial (as `adb devices` lists it), not ''")
+            fail("--usb: give the phone's USB serial (as `adb devices` lists it), not ''")
         _plain("--usb", "serial", usb)
         try:
             usb_transport_class()  # no libusb: no retry helps, unlike a phone not plugged in
         except UsbUnavailable as exc:
-            user_error(f"--usb: {exc}")
+            fail(f"--usb: {exc}")
 
 
 def check_arguments(
@@ -185,7 +177,7 @@ def usable_config_dir(config_dir: Path | None) -> Path:
     try:
         return resolve(config_dir)
     except OSError as exc:
-        user_error(
+        fail(
             f"--config-dir (or TAILOR_AGENT_HOME): cannot use {exc.filename or config_dir}: "
             f"{exc.strerror or exc}"
         )
