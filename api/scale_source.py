@@ -74,7 +74,10 @@ def members_for_scale_request(
 
 def _same_member(given: ScaleMember, expected: ScaleMember) -> bool:
     """The same candidate, origin and resized genome (by phenotype hash), search perplexity
-    (to float rounding: a client may print floats shorter than Python does) and front flag."""
+    and front flag. The perplexity to float rounding: a client may print floats shorter than
+    Python's repr, and 15 significant digits (C's DBL_DIG) are within 5e-15 relative of the
+    double; rel 1e-12 leaves margin for fewer digits' worth of tools and is text parsing,
+    the same on every CPU, while any perplexity a client could make up differs by more."""
     return (
         given.origin == expected.origin
         and Genome.coerce(given.genome).hash() == Genome.coerce(expected.genome).hash()
