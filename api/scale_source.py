@@ -76,8 +76,8 @@ def _same_member(given: ScaleMember, expected: ScaleMember) -> bool:
     """The same candidate, origin and resized genome (by phenotype hash), search perplexity
     and front flag. The perplexity to float rounding: a client may print floats shorter than
     Python's repr, and 15 significant digits (C's DBL_DIG) are within 5e-15 relative of the
-    double; rel 1e-12 leaves margin for fewer digits' worth of tools and is text parsing,
-    the same on every CPU, while any perplexity a client could make up differs by more."""
+    double, 13 digits within 5e-13: rel 1e-12 admits both. It is text parsing, the same on
+    every CPU; a perplexity made up or taken from another candidate differs by far more."""
     return (
         given.origin == expected.origin
         and Genome.coerce(given.genome).hash() == Genome.coerce(expected.genome).hash()
